@@ -1,0 +1,236 @@
+"""hosts.toml -> frozen dataclasses, validated once (imports errors only; uses tomllib).
+
+A deployment file has a ``[protocol]`` table of settings and one ``[players.NAME]`` table per
+player with ``role``, ``host`` and (for listening roles) ``port``. Compute servers get their index
+0, 1, 2 from the order in which they appear in the file. Every error names the file, the table
+and the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asyncmpc.errors import ConfigError
+
+__all__ = [
+    "LISTENING_ROLES",
+    "ROLES",
+    "Config",
+    "Player",
+    "ProtocolSettings",
+    "load_config",
+    "parse_config",
+]
+
+MODEL_OWNER = "model-owner"
+DATA_OWNER = "data-owner"
+COMPUTE_SERVER = "compute-server"
+ROLES = (MODEL_OWNER, DATA_OWNER, COMPUTE_SERVER)
+LISTENING_ROLES = frozenset({MODEL_OWNER, COMPUTE_SERVER})
+
+
+@dataclass(frozen=True, slots=True)
+class Player:
+    name: str
+    role: str
+    host: str
+    port: int | None
+    index: int | None = None
+    """Server index 0..2 for compute servers, data-owner index for data owners, else None."""
+
+    @property
+    def is_loopback(self) -> bool:
+        return _is_loopback(self.host)
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolSettings:
+    frac_bits: int = 16
+    min_owners: int = 2
+    max_owners: int = 1000
+    connect_timeout: float = 30.0
+    round_timeout: float = 60.0
+    max_frame_bytes: int = 1 << 30
+    plaintext: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    session: str
+    protocol: ProtocolSettings
+    players: dict[str, Player] = field(hash=False)
+
+    def player(self, name: str) -> Player:
+        """The player called ``name``; ConfigError if the file has none."""
+        try:
+            return self.players[name]
+        except KeyError:
+            known = ", ".join(self.players)
+            raise ConfigError(f"{self.path}: no player named {name!r} (players: {known})") from None
+
+    @property
+    def servers(self) -> tuple[Player, Player, Player]:
+        s = sorted((p for p in self.players.values() if p.role == COMPUTE_SERVER), key=lambda p: p.index or 0)
+        return (s[0], s[1], s[2])
+
+    @property
+    def data_owners(self) -> tuple[Player, ...]:
+        return tuple(p for p in self.players.values() if p.role == DATA_OWNER)
+
+    @property
+    def model_owner(self) -> Player:
+        return next(p for p in self.players.values() if p.role == MODEL_OWNER)
+
+    def server_index(self, name: str) -> int:
+        p = self.player(name)
+        if p.role != COMPUTE_SERVER or p.index is None:
+            raise ConfigError(f"{self.path}: player {name!r} is not a compute server")
+        return p.index
+
+
+_PROTOCOL_KEYS: dict[str, tuple[type, Any]] = {
+    "frac_bits": (int, (1, 40)),
+    "min_owners": (int, (2, 1_000_000)),
+    "max_owners": (int, (2, 1_000_000)),
+    "connect_timeout": (float, (0.001, 86_400.0)),
+    "round_timeout": (float, (0.001, 86_400.0)),
+    "max_frame_bytes": (int, (1024, 1 << 40)),
+    "plaintext": (bool, None),
+}
+_PLAYER_KEYS = {"role", "host", "port"}
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a hosts.toml file. Raises ConfigError naming the file, table and key."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text: {exc}") from exc
+    return parse_config(text, str(p))
+
+
+def parse_config(text: str, path: str = "hosts.toml") -> Config:
+    """Validate the text of a hosts.toml; ``path`` is used in error messages."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    _no_unknown(doc, {"session", "protocol", "players"}, path, "top level")
+    session = doc.get("session", "asyncmpc")
+    if not isinstance(session, str) or not session:
+        raise ConfigError(f"{path}: top level: key 'session' must be a non-empty string, got {session!r}")
+    protocol = _parse_protocol(doc.get("protocol", {}), path)
+    players = _parse_players(doc.get("players"), path)
+    cfg = Config(path=path, session=session, protocol=protocol, players=players)
+    if not protocol.plaintext:
+        pass  # TLS settings are checked by the runtime that needs them
+    elif not all(p.is_loopback for p in players.values()):
+        bad = next(p for p in players.values() if not p.is_loopback)
+        raise ConfigError(
+            f"{path}: [protocol] plaintext: allowed only when every player is on loopback, "
+            f"but [players.{bad.name}] host is {bad.host!r}"
+        )
+    return cfg
+
+
+def _parse_protocol(table: Any, path: str) -> ProtocolSettings:
+    where = "[protocol]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {where} must be a table")
+    _no_unknown(table, set(_PROTOCOL_KEYS), path, where)
+    values: dict[str, Any] = {}
+    for key, (kind, bounds) in _PROTOCOL_KEYS.items():
+        if key in table:
+            values[key] = _typed(table[key], kind, bounds, path, where, key)
+    settings = ProtocolSettings(**values)
+    if settings.min_owners > settings.max_owners:
+        raise ConfigError(
+            f"{path}: {where} min_owners: {settings.min_owners} is above max_owners {settings.max_owners}"
+        )
+    return settings
+
+
+def _parse_players(table: Any, path: str) -> dict[str, Player]:
+    if table is None:
+        raise ConfigError(f"{path}: missing table [players]")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [players] must be a table of [players.NAME] tables")
+    players: dict[str, Player] = {}
+    endpoints: dict[tuple[str, int], str] = {}
+    counts = {role: 0 for role in ROLES}
+    for name, entry in table.items():
+        where = f"[players.{name}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: {where} must be a table")
+        _no_unknown(entry, _PLAYER_KEYS, path, where)
+        role = entry.get("role")
+        if role not in ROLES:
+            raise ConfigError(f"{path}: {where} role: unknown role {role!r} (expected one of {', '.join(ROLES)})")
+        host = entry.get("host")
+        if not isinstance(host, str) or not host:
+            raise ConfigError(f"{path}: {where} host: expected a host name or address, got {host!r}")
+        port: int | None = None
+        if role in LISTENING_ROLES:
+            if "port" not in entry:
+                raise ConfigError(f"{path}: {where} port: missing (a {role} listens)")
+            port = _typed(entry["port"], int, (1, 65535), path, where, "port")
+            other = endpoints.get((host, port))
+            if other is not None:
+                raise ConfigError(f"{path}: {where} port: {host}:{port} is already used by [players.{other}]")
+            endpoints[(host, port)] = name
+        elif "port" in entry:
+            raise ConfigError(f"{path}: {where} port: a data owner does not listen, remove the key")
+        index = counts[role] if role != MODEL_OWNER else None
+        counts[role] += 1
+        players[name] = Player(name=name, role=role, host=host, port=port, index=index)
+    if counts[MODEL_OWNER] != 1:
+        raise ConfigError(f"{path}: [players] needs exactly 1 model-owner, found {counts[MODEL_OWNER]}")
+    if counts[COMPUTE_SERVER] != 3:
+        found = [p.name for p in players.values() if p.role == COMPUTE_SERVER]
+        raise ConfigError(f"{path}: [players] needs exactly 3 compute-server players, found {len(found)} {found}")
+    if counts[DATA_OWNER] < 2:
+        raise ConfigError(f"{path}: [players] needs at least 2 data-owner players, found {counts[DATA_OWNER]}")
+    return players
+
+
+def _typed(value: Any, kind: type, bounds: Any, path: str, where: str, key: str) -> Any:
+    ok: bool
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    if not ok:
+        raise ConfigError(f"{path}: {where} {key}: expected {kind.__name__}, got {value!r}")
+    if bounds is not None:
+        lo, hi = bounds
+        if not lo <= value <= hi or value != value:
+            raise ConfigError(f"{path}: {where} {key}: {value!r} is outside {lo}..{hi}")
+    return value
+
+
+def _no_unknown(table: dict[str, Any], known: set[str], path: str, where: str) -> None:
+    extra = sorted(set(table) - known)
+    if extra:
+        raise ConfigError(f"{path}: {where}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,80 @@
+"""Every exception class asyncmpc defines (imports nothing of the package)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AsyncMpcError",
+    "ConfigError",
+    "EncodingError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "DecodeError",
+    "FrameTooLarge",
+    "CrossCheckError",
+    "PeerLost",
+    "RoundTimeout",
+]
+
+
+class AsyncMpcError(Exception):
+    """Base of every error asyncmpc raises on purpose."""
+
+
+class ConfigError(AsyncMpcError):
+    """hosts.toml (or another setting) is missing, malformed or inconsistent."""
+
+
+class EncodingError(AsyncMpcError, ValueError):
+    """A real value cannot be encoded in the ring (NaN, inf, or out of range)."""
+
+
+class ProtocolError(AsyncMpcError):
+    """Something broke the protocol's rules."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We used the protocol API wrongly (a bug on this side)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """A peer sent something the protocol does not allow.
+
+    ``peer`` names the player that sent it, when known.
+    """
+
+    def __init__(self, message: str, *, peer: str | None = None) -> None:
+        self.peer = peer
+        super().__init__(f"{peer}: {message}" if peer else message)
+
+    def with_peer(self, peer: str) -> RemoteProtocolError:
+        """Return a copy of this error that names ``peer``."""
+        if self.peer is not None:
+            return self
+        err = type(self)(str(self), peer=peer)
+        err.__cause__ = self.__cause__
+        return err
+
+
+class DecodeError(RemoteProtocolError):
+    """Bytes from a peer are not a valid frame or message."""
+
+
+class FrameTooLarge(DecodeError):
+    """A frame announced a length above the configured maximum."""
+
+
+class CrossCheckError(RemoteProtocolError):
+    """Two servers returned different values for a twice-held share component."""
+
+    def __init__(self, message: str, *, peer: str | None = None, suspects: tuple[int, ...] = ()) -> None:
+        super().__init__(message, peer=peer)
+        self.suspects = suspects
+
+
+class PeerLost(AsyncMpcError):
+    """A connection closed or could not be made in time."""
+
+
+class RoundTimeout(AsyncMpcError):
+    """A round did not complete before its deadline."""

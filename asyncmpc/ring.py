@@ -1,0 +1,135 @@
+"""Layer 1: the ring Z_2^64 on int64 ndarrays, and fixed-point encoding.
+
+Imports numpy only. Every operation is vectorised; int64 arrays wrap modulo 2^64 silently,
+which is exactly ring arithmetic (numpy only warns on overflow of *scalars*, which this module
+never builds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from asyncmpc.errors import EncodingError
+
+__all__ = [
+    "FRAC_BITS",
+    "RING_DTYPE",
+    "RingArray",
+    "as_ring",
+    "decode",
+    "encode",
+    "max_abs_value",
+    "ring_add",
+    "ring_mul_public",
+    "ring_neg",
+    "ring_sub",
+    "ring_sum",
+]
+
+RingArray = NDArray[np.int64]
+RING_DTYPE = np.dtype(np.int64)
+FRAC_BITS = 16
+"""Default number of fractional bits of the fixed-point encoding."""
+
+
+def as_ring(values: ArrayLike) -> RingArray:
+    """Return ``values`` as a C-contiguous int64 array (no copy if it already is one).
+
+    Raises TypeError for arrays that are not integer-valued (floats must go through ``encode``).
+    """
+    arr = np.asarray(values)
+    if arr.dtype == RING_DTYPE:
+        return np.ascontiguousarray(arr)
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8:
+        return np.ascontiguousarray(arr).view(np.int64)
+    if arr.dtype.kind in "iub":
+        return np.ascontiguousarray(arr, dtype=np.int64)
+    raise TypeError(f"ring values must be integers, got dtype {arr.dtype}; use encode() for reals")
+
+
+def ring_add(x: RingArray, y: RingArray, out: RingArray | None = None) -> RingArray:
+    """x + y mod 2^64."""
+    return np.add(x, y, out=out)
+
+
+def ring_sub(x: RingArray, y: RingArray, out: RingArray | None = None) -> RingArray:
+    """x - y mod 2^64."""
+    return np.subtract(x, y, out=out)
+
+
+def ring_neg(x: RingArray) -> RingArray:
+    """-x mod 2^64."""
+    return np.negative(x)
+
+
+def ring_mul_public(x: RingArray, k: int | RingArray) -> RingArray:
+    """x * k mod 2^64 for a public integer (or int64 array) k.
+
+    Python ints of any size are reduced mod 2^64 first, so k = 2^64 - 1 means -1.
+    """
+    if isinstance(k, (int, np.integer)):
+        k_ring = np.array(int(k) % (1 << 64), dtype=np.uint64).view(np.int64)
+        return np.multiply(x, k_ring)
+    return np.multiply(x, as_ring(k))
+
+
+def ring_sum(arrays: list[RingArray]) -> RingArray:
+    """Sum of a non-empty list of equally shaped ring arrays, into a fresh array."""
+    if not arrays:
+        raise ValueError("ring_sum needs at least one array")
+    total = np.array(arrays[0], dtype=np.int64, copy=True)
+    for arr in arrays[1:]:
+        np.add(total, arr, out=total)
+    return total
+
+
+def max_abs_value(frac_bits: int = FRAC_BITS, max_terms: int = 1) -> float:
+    """The largest |x| that ``encode`` accepts when up to ``max_terms`` values may be summed.
+
+    A sum of ``max_terms`` encoded values must stay inside the signed range (-2^63, 2^63), so
+    each value is bounded by 2^63 / (max_terms * 2^frac_bits), less one unit for rounding.
+    """
+    if not 0 <= frac_bits <= 62:
+        raise ValueError(f"frac_bits must be in 0..62, got {frac_bits}")
+    if max_terms < 1:
+        raise ValueError(f"max_terms must be >= 1, got {max_terms}")
+    return float(2.0 ** (63 - frac_bits) / max_terms - 2.0 ** (1 - frac_bits))
+
+
+def encode(values: ArrayLike, frac_bits: int = FRAC_BITS, *, max_terms: int = 1) -> RingArray:
+    """Encode reals as round(x * 2^frac_bits) in Z_2^64.
+
+    ``max_terms`` is the largest number of encoded values that may later be added together;
+    values whose sum over that many terms could overflow the ring are refused.
+
+    Raises EncodingError naming the first offending element (its index and value) if any element
+    is NaN, infinite, or larger in magnitude than ``max_abs_value(frac_bits, max_terms)``.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    bound = max_abs_value(frac_bits, max_terms)
+    finite = np.isfinite(x)
+    if not finite.all():
+        idx = _first_index(~finite)
+        raise EncodingError(f"cannot encode element {idx}: value {float(x[idx])!r} is not finite")
+    too_big = np.abs(x) > bound
+    if too_big.any():
+        idx = _first_index(too_big)
+        raise EncodingError(
+            f"cannot encode element {idx}: |{float(x[idx])!r}| exceeds {bound:.6g}, the largest value "
+            f"whose sum over {max_terms} term(s) fits the ring with {frac_bits} fractional bits"
+        )
+    scaled = np.rint(np.ldexp(x, frac_bits))
+    return scaled.astype(np.int64)
+
+
+def decode(values: RingArray, frac_bits: int = FRAC_BITS) -> NDArray[np.float64]:
+    """Decode ring elements (read as signed) back to reals: x / 2^frac_bits."""
+    return np.ldexp(np.asarray(values, dtype=np.int64).astype(np.float64), -frac_bits)
+
+
+def _first_index(mask: NDArray[np.bool_]) -> tuple[int, ...] | int:
+    flat = int(np.flatnonzero(mask)[0])
+    if mask.ndim <= 1:
+        return flat
+    return tuple(int(i) for i in np.unravel_index(flat, mask.shape))
