@@ -1,0 +1,7 @@
+"""Layer 4: each role's state machine, driven by messages (no sockets, no event loop)."""
+
+from asyncmpc.protocol.aggregation import AggregationRound, RoundResult, input_shares
+from asyncmpc.protocol.events import Send, check_sender
+from asyncmpc.protocol.server import ServerProtocol
+
+__all__ = ["AggregationRound", "RoundResult", "Send", "ServerProtocol", "check_sender", "input_shares"]

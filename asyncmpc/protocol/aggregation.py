@@ -1,0 +1,165 @@
+"""Layer 4: the two ends of one secure-aggregation round (sans-I/O).
+
+``input_shares``: what a data owner sends (seed-compressed replicated shares, one per server).
+``AggregationRound``: the model owner's side of a round. It opens the round at the servers,
+collects their ``Holding`` reports, fixes the contributor set S (owners held by every server
+that reported), asks for the sum over S, and reconstructs it from the servers' ``ResultShare``s
+after cross-checking the twice-held components. The runtime calls ``expire`` when a deadline
+passes: the first time, servers that have not reported are told ``CloseInputs``; the second
+time, the round goes on with the servers that answered, if two did.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from asyncmpc.config import Config
+from asyncmpc.errors import CrossCheckError, RemoteProtocolError
+from asyncmpc.prf import RandomBytes
+from asyncmpc.protocol.events import Send, check_sender
+from asyncmpc.ring import RingArray, as_ring
+from asyncmpc.rss import RShare, cross_check, reconstruct, share_seeded
+from asyncmpc.wire import messages as m
+
+__all__ = ["AggregationRound", "RoundResult", "input_shares"]
+
+
+def input_shares(
+    config: Config, round_no: int, x: RingArray, random_bytes: RandomBytes = os.urandom
+) -> list[Send]:
+    """A data owner's ``InputShare`` for each of the three servers, for ring vector ``x``."""
+    x = as_ring(x)
+    out = []
+    for server, sh in zip(config.servers, share_seeded(x, random_bytes), strict=True):
+        msg = m.InputShare(session=config.session, round_no=round_no, shape=x.shape, a=sh.a, b=sh.b)
+        out.append(Send(server.name, msg))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    round_no: int
+    total: RingArray | None
+    """Sum over ``contributors`` in the ring; None when the round yielded nothing."""
+    contributors: tuple[str, ...]
+    cross_checked: bool
+    """True when all three servers answered and their twice-held components agreed."""
+    reason: str = ""
+
+
+class AggregationRound:
+    """The model owner's state machine for round ``round_no``."""
+
+    def __init__(self, config: Config, round_no: int, owners: tuple[str, ...], shape: tuple[int, ...]) -> None:
+        if round_no < 1:
+            raise ValueError("rounds are numbered from 1")
+        self.config = config
+        self.round_no = round_no
+        self.owners = tuple(owners)
+        self.shape = tuple(shape)
+        self.servers = tuple(p.name for p in config.servers)
+        self._holding: dict[str, frozenset[str]] = {}
+        self._results: dict[str, RShare] = {}
+        self._asked: tuple[str, ...] = ()
+        self.contributors: tuple[str, ...] = ()
+        self._expired = 0
+        self.result: RoundResult | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+    def _msg_fields(self) -> dict[str, object]:
+        return {"session": self.config.session, "round_no": self.round_no}
+
+    def open(self) -> list[Send]:
+        msg = m.OpenRound(session=self.config.session, round_no=self.round_no, owners=self.owners, shape=self.shape)
+        return [Send(s, msg) for s in self.servers]
+
+    def feed(self, sender: str, msg: m.Message) -> list[Send]:
+        """Handle a server's message for this round. Raises RemoteProtocolError or CrossCheckError."""
+        check_sender(sender, self.config.player(sender).role, msg, self.config.session)
+        if msg.round_no != self.round_no:
+            raise RemoteProtocolError(f"{msg.KIND!r} for round {msg.round_no}, expected {self.round_no}", peer=sender)
+        if self.done:
+            return []
+        if isinstance(msg, m.Holding):
+            return self._on_holding(sender, msg)
+        if isinstance(msg, m.ResultShare):
+            return self._on_result(sender, msg)
+        if isinstance(msg, m.Reject):
+            raise RemoteProtocolError(f"refused round {self.round_no}: {msg.reason}", peer=sender)
+        raise RemoteProtocolError(f"unexpected {msg.KIND!r} during a round", peer=sender)
+
+    def expire(self) -> list[Send]:
+        """A deadline passed: close inputs first, then go on with the servers that answered."""
+        if self.done:
+            return []
+        self._expired += 1
+        if not self._asked:
+            silent = [s for s in self.servers if s not in self._holding]
+            if self._expired == 1:
+                return [Send(s, m.CloseInputs(session=self.config.session, round_no=self.round_no)) for s in silent]
+            if len(self._holding) >= 2:
+                return self._decide()
+            return self._fail(f"only {len(self._holding)} server(s) reported their inputs")
+        if len(self._results) >= 2:
+            return self._finish()
+        return self._fail(f"only {len(self._results)} server(s) returned result shares")
+
+    def _on_holding(self, sender: str, msg: m.Holding) -> list[Send]:
+        if self._asked or sender in self._holding:
+            return []
+        unknown = set(msg.owners) - set(self.owners)
+        if unknown:
+            raise RemoteProtocolError(f"reports owners outside round {self.round_no}: {sorted(unknown)}", peer=sender)
+        self._holding[sender] = frozenset(msg.owners)
+        if len(self._holding) == len(self.servers):
+            return self._decide()
+        return []
+
+    def _decide(self) -> list[Send]:
+        held = frozenset(self.owners)
+        for owners in self._holding.values():
+            held &= owners
+        self.contributors = tuple(o for o in self.owners if o in held)
+        minimum = max(2, self.config.protocol.min_owners)
+        if len(self.contributors) < minimum:
+            return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {minimum}")
+        self._asked = tuple(self._holding)
+        msg = m.Aggregate(session=self.config.session, round_no=self.round_no, contributors=self.contributors)
+        return [Send(s, msg) for s in self._asked]
+
+    def _on_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
+        if sender not in self._asked or sender in self._results:
+            raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
+        if tuple(msg.contributors) != self.contributors:
+            raise RemoteProtocolError(f"result share over the wrong contributors in round {self.round_no}", peer=sender)
+        if msg.a.shape != self.shape or msg.b.shape != self.shape:
+            raise RemoteProtocolError(f"result share of shape {msg.a.shape}, expected {self.shape}", peer=sender)
+        index = self.servers.index(sender)
+        self._results[sender] = RShare(index, msg.a, msg.b)
+        if len(self._results) == len(self._asked):
+            return self._finish()
+        return []
+
+    def _finish(self) -> list[Send]:
+        shares = list(self._results.values())
+        checked = len(shares) == 3
+        if checked:
+            suspects = cross_check(shares)
+            if suspects:
+                names = tuple(self.servers[i] for i in suspects)
+                self.result = RoundResult(self.round_no, None, self.contributors, False, "cross-check failed")
+                raise CrossCheckError(
+                    f"round {self.round_no}: result shares disagree; suspect server(s) {', '.join(names)}",
+                    suspects=suspects,
+                )
+        total = reconstruct(shares)
+        self.result = RoundResult(self.round_no, total, self.contributors, checked)
+        return []
+
+    def _fail(self, reason: str) -> list[Send]:
+        self.result = RoundResult(self.round_no, None, self.contributors, False, reason)
+        return []

@@ -1,0 +1,173 @@
+"""Layer 3: every message type, declared once, with its fields and the roles that may send it.
+
+Each message is a frozen dataclass with ``KIND`` (its name on the wire) and ``SENDERS`` (roles
+allowed to send it). Every message carries the envelope fields ``session`` (the deployment's
+session id) and ``round_no`` (0 outside rounds). The sender is *not* a field: it is the
+authenticated player at the other end of the connection, which a message cannot forge.
+
+Field types the codec knows: ``int``, ``float``, ``str``, ``bytes``, ``tuple[str, ...]``,
+``tuple[int, ...]`` (shapes), ``RingArray`` (int64 array), ``FloatArray`` (float64 array) and
+``Component`` (an int64 array or a 16-byte seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from asyncmpc.ring import RingArray
+from asyncmpc.rss import Component, Seed
+
+__all__ = [
+    "ALL_ROLES",
+    "MESSAGES",
+    "PROTOCOL_VERSION",
+    "Abort",
+    "Aggregate",
+    "CloseInputs",
+    "Component",
+    "FloatArray",
+    "Hello",
+    "Holding",
+    "InputShare",
+    "Message",
+    "OpenRound",
+    "PrfKey",
+    "Reject",
+    "ResultShare",
+    "Seed",
+]
+
+PROTOCOL_VERSION = 1
+FloatArray = NDArray[np.float64]
+
+_message = dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+
+MO, DO, CS = "model-owner", "data-owner", "compute-server"
+ALL_ROLES = frozenset({MO, DO, CS})
+
+
+@_message
+class Message:
+    KIND: ClassVar[str] = ""
+    SENDERS: ClassVar[frozenset[str]] = frozenset()
+    session: str
+    round_no: int = 0
+
+    def __repr__(self) -> str:
+        """Field values, with arrays and seeds shown only by shape: a log line never holds a share."""
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                shown = f"<{value.dtype} {value.shape}>"
+            elif isinstance(value, bytes):
+                shown = f"<{len(value)} bytes>"
+            else:
+                shown = repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+@_message
+class Hello(Message):
+    """First frame on every connection, from both sides: who I am and what I speak."""
+
+    KIND = "hello"
+    SENDERS = ALL_ROLES
+    player: str
+    version: int = PROTOCOL_VERSION
+
+
+@_message
+class Abort(Message):
+    """The sender stops; ``reason`` says why (no secrets in it)."""
+
+    KIND = "abort"
+    SENDERS = ALL_ROLES
+    reason: str
+
+
+@_message
+class Reject(Message):
+    """The sender refused a message from the receiver; ``reason`` says which and why."""
+
+    KIND = "reject"
+    SENDERS = ALL_ROLES
+    reason: str
+
+
+@_message
+class PrfKey(Message):
+    """Server i's PRF key k_i, sent at start-up to server i-1 (for shares of zero)."""
+
+    KIND = "prf_key"
+    SENDERS = frozenset({CS})
+    key: bytes
+
+
+@_message
+class OpenRound(Message):
+    """The model owner opens round ``round_no`` at a server: who may contribute, what shape."""
+
+    KIND = "open_round"
+    SENDERS = frozenset({MO})
+    owners: tuple[str, ...]
+    shape: tuple[int, ...]
+
+
+@_message
+class InputShare(Message):
+    """A data owner's replicated share for one server: components (x_i, x_{i+1})."""
+
+    KIND = "input_share"
+    SENDERS = frozenset({DO})
+    shape: tuple[int, ...]
+    a: Component
+    b: Component
+
+
+@_message
+class CloseInputs(Message):
+    """The model owner stops waiting for inputs: the server answers with ``Holding`` now."""
+
+    KIND = "close_inputs"
+    SENDERS = frozenset({MO})
+
+
+@_message
+class Holding(Message):
+    """A server reports the owners whose complete shares it holds for the round."""
+
+    KIND = "holding"
+    SENDERS = frozenset({CS})
+    owners: tuple[str, ...]
+
+
+@_message
+class Aggregate(Message):
+    """The model owner fixes the contributor set; servers sum those owners' shares."""
+
+    KIND = "aggregate"
+    SENDERS = frozenset({MO})
+    contributors: tuple[str, ...]
+
+
+@_message
+class ResultShare(Message):
+    """A server's share (x_i, x_{i+1}) of the sum over ``contributors``."""
+
+    KIND = "result_share"
+    SENDERS = frozenset({CS})
+    contributors: tuple[str, ...]
+    a: RingArray
+    b: RingArray
+
+
+MESSAGES: dict[str, type[Message]] = {
+    cls.KIND: cls
+    for cls in (Hello, Abort, Reject, PrfKey, OpenRound, InputShare, CloseInputs, Holding, Aggregate, ResultShare)
+}
