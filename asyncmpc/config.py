@@ -17,7 +17,10 @@ from typing import Any
 from asyncmpc.errors import ConfigError
 
 __all__ = [
+    "COMPUTE_SERVER",
+    "DATA_OWNER",
     "LISTENING_ROLES",
+    "MODEL_OWNER",
     "ROLES",
     "Config",
     "Player",

@@ -28,6 +28,7 @@ __all__ = [
     "Abort",
     "Aggregate",
     "CloseInputs",
+    "Finish",
     "Component",
     "FloatArray",
     "Hello",
@@ -167,7 +168,18 @@ class ResultShare(Message):
     b: RingArray
 
 
+@_message
+class Finish(Message):
+    """The model owner ends the session: every other player finishes its work and exits."""
+
+    KIND = "finish"
+    SENDERS = frozenset({MO})
+    reason: str = "done"
+
+
 MESSAGES: dict[str, type[Message]] = {
     cls.KIND: cls
-    for cls in (Hello, Abort, Reject, PrfKey, OpenRound, InputShare, CloseInputs, Holding, Aggregate, ResultShare)
+    for cls in (
+        Hello, Abort, Reject, Finish, PrfKey, OpenRound, InputShare, CloseInputs, Holding, Aggregate, ResultShare
+    )
 }

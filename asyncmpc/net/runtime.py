@@ -1,0 +1,282 @@
+"""Layer 5: a player's network presence: listener, dialler, handshake, inbox, shutdown.
+
+Who dials whom follows DESIGN.md: data owners only dial out (to the model owner and the three
+servers); the model owner dials the servers; between servers the higher index dials the lower.
+Every connection starts with a ``Hello`` from each side naming its player; the listener checks
+the name against hosts.toml and against who may dial it, the dialler checks that the listener
+is the player it dialled. TLS plugs in through ``TlsContexts`` (server and client contexts, and
+a check that binds the certificate to the name in ``Hello``); without it the config must say
+``plaintext = true`` (which it allows on loopback only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, LISTENING_ROLES, MODEL_OWNER, Config, Player
+from asyncmpc.errors import ConfigError, PeerLost, RemoteProtocolError
+from asyncmpc.net.peer import Connection
+from asyncmpc.wire.messages import PROTOCOL_VERSION, Hello, Message, Reject
+
+__all__ = ["Event", "Node", "TlsContexts", "dial_targets", "may_dial", "run"]
+
+log = logging.getLogger(__name__)
+
+Event = tuple[str, Message | None]
+"""(player, message) from the inbox; message None means that player's connection closed."""
+
+
+@dataclass(frozen=True)
+class TlsContexts:
+    """How a node speaks TLS: contexts for both directions and a certificate-to-name check."""
+
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+    verify_peer: Callable[[dict[str, Any] | None, str], None]
+    """Raises RemoteProtocolError unless the certificate names the player."""
+
+
+def may_dial(config: Config, dialer: Player, listener: Player) -> bool:
+    """Whether ``dialer`` is the one to open connections to ``listener``."""
+    if listener.role not in LISTENING_ROLES or dialer.name == listener.name:
+        return False
+    if dialer.role == DATA_OWNER:
+        return True
+    if dialer.role == MODEL_OWNER:
+        return listener.role == COMPUTE_SERVER
+    if dialer.role == COMPUTE_SERVER and listener.role == COMPUTE_SERVER:
+        return (dialer.index or 0) > (listener.index or 0)
+    return False
+
+
+def dial_targets(config: Config, me: Player) -> list[Player]:
+    """The players that ``me`` dials at start-up."""
+    return [p for p in config.players.values() if may_dial(config, me, p)]
+
+
+class Node:
+    """One player's endpoint. Use as ``async with Node(...) as node``."""
+
+    def __init__(self, config: Config, name: str, *, tls: TlsContexts | None = None) -> None:
+        self.config = config
+        self.me = config.player(name)
+        self.name = name
+        if tls is None and not config.protocol.plaintext:
+            raise ConfigError(
+                f"{config.path}: [protocol] plaintext is false but no TLS material was given to {name}; "
+                "set plaintext = true for a loopback-only deployment"
+            )
+        self.tls = tls
+        self.inbox: asyncio.Queue[Event] = asyncio.Queue()
+        self.peers: dict[str, Connection] = {}
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._peer_changed = asyncio.Condition()
+        self.log = logging.LoggerAdapter(log, {"player": name})
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Listen, if this role listens (on the configured host and port; port 0 in tests)."""
+        if self.me.role in LISTENING_ROLES:
+            self._server = await asyncio.start_server(
+                self._on_accept,
+                self.me.host,
+                self.me.port,
+                ssl=self.tls.server if self.tls else None,
+                limit=1 << 20,
+            )
+            self.log.info("listening on %s:%s", self.me.host, self.port)
+
+    @property
+    def port(self) -> int | None:
+        if self._server is None or not self._server.sockets:
+            return self.me.port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.peers.values()):
+            await conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    # ------------------------------------------------------------ connecting
+
+    async def connect(self, names: list[str] | None = None, timeout: float | None = None) -> None:
+        """Dial ``names`` (default: every player this role dials), retrying until ``timeout``."""
+        targets = [self.config.player(n) for n in names] if names is not None else dial_targets(self.config, self.me)
+        limit = self.config.protocol.connect_timeout if timeout is None else timeout
+        async with asyncio.TaskGroup() as tg:
+            for p in targets:
+                tg.create_task(self._dial(p, limit))
+
+    async def _dial(self, peer: Player, timeout: float) -> None:
+        if peer.port is None:
+            raise ConfigError(f"{self.config.path}: [players.{peer.name}] has no port to dial")
+        delay = 0.02
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last_error = ""
+        while True:
+            try:
+                async with asyncio.timeout(max(0.01, deadline - loop.time())):
+                    reader, writer = await asyncio.open_connection(
+                        peer.host,
+                        peer.port,
+                        ssl=self.tls.client if self.tls else None,
+                        server_hostname=peer.name if self.tls else None,
+                        limit=1 << 20,
+                    )
+                break
+            except (OSError, TimeoutError) as exc:
+                last_error = str(exc) or type(exc).__name__
+            if loop.time() + delay >= deadline:
+                raise PeerLost(f"{self.name}: could not reach {peer.name} at {peer.host}:{peer.port} "
+                               f"within {timeout:g}s: {last_error}")
+            await asyncio.sleep(delay)  # back-off between attempts to reach a peer that is starting
+            delay = min(delay * 2, 1.0)
+        conn = self._connection(reader, writer, peer.name)
+        try:
+            await conn.send(Hello(session=self.config.session, player=self.name))
+            hello = await conn.read(timeout=max(0.01, deadline - loop.time()))
+            if not isinstance(hello, Hello) or hello.player != peer.name:
+                raise RemoteProtocolError(f"answered the handshake as {getattr(hello, 'player', hello.KIND)!r}",
+                                          peer=peer.name)
+            self._check_hello(hello, conn)
+        except BaseException:
+            await conn.close()
+            raise
+        await self._register(conn)
+
+    async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = self._connection(reader, writer, "?")
+        try:
+            hello = await conn.read(timeout=self.config.protocol.connect_timeout)
+            if not isinstance(hello, Hello):
+                raise RemoteProtocolError(f"first message must be 'hello', got {hello.KIND!r}")
+            if hello.player not in self.config.players:
+                raise RemoteProtocolError(f"unknown player {hello.player!r} (not in {self.config.path})")
+            dialer = self.config.players[hello.player]
+            if not may_dial(self.config, dialer, self.me):
+                raise RemoteProtocolError(f"a {dialer.role} may not connect to a {self.me.role}", peer=hello.player)
+            if hello.player in self.peers:
+                raise RemoteProtocolError("already connected", peer=hello.player)
+            conn.name = hello.player
+            self._check_hello(hello, conn)
+            await conn.send(Hello(session=self.config.session, player=self.name))
+        except (RemoteProtocolError, PeerLost) as exc:
+            self.log.warning("refused connection from %s: %s", conn.address, exc)
+            with contextlib.suppress(PeerLost):
+                await conn.send(Reject(session=self.config.session, reason=str(exc)))
+            await conn.close()
+            return
+        await self._register(conn)
+
+    def _check_hello(self, hello: Hello, conn: Connection) -> None:
+        if hello.session != self.config.session:
+            raise RemoteProtocolError(f"session {hello.session!r}, expected {self.config.session!r}", peer=hello.player)
+        if hello.version != PROTOCOL_VERSION:
+            raise RemoteProtocolError(f"protocol version {hello.version}, expected {PROTOCOL_VERSION}",
+                                      peer=hello.player)
+        if self.tls is not None:
+            self.tls.verify_peer(conn.writer.get_extra_info("peercert"), hello.player)
+
+    def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str) -> Connection:
+        p = self.config.protocol
+        return Connection(reader, writer, max_frame=p.max_frame_bytes, body_timeout=p.round_timeout, name=name)
+
+    async def _register(self, conn: Connection) -> None:
+        self.peers[conn.name] = conn
+        self.log.info("connected to %s", conn.name)
+        task = asyncio.create_task(self._read_loop(conn), name=f"read:{conn.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        async with self._peer_changed:
+            self._peer_changed.notify_all()
+
+    async def wait_for_peers(self, names: list[str], timeout: float | None = None) -> None:
+        """Wait until every player in ``names`` is connected (dialled or accepted)."""
+        limit = self.config.protocol.connect_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit), self._peer_changed:
+                await self._peer_changed.wait_for(lambda: all(n in self.peers for n in names))
+        except TimeoutError:
+            missing = [n for n in names if n not in self.peers]
+            raise PeerLost(f"{self.name}: {', '.join(missing)} did not connect within {limit:g}s") from None
+
+    # ------------------------------------------------------------ messages
+
+    async def _read_loop(self, conn: Connection) -> None:
+        try:
+            while True:
+                msg = await conn.read()
+                await self.inbox.put((conn.name, msg))
+        except RemoteProtocolError as exc:
+            await self.drop(conn.name, exc.with_peer(conn.name))
+        except PeerLost as exc:
+            self.log.info("%s", exc)
+        finally:
+            await conn.close()
+            if self.peers.get(conn.name) is conn:
+                del self.peers[conn.name]
+                await self.inbox.put((conn.name, None))
+                async with self._peer_changed:
+                    self._peer_changed.notify_all()
+
+    async def send(self, to: str, msg: Message) -> None:
+        """Send ``msg`` to the connected player ``to``; PeerLost if it is not connected."""
+        conn = self.peers.get(to)
+        if conn is None:
+            raise PeerLost(f"{self.name}: not connected to {to}")
+        await conn.send(msg)
+
+    async def recv(self, timeout: float | None = None) -> Event:
+        """The next (player, message) event; TimeoutError after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            return await self.inbox.get()
+
+    async def drop(self, player: str, error: Exception) -> None:
+        """Tell ``player`` why, and close its connection; the node keeps serving everyone else."""
+        self.log.warning("closing connection to %s: %s", player, error)
+        conn = self.peers.pop(player, None)
+        if conn is None:
+            return
+        with contextlib.suppress(PeerLost):
+            await conn.send(Reject(session=self.config.session, reason=str(error)))
+        await conn.close()
+        await self.inbox.put((player, None))
+
+    def traffic(self) -> tuple[int, int]:
+        """Bytes (sent, received) over the connections currently open."""
+        return (sum(c.bytes_sent for c in self.peers.values()), sum(c.bytes_received for c in self.peers.values()))
+
+
+def run(main: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a coroutine function on uvloop where it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())  # type: ignore[arg-type]
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())  # type: ignore[arg-type]

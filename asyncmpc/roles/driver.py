@@ -1,0 +1,57 @@
+"""Layer 6: drive one secure-aggregation round from the model owner's node."""
+
+from __future__ import annotations
+
+import asyncio
+
+from asyncmpc.errors import CrossCheckError, PeerLost, RemoteProtocolError, RoundTimeout
+from asyncmpc.net.runtime import Node
+from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
+from asyncmpc.protocol.events import Send
+
+__all__ = ["drive_round", "send_all"]
+
+
+async def send_all(node: Node, actions: list[Send]) -> None:
+    """Send every action; a lost peer is logged, the round's deadlines handle the rest."""
+    for action in actions:
+        try:
+            await node.send(action.to, action.msg)
+        except PeerLost as exc:
+            node.log.warning("could not send %s: %s", action.msg.KIND, exc)
+
+
+async def drive_round(node: Node, rnd: AggregationRound, timeout: float) -> RoundResult:
+    """Open ``rnd`` at the servers and feed it their answers until it yields a result.
+
+    The deadline is split in two phases (inputs, then results); ``expire`` is called at each.
+    Raises CrossCheckError if the servers' result shares disagree, RoundTimeout if the round
+    never finished.
+    """
+    await send_all(node, rnd.open())
+    loop = asyncio.get_running_loop()
+    phase_end = loop.time() + timeout / 2
+    expiries = 0
+    while not rnd.done:
+        remaining = phase_end - loop.time()
+        try:
+            sender, msg = await node.recv(timeout=max(0.0, remaining))
+        except TimeoutError:
+            expiries += 1
+            if expiries > 3:
+                raise RoundTimeout(f"round {rnd.round_no} did not finish within {timeout:g}s") from None
+            await send_all(node, rnd.expire())
+            phase_end = loop.time() + timeout / 2
+            continue
+        if msg is None or sender not in rnd.servers:
+            continue
+        try:
+            actions = rnd.feed(sender, msg)
+        except CrossCheckError:
+            raise
+        except RemoteProtocolError as exc:
+            await node.drop(sender, exc)  # the round goes on with the other servers
+            continue
+        await send_all(node, actions)
+    assert rnd.result is not None
+    return rnd.result

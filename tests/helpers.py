@@ -1,0 +1,102 @@
+"""Shared test helpers: free loopback ports, generated hosts.toml files, player processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ROLE = ROOT / "scripts" / "run_role.py"
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def hosts_toml(owners: int = 3, *, session: str = "test", protocol: str = "", ports: list[int] | None = None) -> str:
+    """The text of a loopback deployment with fresh ports."""
+    ports = ports or free_ports(4)
+    lines = [f'session = "{session}"', "", "[protocol]", "plaintext = true", "connect_timeout = 30.0",
+             "round_timeout = 60.0", protocol, ""]
+    lines += ["[players.model-owner]", 'role = "model-owner"', 'host = "127.0.0.1"', f"port = {ports[0]}", ""]
+    for i in range(3):
+        lines += [f"[players.server-{i}]", 'role = "compute-server"', 'host = "127.0.0.1"', f"port = {ports[1 + i]}", ""]
+    for i in range(owners):
+        lines += [f"[players.data-owner-{i}]", 'role = "data-owner"', 'host = "127.0.0.1"', ""]
+    return "\n".join(lines)
+
+
+def write_config(directory: Path, text: str | None = None, **kwargs: object) -> Path:
+    path = directory / "hosts.toml"
+    path.write_text(text if text is not None else hosts_toml(**kwargs))  # type: ignore[arg-type]
+    return path
+
+
+class Players:
+    """Player processes started by a test; every one is killed when the test ends."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def start_role(self, config: Path, name: str, *extra: str) -> subprocess.Popen[bytes]:
+        return self.start(name, [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", name, *extra])
+
+    def wait(self, name: str, timeout: float) -> int:
+        try:
+            return self.procs[name].wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{name} did not exit within {timeout}s; log:\n{self.log(name)}") from None
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs.values():
+            proc.wait()
+
+
+@contextmanager
+def players(log_dir: Path) -> Iterator[Players]:
+    p = Players(log_dir)
+    try:
+        yield p
+    finally:
+        p.kill_all()
+
+
+def wait_until(predicate: object, timeout: float, what: str) -> None:
+    """Poll ``predicate`` (a callable) until it is true; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

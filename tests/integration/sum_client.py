@@ -1,0 +1,49 @@
+"""Test client: shares two random int64 vectors to three server processes and opens their sum.
+
+One process speaks as three players of the deployment (model-owner, data-owner-0 and
+data-owner-1), each over its own connections: the data owners share x and y, the model owner
+runs the round, cross-checks and reconstructs. Writes x, y and the opened sum to an .npz file
+for the test to compare, then tells the servers the session is finished.
+
+Usage: sum_client.py CONFIG OUT.npz LENGTH
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from asyncmpc.config import load_config  # noqa: E402
+from asyncmpc.net.runtime import Node, run  # noqa: E402
+from asyncmpc.protocol.aggregation import AggregationRound, input_shares  # noqa: E402
+from asyncmpc.protocol.events import Send  # noqa: E402
+from asyncmpc.roles.driver import drive_round, send_all  # noqa: E402
+from asyncmpc.wire.messages import Finish  # noqa: E402
+
+
+async def main(config_path: str, out: str, length: int) -> None:
+    cfg = load_config(config_path)
+    servers = [p.name for p in cfg.servers]
+    owners = [p.name for p in cfg.data_owners[:2]]
+    vectors = {o: np.frombuffer(os.urandom(8 * length), dtype=np.int64) for o in owners}
+    async with Node(cfg, cfg.model_owner.name) as mo, Node(cfg, owners[0]) as d0, Node(cfg, owners[1]) as d1:
+        await asyncio.gather(mo.connect(servers), d0.connect(servers), d1.connect(servers))
+        rnd = AggregationRound(cfg, 1, tuple(owners), (length,))
+        result, *_ = await asyncio.gather(
+            drive_round(mo, rnd, cfg.protocol.round_timeout),
+            send_all(d0, input_shares(cfg, 1, vectors[owners[0]])),
+            send_all(d1, input_shares(cfg, 1, vectors[owners[1]])),
+        )
+        await send_all(mo, [Send(s, Finish(session=cfg.session)) for s in servers])
+    np.savez(out, x=vectors[owners[0]], y=vectors[owners[1]], total=result.total,
+             cross_checked=result.cross_checked)
+
+
+if __name__ == "__main__":
+    run(lambda: main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
