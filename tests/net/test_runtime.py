@@ -1,0 +1,146 @@
+"""Loopback tests of the runtime: handshake, retry, bad peers. Each under a hard timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asyncmpc.config import Config, parse_config
+from asyncmpc.errors import ConfigError, PeerLost
+from asyncmpc.net.runtime import Node
+from asyncmpc.wire import messages as m
+from asyncmpc.wire.codec import decode_message, encode_message
+from asyncmpc.wire.framing import frame
+from tests.helpers import hosts_toml
+
+LIMIT = 20.0
+
+
+def config(**kwargs: object) -> Config:
+    return parse_config(hosts_toml(3, **kwargs), "test.toml")  # type: ignore[arg-type]
+
+
+def within(coro_fn: Callable[[], Awaitable[None]]) -> None:
+    async def guarded() -> None:
+        async with asyncio.timeout(LIMIT):
+            await coro_fn()
+
+    asyncio.run(guarded())
+
+
+async def raw_exchange(cfg: Config, payload: bytes) -> list[m.Message]:
+    """Send raw bytes to server-0 and return whatever messages come back before it closes."""
+    server = cfg.player("server-0")
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(payload)
+    await writer.drain()
+    got: list[m.Message] = []
+    while True:
+        head = await reader.read(4)
+        if len(head) < 4:
+            break
+        (n,) = struct.unpack(">I", head)
+        got.append(decode_message(await reader.readexactly(n)))
+    writer.close()
+    return got
+
+
+def test_handshake_and_a_message_with_an_array() -> None:
+    cfg = config()
+
+    async def body() -> None:
+        async with Node(cfg, "server-0") as srv, Node(cfg, "data-owner-0") as owner:
+            await owner.connect(["server-0"])
+            await srv.wait_for_peers(["data-owner-0"])
+            x = np.arange(1000, dtype=np.int64)
+            await owner.send("server-0", m.InputShare(session=cfg.session, round_no=1, shape=(1000,), a=x, b=x))
+            sender, msg = await srv.recv(timeout=5)
+            assert sender == "data-owner-0" and isinstance(msg, m.InputShare)
+            assert isinstance(msg.a, np.ndarray)
+            np.testing.assert_array_equal(msg.a, x)
+
+    within(body)
+
+
+def test_dialling_retries_until_the_listener_starts() -> None:
+    cfg = config()
+
+    async def body() -> None:
+        async with Node(cfg, "data-owner-1") as owner:
+            dial = asyncio.create_task(owner.connect(["server-1"]))
+            await asyncio.sleep(0.3)  # the server is deliberately late
+            assert not dial.done()
+            async with Node(cfg, "server-1") as srv:
+                await dial
+                await srv.wait_for_peers(["data-owner-1"])
+                assert "server-1" in owner.peers
+
+    within(body)
+
+
+def test_unreachable_peer_fails_naming_it() -> None:
+    cfg = config()
+
+    async def body() -> None:
+        async with Node(cfg, "data-owner-0") as owner:
+            with pytest.raises(ExceptionGroup) as info:
+                await owner.connect(["server-2"], timeout=0.5)
+            err = info.value.exceptions[0]
+            assert isinstance(err, PeerLost) and "could not reach server-2" in str(err)
+
+    within(body)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (frame(encode_message(m.Hello(session="test", player="mallory"))), "unknown player 'mallory'"),
+        (frame(encode_message(m.Hello(session="test", player="server-0"))), "a compute-server may not connect"),
+        (frame(encode_message(m.Hello(session="other", player="data-owner-0"))), "session 'other'"),
+        (frame(encode_message(m.Abort(session="test", reason="x"))), "first message must be 'hello'"),
+        (frame(b"\xc1garbage"), "not a valid msgpack message"),
+        (struct.pack(">I", 1 << 31), "above the maximum"),
+    ],
+)
+def test_bad_peers_are_refused_and_the_listener_keeps_serving(payload: bytes, reason: str) -> None:
+    cfg = config(protocol="max_frame_bytes = 1048576")
+
+    async def body() -> None:
+        async with Node(cfg, "server-0") as srv:
+            got = await raw_exchange(cfg, payload)
+            assert len(got) == 1 and isinstance(got[0], m.Reject) and reason in got[0].reason
+            assert not srv.peers
+            async with Node(cfg, "data-owner-2") as owner:  # a good peer still gets in
+                await owner.connect(["server-0"])
+                await srv.wait_for_peers(["data-owner-2"])
+
+    within(body)
+
+
+def test_a_peer_breaking_the_wire_after_the_handshake_is_dropped() -> None:
+    cfg = config()
+
+    async def body() -> None:
+        async with Node(cfg, "server-0") as srv, Node(cfg, "data-owner-0") as owner:
+            await owner.connect(["server-0"])
+            await srv.wait_for_peers(["data-owner-0"])
+            conn = owner.peers["server-0"]
+            conn.writer.write(frame(b"\x81\xa4kind\xa7unknown"))
+            await conn.writer.drain()
+            sender, msg = await srv.recv(timeout=5)
+            assert (sender, msg) == ("data-owner-0", None)  # the server closed that connection
+            sender, msg = await owner.recv(timeout=5)
+            assert isinstance(msg, m.Reject) and "unknown message kind 'unknown'" in msg.reason
+
+    within(body)
+
+
+def test_plaintext_needs_to_be_asked_for(tmp_path: Path) -> None:
+    cfg = parse_config(hosts_toml(3).replace("plaintext = true", "plaintext = false"), "test.toml")
+    with pytest.raises(ConfigError, match="plaintext is false but no TLS material"):
+        Node(cfg, "server-0")

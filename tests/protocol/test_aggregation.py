@@ -1,0 +1,216 @@
+"""Compute servers and the model owner's round, wired by an in-memory router: no sockets."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from asyncmpc.config import Config, parse_config
+from asyncmpc.errors import CrossCheckError, RemoteProtocolError
+from asyncmpc.prf import new_seed
+from asyncmpc.protocol import AggregationRound, Send, ServerProtocol, input_shares
+from asyncmpc.wire import messages as m
+from asyncmpc.wire.codec import decode_message, encode_message
+from tests.helpers import hosts_toml
+
+CFG: Config = parse_config(hosts_toml(4, ports=[9000, 9001, 9002, 9003]), "test.toml")
+MO = "model-owner"
+OWNERS = tuple(p.name for p in CFG.data_owners)
+Envelope = tuple[str, Send]
+
+
+class Router:
+    """Delivers (sender, Send) pairs through the codec, in an order a test may shuffle."""
+
+    def __init__(self, rnd: AggregationRound, servers: dict[str, ServerProtocol]) -> None:
+        self.rnd = rnd
+        self.servers = servers
+        self.queue: list[Envelope] = []
+
+    def post(self, sender: str, actions: list[Send]) -> None:
+        self.queue += [(sender, a) for a in actions]
+
+    def run(self, pick: Callable[[list[Envelope]], int] = lambda q: 0,
+            tamper: Callable[[str, m.Message], m.Message] = lambda s, msg: msg) -> None:
+        while self.queue:
+            sender, action = self.queue.pop(pick(self.queue))
+            msg = tamper(sender, decode_message(encode_message(action.msg)))
+            if action.to in self.servers:
+                self.post(action.to, self.servers[action.to].feed(sender, msg))
+            elif action.to == MO:
+                self.post(MO, self.rnd.feed(sender, msg))
+
+
+def setup(round_no: int = 1, owners: tuple[str, ...] = OWNERS, shape: tuple[int, ...] = (50,)):  # type: ignore[no-untyped-def]
+    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
+    rnd = AggregationRound(CFG, round_no, owners, shape)
+    router = Router(rnd, servers)
+    xs = {o: np.frombuffer(os.urandom(8 * int(np.prod(shape))), dtype=np.int64).reshape(shape) for o in owners}
+    return servers, rnd, router, xs
+
+
+def send_inputs(router: Router, xs: dict[str, np.ndarray], round_no: int = 1) -> None:
+    for owner, x in xs.items():
+        router.post(owner, input_shares(CFG, round_no, x))
+
+
+def test_sum_over_all_owners_in_order() -> None:
+    _, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    router.run()
+    assert rnd.result is not None and rnd.result.cross_checked
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+    assert rnd.result.contributors == OWNERS
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_delivery_order_gives_the_same_sum(seed: int) -> None:
+    """Inputs may reach a server before the round is opened there: they wait, not fail."""
+    rng = random.Random(seed)
+    _, rnd, router, xs = setup()
+    send_inputs(router, xs)
+    router.post(MO, rnd.open())
+    router.run(pick=lambda q: rng.randrange(len(q)))
+    assert rnd.result is not None
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_duplicate_input_share_is_refused_naming_the_sender() -> None:
+    servers, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    router.run()
+    share = input_shares(CFG, 1, xs[OWNERS[0]])[0]
+    servers["server-0"].feed(OWNERS[0], share.msg)
+    with pytest.raises(RemoteProtocolError, match="data-owner-0: second input share for round 1"):
+        servers["server-0"].feed(OWNERS[0], share.msg)
+
+
+def test_dropped_owner_is_left_out_after_close_inputs() -> None:
+    _, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    late = OWNERS[-1]
+    send_inputs(router, {o: x for o, x in xs.items() if o != late})
+    router.run()
+    assert not rnd.done
+    router.post(MO, rnd.expire())  # deadline: close inputs, servers report what they hold
+    router.run()
+    assert rnd.result is not None and rnd.result.contributors == OWNERS[:-1]
+    np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != late))
+
+
+def test_share_missing_at_one_server_excludes_that_owner_everywhere() -> None:
+    _, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    for owner, x in xs.items():
+        actions = input_shares(CFG, 1, x)
+        if owner == OWNERS[0]:
+            actions = [a for a in actions if a.to != "server-2"]  # lost on the way to server 2
+        router.post(owner, actions)
+    router.run()
+    router.post(MO, rnd.expire())
+    router.run()
+    assert rnd.result is not None and OWNERS[0] not in rnd.result.contributors
+    np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != OWNERS[0]))
+
+
+def test_too_few_contributors_yields_nothing() -> None:
+    _, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, {OWNERS[0]: xs[OWNERS[0]]})
+    router.run()
+    router.post(MO, rnd.expire())
+    router.run()
+    assert rnd.result is not None and rnd.result.total is None
+    assert "fewer than the minimum of 2" in rnd.result.reason
+
+
+def test_lost_server_round_finishes_with_two_unchecked() -> None:
+    servers, rnd, router, xs = setup()
+    del router.servers["server-1"]  # server 1 is gone: nothing reaches it, nothing comes back
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    router.run()
+    router.post(MO, rnd.expire())
+    router.run()
+    router.post(MO, rnd.expire())  # second deadline: go on with servers 0 and 2
+    router.run()
+    assert rnd.result is not None and not rnd.result.cross_checked
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_lying_server_is_caught_by_the_cross_check() -> None:
+    _, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+
+    def tamper(sender: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, m.ResultShare) and sender == "server-2":
+            a = msg.a.copy()
+            a[3] += 1
+            b = msg.b.copy()
+            b[3] -= 1  # keeps the *sum* of its two components, still caught
+            return m.ResultShare(session=msg.session, round_no=msg.round_no, contributors=msg.contributors, a=a, b=b)
+        return msg
+
+    with pytest.raises(CrossCheckError, match="suspect server\\(s\\) server-2") as info:
+        router.run(tamper=tamper)
+    assert info.value.suspects == (2,)
+    assert rnd.result is not None and rnd.result.total is None
+
+
+@pytest.mark.parametrize(
+    ("sender", "msg", "message"),
+    [
+        ("data-owner-0", m.OpenRound(session="test", round_no=5, owners=OWNERS, shape=(3,)),
+         "a data-owner may not send 'open_round'"),
+        ("server-1", m.OpenRound(session="test", round_no=5, owners=OWNERS, shape=(3,)),
+         "a compute-server may not send 'open_round'"),
+        ("model-owner", m.OpenRound(session="other", round_no=5, owners=OWNERS, shape=(3,)),
+         "for session 'other'"),
+        ("model-owner", m.OpenRound(session="test", round_no=5, owners=("server-1",), shape=(3,)),
+         "names 'server-1', not a data owner"),
+        ("data-owner-0", m.InputShare(session="test", round_no=9, shape=(3,), a=np.zeros(3, np.int64),
+                                      b=np.zeros(3, np.int64)), "round 9, which is not open"),
+        ("model-owner", m.Aggregate(session="test", round_no=1, contributors=("data-owner-0",)),
+         "does not hold"),
+    ],
+)
+def test_messages_that_break_the_rules_are_refused(sender: str, msg: m.Message, message: str) -> None:
+    servers, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    router.run()
+    with pytest.raises(RemoteProtocolError, match=message):
+        servers["server-0"].feed(sender, msg)
+    send_inputs(router, xs)  # the server still serves the round afterwards
+    router.run()
+    assert rnd.result is not None
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_wrong_shape_is_refused_and_the_round_goes_on() -> None:
+    servers, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    router.run()
+    bad = input_shares(CFG, 1, np.zeros(49, dtype=np.int64))[1]
+    with pytest.raises(RemoteProtocolError, match=r"shape \(49,\) for round 1, expected \(50,\)"):
+        servers[bad.to].feed(OWNERS[0], bad.msg)
+    send_inputs(router, xs)
+    router.run()
+    assert rnd.result is not None
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_servers_agree_on_zero_sharing_keys_at_start_up() -> None:
+    servers = {p.name: ServerProtocol(CFG, p.name, own_prf_key=new_seed()) for p in CFG.servers}
+    for name, proto in servers.items():
+        for action in proto.start():
+            servers[action.to].feed(name, action.msg)
+    zeros = [servers[p.name].zeros for p in CFG.servers]
+    assert all(z is not None for z in zeros)
+    total = sum(z.zero_share("t", 10) for z in zeros if z is not None)
+    np.testing.assert_array_equal(total, np.zeros(10, dtype=np.int64))
