@@ -63,7 +63,7 @@ def expand_into(seed: bytes, out: RingArray, nonce: bytes = _ZERO_NONCE) -> Ring
     if out.dtype != np.int64 or not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError("out must be a writeable C-contiguous int64 array")
     enc = Cipher(algorithms.AES(seed), modes.CTR(nonce)).encryptor()
-    buf = memoryview(out).cast("B")
+    buf = memoryview(out.data).cast("B")
     n = len(buf)
     pos = 0
     # update_into wants 15 bytes of room past the input (CTR never writes them), so every piece
@@ -93,7 +93,7 @@ class ZeroSharer:
     three arrays that add up to zero.
     """
 
-    __slots__ = ("_own", "_next")
+    __slots__ = ("_next", "_own")
 
     def __init__(self, own: bytes, next_key: bytes) -> None:
         if len(own) != SEED_BYTES or len(next_key) != SEED_BYTES:

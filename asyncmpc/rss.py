@@ -104,9 +104,7 @@ def materialize(component: Component, shape: tuple[int, ...]) -> RingArray:
     return component
 
 
-def share_seeded(
-    x: RingArray, random_bytes: RandomBytes = os.urandom
-) -> tuple[SeededShare, SeededShare, SeededShare]:
+def share_seeded(x: RingArray, random_bytes: RandomBytes = os.urandom) -> tuple[SeededShare, SeededShare, SeededShare]:
     """Split ``x`` into seed-compressed replicated shares for servers 0, 1, 2."""
     x = as_ring(x)
     s0, s1 = Seed(new_seed(random_bytes)), Seed(new_seed(random_bytes))
@@ -140,7 +138,9 @@ def reconstruct(shares: tuple[RShare, ...] | list[RShare]) -> RingArray:
     """
     servers = {s.server for s in shares}
     if len(servers) < 2 or len(servers) != len(shares):
-        raise ValueError(f"need shares of two or three distinct servers, got servers {sorted(s.server for s in shares)}")
+        raise ValueError(
+            f"need shares of two or three distinct servers, got servers {sorted(s.server for s in shares)}"
+        )
     comps = _components(shares)
     shapes = {c.shape for c in comps.values()}
     if len(shapes) != 1:

@@ -32,11 +32,25 @@ def free_ports(n: int) -> list[int]:
 def hosts_toml(owners: int = 3, *, session: str = "test", protocol: str = "", ports: list[int] | None = None) -> str:
     """The text of a loopback deployment with fresh ports."""
     ports = ports or free_ports(4)
-    lines = [f'session = "{session}"', "", "[protocol]", "plaintext = true", "connect_timeout = 30.0",
-             "round_timeout = 60.0", protocol, ""]
+    lines = [
+        f'session = "{session}"',
+        "",
+        "[protocol]",
+        "plaintext = true",
+        "connect_timeout = 30.0",
+        "round_timeout = 60.0",
+        protocol,
+        "",
+    ]
     lines += ["[players.model-owner]", 'role = "model-owner"', 'host = "127.0.0.1"', f"port = {ports[0]}", ""]
     for i in range(3):
-        lines += [f"[players.server-{i}]", 'role = "compute-server"', 'host = "127.0.0.1"', f"port = {ports[1 + i]}", ""]
+        lines += [
+            f"[players.server-{i}]",
+            'role = "compute-server"',
+            'host = "127.0.0.1"',
+            f"port = {ports[1 + i]}",
+            "",
+        ]
     for i in range(owners):
         lines += [f"[players.data-owner-{i}]", 'role = "data-owner"', 'host = "127.0.0.1"', ""]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ is read, and a started body must arrive within ``body_timeout``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from asyncmpc.errors import DecodeError, PeerLost
@@ -90,10 +91,8 @@ class Connection:
             return
         self._closed = True
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
             await asyncio.wait_for(self.writer.wait_closed(), 5.0)
-        except (ConnectionError, OSError, TimeoutError):
-            pass
 
     @property
     def closed(self) -> bool:

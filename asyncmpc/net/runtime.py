@@ -152,8 +152,10 @@ class Node:
             except (OSError, TimeoutError) as exc:
                 last_error = str(exc) or type(exc).__name__
             if loop.time() + delay >= deadline:
-                raise PeerLost(f"{self.name}: could not reach {peer.name} at {peer.host}:{peer.port} "
-                               f"within {timeout:g}s: {last_error}")
+                raise PeerLost(
+                    f"{self.name}: could not reach {peer.name} at {peer.host}:{peer.port} "
+                    f"within {timeout:g}s: {last_error}"
+                )
             await asyncio.sleep(delay)  # back-off between attempts to reach a peer that is starting
             delay = min(delay * 2, 1.0)
         conn = self._connection(reader, writer, peer.name)
@@ -161,8 +163,9 @@ class Node:
             await conn.send(Hello(session=self.config.session, player=self.name))
             hello = await conn.read(timeout=max(0.01, deadline - loop.time()))
             if not isinstance(hello, Hello) or hello.player != peer.name:
-                raise RemoteProtocolError(f"answered the handshake as {getattr(hello, 'player', hello.KIND)!r}",
-                                          peer=peer.name)
+                raise RemoteProtocolError(
+                    f"answered the handshake as {getattr(hello, 'player', hello.KIND)!r}", peer=peer.name
+                )
             self._check_hello(hello, conn)
         except BaseException:
             await conn.close()
@@ -197,8 +200,9 @@ class Node:
         if hello.session != self.config.session:
             raise RemoteProtocolError(f"session {hello.session!r}, expected {self.config.session!r}", peer=hello.player)
         if hello.version != PROTOCOL_VERSION:
-            raise RemoteProtocolError(f"protocol version {hello.version}, expected {PROTOCOL_VERSION}",
-                                      peer=hello.player)
+            raise RemoteProtocolError(
+                f"protocol version {hello.version}, expected {PROTOCOL_VERSION}", peer=hello.player
+            )
         if self.tls is not None:
             self.tls.verify_peer(conn.writer.get_extra_info("peercert"), hello.player)
 

@@ -25,9 +25,7 @@ from asyncmpc.wire import messages as m
 __all__ = ["AggregationRound", "RoundResult", "input_shares"]
 
 
-def input_shares(
-    config: Config, round_no: int, x: RingArray, random_bytes: RandomBytes = os.urandom
-) -> list[Send]:
+def input_shares(config: Config, round_no: int, x: RingArray, random_bytes: RandomBytes = os.urandom) -> list[Send]:
     """A data owner's ``InputShare`` for each of the three servers, for ring vector ``x``."""
     x = as_ring(x)
     out = []

@@ -44,7 +44,7 @@ class FrameDecoder:
     decoder is unusable (the connection must be closed).
     """
 
-    __slots__ = ("_buf", "_need", "_max", "_broken")
+    __slots__ = ("_broken", "_buf", "_max", "_need")
 
     def __init__(self, max_frame: int) -> None:
         self._buf = bytearray()

@@ -39,19 +39,19 @@ __all__ = [
     "PrfKey",
     "Reject",
     "ResultShare",
+    "RingArray",
     "Seed",
 ]
 
 PROTOCOL_VERSION = 1
 FloatArray = NDArray[np.float64]
 
-_message = dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 
 MO, DO, CS = "model-owner", "data-owner", "compute-server"
 ALL_ROLES = frozenset({MO, DO, CS})
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Message:
     KIND: ClassVar[str] = ""
     SENDERS: ClassVar[frozenset[str]] = frozenset()
@@ -73,7 +73,7 @@ class Message:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Hello(Message):
     """First frame on every connection, from both sides: who I am and what I speak."""
 
@@ -83,7 +83,7 @@ class Hello(Message):
     version: int = PROTOCOL_VERSION
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Abort(Message):
     """The sender stops; ``reason`` says why (no secrets in it)."""
 
@@ -92,7 +92,7 @@ class Abort(Message):
     reason: str
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Reject(Message):
     """The sender refused a message from the receiver; ``reason`` says which and why."""
 
@@ -101,7 +101,7 @@ class Reject(Message):
     reason: str
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class PrfKey(Message):
     """Server i's PRF key k_i, sent at start-up to server i-1 (for shares of zero)."""
 
@@ -110,7 +110,7 @@ class PrfKey(Message):
     key: bytes
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class OpenRound(Message):
     """The model owner opens round ``round_no`` at a server: who may contribute, what shape."""
 
@@ -120,7 +120,7 @@ class OpenRound(Message):
     shape: tuple[int, ...]
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class InputShare(Message):
     """A data owner's replicated share for one server: components (x_i, x_{i+1})."""
 
@@ -131,7 +131,7 @@ class InputShare(Message):
     b: Component
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class CloseInputs(Message):
     """The model owner stops waiting for inputs: the server answers with ``Holding`` now."""
 
@@ -139,7 +139,7 @@ class CloseInputs(Message):
     SENDERS = frozenset({MO})
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Holding(Message):
     """A server reports the owners whose complete shares it holds for the round."""
 
@@ -148,7 +148,7 @@ class Holding(Message):
     owners: tuple[str, ...]
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Aggregate(Message):
     """The model owner fixes the contributor set; servers sum those owners' shares."""
 
@@ -157,7 +157,7 @@ class Aggregate(Message):
     contributors: tuple[str, ...]
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class ResultShare(Message):
     """A server's share (x_i, x_{i+1}) of the sum over ``contributors``."""
 
@@ -168,7 +168,7 @@ class ResultShare(Message):
     b: RingArray
 
 
-@_message
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Finish(Message):
     """The model owner ends the session: every other player finishes its work and exits."""
 
@@ -180,6 +180,16 @@ class Finish(Message):
 MESSAGES: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (
-        Hello, Abort, Reject, Finish, PrfKey, OpenRound, InputShare, CloseInputs, Holding, Aggregate, ResultShare
+        Hello,
+        Abort,
+        Reject,
+        Finish,
+        PrfKey,
+        OpenRound,
+        InputShare,
+        CloseInputs,
+        Holding,
+        Aggregate,
+        ResultShare,
     )
 }

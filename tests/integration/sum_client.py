@@ -19,12 +19,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from asyncmpc.config import load_config  # noqa: E402
-from asyncmpc.net.runtime import Node, run  # noqa: E402
-from asyncmpc.protocol.aggregation import AggregationRound, input_shares  # noqa: E402
-from asyncmpc.protocol.events import Send  # noqa: E402
-from asyncmpc.roles.driver import drive_round, send_all  # noqa: E402
-from asyncmpc.wire.messages import Finish  # noqa: E402
+from asyncmpc.config import load_config
+from asyncmpc.net.runtime import Node, run
+from asyncmpc.protocol.aggregation import AggregationRound, input_shares
+from asyncmpc.protocol.events import Send
+from asyncmpc.roles.driver import drive_round, send_all
+from asyncmpc.wire.messages import Finish
 
 
 async def main(config_path: str, out: str, length: int) -> None:
@@ -41,8 +41,7 @@ async def main(config_path: str, out: str, length: int) -> None:
             send_all(d1, input_shares(cfg, 1, vectors[owners[1]])),
         )
         await send_all(mo, [Send(s, Finish(session=cfg.session)) for s in servers])
-    np.savez(out, x=vectors[owners[0]], y=vectors[owners[1]], total=result.total,
-             cross_checked=result.cross_checked)
+    np.savez(out, x=vectors[owners[0]], y=vectors[owners[1]], total=result.total, cross_checked=result.cross_checked)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ def test_servers_add_two_shared_vectors_bit_for_bit(tmp_path: Path) -> None:
     with players(tmp_path) as procs:
         for i in range(3):
             procs.start_role(config, f"server-{i}")
-        procs.start("client", [sys.executable, str(ROOT / "tests/integration/sum_client.py"), str(config), str(out),
-                               str(LENGTH)])
+        procs.start(
+            "client",
+            [sys.executable, str(ROOT / "tests/integration/sum_client.py"), str(config), str(out), str(LENGTH)],
+        )
         assert procs.wait("client", 120) == 0, procs.log("client")
         for i in range(3):
             assert procs.wait(f"server-{i}", 30) == 0, procs.log(f"server-{i}")

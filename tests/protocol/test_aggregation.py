@@ -34,8 +34,11 @@ class Router:
     def post(self, sender: str, actions: list[Send]) -> None:
         self.queue += [(sender, a) for a in actions]
 
-    def run(self, pick: Callable[[list[Envelope]], int] = lambda q: 0,
-            tamper: Callable[[str, m.Message], m.Message] = lambda s, msg: msg) -> None:
+    def run(
+        self,
+        pick: Callable[[list[Envelope]], int] = lambda q: 0,
+        tamper: Callable[[str, m.Message], m.Message] = lambda s, msg: msg,
+    ) -> None:
         while self.queue:
             sender, action = self.queue.pop(pick(self.queue))
             msg = tamper(sender, decode_message(encode_message(action.msg)))
@@ -130,7 +133,7 @@ def test_too_few_contributors_yields_nothing() -> None:
 
 
 def test_lost_server_round_finishes_with_two_unchecked() -> None:
-    servers, rnd, router, xs = setup()
+    _, rnd, router, xs = setup()
     del router.servers["server-1"]  # server 1 is gone: nothing reaches it, nothing comes back
     router.post(MO, rnd.open())
     send_inputs(router, xs)
@@ -166,18 +169,28 @@ def test_lying_server_is_caught_by_the_cross_check() -> None:
 @pytest.mark.parametrize(
     ("sender", "msg", "message"),
     [
-        ("data-owner-0", m.OpenRound(session="test", round_no=5, owners=OWNERS, shape=(3,)),
-         "a data-owner may not send 'open_round'"),
-        ("server-1", m.OpenRound(session="test", round_no=5, owners=OWNERS, shape=(3,)),
-         "a compute-server may not send 'open_round'"),
-        ("model-owner", m.OpenRound(session="other", round_no=5, owners=OWNERS, shape=(3,)),
-         "for session 'other'"),
-        ("model-owner", m.OpenRound(session="test", round_no=5, owners=("server-1",), shape=(3,)),
-         "names 'server-1', not a data owner"),
-        ("data-owner-0", m.InputShare(session="test", round_no=9, shape=(3,), a=np.zeros(3, np.int64),
-                                      b=np.zeros(3, np.int64)), "round 9, which is not open"),
-        ("model-owner", m.Aggregate(session="test", round_no=1, contributors=("data-owner-0",)),
-         "does not hold"),
+        (
+            "data-owner-0",
+            m.OpenRound(session="test", round_no=5, owners=OWNERS, shape=(3,)),
+            "a data-owner may not send 'open_round'",
+        ),
+        (
+            "server-1",
+            m.OpenRound(session="test", round_no=5, owners=OWNERS, shape=(3,)),
+            "a compute-server may not send 'open_round'",
+        ),
+        ("model-owner", m.OpenRound(session="other", round_no=5, owners=OWNERS, shape=(3,)), "for session 'other'"),
+        (
+            "model-owner",
+            m.OpenRound(session="test", round_no=5, owners=("server-1",), shape=(3,)),
+            "names 'server-1', not a data owner",
+        ),
+        (
+            "data-owner-0",
+            m.InputShare(session="test", round_no=9, shape=(3,), a=np.zeros(3, np.int64), b=np.zeros(3, np.int64)),
+            "round 9, which is not open",
+        ),
+        ("model-owner", m.Aggregate(session="test", round_no=1, contributors=("data-owner-0",)), "does not hold"),
     ],
 )
 def test_messages_that_break_the_rules_are_refused(sender: str, msg: m.Message, message: str) -> None:

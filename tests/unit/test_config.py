@@ -30,17 +30,40 @@ def test_a_good_file_parses() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda t: t.replace('role = "compute-server"', 'role = "server"', 1), r"\[players.server-0\] role: unknown role 'server'"),
-        (lambda t: t.replace("port = 9002", "port = 9001"), r"\[players.server-1\] port: 127.0.0.1:9001 is already used by \[players.server-0\]"),
+        (
+            lambda t: t.replace('role = "compute-server"', 'role = "server"', 1),
+            r"\[players.server-0\] role: unknown role 'server'",
+        ),
+        (
+            lambda t: t.replace("port = 9002", "port = 9001"),
+            r"\[players.server-1\] port: 127.0.0.1:9001 is already used by \[players.server-0\]",
+        ),
         (lambda t: t.replace("port = 9001", 'port = "x"'), r"\[players.server-0\] port: expected int, got 'x'"),
         (lambda t: t.replace("port = 9001", "port = 70000"), r"\[players.server-0\] port: 70000 is outside 1..65535"),
-        (lambda t: t.replace('[players.server-2]\nrole = "compute-server"', '[players.server-2]\nrole = "data-owner"').replace("port = 9003", ""), r"needs exactly 3 compute-server players, found 2"),
+        (
+            lambda t: t.replace(
+                '[players.server-2]\nrole = "compute-server"', '[players.server-2]\nrole = "data-owner"'
+            ).replace("port = 9003", ""),
+            r"needs exactly 3 compute-server players, found 2",
+        ),
         (lambda t: t.split("[players.data-owner-1]")[0], r"needs at least 2 data-owner players, found 1"),
-        (lambda t: t.replace("plaintext = true", "plaintext = true\nfrac_bits = 99"), r"\[protocol\] frac_bits: 99 is outside"),
-        (lambda t: t.replace("plaintext = true", "plaintext = true\nfrac_bit = 3"), r"\[protocol\]: unknown key 'frac_bit'"),
+        (
+            lambda t: t.replace("plaintext = true", "plaintext = true\nfrac_bits = 99"),
+            r"\[protocol\] frac_bits: 99 is outside",
+        ),
+        (
+            lambda t: t.replace("plaintext = true", "plaintext = true\nfrac_bit = 3"),
+            r"\[protocol\]: unknown key 'frac_bit'",
+        ),
         (lambda t: t.replace("plaintext = true", "plaintext = 1"), r"\[protocol\] plaintext: expected bool"),
-        (lambda t: t.replace('host = "127.0.0.1"\nport = 9002', 'host = "10.1.2.3"\nport = 9002'), r"plaintext: allowed only when every player is on loopback.*server-1"),
-        (lambda t: t + "\n[players.data-owner-9]\nrole = \"data-owner\"\nhost = \"127.0.0.1\"\nport = 5\n", r"\[players.data-owner-9\] port: a data owner does not listen"),
+        (
+            lambda t: t.replace('host = "127.0.0.1"\nport = 9002', 'host = "10.1.2.3"\nport = 9002'),
+            r"plaintext: allowed only when every player is on loopback.*server-1",
+        ),
+        (
+            lambda t: t + '\n[players.data-owner-9]\nrole = "data-owner"\nhost = "127.0.0.1"\nport = 5\n',
+            r"\[players.data-owner-9\] port: a data owner does not listen",
+        ),
         (lambda t: t.replace("[protocol]", "[protocol"), r"not valid TOML"),
         (lambda t: t.replace("[players.server-2]", "[unused]"), r"top level: unknown key 'unused'"),
     ],
@@ -51,7 +74,7 @@ def test_errors_name_file_table_and_key(edit, message) -> None:  # type: ignore[
 
 
 def test_missing_file_and_unknown_player(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.toml: cannot read"):
+    with pytest.raises(ConfigError, match=r"nope\.toml: cannot read"):
         load_config(tmp_path / "nope.toml")
     cfg = parse_config(GOOD, "good.toml")
     with pytest.raises(ConfigError, match="no player named 'server-7'"):

@@ -123,7 +123,9 @@ def test_mistyped_fields_name_kind_and_field() -> None:
     del doc["owners"]
     with pytest.raises(DecodeError, match="open_round: missing field 'owners'"):
         decode_message(msgpack.packb(doc))
-    share = msgpack.unpackb(encode_message(sample(m.InputShare)), raw=False, ext_hook=lambda c, d: msgpack.ExtType(c, d))
+    share = msgpack.unpackb(
+        encode_message(sample(m.InputShare)), raw=False, ext_hook=lambda c, d: msgpack.ExtType(c, d)
+    )
     share["a"] = b"short seed"
     with pytest.raises(DecodeError, match="field 'a' must be an int64 array or a 16-byte seed"):
         decode_message(msgpack.packb(share))

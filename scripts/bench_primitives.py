@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Throughput of the arithmetic primitives at n elements (default 10^6), in elements per second.
+
+Prints one line per primitive: median time over --repeat runs and elements/s, beside a plain
+numpy add of the same arrays (the floor every ring operation is measured against).
+Usage: bench_primitives.py [--n 1000000] [--repeat 15] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from asyncmpc import rss
+from asyncmpc.prf import expand_into, new_seed
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    fn()
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    n = args.n
+    x = np.frombuffer(os.urandom(8 * n), dtype=np.int64)
+    y = np.frombuffer(os.urandom(8 * n), dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    seed = new_seed()
+    shares = rss.share(x)
+    seeded = rss.share_seeded(x)
+
+    cases: dict[str, Callable[[], object]] = {
+        "numpy add (floor)": lambda: np.add(x, y, out=out),
+        "seed expansion (AES-CTR into reused buffer)": lambda: expand_into(seed, out),
+        "share_seeded (what a data owner computes)": lambda: rss.share_seeded(x),
+        "share (all components as vectors)": lambda: rss.share(x),
+        "reconstruct (two servers)": lambda: rss.reconstruct(shares[:2]),
+        "share + reconstruct": lambda: rss.reconstruct(rss.share(x)[:2]),
+        "server materialize seeded share": lambda: rss.materialize(seeded[0].a, x.shape),
+    }
+    rows = []
+    for name, fn in cases.items():
+        sec = timed(fn, args.repeat)
+        rows.append({"primitive": name, "n": n, "seconds": sec, "elements_per_s": n / sec})
+    floor = rows[0]["seconds"]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row | {"x_numpy_add": row["seconds"] / floor}))
+        return
+    print(f"n = {n:,} int64 elements, median of {args.repeat}")
+    print(f"{'primitive':46} {'ms':>9} {'elements/s':>12} {'x add':>7}")
+    for row in rows:
+        print(
+            f"{row['primitive']:46} {row['seconds'] * 1e3:9.3f} {row['elements_per_s']:12.3e} "
+            f"{row['seconds'] / floor:7.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
