@@ -10,8 +10,9 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from asyncmpc.config import COMPUTE_SERVER, load_config
+from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, load_config
 from asyncmpc.errors import AsyncMpcError
 from asyncmpc.net.runtime import run
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asyncmpc", description="Run one asyncmpc player.")
     parser.add_argument("--config", default="hosts.toml", help="deployment file (default: hosts.toml)")
     parser.add_argument("--name", required=True, help="this player's name in the deployment file")
+    parser.add_argument("--out", default="runs/latest", help="model owner's output folder (default: runs/latest)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -55,8 +57,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from asyncmpc.roles.compute_server import run_compute_server
 
             run(lambda: run_compute_server(config, args.name))
+        elif player.role == DATA_OWNER:
+            from asyncmpc.roles.data_owner import run_data_owner
+
+            run(lambda: run_data_owner(config, args.name))
         else:
-            raise AsyncMpcError(f"role {player.role!r} cannot be started by this version of asyncmpc")
+            from asyncmpc.roles.model_owner import run_model_owner
+
+            metrics = run(lambda: run_model_owner(config, args.name, Path(args.out)))
+            print(
+                f"final test accuracy {metrics['final_test_accuracy']}, scikit-learn pooled "
+                f"{metrics['sklearn_pooled_accuracy']}, {metrics['wall_seconds']:.2f}s; wrote {args.out}"
+            )
     except AsyncMpcError as exc:
         print(f"asyncmpc: {args.name}: {exc}", file=sys.stderr)
         return 2

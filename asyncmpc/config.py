@@ -25,6 +25,7 @@ __all__ = [
     "Config",
     "Player",
     "ProtocolSettings",
+    "TrainingSettings",
     "load_config",
     "parse_config",
 ]
@@ -44,6 +45,9 @@ class Player:
     port: int | None
     index: int | None = None
     """Server index 0..2 for compute servers, data-owner index for data owners, else None."""
+    csv: str | None = None
+    """A data owner's training file (or the model owner's test file) when dataset = "csv"."""
+    label_column: str = "label"
 
     @property
     def is_loopback(self) -> bool:
@@ -61,12 +65,39 @@ class ProtocolSettings:
     plaintext: bool = False
 
 
+DATASETS = ("breast_cancer", "digits", "wine", "iris", "csv")
+OPTIMIZERS = ("sgd", "adam")
+SPLITS = ("iid", "dirichlet")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSettings:
+    dataset: str = "breast_cancer"
+    """A data set that ships with scikit-learn, or "csv" (each data owner names its file)."""
+    classes: tuple[str, ...] = ()
+    """With dataset = "csv": every class label, as text (the label column is read as text)."""
+    rounds: int = 100
+    optimizer: str = "adam"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    l2: float = 1e-3
+    batch_size: int = 0
+    """Examples per data owner per round; 0 means the owner's whole local data (full batch)."""
+    clip_norm: float = 100.0
+    """Each owner's gradient is scaled down to at most this L2 norm before it is encoded."""
+    split: str = "iid"
+    dirichlet_alpha: float = 0.5
+    seed: int = 0
+    test_fraction: float = 0.25
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: str
     session: str
     protocol: ProtocolSettings
     players: dict[str, Player] = field(hash=False)
+    training: TrainingSettings = TrainingSettings()
 
     def player(self, name: str) -> Player:
         """The player called ``name``; ConfigError if the file has none."""
@@ -105,7 +136,22 @@ _PROTOCOL_KEYS: dict[str, tuple[type, Any]] = {
     "max_frame_bytes": (int, (1024, 1 << 40)),
     "plaintext": (bool, None),
 }
-_PLAYER_KEYS = {"role", "host", "port"}
+_TRAINING_KEYS: dict[str, tuple[type, Any]] = {
+    "dataset": (str, DATASETS),
+    "classes": (list, None),
+    "rounds": (int, (1, 1_000_000)),
+    "optimizer": (str, OPTIMIZERS),
+    "learning_rate": (float, (0.0, 1e6)),
+    "momentum": (float, (0.0, 1.0)),
+    "l2": (float, (0.0, 1e6)),
+    "batch_size": (int, (0, 1 << 40)),
+    "clip_norm": (float, (1e-12, 1e12)),
+    "split": (str, SPLITS),
+    "dirichlet_alpha": (float, (1e-6, 1e6)),
+    "seed": (int, (0, (1 << 63) - 1)),
+    "test_fraction": (float, (0.01, 0.99)),
+}
+_PLAYER_KEYS = {"role", "host", "port", "csv", "label_column"}
 
 
 def load_config(path: str | Path) -> Config:
@@ -128,13 +174,20 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    _no_unknown(doc, {"session", "protocol", "players"}, path, "top level")
+    _no_unknown(doc, {"session", "protocol", "training", "players"}, path, "top level")
     session = doc.get("session", "asyncmpc")
     if not isinstance(session, str) or not session:
         raise ConfigError(f"{path}: top level: key 'session' must be a non-empty string, got {session!r}")
     protocol = _parse_protocol(doc.get("protocol", {}), path)
     players = _parse_players(doc.get("players"), path)
-    cfg = Config(path=path, session=session, protocol=protocol, players=players)
+    training = _parse_training(doc.get("training", {}), path)
+    if training.dataset == "csv":
+        for p in players.values():
+            if p.role == DATA_OWNER and p.csv is None:
+                raise ConfigError(f'{path}: [players.{p.name}] csv: missing (the dataset is "csv")')
+        if len(training.classes) < 2:
+            raise ConfigError(f'{path}: [training] classes: list at least 2 class labels when dataset = "csv"')
+    cfg = Config(path=path, session=session, protocol=protocol, players=players, training=training)
     if not protocol.plaintext:
         pass  # TLS settings are checked by the runtime that needs them
     elif not all(p.is_loopback for p in players.values()):
@@ -161,6 +214,32 @@ def _parse_protocol(table: Any, path: str) -> ProtocolSettings:
             f"{path}: {where} min_owners: {settings.min_owners} is above max_owners {settings.max_owners}"
         )
     return settings
+
+
+def _parse_training(table: Any, path: str) -> TrainingSettings:
+    where = "[training]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {where} must be a table")
+    _no_unknown(table, set(_TRAINING_KEYS), path, where)
+    values: dict[str, Any] = {}
+    for key, (kind, allowed) in _TRAINING_KEYS.items():
+        if key not in table:
+            continue
+        value = table[key]
+        if kind is list:
+            if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+                raise ConfigError(f"{path}: {where} {key}: expected a list of labels, got {value!r}")
+            labels = tuple(str(v) for v in value)
+            if len(set(labels)) != len(labels):
+                raise ConfigError(f"{path}: {where} {key}: labels must be distinct, got {list(labels)}")
+            values[key] = labels
+        elif kind is str:
+            if value not in allowed:
+                raise ConfigError(f"{path}: {where} {key}: {value!r} is not one of {', '.join(allowed)}")
+            values[key] = value
+        else:
+            values[key] = _typed(value, kind, allowed, path, where, key)
+    return TrainingSettings(**values)
 
 
 def _parse_players(table: Any, path: str) -> dict[str, Player]:
@@ -193,9 +272,19 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
             endpoints[(host, port)] = name
         elif "port" in entry:
             raise ConfigError(f"{path}: {where} port: a data owner does not listen, remove the key")
+        csv = entry.get("csv")
+        if csv is not None and (not isinstance(csv, str) or not csv or role == COMPUTE_SERVER):
+            raise ConfigError(f"{path}: {where} csv: expected the path of a CSV file (data and model owners only)")
+        label_column = entry.get("label_column", "label")
+        if not isinstance(label_column, str) or not label_column:
+            raise ConfigError(f"{path}: {where} label_column: expected a column name, got {label_column!r}")
+        if csv is not None and not Path(csv).is_absolute():
+            csv = str(Path(path).resolve().parent / csv)
         index = counts[role] if role != MODEL_OWNER else None
         counts[role] += 1
-        players[name] = Player(name=name, role=role, host=host, port=port, index=index)
+        players[name] = Player(
+            name=name, role=role, host=host, port=port, index=index, csv=csv, label_column=label_column
+        )
     if counts[MODEL_OWNER] != 1:
         raise ConfigError(f"{path}: [players] needs exactly 1 model-owner, found {counts[MODEL_OWNER]}")
     if counts[COMPUTE_SERVER] != 3:

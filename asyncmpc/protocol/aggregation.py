@@ -55,6 +55,7 @@ class AggregationRound:
         self.config = config
         self.round_no = round_no
         self.owners = tuple(owners)
+        self._invited = frozenset(owners)
         self.shape = tuple(shape)
         self.servers = tuple(p.name for p in config.servers)
         self._holding: dict[str, frozenset[str]] = {}
@@ -90,6 +91,14 @@ class AggregationRound:
             raise RemoteProtocolError(f"refused round {self.round_no}: {msg.reason}", peer=sender)
         raise RemoteProtocolError(f"unexpected {msg.KIND!r} during a round", peer=sender)
 
+    def withdraw(self, owner: str) -> list[Send]:
+        """``owner`` declined the round: servers stop waiting for it (before inputs close)."""
+        if self.done or self._asked or owner not in self.owners:
+            return []
+        self.owners = tuple(o for o in self.owners if o != owner)
+        msg = m.Withdraw(session=self.config.session, round_no=self.round_no, owners=(owner,))
+        return [Send(s, msg) for s in self.servers if s not in self._holding]
+
     def expire(self) -> list[Send]:
         """A deadline passed: close inputs first, then go on with the servers that answered."""
         if self.done:
@@ -109,7 +118,7 @@ class AggregationRound:
     def _on_holding(self, sender: str, msg: m.Holding) -> list[Send]:
         if self._asked or sender in self._holding:
             return []
-        unknown = set(msg.owners) - set(self.owners)
+        unknown = set(msg.owners) - self._invited
         if unknown:
             raise RemoteProtocolError(f"reports owners outside round {self.round_no}: {sorted(unknown)}", peer=sender)
         self._holding[sender] = frozenset(msg.owners)

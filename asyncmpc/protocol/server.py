@@ -74,6 +74,8 @@ class ServerProtocol:
             return [self._holding(msg.round_no, rnd)]
         if isinstance(msg, m.Aggregate):
             return self._aggregate(sender, msg)
+        if isinstance(msg, m.Withdraw):
+            return self._withdraw(sender, msg)
         if isinstance(msg, m.PrfKey):
             return self._prf_key(sender, msg)
         if isinstance(msg, (m.Abort, m.Reject)):
@@ -131,6 +133,17 @@ class ServerProtocol:
         rnd.shares[sender] = RShare(self.index, a, b)
         if len(rnd.shares) == len(rnd.owners):
             return [self._holding(round_no, rnd)]
+        return []
+
+    def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
+        rnd = self._round(sender, msg)
+        if rnd.reported:
+            return []
+        for owner in msg.owners:
+            rnd.shares.pop(owner, None)
+        rnd.owners = rnd.owners - frozenset(msg.owners)
+        if len(rnd.shares) == len(rnd.owners):
+            return [self._holding(msg.round_no, rnd)]
         return []
 
     def _holding(self, round_no: int, rnd: _Round) -> Send:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from asyncmpc.errors import CrossCheckError, PeerLost, RemoteProtocolError, RoundTimeout
 from asyncmpc.net.runtime import Node
 from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
 from asyncmpc.protocol.events import Send
+from asyncmpc.wire.messages import Message
 
 __all__ = ["drive_round", "send_all"]
 
@@ -21,10 +23,17 @@ async def send_all(node: Node, actions: list[Send]) -> None:
             node.log.warning("could not send %s: %s", action.msg.KIND, exc)
 
 
-async def drive_round(node: Node, rnd: AggregationRound, timeout: float) -> RoundResult:
+async def drive_round(
+    node: Node,
+    rnd: AggregationRound,
+    timeout: float,
+    on_other: Callable[[str, Message | None], Awaitable[None]] | None = None,
+) -> RoundResult:
     """Open ``rnd`` at the servers and feed it their answers until it yields a result.
 
     The deadline is split in two phases (inputs, then results); ``expire`` is called at each.
+    Events from players other than the servers go to ``on_other`` (a data owner declining, or
+    a connection closing).
     Raises CrossCheckError if the servers' result shares disagree, RoundTimeout if the round
     never finished.
     """
@@ -43,7 +52,11 @@ async def drive_round(node: Node, rnd: AggregationRound, timeout: float) -> Roun
             await send_all(node, rnd.expire())
             phase_end = loop.time() + timeout / 2
             continue
-        if msg is None or sender not in rnd.servers:
+        if sender not in rnd.servers:
+            if on_other is not None:
+                await on_other(sender, msg)
+            continue
+        if msg is None:
             continue
         try:
             actions = rnd.feed(sender, msg)

@@ -28,6 +28,10 @@ __all__ = [
     "Abort",
     "Aggregate",
     "CloseInputs",
+    "Decline",
+    "ModelUpdate",
+    "StatsRequest",
+    "Withdraw",
     "Finish",
     "Component",
     "FloatArray",
@@ -169,6 +173,44 @@ class ResultShare(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class StatsRequest(Message):
+    """The model owner asks a data owner to share ``[n, sum(x), sum(x^2)]`` of its data."""
+
+    KIND = "stats_request"
+    SENDERS = frozenset({MO})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class ModelUpdate(Message):
+    """The model owner sends the current parameters and feature scaling; the data owner answers
+    by sharing its contribution (gradient and loss) to the servers for round ``round_no``."""
+
+    KIND = "model_update"
+    SENDERS = frozenset({MO})
+    theta: FloatArray
+    mean: FloatArray
+    scale: FloatArray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class Decline(Message):
+    """A data owner will not contribute to this round; ``reason`` says why (no values in it)."""
+
+    KIND = "decline"
+    SENDERS = frozenset({DO})
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class Withdraw(Message):
+    """The model owner tells a server to stop waiting for these owners in this round."""
+
+    KIND = "withdraw"
+    SENDERS = frozenset({MO})
+    owners: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Finish(Message):
     """The model owner ends the session: every other player finishes its work and exits."""
 
@@ -191,5 +233,9 @@ MESSAGES: dict[str, type[Message]] = {
         Holding,
         Aggregate,
         ResultShare,
+        StatsRequest,
+        ModelUpdate,
+        Decline,
+        Withdraw,
     )
 }

@@ -1,0 +1,171 @@
+"""Layer 6: training data for the players (scikit-learn's bundled data sets, or CSV files).
+
+With a bundled data set every process loads the same file, holds out a stratified test split
+for the model owner (``test_fraction``, ``seed``) and deals the rest among the data owners,
+IID or label-skewed by a Dirichlet(alpha) draw per class; each data owner then keeps only its
+own part. With ``dataset = "csv"`` each data owner reads its own file (and the model owner its
+test file, if it names one). Labels become class indices 0..k-1.
+
+Data splits and mini-batches use numpy's seeded generators on purpose: they must be
+reproducible and they are not secrets. Shares never come from here.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from asyncmpc.config import Config, Player, TrainingSettings
+from asyncmpc.errors import ConfigError
+
+__all__ = ["Dataset", "Split", "batch_indices", "load_csv", "load_split", "owner_data", "partition"]
+
+Floats = NDArray[np.float64]
+Labels = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x: Floats
+    y: Labels
+
+
+@dataclass(frozen=True)
+class Split:
+    """Everything a deployment's data looks like, as one process sees it."""
+
+    classes: tuple[str, ...]
+    n_features: int
+    owners: tuple[Dataset, ...]
+    """Each data owner's training part (empty tuple for CSV data: owners read their own)."""
+    test: Dataset | None
+
+
+def _bundled(name: str) -> tuple[Floats, Labels, tuple[str, ...]]:
+    from sklearn import datasets
+
+    loader = {
+        "breast_cancer": datasets.load_breast_cancer,
+        "digits": datasets.load_digits,
+        "wine": datasets.load_wine,
+        "iris": datasets.load_iris,
+    }[name]
+    bunch = loader()
+    x = np.asarray(bunch.data, dtype=np.float64)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    names = getattr(bunch, "target_names", None)
+    classes = tuple(str(c) for c in names) if names is not None else tuple(str(c) for c in np.unique(y))
+    return x, y, classes
+
+
+def partition(y: Labels, owners: int, settings: TrainingSettings) -> list[NDArray[np.int64]]:
+    """Indices of each owner's examples: IID, or label-skewed with Dirichlet(alpha) per class.
+
+    Every owner gets at least one example; raises ConfigError if there are fewer examples
+    than owners.
+    """
+    if len(y) < owners:
+        raise ConfigError(f"[training] dataset: {len(y)} training examples cannot be dealt to {owners} data owners")
+    rng = np.random.default_rng([settings.seed, 1])
+    if settings.split == "iid":
+        order = rng.permutation(len(y))
+        return [np.sort(part) for part in np.array_split(order, owners)]
+    parts: list[list[int]] = [[] for _ in range(owners)]
+    for cls in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        weights = rng.dirichlet([settings.dirichlet_alpha] * owners)
+        cuts = (np.cumsum(weights)[:-1] * len(idx)).astype(int)
+        for owner, chunk in enumerate(np.split(idx, cuts)):
+            parts[owner].extend(int(i) for i in chunk)
+    # no owner may be empty: give each empty owner one example from the largest
+    for owner in range(owners):
+        if not parts[owner]:
+            donor = max(range(owners), key=lambda o: len(parts[o]))
+            parts[owner].append(parts[donor].pop())
+    return [np.sort(np.array(p, dtype=np.int64)) for p in parts]
+
+
+def load_split(config: Config) -> Split:
+    """The deployment's data as described by ``config.training`` (bundled data sets)."""
+    t = config.training
+    if t.dataset == "csv":
+        mo = config.model_owner
+        test = load_csv(mo.csv, mo.label_column, t.classes) if mo.csv else None
+        n_features = test.x.shape[1] if test is not None else -1
+        return Split(t.classes, n_features, (), test)
+    from sklearn.model_selection import train_test_split
+
+    x, y, classes = _bundled(t.dataset)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=t.test_fraction, random_state=t.seed, stratify=y
+    )
+    parts = partition(y_train, len(config.data_owners), t)
+    owners = tuple(Dataset(x_train[p], y_train[p]) for p in parts)
+    return Split(classes, x.shape[1], owners, Dataset(x_test, y_test))
+
+
+def owner_data(config: Config, player: Player) -> tuple[Dataset, tuple[str, ...]]:
+    """A data owner's own training data and the class labels."""
+    t = config.training
+    if t.dataset == "csv":
+        assert player.csv is not None  # checked when the config was loaded
+        return load_csv(player.csv, player.label_column, t.classes), t.classes
+    split = load_split(config)
+    assert player.index is not None
+    return split.owners[player.index], split.classes
+
+
+def load_csv(path: str, label_column: str, classes: tuple[str, ...]) -> Dataset:
+    """Read a CSV file with a header row: numeric features, and labels from ``classes``.
+
+    Raises ConfigError naming the file, the row and the column of anything it cannot use.
+    """
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if not rows:
+        raise ConfigError(f"{path}: empty file (expected a header row)")
+    header = [h.strip() for h in rows[0]]
+    if label_column not in header:
+        raise ConfigError(f"{path}: no column {label_column!r} in the header {header}")
+    label_at = header.index(label_column)
+    index = {c: i for i, c in enumerate(classes)}
+    xs: list[list[float]] = []
+    ys: list[int] = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise ConfigError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}")
+        label = row[label_at].strip()
+        if label not in index:
+            raise ConfigError(f"{path}: line {line}: label {label!r} is not one of the classes {list(classes)}")
+        ys.append(index[label])
+        values = []
+        for col, cell in enumerate(row):
+            if col == label_at:
+                continue
+            try:
+                v = float(cell)
+            except ValueError:
+                raise ConfigError(f"{path}: line {line}, column {header[col]!r}: {cell!r} is not a number") from None
+            if not np.isfinite(v):
+                raise ConfigError(f"{path}: line {line}, column {header[col]!r}: {cell!r} is not finite")
+            values.append(v)
+        xs.append(values)
+    if not ys:
+        raise ConfigError(f"{path}: no data rows")
+    return Dataset(np.array(xs, dtype=np.float64), np.array(ys, dtype=np.int64))
+
+
+def batch_indices(n: int, batch_size: int, seed: int, owner: int, round_no: int) -> NDArray[np.int64] | None:
+    """The examples a data owner uses in a round (None: all of them)."""
+    if batch_size <= 0 or batch_size >= n:
+        return None
+    rng = np.random.default_rng([seed, 2, owner, round_no])
+    return np.sort(rng.choice(n, size=batch_size, replace=False)).astype(np.int64)

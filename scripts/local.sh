@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Run a whole deployment as processes on this machine: scripts/local.sh [CONFIG] [--out DIR]
+#
+# Sets up .venv if needed, starts every player in CONFIG (default hosts.toml) in the
+# background, shows the model owner's progress, and waits. Exits non-zero if any player fails;
+# on Ctrl-C or any failure it stops every player it started. Logs go to DIR/logs, the model
+# owner's metrics.json and model.npz to DIR (default runs/latest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+config=hosts.toml
+out=runs/latest
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --out) out=${2:?--out needs a folder}; shift 2 ;;
+        --out=*) out=${1#--out=}; shift ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -*) echo "local.sh: unknown option $1" >&2; exit 2 ;;
+        *) config=$1; shift ;;
+    esac
+done
+
+scripts/setup.sh
+py=.venv/bin/python
+# servers first, then the model owner, then the data owners (dialling retries, so order is a courtesy)
+names=$("$py" - "$config" <<'PY'
+import sys
+from asyncmpc.config import load_config
+from asyncmpc.errors import ConfigError
+try:
+    cfg = load_config(sys.argv[1])
+except ConfigError as exc:
+    sys.exit(f"local.sh: {exc}")
+print(" ".join([p.name for p in cfg.servers] + [cfg.model_owner.name] + [p.name for p in cfg.data_owners]))
+PY
+)
+model_owner=$("$py" -c 'import sys; from asyncmpc.config import load_config; print(load_config(sys.argv[1]).model_owner.name)' "$config")
+
+mkdir -p "$out/logs"
+declare -A pid_of=()
+declare -A name_of=()
+tail_pid=""
+
+stop_all() {
+    trap - EXIT INT TERM
+    [ -n "$tail_pid" ] && kill "$tail_pid" 2>/dev/null || true
+    for pid in "${!name_of[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap 'stop_all' EXIT
+trap 'echo "local.sh: interrupted, stopping every player" >&2; stop_all; exit 130' INT TERM
+
+for name in $names; do
+    "$py" scripts/run_role.py --config "$config" --name "$name" --out "$out" >"$out/logs/$name.log" 2>&1 &
+    pid_of[$name]=$!
+    name_of[$!]=$name
+done
+echo "local.sh: started $(echo $names | wc -w) players from $config; logs in $out/logs"
+tail -n +1 -f "$out/logs/$model_owner.log" --pid="${pid_of[$model_owner]}" | grep --line-buffered -E "round [0-9]+/|statistics|final test accuracy|Error|error" &
+tail_pid=$!
+
+status=0
+remaining=${#name_of[@]}
+while [ "$remaining" -gt 0 ]; do
+    set +e
+    wait -n -p done_pid "${!name_of[@]}"
+    code=$?
+    set -e
+    name=${name_of[$done_pid]:-?}
+    unset "name_of[$done_pid]"
+    remaining=$((remaining - 1))
+    if [ "$code" -ne 0 ]; then
+        echo "local.sh: $name exited with status $code; last lines of its log:" >&2
+        tail -n 5 "$out/logs/$name.log" >&2
+        status=1
+        break
+    fi
+done
+stop_all
+if [ "$status" -eq 0 ]; then
+    echo "local.sh: all players finished; wrote $out/metrics.json and $out/model.npz"
+fi
+exit "$status"
