@@ -29,9 +29,18 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def hosts_toml(owners: int = 3, *, session: str = "test", protocol: str = "", ports: list[int] | None = None) -> str:
-    """The text of a loopback deployment with fresh ports."""
+def hosts_toml(
+    owners: int = 3,
+    *,
+    session: str = "test",
+    protocol: str = "",
+    training: str = "",
+    ports: list[int] | None = None,
+    extra: dict[str, str] | None = None,
+) -> str:
+    """The text of a loopback deployment with fresh ports; ``extra`` adds lines to a player's table."""
     ports = ports or free_ports(4)
+    extra = extra or {}
     lines = [
         f'session = "{session}"',
         "",
@@ -42,17 +51,17 @@ def hosts_toml(owners: int = 3, *, session: str = "test", protocol: str = "", po
         protocol,
         "",
     ]
-    lines += ["[players.model-owner]", 'role = "model-owner"', 'host = "127.0.0.1"', f"port = {ports[0]}", ""]
+    if training:
+        lines += ["[training]", training, ""]
+    mo = "model-owner"
+    lines += [f"[players.{mo}]", 'role = "model-owner"', 'host = "127.0.0.1"', f"port = {ports[0]}", extra.get(mo, "")]
     for i in range(3):
-        lines += [
-            f"[players.server-{i}]",
-            'role = "compute-server"',
-            'host = "127.0.0.1"',
-            f"port = {ports[1 + i]}",
-            "",
-        ]
+        name = f"server-{i}"
+        lines += [f"[players.{name}]", 'role = "compute-server"', 'host = "127.0.0.1"', f"port = {ports[1 + i]}"]
+        lines += [extra.get(name, ""), ""]
     for i in range(owners):
-        lines += [f"[players.data-owner-{i}]", 'role = "data-owner"', 'host = "127.0.0.1"', ""]
+        name = f"data-owner-{i}"
+        lines += [f"[players.{name}]", 'role = "data-owner"', 'host = "127.0.0.1"', extra.get(name, ""), ""]
     return "\n".join(lines)
 
 

@@ -157,12 +157,10 @@ class AggregationRound:
         if checked:
             suspects = cross_check(shares)
             if suspects:
-                names = tuple(self.servers[i] for i in suspects)
-                self.result = RoundResult(self.round_no, None, self.contributors, False, "cross-check failed")
-                raise CrossCheckError(
-                    f"round {self.round_no}: result shares disagree; suspect server(s) {', '.join(names)}",
-                    suspects=suspects,
-                )
+                names = ", ".join(self.servers[i] for i in suspects)
+                reason = f"result shares disagree; suspect server(s) {names}"
+                self.result = RoundResult(self.round_no, None, self.contributors, False, reason)
+                raise CrossCheckError(f"round {self.round_no}: {reason}", suspects=suspects)
         total = reconstruct(shares)
         self.result = RoundResult(self.round_no, total, self.contributors, checked)
         return []

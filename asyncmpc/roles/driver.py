@@ -34,8 +34,8 @@ async def drive_round(
     The deadline is split in two phases (inputs, then results); ``expire`` is called at each.
     Events from players other than the servers go to ``on_other`` (a data owner declining, or
     a connection closing).
-    Raises CrossCheckError if the servers' result shares disagree, RoundTimeout if the round
-    never finished.
+    A result whose cross-check fails is refused: the round yields nothing, and its ``reason``
+    names the suspect servers. Raises RoundTimeout if the round never finished.
     """
     await send_all(node, rnd.open())
     loop = asyncio.get_running_loop()
@@ -60,8 +60,9 @@ async def drive_round(
             continue
         try:
             actions = rnd.feed(sender, msg)
-        except CrossCheckError:
-            raise
+        except CrossCheckError as exc:
+            node.log.error("refusing the result of round %d: %s", rnd.round_no, exc)
+            break
         except RemoteProtocolError as exc:
             await node.drop(sender, exc)  # the round goes on with the other servers
             continue

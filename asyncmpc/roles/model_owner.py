@@ -64,6 +64,7 @@ async def run_model_owner(
         if stats.total is None:
             raise PeerLost(f"the statistics round yielded nothing: {stats.reason}")
         state.set_scaling(decode_sum(config, stats.total))
+        metrics["statistics_contributors"] = list(stats.contributors)
         node.log.info("feature statistics from %d data owners", len(stats.contributors))
 
         for t in range(1, config.training.rounds + 1):

@@ -1,0 +1,213 @@
+"""Federated training end to end: every player a process started through scripts/run_role.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asyncmpc.config import load_config
+from asyncmpc.training import ReferenceTrainer, load_sklearn
+from asyncmpc.wire import messages as m
+from asyncmpc.wire.codec import decode_message, encode_message
+from asyncmpc.wire.framing import FrameDecoder, frame
+from tests.helpers import ROOT, free_ports, hosts_toml, players
+
+pytestmark = pytest.mark.integration
+
+ALL = ["server-0", "server-1", "server-2", "model-owner", "data-owner-0", "data-owner-1", "data-owner-2"]
+
+
+def run_deployment(tmp_path: Path, config: Path, *, mo_config: Path | None = None, timeout: float = 180) -> dict:  # type: ignore[type-arg]
+    out = tmp_path / "out"
+    with players(tmp_path) as procs:
+        for name in ALL:
+            cfg = mo_config if (mo_config is not None and name == "model-owner") else config
+            procs.start_role(cfg, name, "--out", str(out))
+        for name in ALL:
+            assert procs.wait(name, timeout) == 0, f"{name} failed:\n{procs.log(name)}"
+    return json.loads((out / "metrics.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "rounds", "points"),
+    [("breast_cancer", 60, 0.02), ("digits", 60, 0.03)],
+)
+def test_secure_training_matches_the_reference_and_scikit_learn(
+    tmp_path: Path, dataset: str, rounds: int, points: float
+) -> None:
+    config = tmp_path / "hosts.toml"
+    config.write_text(hosts_toml(3, training=f'dataset = "{dataset}"\nrounds = {rounds}'))
+    metrics = run_deployment(tmp_path, config)
+
+    assert len(metrics["rounds"]) == rounds
+    assert all(len(r["contributors"]) == 3 for r in metrics["rounds"])
+    losses = [r["loss"] for r in metrics["rounds"]]
+    assert losses[-1] < losses[0]
+
+    reference = ReferenceTrainer(load_config(config)).run()
+    w_ref, b_ref = reference.model.split(reference.theta)
+    with np.load(tmp_path / "out" / "model.npz") as f:
+        np.testing.assert_allclose(f["weights"], w_ref, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(f["intercept"], b_ref, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(f["mean"], reference.mean, rtol=1e-6)
+    assert metrics["final_test_accuracy"] >= metrics["sklearn_pooled_accuracy"] - points
+
+    # the saved model works as a scikit-learn estimator on raw features
+    split = ReferenceTrainer(load_config(config)).split
+    assert split.test is not None
+    clf = load_sklearn(tmp_path / "out" / "model.npz")
+    predicted = clf.predict(split.test.x)
+    truth = np.array(split.classes)[split.test.y]
+    assert np.mean(predicted == truth) == pytest.approx(metrics["final_test_accuracy"])
+
+
+class TamperingProxy:
+    """Forwards a server's connection, adding 1 to both components of its training results."""
+
+    def __init__(self, listen: int, target: int) -> None:
+        self.listen, self.target = listen, target
+        self.tampered = 0
+        self.writers: list[asyncio.StreamWriter] = []
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.listen))
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self.writers += [writer, up_writer]
+
+        async def forward(src: asyncio.StreamReader, dst: asyncio.StreamWriter, tamper: bool) -> None:
+            dec = FrameDecoder(1 << 30)
+            while data := await src.read(1 << 16):
+                if not tamper:
+                    dst.write(data)
+                    continue
+                for body in dec.feed(data):
+                    msg = decode_message(body)
+                    if isinstance(msg, m.ResultShare) and msg.round_no >= 2:
+                        self.tampered += 1
+                        msg = m.ResultShare(
+                            session=msg.session,
+                            round_no=msg.round_no,
+                            contributors=msg.contributors,
+                            a=msg.a + 1,
+                            b=msg.b + 1,
+                        )
+                    dst.write(frame(encode_message(msg)))
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(forward(reader, up_writer, False), forward(up_reader, writer, True))
+
+    def __enter__(self) -> TamperingProxy:
+        self.thread.start()
+        self.ready.wait(10)
+        return self
+
+    async def _close(self) -> None:
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        await self.server.wait_closed()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def test_a_result_share_tampered_in_transit_is_refused(tmp_path: Path) -> None:
+    ports = free_ports(5)
+    rounds = 3
+    config = tmp_path / "hosts.toml"
+    config.write_text(hosts_toml(3, training=f"rounds = {rounds}", ports=ports[:4]))
+    mo_dir = tmp_path / "mo"
+    mo_dir.mkdir()
+    mo_config = mo_dir / "hosts.toml"  # the model owner reaches server-2 through the proxy
+    mo_config.write_text(hosts_toml(3, training=f"rounds = {rounds}", ports=[*ports[:3], ports[4]]))
+    with TamperingProxy(ports[4], ports[3]) as proxy:
+        metrics = run_deployment(tmp_path, config, mo_config=mo_config)
+    assert proxy.tampered == rounds
+    for row in metrics["rounds"]:
+        assert row["loss"] is None
+        assert "suspect server(s) server-2" in row["skipped"]
+    with np.load(tmp_path / "out" / "model.npz") as f:
+        assert not f["weights"].any()  # no tampered result ever reached the model
+
+
+def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(tmp_path: Path) -> None:
+    header = "a,b,label"
+    rows = {0: ["1.0,2.0,x", "2.0,1.0,y", "1.5,1.0,x"], 1: ["0.5,2.0,y", "3.0,1.0,x", "1.0,0.0,y"]}
+    rows[2] = ["1e300,2.0,x", "-1e300,1.0,y"]  # squares overflow: its statistics are inf
+    extra = {}
+    for i, lines in rows.items():
+        (tmp_path / f"owner{i}.csv").write_text("\n".join([header, *lines]) + "\n")
+        extra[f"data-owner-{i}"] = f'csv = "owner{i}.csv"'
+    (tmp_path / "test.csv").write_text("\n".join([header, "1.0,2.0,x", "2.0,0.5,y"]) + "\n")
+    extra["model-owner"] = 'csv = "test.csv"'
+    config = tmp_path / "hosts.toml"
+    config.write_text(hosts_toml(3, training='dataset = "csv"\nclasses = ["x", "y"]\nrounds = 3', extra=extra))
+    metrics = run_deployment(tmp_path, config)
+    # it cannot encode its statistics (sum of squares overflows): it declines, the others go on
+    assert metrics["statistics_contributors"] == ["data-owner-0", "data-owner-1"]
+    log = (tmp_path / "data-owner-2.log").read_text()
+    assert "round 1: cannot contribute: cannot encode element" in log and "is not finite" in log
+    mo_log = (tmp_path / "model-owner.log").read_text()
+    assert "data-owner-2 declined round 1" in mo_log
+    # and it keeps serving: its clipped gradients are finite, so it takes part in training
+    assert [r["contributors"] for r in metrics["rounds"]] == [["data-owner-0", "data-owner-1", "data-owner-2"]] * 3
+
+
+def test_local_sh_runs_a_deployment_and_writes_its_outputs(tmp_path: Path) -> None:
+    config = tmp_path / "hosts.toml"
+    config.write_text(hosts_toml(3, training="rounds = 5"))
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "local.sh"), str(config), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "round 5/5" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["rounds"]) == 5 and metrics["final_test_accuracy"] > 0.8
+    assert (out / "model.npz").exists() and (out / "logs" / "server-0.log").exists()
+
+
+def test_local_sh_fails_and_stops_everyone_when_a_player_fails(tmp_path: Path) -> None:
+    (tmp_path / "ok.csv").write_text("a,label\n1,0\n2,1\n")
+    extra = {name: 'csv = "ok.csv"' for name in ["model-owner", "data-owner-0", "data-owner-2"]}
+    extra["data-owner-1"] = 'csv = "missing.csv"'
+    config = tmp_path / "hosts.toml"
+    config.write_text(hosts_toml(3, training='dataset = "csv"\nclasses = ["0", "1"]', extra=extra))
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "local.sh"), str(config), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode != 0
+    assert "data-owner-1 exited with status 2" in proc.stderr
+    assert "missing.csv: cannot read" in proc.stderr
+    leftover = subprocess.run(["pgrep", "-f", str(config)], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "players left running"
