@@ -79,3 +79,27 @@ def test_missing_file_and_unknown_player(tmp_path: Path) -> None:
     cfg = parse_config(GOOD, "good.toml")
     with pytest.raises(ConfigError, match="no player named 'server-7'"):
         cfg.player("server-7")
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ('optimizer = "rmsprop"', r"\[training\] optimizer: 'rmsprop' is not one of sgd, adam"),
+        ("rounds = 0", r"\[training\] rounds: 0 is outside"),
+        ('learning_rate = "fast"', r"\[training\] learning_rate: expected float"),
+        ('dataset = "csv"', r"\[players.data-owner-0\] csv: missing"),
+        ("lr = 1", r"\[training\]: unknown key 'lr'"),
+    ],
+)
+def test_training_errors_name_the_key(training: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"^t\.toml: " + message):
+        parse_config(hosts_toml(3, ports=[9000, 9001, 9002, 9003], training=training), "t.toml")
+
+
+def test_csv_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    extra = {f"data-owner-{i}": 'csv = "d.csv"' for i in range(3)}
+    text = hosts_toml(3, training='dataset = "csv"\nclasses = ["a", "b"]', extra=extra)
+    (tmp_path / "hosts.toml").write_text(text)
+    cfg = load_config(tmp_path / "hosts.toml")
+    assert cfg.player("data-owner-1").csv == str(tmp_path.resolve() / "d.csv")
+    assert cfg.training.classes == ("a", "b")
