@@ -1,10 +1,13 @@
-"""Layer 3: messages <-> msgpack bodies (pure).
+"""Layer 3: messages <-> frame bodies (pure).
 
-A body is one msgpack map: ``kind``, the envelope fields and the message's own fields. numpy
-arrays travel as ExtType 1: a dtype byte (``q`` int64, ``d`` float64), the number of dimensions,
-each dimension as little-endian uint64, then the raw little-endian bytes; they are decoded with
-``np.frombuffer`` (read-only, no further copy). Every failure to decode, whatever its cause,
-is a DecodeError that says what was wrong.
+A frame body is ``[u32 header length][msgpack header][padding to 8 bytes][array bytes ...]``.
+The header is one msgpack map: ``kind``, the envelope fields and the message's own fields. A
+numpy array in it is only a reference, ExtType 1 holding a dtype byte (``q`` int64, ``d``
+float64), the number of dimensions and each dimension as little-endian uint64; its raw
+little-endian bytes follow the header, arrays in the order the header names them. So large
+arrays are written from their own memory (``encode_parts`` returns buffers, no copy) and read
+as ``np.frombuffer`` views of the received frame (read-only, no copy). Every failure to decode,
+whatever its cause, is a DecodeError that says what was wrong.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from asyncmpc.prf import SEED_BYTES
 from asyncmpc.rss import Seed
 from asyncmpc.wire import messages as m
 
-__all__ = ["ARRAY_EXT", "decode_message", "encode_message", "field_types"]
+__all__ = ["ARRAY_EXT", "decode_message", "encode_message", "encode_parts", "field_types"]
 
 ARRAY_EXT = 1
 MAX_NDIM = 8
 MAX_NAMES = 1_000_000
+MAX_HEADER = 1 << 24
+_HEADER_LEN = struct.Struct(">I")
 _DTYPES = {b"q"[0]: np.dtype("<i8"), b"d"[0]: np.dtype("<f8")}
 _CODES = {np.dtype("<i8"): b"q", np.dtype("<f8"): b"d"}
-_ENVELOPE = ("session", "round_no")
+_PAD = bytes(8)
 
 
 def _field_types(cls: type[m.Message]) -> dict[str, Any]:
@@ -48,30 +53,38 @@ def field_types(cls: type[m.Message]) -> dict[str, Any]:
 # ---------------------------------------------------------------- encoding
 
 
-def _pack_array(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
-    dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
-    code = _CODES.get(np.dtype(dt))
-    if code is None:
-        raise TypeError(f"arrays on the wire must be int64 or float64, got {arr.dtype}")
-    if arr.ndim > MAX_NDIM:
-        raise TypeError(f"arrays on the wire have at most {MAX_NDIM} dimensions, got {arr.ndim}")
-    header = code + bytes([arr.ndim]) + struct.pack(f"<{arr.ndim}Q", *arr.shape)
-    body = np.ascontiguousarray(arr, dtype=dt.newbyteorder("<"))
-    return msgpack.ExtType(ARRAY_EXT, header + body.tobytes())
+class _Packer:
+    """Turns arrays into header references, collecting their bodies in order."""
+
+    def __init__(self) -> None:
+        self.bodies: list[memoryview] = []
+
+    def default(self, obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            return self.array(obj)
+        if isinstance(obj, Seed):
+            return obj.key
+        if isinstance(obj, tuple):
+            return list(obj)
+        raise TypeError(f"cannot encode {type(obj).__name__}")
+
+    def array(self, arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
+        dt = np.dtype(arr.dtype).newbyteorder("<")
+        code = _CODES.get(dt)
+        if code is None:
+            raise TypeError(f"arrays on the wire must be int64 or float64, got {arr.dtype}")
+        if arr.ndim > MAX_NDIM:
+            raise TypeError(f"arrays on the wire have at most {MAX_NDIM} dimensions, got {arr.ndim}")
+        body = np.ascontiguousarray(arr, dtype=dt)
+        self.bodies.append(memoryview(body).cast("B"))
+        return msgpack.ExtType(ARRAY_EXT, code + bytes([arr.ndim]) + struct.pack(f"<{arr.ndim}Q", *arr.shape))
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return _pack_array(obj)
-    if isinstance(obj, Seed):
-        return obj.key
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(f"cannot encode {type(obj).__name__}")
+def encode_parts(msg: m.Message) -> list[bytes | memoryview]:
+    """The body of ``msg`` as buffers to write one after another (array bodies are not copied).
 
-
-def encode_message(msg: m.Message) -> bytes:
-    """The msgpack body of ``msg``. Raises TypeError for values its declaration does not allow."""
+    Raises TypeError for values its declaration does not allow.
+    """
     cls = type(msg)
     if m.MESSAGES.get(cls.KIND) is not cls:
         raise TypeError(f"{cls.__name__} is not a declared message type")
@@ -79,72 +92,97 @@ def encode_message(msg: m.Message) -> bytes:
     for name in _FIELDS[cls]:
         value = getattr(msg, name)
         doc[name] = list(value) if isinstance(value, tuple) else value
-    return msgpack.packb(doc, default=_default, use_bin_type=True)  # type: ignore[no-any-return]
+    packer = _Packer()
+    header = msgpack.packb(doc, default=packer.default, use_bin_type=True)
+    pad = -(_HEADER_LEN.size + len(header)) % 8
+    return [_HEADER_LEN.pack(len(header)) + header + _PAD[:pad], *packer.bodies]
+
+
+def encode_message(msg: m.Message) -> bytes:
+    """The body of ``msg`` as one bytes object (small messages, tests)."""
+    return b"".join(encode_parts(msg))
 
 
 # ---------------------------------------------------------------- decoding
 
 
-def _unpack_array(data: bytes) -> np.ndarray[Any, Any]:
+class _ArrayRef:
+    __slots__ = ("dtype", "shape", "nbytes")
+
+    def __init__(self, dtype: np.dtype[Any], shape: tuple[int, ...], nbytes: int) -> None:
+        self.dtype, self.shape, self.nbytes = dtype, shape, nbytes
+
+
+def _array_ref(code: int, data: bytes) -> Any:
+    if code != ARRAY_EXT:
+        raise DecodeError(f"unknown msgpack extension type {code}")
     if len(data) < 2:
-        raise DecodeError("array extension shorter than its header")
+        raise DecodeError("array reference shorter than its header")
     dtype = _DTYPES.get(data[0])
     if dtype is None:
-        raise DecodeError(f"array extension has unknown dtype code {data[0]!r}")
+        raise DecodeError(f"array reference has unknown dtype code {data[0]!r}")
     ndim = data[1]
     if ndim > MAX_NDIM:
-        raise DecodeError(f"array extension has {ndim} dimensions, at most {MAX_NDIM} allowed")
-    head = 2 + 8 * ndim
-    if len(data) < head:
-        raise DecodeError("array extension shorter than its shape")
+        raise DecodeError(f"array reference has {ndim} dimensions, at most {MAX_NDIM} allowed")
+    if len(data) != 2 + 8 * ndim:
+        raise DecodeError(f"array reference of {ndim} dimensions must be {2 + 8 * ndim} bytes, got {len(data)}")
     shape = struct.unpack_from(f"<{ndim}Q", data, 2)
     count = 1
     for dim in shape:
         count *= dim
-    if count * dtype.itemsize != len(data) - head:
-        raise DecodeError(
-            f"array extension of shape {tuple(shape)} and dtype {dtype} needs "
-            f"{count * dtype.itemsize} bytes, carries {len(data) - head}"
-        )
-    return np.frombuffer(data, dtype=dtype, offset=head).reshape(shape)
+    return _ArrayRef(dtype, tuple(shape), count * dtype.itemsize)
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code != ARRAY_EXT:
-        raise DecodeError(f"unknown msgpack extension type {code}")
-    return _unpack_array(data)
+def decode_message(body: bytes | bytearray | memoryview) -> m.Message:
+    """Decode and check one frame body against its message declaration.
 
-
-def decode_message(body: bytes | memoryview, *, max_len: int | None = None) -> m.Message:
-    """Decode and check one message body against its declaration.
-
-    Raises DecodeError (with a message naming the kind and the field) for anything that is not
-    exactly a declared message: garbage bytes, wrong types, missing or unknown fields.
+    Arrays are read-only views into ``body``. Raises DecodeError (naming the kind and the
+    field) for anything that is not exactly a declared message: garbage bytes, wrong types,
+    missing or unknown fields, array bytes that do not match their shapes.
     """
-    limit = len(body) if max_len is None else max_len
+    view = memoryview(body).cast("B") if not isinstance(body, bytes) else memoryview(body)
+    if len(view) < _HEADER_LEN.size:
+        raise DecodeError(f"frame body of {len(view)} bytes is shorter than its header length")
+    (header_len,) = _HEADER_LEN.unpack_from(view, 0)
+    if header_len > min(MAX_HEADER, len(view) - _HEADER_LEN.size):
+        raise DecodeError(f"header of {header_len} bytes announced in a frame body of {len(view)} bytes")
+    header = view[_HEADER_LEN.size : _HEADER_LEN.size + header_len]
     try:
         doc = msgpack.unpackb(
-            body,
+            header,
             raw=False,
             strict_map_key=True,
-            ext_hook=_ext_hook,
+            ext_hook=_array_ref,
             use_list=True,
-            max_str_len=min(limit, 1 << 16),
-            max_bin_len=min(limit, 1 << 16),
-            max_array_len=min(limit, MAX_NAMES),
+            max_str_len=min(header_len, 1 << 16),
+            max_bin_len=min(header_len, 1 << 16),
+            max_array_len=min(header_len, MAX_NAMES),
             max_map_len=64,
-            max_ext_len=limit,
+            max_ext_len=2 + 8 * MAX_NDIM,
         )
     except DecodeError:
         raise
     except Exception as exc:  # msgpack raises many types (ValueError, ExtraData, FormatError...)
-        raise DecodeError(f"body is not a valid msgpack message: {type(exc).__name__}: {exc}") from exc
+        raise DecodeError(f"header is not a valid msgpack message: {type(exc).__name__}: {exc}") from exc
     if not isinstance(doc, dict):
-        raise DecodeError(f"body must be a msgpack map, got {type(doc).__name__}")
+        raise DecodeError(f"header must be a msgpack map, got {type(doc).__name__}")
     kind = doc.pop("kind", None)
     cls = m.MESSAGES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise DecodeError(f"unknown message kind {kind!r}")
+    offset = _HEADER_LEN.size + header_len
+    offset += -offset % 8
+    refs = [v for v in doc.values() if isinstance(v, _ArrayRef)]
+    needed = sum(r.nbytes for r in refs)
+    if offset + needed != len(view):
+        raise DecodeError(
+            f"{kind}: its arrays need {needed} bytes after the header, the frame carries {len(view) - offset}"
+        )
+    for key, value in doc.items():
+        if isinstance(value, _ArrayRef):
+            arr = np.frombuffer(view, dtype=value.dtype, count=value.nbytes // value.dtype.itemsize, offset=offset)
+            doc[key] = arr.reshape(value.shape)
+            offset += value.nbytes
     fields = _FIELDS[cls]
     missing = [name for name in fields if name not in doc and name not in _defaults(cls)]
     if missing:
@@ -199,6 +237,10 @@ def _check(kind: str, name: str, typ: Any, value: Any) -> Any:
         if isinstance(value, np.ndarray) and value.dtype == np.int64:
             return value
         raise bad("an int64 array")
+    if typ == m.RingArray | None:
+        if value is None or (isinstance(value, np.ndarray) and value.dtype == np.int64):
+            return value
+        raise bad("an int64 array or nil")
     if typ == m.FloatArray:
         if isinstance(value, np.ndarray) and value.dtype == np.float64:
             return value

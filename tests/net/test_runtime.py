@@ -103,7 +103,7 @@ def test_unreachable_peer_fails_naming_it() -> None:
         (frame(encode_message(m.Hello(session="test", player="server-0"))), "a compute-server may not connect"),
         (frame(encode_message(m.Hello(session="other", player="data-owner-0"))), "session 'other'"),
         (frame(encode_message(m.Abort(session="test", reason="x"))), "first message must be 'hello'"),
-        (frame(b"\xc1garbage"), "not a valid msgpack message"),
+        (frame(b"\x00\x00\x00\x08\xc1garbage"), "not a valid msgpack message"),
         (struct.pack(">I", 1 << 31), "above the maximum"),
     ],
 )
@@ -130,7 +130,7 @@ def test_a_peer_breaking_the_wire_after_the_handshake_is_dropped() -> None:
             await owner.connect(["server-0"])
             await srv.wait_for_peers(["data-owner-0"])
             conn = owner.peers["server-0"]
-            conn.writer.write(frame(b"\x81\xa4kind\xa7unknown"))
+            conn.writer.write(frame(b"\x00\x00\x00\x0e\x81\xa4kind\xa7unknown" + bytes(6)))
             await conn.writer.drain()
             sender, msg = await srv.recv(timeout=5)
             assert (sender, msg) == ("data-owner-0", None)  # the server closed that connection

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import typing
 
+import msgpack
 import numpy as np
 import pytest
 from hypothesis import given
@@ -13,10 +14,22 @@ from hypothesis import strategies as st
 from asyncmpc.errors import DecodeError, FrameTooLarge
 from asyncmpc.rss import Seed
 from asyncmpc.wire import messages as m
-from asyncmpc.wire.codec import decode_message, encode_message, field_types
+from asyncmpc.wire.codec import decode_message, encode_message, encode_parts, field_types
 from asyncmpc.wire.framing import FrameDecoder, frame
 
 ARR = np.arange(-5, 7, dtype=np.int64).reshape(3, 4)
+
+
+def body_of(header: bytes, arrays: bytes = b"") -> bytes:
+    """A frame body around a hand-made msgpack header."""
+    head = len(header).to_bytes(4, "big") + header
+    return head + bytes(-len(head) % 8) + arrays
+
+
+def header_of(msg: m.Message) -> dict:  # type: ignore[type-arg]
+    body = encode_message(msg)
+    n = int.from_bytes(body[:4], "big")
+    return msgpack.unpackb(body[4 : 4 + n], raw=False, ext_hook=lambda c, d: msgpack.ExtType(c, d))  # type: ignore[no-any-return]
 
 
 def sample(cls: type[m.Message]) -> m.Message:
@@ -96,9 +109,12 @@ def test_oversized_frame_is_refused_from_its_prefix() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"", "not a valid msgpack"),
-        (b"\x93\x01\x02\x03", "must be a msgpack map"),
-        (b"\x81\xa4kind\xa4nope", "unknown message kind 'nope'"),
+        (b"", "shorter than its header length"),
+        (b"\x00\x00\x01\x00abc", "header of 256 bytes announced in a frame body of 7 bytes"),
+        (body_of(b""), "not a valid msgpack"),
+        (body_of(b"\x93\x01\x02\x03"), "must be a msgpack map"),
+        (body_of(b"\x81\xa4kind\xa4nope"), "unknown message kind 'nope'"),
+        (body_of(b"\x81\xa4kind\xa5hello", b"x" * 8), "arrays need 0 bytes after the header, the frame carries 8"),
     ],
 )
 def test_garbage_bodies_raise_decode_error(body: bytes, message: str) -> None:
@@ -107,9 +123,7 @@ def test_garbage_bodies_raise_decode_error(body: bytes, message: str) -> None:
 
 
 def test_mistyped_fields_name_kind_and_field() -> None:
-    import msgpack
-
-    good = msgpack.unpackb(encode_message(sample(m.OpenRound)), raw=False)
+    good = header_of(sample(m.OpenRound))
     for field, value, message in [
         ("shape", "3x4", r"open_round: field 'shape' must be a shape"),
         ("owners", [1, 2], r"open_round: field 'owners' must be a list of strings"),
@@ -118,23 +132,32 @@ def test_mistyped_fields_name_kind_and_field() -> None:
     ]:
         doc = dict(good, **{field: value})
         with pytest.raises(DecodeError, match=message):
-            decode_message(msgpack.packb(doc))
+            decode_message(body_of(msgpack.packb(doc)))
     doc = dict(good)
     del doc["owners"]
     with pytest.raises(DecodeError, match="open_round: missing field 'owners'"):
-        decode_message(msgpack.packb(doc))
-    share = msgpack.unpackb(
-        encode_message(sample(m.InputShare)), raw=False, ext_hook=lambda c, d: msgpack.ExtType(c, d)
-    )
-    share["a"] = b"short seed"
-    with pytest.raises(DecodeError, match="field 'a' must be an int64 array or a 16-byte seed"):
-        decode_message(msgpack.packb(share))
-    share["a"] = msgpack.ExtType(1, b"d\x01" + (1).to_bytes(8, "little") + bytes(8))
-    with pytest.raises(DecodeError, match="field 'a' must be an int64 array or a 16-byte seed, got float64 array"):
-        decode_message(msgpack.packb(share))
-    share["a"] = msgpack.ExtType(1, b"q\x01" + (5).to_bytes(8, "little") + bytes(8))
-    with pytest.raises(DecodeError, match=r"shape \(5,\) and dtype int64 needs 40 bytes, carries 8"):
-        decode_message(msgpack.packb(share))
+        decode_message(body_of(msgpack.packb(doc)))
+    share = header_of(sample(m.InputShare))
+    share["b"] = b"short seed"
+    with pytest.raises(DecodeError, match="field 'b' must be an int64 array or a 16-byte seed"):
+        decode_message(body_of(msgpack.packb(share), ARR.tobytes()))
+    share["b"] = msgpack.ExtType(1, b"d\x01" + (1).to_bytes(8, "little"))
+    with pytest.raises(DecodeError, match="field 'b' must be an int64 array or a 16-byte seed, got float64 array"):
+        decode_message(body_of(msgpack.packb(share), ARR.tobytes() + bytes(8)))
+    share["b"] = msgpack.ExtType(1, b"q\x01" + (5).to_bytes(8, "little"))
+    with pytest.raises(DecodeError, match=r"input_share: its arrays need 136 bytes after the header, the frame carries 104"):
+        decode_message(body_of(msgpack.packb(share), ARR.tobytes() + bytes(8)))
+    share["b"] = msgpack.ExtType(7, b"")
+    with pytest.raises(DecodeError, match="unknown msgpack extension type 7"):
+        decode_message(body_of(msgpack.packb(share)))
+
+
+def test_array_bodies_are_written_from_their_own_memory() -> None:
+    big = np.arange(1000, dtype=np.int64)
+    parts = encode_parts(m.ResultShare(session="s", contributors=("a",), a=big, b=big))
+    assert len(parts) == 3 and len(parts[0]) % 8 == 0
+    assert isinstance(parts[1], memoryview)
+    assert np.shares_memory(np.frombuffer(parts[1], dtype=np.int64), big)
 
 
 def _mutations(rng: random.Random, valid: list[bytes]) -> typing.Iterator[bytes]:
