@@ -13,16 +13,21 @@ pseudo-random to anyone missing one of the two keys.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from collections.abc import Callable
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from asyncmpc.ring import RingArray
 
 __all__ = [
+    "MAC_KEY_BYTES",
     "SEED_BYTES",
+    "mac",
+    "mac_ok",
     "RandomBytes",
     "ZeroSharer",
     "expand",
@@ -83,6 +88,19 @@ def expand(seed: bytes, shape: tuple[int, ...] | int, nonce: bytes = _ZERO_NONCE
     """A fresh int64 array of ``shape`` filled from ``seed`` (uniform over Z_2^64)."""
     out = np.empty(shape, dtype=np.int64)
     return expand_into(seed, out, nonce)
+
+
+MAC_KEY_BYTES = 32
+
+
+def mac(key: bytes, values: RingArray) -> bytes:
+    """Poly1305 tag (16 bytes) of an array's bytes under a one-time 32-byte key."""
+    return Poly1305.generate_tag(key, memoryview(np.ascontiguousarray(values).data).cast("B"))
+
+
+def mac_ok(key: bytes, values: RingArray, tag: bytes) -> bool:
+    """Whether ``tag`` is the Poly1305 tag of ``values`` under ``key`` (constant-time compare)."""
+    return hmac.compare_digest(mac(key, values), tag)
 
 
 class ZeroSharer:

@@ -42,6 +42,7 @@ __all__ = [
     "share",
     "share_seeded",
     "sub",
+    "suspects",
 ]
 
 N_SERVERS = 3
@@ -162,13 +163,19 @@ def cross_check(shares: tuple[RShare, RShare, RShare] | list[RShare]) -> tuple[i
     if sorted(by_server) != [0, 1, 2]:
         raise ValueError(f"cross_check needs one share from each of servers 0, 1, 2, got {sorted(by_server)}")
     bad = [j for j in range(N_SERVERS) if not np.array_equal(by_server[j].a, by_server[(j - 1) % N_SERVERS].b)]
-    if not bad:
+    return suspects(bad)
+
+
+def suspects(bad_components: list[int]) -> tuple[int, ...]:
+    """The servers that may have lied, given the components whose two copies disagree.
+
+    Component j is held by servers j and j-1: one bad component implicates both; two or more
+    implicate the server holding all of them (or everyone, if no server does).
+    """
+    if not bad_components:
         return ()
-    if len(bad) == 1:
-        j = bad[0]
-        return tuple(sorted((j, (j - 1) % N_SERVERS)))
     holders = set(range(N_SERVERS))
-    for j in bad:
+    for j in bad_components:
         holders &= {j, (j - 1) % N_SERVERS}
     return tuple(sorted(holders)) if holders else (0, 1, 2)
 

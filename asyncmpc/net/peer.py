@@ -11,13 +11,16 @@ import contextlib
 import logging
 
 from asyncmpc.errors import DecodeError, PeerLost
-from asyncmpc.wire.codec import decode_message, encode_message
+from asyncmpc.wire.codec import decode_message, encode_parts
 from asyncmpc.wire.framing import PREFIX, check_length, frame_prefix
 from asyncmpc.wire.messages import Message
 
 __all__ = ["Connection"]
 
 log = logging.getLogger(__name__)
+
+LARGE_BODY = 1 << 20
+"""Frames at least this large are read under the node's ``large_bodies`` semaphore."""
 
 
 class Connection:
@@ -31,14 +34,17 @@ class Connection:
         max_frame: int,
         body_timeout: float,
         name: str = "?",
+        large_bodies: asyncio.Semaphore | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.max_frame = max_frame
         self.body_timeout = body_timeout
         self.name = name
+        self.large_bodies = large_bodies
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.counted = False
         self._send_lock = asyncio.Lock()
         self._closed = False
 
@@ -49,18 +55,20 @@ class Connection:
 
     async def send(self, msg: Message) -> None:
         """Encode and write one message; raises PeerLost if the connection is gone."""
-        body = encode_message(msg)
+        parts = encode_parts(msg)
+        size = sum(len(p) for p in parts)
         async with self._send_lock:
             if self._closed:
                 raise PeerLost(f"connection to {self.name} is closed")
             try:
-                self.writer.write(frame_prefix(len(body)))
-                self.writer.write(body)
+                self.writer.write(frame_prefix(size))
+                for part in parts:  # array bodies go to the transport from their own memory
+                    self.writer.write(part)
                 await self.writer.drain()
             except (ConnectionError, OSError) as exc:
                 raise PeerLost(f"connection to {self.name} lost while sending: {exc}") from exc
-            self.bytes_sent += PREFIX.size + len(body)
-        log.debug("sent %s to %s (%d bytes)", msg.KIND, self.name, len(body))
+            self.bytes_sent += PREFIX.size + size
+        log.debug("sent %s to %s (%d bytes)", msg.KIND, self.name, size)
 
     async def read(self, timeout: float | None = None) -> Message:
         """The next message. ``timeout`` bounds the wait for its first byte (None: no bound).
@@ -71,8 +79,13 @@ class Connection:
             async with asyncio.timeout(timeout):
                 prefix = await self.reader.readexactly(PREFIX.size)
             length = check_length(prefix, self.max_frame)
-            async with asyncio.timeout(self.body_timeout):
-                body = await self.reader.readexactly(length)
+            if self.large_bodies is not None and length >= LARGE_BODY:
+                # bound how many large frames are buffered at once, whatever the number of peers
+                async with self.large_bodies, asyncio.timeout(self.body_timeout):
+                    body = await self.reader.readexactly(length)
+            else:
+                async with asyncio.timeout(self.body_timeout):
+                    body = await self.reader.readexactly(length)
         except asyncio.IncompleteReadError as exc:
             if exc.partial:
                 raise DecodeError(f"connection closed inside a frame ({len(exc.partial)} bytes read)") from exc

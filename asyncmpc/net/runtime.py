@@ -28,6 +28,9 @@ __all__ = ["Event", "Node", "TlsContexts", "dial_targets", "may_dial", "run"]
 
 log = logging.getLogger(__name__)
 
+LARGE_BODIES_AT_ONCE = 2
+"""How many large frames a node reads at the same time (see ``Connection.read``)."""
+
 Event = tuple[str, Message | None]
 """(player, message) from the inbox; message None means that player's connection closed."""
 
@@ -78,6 +81,9 @@ class Node:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._peer_changed = asyncio.Condition()
+        self._large_bodies = asyncio.Semaphore(LARGE_BODIES_AT_ONCE)
+        self.bytes_sent = 0
+        self.bytes_received = 0
         self.log = logging.LoggerAdapter(log, {"player": name})
 
     # ------------------------------------------------------------ lifecycle
@@ -208,7 +214,14 @@ class Node:
 
     def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str) -> Connection:
         p = self.config.protocol
-        return Connection(reader, writer, max_frame=p.max_frame_bytes, body_timeout=p.round_timeout, name=name)
+        return Connection(
+            reader,
+            writer,
+            max_frame=p.max_frame_bytes,
+            body_timeout=p.round_timeout,
+            name=name,
+            large_bodies=self._large_bodies,
+        )
 
     async def _register(self, conn: Connection) -> None:
         self.peers[conn.name] = conn
@@ -242,6 +255,7 @@ class Node:
             self.log.info("%s", exc)
         finally:
             await conn.close()
+            self._count(conn)
             if self.peers.get(conn.name) is conn:
                 del self.peers[conn.name]
                 await self.inbox.put((conn.name, None))
@@ -269,11 +283,23 @@ class Node:
         with contextlib.suppress(PeerLost):
             await conn.send(Reject(session=self.config.session, reason=str(error)))
         await conn.close()
+        self._count(conn)
         await self.inbox.put((player, None))
 
+    def _count(self, conn: Connection) -> None:
+        """Fold a closed connection's byte counts into the node's totals (once)."""
+        if not conn.counted:
+            conn.counted = True
+            self.bytes_sent += conn.bytes_sent
+            self.bytes_received += conn.bytes_received
+
     def traffic(self) -> tuple[int, int]:
-        """Bytes (sent, received) over the connections currently open."""
-        return (sum(c.bytes_sent for c in self.peers.values()), sum(c.bytes_received for c in self.peers.values()))
+        """Bytes (sent, received) over every connection this node has had, frames included."""
+        open_ = [c for c in self.peers.values() if not c.counted]
+        return (
+            self.bytes_sent + sum(c.bytes_sent for c in open_),
+            self.bytes_received + sum(c.bytes_received for c in open_),
+        )
 
 
 def run(main: Callable[[], Awaitable[Any]]) -> Any:

@@ -14,19 +14,27 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from asyncmpc.config import Config
 from asyncmpc.errors import CrossCheckError, RemoteProtocolError
-from asyncmpc.prf import RandomBytes
+from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray, as_ring
-from asyncmpc.rss import RShare, cross_check, reconstruct, share_seeded
+from asyncmpc.rss import RShare, reconstruct, share_seeded, suspects
 from asyncmpc.wire import messages as m
 
 __all__ = ["AggregationRound", "RoundResult", "input_shares"]
 
+MAC_BYTES = 16
+
 
 def input_shares(config: Config, round_no: int, x: RingArray, random_bytes: RandomBytes = os.urandom) -> list[Send]:
-    """A data owner's ``InputShare`` for each of the three servers, for ring vector ``x``."""
+    """A data owner's ``InputShare`` for each of the three servers, for ring vector ``x``.
+
+    Server 0's share (two seeds) comes first: an owner that stops half-way has then reached
+    server 0 with seeds only, which a server can still leave out of its sum.
+    """
     x = as_ring(x)
     out = []
     for server, sh in zip(config.servers, share_seeded(x, random_bytes), strict=True):
@@ -49,7 +57,14 @@ class RoundResult:
 class AggregationRound:
     """The model owner's state machine for round ``round_no``."""
 
-    def __init__(self, config: Config, round_no: int, owners: tuple[str, ...], shape: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        round_no: int,
+        owners: tuple[str, ...],
+        shape: tuple[int, ...],
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
         if round_no < 1:
             raise ValueError("rounds are numbered from 1")
         self.config = config
@@ -59,7 +74,10 @@ class AggregationRound:
         self.shape = tuple(shape)
         self.servers = tuple(p.name for p in config.servers)
         self._holding: dict[str, frozenset[str]] = {}
-        self._results: dict[str, RShare] = {}
+        self._results: dict[str, m.ResultShare] = {}
+        self._keys: dict[str, bytes] = {}
+        self._full = False
+        self._random_bytes = random_bytes
         self._asked: tuple[str, ...] = ()
         self.contributors: tuple[str, ...] = ()
         self._expired = 0
@@ -88,7 +106,7 @@ class AggregationRound:
         if isinstance(msg, m.ResultShare):
             return self._on_result(sender, msg)
         if isinstance(msg, m.Reject):
-            raise RemoteProtocolError(f"refused round {self.round_no}: {msg.reason}", peer=sender)
+            return self._fail(f"{sender} refused: {msg.reason}")
         raise RemoteProtocolError(f"unexpected {msg.KIND!r} during a round", peer=sender)
 
     def withdraw(self, owner: str) -> list[Send]:
@@ -134,35 +152,59 @@ class AggregationRound:
         minimum = max(2, self.config.protocol.min_owners)
         if len(self.contributors) < minimum:
             return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {minimum}")
-        self._asked = tuple(self._holding)
-        msg = m.Aggregate(session=self.config.session, round_no=self.round_no, contributors=self.contributors)
-        return [Send(s, msg) for s in self._asked]
+        self._asked = tuple(s for s in self.servers if s in self._holding)
+        self._full = len(self._asked) < len(self.servers)
+        out = []
+        for s in self._asked:
+            self._keys[s] = b"" if self._full else self._random_bytes(MAC_KEY_BYTES)
+            msg = m.Aggregate(
+                session=self.config.session,
+                round_no=self.round_no,
+                contributors=self.contributors,
+                mac_key=self._keys[s],
+                full=self._full,
+            )
+            out.append(Send(s, msg))
+        return out
 
     def _on_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
         if sender not in self._asked or sender in self._results:
             raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
         if tuple(msg.contributors) != self.contributors:
             raise RemoteProtocolError(f"result share over the wrong contributors in round {self.round_no}", peer=sender)
-        if msg.a.shape != self.shape or msg.b.shape != self.shape:
+        if msg.a.shape != self.shape:
             raise RemoteProtocolError(f"result share of shape {msg.a.shape}, expected {self.shape}", peer=sender)
-        index = self.servers.index(sender)
-        self._results[sender] = RShare(index, msg.a, msg.b)
+        if self._full and (msg.b is None or msg.b.shape != self.shape):
+            raise RemoteProtocolError(f"result share without its second component of shape {self.shape}", peer=sender)
+        if not self._full and (msg.b is not None or len(msg.b_tag) != MAC_BYTES):
+            raise RemoteProtocolError(
+                f"result share must carry a {MAC_BYTES}-byte tag of its second component", peer=sender
+            )
+        self._results[sender] = msg
         if len(self._results) == len(self._asked):
             return self._finish()
         return []
 
     def _finish(self) -> list[Send]:
-        shares = list(self._results.values())
-        checked = len(shares) == 3
-        if checked:
-            suspects = cross_check(shares)
-            if suspects:
-                names = ", ".join(self.servers[i] for i in suspects)
-                reason = f"result shares disagree; suspect server(s) {names}"
-                self.result = RoundResult(self.round_no, None, self.contributors, False, reason)
-                raise CrossCheckError(f"round {self.round_no}: {reason}", suspects=suspects)
-        total = reconstruct(shares)
-        self.result = RoundResult(self.round_no, total, self.contributors, checked)
+        if self._full:
+            shares = [RShare(self.servers.index(s), r.a, r.b) for s, r in self._results.items() if r.b is not None]
+            self.result = RoundResult(self.round_no, reconstruct(shares), self.contributors, False)
+            return []
+        comps = {self.servers.index(s): r.a for s, r in self._results.items()}
+        bad = []  # components whose tag (from server i) does not match the copy from server i+1
+        for server, r in self._results.items():
+            nxt = (self.servers.index(server) + 1) % 3
+            if not mac_ok(self._keys[server], comps[nxt], r.b_tag):
+                bad.append(nxt)
+        if bad:
+            names = ", ".join(self.servers[i] for i in suspects(bad))
+            reason = f"result shares disagree; suspect server(s) {names}"
+            self.result = RoundResult(self.round_no, None, self.contributors, False, reason)
+            raise CrossCheckError(f"round {self.round_no}: {reason}", suspects=suspects(bad))
+        total = np.array(comps[0], dtype=np.int64, copy=True)
+        total += comps[1]
+        total += comps[2]
+        self.result = RoundResult(self.round_no, total, self.contributors, True)
         return []
 
     def _fail(self, reason: str) -> list[Send]:

@@ -16,13 +16,16 @@ import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.prf import ZeroSharer
+from asyncmpc.prf import MAC_KEY_BYTES, ZeroSharer, expand_into, mac
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray
-from asyncmpc.rss import RShare, materialize
+from asyncmpc.rss import Component, Seed
 from asyncmpc.wire import messages as m
 
 __all__ = ["ServerProtocol"]
+
+MAX_ELEMENTS = 1 << 31
+"""The largest vector a round may aggregate (16 GiB per component)."""
 
 MAX_EARLY_ROUNDS = 2
 """Input shares may arrive at most this many rounds ahead of the newest opened round."""
@@ -30,9 +33,18 @@ MAX_EARLY_ROUNDS = 2
 
 @dataclass(slots=True)
 class _Round:
+    """One round's state: the running sums of both components, and per owner only its seeds.
+
+    Shares are added into ``acc_a``/``acc_b`` as they arrive, so memory does not grow with the
+    number of owners. An owner can later be left out of the sum only if every component it sent
+    this server was a seed (re-expanded and subtracted); a vector, once added, cannot be.
+    """
+
     owners: frozenset[str]
     shape: tuple[int, ...]
-    shares: dict[str, RShare] = field(default_factory=dict)
+    acc_a: RingArray
+    acc_b: RingArray
+    held: dict[str, tuple[Seed | None, Seed | None]] = field(default_factory=dict)
     reported: bool = False
 
 
@@ -49,6 +61,7 @@ class ServerProtocol:
         self._newest = 0
         self._own_key = own_prf_key
         self.zeros: ZeroSharer | None = None
+        self._scratch: RingArray | None = None
 
     # ------------------------------------------------------------ start-up
 
@@ -92,8 +105,16 @@ class ServerProtocol:
                 raise RemoteProtocolError(f"round {msg.round_no} names {owner!r}, not a data owner", peer=sender)
         if len(set(msg.owners)) != len(msg.owners):
             raise RemoteProtocolError(f"round {msg.round_no} names an owner twice", peer=sender)
+        size = 1
+        for dim in msg.shape:
+            size *= dim
+        if size > MAX_ELEMENTS:
+            raise RemoteProtocolError(f"round {msg.round_no} of {size} elements, above {MAX_ELEMENTS}", peer=sender)
         self._newest = msg.round_no
-        rnd = _Round(owners=frozenset(msg.owners), shape=tuple(msg.shape))
+        shape = tuple(msg.shape)
+        rnd = _Round(frozenset(msg.owners), shape, np.zeros(shape, np.int64), np.zeros(shape, np.int64))
+        for old in [r for r in self._rounds if r < msg.round_no]:
+            del self._rounds[old]  # a newer round supersedes one that never finished
         self._rounds[msg.round_no] = rnd
         out: list[Send] = []
         for owner, share in self._early.pop(msg.round_no, {}).items():
@@ -117,38 +138,57 @@ class ServerProtocol:
     def _accept(self, sender: str, msg: m.InputShare, round_no: int, rnd: _Round) -> list[Send]:
         if sender not in rnd.owners:
             raise RemoteProtocolError(f"not an expected owner of round {round_no}", peer=sender)
-        if sender in rnd.shares:
+        if sender in rnd.held:
             raise RemoteProtocolError(f"second input share for round {round_no}", peer=sender)
-        if rnd.reported and len(rnd.shares) < len(rnd.owners):
+        if rnd.reported and len(rnd.held) < len(rnd.owners):
             raise RemoteProtocolError(f"input share for round {round_no} came after its inputs closed", peer=sender)
         if tuple(msg.shape) != rnd.shape:
             raise RemoteProtocolError(
                 f"input share of shape {tuple(msg.shape)} for round {round_no}, expected {rnd.shape}", peer=sender
             )
-        try:
-            a = materialize(msg.a, rnd.shape)
-            b = materialize(msg.b, rnd.shape)
-        except ValueError as exc:
-            raise RemoteProtocolError(f"round {round_no}: {exc}", peer=sender) from None
-        rnd.shares[sender] = RShare(self.index, a, b)
-        if len(rnd.shares) == len(rnd.owners):
+        for comp in (msg.a, msg.b):
+            if not isinstance(comp, Seed) and comp.shape != rnd.shape:
+                raise RemoteProtocolError(
+                    f"round {round_no}: component of shape {comp.shape}, expected {rnd.shape}", peer=sender
+                )
+        self._add(rnd.acc_a, msg.a, 1)
+        self._add(rnd.acc_b, msg.b, 1)
+        rnd.held[sender] = (
+            msg.a if isinstance(msg.a, Seed) else None,
+            msg.b if isinstance(msg.b, Seed) else None,
+        )
+        if len(rnd.held) == len(rnd.owners):
             return [self._holding(round_no, rnd)]
         return []
+
+    def _add(self, acc: RingArray, comp: Component, sign: int) -> None:
+        """acc += comp (or -=), expanding a seed into a scratch buffer reused across shares."""
+        if isinstance(comp, Seed):
+            if self._scratch is None or self._scratch.shape != acc.shape:
+                self._scratch = np.empty(acc.shape, dtype=np.int64)
+            comp_arr: RingArray = expand_into(comp.key, self._scratch)
+        else:
+            comp_arr = comp
+        if sign > 0:
+            np.add(acc, comp_arr, out=acc)
+        else:
+            np.subtract(acc, comp_arr, out=acc)
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
         rnd = self._round(sender, msg)
         if rnd.reported:
             return []
-        for owner in msg.owners:
-            rnd.shares.pop(owner, None)
         rnd.owners = rnd.owners - frozenset(msg.owners)
-        if len(rnd.shares) == len(rnd.owners):
+        for owner in msg.owners:
+            if owner in rnd.held and not self._leave_out(rnd, owner):
+                rnd.owners = rnd.owners | {owner}  # its vector is in the sum: it stays, if held everywhere
+        if len(rnd.held) == len(rnd.owners):
             return [self._holding(msg.round_no, rnd)]
         return []
 
     def _holding(self, round_no: int, rnd: _Round) -> Send:
         rnd.reported = True
-        held = tuple(sorted(rnd.shares))
+        held = tuple(sorted(rnd.held))
         return Send(self.model_owner, m.Holding(session=self.config.session, round_no=round_no, owners=held))
 
     def _round(self, sender: str, msg: m.Message) -> _Round:
@@ -157,18 +197,40 @@ class ServerProtocol:
             raise RemoteProtocolError(f"{msg.KIND!r} for round {msg.round_no}, which is not open", peer=sender)
         return rnd
 
+    def _leave_out(self, rnd: _Round, owner: str) -> bool:
+        """Subtract ``owner``'s share from the sums if it sent only seeds; False if it cannot."""
+        seed_a, seed_b = rnd.held[owner]
+        if seed_a is None or seed_b is None:
+            return False
+        self._add(rnd.acc_a, seed_a, -1)
+        self._add(rnd.acc_b, seed_b, -1)
+        del rnd.held[owner]
+        return True
+
     def _aggregate(self, sender: str, msg: m.Aggregate) -> list[Send]:
         rnd = self._round(sender, msg)
-        missing = [o for o in msg.contributors if o not in rnd.shares]
+        missing = [o for o in msg.contributors if o not in rnd.held]
         if missing or not msg.contributors or len(set(msg.contributors)) != len(msg.contributors):
             raise RemoteProtocolError(
                 f"aggregate of round {msg.round_no} names owners this server does not hold: {missing}", peer=sender
             )
-        a, b = _sum_shares([rnd.shares[o] for o in msg.contributors])
+        if len(msg.mac_key) != MAC_KEY_BYTES and not msg.full:
+            raise RemoteProtocolError(
+                f"aggregate of round {msg.round_no} has no {MAC_KEY_BYTES}-byte MAC key", peer=sender
+            )
         del self._rounds[msg.round_no]
-        result = m.ResultShare(
-            session=self.config.session, round_no=msg.round_no, contributors=tuple(msg.contributors), a=a, b=b
-        )
+        stuck = [o for o in set(rnd.held) - set(msg.contributors) if not self._leave_out(rnd, o)]
+        if stuck:
+            reason = (
+                f"round {msg.round_no}: cannot leave out {', '.join(sorted(stuck))}: "
+                "a vector share of theirs is already in this server's sum"
+            )
+            return [Send(self.model_owner, m.Reject(session=self.config.session, round_no=msg.round_no, reason=reason))]
+        common = {"session": self.config.session, "round_no": msg.round_no, "contributors": tuple(msg.contributors)}
+        if msg.full:
+            result = m.ResultShare(**common, a=rnd.acc_a, b=rnd.acc_b)  # type: ignore[arg-type]
+        else:
+            result = m.ResultShare(**common, a=rnd.acc_a, b_tag=mac(msg.mac_key, rnd.acc_b))  # type: ignore[arg-type]
         return [Send(self.model_owner, result)]
 
     def _prf_key(self, sender: str, msg: m.PrfKey) -> list[Send]:
@@ -188,12 +250,3 @@ class ServerProtocol:
     @property
     def open_rounds(self) -> tuple[int, ...]:
         return tuple(sorted(self._rounds))
-
-
-def _sum_shares(shares: list[RShare]) -> tuple[RingArray, RingArray]:
-    a = np.array(shares[0].a, dtype=np.int64, copy=True)
-    b = np.array(shares[0].b, dtype=np.int64, copy=True)
-    for s in shares[1:]:
-        a += s.a
-        b += s.b
-    return a, b

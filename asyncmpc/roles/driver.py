@@ -28,16 +28,19 @@ async def drive_round(
     rnd: AggregationRound,
     timeout: float,
     on_other: Callable[[str, Message | None], Awaitable[None]] | None = None,
+    requests: list[Send] | None = None,
 ) -> RoundResult:
     """Open ``rnd`` at the servers and feed it their answers until it yields a result.
 
     The deadline is split in two phases (inputs, then results); ``expire`` is called at each.
-    Events from players other than the servers go to ``on_other`` (a data owner declining, or
+    ``requests`` go out right after the round is opened at the servers. Events from players
+    other than the servers go to ``on_other`` (a data owner declining, or
     a connection closing).
     A result whose cross-check fails is refused: the round yields nothing, and its ``reason``
     names the suspect servers. Raises RoundTimeout if the round never finished.
     """
     await send_all(node, rnd.open())
+    await send_all(node, requests or [])  # after the servers know the round, so shares rarely wait
     loop = asyncio.get_running_loop()
     phase_end = loop.time() + timeout / 2
     expiries = 0

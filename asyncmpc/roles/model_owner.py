@@ -118,8 +118,8 @@ class _Rounds:
     async def run(self, round_no: int, size: int, request: m.Message) -> RoundResult:
         present = tuple(o for o in self.owners if o in self.node.peers)
         self.current = AggregationRound(self.config, round_no, present, (size,))
-        await send_all(self.node, [Send(o, request) for o in present])
-        return await drive_round(self.node, self.current, self.config.protocol.round_timeout, self.on_other)
+        requests = [Send(o, request) for o in present]
+        return await drive_round(self.node, self.current, self.config.protocol.round_timeout, self.on_other, requests)
 
     async def on_other(self, sender: str, msg: m.Message | None) -> None:
         """A data owner's message during a round: a ``Decline`` withdraws it from the round."""

@@ -76,7 +76,7 @@ class _Packer:
         if arr.ndim > MAX_NDIM:
             raise TypeError(f"arrays on the wire have at most {MAX_NDIM} dimensions, got {arr.ndim}")
         body = np.ascontiguousarray(arr, dtype=dt)
-        self.bodies.append(memoryview(body).cast("B"))
+        self.bodies.append(memoryview(body.data).cast("B"))
         return msgpack.ExtType(ARRAY_EXT, code + bytes([arr.ndim]) + struct.pack(f"<{arr.ndim}Q", *arr.shape))
 
 
@@ -107,7 +107,7 @@ def encode_message(msg: m.Message) -> bytes:
 
 
 class _ArrayRef:
-    __slots__ = ("dtype", "shape", "nbytes")
+    __slots__ = ("dtype", "nbytes", "shape")
 
     def __init__(self, dtype: np.dtype[Any], shape: tuple[int, ...], nbytes: int) -> None:
         self.dtype, self.shape, self.nbytes = dtype, shape, nbytes
@@ -205,6 +205,10 @@ def _check(kind: str, name: str, typ: Any, value: Any) -> Any:
             shown = f"{value.dtype} array"
         return DecodeError(f"{kind}: field {name!r} must be {expected}, got {shown}")
 
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad("true or false")
     if typ is int:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63:
             return value

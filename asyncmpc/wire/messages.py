@@ -159,17 +159,24 @@ class Aggregate(Message):
     KIND = "aggregate"
     SENDERS = frozenset({MO})
     contributors: tuple[str, ...]
+    mac_key: bytes
+    """A one-time Poly1305 key for this server only: it tags its ``b`` instead of sending it."""
+    full: bool = False
+    """Send ``b`` in full (when fewer than three servers answer, nothing can be cross-checked)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class ResultShare(Message):
-    """A server's share (x_i, x_{i+1}) of the sum over ``contributors``."""
+    """Server i's share of the sum over ``contributors``: x_i in full, and x_{i+1} either in full
+    or as its Poly1305 tag under the model owner's one-time key (which server i+1, sending
+    x_{i+1} in full, never sees): one vector per server instead of two, still cross-checked."""
 
     KIND = "result_share"
     SENDERS = frozenset({CS})
     contributors: tuple[str, ...]
     a: RingArray
-    b: RingArray
+    b: RingArray | None = None
+    b_tag: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

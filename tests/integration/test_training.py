@@ -68,7 +68,7 @@ def test_secure_training_matches_the_reference_and_scikit_learn(
 
 
 class TamperingProxy:
-    """Forwards a server's connection, adding 1 to both components of its training results."""
+    """Forwards a server's connection, changing its training results (component and tag)."""
 
     def __init__(self, listen: int, target: int) -> None:
         self.listen, self.target = listen, target
@@ -103,7 +103,7 @@ class TamperingProxy:
                             round_no=msg.round_no,
                             contributors=msg.contributors,
                             a=msg.a + 1,
-                            b=msg.b + 1,
+                            b_tag=bytes(16),
                         )
                     dst.write(frame(encode_message(msg)))
                 await dst.drain()

@@ -106,7 +106,10 @@ def test_dropped_owner_is_left_out_after_close_inputs() -> None:
     np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != late))
 
 
-def test_share_missing_at_one_server_excludes_that_owner_everywhere() -> None:
+def test_share_missing_at_one_server_fails_the_round_as_its_vector_is_summed() -> None:
+    """Servers add shares up as they arrive (memory flat in the number of owners), so an owner
+    whose vector share reached server 1 but not server 2 cannot be left out: the round yields
+    nothing, with a reason that names the owner."""
     _, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     for owner, x in xs.items():
@@ -117,8 +120,8 @@ def test_share_missing_at_one_server_excludes_that_owner_everywhere() -> None:
     router.run()
     router.post(MO, rnd.expire())
     router.run()
-    assert rnd.result is not None and OWNERS[0] not in rnd.result.contributors
-    np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != OWNERS[0]))
+    assert rnd.result is not None and rnd.result.total is None
+    assert "server-1 refused: round 1: cannot leave out data-owner-0" in rnd.result.reason
 
 
 def test_too_few_contributors_yields_nothing() -> None:
@@ -155,9 +158,10 @@ def test_lying_server_is_caught_by_the_cross_check() -> None:
         if isinstance(msg, m.ResultShare) and sender == "server-2":
             a = msg.a.copy()
             a[3] += 1
-            b = msg.b.copy()
-            b[3] -= 1  # keeps the *sum* of its two components, still caught
-            return m.ResultShare(session=msg.session, round_no=msg.round_no, contributors=msg.contributors, a=a, b=b)
+            tag = bytes([msg.b_tag[0] ^ 1]) + msg.b_tag[1:]  # and it cannot forge the other tag
+            return m.ResultShare(
+                session=msg.session, round_no=msg.round_no, contributors=msg.contributors, a=a, b_tag=tag
+            )
         return msg
 
     with pytest.raises(CrossCheckError, match="suspect server\\(s\\) server-2") as info:
@@ -190,7 +194,11 @@ def test_lying_server_is_caught_by_the_cross_check() -> None:
             m.InputShare(session="test", round_no=9, shape=(3,), a=np.zeros(3, np.int64), b=np.zeros(3, np.int64)),
             "round 9, which is not open",
         ),
-        ("model-owner", m.Aggregate(session="test", round_no=1, contributors=("data-owner-0",)), "does not hold"),
+        (
+            "model-owner",
+            m.Aggregate(session="test", round_no=1, contributors=("data-owner-0",), mac_key=bytes(32)),
+            "does not hold",
+        ),
     ],
 )
 def test_messages_that_break_the_rules_are_refused(sender: str, msg: m.Message, message: str) -> None:
@@ -216,6 +224,69 @@ def test_wrong_shape_is_refused_and_the_round_goes_on() -> None:
     router.run()
     assert rnd.result is not None
     np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_a_changed_component_alone_implicates_its_two_holders() -> None:
+    _, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+
+    def tamper(sender: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, m.ResultShare) and sender == "server-0":
+            a = msg.a.copy()
+            a[0] ^= 1 << 40
+            return m.ResultShare(
+                session=msg.session, round_no=msg.round_no, contributors=msg.contributors, a=a, b_tag=msg.b_tag
+            )
+        return msg
+
+    with pytest.raises(CrossCheckError, match="suspect server\\(s\\) server-0, server-2"):
+        router.run(tamper=tamper)
+
+
+def test_a_server_refusing_to_aggregate_fails_the_round_without_an_exception() -> None:
+    servers, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    router.run()
+    assert rnd.result is not None and rnd.result.total is not None
+    _, rnd2, router2, _ = setup(round_no=2)
+    router2.servers = servers
+    router2.post(MO, rnd2.open())
+    router2.run()
+    out = rnd2.feed("server-1", m.Reject(session="test", round_no=2, reason="cannot leave out data-owner-0"))
+    assert out == [] and rnd2.result is not None and rnd2.result.total is None
+    assert "server-1 refused: cannot leave out data-owner-0" in rnd2.result.reason
+
+
+def test_an_owner_that_reached_only_server_0_is_left_out_of_the_sums() -> None:
+    """Seeds can be re-expanded and subtracted; the round goes on without that owner."""
+    _, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    for owner, x in xs.items():
+        actions = input_shares(CFG, 1, x)
+        if owner == OWNERS[1]:
+            assert actions[0].to == "server-0"
+            actions = actions[:1]  # stopped after its first send
+        router.post(owner, actions)
+    router.run()
+    router.post(MO, rnd.expire())
+    router.run()
+    assert rnd.result is not None and rnd.result.cross_checked
+    np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != OWNERS[1]))
+
+
+def test_an_owner_whose_vector_reached_one_server_only_fails_the_round_clearly() -> None:
+    _, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    for owner, x in xs.items():
+        actions = input_shares(CFG, 1, x)
+        router.post(owner, [a for a in actions if owner != OWNERS[1] or a.to == "server-1"])
+    router.run()
+    router.post(MO, rnd.expire())
+    router.run()
+    assert rnd.result is not None and rnd.result.total is None
+    assert "cannot leave out data-owner-1" in rnd.result.reason
 
 
 def test_servers_agree_on_zero_sharing_keys_at_start_up() -> None:

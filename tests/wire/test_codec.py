@@ -38,6 +38,8 @@ def sample(cls: type[m.Message]) -> m.Message:
     for i, (name, typ) in enumerate(field_types(cls).items()):
         if name == "session":
             values[name] = "sess"
+        elif typ is bool:
+            values[name] = True
         elif typ is int:
             values[name] = 7 + i
         elif typ is str:
@@ -50,7 +52,7 @@ def sample(cls: type[m.Message]) -> m.Message:
             values[name] = (3, 4)
         elif typ == m.Component:
             values[name] = ARR if i % 2 else Seed(bytes(range(16)))
-        elif typ == m.RingArray:
+        elif typ == m.RingArray or typ == m.RingArray | None:
             values[name] = ARR
         elif typ == m.FloatArray:
             values[name] = ARR.astype(np.float64) / 3
@@ -145,7 +147,9 @@ def test_mistyped_fields_name_kind_and_field() -> None:
     with pytest.raises(DecodeError, match="field 'b' must be an int64 array or a 16-byte seed, got float64 array"):
         decode_message(body_of(msgpack.packb(share), ARR.tobytes() + bytes(8)))
     share["b"] = msgpack.ExtType(1, b"q\x01" + (5).to_bytes(8, "little"))
-    with pytest.raises(DecodeError, match=r"input_share: its arrays need 136 bytes after the header, the frame carries 104"):
+    with pytest.raises(
+        DecodeError, match=r"input_share: its arrays need 136 bytes after the header, the frame carries 104"
+    ):
         decode_message(body_of(msgpack.packb(share), ARR.tobytes() + bytes(8)))
     share["b"] = msgpack.ExtType(7, b"")
     with pytest.raises(DecodeError, match="unknown msgpack extension type 7"):
