@@ -11,8 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, load_config
+from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, Config, load_config
 from asyncmpc.errors import AsyncMpcError
 from asyncmpc.net.runtime import run
 
@@ -41,40 +42,98 @@ def setup_logging(player: str, level: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asyncmpc", description="Run one asyncmpc player.")
     parser.add_argument("--config", default="hosts.toml", help="deployment file (default: hosts.toml)")
-    parser.add_argument("--name", required=True, help="this player's name in the deployment file")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--name", help="this player's name in the deployment file")
+    who.add_argument(
+        "--swarm",
+        action="store_true",
+        help="run every data owner of the deployment file in this one process, as asyncio tasks",
+    )
     parser.add_argument("--out", default="runs/latest", help="model owner's output folder (default: runs/latest)")
+    parser.add_argument("--stats", help="write this process's peak memory and traffic to this JSON file at exit")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
+def _swarm(config: Config) -> Any:
+    """Every data owner as a task of one event loop (for deployments of hundreds of owners)."""
+    import asyncio
+    import resource
+
+    from asyncmpc.roles.data_owner import run_data_owner
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 8 * len(config.data_owners) + 256))
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    async def all_owners() -> dict[str, Any]:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(run_data_owner(config, p.name)) for p in config.data_owners]
+        results = [t.result() for t in tasks]
+        return {
+            "owners": len(results),
+            "bytes_sent": sum(r["bytes_sent"] for r in results),
+            "bytes_received": sum(r["bytes_received"] for r in results),
+        }
+
+    return run(all_owners)
+
+
+def _write_stats(path: str, player: str, role: str, extra: dict[str, Any]) -> None:
+    import json
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    doc = {"player": player, "role": role, "peak_rss_bytes": peak, **extra}
+    Path(path).write_text(json.dumps(doc) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.name, args.log_level)
+    who = "data-owner swarm" if args.swarm else args.name
+    setup_logging(who, args.log_level)
     try:
         config = load_config(args.config)
-        player = config.player(args.name)
-        if player.role == COMPUTE_SERVER:
-            from asyncmpc.roles.compute_server import run_compute_server
-
-            run(lambda: run_compute_server(config, args.name))
-        elif player.role == DATA_OWNER:
-            from asyncmpc.roles.data_owner import run_data_owner
-
-            run(lambda: run_data_owner(config, args.name))
+        if args.swarm:
+            role = DATA_OWNER
+            stats = _swarm(config)
         else:
-            from asyncmpc.roles.model_owner import run_model_owner
-
-            metrics = run(lambda: run_model_owner(config, args.name, Path(args.out)))
-            print(
-                f"final test accuracy {metrics['final_test_accuracy']}, scikit-learn pooled "
-                f"{metrics['sklearn_pooled_accuracy']}, {metrics['wall_seconds']:.2f}s; wrote {args.out}"
-            )
+            role = config.player(args.name).role
+            stats = _run_player(config, args.name, role, Path(args.out))
+        if args.stats:
+            _write_stats(args.stats, who, role, stats)
     except AsyncMpcError as exc:
-        print(f"asyncmpc: {args.name}: {exc}", file=sys.stderr)
+        print(f"asyncmpc: {who}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _run_player(config: Config, name: str, role: str, out: Path) -> dict[str, Any]:
+    if role == COMPUTE_SERVER:
+        from asyncmpc.roles.compute_server import run_compute_server
+
+        return run(lambda: run_compute_server(config, name))  # type: ignore[no-any-return]
+    if role == DATA_OWNER:
+        from asyncmpc.roles.data_owner import run_data_owner
+
+        return run(lambda: run_data_owner(config, name))  # type: ignore[no-any-return]
+    from asyncmpc.roles.model_owner import run_model_owner
+
+    metrics = run(lambda: run_model_owner(config, name, out))
+    if metrics["final_test_accuracy"] is not None:
+        print(
+            f"final test accuracy {metrics['final_test_accuracy']}, scikit-learn pooled "
+            f"{metrics['sklearn_pooled_accuracy']}, {metrics['wall_seconds']:.2f}s; wrote {out}"
+        )
+    else:
+        print(f"{len(metrics['rounds'])} rounds in {metrics['wall_seconds']:.2f}s; wrote {out}")
+    return {
+        "bytes_sent": metrics["model_owner_bytes"]["sent"],
+        "bytes_received": metrics["model_owner_bytes"]["received"],
+    }
 
 
 if __name__ == "__main__":

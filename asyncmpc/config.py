@@ -65,7 +65,8 @@ class ProtocolSettings:
     plaintext: bool = False
 
 
-DATASETS = ("breast_cancer", "digits", "wine", "iris", "csv")
+DATASETS = ("breast_cancer", "digits", "wine", "iris", "csv", "synthetic")
+AGGREGATIONS = ("secure", "plain")
 OPTIMIZERS = ("sgd", "adam")
 SPLITS = ("iid", "dirichlet")
 
@@ -89,6 +90,11 @@ class TrainingSettings:
     dirichlet_alpha: float = 0.5
     seed: int = 0
     test_fraction: float = 0.25
+    parameters: int = 1000
+    """With dataset = "synthetic": length of the random gradient each owner sends every round."""
+    aggregation: str = "secure"
+    """"plain" sends gradients to the model owner in the clear: the floor for benchmarks, and
+    allowed only with dataset = "synthetic"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,8 @@ _TRAINING_KEYS: dict[str, tuple[type, Any]] = {
     "dirichlet_alpha": (float, (1e-6, 1e6)),
     "seed": (int, (0, (1 << 63) - 1)),
     "test_fraction": (float, (0.01, 0.99)),
+    "parameters": (int, (1, 1 << 31)),
+    "aggregation": (str, AGGREGATIONS),
 }
 _PLAYER_KEYS = {"role", "host", "port", "csv", "label_column"}
 
@@ -181,6 +189,11 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
     protocol = _parse_protocol(doc.get("protocol", {}), path)
     players = _parse_players(doc.get("players"), path)
     training = _parse_training(doc.get("training", {}), path)
+    if training.aggregation == "plain" and training.dataset != "synthetic":
+        raise ConfigError(
+            f'{path}: [training] aggregation: "plain" reveals every gradient and is allowed only '
+            'with dataset = "synthetic" (benchmarks)'
+        )
     if training.dataset == "csv":
         for p in players.values():
             if p.role == DATA_OWNER and p.csv is None:

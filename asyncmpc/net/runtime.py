@@ -104,6 +104,7 @@ class Node:
                 self.me.port,
                 ssl=self.tls.server if self.tls else None,
                 limit=1 << 20,
+                backlog=4096,  # a swarm of owners dials in at once
             )
             self.log.info("listening on %s:%s", self.me.host, self.port)
 

@@ -7,6 +7,7 @@ breaks the protocol is told why and disconnected; the server keeps serving every
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from asyncmpc.config import Config
 from asyncmpc.errors import PeerLost, RemoteProtocolError
@@ -20,7 +21,8 @@ __all__ = ["run_compute_server"]
 log = logging.getLogger(__name__)
 
 
-async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | None = None) -> None:
+async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | None = None) -> dict[str, Any]:
+    """Serve until the model owner finishes the session; return this server's traffic."""
     proto = ServerProtocol(config, name, own_prf_key=new_seed())
     async with Node(config, name, tls=tls) as node:
         others = [p.name for p in config.servers if p.name != name]
@@ -34,7 +36,8 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
                 continue
             if isinstance(msg, Finish) and sender == config.model_owner.name:
                 node.log.info("model owner finished the session: %s", msg.reason)
-                return
+                sent, received = node.traffic()
+                return {"bytes_sent": sent, "bytes_received": received}
             try:
                 actions = proto.feed(sender, msg)
             except RemoteProtocolError as exc:

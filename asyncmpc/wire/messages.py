@@ -40,6 +40,7 @@ __all__ = [
     "InputShare",
     "Message",
     "OpenRound",
+    "PlainGradient",
     "PrfKey",
     "Reject",
     "ResultShare",
@@ -200,6 +201,16 @@ class ModelUpdate(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class PlainGradient(Message):
+    """A data owner's contribution in the clear: only in the plaintext benchmark mode
+    (``aggregation = "plain"``), which a secure model owner refuses."""
+
+    KIND = "plain_gradient"
+    SENDERS = frozenset({DO})
+    values: FloatArray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Decline(Message):
     """A data owner will not contribute to this round; ``reason`` says why (no values in it)."""
 
@@ -242,6 +253,7 @@ MESSAGES: dict[str, type[Message]] = {
         ResultShare,
         StatsRequest,
         ModelUpdate,
+        PlainGradient,
         Decline,
         Withdraw,
     )

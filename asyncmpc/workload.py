@@ -1,0 +1,182 @@
+"""Layer 6: what the model owner trains and what data owners contribute (no I/O, no MPC).
+
+``LogRegWorkload`` is federated logistic regression on a data set; ``SyntheticWorkload`` sends
+a fixed random gradient of ``[training] parameters`` elements every round, so the aggregation
+itself can be measured at any size without a data set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from asyncmpc.config import Config, Player
+from asyncmpc.data import load_split, owner_data
+from asyncmpc.errors import ConfigError
+from asyncmpc.logreg import Model
+from asyncmpc.training import (
+    ModelOwnerState,
+    OwnerWork,
+    contribution_size,
+    pooled_baseline,
+    stats_size,
+)
+
+__all__ = [
+    "OwnerWorkload",
+    "SyntheticOwner",
+    "SyntheticWorkload",
+    "Workload",
+    "owner_workload",
+    "synthetic_mean",
+    "workload",
+]
+
+Floats = NDArray[np.float64]
+_EMPTY = np.zeros(0, dtype=np.float64)
+
+
+class Workload(Protocol):
+    """The model owner's side."""
+
+    stats_size: int
+    """Length of the statistics round's vector; 0: no statistics round."""
+    size: int
+
+    def set_stats(self, total: Floats) -> None: ...
+    def update(self) -> tuple[Floats, Floats, Floats]: ...
+    def apply(self, total: Floats, contributors: int) -> tuple[float | None, float | None]: ...
+    def save(self, path: Path) -> None: ...
+    def final(self) -> dict[str, Any]: ...
+
+
+class LogRegWorkload:
+    def __init__(self, config: Config, name: str) -> None:
+        self.split = load_split(config)
+        if self.split.n_features < 1:
+            raise ConfigError(
+                f'{config.path}: [players.{name}] csv: the model owner needs a test file when dataset = "csv"'
+            )
+        model = Model(self.split.n_features, len(self.split.classes))
+        self.state = ModelOwnerState(config, model, self.split.classes)
+        self.stats_size = stats_size(self.split.n_features)
+        self.size = contribution_size(model)
+
+    def set_stats(self, total: Floats) -> None:
+        self.state.set_scaling(total)
+
+    def update(self) -> tuple[Floats, Floats, Floats]:
+        return self.state.theta, self.state.mean, self.state.scale
+
+    def apply(self, total: Floats, contributors: int) -> tuple[float | None, float | None]:
+        loss = self.state.apply(total, contributors)
+        return loss, self.state.accuracy(self.split.test)
+
+    def save(self, path: Path) -> None:
+        self.state.save(path)
+
+    def final(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.split.classes),
+            "final_test_accuracy": self.state.accuracy(self.split.test),
+            "sklearn_pooled_accuracy": pooled_baseline(self.split, self.state.mean, self.state.scale),
+        }
+
+
+class SyntheticWorkload:
+    """Plain averaging of fixed random gradients: theta <- theta - learning_rate * mean."""
+
+    stats_size = 0
+
+    def __init__(self, config: Config) -> None:
+        self.size = config.training.parameters
+        self.learning_rate = config.training.learning_rate
+        self.theta = np.zeros(self.size, dtype=np.float64)
+
+    def set_stats(self, total: Floats) -> None:
+        raise AssertionError("a synthetic workload has no statistics round")
+
+    def update(self) -> tuple[Floats, Floats, Floats]:
+        return self.theta, _EMPTY, _EMPTY
+
+    def apply(self, total: Floats, contributors: int) -> tuple[float | None, float | None]:
+        self.theta -= self.learning_rate * (total / contributors)
+        return None, None
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, theta=self.theta)
+        tmp.replace(path)
+
+    def final(self) -> dict[str, Any]:
+        return {"final_test_accuracy": None, "sklearn_pooled_accuracy": None}
+
+
+def workload(config: Config, name: str) -> Workload:
+    if config.training.dataset == "synthetic":
+        return SyntheticWorkload(config)
+    return LogRegWorkload(config, name)
+
+
+class OwnerWorkload(Protocol):
+    """A data owner's side."""
+
+    def stats_vector(self) -> Floats: ...
+    def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats: ...
+    def describe(self) -> str: ...
+
+
+class LogRegOwner:
+    def __init__(self, config: Config, player: Player) -> None:
+        data, classes = owner_data(config, player)
+        assert player.index is not None
+        self.work = OwnerWork(config, player.index, data, classes)
+
+    def stats_vector(self) -> Floats:
+        return self.work.stats_vector()
+
+    def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
+        model = self.work.model
+        if mean.shape != (model.n_features,) or scale.shape != (model.n_features,):
+            raise ValueError(f"model update has scaling for {mean.shape} features, this owner has {model.n_features}")
+        if theta.shape != (model.size,):
+            raise ValueError(f"model update has {theta.shape[0]} parameters, expected {model.size}")
+        return self.work.contribution(theta, mean, scale, round_no)
+
+    def describe(self) -> str:
+        x = self.work.data.x
+        return f"{x.shape[0]} examples with {x.shape[1]} features"
+
+
+class SyntheticOwner:
+    """A fixed gradient, uniform in [-1, 1), drawn once from the owner's seed (not a secret)."""
+
+    def __init__(self, config: Config, player: Player) -> None:
+        rng = np.random.default_rng([config.training.seed, 3, player.index or 0])
+        self.gradient = rng.uniform(-1.0, 1.0, config.training.parameters)
+
+    def stats_vector(self) -> Floats:
+        raise ValueError("a synthetic workload has no statistics round")
+
+    def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
+        if theta.shape != self.gradient.shape:
+            raise ValueError(f"model update has {theta.shape[0]} parameters, expected {self.gradient.size}")
+        return self.gradient
+
+    def describe(self) -> str:
+        return f"a synthetic gradient of {self.gradient.size} parameters"
+
+
+def owner_workload(config: Config, player: Player) -> OwnerWorkload:
+    if config.training.dataset == "synthetic":
+        return SyntheticOwner(config, player)
+    return LogRegOwner(config, player)
+
+
+def synthetic_mean(config: Config, owners: int) -> Floats:
+    """The exact mean of the first ``owners`` synthetic gradients (for checking a benchmark)."""
+    grads = [SyntheticOwner(config, p).gradient for p in config.data_owners[:owners]]
+    return np.asarray(np.mean(grads, axis=0), dtype=np.float64)
