@@ -97,35 +97,42 @@ def max_abs_value(frac_bits: int = FRAC_BITS, max_terms: int = 1) -> float:
     return float(2.0 ** (63 - frac_bits) / max_terms - 2.0 ** (1 - frac_bits))
 
 
-def encode(values: ArrayLike, frac_bits: int = FRAC_BITS, *, max_terms: int = 1) -> RingArray:
+def encode(
+    values: ArrayLike, frac_bits: int = FRAC_BITS, *, max_terms: int = 1, out: RingArray | None = None
+) -> RingArray:
     """Encode reals as round(x * 2^frac_bits) in Z_2^64.
 
     ``max_terms`` is the largest number of encoded values that may later be added together;
-    values whose sum over that many terms could overflow the ring are refused.
+    values whose sum over that many terms could overflow the ring are refused. ``out`` (an
+    int64 array of the same shape) receives the result instead of a fresh array.
 
     Raises EncodingError naming the first offending element (its index and value) if any element
     is NaN, infinite, or larger in magnitude than ``max_abs_value(frac_bits, max_terms)``.
     """
     x = np.asarray(values, dtype=np.float64)
     bound = max_abs_value(frac_bits, max_terms)
-    finite = np.isfinite(x)
-    if not finite.all():
-        idx = _first_index(~finite)
-        raise EncodingError(f"cannot encode element {idx}: value {float(x[idx])!r} is not finite")
-    too_big = np.abs(x) > bound
-    if too_big.any():
-        idx = _first_index(too_big)
+    # min and max see every NaN (it propagates) and the extremes, in two passes with no temporaries
+    if x.size and not (-bound <= x.min() and x.max() <= bound):
+        finite = np.isfinite(x)
+        if not finite.all():
+            idx = _first_index(~finite)
+            raise EncodingError(f"cannot encode element {idx}: value {float(x[idx])!r} is not finite")
+        idx = _first_index(np.abs(x) > bound)
         raise EncodingError(
             f"cannot encode element {idx}: |{float(x[idx])!r}| exceeds {bound:.6g}, the largest value "
             f"whose sum over {max_terms} term(s) fits the ring with {frac_bits} fractional bits"
         )
-    scaled = np.rint(np.ldexp(x, frac_bits))
-    return scaled.astype(np.int64)
+    scaled = np.multiply(x, 2.0**frac_bits)  # exact: a power of two
+    np.rint(scaled, out=scaled)
+    if out is None:
+        return scaled.astype(np.int64)
+    np.copyto(out, scaled, casting="unsafe")
+    return out
 
 
 def decode(values: RingArray, frac_bits: int = FRAC_BITS) -> NDArray[np.float64]:
-    """Decode ring elements (read as signed) back to reals: x / 2^frac_bits."""
-    return np.ldexp(np.asarray(values, dtype=np.int64).astype(np.float64), -frac_bits)
+    """Decode ring elements (read as signed) back to reals: x / 2^frac_bits (exact scaling)."""
+    return np.multiply(np.asarray(values, dtype=np.int64), 2.0**-frac_bits)
 
 
 def _first_index(mask: NDArray[np.bool_]) -> tuple[int, ...] | int:

@@ -1,111 +1,326 @@
 """Layer 5: one framed, message-level connection to a named peer (asyncio only here and in runtime).
 
-Reads are bounded: the length prefix is checked against the maximum frame size before the body
-is read, and a started body must arrive within ``body_timeout``.
+Frames are read by a ``BufferedProtocol``: the kernel copies a large frame's body straight into
+one buffer of its final size (no stream buffer, no joining of chunks), and the message's arrays
+are views of that buffer. Small frames go through a 64 KiB staging buffer. Reads are bounded:
+the length prefix is checked against the maximum frame size before any of the body is taken,
+the node's ``BodyBudget`` caps how many bytes of large bodies are buffered at once (a
+connection whose next body does not fit waits with its reading paused, so the data waits in
+the kernel, not in this process), and at most one decoded frame waits per connection.
+
+Writes: ``send`` returns only when the transport has handed every byte to the kernel (write
+buffer limits of zero), so the arrays a message referenced may be reused afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from asyncmpc.errors import DecodeError, PeerLost
+import numpy as np
+
+from asyncmpc.errors import DecodeError, FrameTooLarge, PeerLost, RemoteProtocolError
 from asyncmpc.wire.codec import decode_message, encode_parts
-from asyncmpc.wire.framing import PREFIX, check_length, frame_prefix
+from asyncmpc.wire.framing import PREFIX, frame_prefix
 from asyncmpc.wire.messages import Message
 
-__all__ = ["Connection"]
+__all__ = ["LARGE_BODY", "BodyBudget", "Connection", "FrameProtocol"]
 
 log = logging.getLogger(__name__)
 
-LARGE_BODY = 1 << 20
-"""Frames at least this large are read under the node's ``large_bodies`` semaphore."""
+_STAGE = 1 << 16
+LARGE_BODY = _STAGE - PREFIX.size
+"""Bodies at least this large are read into a buffer of their own, under the ``BodyBudget``;
+smaller frames (with their prefix) always fit the staging buffer."""
+
+
+class BodyBudget:
+    """How many bytes of large frame bodies a node buffers at once; waiters resume in order."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiting: collections.deque[tuple[int, Callable[[], None]]] = collections.deque()
+
+    def try_take(self, nbytes: int, resume: Callable[[], None]) -> bool:
+        # a body larger than the whole budget may still go alone
+        if not self._waiting and (self.used == 0 or self.used + nbytes <= self.limit):
+            self.used += nbytes
+            return True
+        self._waiting.append((nbytes, resume))
+        return False
+
+    def give_back(self, nbytes: int) -> None:
+        self.used -= nbytes
+        while self._waiting:
+            need, resume = self._waiting[0]
+            if self.used and self.used + need > self.limit:
+                return
+            self._waiting.popleft()
+            self.used += need
+            resume()
+
+    def forget(self, resume: Callable[[], None]) -> None:
+        self._waiting = collections.deque(w for w in self._waiting if w[1] is not resume)
+
+
+class FrameProtocol(asyncio.BufferedProtocol):
+    """Splits the byte stream into frame bodies; hands them to ``Connection.read``."""
+
+    def __init__(self, max_frame: int, budget: BodyBudget) -> None:
+        self.max_frame = max_frame
+        self.budget = budget
+        self.transport: asyncio.Transport | None = None
+        self._stage = bytearray(_STAGE)
+        self._stage_len = 0
+        self._body: memoryview | None = None  # the large body being filled
+        self._body_filled = 0
+        self._pending_len = 0  # a large body waiting for budget
+        self._frames: collections.deque[memoryview | bytes | Exception] = collections.deque()
+        self._ready: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._paused_for: set[str] = set()
+        self.closed = False
+        self.bytes_received = 0
+
+    # ------------------------------------------------------------ transport callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport but have its methods
+        tr: asyncio.Transport = transport  # type: ignore[assignment]
+        tr.set_write_buffer_limits(high=0, low=0)
+        self.transport = tr
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._body is not None:
+            return self._body[self._body_filled :]
+        return memoryview(self._stage)[self._stage_len :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.bytes_received += nbytes
+        if self._body is not None:
+            self._body_filled += nbytes
+            if self._body_filled == len(self._body):
+                body, self._body = self._body, None
+                self._deliver(body)
+            return
+        self._stage_len += nbytes
+        self._parse_stage()
+
+    def _parse_stage(self) -> None:
+        view = memoryview(self._stage)
+        start = 0
+        while self._stage_len - start >= PREFIX.size and self._body is None and not self._paused_for - {"queue"}:
+            (length,) = PREFIX.unpack_from(self._stage, start)
+            if length > self.max_frame:
+                self._fail(FrameTooLarge(f"frame of {length} bytes announced, above the maximum of {self.max_frame}"))
+                return
+            have = self._stage_len - start - PREFIX.size
+            if length < LARGE_BODY and have >= length:
+                body = bytes(view[start + PREFIX.size : start + PREFIX.size + length])
+                start += PREFIX.size + length
+                self._deliver(body)
+                continue
+            if length < LARGE_BODY:
+                break  # a small frame still arriving: wait in the staging buffer
+            if not self.budget.try_take(length, self._budget_granted):
+                self._pending_len = length
+                self._pause("budget")
+                break
+            self._start_body(length, view[start + PREFIX.size : self._stage_len])
+            start = self._stage_len
+        if start:
+            remaining = self._stage_len - start
+            self._stage[:remaining] = self._stage[start : self._stage_len]
+            self._stage_len = remaining
+
+    def _start_body(self, length: int, already: memoryview) -> None:
+        buf = np.empty(length, dtype=np.uint8)  # no zero fill: every byte is about to be written
+        body = memoryview(buf.data)
+        got = min(len(already), length)
+        body[:got] = already[:got]
+        self._body, self._body_filled = body, got
+        if got == length:
+            self._body = None
+            self._deliver(body)
+
+    def _budget_granted(self) -> None:
+        length, self._pending_len = self._pending_len, 0
+        if self.closed:
+            self.budget.give_back(length)
+            return
+        # the pending prefix sits at the start of the staging buffer, the rest is its body
+        view = memoryview(self._stage)
+        self._start_body(length, view[PREFIX.size : self._stage_len])
+        self._stage_len = 0
+        self._resume("budget")
+
+    def _deliver(self, body: memoryview | bytes) -> None:
+        self._frames.append(body)
+        self._pause("queue")  # one decoded frame waits at a time: the reader applies back-pressure
+        self._wake()
+
+    def _fail(self, exc: Exception) -> None:
+        self._frames.append(exc)
+        self._wake()
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def _wake(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+
+    def _pause(self, why: str) -> None:
+        if not self._paused_for and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._paused_for.add(why)
+
+    def _resume(self, why: str) -> None:
+        self._paused_for.discard(why)
+        if not self._paused_for and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+            if self._stage_len and self._body is None:
+                self._parse_stage()
+
+    def eof_received(self) -> bool | None:
+        self._fail(
+            PeerLost("closed the connection")
+            if not self._mid_frame()
+            else DecodeError("connection closed inside a frame")
+        )
+        return None
+
+    def _mid_frame(self) -> bool:
+        return self._body is not None or self._stage_len > 0 or self._pending_len > 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.budget.forget(self._budget_granted)
+        self._pending_len = 0
+        if self._body is not None:
+            self.budget.give_back(len(self._body))
+            self._body = None
+        self._fail(PeerLost(f"connection lost: {exc}" if exc else "closed the connection"))
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._drained is None or self._drained.done():
+            self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # ------------------------------------------------------------ for Connection
+
+    async def next_frame(self, timeout: float | None) -> memoryview | bytes:
+        while not self._frames:
+            self._ready = asyncio.get_running_loop().create_future()
+            async with asyncio.timeout(timeout):
+                await self._ready
+        item = self._frames.popleft()
+        if isinstance(item, Exception):
+            self._frames.appendleft(item)  # the connection stays failed
+            raise item
+        if len(item) >= LARGE_BODY and isinstance(item, memoryview):
+            self.budget.give_back(len(item))
+        if not self._frames:
+            self._resume("queue")
+        return item
+
+    def release(self) -> None:
+        """Give back the budget of large frames that will never be read (the connection closed)."""
+        kept: collections.deque[memoryview | bytes | Exception] = collections.deque()
+        for item in self._frames:
+            if isinstance(item, memoryview) and len(item) >= LARGE_BODY:
+                self.budget.give_back(len(item))
+            else:
+                kept.append(item)
+        self._frames = kept
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise PeerLost("connection closed")
+        if self._drained is not None and not self._drained.done():
+            await self._drained
+        if self.closed:
+            raise PeerLost("connection closed while sending")
 
 
 class Connection:
     """A connection whose frames are messages. ``name`` is the peer's player name once known."""
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        *,
-        max_frame: int,
-        body_timeout: float,
-        name: str = "?",
-        large_bodies: asyncio.Semaphore | None = None,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.max_frame = max_frame
+    def __init__(self, protocol: FrameProtocol, *, body_timeout: float, name: str = "?") -> None:
+        assert protocol.transport is not None
+        self.protocol = protocol
+        self.transport: asyncio.Transport = protocol.transport
         self.body_timeout = body_timeout
         self.name = name
-        self.large_bodies = large_bodies
         self.bytes_sent = 0
-        self.bytes_received = 0
         self.counted = False
         self._send_lock = asyncio.Lock()
         self._closed = False
 
     @property
+    def bytes_received(self) -> int:
+        return self.protocol.bytes_received
+
+    def extra(self, key: str) -> Any:
+        return self.transport.get_extra_info(key)
+
+    @property
     def address(self) -> str:
-        peer = self.writer.get_extra_info("peername")
+        peer = self.extra("peername")
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
 
     async def send(self, msg: Message) -> None:
-        """Encode and write one message; raises PeerLost if the connection is gone."""
+        """Encode and write one message; return once the kernel has all of it.
+
+        Raises PeerLost if the connection is gone.
+        """
         parts = encode_parts(msg)
         size = sum(len(p) for p in parts)
         async with self._send_lock:
-            if self._closed:
+            if self._closed or self.protocol.closed:
                 raise PeerLost(f"connection to {self.name} is closed")
+            self.transport.write(frame_prefix(size))
+            for part in parts:  # array bodies go to the transport from their own memory
+                self.transport.write(part)
             try:
-                self.writer.write(frame_prefix(size))
-                for part in parts:  # array bodies go to the transport from their own memory
-                    self.writer.write(part)
-                await self.writer.drain()
-            except (ConnectionError, OSError) as exc:
-                raise PeerLost(f"connection to {self.name} lost while sending: {exc}") from exc
+                await self.protocol.drain()
+            except PeerLost as exc:
+                raise PeerLost(f"connection to {self.name} lost while sending") from exc
             self.bytes_sent += PREFIX.size + size
         log.debug("sent %s to %s (%d bytes)", msg.KIND, self.name, size)
 
     async def read(self, timeout: float | None = None) -> Message:
-        """The next message. ``timeout`` bounds the wait for its first byte (None: no bound).
+        """The next message. ``timeout`` bounds the wait for it (None: no bound).
 
-        Raises PeerLost on end of stream, DecodeError (FrameTooLarge included) on a bad frame.
+        Raises PeerLost on end of stream or timeout, DecodeError (FrameTooLarge included) on a
+        bad frame.
         """
         try:
-            async with asyncio.timeout(timeout):
-                prefix = await self.reader.readexactly(PREFIX.size)
-            length = check_length(prefix, self.max_frame)
-            if self.large_bodies is not None and length >= LARGE_BODY:
-                # bound how many large frames are buffered at once, whatever the number of peers
-                async with self.large_bodies, asyncio.timeout(self.body_timeout):
-                    body = await self.reader.readexactly(length)
-            else:
-                async with asyncio.timeout(self.body_timeout):
-                    body = await self.reader.readexactly(length)
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial:
-                raise DecodeError(f"connection closed inside a frame ({len(exc.partial)} bytes read)") from exc
-            raise PeerLost(f"{self.name} closed the connection") from exc
+            body = await self.protocol.next_frame(timeout)
         except TimeoutError as exc:
             raise PeerLost(f"{self.name} sent nothing for too long") from exc
-        except (ConnectionError, OSError) as exc:
-            raise PeerLost(f"connection to {self.name} lost: {exc}") from exc
-        self.bytes_received += PREFIX.size + length
+        except PeerLost as exc:
+            raise PeerLost(f"{self.name}: {exc}") from None
+        except RemoteProtocolError:
+            raise
         msg = decode_message(body)
-        log.debug("received %s from %s (%d bytes)", msg.KIND, self.name, length)
+        log.debug("received %s from %s (%d bytes)", msg.KIND, self.name, len(body))
         return msg
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self.writer.close()
-        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-            await asyncio.wait_for(self.writer.wait_closed(), 5.0)
+        self.protocol.release()
+        self.transport.close()
 
     @property
     def closed(self) -> bool:

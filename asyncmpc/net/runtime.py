@@ -21,15 +21,16 @@ from typing import Any
 
 from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, LISTENING_ROLES, MODEL_OWNER, Config, Player
 from asyncmpc.errors import ConfigError, PeerLost, RemoteProtocolError
-from asyncmpc.net.peer import Connection
+from asyncmpc.net.peer import BodyBudget, Connection, FrameProtocol
 from asyncmpc.wire.messages import PROTOCOL_VERSION, Hello, Message, Reject
 
 __all__ = ["Event", "Node", "TlsContexts", "dial_targets", "may_dial", "run"]
 
 log = logging.getLogger(__name__)
 
-LARGE_BODIES_AT_ONCE = 2
-"""How many large frames a node reads at the same time (see ``Connection.read``)."""
+LARGE_BODY_BYTES = 64 << 20
+"""How many bytes of large frame bodies a node buffers at once (see ``BodyBudget``); one body
+larger than this is still read, alone."""
 
 Event = tuple[str, Message | None]
 """(player, message) from the inbox; message None means that player's connection closed."""
@@ -81,7 +82,7 @@ class Node:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._peer_changed = asyncio.Condition()
-        self._large_bodies = asyncio.Semaphore(LARGE_BODIES_AT_ONCE)
+        self._budget = BodyBudget(LARGE_BODY_BYTES)
         self.bytes_sent = 0
         self.bytes_received = 0
         self.log = logging.LoggerAdapter(log, {"player": name})
@@ -98,12 +99,12 @@ class Node:
     async def start(self) -> None:
         """Listen, if this role listens (on the configured host and port; port 0 in tests)."""
         if self.me.role in LISTENING_ROLES:
-            self._server = await asyncio.start_server(
-                self._on_accept,
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(
+                self._accepted_protocol,
                 self.me.host,
                 self.me.port,
                 ssl=self.tls.server if self.tls else None,
-                limit=1 << 20,
                 backlog=4096,  # a swarm of owners dials in at once
             )
             self.log.info("listening on %s:%s", self.me.host, self.port)
@@ -148,12 +149,12 @@ class Node:
         while True:
             try:
                 async with asyncio.timeout(max(0.01, deadline - loop.time())):
-                    reader, writer = await asyncio.open_connection(
+                    _, protocol = await loop.create_connection(
+                        self._new_protocol,
                         peer.host,
                         peer.port,
                         ssl=self.tls.client if self.tls else None,
                         server_hostname=peer.name if self.tls else None,
-                        limit=1 << 20,
                     )
                 break
             except (OSError, TimeoutError) as exc:
@@ -165,7 +166,7 @@ class Node:
                 )
             await asyncio.sleep(delay)  # back-off between attempts to reach a peer that is starting
             delay = min(delay * 2, 1.0)
-        conn = self._connection(reader, writer, peer.name)
+        conn = self._connection(protocol, peer.name)
         try:
             await conn.send(Hello(session=self.config.session, player=self.name))
             hello = await conn.read(timeout=max(0.01, deadline - loop.time()))
@@ -179,8 +180,24 @@ class Node:
             raise
         await self._register(conn)
 
-    async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = self._connection(reader, writer, "?")
+    def _new_protocol(self) -> FrameProtocol:
+        return FrameProtocol(self.config.protocol.max_frame_bytes, self._budget)
+
+    def _accepted_protocol(self) -> FrameProtocol:
+        protocol = self._new_protocol()
+        loop = asyncio.get_running_loop()
+
+        def made(transport: asyncio.BaseTransport) -> None:
+            FrameProtocol.connection_made(protocol, transport)
+            task = loop.create_task(self._on_accept(protocol), name="accept")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        protocol.connection_made = made  # type: ignore[method-assign]
+        return protocol
+
+    async def _on_accept(self, protocol: FrameProtocol) -> None:
+        conn = self._connection(protocol, "?")
         try:
             hello = await conn.read(timeout=self.config.protocol.connect_timeout)
             if not isinstance(hello, Hello):
@@ -211,18 +228,10 @@ class Node:
                 f"protocol version {hello.version}, expected {PROTOCOL_VERSION}", peer=hello.player
             )
         if self.tls is not None:
-            self.tls.verify_peer(conn.writer.get_extra_info("peercert"), hello.player)
+            self.tls.verify_peer(conn.extra("peercert"), hello.player)
 
-    def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str) -> Connection:
-        p = self.config.protocol
-        return Connection(
-            reader,
-            writer,
-            max_frame=p.max_frame_bytes,
-            body_timeout=p.round_timeout,
-            name=name,
-            large_bodies=self._large_bodies,
-        )
+    def _connection(self, protocol: FrameProtocol, name: str) -> Connection:
+        return Connection(protocol, body_timeout=self.config.protocol.round_timeout, name=name)
 
     async def _register(self, conn: Connection) -> None:
         self.peers[conn.name] = conn

@@ -76,6 +76,8 @@ class AggregationRound:
         self._holding: dict[str, frozenset[str]] = {}
         self._results: dict[str, m.ResultShare] = {}
         self._keys: dict[str, bytes] = {}
+        self._open_keys: dict[str, bytes] = {}
+        self._early: dict[str, m.ResultShare] = {}
         self._full = False
         self._random_bytes = random_bytes
         self._asked: tuple[str, ...] = ()
@@ -91,8 +93,19 @@ class AggregationRound:
         return {"session": self.config.session, "round_no": self.round_no}
 
     def open(self) -> list[Send]:
-        msg = m.OpenRound(session=self.config.session, round_no=self.round_no, owners=self.owners, shape=self.shape)
-        return [Send(s, msg) for s in self.servers]
+        """``OpenRound`` for each server, each with its own one-time MAC key for an early result."""
+        out = []
+        for s in self.servers:
+            self._open_keys[s] = self._random_bytes(MAC_KEY_BYTES)
+            msg = m.OpenRound(
+                session=self.config.session,
+                round_no=self.round_no,
+                owners=self.owners,
+                shape=self.shape,
+                mac_key=self._open_keys[s],
+            )
+            out.append(Send(s, msg))
+        return out
 
     def feed(self, sender: str, msg: m.Message) -> list[Send]:
         """Handle a server's message for this round. Raises RemoteProtocolError or CrossCheckError."""
@@ -167,23 +180,45 @@ class AggregationRound:
             out.append(Send(s, msg))
         return out
 
+    def _on_early_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
+        """A server had every owner's share and answered at once (under its OpenRound key)."""
+        if sender in self._holding or set(msg.contributors) != set(self.owners):
+            raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
+        self._check_result(sender, msg, full=False)
+        self._holding[sender] = frozenset(msg.contributors)
+        self._early[sender] = msg
+        if len(self._early) == len(self.servers):  # the common case: no Aggregate needed
+            self.contributors = self.owners
+            self._asked = self.servers
+            self._keys = dict(self._open_keys)
+            self._results = dict(self._early)
+            return self._finish()
+        if len(self._holding) == len(self.servers):
+            return self._decide()  # someone holds fewer owners: ask everyone again, with fresh keys
+        return []
+
     def _on_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
+        if not self._asked:
+            return self._on_early_result(sender, msg)
         if sender not in self._asked or sender in self._results:
             raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
         if tuple(msg.contributors) != self.contributors:
             raise RemoteProtocolError(f"result share over the wrong contributors in round {self.round_no}", peer=sender)
-        if msg.a.shape != self.shape:
-            raise RemoteProtocolError(f"result share of shape {msg.a.shape}, expected {self.shape}", peer=sender)
-        if self._full and (msg.b is None or msg.b.shape != self.shape):
-            raise RemoteProtocolError(f"result share without its second component of shape {self.shape}", peer=sender)
-        if not self._full and (msg.b is not None or len(msg.b_tag) != MAC_BYTES):
-            raise RemoteProtocolError(
-                f"result share must carry a {MAC_BYTES}-byte tag of its second component", peer=sender
-            )
+        self._check_result(sender, msg, full=self._full)
         self._results[sender] = msg
         if len(self._results) == len(self._asked):
             return self._finish()
         return []
+
+    def _check_result(self, sender: str, msg: m.ResultShare, *, full: bool) -> None:
+        if msg.a.shape != self.shape:
+            raise RemoteProtocolError(f"result share of shape {msg.a.shape}, expected {self.shape}", peer=sender)
+        if full and (msg.b is None or msg.b.shape != self.shape):
+            raise RemoteProtocolError(f"result share without its second component of shape {self.shape}", peer=sender)
+        if not full and (msg.b is not None or len(msg.b_tag) != MAC_BYTES):
+            raise RemoteProtocolError(
+                f"result share must carry a {MAC_BYTES}-byte tag of its second component", peer=sender
+            )
 
     def _finish(self) -> list[Send]:
         if self._full:

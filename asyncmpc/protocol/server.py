@@ -4,8 +4,11 @@ Per round: the model owner opens it (``OpenRound``: owners, shape); data owners 
 replicated share (``InputShare``), which is checked (sender expected, shape, no duplicate) and
 kept; the server reports ``Holding`` once every expected owner is in, or when told
 ``CloseInputs``; on ``Aggregate`` it sums the named contributors' shares and answers with its
-``ResultShare``. Input shares that arrive before their round is opened wait (bounded), since
-the model owner and the data owners race to reach the server.
+``ResultShare``. When the round was opened with a MAC key, a server that receives every
+expected owner's share sends its ``ResultShare`` right away instead of ``Holding`` (the common
+case costs no ``Aggregate`` round trip); the state stays until the next round, so an
+``Aggregate`` over fewer owners can still follow. Input shares that arrive before their round
+is opened wait (bounded), since the model owner and the data owners race to reach the server.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class _Round:
     acc_b: RingArray
     held: dict[str, tuple[Seed | None, Seed | None]] = field(default_factory=dict)
     reported: bool = False
+    mac_key: bytes = b""
 
 
 class ServerProtocol:
@@ -112,7 +116,10 @@ class ServerProtocol:
             raise RemoteProtocolError(f"round {msg.round_no} of {size} elements, above {MAX_ELEMENTS}", peer=sender)
         self._newest = msg.round_no
         shape = tuple(msg.shape)
+        if msg.mac_key and len(msg.mac_key) != MAC_KEY_BYTES:
+            raise RemoteProtocolError(f"round {msg.round_no} opened with a MAC key that is not {MAC_KEY_BYTES} bytes")
         rnd = _Round(frozenset(msg.owners), shape, np.zeros(shape, np.int64), np.zeros(shape, np.int64))
+        rnd.mac_key = msg.mac_key
         for old in [r for r in self._rounds if r < msg.round_no]:
             del self._rounds[old]  # a newer round supersedes one that never finished
         self._rounds[msg.round_no] = rnd
@@ -158,8 +165,23 @@ class ServerProtocol:
             msg.b if isinstance(msg.b, Seed) else None,
         )
         if len(rnd.held) == len(rnd.owners):
-            return [self._holding(round_no, rnd)]
+            return [self._complete(round_no, rnd)]
         return []
+
+    def _complete(self, round_no: int, rnd: _Round) -> Send:
+        """Every expected owner is in: the result at once if the round has a key, else ``Holding``."""
+        if not rnd.mac_key:
+            return self._holding(round_no, rnd)
+        rnd.reported = True
+        key, rnd.mac_key = rnd.mac_key, b""  # one-time: an Aggregate brings a fresh key
+        result = m.ResultShare(
+            session=self.config.session,
+            round_no=round_no,
+            contributors=tuple(sorted(rnd.held)),
+            a=rnd.acc_a,
+            b_tag=mac(key, rnd.acc_b),
+        )
+        return Send(self.model_owner, result)
 
     def _add(self, acc: RingArray, comp: Component, sign: int) -> None:
         """acc += comp (or -=), expanding a seed into a scratch buffer reused across shares."""
@@ -183,7 +205,7 @@ class ServerProtocol:
             if owner in rnd.held and not self._leave_out(rnd, owner):
                 rnd.owners = rnd.owners | {owner}  # its vector is in the sum: it stays, if held everywhere
         if len(rnd.held) == len(rnd.owners):
-            return [self._holding(msg.round_no, rnd)]
+            return [self._complete(msg.round_no, rnd)]
         return []
 
     def _holding(self, round_no: int, rnd: _Round) -> Send:

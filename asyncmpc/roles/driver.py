@@ -15,12 +15,26 @@ __all__ = ["drive_round", "send_all"]
 
 
 async def send_all(node: Node, actions: list[Send]) -> None:
-    """Send every action; a lost peer is logged, the round's deadlines handle the rest."""
+    """Send every action, to different players at the same time and to each in order.
+
+    A lost peer is logged; the round's deadlines handle the rest.
+    """
+    by_peer: dict[str, list[Send]] = {}
     for action in actions:
-        try:
-            await node.send(action.to, action.msg)
-        except PeerLost as exc:
-            node.log.warning("could not send %s: %s", action.msg.KIND, exc)
+        by_peer.setdefault(action.to, []).append(action)
+
+    async def to_peer(queue: list[Send]) -> None:
+        for action in queue:
+            try:
+                await node.send(action.to, action.msg)
+            except PeerLost as exc:
+                node.log.warning("could not send %s: %s", action.msg.KIND, exc)
+                return
+
+    if len(by_peer) == 1:
+        await to_peer(actions)
+    elif by_peer:
+        await asyncio.gather(*(to_peer(q) for q in by_peer.values()))
 
 
 async def drive_round(

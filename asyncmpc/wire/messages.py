@@ -123,6 +123,9 @@ class OpenRound(Message):
     SENDERS = frozenset({MO})
     owners: tuple[str, ...]
     shape: tuple[int, ...]
+    mac_key: bytes = b""
+    """A one-time Poly1305 key for this server only. With it, a server that receives every
+    owner's share sends its ``ResultShare`` at once, without waiting for ``Aggregate``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

@@ -130,8 +130,7 @@ def test_a_peer_breaking_the_wire_after_the_handshake_is_dropped() -> None:
             await owner.connect(["server-0"])
             await srv.wait_for_peers(["data-owner-0"])
             conn = owner.peers["server-0"]
-            conn.writer.write(frame(b"\x00\x00\x00\x0e\x81\xa4kind\xa7unknown" + bytes(6)))
-            await conn.writer.drain()
+            conn.transport.write(frame(b"\x00\x00\x00\x0e\x81\xa4kind\xa7unknown" + bytes(6)))
             sender, msg = await srv.recv(timeout=5)
             assert (sender, msg) == ("data-owner-0", None)  # the server closed that connection
             sender, msg = await owner.recv(timeout=5)
