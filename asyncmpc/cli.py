@@ -69,7 +69,7 @@ def _swarm(config: Config) -> Any:
 
     async def all_owners() -> dict[str, Any]:
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(run_data_owner(config, p.name)) for p in config.data_owners]
+            tasks = [tg.create_task(run_data_owner(config, p.name, prepare_ahead=False)) for p in config.data_owners]
         results = [t.result() for t in tasks]
         return {
             "owners": len(results),

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asyncmpc.prf import RandomBytes, ZeroSharer, expand, new_seed
+from asyncmpc.prf import RandomBytes, ZeroSharer, expand, expand_into, new_seed
 from asyncmpc.ring import RingArray, as_ring
 
 __all__ = [
     "N_SERVERS",
     "Component",
+    "InputSharer",
     "RShare",
     "Seed",
     "SeededShare",
@@ -105,14 +106,50 @@ def materialize(component: Component, shape: tuple[int, ...]) -> RingArray:
     return component
 
 
+class InputSharer:
+    """Seed-compressed sharing with its randomness prepared ahead of the input.
+
+    ``prepare(shape)`` draws fresh seeds s_0, s_1 and computes the mask PRG(s_0) + PRG(s_1)
+    into a buffer kept between calls: it does not depend on the input, so a data owner runs it
+    while it waits for the next round. ``share(x)`` then costs one subtraction,
+    x_2 = x - mask, and uses up the seeds: the next ``share`` prepares anew if ``prepare`` was
+    not called in between, so seeds are never used twice. With ``keep_buffers=False`` the
+    buffers are dropped after each ``share`` (for many owners in one process).
+    """
+
+    def __init__(self, random_bytes: RandomBytes = os.urandom, *, keep_buffers: bool = True) -> None:
+        self._random_bytes = random_bytes
+        self._keep = keep_buffers
+        self._seeds: tuple[Seed, Seed] | None = None
+        self._mask: RingArray | None = None
+        self._scratch: RingArray | None = None
+
+    def prepare(self, shape: tuple[int, ...]) -> None:
+        if self._mask is None or self._mask.shape != shape:
+            self._mask = np.empty(shape, dtype=np.int64)
+            self._scratch = np.empty(shape, dtype=np.int64)
+        assert self._scratch is not None
+        s0, s1 = Seed(new_seed(self._random_bytes)), Seed(new_seed(self._random_bytes))
+        expand_into(s0.key, self._mask)
+        np.add(self._mask, expand_into(s1.key, self._scratch), out=self._mask)
+        self._seeds = (s0, s1)
+
+    def share(self, x: RingArray) -> tuple[SeededShare, SeededShare, SeededShare]:
+        """Split ``x`` into seed-compressed replicated shares for servers 0, 1, 2."""
+        x = as_ring(x)
+        if self._seeds is None or self._mask is None or self._mask.shape != x.shape:
+            self.prepare(x.shape)
+        assert self._seeds is not None and self._mask is not None
+        (s0, s1), self._seeds = self._seeds, None
+        x2 = np.subtract(x, self._mask)
+        if not self._keep:
+            self._mask = self._scratch = None
+        return (SeededShare(0, s0, s1), SeededShare(1, s1, x2), SeededShare(2, x2, s0))
+
+
 def share_seeded(x: RingArray, random_bytes: RandomBytes = os.urandom) -> tuple[SeededShare, SeededShare, SeededShare]:
     """Split ``x`` into seed-compressed replicated shares for servers 0, 1, 2."""
-    x = as_ring(x)
-    s0, s1 = Seed(new_seed(random_bytes)), Seed(new_seed(random_bytes))
-    x2 = expand(s0.key, x.shape)
-    np.add(x2, expand(s1.key, x.shape), out=x2)
-    np.subtract(x, x2, out=x2)
-    return (SeededShare(0, s0, s1), SeededShare(1, s1, x2), SeededShare(2, x2, s0))
+    return InputSharer(random_bytes).share(x)
 
 
 def share(x: RingArray, random_bytes: RandomBytes = os.urandom) -> tuple[RShare, RShare, RShare]:

@@ -7,6 +7,7 @@ itself can be measured at any size without a data set.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -151,23 +152,35 @@ class LogRegOwner:
         return f"{x.shape[0]} examples with {x.shape[1]} features"
 
 
+@functools.lru_cache(maxsize=2)
+def _synthetic_base(seed: int, size: int) -> Floats:
+    base = np.random.default_rng([seed, 3]).uniform(-1.0, 1.0, size)
+    base.flags.writeable = False
+    return base
+
+
 class SyntheticOwner:
-    """A fixed gradient, uniform in [-1, 1), drawn once from the owner's seed (not a secret)."""
+    """A fixed gradient in [-1, 1): one random vector (seeded, not a secret), rotated by the
+    owner's index, so a swarm of owners in one process shares one vector's memory."""
 
     def __init__(self, config: Config, player: Player) -> None:
-        rng = np.random.default_rng([config.training.seed, 3, player.index or 0])
-        self.gradient = rng.uniform(-1.0, 1.0, config.training.parameters)
+        self.base = _synthetic_base(config.training.seed, config.training.parameters)
+        self.shift = (player.index or 0) * 7919
+
+    @property
+    def gradient(self) -> Floats:
+        return np.roll(self.base, self.shift)
 
     def stats_vector(self) -> Floats:
         raise ValueError("a synthetic workload has no statistics round")
 
     def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
-        if theta.shape != self.gradient.shape:
-            raise ValueError(f"model update has {theta.shape[0]} parameters, expected {self.gradient.size}")
+        if theta.shape != self.base.shape:
+            raise ValueError(f"model update has {theta.shape[0]} parameters, expected {self.base.size}")
         return self.gradient
 
     def describe(self) -> str:
-        return f"a synthetic gradient of {self.gradient.size} parameters"
+        return f"a synthetic gradient of {self.base.size} parameters"
 
 
 def owner_workload(config: Config, player: Player) -> OwnerWorkload:
@@ -178,5 +191,7 @@ def owner_workload(config: Config, player: Player) -> OwnerWorkload:
 
 def synthetic_mean(config: Config, owners: int) -> Floats:
     """The exact mean of the first ``owners`` synthetic gradients (for checking a benchmark)."""
-    grads = [SyntheticOwner(config, p).gradient for p in config.data_owners[:owners]]
-    return np.asarray(np.mean(grads, axis=0), dtype=np.float64)
+    total = np.zeros(config.training.parameters)
+    for p in config.data_owners[:owners]:
+        total += SyntheticOwner(config, p).gradient
+    return total / owners

@@ -21,7 +21,7 @@ from asyncmpc.errors import CrossCheckError, RemoteProtocolError
 from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray, as_ring
-from asyncmpc.rss import RShare, reconstruct, share_seeded, suspects
+from asyncmpc.rss import InputSharer, RShare, reconstruct, suspects
 from asyncmpc.wire import messages as m
 
 __all__ = ["AggregationRound", "RoundResult", "input_shares"]
@@ -29,15 +29,23 @@ __all__ = ["AggregationRound", "RoundResult", "input_shares"]
 MAC_BYTES = 16
 
 
-def input_shares(config: Config, round_no: int, x: RingArray, random_bytes: RandomBytes = os.urandom) -> list[Send]:
+def input_shares(
+    config: Config,
+    round_no: int,
+    x: RingArray,
+    random_bytes: RandomBytes = os.urandom,
+    sharer: InputSharer | None = None,
+) -> list[Send]:
     """A data owner's ``InputShare`` for each of the three servers, for ring vector ``x``.
 
     Server 0's share (two seeds) comes first: an owner that stops half-way has then reached
-    server 0 with seeds only, which a server can still leave out of its sum.
+    server 0 with seeds only, which a server can still leave out of its sum. ``sharer`` may
+    hold randomness prepared ahead (see ``InputSharer``).
     """
     x = as_ring(x)
+    shares = (sharer or InputSharer(random_bytes)).share(x)
     out = []
-    for server, sh in zip(config.servers, share_seeded(x, random_bytes), strict=True):
+    for server, sh in zip(config.servers, shares, strict=True):
         msg = m.InputShare(session=config.session, round_no=round_no, shape=x.shape, a=sh.a, b=sh.b)
         out.append(Send(server.name, msg))
     return out

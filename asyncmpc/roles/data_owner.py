@@ -19,6 +19,7 @@ from asyncmpc.net.runtime import Node, TlsContexts
 from asyncmpc.protocol.aggregation import input_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import send_all
+from asyncmpc.rss import InputSharer
 from asyncmpc.training import encode_contribution
 from asyncmpc.wire import messages as m
 from asyncmpc.workload import OwnerWorkload, owner_workload
@@ -26,13 +27,20 @@ from asyncmpc.workload import OwnerWorkload, owner_workload
 __all__ = ["run_data_owner"]
 
 
-async def run_data_owner(config: Config, name: str, *, tls: TlsContexts | None = None) -> dict[str, Any]:
-    """Serve the model owner until it finishes the session; return this owner's statistics."""
+async def run_data_owner(
+    config: Config, name: str, *, tls: TlsContexts | None = None, prepare_ahead: bool = True
+) -> dict[str, Any]:
+    """Serve the model owner until it finishes the session; return this owner's statistics.
+
+    With ``prepare_ahead`` it computes the next round's masks while it waits (two vectors of
+    memory kept between rounds); a swarm of owners in one process turns that off.
+    """
     player = config.player(name)
     work = owner_workload(config, player)
     model_owner = config.model_owner.name
     plain = config.training.aggregation == "plain"
     contributed = 0
+    sharer = InputSharer(keep_buffers=prepare_ahead)
     async with Node(config, name, tls=tls) as node:
         await node.connect([model_owner] if plain else None)
         node.log.info("holding %s", work.describe())
@@ -57,7 +65,7 @@ async def run_data_owner(config: Config, name: str, *, tls: TlsContexts | None =
                         Send(model_owner, m.PlainGradient(session=config.session, round_no=msg.round_no, values=vector))
                     ]
                 else:
-                    out = input_shares(config, msg.round_no, encode_contribution(config, vector))
+                    out = input_shares(config, msg.round_no, encode_contribution(config, vector), sharer=sharer)
             except (EncodingError, ValueError) as exc:
                 node.log.error("round %d: cannot contribute: %s", msg.round_no, exc)
                 decline = m.Decline(session=config.session, round_no=msg.round_no, reason=str(exc))
@@ -65,6 +73,8 @@ async def run_data_owner(config: Config, name: str, *, tls: TlsContexts | None =
                 continue
             await send_all(node, out)
             contributed += 1
+            if prepare_ahead and not plain and isinstance(msg, m.ModelUpdate):
+                sharer.prepare((len(vector),))  # next round's randomness, while we wait for it
 
 
 def _contribution(work: OwnerWorkload, msg: m.StatsRequest | m.ModelUpdate) -> np.ndarray:

@@ -1,0 +1,46 @@
+"""The benchmark as a smoke test: it completes, and the secure mean equals the plain one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def bench(*args: str) -> list[dict]:  # type: ignore[type-arg]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def test_bench_small_secure_equals_plain_within_fixed_point_precision() -> None:
+    rounds, lr, frac_bits = 2, 0.1, 16
+    runs = {r["mode"]: r for r in bench("--d", "10000", "--owners", "3", "--rounds", str(rounds))}
+    assert set(runs) == {"secure", "plain"}
+    secure, plain = runs["secure"], runs["plain"]
+    # each round's mean is exact up to the encoding's rounding (half a unit in the last place)
+    assert secure["max_abs_error_vs_exact_mean"] <= rounds * lr * 2.0 ** -(frac_bits + 1) + 1e-12
+    assert plain["max_abs_error_vs_exact_mean"] <= 1e-12
+    assert secure["secure_over_plain"] == plain["secure_over_plain"] > 0
+    # seed-compressed sharing: an owner uploads two vectors, not six
+    assert secure["upload_per_owner_bytes_per_round"] <= 2.1 * 8 * 10_000
+    assert set(secure["roles"]) == {"server", "model-owner", "data-owner"}
+    assert all(role["peak_rss_bytes"] > 0 for role in secure["roles"].values())
+
+
+def test_bench_swarm_of_owners_in_one_process() -> None:
+    (run,) = bench("--d", "1000", "--owners", "40", "--rounds", "2", "--modes", "secure", "--swarm-above", "10")
+    assert run["swarm"] and run["roles"]["data-owner"]["processes"] == 1
+    assert run["max_abs_error_vs_exact_mean"] <= 2 * 0.1 * 2.0**-17 + 1e-12
