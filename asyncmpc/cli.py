@@ -77,7 +77,7 @@ def _swarm(config: Config) -> Any:
             "bytes_received": sum(r["bytes_received"] for r in results),
         }
 
-    return run(all_owners)
+    return run(all_owners, uvloop_ok=config.protocol.plaintext)
 
 
 def _write_stats(path: str, player: str, role: str, extra: dict[str, Any]) -> None:
@@ -140,14 +140,14 @@ def _run_player(config: Config, name: str, role: str, out: Path) -> dict[str, An
     if role == COMPUTE_SERVER:
         from asyncmpc.roles.compute_server import run_compute_server
 
-        return run(lambda: run_compute_server(config, name))  # type: ignore[no-any-return]
+        return run(lambda: run_compute_server(config, name), uvloop_ok=config.protocol.plaintext)  # type: ignore[no-any-return]
     if role == DATA_OWNER:
         from asyncmpc.roles.data_owner import run_data_owner
 
-        return run(lambda: run_data_owner(config, name))  # type: ignore[no-any-return]
+        return run(lambda: run_data_owner(config, name), uvloop_ok=config.protocol.plaintext)  # type: ignore[no-any-return]
     from asyncmpc.roles.model_owner import run_model_owner
 
-    metrics = run(lambda: run_model_owner(config, name, out))
+    metrics = run(lambda: run_model_owner(config, name, out), uvloop_ok=config.protocol.plaintext)
     if metrics["final_test_accuracy"] is not None:
         print(
             f"final test accuracy {metrics['final_test_accuracy']}, scikit-learn pooled "

@@ -104,6 +104,8 @@ class Config:
     protocol: ProtocolSettings
     players: dict[str, Player] = field(hash=False)
     training: TrainingSettings = TrainingSettings()
+    tls_dir: str | None = None
+    """Folder with ca.pem and each player's NAME.pem and NAME.key ([tls] dir)."""
 
     def player(self, name: str) -> Player:
         """The player called ``name``; ConfigError if the file has none."""
@@ -182,7 +184,7 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    _no_unknown(doc, {"session", "protocol", "training", "players"}, path, "top level")
+    _no_unknown(doc, {"session", "protocol", "training", "tls", "players"}, path, "top level")
     session = doc.get("session", "asyncmpc")
     if not isinstance(session, str) or not session:
         raise ConfigError(f"{path}: top level: key 'session' must be a non-empty string, got {session!r}")
@@ -200,7 +202,13 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
                 raise ConfigError(f'{path}: [players.{p.name}] csv: missing (the dataset is "csv")')
         if len(training.classes) < 2:
             raise ConfigError(f'{path}: [training] classes: list at least 2 class labels when dataset = "csv"')
-    cfg = Config(path=path, session=session, protocol=protocol, players=players, training=training)
+    tls_dir = _parse_tls(doc.get("tls", {}), path)
+    if not protocol.plaintext and tls_dir is None:
+        raise ConfigError(
+            f"{path}: [tls] dir: missing; every connection uses TLS unless [protocol] plaintext = true "
+            "(allowed on loopback only)"
+        )
+    cfg = Config(path=path, session=session, protocol=protocol, players=players, training=training, tls_dir=tls_dir)
     if not protocol.plaintext:
         pass  # TLS settings are checked by the runtime that needs them
     elif not all(p.is_loopback for p in players.values()):
@@ -227,6 +235,21 @@ def _parse_protocol(table: Any, path: str) -> ProtocolSettings:
             f"{path}: {where} min_owners: {settings.min_owners} is above max_owners {settings.max_owners}"
         )
     return settings
+
+
+def _parse_tls(table: Any, path: str) -> str | None:
+    where = "[tls]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {where} must be a table")
+    _no_unknown(table, {"dir"}, path, where)
+    folder = table.get("dir")
+    if folder is None:
+        return None
+    if not isinstance(folder, str) or not folder:
+        raise ConfigError(f"{path}: {where} dir: expected a folder name, got {folder!r}")
+    if not Path(folder).is_absolute():
+        folder = str(Path(path).resolve().parent / folder)
+    return folder
 
 
 def _parse_training(table: Any, path: str) -> TrainingSettings:

@@ -104,7 +104,8 @@ class SyntheticWorkload:
         return self.theta, _EMPTY, _EMPTY
 
     def apply(self, total: Floats, contributors: int) -> tuple[float | None, float | None]:
-        self.theta -= self.learning_rate * (total / contributors)
+        # a new array: the last one may still be on its way to the data owners
+        self.theta = self.theta - self.learning_rate * (total / contributors)
         return None, None
 
     def save(self, path: Path) -> None:

@@ -97,7 +97,9 @@ def run_one(tmp: Path, d: int, owners: int, rounds: int, mode: str, swarm_above:
             procs["swarm"] = subprocess.Popen(argv, stderr=open(folder / "swarm.log", "wb"))  # noqa: SIM115
         for name, proc in procs.items():
             if proc.wait(timeout=3600) != 0:
-                raise SystemExit(f"{mode} d={d} owners={owners}: {name} failed:\n{(folder / f'{name}.log').read_text()}")
+                raise SystemExit(
+                    f"{mode} d={d} owners={owners}: {name} failed:\n{(folder / f'{name}.log').read_text()}"
+                )
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -107,7 +109,11 @@ def run_one(tmp: Path, d: int, owners: int, rounds: int, mode: str, swarm_above:
     roles: dict[str, dict[str, Any]] = {}
     for f in folder.glob("*.stats.json"):
         st = json.loads(f.read_text())
-        key = "model-owner" if st["role"] == "model-owner" else ("server" if st["role"] == "compute-server" else "data-owner")
+        key = (
+            "model-owner"
+            if st["role"] == "model-owner"
+            else ("server" if st["role"] == "compute-server" else "data-owner")
+        )
         agg = roles.setdefault(key, {"peak_rss_bytes": 0, "bytes_sent": 0, "bytes_received": 0, "processes": 0})
         agg["peak_rss_bytes"] = max(agg["peak_rss_bytes"], st["peak_rss_bytes"])
         agg["bytes_sent"] += st["bytes_sent"]
@@ -159,8 +165,10 @@ def main() -> None:
             print(json.dumps(r))
         return
     mib = 1 << 20
-    print(f"{'mode':6} {'d':>9} {'owners':>6} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>6} "
-          f"{'up/owner':>9} {'RSS MiB srv':>11} {'RSS MiB MO':>10} {'RSS MiB DO':>10} {'max err':>9}")
+    print(
+        f"{'mode':6} {'d':>9} {'owners':>6} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>6} "
+        f"{'up/owner':>9} {'RSS MiB srv':>11} {'RSS MiB MO':>10} {'RSS MiB DO':>10} {'max err':>9}"
+    )
     for r in results:
         rs, roles = r["round_seconds"], r["roles"]
         ratio = r.get("secure_over_plain")

@@ -35,6 +35,10 @@ print(" ".join([p.name for p in cfg.servers] + [cfg.model_owner.name] + [p.name 
 PY
 )
 model_owner=$("$py" -c 'import sys; from asyncmpc.config import load_config; print(load_config(sys.argv[1]).model_owner.name)' "$config")
+# throwaway TLS files for a local run, where the deployment uses TLS and has none yet
+if "$py" -c 'import sys; from asyncmpc.config import load_config; sys.exit(load_config(sys.argv[1]).tls_dir is None)' "$config"; then
+    "$py" scripts/make_certs.py --config "$config" --if-missing
+fi
 
 mkdir -p "$out/logs"
 declare -A pid_of=()

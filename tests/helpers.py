@@ -37,15 +37,21 @@ def hosts_toml(
     training: str = "",
     ports: list[int] | None = None,
     extra: dict[str, str] | None = None,
+    tls: bool = False,
 ) -> str:
-    """The text of a loopback deployment with fresh ports; ``extra`` adds lines to a player's table."""
+    """The text of a loopback deployment with fresh ports; ``extra`` adds lines to a player's table.
+
+    With ``tls`` every connection is TLS with files in ``certs`` beside the file (see
+    ``write_config``); otherwise the deployment asks for plaintext, which loopback allows.
+    """
     ports = ports or free_ports(4)
     extra = extra or {}
     lines = [
         f'session = "{session}"',
         "",
+        *(["[tls]", 'dir = "certs"', ""] if tls else []),
         "[protocol]",
-        "plaintext = true",
+        f"plaintext = {'false' if tls else 'true'}",
         "connect_timeout = 30.0",
         "round_timeout = 60.0",
         protocol,
@@ -66,8 +72,15 @@ def hosts_toml(
 
 
 def write_config(directory: Path, text: str | None = None, **kwargs: object) -> Path:
+    """Write a deployment file into ``directory``, and its TLS files when it uses TLS."""
+    from asyncmpc.config import load_config
+    from asyncmpc.tls import make_certs
+
     path = directory / "hosts.toml"
     path.write_text(text if text is not None else hosts_toml(**kwargs))  # type: ignore[arg-type]
+    config = load_config(path)
+    if config.tls_dir is not None:
+        make_certs(config, config.tls_dir)
     return path
 
 

@@ -4,12 +4,15 @@ Frames are read by a ``BufferedProtocol``: the kernel copies a large frame's bod
 one buffer of its final size (no stream buffer, no joining of chunks), and the message's arrays
 are views of that buffer. Small frames go through a 64 KiB staging buffer. Reads are bounded:
 the length prefix is checked against the maximum frame size before any of the body is taken,
-the node's ``BodyBudget`` caps how many bytes of large bodies are buffered at once (a
-connection whose next body does not fit waits with its reading paused, so the data waits in
-the kernel, not in this process), and at most one decoded frame waits per connection.
+the node's ``BodyBudget`` caps how many bytes of large bodies are buffered at once, until the
+role takes them up (a connection whose next body does not fit waits with its reading paused,
+so the data waits in the kernel, not in this process), and a peer with more than
+``MAX_QUEUED`` messages not yet taken up is refused as flooding.
 
-Writes: ``send`` returns only when the transport has handed every byte to the kernel (write
-buffer limits of zero), so the arrays a message referenced may be reused afterwards.
+Writes: array bodies are handed to the transport without a copy, and ``send`` waits for the
+transport's buffer to drain below its high-water mark. The transport may still hold a
+reference to the tail of a message after that, so an array that was sent is never modified
+in place afterwards (callers make new arrays instead).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ __all__ = ["LARGE_BODY", "BodyBudget", "Connection", "FrameProtocol"]
 log = logging.getLogger(__name__)
 
 _STAGE = 1 << 16
+MAX_QUEUED = 256
+"""A peer whose unread messages pile up beyond this is flooding: its connection fails."""
 LARGE_BODY = _STAGE - PREFIX.size
 """Bodies at least this large are read into a buffer of their own, under the ``BodyBudget``;
 smaller frames (with their prefix) always fit the staging buffer."""
@@ -84,15 +89,14 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._drained: asyncio.Future[None] | None = None
         self._paused_for: set[str] = set()
         self.closed = False
+        self._failed = False
         self.bytes_received = 0
 
     # ------------------------------------------------------------ transport callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport but have its methods
-        tr: asyncio.Transport = transport  # type: ignore[assignment]
-        tr.set_write_buffer_limits(high=0, low=0)
-        self.transport = tr
+        self.transport = transport  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._body is not None:
@@ -101,6 +105,8 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.bytes_received += nbytes
+        if self._failed:
+            return
         if self._body is not None:
             self._body_filled += nbytes
             if self._body_filled == len(self._body):
@@ -113,7 +119,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
     def _parse_stage(self) -> None:
         view = memoryview(self._stage)
         start = 0
-        while self._stage_len - start >= PREFIX.size and self._body is None and not self._paused_for - {"queue"}:
+        while self._stage_len - start >= PREFIX.size and self._body is None and not self._paused_for:
             (length,) = PREFIX.unpack_from(self._stage, start)
             if length > self.max_frame:
                 self._fail(FrameTooLarge(f"frame of {length} bytes announced, above the maximum of {self.max_frame}"))
@@ -159,14 +165,17 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._resume("budget")
 
     def _deliver(self, body: memoryview | bytes) -> None:
+        if len(self._frames) >= MAX_QUEUED:
+            self._fail(RemoteProtocolError(f"sent more than {MAX_QUEUED} messages that were not taken up yet"))
+            return
         self._frames.append(body)
-        self._pause("queue")  # one decoded frame waits at a time: the reader applies back-pressure
         self._wake()
 
     def _fail(self, exc: Exception) -> None:
         self._frames.append(exc)
+        self._failed = True
         self._wake()
-        if self.transport is not None:
+        if self.transport is not None and not self.closed:
             self.transport.pause_reading()
 
     def _wake(self) -> None:
@@ -226,11 +235,12 @@ class FrameProtocol(asyncio.BufferedProtocol):
         if isinstance(item, Exception):
             self._frames.appendleft(item)  # the connection stays failed
             raise item
-        if len(item) >= LARGE_BODY and isinstance(item, memoryview):
-            self.budget.give_back(len(item))
-        if not self._frames:
-            self._resume("queue")
         return item
+
+    @staticmethod
+    def held(body: memoryview | bytes) -> int:
+        """Budget bytes a delivered body holds until given back (large bodies only)."""
+        return len(body) if isinstance(body, memoryview) and len(body) >= LARGE_BODY else 0
 
     def release(self) -> None:
         """Give back the budget of large frames that will never be read (the connection closed)."""
@@ -278,7 +288,7 @@ class Connection:
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
 
     async def send(self, msg: Message) -> None:
-        """Encode and write one message; return once the kernel has all of it.
+        """Encode and write one message, waiting while the transport's buffer is full.
 
         Raises PeerLost if the connection is gone.
         """
@@ -303,6 +313,13 @@ class Connection:
         Raises PeerLost on end of stream or timeout, DecodeError (FrameTooLarge included) on a
         bad frame.
         """
+        msg, held = await self.read_held(timeout)
+        self.protocol.budget.give_back(held)
+        return msg
+
+    async def read_held(self, timeout: float | None = None) -> tuple[Message, int]:
+        """Like ``read``, but a large body keeps its share of the node's budget: the caller
+        gives back the returned byte count once the message has been taken up."""
         try:
             body = await self.protocol.next_frame(timeout)
         except TimeoutError as exc:
@@ -311,9 +328,14 @@ class Connection:
             raise PeerLost(f"{self.name}: {exc}") from None
         except RemoteProtocolError:
             raise
-        msg = decode_message(body)
+        held = self.protocol.held(body)
+        try:
+            msg = decode_message(body)
+        except BaseException:
+            self.protocol.budget.give_back(held)
+            raise
         log.debug("received %s from %s (%d bytes)", msg.KIND, self.name, len(body))
-        return msg
+        return msg, held
 
     async def close(self) -> None:
         if self._closed:

@@ -16,15 +16,16 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, LISTENING_ROLES, MODEL_OWNER, Config, Player
 from asyncmpc.errors import ConfigError, PeerLost, RemoteProtocolError
 from asyncmpc.net.peer import BodyBudget, Connection, FrameProtocol
+from asyncmpc.protocol.events import check_sender
+from asyncmpc.tls import TlsContexts, tls_contexts
 from asyncmpc.wire.messages import PROTOCOL_VERSION, Hello, Message, Reject
 
-__all__ = ["Event", "Node", "TlsContexts", "dial_targets", "may_dial", "run"]
+__all__ = ["Event", "Node", "dial_targets", "may_dial", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,6 @@ larger than this is still read, alone."""
 
 Event = tuple[str, Message | None]
 """(player, message) from the inbox; message None means that player's connection closed."""
-
-
-@dataclass(frozen=True)
-class TlsContexts:
-    """How a node speaks TLS: contexts for both directions and a certificate-to-name check."""
-
-    server: ssl.SSLContext
-    client: ssl.SSLContext
-    verify_peer: Callable[[dict[str, Any] | None, str], None]
-    """Raises RemoteProtocolError unless the certificate names the player."""
 
 
 def may_dial(config: Config, dialer: Player, listener: Player) -> bool:
@@ -72,12 +63,11 @@ class Node:
         self.me = config.player(name)
         self.name = name
         if tls is None and not config.protocol.plaintext:
-            raise ConfigError(
-                f"{config.path}: [protocol] plaintext is false but no TLS material was given to {name}; "
-                "set plaintext = true for a loopback-only deployment"
-            )
+            tls = tls_contexts(config, name)
         self.tls = tls
-        self.inbox: asyncio.Queue[Event] = asyncio.Queue()
+        # (player, message, budget bytes it holds): a large message keeps the node's frame budget
+        # until the role takes it, so readers stop when the role falls behind
+        self.inbox: asyncio.Queue[tuple[str, Message | None, int]] = asyncio.Queue()
         self.peers: dict[str, Connection] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -104,7 +94,6 @@ class Node:
                 self._accepted_protocol,
                 self.me.host,
                 self.me.port,
-                ssl=self.tls.server if self.tls else None,
                 backlog=4096,  # a swarm of owners dials in at once
             )
             self.log.info("listening on %s:%s", self.me.host, self.port)
@@ -155,8 +144,12 @@ class Node:
                         peer.port,
                         ssl=self.tls.client if self.tls else None,
                         server_hostname=peer.name if self.tls else None,
+                        ssl_handshake_timeout=max(1.0, deadline - loop.time()) if self.tls else None,
                     )
                 break
+            except ssl.SSLError as exc:
+                # a certificate problem will not fix itself by retrying
+                raise PeerLost(f"{self.name}: TLS with {peer.name} at {peer.host}:{peer.port} failed: {exc}") from exc
             except (OSError, TimeoutError) as exc:
                 last_error = str(exc) or type(exc).__name__
             if loop.time() + delay >= deadline:
@@ -189,6 +182,8 @@ class Node:
 
         def made(transport: asyncio.BaseTransport) -> None:
             FrameProtocol.connection_made(protocol, transport)
+            if self.tls is not None:
+                transport.pause_reading()  # type: ignore[attr-defined]  # the TLS layer reads first
             task = loop.create_task(self._on_accept(protocol), name="accept")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -197,6 +192,8 @@ class Node:
         return protocol
 
     async def _on_accept(self, protocol: FrameProtocol) -> None:
+        if self.tls is not None and not await self._start_tls(protocol):
+            return
         conn = self._connection(protocol, "?")
         try:
             hello = await conn.read(timeout=self.config.protocol.connect_timeout)
@@ -219,6 +216,30 @@ class Node:
             await conn.close()
             return
         await self._register(conn)
+
+    async def _start_tls(self, protocol: FrameProtocol) -> bool:
+        """The server side of the TLS handshake; a refused peer is logged with the reason."""
+        assert self.tls is not None and protocol.transport is not None
+        raw = protocol.transport
+        peer = raw.get_extra_info("peername")
+        where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        try:
+            secured = await asyncio.get_running_loop().start_tls(
+                raw,
+                protocol,
+                self.tls.server,
+                server_side=True,
+                ssl_handshake_timeout=self.config.protocol.connect_timeout,
+            )
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            self.log.warning("refused TLS connection from %s: %s", where, str(exc) or repr(exc))
+            raw.close()
+            return False
+        if secured is None:
+            raw.close()
+            return False
+        FrameProtocol.connection_made(protocol, secured)  # the class's, not the accept hook
+        return True
 
     def _check_hello(self, hello: Hello, conn: Connection) -> None:
         if hello.session != self.config.session:
@@ -256,9 +277,16 @@ class Node:
 
     async def _read_loop(self, conn: Connection) -> None:
         try:
+            role = self.config.players[conn.name].role
             while True:
-                msg = await conn.read()
-                await self.inbox.put((conn.name, msg))
+                msg, held = await conn.read_held()
+                try:
+                    # authorization by role, and the session, for every message: see messages.py
+                    check_sender(conn.name, role, msg, self.config.session)
+                except RemoteProtocolError:
+                    self._budget.give_back(held)
+                    raise
+                await self.inbox.put((conn.name, msg, held))
         except RemoteProtocolError as exc:
             await self.drop(conn.name, exc.with_peer(conn.name))
         except PeerLost as exc:
@@ -268,7 +296,7 @@ class Node:
             self._count(conn)
             if self.peers.get(conn.name) is conn:
                 del self.peers[conn.name]
-                await self.inbox.put((conn.name, None))
+                await self.inbox.put((conn.name, None, 0))
                 async with self._peer_changed:
                     self._peer_changed.notify_all()
 
@@ -282,7 +310,9 @@ class Node:
     async def recv(self, timeout: float | None = None) -> Event:
         """The next (player, message) event; TimeoutError after ``timeout`` seconds."""
         async with asyncio.timeout(timeout):
-            return await self.inbox.get()
+            player, msg, held = await self.inbox.get()
+        self._budget.give_back(held)
+        return player, msg
 
     async def drop(self, player: str, error: Exception) -> None:
         """Tell ``player`` why, and close its connection; the node keeps serving everyone else."""
@@ -294,7 +324,7 @@ class Node:
             await conn.send(Reject(session=self.config.session, reason=str(error)))
         await conn.close()
         self._count(conn)
-        await self.inbox.put((player, None))
+        await self.inbox.put((player, None, 0))
 
     def _count(self, conn: Connection) -> None:
         """Fold a closed connection's byte counts into the node's totals (once)."""
@@ -312,9 +342,17 @@ class Node:
         )
 
 
-def run(main: Callable[[], Awaitable[Any]]) -> Any:
-    """Run a coroutine function on uvloop where it is installed, else on asyncio's loop."""
+def run(main: Callable[[], Awaitable[Any]], *, uvloop_ok: bool = True) -> Any:
+    """Run a coroutine function on uvloop where it is installed (and ``uvloop_ok``), else on
+    asyncio's own loop.
+
+    TLS deployments pass ``uvloop_ok=False``: the server side of a connection does its TLS
+    handshake with ``loop.start_tls`` (so a refused peer can be logged with its address and the
+    reason), and uvloop's server-side ``start_tls`` resets such connections.
+    """
     try:
+        if not uvloop_ok:
+            raise ImportError
         import uvloop
     except ImportError:
         return asyncio.run(main())  # type: ignore[arg-type]

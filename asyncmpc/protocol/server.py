@@ -49,6 +49,8 @@ class _Round:
     acc_b: RingArray
     held: dict[str, tuple[Seed | None, Seed | None]] = field(default_factory=dict)
     reported: bool = False
+    sent: bool = False
+    """The running sums went out in an early ``ResultShare``."""
     mac_key: bytes = b""
 
 
@@ -172,7 +174,7 @@ class ServerProtocol:
         """Every expected owner is in: the result at once if the round has a key, else ``Holding``."""
         if not rnd.mac_key:
             return self._holding(round_no, rnd)
-        rnd.reported = True
+        rnd.reported = rnd.sent = True
         key, rnd.mac_key = rnd.mac_key, b""  # one-time: an Aggregate brings a fresh key
         result = m.ResultShare(
             session=self.config.session,
@@ -241,6 +243,9 @@ class ServerProtocol:
                 f"aggregate of round {msg.round_no} has no {MAC_KEY_BYTES}-byte MAC key", peer=sender
             )
         del self._rounds[msg.round_no]
+        if rnd.reported and rnd.sent:
+            # the early result went out with these arrays, which may still be in a send buffer
+            rnd.acc_a, rnd.acc_b = rnd.acc_a.copy(), rnd.acc_b.copy()
         stuck = [o for o in set(rnd.held) - set(msg.contributors) if not self._leave_out(rnd, o)]
         if stuck:
             reason = (

@@ -11,9 +11,10 @@ from typing import Any
 
 from asyncmpc.config import Config
 from asyncmpc.errors import PeerLost, RemoteProtocolError
-from asyncmpc.net.runtime import Node, TlsContexts
+from asyncmpc.net.runtime import Node
 from asyncmpc.prf import new_seed
 from asyncmpc.protocol.server import ServerProtocol
+from asyncmpc.tls import TlsContexts
 from asyncmpc.wire.messages import Finish
 
 __all__ = ["run_compute_server"]

@@ -15,11 +15,12 @@ import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.errors import EncodingError, PeerLost
-from asyncmpc.net.runtime import Node, TlsContexts
+from asyncmpc.net.runtime import Node
 from asyncmpc.protocol.aggregation import input_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import send_all
 from asyncmpc.rss import InputSharer
+from asyncmpc.tls import TlsContexts
 from asyncmpc.training import encode_contribution
 from asyncmpc.wire import messages as m
 from asyncmpc.workload import OwnerWorkload, owner_workload

@@ -18,10 +18,11 @@ import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.errors import PeerLost, RemoteProtocolError
-from asyncmpc.net.runtime import Node, TlsContexts
+from asyncmpc.net.runtime import Node
 from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import drive_round, send_all
+from asyncmpc.tls import TlsContexts
 from asyncmpc.training import decode_sum
 from asyncmpc.wire import messages as m
 from asyncmpc.workload import workload

@@ -45,4 +45,5 @@ async def main(config_path: str, out: str, length: int) -> None:
 
 
 if __name__ == "__main__":
-    run(lambda: main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    plaintext = load_config(sys.argv[1]).protocol.plaintext
+    run(lambda: main(sys.argv[1], sys.argv[2], int(sys.argv[3])), uvloop_ok=plaintext)

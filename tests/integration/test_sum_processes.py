@@ -16,7 +16,7 @@ LENGTH = 1_000_000
 
 
 def test_servers_add_two_shared_vectors_bit_for_bit(tmp_path: Path) -> None:
-    config = write_config(tmp_path, owners=2)
+    config = write_config(tmp_path, owners=2, tls=True)
     out = tmp_path / "result.npz"
     with players(tmp_path) as procs:
         for i in range(3):

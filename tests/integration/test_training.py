@@ -16,7 +16,7 @@ from asyncmpc.training import ReferenceTrainer, load_sklearn
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from asyncmpc.wire.framing import FrameDecoder, frame
-from tests.helpers import ROOT, free_ports, hosts_toml, players
+from tests.helpers import ROOT, free_ports, hosts_toml, players, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +41,7 @@ def run_deployment(tmp_path: Path, config: Path, *, mo_config: Path | None = Non
 def test_secure_training_matches_the_reference_and_scikit_learn(
     tmp_path: Path, dataset: str, rounds: int, points: float
 ) -> None:
-    config = tmp_path / "hosts.toml"
-    config.write_text(hosts_toml(3, training=f'dataset = "{dataset}"\nrounds = {rounds}'))
+    config = write_config(tmp_path, owners=3, tls=True, training=f'dataset = "{dataset}"\nrounds = {rounds}')
     metrics = run_deployment(tmp_path, config)
 
     assert len(metrics["rounds"]) == rounds
@@ -134,6 +133,7 @@ class TamperingProxy:
 
 
 def test_a_result_share_tampered_in_transit_is_refused(tmp_path: Path) -> None:
+    """A lying server, simulated by a proxy on plaintext loopback (TLS would stop a proxy)."""
     ports = free_ports(5)
     rounds = 3
     config = tmp_path / "hosts.toml"
@@ -162,8 +162,8 @@ def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(tmp_pa
         extra[f"data-owner-{i}"] = f'csv = "owner{i}.csv"'
     (tmp_path / "test.csv").write_text("\n".join([header, "1.0,2.0,x", "2.0,0.5,y"]) + "\n")
     extra["model-owner"] = 'csv = "test.csv"'
-    config = tmp_path / "hosts.toml"
-    config.write_text(hosts_toml(3, training='dataset = "csv"\nclasses = ["x", "y"]\nrounds = 3', extra=extra))
+    training = 'dataset = "csv"\nclasses = ["x", "y"]\nrounds = 3'
+    config = write_config(tmp_path, owners=3, tls=True, training=training, extra=extra)
     metrics = run_deployment(tmp_path, config)
     # it cannot encode its statistics (sum of squares overflows): it declines, the others go on
     assert metrics["statistics_contributors"] == ["data-owner-0", "data-owner-1"]
@@ -177,7 +177,7 @@ def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(tmp_pa
 
 def test_local_sh_runs_a_deployment_and_writes_its_outputs(tmp_path: Path) -> None:
     config = tmp_path / "hosts.toml"
-    config.write_text(hosts_toml(3, training="rounds = 5"))
+    config.write_text(hosts_toml(3, training="rounds = 5", tls=True))  # local.sh makes the TLS files
     out = tmp_path / "run"
     proc = subprocess.run(
         ["bash", str(ROOT / "scripts" / "local.sh"), str(config), "--out", str(out)],

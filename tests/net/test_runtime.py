@@ -139,7 +139,12 @@ def test_a_peer_breaking_the_wire_after_the_handshake_is_dropped() -> None:
     within(body)
 
 
-def test_plaintext_needs_to_be_asked_for(tmp_path: Path) -> None:
-    cfg = parse_config(hosts_toml(3).replace("plaintext = true", "plaintext = false"), "test.toml")
-    with pytest.raises(ConfigError, match="plaintext is false but no TLS material"):
+def test_plaintext_needs_to_be_asked_for() -> None:
+    with pytest.raises(ConfigError, match=r"\[tls\] dir: missing; every connection uses TLS unless"):
+        parse_config(hosts_toml(3).replace("plaintext = true", "plaintext = false"), "test.toml")
+
+
+def test_missing_tls_files_are_named(tmp_path: Path) -> None:
+    cfg = parse_config(hosts_toml(3, tls=True), str(tmp_path / "hosts.toml"))
+    with pytest.raises(ConfigError, match=r"\[tls\] dir: .*ca\.pem is missing \(create the files with"):
         Node(cfg, "server-0")
