@@ -52,8 +52,7 @@ def hosts_toml(
         *(["[tls]", 'dir = "certs"', ""] if tls else []),
         "[protocol]",
         f"plaintext = {'false' if tls else 'true'}",
-        "connect_timeout = 30.0",
-        "round_timeout = 60.0",
+        *[f"{k} = {v}" for k, v in (("connect_timeout", 30.0), ("round_timeout", 60.0)) if k not in protocol],
         protocol,
         "",
     ]

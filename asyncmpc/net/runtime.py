@@ -163,10 +163,11 @@ class Node:
         try:
             await conn.send(Hello(session=self.config.session, player=self.name))
             hello = await conn.read(timeout=max(0.01, deadline - loop.time()))
+            if isinstance(hello, Reject):
+                raise RemoteProtocolError(f"refused the connection: {hello.reason}", peer=peer.name)
             if not isinstance(hello, Hello) or hello.player != peer.name:
-                raise RemoteProtocolError(
-                    f"answered the handshake as {getattr(hello, 'player', hello.KIND)!r}", peer=peer.name
-                )
+                shown = getattr(hello, "player", hello.KIND)
+                raise RemoteProtocolError(f"answered the handshake as {shown!r}", peer=peer.name)
             self._check_hello(hello, conn)
         except BaseException:
             await conn.close()
@@ -232,7 +233,10 @@ class Node:
                 ssl_handshake_timeout=self.config.protocol.connect_timeout,
             )
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
-            self.log.warning("refused TLS connection from %s: %s", where, str(exc) or repr(exc))
+            reason = str(exc) or repr(exc)
+            if isinstance(exc, ConnectionError) and not isinstance(exc, ssl.SSLError):
+                reason = f"it closed the connection during the handshake ({reason}); it may not trust this server"
+            self.log.warning("refused TLS connection from %s: %s", where, reason)
             raw.close()
             return False
         if secured is None:

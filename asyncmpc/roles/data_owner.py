@@ -9,6 +9,7 @@ synthetic gradient to the model owner instead.)
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from asyncmpc.config import Config
 from asyncmpc.errors import EncodingError, PeerLost
 from asyncmpc.net.runtime import Node
+from asyncmpc.prf import RandomBytes
 from asyncmpc.protocol.aggregation import input_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import send_all
@@ -29,19 +31,25 @@ __all__ = ["run_data_owner"]
 
 
 async def run_data_owner(
-    config: Config, name: str, *, tls: TlsContexts | None = None, prepare_ahead: bool = True
+    config: Config,
+    name: str,
+    *,
+    tls: TlsContexts | None = None,
+    prepare_ahead: bool = True,
+    random_bytes: RandomBytes = os.urandom,
 ) -> dict[str, Any]:
     """Serve the model owner until it finishes the session; return this owner's statistics.
 
     With ``prepare_ahead`` it computes the next round's masks while it waits (two vectors of
     memory kept between rounds); a swarm of owners in one process turns that off.
+    ``random_bytes`` is the source of share seeds (injected by tests).
     """
     player = config.player(name)
     work = owner_workload(config, player)
     model_owner = config.model_owner.name
     plain = config.training.aggregation == "plain"
     contributed = 0
-    sharer = InputSharer(keep_buffers=prepare_ahead)
+    sharer = InputSharer(random_bytes, keep_buffers=prepare_ahead)
     async with Node(config, name, tls=tls) as node:
         await node.connect([model_owner] if plain else None)
         node.log.info("holding %s", work.describe())

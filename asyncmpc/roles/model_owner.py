@@ -53,8 +53,15 @@ async def run_model_owner(
     async with Node(config, name, tls=tls) as node:
         if servers:
             await node.connect(servers)
-        await node.wait_for_peers(servers + owners)
-        node.log.info("all %d players connected", len(servers) + len(owners))
+        await node.wait_for_peers(servers)
+        try:
+            await node.wait_for_peers(owners)
+        except PeerLost as exc:
+            present = [o for o in owners if o in node.peers]
+            if len(present) < max(2, config.protocol.min_owners):
+                raise
+            node.log.warning("%s; training with the %d data owners present", exc, len(present))
+        node.log.info("%d players connected", len(node.peers))
         rounds: _Rounds = _PlainRounds(config, node, owners) if plain else _Rounds(config, node, owners)
 
         first = 1
