@@ -9,7 +9,8 @@ or, above --swarm-above owners, as tasks of one swarm process. Prints a table, o
 one object per run: mode, d, owners, rounds, round seconds (median, min, max), bytes sent and
 received and peak RSS per role, and the secure/plain ratio of median round times.
 
-Usage: bench.py [--d 10000 1000000] [--owners 3 10] [--rounds 5] [--modes secure plain] [--json]
+Usage: bench.py [--d 10000 1000000] [--owners 3 10] [--rounds 5] [--modes secure plain]
+                [--tls off|on|both] [--json]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from asyncmpc.config import load_config  # noqa: E402
+from asyncmpc.tls import make_certs  # noqa: E402
 from asyncmpc.workload import synthetic_mean  # noqa: E402
 
 RUN_ROLE = ROOT / "scripts" / "run_role.py"
@@ -48,12 +50,13 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def deployment(d: int, owners: int, rounds: int, mode: str, frac_bits: int) -> str:
+def deployment(d: int, owners: int, rounds: int, mode: str, frac_bits: int, tls: bool = False) -> str:
     ports = free_ports(4)
     lines = [
         'session = "bench"',
+        *(["[tls]", 'dir = "certs"'] if tls else []),
         "[protocol]",
-        "plaintext = true",
+        f"plaintext = {'false' if tls else 'true'}",
         f"frac_bits = {frac_bits}",
         f"max_owners = {max(owners, 2)}",
         "round_timeout = 600.0",
@@ -76,11 +79,15 @@ def deployment(d: int, owners: int, rounds: int, mode: str, frac_bits: int) -> s
     return "\n".join(lines) + "\n"
 
 
-def run_one(tmp: Path, d: int, owners: int, rounds: int, mode: str, swarm_above: int, frac_bits: int) -> dict[str, Any]:
-    folder = tmp / f"{mode}-{d}-{owners}"
+def run_one(
+    tmp: Path, d: int, owners: int, rounds: int, mode: str, swarm_above: int, frac_bits: int, tls: bool
+) -> dict[str, Any]:
+    folder = tmp / f"{mode}-{d}-{owners}-{'tls' if tls else 'plaintext'}"
     folder.mkdir()
     cfg = folder / "hosts.toml"
-    cfg.write_text(deployment(d, owners, rounds, mode, frac_bits))
+    cfg.write_text(deployment(d, owners, rounds, mode, frac_bits, tls))
+    if tls:
+        make_certs(load_config(cfg), folder / "certs")
     names = (["server-0", "server-1", "server-2"] if mode == "secure" else []) + ["model-owner"]
     swarm = owners > swarm_above
     if not swarm:
@@ -124,6 +131,7 @@ def run_one(tmp: Path, d: int, owners: int, rounds: int, mode: str, swarm_above:
     expected = -0.1 * rounds * synthetic_mean(load_config(cfg), owners)
     return {
         "mode": mode,
+        "tls": tls,
         "d": d,
         "owners": owners,
         "rounds": rounds,
@@ -143,30 +151,33 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["secure", "plain"], choices=["secure", "plain"])
     ap.add_argument("--swarm-above", type=int, default=10, help="more owners than this run as one swarm process")
     ap.add_argument("--frac-bits", type=int, default=16)
+    ap.add_argument("--tls", choices=["off", "on", "both"], default="off", help="TLS on every connection")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="asyncmpc-bench-") as tmp:
+        tls_modes = {"off": [False], "on": [True], "both": [False, True]}[args.tls]
         for d in args.d:
             for owners in args.owners:
-                pair = {}
-                for mode in args.modes:
-                    t0 = time.perf_counter()
-                    r = run_one(Path(tmp), d, owners, args.rounds, mode, args.swarm_above, args.frac_bits)
-                    r["wall_seconds"] = time.perf_counter() - t0
-                    pair[mode] = r
-                    results.append(r)
-                if "secure" in pair and "plain" in pair:
-                    ratio = pair["secure"]["round_seconds"]["median"] / pair["plain"]["round_seconds"]["median"]
-                    pair["secure"]["secure_over_plain"] = ratio
-                    pair["plain"]["secure_over_plain"] = ratio
+                for tls in tls_modes:
+                    pair = {}
+                    for mode in args.modes:
+                        t0 = time.perf_counter()
+                        r = run_one(Path(tmp), d, owners, args.rounds, mode, args.swarm_above, args.frac_bits, tls)
+                        r["wall_seconds"] = time.perf_counter() - t0
+                        pair[mode] = r
+                        results.append(r)
+                    if "secure" in pair and "plain" in pair:
+                        ratio = pair["secure"]["round_seconds"]["median"] / pair["plain"]["round_seconds"]["median"]
+                        pair["secure"]["secure_over_plain"] = ratio
+                        pair["plain"]["secure_over_plain"] = ratio
     if args.json:
         for r in results:
             print(json.dumps(r))
         return
     mib = 1 << 20
     print(
-        f"{'mode':6} {'d':>9} {'owners':>6} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>6} "
+        f"{'mode':6} {'tls':>3} {'d':>9} {'owners':>6} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>6} "
         f"{'up/owner':>9} {'RSS MiB srv':>11} {'RSS MiB MO':>10} {'RSS MiB DO':>10} {'max err':>9}"
     )
     for r in results:
@@ -174,7 +185,8 @@ def main() -> None:
         ratio = r.get("secure_over_plain")
         srv = roles.get("server", {}).get("peak_rss_bytes", 0) / mib
         print(
-            f"{r['mode']:6} {r['d']:9d} {r['owners']:6d} {rs['median'] * 1e3:10.2f} {rs['min'] * 1e3:8.2f} "
+            f"{r['mode']:6} {'on' if r['tls'] else 'off':>3} {r['d']:9d} {r['owners']:6d} "
+            f"{rs['median'] * 1e3:10.2f} {rs['min'] * 1e3:8.2f} "
             f"{rs['max'] * 1e3:8.2f} {ratio if ratio is not None else float('nan'):6.2f} "
             f"{r['upload_per_owner_bytes_per_round'] / (8 * r['d']):8.3f}x {srv:11.0f} "
             f"{roles['model-owner']['peak_rss_bytes'] / mib:10.0f} {roles['data-owner']['peak_rss_bytes'] / mib:10.0f} "
