@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -135,3 +137,60 @@ def wait_until(predicate: object, timeout: float, what: str) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class ForwardingProxy:
+    """A TCP proxy on its own thread: forwards connections from ``listen`` to ``target``.
+
+    Every byte that crosses, both ways, is kept in ``seen``. ``downstream``, if given, rewrites
+    what flows back from the target (it gets each chunk read, returns the bytes to forward).
+    Use as a context manager; it closes everything on exit.
+    """
+
+    def __init__(self, listen: int, target: int, downstream: Callable[[bytes], bytes] | None = None) -> None:
+        self.listen, self.target, self.downstream = listen, target, downstream
+        self.seen = bytearray()
+        self.writers: list[asyncio.StreamWriter] = []
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.listen))
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, rewrite: bool) -> None:
+            while data := await src.read(1 << 16):
+                self.seen += data
+                dst.write(self.downstream(data) if rewrite and self.downstream else data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True), return_exceptions=True)
+
+    async def _close(self) -> None:
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        await self.server.wait_closed()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def __enter__(self) -> ForwardingProxy:
+        self.thread.start()
+        self.ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

@@ -291,6 +291,8 @@ class Node:
                     self._budget.give_back(held)
                     raise
                 await self.inbox.put((conn.name, msg, held))
+                # the role owns it now; an idle connection must not keep its last frame alive
+                del msg
         except RemoteProtocolError as exc:
             await self.drop(conn.name, exc.with_peer(conn.name))
         except PeerLost as exc:

@@ -25,7 +25,7 @@ from asyncmpc.rss import InputSharer, Seed
 from asyncmpc.tls import make_certs, tls_contexts
 from asyncmpc.wire import messages as m
 from asyncmpc.workload import SyntheticOwner
-from tests.helpers import RUN_ROLE, free_ports, hosts_toml, players, wait_until, write_config
+from tests.helpers import RUN_ROLE, ForwardingProxy, free_ports, hosts_toml, players, wait_until, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -139,57 +139,6 @@ def test_a_server_opening_a_round_is_disconnected_and_the_rounds_complete(tmp_pa
     assert len(rounds) == 2 and all(r["loss"] is not None for r in rounds)
 
 
-class RecordingProxy:
-    """Forwards one listener's connections and keeps every byte that crossed, both ways."""
-
-    def __init__(self, listen: int, target: int) -> None:
-        self.listen, self.target = listen, target
-        self.seen = bytearray()
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.writers: list[asyncio.StreamWriter] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.listen))
-        self.ready.set()
-        self.loop.run_forever()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        self.writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(1 << 16):
-                self.seen += data
-                dst.write(data)
-                await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
-
-    async def _close(self) -> None:
-        self.server.close()
-        for w in self.writers:
-            w.close()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def __enter__(self) -> RecordingProxy:
-        self.thread.start()
-        self.ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "plaintext-control"])
 def test_an_eavesdropper_sees_neither_message_structure_nor_share_values(tmp_path: Path, tls: bool) -> None:
     """data-owner-0 (played here, with known seeds) reaches server-1 through a recording proxy.
@@ -223,7 +172,7 @@ def test_an_eavesdropper_sees_neither_message_structure_nor_share_values(tmp_pat
 
     from asyncmpc.roles.data_owner import run_data_owner
 
-    with players(tmp_path) as procs, RecordingProxy(ports[4], ports[2]) as proxy:
+    with players(tmp_path) as procs, ForwardingProxy(ports[4], ports[2]) as proxy:
         for name in ["server-0", "server-1", "server-2", "model-owner", "data-owner-1"]:
             procs.start_role(config, name, "--out", str(tmp_path / "out"))
         wait_until(lambda: listening(ports[2]), 30, "server-1 to listen")

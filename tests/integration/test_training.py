@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from asyncmpc.training import ReferenceTrainer, load_sklearn
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from asyncmpc.wire.framing import FrameDecoder, frame
-from tests.helpers import ROOT, free_ports, hosts_toml, players, write_config
+from tests.helpers import ROOT, ForwardingProxy, free_ports, hosts_toml, players, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -66,70 +64,28 @@ def test_secure_training_matches_the_reference_and_scikit_learn(
     assert np.mean(predicted == truth) == pytest.approx(metrics["final_test_accuracy"])
 
 
-class TamperingProxy:
-    """Forwards a server's connection, changing its training results (component and tag)."""
+class ResultTamperer:
+    """For a proxy's downstream: changes a server's training results (a component and the tag)."""
 
-    def __init__(self, listen: int, target: int) -> None:
-        self.listen, self.target = listen, target
+    def __init__(self) -> None:
+        self.frames = FrameDecoder(1 << 30)
         self.tampered = 0
-        self.writers: list[asyncio.StreamWriter] = []
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.listen))
-        self.ready.set()
-        self.loop.run_forever()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        self.writers += [writer, up_writer]
-
-        async def forward(src: asyncio.StreamReader, dst: asyncio.StreamWriter, tamper: bool) -> None:
-            dec = FrameDecoder(1 << 30)
-            while data := await src.read(1 << 16):
-                if not tamper:
-                    dst.write(data)
-                    continue
-                for body in dec.feed(data):
-                    msg = decode_message(body)
-                    if isinstance(msg, m.ResultShare) and msg.round_no >= 2:
-                        self.tampered += 1
-                        msg = m.ResultShare(
-                            session=msg.session,
-                            round_no=msg.round_no,
-                            contributors=msg.contributors,
-                            a=msg.a + 1,
-                            b_tag=bytes(16),
-                        )
-                    dst.write(frame(encode_message(msg)))
-                await dst.drain()
-            dst.close()
-
-        await asyncio.gather(forward(reader, up_writer, False), forward(up_reader, writer, True))
-
-    def __enter__(self) -> TamperingProxy:
-        self.thread.start()
-        self.ready.wait(10)
-        return self
-
-    async def _close(self) -> None:
-        self.server.close()
-        for w in self.writers:
-            w.close()
-        await self.server.wait_closed()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+    def __call__(self, data: bytes) -> bytes:
+        out = []
+        for body in self.frames.feed(data):
+            msg = decode_message(body)
+            if isinstance(msg, m.ResultShare) and msg.round_no >= 2:
+                self.tampered += 1
+                msg = m.ResultShare(
+                    session=msg.session,
+                    round_no=msg.round_no,
+                    contributors=msg.contributors,
+                    a=msg.a + 1,
+                    b_tag=bytes(16),
+                )
+            out.append(frame(encode_message(msg)))
+        return b"".join(out)
 
 
 def test_a_result_share_tampered_in_transit_is_refused(tmp_path: Path) -> None:
@@ -142,9 +98,10 @@ def test_a_result_share_tampered_in_transit_is_refused(tmp_path: Path) -> None:
     mo_dir.mkdir()
     mo_config = mo_dir / "hosts.toml"  # the model owner reaches server-2 through the proxy
     mo_config.write_text(hosts_toml(3, training=f"rounds = {rounds}", ports=[*ports[:3], ports[4]]))
-    with TamperingProxy(ports[4], ports[3]) as proxy:
+    tamper = ResultTamperer()
+    with ForwardingProxy(ports[4], ports[3], downstream=tamper):
         metrics = run_deployment(tmp_path, config, mo_config=mo_config)
-    assert proxy.tampered == rounds
+    assert tamper.tampered == rounds
     for row in metrics["rounds"]:
         assert row["loss"] is None
         assert "suspect server(s) server-2" in row["skipped"]
