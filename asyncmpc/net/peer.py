@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._drained: asyncio.Future[None] | None = None
         self._paused_for: set[str] = set()
         self.closed = False
+        self._lost: asyncio.Future[None] | None = None
         self._failed = False
         self.bytes_received = 0
 
@@ -207,6 +209,8 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
         self.budget.forget(self._budget_granted)
         self._pending_len = 0
         if self._body is not None:
@@ -251,6 +255,16 @@ class FrameProtocol(asyncio.BufferedProtocol):
             else:
                 kept.append(item)
         self._frames = kept
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) until the transport has closed its socket."""
+        if self.closed:
+            return
+        if self._lost is None:
+            self._lost = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._lost
 
     async def drain(self) -> None:
         if self.closed:
@@ -343,6 +357,7 @@ class Connection:
         self._closed = True
         self.protocol.release()
         self.transport.close()
+        await self.protocol.wait_closed(5.0)
 
     @property
     def closed(self) -> bool:
