@@ -29,7 +29,7 @@ __all__ = ["Event", "Node", "dial_targets", "may_dial", "run"]
 
 log = logging.getLogger(__name__)
 
-LARGE_BODY_BYTES = 64 << 20
+LARGE_BODY_BYTES = 32 << 20
 """How many bytes of large frame bodies a node buffers at once (see ``BodyBudget``); one body
 larger than this is still read, alone."""
 
