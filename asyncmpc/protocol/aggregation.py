@@ -97,9 +97,6 @@ class AggregationRound:
     def done(self) -> bool:
         return self.result is not None
 
-    def _msg_fields(self) -> dict[str, object]:
-        return {"session": self.config.session, "round_no": self.round_no}
-
     def open(self) -> list[Send]:
         """``OpenRound`` for each server, each with its own one-time MAC key for an early result."""
         out = []
