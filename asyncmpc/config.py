@@ -209,9 +209,7 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
             "(allowed on loopback only)"
         )
     cfg = Config(path=path, session=session, protocol=protocol, players=players, training=training, tls_dir=tls_dir)
-    if not protocol.plaintext:
-        pass  # TLS settings are checked by the runtime that needs them
-    elif not all(p.is_loopback for p in players.values()):
+    if protocol.plaintext and not all(p.is_loopback for p in players.values()):
         bad = next(p for p in players.values() if not p.is_loopback)
         raise ConfigError(
             f"{path}: [protocol] plaintext: allowed only when every player is on loopback, "
@@ -220,16 +218,21 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
     return cfg
 
 
-def _parse_protocol(table: Any, path: str) -> ProtocolSettings:
-    where = "[protocol]"
+def _table(table: Any, keys: dict[str, tuple[type, Any]], path: str, where: str) -> dict[str, Any]:
+    """The checked values of one settings table: known keys only, each of its declared type."""
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: {where} must be a table")
-    _no_unknown(table, set(_PROTOCOL_KEYS), path, where)
-    values: dict[str, Any] = {}
-    for key, (kind, bounds) in _PROTOCOL_KEYS.items():
-        if key in table:
-            values[key] = _typed(table[key], kind, bounds, path, where, key)
-    settings = ProtocolSettings(**values)
+    _no_unknown(table, set(keys), path, where)
+    return {
+        key: _typed(table[key], kind, allowed, path, where, key)
+        for key, (kind, allowed) in keys.items()
+        if key in table
+    }
+
+
+def _parse_protocol(table: Any, path: str) -> ProtocolSettings:
+    where = "[protocol]"
+    settings = ProtocolSettings(**_table(table, _PROTOCOL_KEYS, path, where))
     if settings.min_owners > settings.max_owners:
         raise ConfigError(
             f"{path}: {where} min_owners: {settings.min_owners} is above max_owners {settings.max_owners}"
@@ -238,44 +241,14 @@ def _parse_protocol(table: Any, path: str) -> ProtocolSettings:
 
 
 def _parse_tls(table: Any, path: str) -> str | None:
-    where = "[tls]"
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: {where} must be a table")
-    _no_unknown(table, {"dir"}, path, where)
-    folder = table.get("dir")
-    if folder is None:
-        return None
-    if not isinstance(folder, str) or not folder:
-        raise ConfigError(f"{path}: {where} dir: expected a folder name, got {folder!r}")
-    if not Path(folder).is_absolute():
+    folder = _table(table, {"dir": (str, None)}, path, "[tls]").get("dir")
+    if folder is not None and not Path(folder).is_absolute():
         folder = str(Path(path).resolve().parent / folder)
     return folder
 
 
 def _parse_training(table: Any, path: str) -> TrainingSettings:
-    where = "[training]"
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: {where} must be a table")
-    _no_unknown(table, set(_TRAINING_KEYS), path, where)
-    values: dict[str, Any] = {}
-    for key, (kind, allowed) in _TRAINING_KEYS.items():
-        if key not in table:
-            continue
-        value = table[key]
-        if kind is list:
-            if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
-                raise ConfigError(f"{path}: {where} {key}: expected a list of labels, got {value!r}")
-            labels = tuple(str(v) for v in value)
-            if len(set(labels)) != len(labels):
-                raise ConfigError(f"{path}: {where} {key}: labels must be distinct, got {list(labels)}")
-            values[key] = labels
-        elif kind is str:
-            if value not in allowed:
-                raise ConfigError(f"{path}: {where} {key}: {value!r} is not one of {', '.join(allowed)}")
-            values[key] = value
-        else:
-            values[key] = _typed(value, kind, allowed, path, where, key)
-    return TrainingSettings(**values)
+    return TrainingSettings(**_table(table, _TRAINING_KEYS, path, "[training]"))
 
 
 def _parse_players(table: Any, path: str) -> dict[str, Player]:
@@ -331,7 +304,22 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
     return players
 
 
-def _typed(value: Any, kind: type, bounds: Any, path: str, where: str, key: str) -> Any:
+def _typed(value: Any, kind: type, allowed: Any, path: str, where: str, key: str) -> Any:
+    """``value`` checked against its declared kind: bool, int or float within ``allowed``
+    bounds, str (one of ``allowed`` if given), or a list of distinct labels."""
+    if kind is list:
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+            raise ConfigError(f"{path}: {where} {key}: expected a list of labels, got {value!r}")
+        labels = tuple(str(v) for v in value)
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{path}: {where} {key}: labels must be distinct, got {list(labels)}")
+        return labels
+    if kind is str:
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{path}: {where} {key}: {value!r} is not one of {', '.join(allowed)}")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: {where} {key}: expected a non-empty string, got {value!r}")
+        return value
     ok: bool
     if kind is bool:
         ok = isinstance(value, bool)
@@ -342,8 +330,8 @@ def _typed(value: Any, kind: type, bounds: Any, path: str, where: str, key: str)
         value = float(value) if ok else value
     if not ok:
         raise ConfigError(f"{path}: {where} {key}: expected {kind.__name__}, got {value!r}")
-    if bounds is not None:
-        lo, hi = bounds
+    if allowed is not None:
+        lo, hi = allowed
         if not lo <= value <= hi or value != value:
             raise ConfigError(f"{path}: {where} {key}: {value!r} is outside {lo}..{hi}")
     return value
