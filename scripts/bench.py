@@ -121,7 +121,10 @@ def run_one(
             if st["role"] == "model-owner"
             else ("server" if st["role"] == "compute-server" else "data-owner")
         )
-        agg = roles.setdefault(key, {"peak_rss_bytes": 0, "bytes_sent": 0, "bytes_received": 0, "processes": 0})
+        agg = roles.setdefault(
+            key, {"peak_rss_bytes": 0, "bytes_sent": 0, "bytes_received": 0, "cpu_seconds": 0.0, "processes": 0}
+        )
+        agg["cpu_seconds"] += st["cpu_seconds"]
         agg["peak_rss_bytes"] = max(agg["peak_rss_bytes"], st["peak_rss_bytes"])
         agg["bytes_sent"] += st["bytes_sent"]
         agg["bytes_received"] += st["bytes_received"]
