@@ -80,7 +80,7 @@ def ring_sum(arrays: list[RingArray]) -> RingArray:
         raise ValueError("ring_sum needs at least one array")
     total = np.array(arrays[0], dtype=np.int64, copy=True)
     for arr in arrays[1:]:
-        np.add(total, arr, out=total)
+        total += arr  # in place, also for 0-d arrays
     return total
 
 

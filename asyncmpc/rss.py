@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asyncmpc.prf import RandomBytes, ZeroSharer, expand, expand_into, new_seed
-from asyncmpc.ring import RingArray, as_ring
+from asyncmpc.ring import RingArray, as_ring, ring_mul_public, ring_sum
 
 __all__ = [
     "N_SERVERS",
@@ -183,10 +183,7 @@ def reconstruct(shares: tuple[RShare, ...] | list[RShare]) -> RingArray:
     shapes = {c.shape for c in comps.values()}
     if len(shapes) != 1:
         raise ValueError(f"shares differ in shape: {sorted(shapes)}")
-    total = np.array(comps[0], dtype=np.int64, copy=True)
-    total += comps[1]
-    total += comps[2]
-    return total
+    return ring_sum([comps[0], comps[1], comps[2]])
 
 
 def cross_check(shares: tuple[RShare, RShare, RShare] | list[RShare]) -> tuple[int, ...]:
@@ -231,11 +228,7 @@ def sub(x: RShare, y: RShare) -> RShare:
 
 def mul_public(x: RShare, k: int | RingArray) -> RShare:
     """Shares of k * x for a public integer (or int64 array) k (local)."""
-    if isinstance(k, (int, np.integer)):
-        k_ring: RingArray = np.array(int(k) % (1 << 64), dtype=np.uint64).view(np.int64)
-    else:
-        k_ring = as_ring(k)
-    return RShare(x.server, np.multiply(x.a, k_ring), np.multiply(x.b, k_ring))
+    return RShare(x.server, ring_mul_public(x.a, k), ring_mul_public(x.b, k))
 
 
 def add_public(x: RShare, c: RingArray) -> RShare:

@@ -14,13 +14,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numpy as np
-
 from asyncmpc.config import Config
 from asyncmpc.errors import CrossCheckError, RemoteProtocolError
 from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
 from asyncmpc.protocol.events import Send, check_sender
-from asyncmpc.ring import RingArray, as_ring
+from asyncmpc.ring import RingArray, as_ring, ring_sum
 from asyncmpc.rss import InputSharer, RShare, reconstruct, suspects
 from asyncmpc.wire import messages as m
 
@@ -241,9 +239,7 @@ class AggregationRound:
             reason = f"result shares disagree; suspect server(s) {names}"
             self.result = RoundResult(self.round_no, None, self.contributors, False, reason)
             raise CrossCheckError(f"round {self.round_no}: {reason}", suspects=suspects(bad))
-        total = np.array(comps[0], dtype=np.int64, copy=True)
-        total += comps[1]
-        total += comps[2]
+        total = ring_sum([comps[0], comps[1], comps[2]])
         self.result = RoundResult(self.round_no, total, self.contributors, True)
         return []
 

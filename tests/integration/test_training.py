@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -77,13 +78,7 @@ class ResultTamperer:
             msg = decode_message(body)
             if isinstance(msg, m.ResultShare) and msg.round_no >= 2:
                 self.tampered += 1
-                msg = m.ResultShare(
-                    session=msg.session,
-                    round_no=msg.round_no,
-                    contributors=msg.contributors,
-                    a=msg.a + 1,
-                    b_tag=bytes(16),
-                )
+                msg = dataclasses.replace(msg, a=msg.a + 1, b_tag=bytes(16))
             out.append(frame(encode_message(msg)))
         return b"".join(out)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from collections.abc import Callable
@@ -159,9 +160,7 @@ def test_lying_server_is_caught_by_the_cross_check() -> None:
             a = msg.a.copy()
             a[3] += 1
             tag = bytes([msg.b_tag[0] ^ 1]) + msg.b_tag[1:]  # and it cannot forge the other tag
-            return m.ResultShare(
-                session=msg.session, round_no=msg.round_no, contributors=msg.contributors, a=a, b_tag=tag
-            )
+            return dataclasses.replace(msg, a=a, b_tag=tag)
         return msg
 
     with pytest.raises(CrossCheckError, match="suspect server\\(s\\) server-2") as info:
@@ -235,9 +234,7 @@ def test_a_changed_component_alone_implicates_its_two_holders() -> None:
         if isinstance(msg, m.ResultShare) and sender == "server-0":
             a = msg.a.copy()
             a[0] ^= 1 << 40
-            return m.ResultShare(
-                session=msg.session, round_no=msg.round_no, contributors=msg.contributors, a=a, b_tag=msg.b_tag
-            )
+            return dataclasses.replace(msg, a=a, b_tag=msg.b_tag)
         return msg
 
     with pytest.raises(CrossCheckError, match="suspect server\\(s\\) server-0, server-2"):
