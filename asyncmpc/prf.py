@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -30,8 +30,10 @@ __all__ = [
     "mac_ok",
     "RandomBytes",
     "ZeroSharer",
+    "add_keystreams",
     "expand",
     "expand_into",
+    "keystream_blocks",
     "new_seed",
     "nonce_for",
 ]
@@ -41,8 +43,10 @@ RandomBytes = Callable[[int], bytes]
 """A source of secure random bytes, ``os.urandom`` by default; injected for reproducible tests."""
 
 _ZERO_NONCE = bytes(16)
-_ZEROS_CHUNK = 1 << 18  # expand in 256 KiB pieces: cache-sized, and no vector-sized buffer of zeros
-_ZEROS = memoryview(bytes(_ZEROS_CHUNK + 16))
+BLOCK = 1 << 15
+"""Elements per block (256 KiB): keystreams are produced and consumed a cache-sized block at a
+time, so a sum of several streams, or a stream added into a vector, crosses memory once."""
+_ZEROS = memoryview(bytes(8 * BLOCK))
 
 
 def new_seed(random_bytes: RandomBytes = os.urandom) -> bytes:
@@ -61,26 +65,69 @@ def nonce_for(tag: str | bytes) -> bytes:
     return digest[:12] + b"\x00\x00\x00\x00"
 
 
+def keystream_blocks(
+    seeds: Sequence[bytes], size: int, *, into: RingArray | None = None, nonce: bytes = _ZERO_NONCE
+) -> Iterator[tuple[int, int, RingArray]]:
+    """For each block of ``size`` elements: ``(lo, hi, block)``, block = the sum of the seeds'
+    keystreams over elements lo..hi (wrapping mod 2^64).
+
+    ``block`` is a scratch buffer reused for the next block, unless ``into`` (a writeable
+    C-contiguous int64 array of ``size`` elements) is given: then the sums are written into it
+    and ``block`` is its slice. The first stream is written straight into the block, the others
+    are added to it while it is in cache.
+    """
+    if not seeds:
+        raise ValueError("keystream_blocks needs at least one seed")
+    for seed in seeds:
+        if len(seed) != SEED_BYTES:
+            raise ValueError(f"seed must be {SEED_BYTES} bytes, got {len(seed)}")
+    if into is not None:
+        if into.dtype != np.int64 or not into.flags.c_contiguous or not into.flags.writeable or into.size != size:
+            raise ValueError(f"into must be a writeable C-contiguous int64 array of {size} elements")
+        flat: RingArray | None = into.reshape(-1)
+    else:
+        flat = None
+    encs = [Cipher(algorithms.AES(seed), modes.CTR(nonce)).encryptor() for seed in seeds]
+    # update_into wants 15 bytes of room past its input (CTR never writes them): two spare elements
+    span = min(size, BLOCK) + 2
+    own = np.empty(span, dtype=np.int64)
+    spare = np.empty(span, dtype=np.int64) if len(seeds) > 1 else own
+    for lo in range(0, size, BLOCK):
+        hi = min(size, lo + BLOCK)
+        n = hi - lo
+        zeros = _ZEROS[: 8 * n]
+        direct = flat is not None and hi + 2 <= size  # straight into ``into``
+        block, room = (flat[lo:hi], flat[lo : hi + 2]) if direct else (own[:n], own)  # type: ignore[index]
+        encs[0].update_into(zeros, room.data.cast("B"))
+        for enc in encs[1:]:
+            enc.update_into(zeros, spare.data.cast("B"))
+            np.add(block, spare[:n], out=block)
+        if flat is not None and not direct:
+            flat[lo:hi] = block
+            block = flat[lo:hi]
+        yield lo, hi, block
+
+
+def add_keystreams(acc: RingArray, seeds: Sequence[bytes], *, subtract: bool = False) -> RingArray:
+    """acc += (or -=) the sum of the seeds' keystreams, a block at a time; returns ``acc``."""
+    if not acc.flags.c_contiguous or acc.dtype != np.int64:
+        raise ValueError("acc must be a C-contiguous int64 array")
+    if not seeds:
+        return acc
+    flat = acc.reshape(-1)
+    op = np.subtract if subtract else np.add
+    for lo, hi, block in keystream_blocks(seeds, flat.size):
+        part = flat[lo:hi]
+        op(part, block, out=part)
+    return acc
+
+
 def expand_into(seed: bytes, out: RingArray, nonce: bytes = _ZERO_NONCE) -> RingArray:
     """Fill ``out`` (C-contiguous int64) with the AES-CTR keystream of ``seed``; return it."""
-    if len(seed) != SEED_BYTES:
-        raise ValueError(f"seed must be {SEED_BYTES} bytes, got {len(seed)}")
     if out.dtype != np.int64 or not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError("out must be a writeable C-contiguous int64 array")
-    enc = Cipher(algorithms.AES(seed), modes.CTR(nonce)).encryptor()
-    buf = memoryview(out.data).cast("B")
-    n = len(buf)
-    pos = 0
-    # update_into wants 15 bytes of room past the input (CTR never writes them), so every piece
-    # but the last writes straight into ``out``; the last goes through a small scratch buffer.
-    while n - pos > _ZEROS_CHUNK + 16:
-        enc.update_into(_ZEROS[:_ZEROS_CHUNK], buf[pos : pos + _ZEROS_CHUNK + 16])
-        pos += _ZEROS_CHUNK
-    rest = n - pos
-    if rest:
-        tail = bytearray(rest + 16)
-        enc.update_into(_ZEROS[:rest], tail)
-        buf[pos:] = memoryview(tail)[:rest]
+    for _ in keystream_blocks([seed], out.size, into=out, nonce=nonce):
+        pass
     return out
 
 

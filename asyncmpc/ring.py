@@ -7,6 +7,8 @@ never builds).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -87,32 +89,54 @@ def ring_sum(arrays: list[RingArray]) -> RingArray:
 def max_abs_value(frac_bits: int = FRAC_BITS, max_terms: int = 1) -> float:
     """The largest |x| that ``encode`` accepts when up to ``max_terms`` values may be summed.
 
-    A sum of ``max_terms`` encoded values must stay inside the signed range (-2^63, 2^63), so
-    each value is bounded by 2^63 / (max_terms * 2^frac_bits), less one unit for rounding.
+    A sum of ``max_terms`` encoded values must stay inside the signed range [-(2^63 - 1),
+    2^63 - 1], so each encoded value is at most (2^63 - 1) // max_terms: the bound is the
+    largest float whose scaled value x * 2^frac_bits does not exceed that.
     """
     if not 0 <= frac_bits <= 62:
         raise ValueError(f"frac_bits must be in 0..62, got {frac_bits}")
     if max_terms < 1:
         raise ValueError(f"max_terms must be >= 1, got {max_terms}")
-    return float(2.0 ** (63 - frac_bits) / max_terms - 2.0 ** (1 - frac_bits))
+    limit = ((1 << 63) - 1) // max_terms
+    scaled = float(limit)
+    if int(scaled) > limit:  # float() rounded up
+        scaled = math.nextafter(scaled, 0.0)
+    return scaled / 2.0**frac_bits  # exact: a power of two
+
+
+_BLOCK = 1 << 15
+"""Elements per block of ``encode``: its temporaries stay in cache."""
+_MAGIC = 1.5 * 2.0**52
+"""Adding this to a float v with |v| < 2^51 leaves round-half-even(v) in the low bits of the sum
+(floats in [2^52, 2^53) are spaced exactly 1 apart): rounding and conversion in one addition."""
+_MAGIC_BITS = np.array([_MAGIC]).view(np.int64)  # shape (1,): numpy warns on wrapping scalars
+_MAGIC_LIMIT = 2.0**51
 
 
 def encode(
-    values: ArrayLike, frac_bits: int = FRAC_BITS, *, max_terms: int = 1, out: RingArray | None = None
+    values: ArrayLike,
+    frac_bits: int = FRAC_BITS,
+    *,
+    max_terms: int = 1,
+    out: RingArray | None = None,
+    minus: RingArray | None = None,
 ) -> RingArray:
-    """Encode reals as round(x * 2^frac_bits) in Z_2^64.
+    """Encode reals as round(x * 2^frac_bits) in Z_2^64 (rounding half to even, as ``np.rint``).
 
     ``max_terms`` is the largest number of encoded values that may later be added together;
     values whose sum over that many terms could overflow the ring are refused. ``out`` (an
-    int64 array of the same shape) receives the result instead of a fresh array.
+    int64 array of the same shape) receives the result instead of a fresh array. With ``minus``
+    (an int64 array of the same shape) the result is encode(x) - minus: a data owner's masked
+    share in the same pass over memory.
 
     Raises EncodingError naming the first offending element (its index and value) if any element
     is NaN, infinite, or larger in magnitude than ``max_abs_value(frac_bits, max_terms)``.
     """
-    x = np.asarray(values, dtype=np.float64)
+    x = np.ascontiguousarray(values, dtype=np.float64)
     bound = max_abs_value(frac_bits, max_terms)
     # min and max see every NaN (it propagates) and the extremes, in two passes with no temporaries
-    if x.size and not (-bound <= x.min() and x.max() <= bound):
+    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if not (-bound <= lo and hi <= bound):
         finite = np.isfinite(x)
         if not finite.all():
             idx = _first_index(~finite)
@@ -122,12 +146,28 @@ def encode(
             f"cannot encode element {idx}: |{float(x[idx])!r}| exceeds {bound:.6g}, the largest value "
             f"whose sum over {max_terms} term(s) fits the ring with {frac_bits} fractional bits"
         )
-    scaled = np.multiply(x, 2.0**frac_bits)  # exact: a power of two
-    np.rint(scaled, out=scaled)
-    if out is None:
-        return scaled.astype(np.int64)
-    np.copyto(out, scaled, casting="unsafe")
-    return out
+    for name, arr in (("out", out), ("minus", minus)):
+        if arr is not None and (arr.shape != x.shape or arr.dtype != np.int64 or not arr.flags.c_contiguous):
+            raise ValueError(f"{name} must be a C-contiguous int64 array of shape {x.shape}")
+    result = np.empty(x.shape, dtype=np.int64) if out is None else out
+    scale = 2.0**frac_bits  # multiplying by it is exact
+    fast = max(-lo, hi) * scale < _MAGIC_LIMIT
+    xs, rs = x.reshape(-1), result.reshape(-1)
+    ms = None if minus is None else minus.reshape(-1)
+    tmp = np.empty(min(xs.size, _BLOCK), dtype=np.float64)
+    for start in range(0, xs.size, _BLOCK):
+        stop = min(xs.size, start + _BLOCK)
+        t, r = tmp[: stop - start], rs[start:stop]
+        np.multiply(xs[start:stop], scale, out=t)
+        if fast:
+            np.add(t, _MAGIC, out=t)
+            np.subtract(t.view(np.int64), _MAGIC_BITS, out=r)
+        else:
+            np.rint(t, out=t)
+            np.copyto(r, t, casting="unsafe")
+        if ms is not None:
+            np.subtract(r, ms[start:stop], out=r)
+    return result
 
 
 def decode(values: RingArray, frac_bits: int = FRAC_BITS) -> NDArray[np.float64]:

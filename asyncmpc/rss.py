@@ -20,9 +20,10 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
-from asyncmpc.prf import RandomBytes, ZeroSharer, expand, expand_into, new_seed
-from asyncmpc.ring import RingArray, as_ring, ring_mul_public, ring_sum
+from asyncmpc.prf import RandomBytes, ZeroSharer, expand, keystream_blocks, new_seed
+from asyncmpc.ring import RingArray, as_ring, encode, ring_mul_public, ring_sum
 
 __all__ = [
     "N_SERVERS",
@@ -112,9 +113,10 @@ class InputSharer:
     ``prepare(shape)`` draws fresh seeds s_0, s_1 and computes the mask PRG(s_0) + PRG(s_1)
     into a buffer kept between calls: it does not depend on the input, so a data owner runs it
     while it waits for the next round. ``share(x)`` then costs one subtraction,
-    x_2 = x - mask, and uses up the seeds: the next ``share`` prepares anew if ``prepare`` was
-    not called in between, so seeds are never used twice. With ``keep_buffers=False`` the
-    buffers are dropped after each ``share`` (for many owners in one process).
+    x_2 = x - mask, and ``share_reals`` encodes reals to fixed point and subtracts the mask in
+    the same pass. Either uses up the seeds: the next share prepares anew if ``prepare`` was
+    not called in between, so seeds are never used twice. With ``keep_buffers=False`` the mask
+    is dropped after each share (for many owners in one process).
     """
 
     def __init__(self, random_bytes: RandomBytes = os.urandom, *, keep_buffers: bool = True) -> None:
@@ -122,28 +124,48 @@ class InputSharer:
         self._keep = keep_buffers
         self._seeds: tuple[Seed, Seed] | None = None
         self._mask: RingArray | None = None
-        self._scratch: RingArray | None = None
 
     def prepare(self, shape: tuple[int, ...]) -> None:
         if self._mask is None or self._mask.shape != shape:
             self._mask = np.empty(shape, dtype=np.int64)
-            self._scratch = np.empty(shape, dtype=np.int64)
-        assert self._scratch is not None
         s0, s1 = Seed(new_seed(self._random_bytes)), Seed(new_seed(self._random_bytes))
-        expand_into(s0.key, self._mask)
-        np.add(self._mask, expand_into(s1.key, self._scratch), out=self._mask)
+        for _ in keystream_blocks([s0.key, s1.key], self._mask.size, into=self._mask):
+            pass
         self._seeds = (s0, s1)
 
     def share(self, x: RingArray) -> tuple[SeededShare, SeededShare, SeededShare]:
-        """Split ``x`` into seed-compressed replicated shares for servers 0, 1, 2."""
+        """Split ring vector ``x`` into seed-compressed replicated shares for servers 0, 1, 2."""
         x = as_ring(x)
-        if self._seeds is None or self._mask is None or self._mask.shape != x.shape:
-            self.prepare(x.shape)
-        assert self._seeds is not None and self._mask is not None
-        (s0, s1), self._seeds = self._seeds, None
-        x2 = np.subtract(x, self._mask)
+        x2 = np.subtract(x, self._ready(x.shape))
+        return self._shares(self._take(), x2)
+
+    def share_reals(
+        self, values: NDArray[np.float64], frac_bits: int, *, max_terms: int = 1
+    ) -> tuple[SeededShare, SeededShare, SeededShare]:
+        """Shares of ``encode(values, frac_bits, max_terms=...)``, encoded and masked in one pass.
+
+        Raises EncodingError (see ``encode``) before any randomness is used up.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        x2 = encode(values, frac_bits, max_terms=max_terms, minus=self._ready(values.shape))
+        return self._shares(self._take(), x2)
+
+    def _ready(self, shape: tuple[int, ...]) -> RingArray:
+        if self._seeds is None or self._mask is None or self._mask.shape != shape:
+            self.prepare(shape)
+        assert self._mask is not None
+        return self._mask
+
+    def _take(self) -> tuple[Seed, Seed]:
+        assert self._seeds is not None
+        seeds, self._seeds = self._seeds, None
         if not self._keep:
-            self._mask = self._scratch = None
+            self._mask = None
+        return seeds
+
+    @staticmethod
+    def _shares(seeds: tuple[Seed, Seed], x2: RingArray) -> tuple[SeededShare, SeededShare, SeededShare]:
+        s0, s1 = seeds
         return (SeededShare(0, s0, s1), SeededShare(1, s1, x2), SeededShare(2, x2, s0))
 
 

@@ -14,17 +14,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
 from asyncmpc.config import Config
 from asyncmpc.errors import CrossCheckError, RemoteProtocolError
 from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray, as_ring, ring_sum
-from asyncmpc.rss import InputSharer, RShare, reconstruct, suspects
+from asyncmpc.rss import InputSharer, RShare, SeededShare, reconstruct, suspects
 from asyncmpc.wire import messages as m
 
-__all__ = ["AggregationRound", "RoundResult", "input_shares"]
+__all__ = ["AggregationRound", "RoundResult", "contribution_shares", "input_shares", "share_messages"]
 
 MAC_BYTES = 16
+Floats = NDArray[np.float64]
 
 
 def input_shares(
@@ -36,15 +40,30 @@ def input_shares(
 ) -> list[Send]:
     """A data owner's ``InputShare`` for each of the three servers, for ring vector ``x``.
 
-    Server 0's share (two seeds) comes first: an owner that stops half-way has then reached
-    server 0 with seeds only, which a server can still leave out of its sum. ``sharer`` may
-    hold randomness prepared ahead (see ``InputSharer``).
+    ``sharer`` may hold randomness prepared ahead (see ``InputSharer``).
     """
     x = as_ring(x)
-    shares = (sharer or InputSharer(random_bytes)).share(x)
+    return share_messages(config, round_no, x.shape, (sharer or InputSharer(random_bytes)).share(x))
+
+
+def contribution_shares(config: Config, round_no: int, values: Floats, sharer: InputSharer) -> list[Send]:
+    """``input_shares`` for a vector of reals, encoded to fixed point and masked in one pass.
+
+    Raises EncodingError naming a NaN, infinite or out-of-range element.
+    """
+    p = config.protocol
+    shares = sharer.share_reals(values, p.frac_bits, max_terms=p.max_owners)
+    return share_messages(config, round_no, values.shape, shares)
+
+
+def share_messages(
+    config: Config, round_no: int, shape: tuple[int, ...], shares: tuple[SeededShare, ...]
+) -> list[Send]:
+    """One ``InputShare`` per server, server 0's (two seeds) first: an owner that stops half-way
+    has then reached server 0 with seeds only, which a server can still leave out of its sum."""
     out = []
     for server, sh in zip(config.servers, shares, strict=True):
-        msg = m.InputShare(session=config.session, round_no=round_no, shape=x.shape, a=sh.a, b=sh.b)
+        msg = m.InputShare(session=config.session, round_no=round_no, shape=shape, a=sh.a, b=sh.b)
         out.append(Send(server.name, msg))
     return out
 

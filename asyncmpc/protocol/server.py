@@ -19,10 +19,10 @@ import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.prf import MAC_KEY_BYTES, ZeroSharer, expand_into, mac
+from asyncmpc.prf import MAC_KEY_BYTES, ZeroSharer, add_keystreams, mac
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray
-from asyncmpc.rss import Component, Seed
+from asyncmpc.rss import Seed
 from asyncmpc.wire import messages as m
 
 __all__ = ["ServerProtocol"]
@@ -38,9 +38,12 @@ MAX_EARLY_ROUNDS = 2
 class _Round:
     """One round's state: the running sums of both components, and per owner only its seeds.
 
-    Shares are added into ``acc_a``/``acc_b`` as they arrive, so memory does not grow with the
-    number of owners. An owner can later be left out of the sum only if every component it sent
-    this server was a seed (re-expanded and subtracted); a vector, once added, cannot be.
+    Vector components are added into ``acc_a``/``acc_b`` as they arrive, so memory does not
+    grow with the number of owners. Seeds wait in ``unflushed`` until the server is idle or
+    needs the sums, and are then expanded together: all waiting streams are added a
+    cache-sized block at a time, so the sums cross memory once per batch, not once per seed.
+    An owner can be left out of the sum only if every component it sent this server was a seed
+    (dropped while waiting, subtracted after); a vector, once added, cannot be.
     """
 
     owners: frozenset[str]
@@ -51,6 +54,8 @@ class _Round:
     reported: bool = False
     sent: bool = False
     """The running sums went out in an early ``ResultShare``."""
+    unflushed: list[str] = field(default_factory=list)
+    """Held owners whose seeds are not in the sums yet."""
     mac_key: bytes = b""
 
 
@@ -67,7 +72,6 @@ class ServerProtocol:
         self._newest = 0
         self._own_key = own_prf_key
         self.zeros: ZeroSharer | None = None
-        self._scratch: RingArray | None = None
 
     # ------------------------------------------------------------ start-up
 
@@ -160,12 +164,15 @@ class ServerProtocol:
                 raise RemoteProtocolError(
                     f"round {round_no}: component of shape {comp.shape}, expected {rnd.shape}", peer=sender
                 )
-        self._add(rnd.acc_a, msg.a, 1)
-        self._add(rnd.acc_b, msg.b, 1)
+        for acc, comp in ((rnd.acc_a, msg.a), (rnd.acc_b, msg.b)):
+            if not isinstance(comp, Seed):
+                np.add(acc, comp, out=acc)
         rnd.held[sender] = (
             msg.a if isinstance(msg.a, Seed) else None,
             msg.b if isinstance(msg.b, Seed) else None,
         )
+        if rnd.held[sender] != (None, None):
+            rnd.unflushed.append(sender)
         if len(rnd.held) == len(rnd.owners):
             return [self._complete(round_no, rnd)]
         return []
@@ -176,6 +183,7 @@ class ServerProtocol:
             return self._holding(round_no, rnd)
         rnd.reported = rnd.sent = True
         key, rnd.mac_key = rnd.mac_key, b""  # one-time: an Aggregate brings a fresh key
+        self._flush(rnd)
         result = m.ResultShare(
             session=self.config.session,
             round_no=round_no,
@@ -185,18 +193,19 @@ class ServerProtocol:
         )
         return Send(self.model_owner, result)
 
-    def _add(self, acc: RingArray, comp: Component, sign: int) -> None:
-        """acc += comp (or -=), expanding a seed into a scratch buffer reused across shares."""
-        if isinstance(comp, Seed):
-            if self._scratch is None or self._scratch.shape != acc.shape:
-                self._scratch = np.empty(acc.shape, dtype=np.int64)
-            comp_arr: RingArray = expand_into(comp.key, self._scratch)
-        else:
-            comp_arr = comp
-        if sign > 0:
-            np.add(acc, comp_arr, out=acc)
-        else:
-            np.subtract(acc, comp_arr, out=acc)
+    def idle(self) -> None:
+        """Nothing to read: expand the seeds received so far into the open rounds' sums."""
+        for rnd in self._rounds.values():
+            if not rnd.sent:
+                self._flush(rnd)
+
+    @staticmethod
+    def _flush(rnd: _Round) -> None:
+        """Expand the waiting seeds into the sums."""
+        waiting = [rnd.held[owner] for owner in rnd.unflushed]
+        rnd.unflushed.clear()
+        for i, acc in enumerate((rnd.acc_a, rnd.acc_b)):
+            add_keystreams(acc, [seed.key for seed in (seeds[i] for seeds in waiting) if seed is not None])
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
         rnd = self._round(sender, msg)
@@ -222,12 +231,15 @@ class ServerProtocol:
         return rnd
 
     def _leave_out(self, rnd: _Round, owner: str) -> bool:
-        """Subtract ``owner``'s share from the sums if it sent only seeds; False if it cannot."""
-        seed_a, seed_b = rnd.held[owner]
-        if seed_a is None or seed_b is None:
+        """Take ``owner``'s share out of the sums if it sent only seeds; False if it cannot."""
+        seeds = rnd.held[owner]
+        if seeds[0] is None or seeds[1] is None:
             return False
-        self._add(rnd.acc_a, seed_a, -1)
-        self._add(rnd.acc_b, seed_b, -1)
+        if owner in rnd.unflushed:
+            rnd.unflushed.remove(owner)
+        else:
+            add_keystreams(rnd.acc_a, [seeds[0].key], subtract=True)
+            add_keystreams(rnd.acc_b, [seeds[1].key], subtract=True)
         del rnd.held[owner]
         return True
 
@@ -253,6 +265,7 @@ class ServerProtocol:
                 "a vector share of theirs is already in this server's sum"
             )
             return [Send(self.model_owner, m.Reject(session=self.config.session, round_no=msg.round_no, reason=reason))]
+        self._flush(rnd)
         common = {"session": self.config.session, "round_no": msg.round_no, "contributors": tuple(msg.contributors)}
         if msg.full:
             result = m.ResultShare(**common, a=rnd.acc_a, b=rnd.acc_b)  # type: ignore[arg-type]

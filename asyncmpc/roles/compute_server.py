@@ -49,3 +49,5 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
                     await node.send(action.to, action.msg)
                 except PeerLost as exc:
                     node.log.warning("could not send %s: %s", action.msg.KIND, exc)
+            if node.inbox.empty():
+                proto.idle()

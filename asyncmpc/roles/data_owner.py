@@ -18,12 +18,11 @@ from asyncmpc.config import Config
 from asyncmpc.errors import EncodingError, PeerLost
 from asyncmpc.net.runtime import Node
 from asyncmpc.prf import RandomBytes
-from asyncmpc.protocol.aggregation import input_shares
+from asyncmpc.protocol.aggregation import contribution_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import send_all
 from asyncmpc.rss import InputSharer
 from asyncmpc.tls import TlsContexts
-from asyncmpc.training import encode_contribution
 from asyncmpc.wire import messages as m
 from asyncmpc.workload import OwnerWorkload, owner_workload
 
@@ -74,7 +73,7 @@ async def run_data_owner(
                         Send(model_owner, m.PlainGradient(session=config.session, round_no=msg.round_no, values=vector))
                     ]
                 else:
-                    out = input_shares(config, msg.round_no, encode_contribution(config, vector), sharer=sharer)
+                    out = contribution_shares(config, msg.round_no, vector, sharer)
             except (EncodingError, ValueError) as exc:
                 node.log.error("round %d: cannot contribute: %s", msg.round_no, exc)
                 decline = m.Decline(session=config.session, round_no=msg.round_no, reason=str(exc))

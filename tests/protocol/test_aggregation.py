@@ -39,12 +39,16 @@ class Router:
         self,
         pick: Callable[[list[Envelope]], int] = lambda q: 0,
         tamper: Callable[[str, m.Message], m.Message] = lambda s, msg: msg,
+        idle: Callable[[], bool] = lambda: False,
     ) -> None:
+        """Deliver everything; after a delivery to a server, call its ``idle`` if ``idle()``."""
         while self.queue:
             sender, action = self.queue.pop(pick(self.queue))
             msg = tamper(sender, decode_message(encode_message(action.msg)))
             if action.to in self.servers:
                 self.post(action.to, self.servers[action.to].feed(sender, msg))
+                if idle():
+                    self.servers[action.to].idle()
             elif action.to == MO:
                 self.post(MO, self.rnd.feed(sender, msg))
 
@@ -79,7 +83,7 @@ def test_any_delivery_order_gives_the_same_sum(seed: int) -> None:
     _, rnd, router, xs = setup()
     send_inputs(router, xs)
     router.post(MO, rnd.open())
-    router.run(pick=lambda q: rng.randrange(len(q)))
+    router.run(pick=lambda q: rng.randrange(len(q)), idle=lambda: rng.random() < 0.5)
     assert rnd.result is not None
     np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
 
@@ -256,8 +260,10 @@ def test_a_server_refusing_to_aggregate_fails_the_round_without_an_exception() -
     assert "server-1 refused: cannot leave out data-owner-0" in rnd2.result.reason
 
 
-def test_an_owner_that_reached_only_server_0_is_left_out_of_the_sums() -> None:
-    """Seeds can be re-expanded and subtracted; the round goes on without that owner."""
+@pytest.mark.parametrize("idle", [False, True])
+def test_an_owner_that_reached_only_server_0_is_left_out_of_the_sums(idle: bool) -> None:
+    """Seeds are dropped, or re-expanded and subtracted if the server had time to add them
+    (``idle``); the round goes on without that owner."""
     _, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     for owner, x in xs.items():
@@ -266,9 +272,9 @@ def test_an_owner_that_reached_only_server_0_is_left_out_of_the_sums() -> None:
             assert actions[0].to == "server-0"
             actions = actions[:1]  # stopped after its first send
         router.post(owner, actions)
-    router.run()
+    router.run(idle=lambda: idle)
     router.post(MO, rnd.expire())
-    router.run()
+    router.run(idle=lambda: idle)
     assert rnd.result is not None and rnd.result.cross_checked
     np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != OWNERS[1]))
 

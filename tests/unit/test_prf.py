@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from asyncmpc import rss
-from asyncmpc.prf import SEED_BYTES, expand, expand_into, new_seed, nonce_for
+from asyncmpc.prf import (
+    BLOCK,
+    SEED_BYTES,
+    add_keystreams,
+    expand,
+    expand_into,
+    keystream_blocks,
+    new_seed,
+    nonce_for,
+)
 
 
 def deterministic_bytes(label: str):  # type: ignore[no-untyped-def]
@@ -40,6 +49,27 @@ def test_expand_into_reuses_the_buffer_and_nonces_separate_streams() -> None:
     np.testing.assert_array_equal(buf, expand(seed, 100_000))
     other = expand(seed, 100_000, nonce_for("other"))
     assert np.count_nonzero(other == buf) < 5
+
+
+@given(st.integers(1, 4), st.integers(0, 100_000), st.booleans())
+def test_keystream_blocks_sum_the_streams_block_by_block(k: int, n: int, into: bool) -> None:
+    seeds = [new_seed() for _ in range(k)]
+    expected = np.zeros(n, dtype=np.int64)
+    for seed in seeds:
+        expected += expand(seed, n)
+    out = np.full(n, 7, dtype=np.int64)
+    ends = []
+    for lo, hi, block in keystream_blocks(seeds, n, into=out if into else None):
+        np.testing.assert_array_equal(block, expected[lo:hi])
+        ends.append((lo, hi))
+    assert [lo for lo, _ in ends] == list(range(0, n, BLOCK)) and (not ends or ends[-1][1] == n)
+    if into:
+        np.testing.assert_array_equal(out, expected)
+    acc = np.arange(n, dtype=np.int64)
+    add_keystreams(acc, seeds)
+    np.testing.assert_array_equal(acc - expected, np.arange(n))
+    add_keystreams(acc, seeds, subtract=True)
+    np.testing.assert_array_equal(acc, np.arange(n))
 
 
 def test_bad_seed_or_buffer_is_refused() -> None:

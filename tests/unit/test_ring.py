@@ -47,6 +47,43 @@ def test_sum_of_encodings_decodes_to_sum_within_bound(x: np.ndarray, n: int) -> 
     assert np.all(np.abs(decode(total, 16) - n * x) <= n * 2.0**-17 + 1e-9)
 
 
+def _reference_encode(x: np.ndarray, frac_bits: int) -> list[int]:
+    """round(x * 2^f), halves to even, in exact integer arithmetic (Python's round is half-even)."""
+    from fractions import Fraction
+
+    return [round(Fraction(float(v)) * 2**frac_bits) % MOD for v in x.ravel()]
+
+
+# halves, values around 2^51 / 2^f (where encode switches from one addition to np.rint) and the
+# bound itself: encode must agree with exact rounding everywhere
+_tricky = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.integers(-(1 << 20), 1 << 20).map(lambda k: k + 0.5),
+    st.integers(-(1 << 20), 1 << 20).map(lambda k: k * 2.0**-16 + 2.0**-17),
+    st.sampled_from([2.0**35, -(2.0**35), 2.0**35 - 2.0**-17, 2.0**35 + 2.0**-16, 3.0 * 2.0**34 + 0.5]),
+)
+
+
+@given(
+    st.integers(0, 40),
+    hnp.arrays(np.float64, st.integers(1, 64), elements=_tricky),
+    st.integers(1, 70_000),
+    st.integers(0, 2**32),
+)
+def test_encode_rounds_exactly_and_subtracts_minus(frac_bits: int, pattern: np.ndarray, n: int, seed: int) -> None:
+    # the pattern repeated to n elements: several of encode's blocks, not only the first
+    bound = max_abs_value(frac_bits, 1)
+    pattern = np.clip(pattern, -bound, bound)
+    x = np.resize(pattern, n)
+    expected = np.resize(np.array(_reference_encode(pattern, frac_bits), dtype=np.uint64), n)
+    assert np.array_equal(encode(x, frac_bits).view(np.uint64), expected)
+    info = np.iinfo(np.int64)
+    minus = np.random.default_rng(seed).integers(info.min, info.max, n, dtype=np.int64, endpoint=True)
+    out = np.empty(n, dtype=np.int64)
+    assert encode(x, frac_bits, out=out, minus=minus) is out
+    assert np.array_equal(out.view(np.uint64), expected - minus.view(np.uint64))  # uint64 arrays wrap
+
+
 def test_encode_refuses_nan_and_inf_naming_the_element() -> None:
     with pytest.raises(EncodingError, match=r"element 2: value nan is not finite"):
         encode([0.0, 1.0, float("nan")])

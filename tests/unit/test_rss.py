@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from asyncmpc import rss
+from asyncmpc.errors import EncodingError
 from asyncmpc.prf import ZeroSharer, new_seed
 from asyncmpc.ring import decode, encode
 
@@ -51,6 +52,37 @@ def test_encoded_floats_round_trip_through_shares(x: np.ndarray) -> None:
     back = rss.reconstruct(rss.share(enc)[:2])
     np.testing.assert_array_equal(back, enc)
     assert np.all(np.abs(decode(back) - x) <= 2.0**-17 + np.abs(x) * 2**-52)
+
+
+@given(hnp.arrays(np.float64, st.integers(1, 50), elements=st.floats(-1e6, 1e6)), st.integers(1, 40_000), st.booleans())
+def test_share_reals_is_sharing_the_encoding_and_never_reuses_seeds(
+    pattern: np.ndarray, n: int, prepared: bool
+) -> None:
+    x = np.resize(pattern, n)
+    sharer = rss.InputSharer(keep_buffers=prepared)
+    if prepared:
+        sharer.prepare(x.shape)
+    seeded = sharer.share_reals(x, 16, max_terms=10)
+    again = sharer.share_reals(x, 16, max_terms=10)
+    for sh in (seeded, again):
+        full = [rss.RShare(s.server, rss.materialize(s.a, x.shape), rss.materialize(s.b, x.shape)) for s in sh]
+        np.testing.assert_array_equal(rss.reconstruct(full[:2]), encode(x, 16, max_terms=10))
+    assert seeded[0].a != again[0].a and seeded[0].b != again[0].b
+
+
+def test_share_reals_refuses_nan_without_using_its_seeds() -> None:
+    drawn = []
+
+    def counting(n: int) -> bytes:
+        drawn.append(n)
+        return bytes(range(n))
+
+    sharer = rss.InputSharer(counting)
+    sharer.prepare((3,))
+    with pytest.raises(EncodingError, match="element 1"):
+        sharer.share_reals(np.array([0.0, np.nan, 1.0]), 16)
+    sharer.share_reals(np.array([0.0, 2.0, 1.0]), 16)
+    assert len(drawn) == 2  # the prepared seeds were kept for the next (valid) input
 
 
 @given(vectors, st.data())
