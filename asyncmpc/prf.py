@@ -1,9 +1,13 @@
-"""Layer 2: cryptographically secure randomness for shares (AES-128-CTR via ``cryptography``).
+"""Layer 2: cryptographically secure randomness for shares (AES-128 counter mode, ``cryptography``).
 
 A *seed* is 16 bytes from ``os.urandom``. ``expand`` turns a seed into a stream of int64 ring
-elements by AES-CTR-encrypting zeros under the seed as key; different uses of one key are kept
-apart by a 16-byte counter block (``nonce``), so one pairwise key yields any number of
-independent streams. Nothing here uses numpy's general-purpose generators.
+elements: the AES-128 counter-mode keystream under the seed as key, starting at counter block
+nonce || 2 for a 12-byte ``nonce`` (zero by default). Different uses of one key are kept apart
+by the nonce, so one pairwise key yields any number of independent streams of up to 2^32
+blocks (64 GiB). The keystream is produced by encrypting zeros with AES-GCM, which is exactly
+that counter mode (the GCM tag is never computed): OpenSSL runs GCM with vector AES
+instructions where the CPU has them, about a quarter faster than its plain CTR on our
+machines. Nothing here uses numpy's general-purpose generators.
 
 Pairwise zero-sharing (for resharing products): party i holds keys k_i and k_{i+1}; its share of
 zero is alpha_i = F(k_i, tag) - F(k_{i+1}, tag); the three alphas sum to 0 and each one is
@@ -16,6 +20,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -25,6 +30,7 @@ from asyncmpc.ring import RingArray
 
 __all__ = [
     "MAC_KEY_BYTES",
+    "NONCE_BYTES",
     "SEED_BYTES",
     "mac",
     "mac_ok",
@@ -42,7 +48,8 @@ SEED_BYTES = 16
 RandomBytes = Callable[[int], bytes]
 """A source of secure random bytes, ``os.urandom`` by default; injected for reproducible tests."""
 
-_ZERO_NONCE = bytes(16)
+NONCE_BYTES = 12
+_ZERO_NONCE = bytes(NONCE_BYTES)
 BLOCK = 1 << 15
 """Elements per block (256 KiB): keystreams are produced and consumed a cache-sized block at a
 time, so a sum of several streams, or a stream added into a vector, crosses memory once."""
@@ -58,11 +65,18 @@ def new_seed(random_bytes: RandomBytes = os.urandom) -> bytes:
 
 
 def nonce_for(tag: str | bytes) -> bytes:
-    """A 16-byte CTR starting block derived from a label, for domain separation under one key."""
+    """A 12-byte nonce derived from a label, for domain separation under one key."""
     raw = tag.encode() if isinstance(tag, str) else tag
-    digest = hashlib.blake2b(raw, digest_size=16).digest()
-    # Clear the top bits of the low counter word so no stream of < 2^32 blocks wraps into another.
-    return digest[:12] + b"\x00\x00\x00\x00"
+    return hashlib.blake2b(raw, digest_size=NONCE_BYTES).digest()
+
+
+def _keystream(seed: bytes, nonce: bytes) -> Any:
+    """An encryptor whose output on zeros is the counter-mode keystream from nonce || 2."""
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"seed must be {SEED_BYTES} bytes, got {len(seed)}")
+    if len(nonce) != NONCE_BYTES:
+        raise ValueError(f"nonce must be {NONCE_BYTES} bytes, got {len(nonce)}")
+    return Cipher(algorithms.AES(seed), modes.GCM(nonce)).encryptor()
 
 
 def keystream_blocks(
@@ -78,16 +92,13 @@ def keystream_blocks(
     """
     if not seeds:
         raise ValueError("keystream_blocks needs at least one seed")
-    for seed in seeds:
-        if len(seed) != SEED_BYTES:
-            raise ValueError(f"seed must be {SEED_BYTES} bytes, got {len(seed)}")
+    encs = [_keystream(seed, nonce) for seed in seeds]
     if into is not None:
         if into.dtype != np.int64 or not into.flags.c_contiguous or not into.flags.writeable or into.size != size:
             raise ValueError(f"into must be a writeable C-contiguous int64 array of {size} elements")
         flat: RingArray | None = into.reshape(-1)
     else:
         flat = None
-    encs = [Cipher(algorithms.AES(seed), modes.CTR(nonce)).encryptor() for seed in seeds]
     # update_into wants 15 bytes of room past its input (CTR never writes them): two spare elements
     span = min(size, BLOCK) + 2
     own = np.empty(span, dtype=np.int64)

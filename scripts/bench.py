@@ -9,8 +9,11 @@ or, above --swarm-above owners, as tasks of one swarm process. Prints a table, o
 one object per run: mode, d, owners, rounds, round seconds (median, min, max), bytes sent and
 received and peak RSS per role, and the secure/plain ratio of median round times.
 
+With --repeat N each configuration is launched N times, secure and plain alternating, and the
+round times of all launches are pooled (the machine's noise moves single launches by 20-30%).
+
 Usage: bench.py [--d 10000 1000000] [--owners 3 10] [--rounds 5] [--modes secure plain]
-                [--tls off|on|both] [--json]
+                [--tls off|on|both] [--repeat 1] [--json]
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def run_one(
     tmp: Path, d: int, owners: int, rounds: int, mode: str, swarm_above: int, frac_bits: int, tls: bool
 ) -> dict[str, Any]:
     folder = tmp / f"{mode}-{d}-{owners}-{'tls' if tls else 'plaintext'}"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     cfg = folder / "hosts.toml"
     cfg.write_text(deployment(d, owners, rounds, mode, frac_bits, tls))
     if tls:
@@ -140,10 +143,35 @@ def run_one(
         "rounds": rounds,
         "swarm": swarm,
         "round_seconds": {"median": statistics.median(secs), "min": min(secs), "max": max(secs)},
+        "all_round_seconds": secs,
         "upload_per_owner_bytes_per_round": roles["data-owner"]["bytes_sent"] / owners / rounds,
         "roles": roles,
         "max_abs_error_vs_exact_mean": float(np.abs(theta - expected).max()),
     }
+
+
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result for several launches of a configuration: round times pooled, the rest per launch
+    averaged (bytes, CPU) or the maximum (peak RSS, error)."""
+    out = dict(runs[0])
+    secs = [s for r in runs for s in r["all_round_seconds"]]
+    out["round_seconds"] = {"median": statistics.median(secs), "min": min(secs), "max": max(secs)}
+    out["all_round_seconds"] = secs
+    out["launches"] = len(runs)
+    out["wall_seconds"] = sum(r["wall_seconds"] for r in runs) / len(runs)
+    out["max_abs_error_vs_exact_mean"] = max(r["max_abs_error_vs_exact_mean"] for r in runs)
+    out["upload_per_owner_bytes_per_round"] = statistics.mean(r["upload_per_owner_bytes_per_round"] for r in runs)
+    out["roles"] = {}
+    for role in runs[0]["roles"]:
+        per = [r["roles"][role] for r in runs]
+        out["roles"][role] = {
+            "peak_rss_bytes": max(p["peak_rss_bytes"] for p in per),
+            "bytes_sent": statistics.mean(p["bytes_sent"] for p in per),
+            "bytes_received": statistics.mean(p["bytes_received"] for p in per),
+            "cpu_seconds": statistics.mean(p["cpu_seconds"] for p in per),
+            "processes": per[0]["processes"],
+        }
+    return out
 
 
 def main() -> None:
@@ -155,6 +183,7 @@ def main() -> None:
     ap.add_argument("--swarm-above", type=int, default=10, help="more owners than this run as one swarm process")
     ap.add_argument("--frac-bits", type=int, default=16)
     ap.add_argument("--tls", choices=["off", "on", "both"], default="off", help="TLS on every connection")
+    ap.add_argument("--repeat", type=int, default=1, help="launches per configuration, round times pooled")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     results = []
@@ -163,13 +192,24 @@ def main() -> None:
         for d in args.d:
             for owners in args.owners:
                 for tls in tls_modes:
-                    pair = {}
-                    for mode in args.modes:
-                        t0 = time.perf_counter()
-                        r = run_one(Path(tmp), d, owners, args.rounds, mode, args.swarm_above, args.frac_bits, tls)
-                        r["wall_seconds"] = time.perf_counter() - t0
-                        pair[mode] = r
-                        results.append(r)
+                    launches: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
+                    for rep in range(args.repeat):
+                        for mode in args.modes:
+                            t0 = time.perf_counter()
+                            r = run_one(
+                                Path(tmp) / str(rep),
+                                d,
+                                owners,
+                                args.rounds,
+                                mode,
+                                args.swarm_above,
+                                args.frac_bits,
+                                tls,
+                            )
+                            r["wall_seconds"] = time.perf_counter() - t0
+                            launches[mode].append(r)
+                    pair = {mode: pooled(runs) for mode, runs in launches.items()}
+                    results += pair.values()
                     if "secure" in pair and "plain" in pair:
                         ratio = pair["secure"]["round_seconds"]["median"] / pair["plain"]["round_seconds"]["median"]
                         pair["secure"]["secure_over_plain"] = ratio

@@ -36,10 +36,12 @@ def deterministic_bytes(label: str):  # type: ignore[no-untyped-def]
     return random_bytes
 
 
-@given(st.binary(min_size=16, max_size=16), st.integers(0, 70_000))
-def test_expand_is_the_aes_ctr_keystream(seed: bytes, n: int) -> None:
-    ref = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor().update(bytes(8 * n))
+@given(st.binary(min_size=16, max_size=16), st.integers(0, 70_000), st.binary(min_size=12, max_size=12))
+def test_expand_is_the_aes_ctr_keystream_from_nonce_and_2(seed: bytes, n: int, nonce: bytes) -> None:
+    ref = Cipher(algorithms.AES(seed), modes.CTR(bytes(12) + b"\0\0\0\2")).encryptor().update(bytes(8 * n))
     assert expand(seed, n).tobytes() == ref
+    ref = Cipher(algorithms.AES(seed), modes.CTR(nonce + b"\0\0\0\2")).encryptor().update(bytes(8 * n))
+    assert expand(seed, n, nonce).tobytes() == ref
 
 
 def test_expand_into_reuses_the_buffer_and_nonces_separate_streams() -> None:
