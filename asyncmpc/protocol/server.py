@@ -19,7 +19,7 @@ import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.prf import MAC_KEY_BYTES, ZeroSharer, add_keystreams, mac
+from asyncmpc.prf import MAC_KEY_BYTES, ZeroSharer, add_keystreams, keystream_blocks, mac
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray
 from asyncmpc.rss import Seed
@@ -38,8 +38,9 @@ MAX_EARLY_ROUNDS = 2
 class _Round:
     """One round's state: the running sums of both components, and per owner only its seeds.
 
-    Vector components are added into ``acc_a``/``acc_b`` as they arrive, so memory does not
-    grow with the number of owners. Seeds wait in ``unflushed`` until the server is idle or
+    Vector components are added into ``sums`` as they arrive, so memory does not grow with the
+    number of owners (a sum starts as the first vector received, when that one is writable:
+    no zero fill, no addition). Seeds wait in ``unflushed`` until the server is idle or
     needs the sums, and are then expanded together: all waiting streams are added a
     cache-sized block at a time, so the sums cross memory once per batch, not once per seed.
     An owner can be left out of the sum only if every component it sent this server was a seed
@@ -48,8 +49,8 @@ class _Round:
 
     owners: frozenset[str]
     shape: tuple[int, ...]
-    acc_a: RingArray
-    acc_b: RingArray
+    sums: list[RingArray | None] = field(default_factory=lambda: [None, None])
+    """The running sums of components a and b; None until something is added."""
     held: dict[str, tuple[Seed | None, Seed | None]] = field(default_factory=dict)
     reported: bool = False
     sent: bool = False
@@ -124,7 +125,7 @@ class ServerProtocol:
         shape = tuple(msg.shape)
         if msg.mac_key and len(msg.mac_key) != MAC_KEY_BYTES:
             raise RemoteProtocolError(f"round {msg.round_no} opened with a MAC key that is not {MAC_KEY_BYTES} bytes")
-        rnd = _Round(frozenset(msg.owners), shape, np.zeros(shape, np.int64), np.zeros(shape, np.int64))
+        rnd = _Round(frozenset(msg.owners), shape)
         rnd.mac_key = msg.mac_key
         for old in [r for r in self._rounds if r < msg.round_no]:
             del self._rounds[old]  # a newer round supersedes one that never finished
@@ -164,8 +165,13 @@ class ServerProtocol:
                 raise RemoteProtocolError(
                     f"round {round_no}: component of shape {comp.shape}, expected {rnd.shape}", peer=sender
                 )
-        for acc, comp in ((rnd.acc_a, msg.a), (rnd.acc_b, msg.b)):
-            if not isinstance(comp, Seed):
+        for i, comp in enumerate((msg.a, msg.b)):
+            if isinstance(comp, Seed):
+                continue
+            acc = rnd.sums[i]
+            if acc is None:  # adopt the received vector (a view of its frame) as the sum
+                rnd.sums[i] = comp if comp.flags.writeable and comp.flags.c_contiguous else comp.copy()
+            else:
                 np.add(acc, comp, out=acc)
         rnd.held[sender] = (
             msg.a if isinstance(msg.a, Seed) else None,
@@ -188,8 +194,8 @@ class ServerProtocol:
             session=self.config.session,
             round_no=round_no,
             contributors=tuple(sorted(rnd.held)),
-            a=rnd.acc_a,
-            b_tag=mac(key, rnd.acc_b),
+            a=self._sum(rnd, 0),
+            b_tag=mac(key, self._sum(rnd, 1)),
         )
         return Send(self.model_owner, result)
 
@@ -204,8 +210,23 @@ class ServerProtocol:
         """Expand the waiting seeds into the sums."""
         waiting = [rnd.held[owner] for owner in rnd.unflushed]
         rnd.unflushed.clear()
-        for i, acc in enumerate((rnd.acc_a, rnd.acc_b)):
-            add_keystreams(acc, [seed.key for seed in (seeds[i] for seeds in waiting) if seed is not None])
+        for i, acc in enumerate(rnd.sums):
+            keys = [seed.key for seed in (seeds[i] for seeds in waiting) if seed is not None]
+            if not keys:
+                continue
+            if acc is None:  # the streams' sum is written, not added
+                rnd.sums[i] = acc = np.empty(rnd.shape, dtype=np.int64)
+                for _ in keystream_blocks(keys, acc.size, into=acc):
+                    pass
+            else:
+                add_keystreams(acc, keys)
+
+    @staticmethod
+    def _sum(rnd: _Round, i: int) -> RingArray:
+        acc = rnd.sums[i]
+        if acc is None:
+            rnd.sums[i] = acc = np.zeros(rnd.shape, dtype=np.int64)
+        return acc
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
         rnd = self._round(sender, msg)
@@ -238,8 +259,8 @@ class ServerProtocol:
         if owner in rnd.unflushed:
             rnd.unflushed.remove(owner)
         else:
-            add_keystreams(rnd.acc_a, [seeds[0].key], subtract=True)
-            add_keystreams(rnd.acc_b, [seeds[1].key], subtract=True)
+            add_keystreams(self._sum(rnd, 0), [seeds[0].key], subtract=True)
+            add_keystreams(self._sum(rnd, 1), [seeds[1].key], subtract=True)
         del rnd.held[owner]
         return True
 
@@ -257,7 +278,7 @@ class ServerProtocol:
         del self._rounds[msg.round_no]
         if rnd.reported and rnd.sent:
             # the early result went out with these arrays, which may still be in a send buffer
-            rnd.acc_a, rnd.acc_b = rnd.acc_a.copy(), rnd.acc_b.copy()
+            rnd.sums = [self._sum(rnd, 0).copy(), self._sum(rnd, 1).copy()]
         stuck = [o for o in set(rnd.held) - set(msg.contributors) if not self._leave_out(rnd, o)]
         if stuck:
             reason = (
@@ -268,9 +289,9 @@ class ServerProtocol:
         self._flush(rnd)
         common = {"session": self.config.session, "round_no": msg.round_no, "contributors": tuple(msg.contributors)}
         if msg.full:
-            result = m.ResultShare(**common, a=rnd.acc_a, b=rnd.acc_b)  # type: ignore[arg-type]
+            result = m.ResultShare(**common, a=self._sum(rnd, 0), b=self._sum(rnd, 1))  # type: ignore[arg-type]
         else:
-            result = m.ResultShare(**common, a=rnd.acc_a, b_tag=mac(msg.mac_key, rnd.acc_b))  # type: ignore[arg-type]
+            result = m.ResultShare(**common, a=self._sum(rnd, 0), b_tag=mac(msg.mac_key, self._sum(rnd, 1)))  # type: ignore[arg-type]
         return [Send(self.model_owner, result)]
 
     def _prf_key(self, sender: str, msg: m.PrfKey) -> list[Send]:

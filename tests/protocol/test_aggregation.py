@@ -31,6 +31,9 @@ class Router:
         self.rnd = rnd
         self.servers = servers
         self.queue: list[Envelope] = []
+        self.writable = True
+        """Decode from a writable buffer, as the runtime does for large frames (a server may
+        then keep a received vector as its sum); small frames arrive read-only."""
 
     def post(self, sender: str, actions: list[Send]) -> None:
         self.queue += [(sender, a) for a in actions]
@@ -44,7 +47,8 @@ class Router:
         """Deliver everything; after a delivery to a server, call its ``idle`` if ``idle()``."""
         while self.queue:
             sender, action = self.queue.pop(pick(self.queue))
-            msg = tamper(sender, decode_message(encode_message(action.msg)))
+            body = encode_message(action.msg)
+            msg = tamper(sender, decode_message(memoryview(bytearray(body)) if self.writable else body))
             if action.to in self.servers:
                 self.post(action.to, self.servers[action.to].feed(sender, msg))
                 if idle():
@@ -81,6 +85,7 @@ def test_any_delivery_order_gives_the_same_sum(seed: int) -> None:
     """Inputs may reach a server before the round is opened there: they wait, not fail."""
     rng = random.Random(seed)
     _, rnd, router, xs = setup()
+    router.writable = seed % 2 == 0
     send_inputs(router, xs)
     router.post(MO, rnd.open())
     router.run(pick=lambda q: rng.randrange(len(q)), idle=lambda: rng.random() < 0.5)
