@@ -42,6 +42,7 @@ __all__ = [
     "keystream_blocks",
     "new_seed",
     "nonce_for",
+    "round_nonce",
 ]
 
 SEED_BYTES = 16
@@ -64,6 +65,11 @@ def new_seed(random_bytes: RandomBytes = os.urandom) -> bytes:
     return seed
 
 
+def round_nonce(round_no: int) -> bytes:
+    """The nonce of round ``round_no``'s streams under a data owner's registered keys."""
+    return b"\x01" + round_no.to_bytes(NONCE_BYTES - 1, "big")
+
+
 def nonce_for(tag: str | bytes) -> bytes:
     """A 12-byte nonce derived from a label, for domain separation under one key."""
     raw = tag.encode() if isinstance(tag, str) else tag
@@ -80,10 +86,16 @@ def _keystream(seed: bytes, nonce: bytes) -> Any:
 
 
 def keystream_blocks(
-    seeds: Sequence[bytes], size: int, *, into: RingArray | None = None, nonce: bytes = _ZERO_NONCE
+    seeds: Sequence[bytes],
+    size: int,
+    *,
+    into: RingArray | None = None,
+    nonce: bytes = _ZERO_NONCE,
+    nonces: Sequence[bytes] | None = None,
 ) -> Iterator[tuple[int, int, RingArray]]:
     """For each block of ``size`` elements: ``(lo, hi, block)``, block = the sum of the seeds'
-    keystreams over elements lo..hi (wrapping mod 2^64).
+    keystreams over elements lo..hi (wrapping mod 2^64); seed i at ``nonces[i]`` if given,
+    else every seed at ``nonce``.
 
     ``block`` is a scratch buffer reused for the next block, unless ``into`` (a writeable
     C-contiguous int64 array of ``size`` elements) is given: then the sums are written into it
@@ -92,7 +104,9 @@ def keystream_blocks(
     """
     if not seeds:
         raise ValueError("keystream_blocks needs at least one seed")
-    encs = [_keystream(seed, nonce) for seed in seeds]
+    if nonces is not None and len(nonces) != len(seeds):
+        raise ValueError(f"{len(seeds)} seeds but {len(nonces)} nonces")
+    encs = [_keystream(seed, nonces[i] if nonces is not None else nonce) for i, seed in enumerate(seeds)]
     if into is not None:
         if into.dtype != np.int64 or not into.flags.c_contiguous or not into.flags.writeable or into.size != size:
             raise ValueError(f"into must be a writeable C-contiguous int64 array of {size} elements")
@@ -119,15 +133,18 @@ def keystream_blocks(
         yield lo, hi, block
 
 
-def add_keystreams(acc: RingArray, seeds: Sequence[bytes], *, subtract: bool = False) -> RingArray:
-    """acc += (or -=) the sum of the seeds' keystreams, a block at a time; returns ``acc``."""
+def add_keystreams(
+    acc: RingArray, seeds: Sequence[bytes], *, subtract: bool = False, nonces: Sequence[bytes] | None = None
+) -> RingArray:
+    """acc += (or -=) the sum of the seeds' keystreams (see ``keystream_blocks``), a block at a
+    time; returns ``acc``."""
     if not acc.flags.c_contiguous or acc.dtype != np.int64:
         raise ValueError("acc must be a C-contiguous int64 array")
     if not seeds:
         return acc
     flat = acc.reshape(-1)
     op = np.subtract if subtract else np.add
-    for lo, hi, block in keystream_blocks(seeds, flat.size):
+    for lo, hi, block in keystream_blocks(seeds, flat.size, nonces=nonces):
         part = flat[lo:hi]
         op(part, block, out=part)
     return acc

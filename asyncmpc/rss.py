@@ -22,13 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.prf import RandomBytes, ZeroSharer, expand, keystream_blocks, new_seed
+from asyncmpc.prf import RandomBytes, ZeroSharer, expand, keystream_blocks, new_seed, round_nonce
 from asyncmpc.ring import RingArray, as_ring, encode, ring_mul_public, ring_sum
 
 __all__ = [
     "N_SERVERS",
     "Component",
     "InputSharer",
+    "KEYED",
+    "Keyed",
     "RShare",
     "Seed",
     "SeededShare",
@@ -60,7 +62,18 @@ class Seed:
         return "Seed(<hidden>)"
 
 
-Component = RingArray | Seed
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """A share component that is the stream of a key its data owner registered with the
+    server beforehand, at the round's nonce (``prf.round_nonce``): nothing of it travels
+    with the share, and the server can expand it before the share arrives."""
+
+    def __repr__(self) -> str:
+        return "Keyed()"
+
+
+KEYED = Keyed()
+Component = RingArray | Seed | Keyed
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +107,16 @@ class SeededShare:
     b: Component
 
     def __repr__(self) -> str:
-        kinds = tuple("seed" if isinstance(c, Seed) else "vector" for c in (self.a, self.b))
+        kinds = tuple(
+            "seed" if isinstance(c, Seed) else "keyed" if isinstance(c, Keyed) else "vector" for c in (self.a, self.b)
+        )
         return f"SeededShare(server={self.server}, components={kinds})"
 
 
 def materialize(component: Component, shape: tuple[int, ...]) -> RingArray:
     """The component as a vector of ``shape`` (expanding a seed)."""
+    if isinstance(component, Keyed):
+        raise ValueError("a keyed component needs its registered key and the round to expand")
     if isinstance(component, Seed):
         return expand(component.key, shape)
     if component.shape != shape:
@@ -117,54 +134,87 @@ class InputSharer:
     the same pass. Either uses up the seeds: the next share prepares anew if ``prepare`` was
     not called in between, so seeds are never used twice. With ``keep_buffers=False`` the mask
     is dropped after each share (for many owners in one process).
+
+    ``keyed=True``: two long-term keys k_0, k_1 are drawn once (``keys``, registered with the
+    servers that hold those components) and round r's mask is PRG(k_0, r) + PRG(k_1, r) with
+    the round as nonce; the seed components are then ``KEYED``. Rounds must strictly
+    increase from one share to the next, so no mask is ever used twice.
     """
 
-    def __init__(self, random_bytes: RandomBytes = os.urandom, *, keep_buffers: bool = True) -> None:
+    def __init__(
+        self, random_bytes: RandomBytes = os.urandom, *, keep_buffers: bool = True, keyed: bool = False
+    ) -> None:
         self._random_bytes = random_bytes
         self._keep = keep_buffers
-        self._seeds: tuple[Seed, Seed] | None = None
+        self.keys: tuple[Seed, Seed] | None = None
+        if keyed:
+            self.keys = (Seed(new_seed(random_bytes)), Seed(new_seed(random_bytes)))
+        self._seeds: tuple[Component, Component] | None = None
         self._mask: RingArray | None = None
+        self._round: int | None = None  # the round the prepared mask is for (keyed)
+        self._last_round = 0
 
-    def prepare(self, shape: tuple[int, ...]) -> None:
+    def prepare(self, shape: tuple[int, ...], round_no: int | None = None) -> None:
+        """Compute the next mask (keyed: round ``round_no``'s, which must be given)."""
         if self._mask is None or self._mask.shape != shape:
             self._mask = np.empty(shape, dtype=np.int64)
+        if self.keys is not None:
+            if round_no is None:
+                raise ValueError("a keyed sharer prepares the mask of a given round")
+            nonce = round_nonce(round_no)
+            streams = [k.key for k in self.keys]
+            for _ in keystream_blocks(streams, self._mask.size, into=self._mask, nonces=[nonce, nonce]):
+                pass
+            self._seeds, self._round = (KEYED, KEYED), round_no
+            return
         s0, s1 = Seed(new_seed(self._random_bytes)), Seed(new_seed(self._random_bytes))
         for _ in keystream_blocks([s0.key, s1.key], self._mask.size, into=self._mask):
             pass
         self._seeds = (s0, s1)
 
-    def share(self, x: RingArray) -> tuple[SeededShare, SeededShare, SeededShare]:
+    def share(self, x: RingArray, round_no: int | None = None) -> tuple[SeededShare, SeededShare, SeededShare]:
         """Split ring vector ``x`` into seed-compressed replicated shares for servers 0, 1, 2."""
         x = as_ring(x)
-        x2 = np.subtract(x, self._ready(x.shape))
-        return self._shares(self._take(), x2)
+        x2 = np.subtract(x, self._ready(x.shape, round_no))
+        return self._shares(self._take(round_no), x2)
 
     def share_reals(
-        self, values: NDArray[np.float64], frac_bits: int, *, max_terms: int = 1
+        self, values: NDArray[np.float64], frac_bits: int, *, max_terms: int = 1, round_no: int | None = None
     ) -> tuple[SeededShare, SeededShare, SeededShare]:
         """Shares of ``encode(values, frac_bits, max_terms=...)``, encoded and masked in one pass.
 
         Raises EncodingError (see ``encode``) before any randomness is used up.
         """
         values = np.asarray(values, dtype=np.float64)
-        x2 = encode(values, frac_bits, max_terms=max_terms, minus=self._ready(values.shape))
-        return self._shares(self._take(), x2)
+        x2 = encode(values, frac_bits, max_terms=max_terms, minus=self._ready(values.shape, round_no))
+        return self._shares(self._take(round_no), x2)
 
-    def _ready(self, shape: tuple[int, ...]) -> RingArray:
-        if self._seeds is None or self._mask is None or self._mask.shape != shape:
-            self.prepare(shape)
+    def _ready(self, shape: tuple[int, ...], round_no: int | None) -> RingArray:
+        if self.keys is not None and (round_no is None or round_no <= self._last_round):
+            raise ValueError(
+                f"round {round_no} is not after round {self._last_round}: a keyed mask is never used twice"
+            )
+        if (
+            self._seeds is None
+            or self._mask is None
+            or self._mask.shape != shape
+            or (self.keys is not None and self._round != round_no)
+        ):
+            self.prepare(shape, round_no)
         assert self._mask is not None
         return self._mask
 
-    def _take(self) -> tuple[Seed, Seed]:
+    def _take(self, round_no: int | None) -> tuple[Component, Component]:
         assert self._seeds is not None
         seeds, self._seeds = self._seeds, None
+        if self.keys is not None and round_no is not None:
+            self._last_round = round_no
         if not self._keep:
             self._mask = None
         return seeds
 
     @staticmethod
-    def _shares(seeds: tuple[Seed, Seed], x2: RingArray) -> tuple[SeededShare, SeededShare, SeededShare]:
+    def _shares(seeds: tuple[Component, Component], x2: RingArray) -> tuple[SeededShare, SeededShare, SeededShare]:
         s0, s1 = seeds
         return (SeededShare(0, s0, s1), SeededShare(1, s1, x2), SeededShare(2, x2, s0))
 

@@ -25,7 +25,7 @@ from asyncmpc.ring import RingArray, as_ring, ring_sum
 from asyncmpc.rss import InputSharer, RShare, SeededShare, reconstruct, suspects
 from asyncmpc.wire import messages as m
 
-__all__ = ["AggregationRound", "RoundResult", "contribution_shares", "input_shares", "share_messages"]
+__all__ = ["AggregationRound", "RoundResult", "contribution_shares", "input_shares", "key_messages", "share_messages"]
 
 MAC_BYTES = 16
 Floats = NDArray[np.float64]
@@ -43,7 +43,7 @@ def input_shares(
     ``sharer`` may hold randomness prepared ahead (see ``InputSharer``).
     """
     x = as_ring(x)
-    return share_messages(config, round_no, x.shape, (sharer or InputSharer(random_bytes)).share(x))
+    return share_messages(config, round_no, x.shape, (sharer or InputSharer(random_bytes)).share(x, round_no))
 
 
 def contribution_shares(config: Config, round_no: int, values: Floats, sharer: InputSharer) -> list[Send]:
@@ -52,8 +52,22 @@ def contribution_shares(config: Config, round_no: int, values: Floats, sharer: I
     Raises EncodingError naming a NaN, infinite or out-of-range element.
     """
     p = config.protocol
-    shares = sharer.share_reals(values, p.frac_bits, max_terms=p.max_owners)
+    shares = sharer.share_reals(values, p.frac_bits, max_terms=p.max_owners, round_no=round_no)
     return share_messages(config, round_no, values.shape, shares)
+
+
+def key_messages(config: Config, sharer: InputSharer) -> list[Send]:
+    """A keyed data owner's ``ShareKeys`` for each server, sent once before its first share:
+    server i holds components i and i+1, so server 0 gets (k_0, k_1), server 1 gets k_1 (its
+    second component comes as vectors) and server 2 gets k_0."""
+    if sharer.keys is None:
+        raise ValueError("only a keyed sharer registers keys")
+    k0, k1 = (k.key for k in sharer.keys)
+    layout = [(k0, k1), (k1, b""), (b"", k0)]
+    return [
+        Send(server.name, m.ShareKeys(session=config.session, a=a, b=b))
+        for server, (a, b) in zip(config.servers, layout, strict=True)
+    ]
 
 
 def share_messages(

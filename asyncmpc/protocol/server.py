@@ -9,6 +9,13 @@ expected owner's share sends its ``ResultShare`` right away instead of ``Holding
 case costs no ``Aggregate`` round trip); the state stays until the next round, so an
 ``Aggregate`` over fewer owners can still follow. Input shares that arrive before their round
 is opened wait (bounded), since the model owner and the data owners race to reach the server.
+
+Keyed owners: a data owner that registered long-term keys (``ShareKeys``) sends its seed
+components as ``KEYED``: round r's component is the stream of the key at nonce r. The server
+knows these streams before the shares arrive, so it expands them when it has nothing to read:
+when a round opens, and, after a round's result went out, for the next round with the same
+owners and shape (a guess, corrected when the next round opens). An owner that ends up not
+contributing has its streams subtracted again.
 """
 
 from __future__ import annotations
@@ -19,10 +26,10 @@ import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.prf import MAC_KEY_BYTES, ZeroSharer, add_keystreams, keystream_blocks, mac
+from asyncmpc.prf import MAC_KEY_BYTES, SEED_BYTES, ZeroSharer, add_keystreams, keystream_blocks, mac, round_nonce
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray
-from asyncmpc.rss import Seed
+from asyncmpc.rss import Keyed, Seed
 from asyncmpc.wire import messages as m
 
 __all__ = ["ServerProtocol"]
@@ -33,31 +40,52 @@ MAX_ELEMENTS = 1 << 31
 MAX_EARLY_ROUNDS = 2
 """Input shares may arrive at most this many rounds ahead of the newest opened round."""
 
+_ZERO_NONCE = bytes(12)
+Stream = tuple[bytes, bytes]
+"""(key, nonce): a share component given by its pseudo-random stream."""
+Streams = tuple[Stream | None, Stream | None]
+"""An owner's streams for components a and b (None: that component comes as a vector)."""
+
 
 @dataclass(slots=True)
 class _Round:
-    """One round's state: the running sums of both components, and per owner only its seeds.
+    """One round's state: the running sums of both components, and per owner only its streams.
 
     Vector components are added into ``sums`` as they arrive, so memory does not grow with the
     number of owners (a sum starts as the first vector received, when that one is writable:
-    no zero fill, no addition). Seeds wait in ``unflushed`` until the server is idle or
-    needs the sums, and are then expanded together: all waiting streams are added a
-    cache-sized block at a time, so the sums cross memory once per batch, not once per seed.
-    An owner can be left out of the sum only if every component it sent this server was a seed
-    (dropped while waiting, subtracted after); a vector, once added, cannot be.
+    no zero fill, no addition). Streams (seeds, keyed components) wait in ``streams`` until
+    the server is idle or needs the sums, and are then expanded together: all waiting streams
+    are added a cache-sized block at a time, so the sums cross memory once per batch, not once
+    per stream. An owner can be left out of the sum only if it has no vector in it (its
+    streams are dropped while waiting, subtracted after); a vector, once added, cannot be.
     """
 
     owners: frozenset[str]
     shape: tuple[int, ...]
     sums: list[RingArray | None] = field(default_factory=lambda: [None, None])
     """The running sums of components a and b; None until something is added."""
-    held: dict[str, tuple[Seed | None, Seed | None]] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)
+    """Owners whose share arrived."""
+    vectors: set[str] = field(default_factory=set)
+    """Held owners with a vector component in the sums."""
+    streams: dict[str, Streams] = field(default_factory=dict)
+    """Owners whose streams belong in the sums: held, or keyed and expected."""
+    in_sums: set[str] = field(default_factory=set)
+    """Owners whose streams are in the sums already."""
     reported: bool = False
     sent: bool = False
     """The running sums went out in an early ``ResultShare``."""
-    unflushed: list[str] = field(default_factory=list)
-    """Held owners whose seeds are not in the sums yet."""
     mac_key: bytes = b""
+
+
+@dataclass(slots=True)
+class _Guess:
+    """Sums of keyed streams expanded ahead for a round not opened yet."""
+
+    round_no: int
+    shape: tuple[int, ...]
+    streams: dict[str, Streams]
+    sums: list[RingArray | None]
 
 
 class ServerProtocol:
@@ -73,6 +101,8 @@ class ServerProtocol:
         self._newest = 0
         self._own_key = own_prf_key
         self.zeros: ZeroSharer | None = None
+        self._keys: dict[str, tuple[bytes, bytes]] = {}
+        self._guess: _Guess | None = None
 
     # ------------------------------------------------------------ start-up
 
@@ -100,11 +130,48 @@ class ServerProtocol:
             return self._aggregate(sender, msg)
         if isinstance(msg, m.Withdraw):
             return self._withdraw(sender, msg)
+        if isinstance(msg, m.ShareKeys):
+            return self._share_keys(sender, msg)
         if isinstance(msg, m.PrfKey):
             return self._prf_key(sender, msg)
         if isinstance(msg, (m.Abort, m.Reject)):
             return []
         raise RemoteProtocolError(f"a compute server does not take {msg.KIND!r} messages", peer=sender)
+
+    def idle(self) -> None:
+        """Nothing to read: expand the streams known so far into the open rounds' sums; with
+        every round answered, expand the keyed streams of the round that will likely follow."""
+        for rnd in self._rounds.values():
+            if not rnd.sent:
+                self._flush(rnd)
+        last = self._rounds.get(self._newest)
+        if last is None or not last.sent or (self._guess is not None and self._guess.round_no > self._newest):
+            return
+        guess = _Guess(self._newest + 1, last.shape, {}, [None, None])
+        for owner in sorted(last.owners):
+            if owner in self._keys:
+                guess.streams[owner] = self._keyed(owner, guess.round_no)
+        if guess.streams:
+            self._add_streams(guess.sums, guess.shape, list(guess.streams.values()))
+            self._guess = guess
+
+    def _share_keys(self, sender: str, msg: m.ShareKeys) -> list[Send]:
+        if sender in self._keys:
+            raise RemoteProtocolError("second ShareKeys: keys are registered once per session", peer=sender)
+        for name, key in (("a", msg.a), ("b", msg.b)):
+            if len(key) not in (0, SEED_BYTES):
+                raise RemoteProtocolError(
+                    f"ShareKeys: key {name} of {len(key)} bytes, expected {SEED_BYTES} or none", peer=sender
+                )
+        if not msg.a and not msg.b:
+            raise RemoteProtocolError("ShareKeys registers no key", peer=sender)
+        self._keys[sender] = (msg.a, msg.b)
+        return []
+
+    def _keyed(self, owner: str, round_no: int) -> Streams:
+        key_a, key_b = self._keys[owner]
+        nonce = round_nonce(round_no)
+        return ((key_a, nonce) if key_a else None, (key_b, nonce) if key_b else None)
 
     def _open(self, sender: str, msg: m.OpenRound) -> list[Send]:
         if msg.round_no <= self._newest:
@@ -127,6 +194,14 @@ class ServerProtocol:
             raise RemoteProtocolError(f"round {msg.round_no} opened with a MAC key that is not {MAC_KEY_BYTES} bytes")
         rnd = _Round(frozenset(msg.owners), shape)
         rnd.mac_key = msg.mac_key
+        guess, self._guess = self._guess, None
+        if guess is not None and guess.round_no == msg.round_no and guess.shape == shape:
+            rnd.sums, rnd.streams, rnd.in_sums = guess.sums, guess.streams, set(guess.streams)
+        for owner in sorted(rnd.owners):
+            if owner in self._keys and owner not in rnd.streams:
+                rnd.streams[owner] = self._keyed(owner, msg.round_no)  # expanded when idle
+        for owner in [o for o in rnd.streams if o not in rnd.owners]:
+            self._drop_streams(rnd, owner)  # guessed, but not in this round
         for old in [r for r in self._rounds if r < msg.round_no]:
             del self._rounds[old]  # a newer round supersedes one that never finished
         self._rounds[msg.round_no] = rnd
@@ -160,26 +235,40 @@ class ServerProtocol:
             raise RemoteProtocolError(
                 f"input share of shape {tuple(msg.shape)} for round {round_no}, expected {rnd.shape}", peer=sender
             )
-        for comp in (msg.a, msg.b):
-            if not isinstance(comp, Seed) and comp.shape != rnd.shape:
+        streams: list[Stream | None] = []
+        for i, comp in enumerate((msg.a, msg.b)):
+            if isinstance(comp, Seed):
+                streams.append((comp.key, _ZERO_NONCE))
+            elif isinstance(comp, Keyed):
+                key = self._keys.get(sender, (b"", b""))[i]
+                if not key:
+                    raise RemoteProtocolError(
+                        f"round {round_no}: component {'ab'[i]} is keyed, but no key was registered for it",
+                        peer=sender,
+                    )
+                streams.append((key, round_nonce(round_no)))
+            elif comp.shape != rnd.shape:
                 raise RemoteProtocolError(
                     f"round {round_no}: component of shape {comp.shape}, expected {rnd.shape}", peer=sender
                 )
+            else:
+                streams.append(None)
+        own: Streams = (streams[0], streams[1])
+        if rnd.streams.get(sender, own) != own:
+            self._drop_streams(rnd, sender)  # expected keyed, sent otherwise
+        if own != (None, None):
+            rnd.streams.setdefault(sender, own)
         for i, comp in enumerate((msg.a, msg.b)):
-            if isinstance(comp, Seed):
+            if isinstance(comp, (Seed, Keyed)):
                 continue
+            rnd.vectors.add(sender)
             acc = rnd.sums[i]
             if acc is None:  # adopt the received vector (a view of its frame) as the sum
                 rnd.sums[i] = comp if comp.flags.writeable and comp.flags.c_contiguous else comp.copy()
             else:
                 np.add(acc, comp, out=acc)
-        rnd.held[sender] = (
-            msg.a if isinstance(msg.a, Seed) else None,
-            msg.b if isinstance(msg.b, Seed) else None,
-        )
-        if rnd.held[sender] != (None, None):
-            rnd.unflushed.append(sender)
-        if len(rnd.held) == len(rnd.owners):
+        rnd.held.add(sender)
+        if len(rnd.held) == len(rnd.owners) and not rnd.reported:
             return [self._complete(round_no, rnd)]
         return []
 
@@ -189,6 +278,7 @@ class ServerProtocol:
             return self._holding(round_no, rnd)
         rnd.reported = rnd.sent = True
         key, rnd.mac_key = rnd.mac_key, b""  # one-time: an Aggregate brings a fresh key
+        self._settle(rnd, rnd.held)
         self._flush(rnd)
         result = m.ResultShare(
             session=self.config.session,
@@ -199,27 +289,27 @@ class ServerProtocol:
         )
         return Send(self.model_owner, result)
 
-    def idle(self) -> None:
-        """Nothing to read: expand the seeds received so far into the open rounds' sums."""
-        for rnd in self._rounds.values():
-            if not rnd.sent:
-                self._flush(rnd)
+    def _flush(self, rnd: _Round) -> None:
+        """Expand the waiting streams into the sums."""
+        waiting = [o for o in rnd.streams if o not in rnd.in_sums]
+        if waiting:
+            self._add_streams(rnd.sums, rnd.shape, [rnd.streams[o] for o in waiting])
+            rnd.in_sums.update(waiting)
 
     @staticmethod
-    def _flush(rnd: _Round) -> None:
-        """Expand the waiting seeds into the sums."""
-        waiting = [rnd.held[owner] for owner in rnd.unflushed]
-        rnd.unflushed.clear()
-        for i, acc in enumerate(rnd.sums):
-            keys = [seed.key for seed in (seeds[i] for seeds in waiting) if seed is not None]
+    def _add_streams(sums: list[RingArray | None], shape: tuple[int, ...], streams: list[Streams]) -> None:
+        for i in range(2):
+            chosen = [st[i] for st in streams if st[i] is not None]
+            keys, nonces = [k for k, _ in chosen], [n for _, n in chosen]  # type: ignore[misc]
             if not keys:
                 continue
+            acc = sums[i]
             if acc is None:  # the streams' sum is written, not added
-                rnd.sums[i] = acc = np.empty(rnd.shape, dtype=np.int64)
-                for _ in keystream_blocks(keys, acc.size, into=acc):
+                sums[i] = acc = np.empty(shape, dtype=np.int64)
+                for _ in keystream_blocks(keys, acc.size, into=acc, nonces=nonces):
                     pass
             else:
-                add_keystreams(acc, keys)
+                add_keystreams(acc, keys, nonces=nonces)
 
     @staticmethod
     def _sum(rnd: _Round, i: int) -> RingArray:
@@ -228,14 +318,39 @@ class ServerProtocol:
             rnd.sums[i] = acc = np.zeros(rnd.shape, dtype=np.int64)
         return acc
 
+    def _drop_streams(self, rnd: _Round, owner: str) -> None:
+        """Take ``owner``'s streams out of the round (subtracting them if already added)."""
+        streams = rnd.streams.pop(owner, None)
+        if streams is None or owner not in rnd.in_sums:
+            return
+        rnd.in_sums.discard(owner)
+        for i, st in enumerate(streams):
+            if st is not None:
+                add_keystreams(self._sum(rnd, i), [st[0]], subtract=True, nonces=[st[1]])
+
+    def _settle(self, rnd: _Round, keep: set[str] | frozenset[str]) -> list[str]:
+        """Leave every owner outside ``keep`` out of the sums; return those who cannot be (a
+        vector of theirs is in the sums)."""
+        stuck = []
+        for owner in (rnd.held | set(rnd.streams)) - set(keep):
+            if owner in rnd.vectors:
+                stuck.append(owner)
+                continue
+            self._drop_streams(rnd, owner)
+            rnd.held.discard(owner)
+        return stuck
+
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
         rnd = self._round(sender, msg)
         if rnd.reported:
             return []
         rnd.owners = rnd.owners - frozenset(msg.owners)
         for owner in msg.owners:
-            if owner in rnd.held and not self._leave_out(rnd, owner):
+            if owner in rnd.vectors:
                 rnd.owners = rnd.owners | {owner}  # its vector is in the sum: it stays, if held everywhere
+            else:
+                self._drop_streams(rnd, owner)
+                rnd.held.discard(owner)
         if len(rnd.held) == len(rnd.owners):
             return [self._complete(msg.round_no, rnd)]
         return []
@@ -250,19 +365,6 @@ class ServerProtocol:
         if rnd is None:
             raise RemoteProtocolError(f"{msg.KIND!r} for round {msg.round_no}, which is not open", peer=sender)
         return rnd
-
-    def _leave_out(self, rnd: _Round, owner: str) -> bool:
-        """Take ``owner``'s share out of the sums if it sent only seeds; False if it cannot."""
-        seeds = rnd.held[owner]
-        if seeds[0] is None or seeds[1] is None:
-            return False
-        if owner in rnd.unflushed:
-            rnd.unflushed.remove(owner)
-        else:
-            add_keystreams(self._sum(rnd, 0), [seeds[0].key], subtract=True)
-            add_keystreams(self._sum(rnd, 1), [seeds[1].key], subtract=True)
-        del rnd.held[owner]
-        return True
 
     def _aggregate(self, sender: str, msg: m.Aggregate) -> list[Send]:
         rnd = self._round(sender, msg)
@@ -279,7 +381,7 @@ class ServerProtocol:
         if rnd.reported and rnd.sent:
             # the early result went out with these arrays, which may still be in a send buffer
             rnd.sums = [self._sum(rnd, 0).copy(), self._sum(rnd, 1).copy()]
-        stuck = [o for o in set(rnd.held) - set(msg.contributors) if not self._leave_out(rnd, o)]
+        stuck = self._settle(rnd, set(msg.contributors))
         if stuck:
             reason = (
                 f"round {msg.round_no}: cannot leave out {', '.join(sorted(stuck))}: "
@@ -288,10 +390,11 @@ class ServerProtocol:
             return [Send(self.model_owner, m.Reject(session=self.config.session, round_no=msg.round_no, reason=reason))]
         self._flush(rnd)
         common = {"session": self.config.session, "round_no": msg.round_no, "contributors": tuple(msg.contributors)}
+        a = self._sum(rnd, 0)
         if msg.full:
-            result = m.ResultShare(**common, a=self._sum(rnd, 0), b=self._sum(rnd, 1))  # type: ignore[arg-type]
+            result = m.ResultShare(**common, a=a, b=self._sum(rnd, 1))  # type: ignore[arg-type]
         else:
-            result = m.ResultShare(**common, a=self._sum(rnd, 0), b_tag=mac(msg.mac_key, self._sum(rnd, 1)))  # type: ignore[arg-type]
+            result = m.ResultShare(**common, a=a, b_tag=mac(msg.mac_key, self._sum(rnd, 1)))  # type: ignore[arg-type]
         return [Send(self.model_owner, result)]
 
     def _prf_key(self, sender: str, msg: m.PrfKey) -> list[Send]:

@@ -18,7 +18,7 @@ from asyncmpc.config import Config
 from asyncmpc.errors import EncodingError, PeerLost
 from asyncmpc.net.runtime import Node
 from asyncmpc.prf import RandomBytes
-from asyncmpc.protocol.aggregation import contribution_shares
+from asyncmpc.protocol.aggregation import contribution_shares, key_messages
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import send_all
 from asyncmpc.rss import InputSharer
@@ -48,9 +48,11 @@ async def run_data_owner(
     model_owner = config.model_owner.name
     plain = config.training.aggregation == "plain"
     contributed = 0
-    sharer = InputSharer(random_bytes, keep_buffers=prepare_ahead)
+    sharer = InputSharer(random_bytes, keep_buffers=prepare_ahead, keyed=not plain)
     async with Node(config, name, tls=tls) as node:
         await node.connect([model_owner] if plain else None)
+        if not plain:
+            await send_all(node, key_messages(config, sharer))  # before any share, on the same connections
         node.log.info("holding %s", work.describe())
         while True:
             sender, msg = await node.recv()
@@ -82,7 +84,7 @@ async def run_data_owner(
             await send_all(node, out)
             contributed += 1
             if prepare_ahead and not plain and isinstance(msg, m.ModelUpdate):
-                sharer.prepare((len(vector),))  # next round's randomness, while we wait for it
+                sharer.prepare((len(vector),), msg.round_no + 1)  # the next round's mask, while we wait for it
 
 
 def _contribution(work: OwnerWorkload, msg: m.StatsRequest | m.ModelUpdate) -> np.ndarray:

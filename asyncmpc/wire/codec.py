@@ -22,7 +22,7 @@ import numpy as np
 
 from asyncmpc.errors import DecodeError
 from asyncmpc.prf import SEED_BYTES
-from asyncmpc.rss import Seed
+from asyncmpc.rss import KEYED, Keyed, Seed
 from asyncmpc.wire import messages as m
 
 __all__ = ["ARRAY_EXT", "decode_message", "encode_message", "encode_parts", "field_types"]
@@ -64,6 +64,8 @@ class _Packer:
             return self.array(obj)
         if isinstance(obj, Seed):
             return obj.key
+        if isinstance(obj, Keyed):
+            return b""
         if isinstance(obj, tuple):
             return list(obj)
         raise TypeError(f"cannot encode {type(obj).__name__}")
@@ -254,5 +256,7 @@ def _check(kind: str, name: str, typ: Any, value: Any) -> Any:
             return value
         if isinstance(value, bytes) and len(value) == SEED_BYTES:
             return Seed(value)
-        raise bad(f"an int64 array or a {SEED_BYTES}-byte seed")
+        if isinstance(value, bytes) and not value:
+            return KEYED
+        raise bad(f"an int64 array, a {SEED_BYTES}-byte seed or empty (keyed)")
     raise TypeError(f"{kind}.{name}: no codec for declared type {typ!r}")  # a bug in messages.py

@@ -7,7 +7,7 @@ authenticated player at the other end of the connection, which a message cannot 
 
 Field types the codec knows: ``int``, ``float``, ``str``, ``bytes``, ``tuple[str, ...]``,
 ``tuple[int, ...]`` (shapes), ``RingArray`` (int64 array), ``FloatArray`` (float64 array) and
-``Component`` (an int64 array or a 16-byte seed).
+``Component`` (an int64 array, a 16-byte seed, or empty bytes for ``KEYED``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ __all__ = [
     "ResultShare",
     "RingArray",
     "Seed",
+    "ShareKeys",
 ]
 
 PROTOCOL_VERSION = 1
@@ -130,13 +131,26 @@ class OpenRound(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class InputShare(Message):
-    """A data owner's replicated share for one server: components (x_i, x_{i+1})."""
+    """A data owner's replicated share for one server: components (x_i, x_{i+1}), each a
+    vector, a seed, or ``KEYED`` (the round's stream of a key registered with ``ShareKeys``)."""
 
     KIND = "input_share"
     SENDERS = frozenset({DO})
     shape: tuple[int, ...]
     a: Component
     b: Component
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class ShareKeys(Message):
+    """A data owner registers, once per session, the long-term keys of this server's share
+    components that it will send as ``KEYED`` (the round's stream of the key): 16 bytes each,
+    or empty for a component it sends as vectors."""
+
+    KIND = "share_keys"
+    SENDERS = frozenset({DO})
+    a: bytes
+    b: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -250,6 +264,7 @@ MESSAGES: dict[str, type[Message]] = {
         PrfKey,
         OpenRound,
         InputShare,
+        ShareKeys,
         CloseInputs,
         Holding,
         Aggregate,

@@ -162,13 +162,16 @@ def test_an_eavesdropper_sees_neither_message_structure_nor_share_values(tmp_pat
         counter[0] += 1
         return hashlib.shake_256(f"seed:{counter[0]}".encode()).digest(n)
 
-    # what data-owner-0 will send server-1 in round 1: seed s1 and x2 = x - PRG(s0) - PRG(s1)
+    # what data-owner-0 will send server-1: its key k1 at start-up, then in round 1
+    # x2 = x - PRG(k0, round 1) - PRG(k1, round 1)
     gradient = SyntheticOwner(owner_cfg, owner_cfg.player("data-owner-0")).gradient
     x = encode(gradient, 16, max_terms=1000)
     replay = iter([known_bytes(16) for _ in range(2)])
     counter[0] = 0
-    expected = InputSharer(lambda n: next(replay)).share(x)
-    x2, s1 = expected[1].b, expected[1].a
+    sharer = InputSharer(lambda n: next(replay), keyed=True)
+    x2 = sharer.share(x, round_no=1)[1].b
+    assert sharer.keys is not None
+    s1 = sharer.keys[1]
 
     from asyncmpc.roles.data_owner import run_data_owner
 
@@ -180,7 +183,7 @@ def test_an_eavesdropper_sees_neither_message_structure_nor_share_values(tmp_pat
         assert procs.wait("model-owner", 120) == 0, procs.log("model-owner")
     seen = bytes(proxy.seen)
     assert len(seen) > 8 * 2000  # the vector share x2 went through here
-    markers = [b"input_share", b"session", b"round_no", b"kind", b"hello"]
+    markers = [b"input_share", b"share_keys", b"session", b"round_no", b"kind", b"hello"]
     assert isinstance(s1, Seed)
     found = [mk for mk in markers if mk in seen] + [s1.key] * (s1.key in seen)
     found += [v for v in x2[:50] if v.tobytes() in seen]

@@ -14,6 +14,8 @@ from asyncmpc.config import Config, parse_config
 from asyncmpc.errors import CrossCheckError, RemoteProtocolError
 from asyncmpc.prf import new_seed
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol, input_shares
+from asyncmpc.protocol.aggregation import key_messages
+from asyncmpc.rss import InputSharer
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from tests.helpers import hosts_toml
@@ -306,3 +308,87 @@ def test_servers_agree_on_zero_sharing_keys_at_start_up() -> None:
     assert all(z is not None for z in zeros)
     total = sum(z.zero_share("t", 10) for z in zeros if z is not None)
     np.testing.assert_array_equal(total, np.zeros(10, dtype=np.int64))
+
+
+# ------------------------------------------------------------------ keyed owners
+
+
+def keyed_owners(router: Router, owners: tuple[str, ...] = OWNERS) -> dict[str, InputSharer]:
+    """Keyed sharers for ``owners``, their keys registered with the servers."""
+    sharers = {o: InputSharer(keyed=True) for o in owners}
+    for owner, sharer in sharers.items():
+        router.post(owner, key_messages(CFG, sharer))
+    router.run()
+    return sharers
+
+
+def run_keyed_round(
+    servers: dict[str, ServerProtocol],
+    sharers: dict[str, InputSharer],
+    round_no: int,
+    owners: tuple[str, ...],
+    shape: tuple[int, ...],
+    rng: random.Random,
+    *,
+    senders: tuple[str, ...] | None = None,
+) -> tuple[AggregationRound, dict[str, np.ndarray]]:
+    """Open ``round_no`` for ``owners``; ``senders`` (default: all of them) send their shares;
+    messages go in a random order, with servers idle now and then."""
+    rnd = AggregationRound(CFG, round_no, owners, shape)
+    router = Router(rnd, servers)
+    xs = {o: np.frombuffer(os.urandom(8 * int(np.prod(shape))), dtype=np.int64).reshape(shape) for o in owners}
+    router.post(MO, rnd.open())
+    for owner in senders if senders is not None else owners:
+        router.post(owner, input_shares(CFG, round_no, xs[owner], sharer=sharers[owner]))
+    router.run(pick=lambda q: rng.randrange(len(q)), idle=lambda: rng.random() < 0.5)
+    if not rnd.done:
+        router.post(MO, rnd.expire())
+        router.run(idle=lambda: rng.random() < 0.5)
+    for server in servers.values():
+        server.idle()  # round answered: the servers guess the next one
+    return rnd, xs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_keyed_owners_sum_over_rounds_whatever_the_next_round_turns_out_to_be(seed: int) -> None:
+    """Servers expand keyed streams before the shares arrive, and after a round for the round
+    they expect next; a next round with other owners, another shape or another number is
+    corrected for, and the sums stay exact."""
+    rng = random.Random(seed)
+    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
+    sharers = keyed_owners(Router(AggregationRound(CFG, 1, OWNERS, (1,)), servers))
+    plan = [(1, OWNERS, (50,)), (2, OWNERS, (50,)), (3, OWNERS[:3], (50,)), (5, OWNERS, (50,)), (6, OWNERS, (7, 3))]
+    for round_no, owners, shape in plan:
+        rnd, xs = run_keyed_round(servers, sharers, round_no, owners, shape, rng)
+        assert rnd.result is not None and rnd.result.cross_checked, rnd.result
+        np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_a_keyed_owner_that_never_sends_is_subtracted_from_the_sums() -> None:
+    """Its streams were added before its share could arrive; leaving it out takes them out."""
+    rng = random.Random(1)
+    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
+    sharers = keyed_owners(Router(AggregationRound(CFG, 1, OWNERS, (1,)), servers))
+    run_keyed_round(servers, sharers, 1, OWNERS, (50,), rng)  # servers now guess round 2 with everyone
+    rnd, xs = run_keyed_round(servers, sharers, 2, OWNERS, (50,), rng, senders=OWNERS[1:])
+    assert rnd.result is not None and rnd.result.contributors == OWNERS[1:]
+    np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != OWNERS[0]))
+
+
+def test_keyed_components_need_registered_keys_once() -> None:
+    servers, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    router.run()
+    sharer = InputSharer(keyed=True)
+    share = input_shares(CFG, 1, xs[OWNERS[0]], sharer=sharer)[0]
+    with pytest.raises(RemoteProtocolError, match="component a is keyed, but no key was registered for it"):
+        servers["server-0"].feed(OWNERS[0], share.msg)
+    keys = key_messages(CFG, sharer)[0].msg
+    servers["server-0"].feed(OWNERS[0], keys)
+    with pytest.raises(RemoteProtocolError, match="second ShareKeys"):
+        servers["server-0"].feed(OWNERS[0], keys)
+    with pytest.raises(RemoteProtocolError, match="key a of 3 bytes, expected 16 or none"):
+        servers["server-0"].feed(OWNERS[1], m.ShareKeys(session="test", a=b"abc", b=b""))
+    with pytest.raises(RemoteProtocolError, match="registers no key"):
+        servers["server-0"].feed(OWNERS[1], m.ShareKeys(session="test", a=b"", b=b""))
+    servers["server-0"].feed(OWNERS[0], share.msg)  # now it is accepted

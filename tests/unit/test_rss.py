@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 from asyncmpc import rss
 from asyncmpc.errors import EncodingError
-from asyncmpc.prf import ZeroSharer, new_seed
+from asyncmpc.prf import ZeroSharer, expand, new_seed, round_nonce
 from asyncmpc.ring import decode, encode
 
 ELEM = st.integers(-(1 << 63), (1 << 63) - 1)
@@ -148,3 +148,26 @@ def test_reprs_do_not_show_share_values_or_seeds() -> None:
     for s in full:
         assert str(int(s.a[0])) not in shown and str(int(s.b[0])) not in shown
     assert "kkkk" not in shown and "b'" not in shown
+
+
+def test_a_keyed_sharer_masks_each_round_with_its_keys_and_never_twice() -> None:
+    sharer = rss.InputSharer(keyed=True)
+    assert sharer.keys is not None
+    k0, k1 = (k.key for k in sharer.keys)
+    x = np.arange(10, dtype=np.int64)
+    sharer.prepare(x.shape, 3)
+    seen = []
+    for round_no in (3, 4, 9):
+        shares = sharer.share(x, round_no)
+        assert shares[0].a is rss.KEYED and shares[0].b is rss.KEYED and shares[2].b is rss.KEYED
+        nonce = round_nonce(round_no)
+        x2 = shares[1].b
+        assert isinstance(x2, np.ndarray)
+        np.testing.assert_array_equal(x2 + expand(k0, 10, nonce) + expand(k1, 10, nonce), x)
+        seen.append(x2)
+    assert not np.array_equal(seen[0], seen[1])
+    for stale in (9, 4):
+        with pytest.raises(ValueError, match=f"round {stale} is not after round 9"):
+            sharer.share(x, stale)
+    with pytest.raises(ValueError, match="round None"):
+        sharer.share(x)

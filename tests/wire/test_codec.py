@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import typing
 
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asyncmpc.errors import DecodeError, FrameTooLarge
-from asyncmpc.rss import Seed
+from asyncmpc.rss import KEYED, Seed
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message, encode_parts, field_types
 from asyncmpc.wire.framing import FrameDecoder, frame
@@ -141,10 +142,12 @@ def test_mistyped_fields_name_kind_and_field() -> None:
         decode_message(body_of(msgpack.packb(doc)))
     share = header_of(sample(m.InputShare))
     share["b"] = b"short seed"
-    with pytest.raises(DecodeError, match="field 'b' must be an int64 array or a 16-byte seed"):
+    with pytest.raises(DecodeError, match=r"field 'b' must be an int64 array, a 16-byte seed or empty \(keyed\)"):
         decode_message(body_of(msgpack.packb(share), ARR.tobytes()))
     share["b"] = msgpack.ExtType(1, b"d\x01" + (1).to_bytes(8, "little"))
-    with pytest.raises(DecodeError, match="field 'b' must be an int64 array or a 16-byte seed, got float64 array"):
+    with pytest.raises(
+        DecodeError, match=r"field 'b' must be an int64 array, a 16-byte seed or empty \(keyed\), got float64 array"
+    ):
         decode_message(body_of(msgpack.packb(share), ARR.tobytes() + bytes(8)))
     share["b"] = msgpack.ExtType(1, b"q\x01" + (5).to_bytes(8, "little"))
     with pytest.raises(
@@ -201,3 +204,11 @@ def test_any_bytes_fed_to_the_framer_and_codec_raise_only_decode_error(data: byt
             decode_message(body)
     except DecodeError:
         pass
+
+
+def test_keyed_components_travel_as_empty_bytes() -> None:
+    msg = m.InputShare(session="s", round_no=3, shape=(2,), a=KEYED, b=np.arange(2, dtype=np.int64))
+    back = decode_message(encode_message(msg))
+    assert isinstance(back, m.InputShare) and back.a is KEYED
+    np.testing.assert_array_equal(back.b, msg.b)
+    assert len(encode_message(msg)) < len(encode_message(dataclasses.replace(msg, a=Seed(bytes(16)))))
