@@ -21,7 +21,7 @@ from asyncmpc.config import Config
 from asyncmpc.errors import CrossCheckError, RemoteProtocolError
 from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
 from asyncmpc.protocol.events import Send, check_sender
-from asyncmpc.ring import RingArray, as_ring, ring_sum
+from asyncmpc.ring import RingArray, as_ring
 from asyncmpc.rss import InputSharer, RShare, SeededShare, reconstruct, suspects
 from asyncmpc.wire import messages as m
 
@@ -123,6 +123,11 @@ class AggregationRound:
         self.contributors: tuple[str, ...] = ()
         self._expired = 0
         self.result: RoundResult | None = None
+        self._checked: dict[int, bool] = {}
+        """Component j -> whether server j's vector matched server j-1's tag (checked as soon as
+        both arrived, so the last result costs one check and one addition, not three)."""
+        self._total: RingArray | None = None
+        self._summed: set[str] = set()
 
     @property
     def done(self) -> bool:
@@ -194,6 +199,7 @@ class AggregationRound:
         return []
 
     def _decide(self) -> list[Send]:
+        self._checked, self._total, self._summed = {}, None, set()  # early results do not count
         held = frozenset(self.owners)
         for owners in self._holding.values():
             held &= owners
@@ -223,6 +229,7 @@ class AggregationRound:
         self._check_result(sender, msg, full=False)
         self._holding[sender] = frozenset(msg.contributors)
         self._early[sender] = msg
+        self._absorb(self._early, self._open_keys)
         if len(self._early) == len(self.servers):  # the common case: no Aggregate needed
             self.contributors = self.owners
             self._asked = self.servers
@@ -242,6 +249,8 @@ class AggregationRound:
             raise RemoteProtocolError(f"result share over the wrong contributors in round {self.round_no}", peer=sender)
         self._check_result(sender, msg, full=self._full)
         self._results[sender] = msg
+        if not self._full:
+            self._absorb(self._results, self._keys)
         if len(self._results) == len(self._asked):
             return self._finish()
         return []
@@ -261,20 +270,31 @@ class AggregationRound:
             shares = [RShare(self.servers.index(s), r.a, r.b) for s, r in self._results.items() if r.b is not None]
             self.result = RoundResult(self.round_no, reconstruct(shares), self.contributors, False)
             return []
-        comps = {self.servers.index(s): r.a for s, r in self._results.items()}
-        bad = []  # components whose tag (from server i) does not match the copy from server i+1
-        for server, r in self._results.items():
-            nxt = (self.servers.index(server) + 1) % 3
-            if not mac_ok(self._keys[server], comps[nxt], r.b_tag):
-                bad.append(nxt)
+        self._absorb(self._results, self._keys)
+        bad = sorted(j for j, ok in self._checked.items() if not ok)
         if bad:
             names = ", ".join(self.servers[i] for i in suspects(bad))
             reason = f"result shares disagree; suspect server(s) {names}"
             self.result = RoundResult(self.round_no, None, self.contributors, False, reason)
             raise CrossCheckError(f"round {self.round_no}: {reason}", suspects=suspects(bad))
-        total = ring_sum([comps[0], comps[1], comps[2]])
-        self.result = RoundResult(self.round_no, total, self.contributors, True)
+        assert self._total is not None and len(self._checked) == len(self._summed) == 3
+        self.result = RoundResult(self.round_no, self._total, self.contributors, True)
         return []
+
+    def _absorb(self, results: dict[str, m.ResultShare], keys: dict[str, bytes]) -> None:
+        """Check the components whose vector and tag are both in, and add new vectors to the
+        running total (component j: vector from server j, tag from server j - 1)."""
+        for j, holder in enumerate(self.servers):
+            tagger = self.servers[(j - 1) % 3]
+            if j not in self._checked and holder in results and tagger in results:
+                self._checked[j] = mac_ok(keys[tagger], results[holder].a, results[tagger].b_tag)
+        for server, r in results.items():
+            if server not in self._summed:
+                self._summed.add(server)
+                if self._total is None:
+                    self._total = r.a.copy()
+                else:
+                    np.add(self._total, r.a, out=self._total)
 
     def _fail(self, reason: str) -> list[Send]:
         self.result = RoundResult(self.round_no, None, self.contributors, False, reason)
