@@ -155,9 +155,14 @@ class ServerProtocol:
             self._add_streams(guess.sums, guess.shape, list(guess.streams.values()))
             self._guess = guess
 
+    def forget(self, player: str) -> None:
+        """``player``'s connection closed: a data owner that comes back registers new keys
+        (shares it already announced are corrected when its next share arrives)."""
+        self._keys.pop(player, None)
+
     def _share_keys(self, sender: str, msg: m.ShareKeys) -> list[Send]:
         if sender in self._keys:
-            raise RemoteProtocolError("second ShareKeys: keys are registered once per session", peer=sender)
+            raise RemoteProtocolError("second ShareKeys: keys are registered once per connection", peer=sender)
         for name, key in (("a", msg.a), ("b", msg.b)):
             if len(key) not in (0, SEED_BYTES):
                 raise RemoteProtocolError(

@@ -34,6 +34,7 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
         while True:
             sender, msg = await node.recv()
             if msg is None:
+                proto.forget(sender)
                 continue
             if isinstance(msg, Finish) and sender == config.model_owner.name:
                 node.log.info("model owner finished the session: %s", msg.reason)

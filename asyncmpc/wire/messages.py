@@ -143,7 +143,7 @@ class InputShare(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class ShareKeys(Message):
-    """A data owner registers, once per session, the long-term keys of this server's share
+    """A data owner registers, once per connection, the long-term keys of this server's share
     components that it will send as ``KEYED`` (the round's stream of the key): 16 bytes each,
     or empty for a component it sends as vectors."""
 

@@ -392,3 +392,18 @@ def test_keyed_components_need_registered_keys_once() -> None:
     with pytest.raises(RemoteProtocolError, match="registers no key"):
         servers["server-0"].feed(OWNERS[1], m.ShareKeys(session="test", a=b"", b=b""))
     servers["server-0"].feed(OWNERS[0], share.msg)  # now it is accepted
+
+
+def test_an_owner_that_reconnects_with_new_keys_is_summed_right() -> None:
+    """A restarted data owner registers new keys; streams announced with the old ones (in the
+    round already open, and in the servers' guess) are taken out when its share arrives."""
+    rng = random.Random(2)
+    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
+    sharers = keyed_owners(Router(AggregationRound(CFG, 1, OWNERS, (1,)), servers))
+    run_keyed_round(servers, sharers, 1, OWNERS, (50,), rng)
+    for server in servers.values():
+        server.forget(OWNERS[0])  # its connection closed
+    sharers[OWNERS[0]] = keyed_owners(Router(AggregationRound(CFG, 1, OWNERS, (1,)), servers), OWNERS[:1])[OWNERS[0]]
+    rnd, xs = run_keyed_round(servers, sharers, 2, OWNERS, (50,), rng)
+    assert rnd.result is not None and rnd.result.cross_checked
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
