@@ -68,9 +68,6 @@ class Keyed:
     server beforehand, at the round's nonce (``prf.round_nonce``): nothing of it travels
     with the share, and the server can expand it before the share arrives."""
 
-    def __repr__(self) -> str:
-        return "Keyed()"
-
 
 KEYED = Keyed()
 Component = RingArray | Seed | Keyed

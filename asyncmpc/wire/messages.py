@@ -49,7 +49,8 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: keyed share components and ShareKeys; streams from counter block nonce || 2."""
 FloatArray = NDArray[np.float64]
 
 
