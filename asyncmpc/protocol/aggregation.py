@@ -109,6 +109,8 @@ class AggregationRound:
         self.config = config
         self.round_no = round_no
         self.owners = tuple(owners)
+        """The owners the round still waits for."""
+        self._order = self.owners
         self._invited = frozenset(owners)
         self.shape = tuple(shape)
         self.servers = tuple(p.name for p in config.servers)
@@ -164,7 +166,9 @@ class AggregationRound:
         raise RemoteProtocolError(f"unexpected {msg.KIND!r} during a round", peer=sender)
 
     def withdraw(self, owner: str) -> list[Send]:
-        """``owner`` declined the round: servers stop waiting for it (before inputs close)."""
+        """``owner`` declined the round or its connection closed: servers stop waiting for it
+        (before inputs close). A server that already holds its share keeps it; the round sums
+        it if every server does, and leaves it out otherwise."""
         if self.done or self._asked or owner not in self.owners:
             return []
         self.owners = tuple(o for o in self.owners if o != owner)
@@ -200,10 +204,10 @@ class AggregationRound:
 
     def _decide(self) -> list[Send]:
         self._checked, self._total, self._summed = {}, None, set()  # early results do not count
-        held = frozenset(self.owners)
+        held = self._invited  # an owner withdrawn after its share arrived everywhere still counts
         for owners in self._holding.values():
             held &= owners
-        self.contributors = tuple(o for o in self.owners if o in held)
+        self.contributors = tuple(o for o in self._order if o in held)
         minimum = max(2, self.config.protocol.min_owners)
         if len(self.contributors) < minimum:
             return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {minimum}")
@@ -224,14 +228,15 @@ class AggregationRound:
 
     def _on_early_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
         """A server had every owner's share and answered at once (under its OpenRound key)."""
-        if sender in self._holding or set(msg.contributors) != set(self.owners):
+        if sender in self._holding or not set(self.owners) <= set(msg.contributors) <= self._invited:
             raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
         self._check_result(sender, msg, full=False)
         self._holding[sender] = frozenset(msg.contributors)
         self._early[sender] = msg
         self._absorb(self._early, self._open_keys)
-        if len(self._early) == len(self.servers):  # the common case: no Aggregate needed
-            self.contributors = self.owners
+        agree = len({frozenset(r.contributors) for r in self._early.values()}) == 1
+        if len(self._early) == len(self.servers) and agree:  # the common case: no Aggregate needed
+            self.contributors = tuple(o for o in self._order if o in msg.contributors)
             self._asked = self.servers
             self._keys = dict(self._open_keys)
             self._results = dict(self._early)

@@ -349,13 +349,12 @@ class ServerProtocol:
         rnd = self._round(sender, msg)
         if rnd.reported:
             return []
-        rnd.owners = rnd.owners - frozenset(msg.owners)
-        for owner in msg.owners:
-            if owner in rnd.vectors:
-                rnd.owners = rnd.owners | {owner}  # its vector is in the sum: it stays, if held everywhere
-            else:
-                self._drop_streams(rnd, owner)
-                rnd.held.discard(owner)
+        # stop waiting for owners whose share has not come; one that is here stays (the model
+        # owner keeps it if every server holds it, and asks the others to leave it out if not)
+        gone = frozenset(o for o in msg.owners if o not in rnd.held)
+        rnd.owners = rnd.owners - gone
+        for owner in gone:
+            self._drop_streams(rnd, owner)
         if len(rnd.held) == len(rnd.owners):
             return [self._complete(msg.round_no, rnd)]
         return []

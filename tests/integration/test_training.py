@@ -15,7 +15,8 @@ from asyncmpc.training import ReferenceTrainer, load_sklearn
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from asyncmpc.wire.framing import FrameDecoder, frame
-from tests.helpers import ROOT, ForwardingProxy, free_ports, hosts_toml, players, write_config
+from asyncmpc.workload import SyntheticOwner
+from tests.helpers import ROOT, ForwardingProxy, free_ports, hosts_toml, players, wait_until, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +164,44 @@ def test_local_sh_fails_and_stops_everyone_when_a_player_fails(tmp_path: Path) -
     assert "missing.csv: cannot read" in proc.stderr
     leftover = subprocess.run(["pgrep", "-f", str(config)], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "players left running"
+
+
+def test_a_data_owner_that_restarts_mid_session_rejoins_and_every_round_stays_exact(tmp_path: Path) -> None:
+    """data-owner-1 is killed and started again while rounds run: the model owner stops waiting
+    for it, it comes back with new stream keys, and every round's sum is exactly the mean of
+    that round's contributors (the model is checked against them)."""
+    rounds, lr = 400, 0.1
+    training = f'dataset = "synthetic"\nparameters = 5000\nrounds = {rounds}\nlearning_rate = {lr}'
+    config = write_config(tmp_path, owners=3, tls=True, training=training)
+    out = tmp_path / "out"
+
+    def rounds_done() -> int:
+        try:
+            return len(json.loads((out / "metrics.json").read_text())["rounds"])
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 0
+
+    with players(tmp_path) as procs:
+        for name in ALL:
+            procs.start_role(config, name, "--out", str(out))
+        wait_until(lambda: rounds_done() >= 20, 60, "20 rounds")
+        procs.procs["data-owner-1"].kill()
+        procs.procs["data-owner-1"].wait()
+        procs.start_role(config, "data-owner-1", "--out", str(out))
+        for name in ALL:
+            assert procs.wait(name, 180) == 0, f"{name} failed:\n{procs.log(name)}"
+    rows = json.loads((out / "metrics.json").read_text())["rounds"]
+    assert len(rows) == rounds
+    missed = [i for i, r in enumerate(rows) if "data-owner-1" not in r["contributors"]]
+    assert missed and missed[0] >= 20, "it was in the first rounds, and missed some after it was killed"
+    assert any("data-owner-1" in r["contributors"] for r in rows[missed[-1] + 1 :]), "it came back"
+    assert all(r["seconds"] < 20 for r in rows), "no round waited for the dead owner until its deadline"
+
+    cfg = load_config(config)
+    gradients = {p.name: SyntheticOwner(cfg, p).gradient for p in cfg.data_owners}
+    theta = np.zeros(5000)
+    for r in rows:
+        if r.get("skipped") is None:
+            theta = theta - lr * np.mean([gradients[o] for o in r["contributors"]], axis=0)
+    with np.load(out / "model.npz") as f:
+        np.testing.assert_allclose(f["theta"], theta, rtol=0, atol=rounds * lr * 2.0**-16)

@@ -407,3 +407,25 @@ def test_an_owner_that_reconnects_with_new_keys_is_summed_right() -> None:
     rnd, xs = run_keyed_round(servers, sharers, 2, OWNERS, (50,), rng)
     assert rnd.result is not None and rnd.result.cross_checked
     np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+@pytest.mark.parametrize("reached", [("server-0", "server-1", "server-2"), ("server-0",), ()])
+def test_an_owner_withdrawn_mid_round_counts_exactly_where_its_share_arrived(reached: tuple[str, ...]) -> None:
+    """The model owner stops waiting for an owner whose connection closed: if its share reached
+    every server it is summed, if only seeds reached server 0 it is left out, and the round
+    ends without waiting for a deadline either way."""
+    _, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    gone, late = OWNERS[3], OWNERS[2]
+    for owner in OWNERS[:2]:
+        router.post(owner, input_shares(CFG, 1, xs[owner]))
+    router.post(gone, [a for a in input_shares(CFG, 1, xs[gone]) if a.to in reached])
+    router.run()
+    router.post(MO, rnd.withdraw(gone))  # its connection closed
+    router.run()
+    router.post(late, input_shares(CFG, 1, xs[late]))
+    router.run()
+    assert rnd.result is not None and rnd.result.cross_checked
+    summed = OWNERS if len(reached) == 3 else OWNERS[:3]
+    assert rnd.result.contributors == summed
+    np.testing.assert_array_equal(rnd.result.total, sum(xs[o] for o in summed))
