@@ -26,7 +26,16 @@ import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.prf import MAC_KEY_BYTES, SEED_BYTES, ZeroSharer, add_keystreams, keystream_blocks, mac, round_nonce
+from asyncmpc.prf import (
+    MAC_KEY_BYTES,
+    NONCE_BYTES,
+    SEED_BYTES,
+    ZeroSharer,
+    add_keystreams,
+    keystream_blocks,
+    mac,
+    round_nonce,
+)
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray
 from asyncmpc.rss import Keyed, Seed
@@ -40,7 +49,7 @@ MAX_ELEMENTS = 1 << 31
 MAX_EARLY_ROUNDS = 2
 """Input shares may arrive at most this many rounds ahead of the newest opened round."""
 
-_ZERO_NONCE = bytes(12)
+_ZERO_NONCE = bytes(NONCE_BYTES)  # the nonce of explicit seeds
 Stream = tuple[bytes, bytes]
 """(key, nonce): a share component given by its pseudo-random stream."""
 Streams = tuple[Stream | None, Stream | None]
