@@ -68,23 +68,27 @@ async def run_data_owner(
                 return {"contributions": contributed, "bytes_sent": sent, "bytes_received": received}
             if not isinstance(msg, (m.StatsRequest, m.ModelUpdate)):
                 continue
+            round_no, training = msg.round_no, isinstance(msg, m.ModelUpdate)
             try:
                 vector = _contribution(work, msg)
+                del msg  # the model's frame: not kept while the shares go out (a swarm holds many)
                 if plain:
-                    out = [
-                        Send(model_owner, m.PlainGradient(session=config.session, round_no=msg.round_no, values=vector))
-                    ]
+                    gradient = m.PlainGradient(session=config.session, round_no=round_no, values=vector)
+                    out = [Send(model_owner, gradient)]
                 else:
-                    out = contribution_shares(config, msg.round_no, vector, sharer)
+                    out = contribution_shares(config, round_no, vector, sharer)
             except (EncodingError, ValueError) as exc:
-                node.log.error("round %d: cannot contribute: %s", msg.round_no, exc)
-                decline = m.Decline(session=config.session, round_no=msg.round_no, reason=str(exc))
+                node.log.error("round %d: cannot contribute: %s", round_no, exc)
+                decline = m.Decline(session=config.session, round_no=round_no, reason=str(exc))
                 await send_all(node, [Send(model_owner, decline)])
                 continue
+            size = len(vector)
+            del vector
             await send_all(node, out)
+            del out  # nor the shares, once sent
             contributed += 1
-            if prepare_ahead and not plain and isinstance(msg, m.ModelUpdate):
-                sharer.prepare((len(vector),), msg.round_no + 1)  # the next round's mask, while we wait for it
+            if prepare_ahead and not plain and training:
+                sharer.prepare((size,), round_no + 1)  # the next round's mask, while we wait for it
 
 
 def _contribution(work: OwnerWorkload, msg: m.StatsRequest | m.ModelUpdate) -> np.ndarray:
