@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every data owner of the deployment file in this one process, as asyncio tasks",
     )
     parser.add_argument("--out", default="runs/latest", help="model owner's output folder (default: runs/latest)")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="model owner: start training afresh instead of resuming from OUT/checkpoint.npz",
+    )
     parser.add_argument("--stats", help="write this process's peak memory and traffic to this JSON file at exit")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -125,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats = _swarm(config)
         else:
             role = config.player(args.name).role
-            stats = _run_player(config, args.name, role, Path(args.out))
+            stats = _run_player(config, args.name, role, Path(args.out), fresh=args.fresh)
         if args.stats:
             _write_stats(args.stats, who, role, stats)
     except AsyncMpcError as exc:
@@ -136,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _run_player(config: Config, name: str, role: str, out: Path) -> dict[str, Any]:
+def _run_player(config: Config, name: str, role: str, out: Path, *, fresh: bool = False) -> dict[str, Any]:
     if role == COMPUTE_SERVER:
         from asyncmpc.roles.compute_server import run_compute_server
 
@@ -147,7 +152,7 @@ def _run_player(config: Config, name: str, role: str, out: Path) -> dict[str, An
         return run(lambda: run_data_owner(config, name), uvloop_ok=config.protocol.plaintext)  # type: ignore[no-any-return]
     from asyncmpc.roles.model_owner import run_model_owner
 
-    metrics = run(lambda: run_model_owner(config, name, out), uvloop_ok=config.protocol.plaintext)
+    metrics = run(lambda: run_model_owner(config, name, out, fresh=fresh), uvloop_ok=config.protocol.plaintext)
     if metrics["final_test_accuracy"] is not None:
         print(
             f"final test accuracy {metrics['final_test_accuracy']}, scikit-learn pooled "

@@ -60,7 +60,19 @@ class ProtocolSettings:
     min_owners: int = 2
     max_owners: int = 1000
     connect_timeout: float = 30.0
+    """Seconds to wait at start-up for the players a role needs before it gives up."""
     round_timeout: float = 60.0
+    """Seconds a round may take; also the deadline for a frame, once begun, to arrive whole."""
+    server_timeout: float = 5.0
+    """Seconds a compute server may stay silent after two others answered a round, before the
+    round goes on without it (and it is disconnected, to be redialled)."""
+    idle_timeout: float = 600.0
+    """Seconds a data owner or compute server waits for an absent model owner before it exits;
+    also how long a model owner pauses with fewer than two servers before it gives up."""
+    handshake_timeout: float = 10.0
+    """Seconds an accepted connection may take to finish TLS and ``Hello``."""
+    max_handshakes: int = 64
+    """Accepted connections that may be in their handshake at once; more are closed at once."""
     max_frame_bytes: int = 1 << 30
     plaintext: bool = False
 
@@ -141,6 +153,10 @@ _PROTOCOL_KEYS: dict[str, tuple[type, Any]] = {
     "max_owners": (int, (2, 1_000_000)),
     "connect_timeout": (float, (0.001, 86_400.0)),
     "round_timeout": (float, (0.001, 86_400.0)),
+    "server_timeout": (float, (0.001, 86_400.0)),
+    "idle_timeout": (float, (0.001, 10_000_000.0)),
+    "handshake_timeout": (float, (0.001, 86_400.0)),
+    "max_handshakes": (int, (1, 1_000_000)),
     "max_frame_bytes": (int, (1024, 1 << 40)),
     "plaintext": (bool, None),
 }

@@ -121,6 +121,13 @@ class Optimizer:
     def step(self, theta: Floats, grad: Floats) -> Floats:
         raise NotImplementedError
 
+    def state(self) -> dict[str, Floats]:
+        """What the optimizer carries from step to step (for a checkpoint)."""
+        return {}
+
+    def load_state(self, state: dict[str, Floats]) -> None:
+        """Continue from ``state()`` of an earlier run."""
+
 
 @dataclass(slots=True)
 class Sgd(Optimizer):
@@ -131,6 +138,12 @@ class Sgd(Optimizer):
         g = self.regularised(theta, grad)
         self.velocity = g if self.velocity is None else self.momentum * self.velocity + g
         return theta - self.learning_rate * self.velocity
+
+    def state(self) -> dict[str, Floats]:
+        return {} if self.velocity is None else {"velocity": self.velocity}
+
+    def load_state(self, state: dict[str, Floats]) -> None:
+        self.velocity = state.get("velocity")
 
 
 @dataclass(slots=True)
@@ -153,6 +166,12 @@ class Adam(Optimizer):
         m_hat = self.m / (1 - self.beta1**self.t)
         v_hat = self.v / (1 - self.beta2**self.t)
         return theta - self.learning_rate * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def state(self) -> dict[str, Floats]:
+        return {"t": np.array([float(self.t)]), "m": self.m, "v": self.v}
+
+    def load_state(self, state: dict[str, Floats]) -> None:
+        self.t, self.m, self.v = int(state["t"][0]), state["m"], state["v"]
 
 
 def make_optimizer(name: str, model: Model, learning_rate: float, l2: float, momentum: float) -> Optimizer:

@@ -17,6 +17,7 @@ then sends z_i to server i-1 (``reshare``), restoring the replicated form.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,21 +136,38 @@ class InputSharer:
     ``keyed=True``: two long-term keys k_0, k_1 are drawn once (``keys``, registered with the
     servers that hold those components) and round r's mask is PRG(k_0, r) + PRG(k_1, r) with
     the round as nonce; the seed components are then ``KEYED``. Rounds must strictly
-    increase from one share to the next, so no mask is ever used twice.
+    increase from one share to the next, so no mask is ever used twice. ``rekey`` draws new
+    keys (round numbers may then start again): a data owner does so whenever it loses the
+    model owner, so a resumed model owner that asks again for a round number gets a mask
+    from fresh streams.
+
+    ``on_use(key, nonce)``, if given, hears of every (key, nonce) whose stream masked a value
+    (for tests that check that none repeats; it must not record the key itself).
     """
 
     def __init__(
-        self, random_bytes: RandomBytes = os.urandom, *, keep_buffers: bool = True, keyed: bool = False
+        self,
+        random_bytes: RandomBytes = os.urandom,
+        *,
+        keep_buffers: bool = True,
+        keyed: bool = False,
+        on_use: Callable[[bytes, bytes], None] | None = None,
     ) -> None:
         self._random_bytes = random_bytes
         self._keep = keep_buffers
+        self._on_use = on_use
         self.keys: tuple[Seed, Seed] | None = None
         if keyed:
-            self.keys = (Seed(new_seed(random_bytes)), Seed(new_seed(random_bytes)))
+            self.rekey()
         self._seeds: tuple[Component, Component] | None = None
         self._mask: RingArray | None = None
         self._round: int | None = None  # the round the prepared mask is for (keyed)
         self._last_round = 0
+
+    def rekey(self) -> None:
+        """Draw new long-term keys; what was prepared under the old ones is dropped."""
+        self.keys = (Seed(new_seed(self._random_bytes)), Seed(new_seed(self._random_bytes)))
+        self._seeds, self._round, self._last_round = None, None, 0
 
     def prepare(self, shape: tuple[int, ...], round_no: int | None = None) -> None:
         """Compute the next mask (keyed: round ``round_no``'s, which must be given)."""
@@ -206,6 +224,14 @@ class InputSharer:
         seeds, self._seeds = self._seeds, None
         if self.keys is not None and round_no is not None:
             self._last_round = round_no
+        if self._on_use is not None:
+            if self.keys is not None and round_no is not None:
+                for k in self.keys:
+                    self._on_use(k.key, round_nonce(round_no))
+            else:
+                for c in seeds:
+                    if isinstance(c, Seed):
+                        self._on_use(c.key, bytes(12))
         if not self._keep:
             self._mask = None
         return seeds

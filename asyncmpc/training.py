@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from asyncmpc.checkpoint import atomic_write
 from asyncmpc.config import Config
 from asyncmpc.data import Dataset, Split, batch_indices, load_split
 from asyncmpc.logreg import Model, Optimizer, clip, loss_and_gradient, make_optimizer
@@ -135,9 +136,20 @@ class ModelOwnerState:
     def save(self, path: Path) -> None:
         """model.npz: weights, intercept, classes, feature scaling (see ``load_sklearn``)."""
         w, b = self.model.split(self.theta)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, weights=w, intercept=b, classes=np.array(self.classes), mean=self.mean, scale=self.scale)
-        tmp.replace(path)
+        arrays = {"weights": w, "intercept": b, "classes": np.array(self.classes), "mean": self.mean}
+        atomic_write(path, lambda fh: np.savez(fh, **arrays, scale=self.scale))  # type: ignore[arg-type]
+
+    def state(self) -> dict[str, Floats]:
+        """Everything training needs to go on (for a checkpoint)."""
+        opt = {f"optimizer.{k}": v for k, v in self.optimizer.state().items()}
+        return {"theta": self.theta, "mean": self.mean, "scale": self.scale, **opt}
+
+    def restore(self, state: dict[str, Floats]) -> None:
+        self.theta, self.mean, self.scale = state["theta"], state["mean"], state["scale"]
+        if self.theta.shape != (self.model.size,):
+            raise ValueError(f"checkpoint has {self.theta.shape} parameters, the model {self.model.size}")
+        prefix = "optimizer."
+        self.optimizer.load_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
 
 
 def load_sklearn(path: str | Path) -> Any:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from asyncmpc.checkpoint import atomic_write
 from asyncmpc.config import Config, Player
 from asyncmpc.data import load_split, owner_data
 from asyncmpc.errors import ConfigError
@@ -52,6 +53,8 @@ class Workload(Protocol):
     def apply(self, total: Floats, contributors: int) -> tuple[float | None, float | None]: ...
     def save(self, path: Path) -> None: ...
     def final(self) -> dict[str, Any]: ...
+    def state(self) -> dict[str, Floats]: ...
+    def restore(self, state: dict[str, Floats]) -> None: ...
 
 
 class LogRegWorkload:
@@ -62,28 +65,34 @@ class LogRegWorkload:
                 f'{config.path}: [players.{name}] csv: the model owner needs a test file when dataset = "csv"'
             )
         model = Model(self.split.n_features, len(self.split.classes))
-        self.state = ModelOwnerState(config, model, self.split.classes)
+        self.model_state = ModelOwnerState(config, model, self.split.classes)
         self.stats_size = stats_size(self.split.n_features)
         self.size = contribution_size(model)
 
     def set_stats(self, total: Floats) -> None:
-        self.state.set_scaling(total)
+        self.model_state.set_scaling(total)
 
     def update(self) -> tuple[Floats, Floats, Floats]:
-        return self.state.theta, self.state.mean, self.state.scale
+        return self.model_state.theta, self.model_state.mean, self.model_state.scale
 
     def apply(self, total: Floats, contributors: int) -> tuple[float | None, float | None]:
-        loss = self.state.apply(total, contributors)
-        return loss, self.state.accuracy(self.split.test)
+        loss = self.model_state.apply(total, contributors)
+        return loss, self.model_state.accuracy(self.split.test)
 
     def save(self, path: Path) -> None:
-        self.state.save(path)
+        self.model_state.save(path)
+
+    def state(self) -> dict[str, Floats]:
+        return self.model_state.state()
+
+    def restore(self, state: dict[str, Floats]) -> None:
+        self.model_state.restore(state)
 
     def final(self) -> dict[str, Any]:
         return {
             "classes": list(self.split.classes),
-            "final_test_accuracy": self.state.accuracy(self.split.test),
-            "sklearn_pooled_accuracy": pooled_baseline(self.split, self.state.mean, self.state.scale),
+            "final_test_accuracy": self.model_state.accuracy(self.split.test),
+            "sklearn_pooled_accuracy": pooled_baseline(self.split, self.model_state.mean, self.model_state.scale),
         }
 
 
@@ -109,9 +118,15 @@ class SyntheticWorkload:
         return None, None
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, theta=self.theta)
-        tmp.replace(path)
+        atomic_write(path, lambda fh: np.savez(fh, theta=self.theta))
+
+    def state(self) -> dict[str, Floats]:
+        return {"theta": self.theta}
+
+    def restore(self, state: dict[str, Floats]) -> None:
+        if state["theta"].shape != (self.size,):
+            raise ValueError(f"checkpoint has {state['theta'].shape} parameters, expected {self.size}")
+        self.theta = state["theta"]
 
     def final(self) -> dict[str, Any]:
         return {"final_test_accuracy": None, "sklearn_pooled_accuracy": None}

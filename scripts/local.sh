@@ -2,9 +2,11 @@
 # Run a whole deployment as processes on this machine: scripts/local.sh [CONFIG] [--out DIR]
 #
 # Sets up .venv if needed, starts every player in CONFIG (default hosts.toml) in the
-# background, shows the model owner's progress, and waits. Exits non-zero if any player fails;
-# on Ctrl-C or any failure it stops every player it started. Logs go to DIR/logs, the model
-# owner's metrics.json and model.npz to DIR (default runs/latest).
+# background, shows the model owner's progress, and supervises: a player that exits is
+# reported (name, status, last lines of its log) and the others go on while the model owner
+# runs. Exits with the model owner's status; on Ctrl-C it stops every player it started.
+# Logs go to DIR/logs, the model owner's metrics.json and model.npz to DIR (default
+# runs/latest). A model owner started again with the same DIR resumes its checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +16,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --out) out=${2:?--out needs a folder}; shift 2 ;;
         --out=*) out=${1#--out=}; shift ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         -*) echo "local.sh: unknown option $1" >&2; exit 2 ;;
         *) config=$1; shift ;;
     esac
@@ -60,28 +62,47 @@ for name in $names; do
     name_of[$!]=$name
 done
 echo "local.sh: started $(echo $names | wc -w) players from $config; logs in $out/logs"
-tail -n +1 -f "$out/logs/$model_owner.log" --pid="${pid_of[$model_owner]}" | grep --line-buffered -E "round [0-9]+/|statistics|final test accuracy|Error|error" &
+tail -n +1 -f "$out/logs/$model_owner.log" --pid="${pid_of[$model_owner]}" | grep --line-buffered -E "round [0-9]+/|statistics|final test accuracy| is down| is back|paused|resum|Error|error" &
 tail_pid=$!
 
+report() {  # name, exit status: one line and the last lines of its log
+    echo "local.sh: $1 exited with status $2; last lines of its log:" >&2
+    tail -n 5 "$out/logs/$1.log" | sed 's/^/    /' >&2
+}
+
+# supervise: a player that exits is reported and the rest go on, as long as the model owner runs
 status=0
-remaining=${#name_of[@]}
-while [ "$remaining" -gt 0 ]; do
+while :; do
     set +e
     wait -n -p done_pid "${!name_of[@]}"
     code=$?
     set -e
     name=${name_of[$done_pid]:-?}
     unset "name_of[$done_pid]"
-    remaining=$((remaining - 1))
-    if [ "$code" -ne 0 ]; then
-        echo "local.sh: $name exited with status $code; last lines of its log:" >&2
-        tail -n 5 "$out/logs/$name.log" >&2
-        status=1
+    if [ "$name" = "$model_owner" ]; then
+        status=$code
+        [ "$code" -ne 0 ] && report "$name" "$code"
         break
     fi
+    if [ "$code" -ne 0 ]; then
+        report "$name" "$code"
+        echo "local.sh: the other players go on" >&2
+    fi
+done
+# the model owner is done; the others finish on its word: give them ten seconds
+for _ in $(seq 50); do
+    for pid in "${!name_of[@]}"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            set +e; wait "$pid"; code=$?; set -e
+            [ "$code" -ne 0 ] && [ "$status" -eq 0 ] && report "${name_of[$pid]}" "$code"
+            unset "name_of[$pid]"
+        fi
+    done
+    [ ${#name_of[@]} -eq 0 ] && break
+    sleep 0.2
 done
 stop_all
 if [ "$status" -eq 0 ]; then
-    echo "local.sh: all players finished; wrote $out/metrics.json and $out/model.npz"
+    echo "local.sh: training finished; wrote $out/metrics.json and $out/model.npz"
 fi
 exit "$status"

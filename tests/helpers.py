@@ -91,17 +91,27 @@ class Players:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        """The newest process of each player."""
+        self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a process; its output is appended to NAME.log (a restarted player's too)."""
+        old = self.procs.get(name)
+        if old is not None and old.poll() is None:
+            raise AssertionError(f"{name} is still running")
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=full_env)
         log.close()
         self.procs[name] = proc
+        self.started.append(proc)
         return proc
 
-    def start_role(self, config: Path, name: str, *extra: str) -> subprocess.Popen[bytes]:
-        return self.start(name, [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", name, *extra])
+    def start_role(
+        self, config: Path, name: str, *extra: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", name, *extra]
+        return self.start(name, argv, env)
 
     def wait(self, name: str, timeout: float) -> int:
         try:
@@ -113,10 +123,11 @@ class Players:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
     def kill_all(self) -> None:
-        for proc in self.procs.values():
+        """Kill every process this test started (stopped ones too), by PID, and reap them."""
+        for proc in self.started:
             if proc.poll() is None:
                 proc.kill()
-        for proc in self.procs.values():
+        for proc in self.started:
             proc.wait()
 
 

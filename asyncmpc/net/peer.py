@@ -6,8 +6,10 @@ are views of that buffer. Small frames go through a 64 KiB staging buffer. Reads
 the length prefix is checked against the maximum frame size before any of the body is taken,
 the node's ``BodyBudget`` caps how many bytes of large bodies are buffered at once, until the
 role takes them up (a connection whose next body does not fit waits with its reading paused,
-so the data waits in the kernel, not in this process), and a peer with more than
-``MAX_QUEUED`` messages not yet taken up is refused as flooding.
+so the data waits in the kernel, not in this process), a peer with more than
+``MAX_QUEUED`` messages not yet taken up is refused as flooding, and a frame that has begun
+must arrive whole within ``frame_timeout`` (a peer that sends half a frame, or trickles it,
+is dropped).
 
 Writes: array bodies are handed to the transport without a copy, and ``send`` waits for the
 transport's buffer to drain below its high-water mark. The transport may still hold a
@@ -76,9 +78,12 @@ class BodyBudget:
 class FrameProtocol(asyncio.BufferedProtocol):
     """Splits the byte stream into frame bodies; hands them to ``Connection.read``."""
 
-    def __init__(self, max_frame: int, budget: BodyBudget) -> None:
+    def __init__(self, max_frame: int, budget: BodyBudget, *, frame_timeout: float | None = None) -> None:
         self.max_frame = max_frame
         self.budget = budget
+        self.frame_timeout = frame_timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._completed = 0  # frames delivered so far: the frame deadline checks for progress
         self.transport: asyncio.Transport | None = None
         self._stage = bytearray(_STAGE)
         self._stage_len = 0
@@ -114,9 +119,27 @@ class FrameProtocol(asyncio.BufferedProtocol):
             if self._body_filled == len(self._body):
                 body, self._body = self._body, None
                 self._deliver(body)
+            self._watch()
             return
         self._stage_len += nbytes
         self._parse_stage()
+        self._watch()
+
+    def _watch(self) -> None:
+        """Arm the frame deadline if a frame is under way and no deadline is set."""
+        if self.frame_timeout is None or self._timer is not None or not self._mid_frame() or self._failed:
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.frame_timeout, self._frame_expired, self._completed)
+
+    def _frame_expired(self, completed: int) -> None:
+        self._timer = None
+        if self.closed or self._failed or not self._mid_frame():
+            return
+        if self._completed == completed and not self._paused_for:
+            self._fail(DecodeError(f"a frame did not arrive whole within {self.frame_timeout:g}s"))
+            return
+        self._watch()  # frames completed meanwhile (or we paused it): a new deadline for this one
 
     def _parse_stage(self) -> None:
         view = memoryview(self._stage)
@@ -167,6 +190,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._resume("budget")
 
     def _deliver(self, body: memoryview | bytes) -> None:
+        self._completed += 1
         if len(self._frames) >= MAX_QUEUED:
             self._fail(RemoteProtocolError(f"sent more than {MAX_QUEUED} messages that were not taken up yet"))
             return
@@ -209,6 +233,9 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         self.budget.forget(self._budget_granted)
@@ -278,11 +305,10 @@ class FrameProtocol(asyncio.BufferedProtocol):
 class Connection:
     """A connection whose frames are messages. ``name`` is the peer's player name once known."""
 
-    def __init__(self, protocol: FrameProtocol, *, body_timeout: float, name: str = "?") -> None:
+    def __init__(self, protocol: FrameProtocol, *, name: str = "?") -> None:
         assert protocol.transport is not None
         self.protocol = protocol
         self.transport: asyncio.Transport = protocol.transport
-        self.body_timeout = body_timeout
         self.name = name
         self.bytes_sent = 0
         self.counted = False
@@ -352,12 +378,17 @@ class Connection:
         return msg, held
 
     async def close(self) -> None:
+        """Close, letting what is buffered go out for a second; then abort (a stopped peer
+        that reads nothing must not keep the socket open)."""
         if self._closed:
             return
         self._closed = True
         self.protocol.release()
         self.transport.close()
-        await self.protocol.wait_closed(5.0)
+        await self.protocol.wait_closed(1.0)
+        if not self.protocol.closed:
+            self.transport.abort()
+            await self.protocol.wait_closed(1.0)
 
     @property
     def closed(self) -> bool:

@@ -2,6 +2,17 @@
 
 Who dials whom follows DESIGN.md: data owners only dial out (to the model owner and the three
 servers); the model owner dials the servers; between servers the higher index dials the lower.
+``maintain`` keeps those connections: it dials in the background and dials again, with
+back-off, whenever a connection closes, so a restarted peer is reached again without anyone
+waiting for it. A listener takes a second authenticated connection from a player it is
+connected to as that player's restart: the old connection is closed (and reported closed)
+before the new one is used.
+
+Bounds: an accepted connection must finish TLS and ``Hello`` within ``handshake_timeout``, and
+at most ``max_handshakes`` may be in their handshake at once (more are closed on arrival), so
+idle or slow strangers neither stall a listener nor use up its memory or file descriptors. A
+frame, once begun, must arrive whole within ``round_timeout``. TCP keep-alive finds a peer
+whose machine vanished.
 Every connection starts with a ``Hello`` from each side naming its player; the listener checks
 the name against hosts.toml and against who may dial it, the dialler checks that the listener
 is the player it dialled. TLS plugs in through ``TlsContexts`` (server and client contexts, and
@@ -14,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,6 +47,11 @@ larger than this is still read, alone."""
 
 Event = tuple[str, Message | None]
 """(player, message) from the inbox; message None means that player's connection closed."""
+Greeting = Callable[[str], list[Message]]
+"""Messages to send a newly connected player before anything else (given its name)."""
+
+REDIAL_MAX_DELAY = 2.0
+"""The longest pause between attempts to reach a player that is down."""
 
 
 def may_dial(config: Config, dialer: Player, listener: Player) -> bool:
@@ -58,8 +75,11 @@ def dial_targets(config: Config, me: Player) -> list[Player]:
 class Node:
     """One player's endpoint. Use as ``async with Node(...) as node``."""
 
-    def __init__(self, config: Config, name: str, *, tls: TlsContexts | None = None) -> None:
+    def __init__(
+        self, config: Config, name: str, *, tls: TlsContexts | None = None, greet: Greeting | None = None
+    ) -> None:
         self.config = config
+        self._greet = greet
         self.me = config.player(name)
         self.name = name
         if tls is None and not config.protocol.plaintext:
@@ -73,6 +93,8 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._peer_changed = asyncio.Condition()
         self._budget = BodyBudget(LARGE_BODY_BYTES)
+        self._handshaking = 0
+        self._closing = False
         self.bytes_sent = 0
         self.bytes_received = 0
         self.log = logging.LoggerAdapter(log, {"player": name})
@@ -105,6 +127,7 @@ class Node:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        self._closing = True
         if self._server is not None:
             self._server.close()
         for conn in list(self.peers.values()):
@@ -129,28 +152,18 @@ class Node:
                 tg.create_task(self._dial(p, limit))
 
     async def _dial(self, peer: Player, timeout: float) -> None:
-        if peer.port is None:
-            raise ConfigError(f"{self.config.path}: [players.{peer.name}] has no port to dial")
+        """Reach ``peer`` within ``timeout``, retrying with back-off; PeerLost if it cannot be."""
         delay = 0.02
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        last_error = ""
         while True:
             try:
-                async with asyncio.timeout(max(0.01, deadline - loop.time())):
-                    _, protocol = await loop.create_connection(
-                        self._new_protocol,
-                        peer.host,
-                        peer.port,
-                        ssl=self.tls.client if self.tls else None,
-                        server_hostname=peer.name if self.tls else None,
-                        ssl_handshake_timeout=max(1.0, deadline - loop.time()) if self.tls else None,
-                    )
-                break
+                await self._dial_once(peer, max(0.01, deadline - loop.time()))
+                return
             except ssl.SSLError as exc:
                 # a certificate problem will not fix itself by retrying
                 raise PeerLost(f"{self.name}: TLS with {peer.name} at {peer.host}:{peer.port} failed: {exc}") from exc
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, PeerLost, RemoteProtocolError) as exc:
                 last_error = str(exc) or type(exc).__name__
             if loop.time() + delay >= deadline:
                 raise PeerLost(
@@ -159,6 +172,22 @@ class Node:
                 )
             await asyncio.sleep(delay)  # back-off between attempts to reach a peer that is starting
             delay = min(delay * 2, 1.0)
+
+    async def _dial_once(self, peer: Player, timeout: float) -> None:
+        """One attempt to connect to ``peer`` and shake hands, within ``timeout``."""
+        if peer.port is None:
+            raise ConfigError(f"{self.config.path}: [players.{peer.name}] has no port to dial")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with asyncio.timeout(timeout):
+            _, protocol = await loop.create_connection(
+                self._new_protocol,
+                peer.host,
+                peer.port,
+                ssl=self.tls.client if self.tls else None,
+                server_hostname=peer.name if self.tls else None,
+                ssl_handshake_timeout=max(0.01, deadline - loop.time()) if self.tls else None,
+            )
         conn = self._connection(protocol, peer.name)
         try:
             await conn.send(Hello(session=self.config.session, player=self.name))
@@ -174,30 +203,86 @@ class Node:
             raise
         await self._register(conn)
 
+    def maintain(self, names: list[str] | None = None) -> None:
+        """Stay connected to ``names`` (default: every player this role dials): dial each in the
+        background, and again, with back-off, whenever its connection closes."""
+        targets = [self.config.player(n) for n in names] if names is not None else dial_targets(self.config, self.me)
+        for peer in targets:
+            self._spawn(self._keep(peer), f"keep:{peer.name}")
+
+    async def _keep(self, peer: Player) -> None:
+        delay = 0.05
+        attempt = self.config.protocol.handshake_timeout
+        down_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            if peer.name in self.peers:
+                delay = 0.05
+                async with self._peer_changed:
+                    await self._peer_changed.wait_for(lambda: peer.name not in self.peers or self._closing)
+                continue
+            try:
+                await self._dial_once(peer, attempt)
+                down_since = None
+                continue
+            except (OSError, TimeoutError, PeerLost, RemoteProtocolError) as exc:  # ssl.SSLError is an OSError
+                if down_since is None:
+                    down_since = loop.time()
+                    self.log.info("cannot reach %s at %s:%s yet (%s); retrying", peer.name, peer.host, peer.port, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, REDIAL_MAX_DELAY)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _new_protocol(self) -> FrameProtocol:
-        return FrameProtocol(self.config.protocol.max_frame_bytes, self._budget)
+        p = self.config.protocol
+        return FrameProtocol(p.max_frame_bytes, self._budget, frame_timeout=p.round_timeout)
 
     def _accepted_protocol(self) -> FrameProtocol:
         protocol = self._new_protocol()
-        loop = asyncio.get_running_loop()
 
         def made(transport: asyncio.BaseTransport) -> None:
             FrameProtocol.connection_made(protocol, transport)
+            if self._handshaking >= self.config.protocol.max_handshakes or self._closing:
+                transport.close()  # too many strangers at once: no task, no buffer, no descriptor kept
+                return
             if self.tls is not None:
                 transport.pause_reading()  # type: ignore[attr-defined]  # the TLS layer reads first
-            task = loop.create_task(self._on_accept(protocol), name="accept")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._handshaking += 1
+            self._spawn(self._on_accept(protocol), "accept")
 
         protocol.connection_made = made  # type: ignore[method-assign]
         return protocol
 
     async def _on_accept(self, protocol: FrameProtocol) -> None:
-        if self.tls is not None and not await self._start_tls(protocol):
+        try:
+            async with asyncio.timeout(self.config.protocol.handshake_timeout):
+                conn = await self._accept_handshake(protocol)
+        except TimeoutError:
+            self.log.info("closed a connection that did not finish its handshake within %gs", self._hs_timeout)
+            assert protocol.transport is not None
+            protocol.transport.close()
             return
+        finally:
+            self._handshaking -= 1
+        if conn is not None:
+            await self._register(conn)
+
+    @property
+    def _hs_timeout(self) -> float:
+        return self.config.protocol.handshake_timeout
+
+    async def _accept_handshake(self, protocol: FrameProtocol) -> Connection | None:
+        """TLS and ``Hello`` on an accepted connection: the connection, or None if refused."""
+        if self.tls is not None and not await self._start_tls(protocol):
+            return None
         conn = self._connection(protocol, "?")
         try:
-            hello = await conn.read(timeout=self.config.protocol.connect_timeout)
+            hello = await conn.read()
             if not isinstance(hello, Hello):
                 raise RemoteProtocolError(f"first message must be 'hello', got {hello.KIND!r}")
             if hello.player not in self.config.players:
@@ -205,8 +290,6 @@ class Node:
             dialer = self.config.players[hello.player]
             if not may_dial(self.config, dialer, self.me):
                 raise RemoteProtocolError(f"a {dialer.role} may not connect to a {self.me.role}", peer=hello.player)
-            if hello.player in self.peers:
-                raise RemoteProtocolError("already connected", peer=hello.player)
             conn.name = hello.player
             self._check_hello(hello, conn)
             await conn.send(Hello(session=self.config.session, player=self.name))
@@ -215,8 +298,8 @@ class Node:
             with contextlib.suppress(PeerLost):
                 await conn.send(Reject(session=self.config.session, reason=str(exc)))
             await conn.close()
-            return
-        await self._register(conn)
+            return None
+        return conn
 
     async def _start_tls(self, protocol: FrameProtocol) -> bool:
         """The server side of the TLS handshake; a refused peer is logged with the reason."""
@@ -230,7 +313,7 @@ class Node:
                 protocol,
                 self.tls.server,
                 server_side=True,
-                ssl_handshake_timeout=self.config.protocol.connect_timeout,
+                ssl_handshake_timeout=self._hs_timeout,
             )
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             reason = str(exc) or repr(exc)
@@ -256,16 +339,43 @@ class Node:
             self.tls.verify_peer(conn.extra("peercert"), hello.player)
 
     def _connection(self, protocol: FrameProtocol, name: str) -> Connection:
-        return Connection(protocol, body_timeout=self.config.protocol.round_timeout, name=name)
+        _keepalive(protocol.transport)
+        return Connection(protocol, name=name)
 
     async def _register(self, conn: Connection) -> None:
+        """Greet a connection whose handshake passed and start reading it. A player that was
+        connected already has restarted: its old connection is closed and reported first."""
+        old = self.peers.pop(conn.name, None)
+        if old is not None:
+            self.log.info("%s connected again; closing its old connection", conn.name)
+            await old.close()
+            self._count(old)
+            await self.inbox.put((conn.name, None, 0))
+        try:
+            for msg in self._greet(conn.name) if self._greet else []:
+                await conn.send(msg)
+        except PeerLost as exc:
+            self.log.info("lost %s while greeting it: %s", conn.name, exc)
+            await conn.close()
+            return
+        if self._closing:
+            await conn.close()
+            return
         self.peers[conn.name] = conn
         self.log.info("connected to %s", conn.name)
-        task = asyncio.create_task(self._read_loop(conn), name=f"read:{conn.name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._read_loop(conn), f"read:{conn.name}")
         async with self._peer_changed:
             self._peer_changed.notify_all()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait until ``predicate()`` holds, checked whenever a connection opens or closes;
+        False if ``timeout`` seconds pass first."""
+        try:
+            async with asyncio.timeout(timeout), self._peer_changed:
+                await self._peer_changed.wait_for(predicate)
+        except TimeoutError:
+            return False
+        return True
 
     async def wait_for_peers(self, names: list[str], timeout: float | None = None) -> None:
         """Wait until every player in ``names`` is connected (dialled or accepted)."""
@@ -326,8 +436,9 @@ class Node:
         conn = self.peers.pop(player, None)
         if conn is None:
             return
-        with contextlib.suppress(PeerLost):
-            await conn.send(Reject(session=self.config.session, reason=str(error)))
+        with contextlib.suppress(PeerLost, TimeoutError):
+            async with asyncio.timeout(1.0):  # a peer that reads nothing does not get to wait us out
+                await conn.send(Reject(session=self.config.session, reason=str(error)))
         await conn.close()
         self._count(conn)
         await self.inbox.put((player, None, 0))
@@ -346,6 +457,19 @@ class Node:
             self.bytes_sent + sum(c.bytes_sent for c in open_),
             self.bytes_received + sum(c.bytes_received for c in open_),
         )
+
+
+def _keepalive(transport: Any) -> None:
+    """TCP keep-alive probes after 10 s of silence, every 5 s, three times: a connection to a
+    machine that vanished (no FIN, no RST) is found dead within about 25 s."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
 
 def run(main: Callable[[], Awaitable[Any]], *, uvloop_ok: bool = True) -> Any:

@@ -5,8 +5,10 @@
 collects their ``Holding`` reports, fixes the contributor set S (owners held by every server
 that reported), asks for the sum over S, and reconstructs it from the servers' ``ResultShare``s
 after cross-checking the twice-held components. The runtime calls ``expire`` when a deadline
-passes: the first time, servers that have not reported are told ``CloseInputs``; the second
-time, the round goes on with the servers that answered, if two did.
+passes (the first time, servers that have not reported are told ``CloseInputs``; the second
+time, the round goes on with the servers that answered, if two did) and ``lose`` when a
+server drops out; two servers hold every component, so two are enough for the sum, without
+the cross-check.
 """
 
 from __future__ import annotations
@@ -91,10 +93,21 @@ class RoundResult:
     cross_checked: bool
     """True when all three servers answered and their twice-held components agreed."""
     reason: str = ""
+    servers: tuple[str, ...] = ()
+    """The servers whose result shares make up ``total``."""
 
 
 class AggregationRound:
-    """The model owner's state machine for round ``round_no``."""
+    """The model owner's state machine for round ``round_no``, on the servers in ``servers``
+    (default: all three; two when one is down).
+
+    The normal flow: ``open`` -> every server answers at once with an early ``ResultShare``
+    (or ``Holding`` when owners are missing) -> ``Aggregate`` if needed -> ``ResultShare`` ->
+    ``result``. Exceptional flows enter at one point each: ``withdraw`` (an owner is gone),
+    ``expire`` (a deadline passed), ``lose`` (a server's connection closed, it stayed silent
+    past its deadline, or it refused): the round goes on with the servers left, asking them
+    for both components in full, and yields nothing only when fewer than two remain.
+    """
 
     def __init__(
         self,
@@ -103,6 +116,7 @@ class AggregationRound:
         owners: tuple[str, ...],
         shape: tuple[int, ...],
         random_bytes: RandomBytes = os.urandom,
+        servers: tuple[str, ...] | None = None,
     ) -> None:
         if round_no < 1:
             raise ValueError("rounds are numbered from 1")
@@ -114,38 +128,63 @@ class AggregationRound:
         self._invited = frozenset(owners)
         self.shape = tuple(shape)
         self.servers = tuple(p.name for p in config.servers)
+        """Every server of the deployment, in index order."""
+        self.live = tuple(s for s in self.servers if servers is None or s in servers)
+        """The servers the round still counts on."""
+        if len(self.live) < 2:
+            raise ValueError(f"a round needs two servers, got {self.live}")
         self._holding: dict[str, frozenset[str]] = {}
         self._results: dict[str, m.ResultShare] = {}
         self._keys: dict[str, bytes] = {}
         self._open_keys: dict[str, bytes] = {}
         self._early: dict[str, m.ResultShare] = {}
-        self._full = False
+        self._full = len(self.live) < 3
         self._random_bytes = random_bytes
         self._asked: tuple[str, ...] = ()
         self.contributors: tuple[str, ...] = ()
-        self._expired = 0
+        self._closed_inputs = False
         self.result: RoundResult | None = None
         self._checked: dict[int, bool] = {}
         """Component j -> whether server j's vector matched server j-1's tag (checked as soon as
         both arrived, so the last result costs one check and one addition, not three)."""
         self._total: RingArray | None = None
         self._summed: set[str] = set()
+        self._stale: dict[str, int] = {}
+        """Server -> answers still due to asks that a later ask replaced (ignored when they come)."""
+        self.phase = 0
+        """How often the round asked for its sum (each ``Aggregate`` starts a new phase)."""
 
     @property
     def done(self) -> bool:
         return self.result is not None
 
+    @property
+    def waiting_on(self) -> tuple[str, ...]:
+        """Live servers whose answer the current phase still waits for."""
+        if self._asked:
+            return tuple(s for s in self._asked if s not in self._results)
+        return tuple(s for s in self.live if s not in self._holding)
+
+    @property
+    def answered(self) -> int:
+        """How many servers answered in the current phase."""
+        return len(self._results) if self._asked else len(self._holding)
+
+    # ------------------------------------------------------------ the normal flow
+
     def open(self) -> list[Send]:
-        """``OpenRound`` for each server, each with its own one-time MAC key for an early result."""
+        """``OpenRound`` for each live server: with three, each with its own one-time MAC key
+        for an early result; with two, asking for early results in full."""
         out = []
-        for s in self.servers:
-            self._open_keys[s] = self._random_bytes(MAC_KEY_BYTES)
+        for s in self.live:
+            self._open_keys[s] = b"" if self._full else self._random_bytes(MAC_KEY_BYTES)
             msg = m.OpenRound(
                 session=self.config.session,
                 round_no=self.round_no,
                 owners=self.owners,
                 shape=self.shape,
                 mac_key=self._open_keys[s],
+                full=self._full,
             )
             out.append(Send(s, msg))
         return out
@@ -155,41 +194,15 @@ class AggregationRound:
         check_sender(sender, self.config.player(sender).role, msg, self.config.session)
         if msg.round_no != self.round_no:
             raise RemoteProtocolError(f"{msg.KIND!r} for round {msg.round_no}, expected {self.round_no}", peer=sender)
-        if self.done:
+        if self.done or sender not in self.live:
             return []
         if isinstance(msg, m.Holding):
             return self._on_holding(sender, msg)
         if isinstance(msg, m.ResultShare):
             return self._on_result(sender, msg)
         if isinstance(msg, m.Reject):
-            return self._fail(f"{sender} refused: {msg.reason}")
+            return self.lose(sender, f"{sender} refused: {msg.reason}")
         raise RemoteProtocolError(f"unexpected {msg.KIND!r} during a round", peer=sender)
-
-    def withdraw(self, owner: str) -> list[Send]:
-        """``owner`` declined the round or its connection closed: servers stop waiting for it
-        (before inputs close). A server that already holds its share keeps it; the round sums
-        it if every server does, and leaves it out otherwise."""
-        if self.done or self._asked or owner not in self.owners:
-            return []
-        self.owners = tuple(o for o in self.owners if o != owner)
-        msg = m.Withdraw(session=self.config.session, round_no=self.round_no, owners=(owner,))
-        return [Send(s, msg) for s in self.servers if s not in self._holding]
-
-    def expire(self) -> list[Send]:
-        """A deadline passed: close inputs first, then go on with the servers that answered."""
-        if self.done:
-            return []
-        self._expired += 1
-        if not self._asked:
-            silent = [s for s in self.servers if s not in self._holding]
-            if self._expired == 1:
-                return [Send(s, m.CloseInputs(session=self.config.session, round_no=self.round_no)) for s in silent]
-            if len(self._holding) >= 2:
-                return self._decide()
-            return self._fail(f"only {len(self._holding)} server(s) reported their inputs")
-        if len(self._results) >= 2:
-            return self._finish()
-        return self._fail(f"only {len(self._results)} server(s) returned result shares")
 
     def _on_holding(self, sender: str, msg: m.Holding) -> list[Send]:
         if self._asked or sender in self._holding:
@@ -198,23 +211,50 @@ class AggregationRound:
         if unknown:
             raise RemoteProtocolError(f"reports owners outside round {self.round_no}: {sorted(unknown)}", peer=sender)
         self._holding[sender] = frozenset(msg.owners)
-        if len(self._holding) == len(self.servers):
-            return self._decide()
-        return []
+        return self._decide() if not self.waiting_on else []
+
+    def _on_early_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
+        """A server had every owner's share and answered at once (under its OpenRound key)."""
+        if sender in self._holding or not set(self.owners) <= set(msg.contributors) <= self._invited:
+            raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
+        self._check_result(sender, msg, full=self._full)
+        self._holding[sender] = frozenset(msg.contributors)
+        self._early[sender] = msg
+        if not self._full:
+            self._absorb(self._early, self._open_keys)
+        agree = len({frozenset(r.contributors) for r in self._early.values()}) == 1
+        usable = self._full or len(self.live) == 3  # tags need all three; a lost server needs full answers
+        if len(self._early) == len(self.live) and agree and usable:  # the common case: no Aggregate
+            self.contributors = tuple(o for o in self._order if o in msg.contributors)
+            self._asked = self.live
+            self._keys = dict(self._open_keys)
+            self._results = dict(self._early)
+            return self._finish()
+        return self._decide() if not self.waiting_on else []  # someone holds fewer: ask again
 
     def _decide(self) -> list[Send]:
+        """Fix the contributor set (owners every answering server holds) and ask for its sum:
+        tagged from three servers, in full from two."""
         self._checked, self._total, self._summed = {}, None, set()  # early results do not count
+        for s in self._asked:  # an answer to the last ask may still come: it is not for this one
+            if s not in self._results:
+                self._stale[s] = self._stale.get(s, 0) + 1
+        self._results = {}
+        self.phase += 1
         held = self._invited  # an owner withdrawn after its share arrived everywhere still counts
-        for owners in self._holding.values():
-            held &= owners
+        asked = tuple(s for s in self.live if s in self._holding)
+        for s in asked:
+            held &= self._holding[s]
         self.contributors = tuple(o for o in self._order if o in held)
         minimum = max(2, self.config.protocol.min_owners)
         if len(self.contributors) < minimum:
             return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {minimum}")
-        self._asked = tuple(s for s in self.servers if s in self._holding)
-        self._full = len(self._asked) < len(self.servers)
+        if len(asked) < 2:
+            return self._fail(f"only {len(asked)} server(s) reported their inputs")
+        self._asked = asked
+        self._full = len(asked) < 3
         out = []
-        for s in self._asked:
+        for s in asked:
             self._keys[s] = b"" if self._full else self._random_bytes(MAC_KEY_BYTES)
             msg = m.Aggregate(
                 session=self.config.session,
@@ -226,28 +266,12 @@ class AggregationRound:
             out.append(Send(s, msg))
         return out
 
-    def _on_early_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
-        """A server had every owner's share and answered at once (under its OpenRound key)."""
-        if sender in self._holding or not set(self.owners) <= set(msg.contributors) <= self._invited:
-            raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
-        self._check_result(sender, msg, full=False)
-        self._holding[sender] = frozenset(msg.contributors)
-        self._early[sender] = msg
-        self._absorb(self._early, self._open_keys)
-        agree = len({frozenset(r.contributors) for r in self._early.values()}) == 1
-        if len(self._early) == len(self.servers) and agree:  # the common case: no Aggregate needed
-            self.contributors = tuple(o for o in self._order if o in msg.contributors)
-            self._asked = self.servers
-            self._keys = dict(self._open_keys)
-            self._results = dict(self._early)
-            return self._finish()
-        if len(self._holding) == len(self.servers):
-            return self._decide()  # someone holds fewer owners: ask everyone again, with fresh keys
-        return []
-
     def _on_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
         if not self._asked:
             return self._on_early_result(sender, msg)
+        if self._stale.get(sender):
+            self._stale[sender] -= 1
+            return []
         if sender not in self._asked or sender in self._results:
             raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
         if tuple(msg.contributors) != self.contributors:
@@ -271,19 +295,20 @@ class AggregationRound:
             )
 
     def _finish(self) -> list[Send]:
+        servers = tuple(self._results)
         if self._full:
             shares = [RShare(self.servers.index(s), r.a, r.b) for s, r in self._results.items() if r.b is not None]
-            self.result = RoundResult(self.round_no, reconstruct(shares), self.contributors, False)
+            self.result = RoundResult(self.round_no, reconstruct(shares), self.contributors, False, servers=servers)
             return []
         self._absorb(self._results, self._keys)
         bad = sorted(j for j, ok in self._checked.items() if not ok)
         if bad:
             names = ", ".join(self.servers[i] for i in suspects(bad))
             reason = f"result shares disagree; suspect server(s) {names}"
-            self.result = RoundResult(self.round_no, None, self.contributors, False, reason)
+            self.result = RoundResult(self.round_no, None, self.contributors, False, reason, servers)
             raise CrossCheckError(f"round {self.round_no}: {reason}", suspects=suspects(bad))
         assert self._total is not None and len(self._checked) == len(self._summed) == 3
-        self.result = RoundResult(self.round_no, self._total, self.contributors, True)
+        self.result = RoundResult(self.round_no, self._total, self.contributors, True, servers=servers)
         return []
 
     def _absorb(self, results: dict[str, m.ResultShare], keys: dict[str, bytes]) -> None:
@@ -300,6 +325,50 @@ class AggregationRound:
                     self._total = r.a.copy()
                 else:
                     np.add(self._total, r.a, out=self._total)
+
+    # ------------------------------------------------------------ exceptional flows
+
+    def withdraw(self, owner: str) -> list[Send]:
+        """``owner`` declined the round or its connection closed: servers stop waiting for it
+        (before inputs close). A server that already holds its share keeps it; the round sums
+        it if every server does, and leaves it out otherwise."""
+        if self.done or self._asked or owner not in self.owners:
+            return []
+        self.owners = tuple(o for o in self.owners if o != owner)
+        msg = m.Withdraw(session=self.config.session, round_no=self.round_no, owners=(owner,))
+        return [Send(s, msg) for s in self.live if s not in self._holding]
+
+    def lose(self, server: str, reason: str = "") -> list[Send]:
+        """``server`` is out of this round (its connection closed, it stayed silent past its
+        deadline, or it refused): go on with the others, in full, if two remain."""
+        if self.done or server not in self.live:
+            return []
+        self.live = tuple(s for s in self.live if s != server)
+        self._holding.pop(server, None)
+        self._early.pop(server, None)
+        why = reason or f"{server} was lost"
+        if len(self.live) < 2:
+            return self._fail(f"{why}; fewer than two servers left")
+        if self._asked and server not in self._asked:
+            return []
+        if self.waiting_on and not self._asked:
+            return []  # the others have not all reported yet; _on_holding decides
+        return self._decide()  # in full from the two left (their early or tagged answers cannot be used)
+
+    def expire(self) -> list[Send]:
+        """A deadline passed: close inputs first, then go on with the servers that answered."""
+        if self.done:
+            return []
+        if not self._asked and not self._closed_inputs:
+            self._closed_inputs = True
+            msg = m.CloseInputs(session=self.config.session, round_no=self.round_no)
+            return [Send(s, msg) for s in self.waiting_on]
+        out: list[Send] = []
+        for s in self.waiting_on:
+            out += self.lose(s, f"{s} did not answer in time")
+            if self.done:
+                break
+        return out
 
     def _fail(self, reason: str) -> list[Send]:
         self.result = RoundResult(self.round_no, None, self.contributors, False, reason)

@@ -10,6 +10,16 @@ case costs no ``Aggregate`` round trip); the state stays until the next round, s
 ``Aggregate`` over fewer owners can still follow. Input shares that arrive before their round
 is opened wait (bounded), since the model owner and the data owners race to reach the server.
 
+Epochs and restarts: a server's rounds belong to its connection with the model owner. When that
+connection closes (the model owner crashed or restarted, or the network failed), the server
+forgets every round, so a resumed model owner may open round numbers again; data owners draw
+fresh stream keys whenever they lose the model owner (``ShareKeys`` then replaces the old
+ones), so a round number opened again is masked by new streams. Input shares for a round
+that is not open and not ahead are stale (from before a restart) and are ignored; shares
+ahead of the newest round wait, for at most ``MAX_EARLY_ROUNDS`` round numbers. A round stays
+until the next one opens, so the model owner may ask for its sum again (in full, from two
+servers, when the third was lost).
+
 Keyed owners: a data owner that registered long-term keys (``ShareKeys``) sends its seed
 components as ``KEYED``: round r's component is the stream of the key at nonce r. The server
 knows these streams before the shares arrive, so it expands them when it has nothing to read:
@@ -47,7 +57,8 @@ MAX_ELEMENTS = 1 << 31
 """The largest vector a round may aggregate (16 GiB per component)."""
 
 MAX_EARLY_ROUNDS = 2
-"""Input shares may arrive at most this many rounds ahead of the newest opened round."""
+"""Input shares for at most this many round numbers ahead of the newest opened round wait
+for their round to open; the lowest are dropped when more arrive."""
 
 _ZERO_NONCE = bytes(NONCE_BYTES)  # the nonce of explicit seeds
 Stream = tuple[bytes, bytes]
@@ -83,8 +94,10 @@ class _Round:
     """Owners whose streams are in the sums already."""
     reported: bool = False
     sent: bool = False
-    """The running sums went out in an early ``ResultShare``."""
+    """The running sums went out in a ``ResultShare`` (they may still sit in a send buffer)."""
     mac_key: bytes = b""
+    full: bool = False
+    """Opened for two servers: the early result carries both components in full."""
 
 
 @dataclass(slots=True)
@@ -115,12 +128,13 @@ class ServerProtocol:
 
     # ------------------------------------------------------------ start-up
 
-    def start(self) -> list[Send]:
-        """Messages to send once connected: our PRF key to the previous server."""
-        if self._own_key is None:
-            return []
+    def greet(self, peer: str) -> list[m.Message]:
+        """Messages for a newly connected ``peer`` before anything else: our PRF key, if it is
+        the previous server (sent again whenever that server reconnects)."""
         prev = self.config.servers[(self.index - 1) % 3].name
-        return [Send(prev, m.PrfKey(session=self.config.session, key=self._own_key))]
+        if self._own_key is None or peer != prev:
+            return []
+        return [m.PrfKey(session=self.config.session, key=self._own_key)]
 
     # ------------------------------------------------------------ messages
 
@@ -133,8 +147,8 @@ class ServerProtocol:
         if isinstance(msg, m.InputShare):
             return self._input(sender, msg)
         if isinstance(msg, m.CloseInputs):
-            rnd = self._round(sender, msg)
-            return [self._holding(msg.round_no, rnd)]
+            rnd = self._round(msg)
+            return [self._holding(msg.round_no, rnd)] if rnd is not None else [self._unknown(msg)]
         if isinstance(msg, m.Aggregate):
             return self._aggregate(sender, msg)
         if isinstance(msg, m.Withdraw):
@@ -165,13 +179,17 @@ class ServerProtocol:
             self._guess = guess
 
     def forget(self, player: str) -> None:
-        """``player``'s connection closed: a data owner that comes back registers new keys
-        (shares it already announced are corrected when its next share arrives)."""
+        """``player``'s connection closed. A data owner that comes back registers its keys
+        again; losing the model owner ends the epoch: every round is forgotten."""
+        if player == self.model_owner:
+            self._rounds.clear()
+            self._early.clear()
+            self._guess = None
+            self._newest = 0
+            return
         self._keys.pop(player, None)
 
     def _share_keys(self, sender: str, msg: m.ShareKeys) -> list[Send]:
-        if sender in self._keys:
-            raise RemoteProtocolError("second ShareKeys: keys are registered once per connection", peer=sender)
         for name, key in (("a", msg.a), ("b", msg.b)):
             if len(key) not in (0, SEED_BYTES):
                 raise RemoteProtocolError(
@@ -179,8 +197,23 @@ class ServerProtocol:
                 )
         if not msg.a and not msg.b:
             raise RemoteProtocolError("ShareKeys registers no key", peer=sender)
+        if self._keys.get(sender, (msg.a, msg.b)) != (msg.a, msg.b):
+            self._rekey(sender)
         self._keys[sender] = (msg.a, msg.b)
+        for round_no, rnd in self._rounds.items():  # open rounds that still expect it: new streams
+            if sender in rnd.owners and sender not in rnd.held:
+                rnd.streams[sender] = self._keyed(sender, round_no)
         return []
+
+    def _rekey(self, owner: str) -> None:
+        """``owner`` replaced its keys: nothing expanded or waiting under the old ones stays,
+        except shares already taken into a round (they carry their own streams)."""
+        self._guess = None
+        for waiting in self._early.values():
+            waiting.pop(owner, None)
+        for rnd in self._rounds.values():
+            if owner not in rnd.held:
+                self._drop_streams(rnd, owner)
 
     def _keyed(self, owner: str, round_no: int) -> Streams:
         key_a, key_b = self._keys[owner]
@@ -206,8 +239,7 @@ class ServerProtocol:
         shape = tuple(msg.shape)
         if msg.mac_key and len(msg.mac_key) != MAC_KEY_BYTES:
             raise RemoteProtocolError(f"round {msg.round_no} opened with a MAC key that is not {MAC_KEY_BYTES} bytes")
-        rnd = _Round(frozenset(msg.owners), shape)
-        rnd.mac_key = msg.mac_key
+        rnd = _Round(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full)
         guess, self._guess = self._guess, None
         if guess is not None and guess.round_no == msg.round_no and guess.shape == shape:
             rnd.sums, rnd.streams, rnd.in_sums = guess.sums, guess.streams, set(guess.streams)
@@ -228,15 +260,17 @@ class ServerProtocol:
 
     def _input(self, sender: str, msg: m.InputShare) -> list[Send]:
         rnd = self._rounds.get(msg.round_no)
-        if rnd is None:
-            if self._newest < msg.round_no <= self._newest + MAX_EARLY_ROUNDS:
-                waiting = self._early.setdefault(msg.round_no, {})
-                if sender in waiting:
-                    raise RemoteProtocolError(f"second input share for round {msg.round_no}", peer=sender)
-                waiting[sender] = msg
-                return []
-            raise RemoteProtocolError(f"input share for round {msg.round_no}, which is not open", peer=sender)
-        return self._accept(sender, msg, msg.round_no, rnd)
+        if rnd is not None:
+            return self._accept(sender, msg, msg.round_no, rnd)
+        if msg.round_no <= self._newest:
+            return []  # stale: a round closed, superseded, or from before the model owner restarted
+        waiting = self._early.setdefault(msg.round_no, {})
+        if sender in waiting:
+            raise RemoteProtocolError(f"second input share for round {msg.round_no}", peer=sender)
+        waiting[sender] = msg
+        while len(self._early) > MAX_EARLY_ROUNDS:
+            del self._early[min(self._early)]
+        return []
 
     def _accept(self, sender: str, msg: m.InputShare, round_no: int, rnd: _Round) -> list[Send]:
         if sender not in rnd.owners:
@@ -287,21 +321,22 @@ class ServerProtocol:
         return []
 
     def _complete(self, round_no: int, rnd: _Round) -> Send:
-        """Every expected owner is in: the result at once if the round has a key, else ``Holding``."""
-        if not rnd.mac_key:
+        """Every expected owner is in: the result at once if the round has a key (or is a
+        two-server round), else ``Holding``."""
+        if not rnd.mac_key and not rnd.full:
             return self._holding(round_no, rnd)
-        rnd.reported = rnd.sent = True
         key, rnd.mac_key = rnd.mac_key, b""  # one-time: an Aggregate brings a fresh key
         self._settle(rnd, rnd.held)
+        return self._result(round_no, rnd, tuple(sorted(rnd.held)), key)
+
+    def _result(self, round_no: int, rnd: _Round, contributors: tuple[str, ...], key: bytes) -> Send:
+        """This server's ``ResultShare``: a in full, b as a tag under ``key`` or (no key) in full."""
         self._flush(rnd)
-        result = m.ResultShare(
-            session=self.config.session,
-            round_no=round_no,
-            contributors=tuple(sorted(rnd.held)),
-            a=self._sum(rnd, 0),
-            b_tag=mac(key, self._sum(rnd, 1)),
-        )
-        return Send(self.model_owner, result)
+        rnd.reported = rnd.sent = True
+        a, b = self._sum(rnd, 0), self._sum(rnd, 1)
+        common = {"session": self.config.session, "round_no": round_no, "contributors": contributors}
+        full_b = {"b": b} if not key else {"b_tag": mac(key, b)}
+        return Send(self.model_owner, m.ResultShare(**common, **full_b, a=a))  # type: ignore[arg-type]
 
     def _flush(self, rnd: _Round) -> None:
         """Expand the waiting streams into the sums."""
@@ -355,8 +390,8 @@ class ServerProtocol:
         return stuck
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
-        rnd = self._round(sender, msg)
-        if rnd.reported:
+        rnd = self._round(msg)
+        if rnd is None or rnd.reported:
             return []
         # stop waiting for owners whose share has not come; one that is here stays (the model
         # owner keeps it if every server holds it, and asks the others to leave it out if not)
@@ -373,14 +408,19 @@ class ServerProtocol:
         held = tuple(sorted(rnd.held))
         return Send(self.model_owner, m.Holding(session=self.config.session, round_no=round_no, owners=held))
 
-    def _round(self, sender: str, msg: m.Message) -> _Round:
-        rnd = self._rounds.get(msg.round_no)
-        if rnd is None:
-            raise RemoteProtocolError(f"{msg.KIND!r} for round {msg.round_no}, which is not open", peer=sender)
-        return rnd
+    def _round(self, msg: m.Message) -> _Round | None:
+        return self._rounds.get(msg.round_no)
+
+    def _unknown(self, msg: m.Message) -> Send:
+        """A ``Reject`` for the model owner's request about a round this server does not have
+        (it restarted, or the round was superseded): the model owner goes on without us."""
+        reason = f"{msg.KIND!r} for round {msg.round_no}, which is not open at {self.name}"
+        return Send(self.model_owner, m.Reject(session=self.config.session, round_no=msg.round_no, reason=reason))
 
     def _aggregate(self, sender: str, msg: m.Aggregate) -> list[Send]:
-        rnd = self._round(sender, msg)
+        rnd = self._round(msg)
+        if rnd is None:
+            return [self._unknown(msg)]
         missing = [o for o in msg.contributors if o not in rnd.held]
         if missing or not msg.contributors or len(set(msg.contributors)) != len(msg.contributors):
             raise RemoteProtocolError(
@@ -390,9 +430,8 @@ class ServerProtocol:
             raise RemoteProtocolError(
                 f"aggregate of round {msg.round_no} has no {MAC_KEY_BYTES}-byte MAC key", peer=sender
             )
-        del self._rounds[msg.round_no]
-        if rnd.reported and rnd.sent:
-            # the early result went out with these arrays, which may still be in a send buffer
+        if rnd.sent:
+            # a result went out with these arrays, which may still be in a send buffer
             rnd.sums = [self._sum(rnd, 0).copy(), self._sum(rnd, 1).copy()]
         stuck = self._settle(rnd, set(msg.contributors))
         if stuck:
@@ -401,14 +440,7 @@ class ServerProtocol:
                 "a vector share of theirs is already in this server's sum"
             )
             return [Send(self.model_owner, m.Reject(session=self.config.session, round_no=msg.round_no, reason=reason))]
-        self._flush(rnd)
-        common = {"session": self.config.session, "round_no": msg.round_no, "contributors": tuple(msg.contributors)}
-        a = self._sum(rnd, 0)
-        if msg.full:
-            result = m.ResultShare(**common, a=a, b=self._sum(rnd, 1))  # type: ignore[arg-type]
-        else:
-            result = m.ResultShare(**common, a=a, b_tag=mac(msg.mac_key, self._sum(rnd, 1)))  # type: ignore[arg-type]
-        return [Send(self.model_owner, result)]
+        return [self._result(msg.round_no, rnd, tuple(msg.contributors), b"" if msg.full else msg.mac_key)]
 
     def _prf_key(self, sender: str, msg: m.PrfKey) -> list[Send]:
         nxt = self.config.servers[(self.index + 1) % 3].name
@@ -416,9 +448,7 @@ class ServerProtocol:
             raise RemoteProtocolError(f"PRF keys come from {nxt!r} only", peer=sender)
         if self._own_key is None:
             return []
-        if self.zeros is not None:
-            raise RemoteProtocolError("second PRF key", peer=sender)
-        try:
+        try:  # a second key comes from a restarted next server: it replaces the first
             self.zeros = ZeroSharer(self._own_key, msg.key)
         except ValueError as exc:
             raise RemoteProtocolError(str(exc), peer=sender) from None

@@ -1,12 +1,16 @@
 """Layer 6: a compute server process: a ``ServerProtocol`` fed from a ``Node``.
 
-It serves until the model owner sends ``Finish`` (or the process is cancelled). A peer that
-breaks the protocol is told why and disconnected; the server keeps serving everyone else.
+It serves until the model owner sends ``Finish``, or until no model owner has been connected
+for ``idle_timeout`` (then it exits with a clear message). It needs no other player to start:
+it dials the servers below it and keeps dialling them (``Node.maintain``), and greets the
+previous server with its PRF key whenever they connect. Losing the model owner ends an epoch:
+the server forgets every round (``ServerProtocol.forget``). A peer that breaks the protocol is
+told why and disconnected; the server keeps serving everyone else.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
 from typing import Any
 
 from asyncmpc.config import Config
@@ -19,24 +23,29 @@ from asyncmpc.wire.messages import Finish
 
 __all__ = ["run_compute_server"]
 
-log = logging.getLogger(__name__)
-
 
 async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | None = None) -> dict[str, Any]:
     """Serve until the model owner finishes the session; return this server's traffic."""
     proto = ServerProtocol(config, name, own_prf_key=new_seed())
-    async with Node(config, name, tls=tls) as node:
-        others = [p.name for p in config.servers if p.name != name]
-        await node.connect()
-        await node.wait_for_peers(others)
-        for action in proto.start():
-            await node.send(action.to, action.msg)
+    model_owner = config.model_owner.name
+    idle = config.protocol.idle_timeout
+    loop = asyncio.get_running_loop()
+    async with Node(config, name, tls=tls, greet=proto.greet) as node:
+        node.maintain()
+        lost_at = loop.time()  # no model owner yet
         while True:
-            sender, msg = await node.recv()
+            timeout = None if model_owner in node.peers else max(0.0, lost_at + idle - loop.time())
+            try:
+                sender, msg = await node.recv(timeout=timeout)
+            except TimeoutError:
+                raise PeerLost(f"{name}: no model owner for {idle:g}s ([protocol] idle_timeout)") from None
             if msg is None:
+                if sender == model_owner:
+                    lost_at = loop.time()
+                    node.log.warning("lost the model owner; rounds forgotten, waiting for it to return")
                 proto.forget(sender)
                 continue
-            if isinstance(msg, Finish) and sender == config.model_owner.name:
+            if isinstance(msg, Finish) and sender == model_owner:
                 node.log.info("model owner finished the session: %s", msg.reason)
                 sent, received = node.traffic()
                 return {"bytes_sent": sent, "bytes_received": received}

@@ -14,10 +14,11 @@ from asyncmpc.wire.messages import Message
 __all__ = ["drive_round", "send_all"]
 
 
-async def send_all(node: Node, actions: list[Send]) -> None:
+async def send_all(node: Node, actions: list[Send], timeout: float | None = None) -> None:
     """Send every action, to different players at the same time and to each in order.
 
-    A lost peer is logged; the round's deadlines handle the rest.
+    A lost peer is logged; the round's deadlines handle the rest. A peer that does not take
+    its messages within ``timeout`` seconds (it stopped reading) is disconnected.
     """
     by_peer: dict[str, list[Send]] = {}
     for action in actions:
@@ -26,9 +27,14 @@ async def send_all(node: Node, actions: list[Send]) -> None:
     async def to_peer(queue: list[Send]) -> None:
         for action in queue:
             try:
-                await node.send(action.to, action.msg)
+                async with asyncio.timeout(timeout):
+                    await node.send(action.to, action.msg)
             except PeerLost as exc:
                 node.log.warning("could not send %s: %s", action.msg.KIND, exc)
+                return
+            except TimeoutError:
+                stuck = RemoteProtocolError(f"took no {action.msg.KIND!r} for {timeout:g}s", peer=action.to)
+                await node.drop(action.to, stuck)
                 return
 
     if len(by_peer) == 1:
@@ -43,13 +49,17 @@ async def drive_round(
     timeout: float,
     on_other: Callable[[str, Message | None], Awaitable[None]] | None = None,
     requests: list[Send] | None = None,
+    server_timeout: float | None = None,
+    on_silent: Callable[[str], Awaitable[None]] | None = None,
 ) -> RoundResult:
-    """Open ``rnd`` at the servers and feed it their answers until it yields a result.
+    """Open ``rnd`` at its servers and feed it their answers until it yields a result.
 
     The deadline is split in two phases (inputs, then results); ``expire`` is called at each.
-    ``requests`` go out right after the round is opened at the servers. Events from players
-    other than the servers go to ``on_other`` (a data owner declining, or
-    a connection closing).
+    Once two servers have answered a phase, a third that stays silent for ``server_timeout``
+    seconds is left out of the round (``on_silent`` hears of it); a server whose connection
+    closes is left out at once. ``requests`` go out right after the round is opened at the
+    servers. Events from players other than the servers go to ``on_other`` (a data owner
+    declining, or a connection closing).
     A result whose cross-check fails is refused: the round yields nothing, and its ``reason``
     names the suspect servers. Raises RoundTimeout if the round never finished.
     """
@@ -58,11 +68,26 @@ async def drive_round(
     loop = asyncio.get_running_loop()
     phase_end = loop.time() + timeout / 2
     expiries = 0
+    quorum: tuple[int, float] | None = None  # (phase, when its second server answered)
     while not rnd.done:
-        remaining = phase_end - loop.time()
+        now = loop.time()
+        if server_timeout is not None and rnd.answered >= 2 and rnd.waiting_on:
+            if quorum is None or quorum[0] != rnd.phase:
+                quorum = (rnd.phase, now)
+            if now >= quorum[1] + server_timeout:
+                actions: list[Send] = []
+                for silent in rnd.waiting_on:
+                    actions += rnd.lose(silent, f"{silent} was silent for {server_timeout:g}s")
+                    if on_silent is not None:
+                        await on_silent(silent)
+                await send_all(node, actions)
+                continue
+        deadline = phase_end if quorum is None or server_timeout is None else min(phase_end, quorum[1] + server_timeout)
         try:
-            sender, msg = await node.recv(timeout=max(0.0, remaining))
+            sender, msg = await node.recv(timeout=max(0.0, deadline - now))
         except TimeoutError:
+            if loop.time() < phase_end:
+                continue  # the silent-server deadline: handled at the top
             expiries += 1
             if expiries > 3:
                 raise RoundTimeout(f"round {rnd.round_no} did not finish within {timeout:g}s") from None
@@ -74,6 +99,7 @@ async def drive_round(
                 await on_other(sender, msg)
             continue
         if msg is None:
+            await send_all(node, rnd.lose(sender, f"{sender}'s connection closed"))
             continue
         try:
             actions = rnd.feed(sender, msg)

@@ -1,21 +1,32 @@
 """Layer 6: the model owner process: runs the rounds, holds the model, sees only the aggregate.
 
 With a data set, round 1 gathers the global feature statistics and training round t runs as
-protocol round t + 1. After every round it checkpoints ``model.npz`` and ``metrics.json`` in the
-output folder. With ``aggregation = "plain"`` (synthetic benchmarks only) data owners send their
-gradients straight here: the plaintext floor that secure aggregation is measured against.
+protocol round t + 1. After every round it writes ``model.npz``, ``metrics.json`` and
+``checkpoint.npz`` in the output folder (atomically); started again with the same config and
+folder, it resumes at the next round (``fresh=True`` starts afresh). With
+``aggregation = "plain"`` (synthetic benchmarks only) data owners send their gradients straight
+here: the plaintext floor that secure aggregation is measured against.
+
+Servers: it keeps dialling every server (``Node.maintain``) and runs each round on the servers
+connected when it starts (two are enough: any two hold every component). A server lost
+mid-round is left out of it (``AggregationRound.lose``); a silent one is disconnected, so it
+is dialled again and rejoins when it answers. With fewer than two servers, rounds pause until
+one returns (at most ``idle_timeout``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
+from asyncmpc.checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoint
 from asyncmpc.config import Config
 from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
@@ -25,7 +36,7 @@ from asyncmpc.roles.driver import drive_round, send_all
 from asyncmpc.tls import TlsContexts
 from asyncmpc.training import decode_sum
 from asyncmpc.wire import messages as m
-from asyncmpc.workload import workload
+from asyncmpc.workload import Workload, workload
 
 __all__ = ["STATS_ROUND", "run_model_owner"]
 
@@ -33,7 +44,7 @@ STATS_ROUND = 1
 
 
 async def run_model_owner(
-    config: Config, name: str, out_dir: Path, *, tls: TlsContexts | None = None
+    config: Config, name: str, out_dir: Path, *, tls: TlsContexts | None = None, fresh: bool = False
 ) -> dict[str, Any]:
     """Train for ``config.training.rounds`` rounds; return the metrics written to metrics.json."""
     started = time.perf_counter()
@@ -50,37 +61,33 @@ async def run_model_owner(
         "data_owners": len(owners),
         "rounds": [],
     }
+    done = 0 if fresh else _resume(config, out_dir, work, metrics)
     async with Node(config, name, tls=tls) as node:
-        if servers:
-            await node.connect(servers)
-        await node.wait_for_peers(servers)
-        try:
-            await node.wait_for_peers(owners)
-        except PeerLost as exc:
-            present = [o for o in owners if o in node.peers]
-            if len(present) < max(2, config.protocol.min_owners):
-                raise
-            node.log.warning("%s; training with the %d data owners present", exc, len(present))
-        node.log.info("%d players connected", len(node.peers))
+        if done:
+            node.log.info("resuming from %s after round %d", out_dir / CHECKPOINT, done)
+        node.maintain(servers)
+        await _wait_for_players(config, node, servers, owners)
         rounds: _Rounds = _PlainRounds(config, node, owners) if plain else _Rounds(config, node, owners)
 
         first = 1
         if work.stats_size:
-            stats = await rounds.run(STATS_ROUND, work.stats_size, m.StatsRequest(session=session, round_no=1))
-            if stats.total is None:
-                raise PeerLost(f"the statistics round yielded nothing: {stats.reason}")
-            work.set_stats(decode_sum(config, stats.total))
-            metrics["statistics_contributors"] = list(stats.contributors)
-            node.log.info("feature statistics from %d data owners", len(stats.contributors))
             first = 2
+            if "scaling" not in metrics:
+                stats = await rounds.run(STATS_ROUND, work.stats_size, m.StatsRequest(session=session, round_no=1))
+                if stats.total is None:
+                    raise PeerLost(f"the statistics round yielded nothing: {stats.reason}")
+                work.set_stats(decode_sum(config, stats.total))
+                metrics["statistics_contributors"] = list(stats.contributors)
+                metrics["scaling"] = "secure statistics round"
+                node.log.info("feature statistics from %d data owners", len(stats.contributors))
 
-        for t in range(1, config.training.rounds + 1):
+        for t in range(done + 1, config.training.rounds + 1):
             t0 = time.perf_counter()
             round_no = t + first - 1
             theta, mean, scale = work.update()
             update = m.ModelUpdate(session=session, round_no=round_no, theta=theta, mean=mean, scale=scale)
             result = await rounds.run(round_no, work.size, update)
-            row: dict[str, Any] = {"round": t, "contributors": list(result.contributors)}
+            row = _round_row(t, result)
             if result.total is None:
                 node.log.warning("round %d yielded nothing: %s", t, result.reason)
                 row.update(loss=None, test_accuracy=None, skipped=result.reason)
@@ -90,17 +97,8 @@ async def run_model_owner(
                 row.update(loss=loss, test_accuracy=accuracy)
             row["seconds"] = time.perf_counter() - t0
             metrics["rounds"].append(row)
-            node.log.info(
-                "round %d/%d: loss %s, test accuracy %s, %d contributors, %.3fs",
-                t,
-                config.training.rounds,
-                _fmt(row["loss"]),
-                _fmt(row["test_accuracy"]),
-                len(result.contributors),
-                row["seconds"],
-            )
-            work.save(out_dir / "model.npz")
-            _write_json(out_dir / "metrics.json", metrics)
+            _log_round(node, config, row, result)
+            _checkpoint(config, out_dir, work, metrics, t)
 
         await send_all(node, [Send(p, m.Finish(session=session)) for p in servers + owners if p in node.peers])
         sent, received = node.traffic()
@@ -113,6 +111,74 @@ async def run_model_owner(
     return metrics
 
 
+async def _wait_for_players(config: Config, node: Node, servers: list[str], owners: list[str]) -> None:
+    """Wait (``connect_timeout``) for every server and data owner; go on with two servers and
+    ``min_owners`` owners if that is all there is."""
+    limit = config.protocol.connect_timeout
+    if not await node.wait_until(lambda: all(s in node.peers for s in servers), limit):
+        up = [s for s in servers if s in node.peers]
+        if len(up) < 2:
+            raise PeerLost(f"{node.name}: only {len(up)} of 3 compute servers connected within {limit:g}s ({up})")
+        down = ", ".join(s for s in servers if s not in up)
+        node.log.warning("%s did not connect within %gs; training with two servers", down, limit)
+    try:
+        await node.wait_for_peers(owners)
+    except PeerLost as exc:
+        present = [o for o in owners if o in node.peers]
+        if len(present) < max(2, config.protocol.min_owners):
+            raise
+        node.log.warning("%s; training with the %d data owners present", exc, len(present))
+    node.log.info("%d players connected", len(node.peers))
+
+
+def _resume(config: Config, out_dir: Path, work: Workload, metrics: dict[str, Any]) -> int:
+    """Load the checkpoint in ``out_dir``, if any: the training rounds already done."""
+    ckpt = load_checkpoint(out_dir, config)
+    if ckpt is None:
+        return 0
+    work.restore(ckpt.arrays)
+    previous: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        previous = json.loads((out_dir / "metrics.json").read_text())
+    metrics.update({k: v for k, v in ckpt.meta.items() if k != "rounds"})
+    metrics["rounds"] = [r for r in previous.get("rounds", []) if r.get("round", 0) <= ckpt.round]
+    metrics["resumed_after"] = [*ckpt.meta.get("resumed_after", []), ckpt.round]
+    return ckpt.round
+
+
+def _checkpoint(config: Config, out_dir: Path, work: Workload, metrics: dict[str, Any], t: int) -> None:
+    """model.npz and metrics.json for people, then checkpoint.npz for a restart (in this order:
+    a crash in between redoes round ``t``, whose metrics row is then replaced)."""
+    work.save(out_dir / "model.npz")
+    _write_json(out_dir / "metrics.json", metrics)
+    meta = {k: v for k, v in metrics.items() if k != "rounds"}
+    save_checkpoint(out_dir, config, t, work.state(), meta)
+
+
+def _round_row(t: int, result: RoundResult) -> dict[str, Any]:
+    row: dict[str, Any] = {"round": t, "contributors": list(result.contributors)}
+    if result.servers:
+        row["servers"] = list(result.servers)
+        row["cross_checked"] = result.cross_checked
+    return row
+
+
+def _log_round(node: Node, config: Config, row: dict[str, Any], result: RoundResult) -> None:
+    unchecked = ""
+    if result.servers and not result.cross_checked and result.total is not None:
+        unchecked = f", not cross-checked (servers {', '.join(result.servers)})"
+    node.log.info(
+        "round %d/%d: loss %s, test accuracy %s, %d contributors, %.3fs%s",
+        row["round"],
+        config.training.rounds,
+        _fmt(row["loss"]),
+        _fmt(row["test_accuracy"]),
+        len(result.contributors),
+        row["seconds"],
+        unchecked,
+    )
+
+
 class _Rounds:
     """Runs one secure aggregation round after another, with the data owners' requests beside it."""
 
@@ -120,13 +186,54 @@ class _Rounds:
         self.config = config
         self.node = node
         self.owners = owners
+        self.servers = [p.name for p in config.servers]
         self.current: AggregationRound | None = None
+        self.down_since: dict[str, float] = {}
 
     async def run(self, round_no: int, size: int, request: m.Message) -> RoundResult:
+        live = await self._live_servers()
         present = tuple(o for o in self.owners if o in self.node.peers)
-        self.current = AggregationRound(self.config, round_no, present, (size,))
+        self.current = AggregationRound(self.config, round_no, present, (size,), servers=live)
+        request = _with_servers(request, live)
         requests = [Send(o, request) for o in present]
-        return await drive_round(self.node, self.current, self.config.protocol.round_timeout, self.on_other, requests)
+        p = self.config.protocol
+        return await drive_round(
+            self.node,
+            self.current,
+            p.round_timeout,
+            self.on_other,
+            requests,
+            server_timeout=p.server_timeout,
+            on_silent=self.on_silent,
+        )
+
+    async def _live_servers(self) -> tuple[str, ...]:
+        """The servers connected now; with fewer than two, wait (one line) until two are."""
+        now = time.time()
+        for s in self.servers:
+            if s in self.node.peers and s in self.down_since:
+                self.node.log.info("%s is back after %.1fs", s, now - self.down_since.pop(s))
+            elif s not in self.node.peers and s not in self.down_since:
+                self.down_since[s] = now
+                self.node.log.warning("%s is down; rounds go on with the other servers, not cross-checked", s)
+        up = [s for s in self.servers if s in self.node.peers]
+        if len(up) < 2:
+            down = ", ".join(
+                f"{s} since {time.strftime('%H:%M:%S', time.localtime(self.down_since[s]))}"
+                for s in self.servers
+                if s in self.down_since
+            )
+            limit = self.config.protocol.idle_timeout
+            self.node.log.warning("rounds paused: %s down; waiting up to %gs for one to return", down, limit)
+            if not await self.node.wait_until(lambda: sum(s in self.node.peers for s in self.servers) >= 2, limit):
+                raise PeerLost(f"{self.node.name}: fewer than two compute servers for {limit:g}s ({down})")
+            return await self._live_servers()
+        return tuple(up)
+
+    async def on_silent(self, server: str) -> None:
+        """A server stayed silent past ``server_timeout``: disconnect it (it is redialled, and
+        rejoins once it answers)."""
+        await self.node.drop(server, RemoteProtocolError("silent past the server deadline", peer=server))
 
     async def on_other(self, sender: str, msg: m.Message | None) -> None:
         """A data owner's message during a round: a ``Decline`` withdraws it from the round."""
@@ -141,6 +248,12 @@ class _Rounds:
                 await send_all(self.node, rnd.withdraw(sender))  # do not wait for it until the deadline
         elif not isinstance(msg, (m.Reject, m.Abort)):
             await self.node.drop(sender, RemoteProtocolError(f"unexpected {msg.KIND!r}", peer=sender))
+
+
+def _with_servers(request: m.Message, servers: tuple[str, ...]) -> m.Message:
+    if isinstance(request, (m.ModelUpdate, m.StatsRequest)):
+        return dataclasses.replace(request, servers=servers)
+    return request
 
 
 class _PlainRounds(_Rounds):
@@ -176,6 +289,9 @@ def _fmt(value: float | None) -> str:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)
+    text = (json.dumps(doc, indent=2) + "\n").encode()
+
+    def write(fh: IO[bytes]) -> None:
+        fh.write(text)
+
+    atomic_write(path, write)

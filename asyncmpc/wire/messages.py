@@ -49,8 +49,10 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 2
-"""2: keyed share components and ShareKeys; streams from counter block nonce || 2."""
+PROTOCOL_VERSION = 3
+"""2: keyed share components and ShareKeys; streams from counter block nonce || 2.
+3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
+ShareKeys may replace earlier keys."""
 FloatArray = NDArray[np.float64]
 
 
@@ -128,6 +130,9 @@ class OpenRound(Message):
     mac_key: bytes = b""
     """A one-time Poly1305 key for this server only. With it, a server that receives every
     owner's share sends its ``ResultShare`` at once, without waiting for ``Aggregate``."""
+    full: bool = False
+    """The round runs on two servers (the third is down): a server that receives every
+    owner's share sends its ``ResultShare`` at once, with both components in full."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -148,7 +153,7 @@ class ShareKeys(Message):
     components that it will send as ``KEYED`` (the round's stream of the key): 16 bytes each,
     or empty for a component it sends as vectors."""
 
-    KIND = "share_keys"
+    KIND = "share_keys"  # sent again (new keys) after the owner lost the model owner
     SENDERS = frozenset({DO})
     a: bytes
     b: bytes
@@ -204,6 +209,8 @@ class StatsRequest(Message):
 
     KIND = "stats_request"
     SENDERS = frozenset({MO})
+    servers: tuple[str, ...] = ()
+    """The servers of the round, to which the owner sends its shares (empty: all three)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -216,6 +223,8 @@ class ModelUpdate(Message):
     theta: FloatArray
     mean: FloatArray
     scale: FloatArray
+    servers: tuple[str, ...] = ()
+    """The servers of the round, to which the owner sends its shares (empty: all three)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

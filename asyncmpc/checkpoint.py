@@ -1,0 +1,118 @@
+"""Layer 6: the model owner's state on disk: one atomic write, one resume read.
+
+After every round the model owner writes ``checkpoint.npz`` in its output folder: the arrays
+training needs (weights, optimizer state, feature scaling) and a JSON header (format, session,
+data set, parameter count, the round just finished, the training settings). A restarted model
+owner with the same config and output folder reads it and resumes at the next round.
+
+Every file the model owner writes (checkpoint, model, metrics) goes through ``atomic_write``:
+write a temporary file beside the target, flush and fsync it, rename it over the target, and
+fsync the folder, so a crash at any moment leaves the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from asyncmpc.config import Config
+from asyncmpc.errors import ConfigError
+
+__all__ = ["CHECKPOINT", "Checkpoint", "atomic_write", "fingerprint", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT = "checkpoint.npz"
+FORMAT = 1
+_HEADER = "__header__"
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Replace ``path`` with what ``write`` writes to a binary file, atomically and durably."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    with contextlib.suppress(OSError):  # the rename itself is durable once the folder is synced
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def fingerprint(config: Config) -> dict[str, Any]:
+    """What a checkpoint must agree with to be resumed: the session and training settings."""
+    settings = dataclasses.asdict(config.training)
+    settings.pop("rounds")  # a run may be resumed with more rounds
+    training = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
+    return {"session": config.session, "frac_bits": config.protocol.frac_bits, "training": training}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    round: int
+    """The last training round finished (the next one is ``round + 1``)."""
+    arrays: dict[str, NDArray[Any]]
+    meta: dict[str, Any]
+
+
+def save_checkpoint(
+    folder: Path, config: Config, round_no: int, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]
+) -> None:
+    """Write the model owner's state after training round ``round_no``."""
+    header = {"format": FORMAT, "round": round_no, "config": fingerprint(config), "meta": meta}
+    raw = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+
+    def write(fh: IO[bytes]) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **{**arrays, _HEADER: raw})  # type: ignore[arg-type]
+        fh.write(buf.getbuffer())
+
+    atomic_write(folder / CHECKPOINT, write)
+
+
+def load_checkpoint(folder: Path, config: Config) -> Checkpoint | None:
+    """The checkpoint in ``folder``, or None if there is none. Raises ConfigError, naming the
+    file and what differs, if it was made with other settings or cannot be read."""
+    path = folder / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files if k != _HEADER}
+            header = json.loads(bytes(f[_HEADER]).decode())
+    except (OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the checkpoint ({exc}); use --fresh to start afresh") from exc
+    if header.get("format") != FORMAT:
+        raise ConfigError(f"{path}: checkpoint format {header.get('format')!r}, expected {FORMAT}; use --fresh")
+    want, got = fingerprint(config), header.get("config", {})
+    if got != want:
+        diff = _first_difference(got, want)
+        raise ConfigError(
+            f"{path}: the checkpoint was made with other settings ({diff}); use --fresh to start afresh, "
+            "or another --out folder"
+        )
+    return Checkpoint(int(header["round"]), arrays, header.get("meta", {}))
+
+
+def _first_difference(got: dict[str, Any], want: dict[str, Any], where: str = "") -> str:
+    for key in sorted(set(got) | set(want)):
+        a, b = got.get(key), want.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = _first_difference(a, b, f"{where}{key}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{where}{key} was {a!r}, the config says {b!r}"
+    return ""

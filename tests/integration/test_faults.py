@@ -1,0 +1,276 @@
+"""Crashes, hangs and restarts of real player processes over TLS: training goes on.
+
+Each test starts every player with scripts/run_role.py, kills or stops some of them by PID
+while rounds run, and checks the round log (metrics.json), that training completes, and the
+final model. Every process is killed when the test ends, also when it fails (``players``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from asyncmpc.config import load_config
+from asyncmpc.training import ReferenceTrainer
+from tests.helpers import Players, players, wait_until, write_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+SERVERS = ["server-0", "server-1", "server-2"]
+OWNERS = ["data-owner-0", "data-owner-1", "data-owner-2"]
+ALL = [*SERVERS, "model-owner", *OWNERS]
+SERVER_TIMEOUT = 1.5
+
+
+def deployment(tmp_path: Path, rounds: int, *, extra_training: str = "") -> Path:
+    training = f'dataset = "breast_cancer"\nrounds = {rounds}\nbatch_size = 64\n{extra_training}'
+    protocol = f"server_timeout = {SERVER_TIMEOUT}\nidle_timeout = 120.0"
+    return write_config(tmp_path, owners=3, tls=True, training=training, protocol=protocol)
+
+
+def rows(out: Path) -> list[dict[str, Any]]:
+    try:
+        return json.loads((out / "metrics.json").read_text())["rounds"]  # type: ignore[no-any-return]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return []
+
+
+def start(procs: Players, config: Path, out: Path, names: list[str] = ALL, env: dict[str, str] | None = None) -> None:
+    for name in names:
+        procs.start_role(config, name, "--out", str(out), env=env)
+
+
+def finish(procs: Players, names: list[str] = ALL, timeout: float = 240) -> None:
+    for name in names:
+        assert procs.wait(name, timeout) == 0, f"{name} failed:\n{procs.log(name)}"
+
+
+def kill(procs: Players, name: str, sig: int = signal.SIGKILL) -> None:
+    procs.procs[name].send_signal(sig)
+    if sig == signal.SIGKILL:
+        procs.procs[name].wait()
+
+
+def reference_weights(config: Path) -> np.ndarray:
+    ref = ReferenceTrainer(load_config(config)).run()
+    return ref.theta
+
+
+def saved_theta(out: Path) -> np.ndarray:
+    with np.load(out / "checkpoint.npz") as f:
+        return f["theta"]
+
+
+def test_a_killed_server_costs_one_short_round_and_rejoins_when_restarted(tmp_path: Path) -> None:
+    rounds = 500
+    config = deployment(tmp_path, rounds)
+    out = tmp_path / "out"
+    at = random.Random().randrange(20, 60)
+    with players(tmp_path) as procs:
+        start(procs, config, out)
+        wait_until(lambda: len(rows(out)) >= at, 120, f"round {at}")
+        kill(procs, "server-1")
+        died = len(rows(out))
+        wait_until(lambda: len(rows(out)) >= died + 3, 60, "three rounds after the kill")
+        procs.start_role(config, "server-1", "--out", str(out))
+        finish(procs)
+    log = rows(out)
+    assert len(log) == rounds and all(r.get("skipped") is None for r in log), "every round has a result"
+    two = [r for r in log if r["servers"] == ["server-0", "server-2"]]
+    assert two and all(not r["cross_checked"] for r in two)
+    assert max(r["seconds"] for r in log[died - 1 : died + 2]) < SERVER_TIMEOUT + 2
+    back = [r for r in log[log.index(two[-1]) + 1 :] if r["servers"] == SERVERS]
+    assert back and all(r["cross_checked"] for r in back), "server-1 rejoined"
+    mo_log = procs.log("model-owner")
+    assert "server-1 is down" in mo_log and "server-1 is back" in mo_log
+    np.testing.assert_allclose(saved_theta(out), reference_weights(config), atol=1e-9, rtol=0)
+
+
+def test_a_stopped_server_is_left_out_after_its_deadline_and_taken_back_after_it_resumes(tmp_path: Path) -> None:
+    rounds = 500
+    config = deployment(tmp_path, rounds)
+    out = tmp_path / "out"
+    with players(tmp_path) as procs:
+        start(procs, config, out)
+        wait_until(lambda: len(rows(out)) >= 20, 120, "round 20")
+        kill(procs, "server-2", signal.SIGSTOP)
+        try:
+            stopped = len(rows(out))
+            wait_until(lambda: len(rows(out)) >= stopped + 10, 60, "rounds without server-2")
+        finally:
+            kill(procs, "server-2", signal.SIGCONT)
+        finish(procs)
+    log = rows(out)
+    assert len(log) == rounds and all(r.get("skipped") is None for r in log)
+    without = [i for i, r in enumerate(log) if r["servers"] == ["server-0", "server-1"]]
+    assert without, "rounds went on without server-2"
+    assert any(r["servers"] == SERVERS for r in log[without[-1] + 1 :]), "server-2 came back"
+    slow = [r["seconds"] for r in log if r["seconds"] > SERVER_TIMEOUT]
+    assert len(slow) <= 2, f"only the round in which it stopped waited for it: {slow}"
+    assert "silent" in procs.log("model-owner")
+    np.testing.assert_allclose(saved_theta(out), reference_weights(config), atol=1e-9, rtol=0)
+
+
+def test_with_two_servers_killed_rounds_pause_and_go_on_when_one_returns(tmp_path: Path) -> None:
+    rounds = 300
+    config = deployment(tmp_path, rounds)
+    out = tmp_path / "out"
+    with players(tmp_path) as procs:
+        start(procs, config, out)
+        wait_until(lambda: len(rows(out)) >= 20, 120, "round 20")
+        kill(procs, "server-1")
+        kill(procs, "server-2")
+        wait_until(lambda: "rounds paused" in procs.log("model-owner"), 30, "the pause")
+        paused = len(rows(out))
+        procs.start_role(config, "server-2", "--out", str(out))
+        finish(procs, ["server-0", "server-2", "model-owner", *OWNERS])
+    line = next(x for x in procs.log("model-owner").splitlines() if "rounds paused" in x)
+    assert "server-1 since" in line and "server-2 since" in line
+    log = rows(out)
+    assert len(log) == rounds and len(log) > paused
+    assert sum(r.get("skipped") is not None for r in log) <= 1  # at most the round they died in
+    assert all(r["servers"] == ["server-0", "server-2"] for r in log[paused + 1 :])
+
+
+def test_a_killed_model_owner_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
+    rounds = 400
+    config = deployment(tmp_path, rounds)
+    out = tmp_path / "out"
+    at = random.Random().randrange(20, 100)
+    with players(tmp_path) as procs:
+        start(procs, config, out)
+        wait_until(lambda: len(rows(out)) >= at, 120, f"round {at}")
+        kill(procs, "model-owner")
+        done = json.loads((out / "metrics.json").read_text())["rounds"][-1]["round"]
+        others = [n for n in ALL if n != "model-owner"]
+        assert all(procs.procs[n].poll() is None for n in others), "nobody else exited"
+        procs.start_role(config, "model-owner", "--out", str(out))
+        wait_until(lambda: "resuming from" in procs.log("model-owner"), 60, "the resume")
+        finish(procs)
+    metrics = json.loads((out / "metrics.json").read_text())
+    resumed = metrics["resumed_after"][0]
+    assert resumed in (done, done - 1)
+    assert [r["round"] for r in metrics["rounds"]] == list(range(1, rounds + 1))
+    assert all(r.get("skipped") is None and len(r["contributors"]) == 3 for r in metrics["rounds"])
+    np.testing.assert_allclose(saved_theta(out), reference_weights(config), atol=1e-9, rtol=0)
+
+
+def test_no_mask_stream_is_used_twice_when_every_role_restarts(tmp_path: Path) -> None:
+    rounds = 400
+    config = deployment(tmp_path, rounds)
+    out = tmp_path / "out"
+    trace = tmp_path / "masks.txt"
+    env = {"ASYNCMPC_MASK_TRACE": str(trace)}
+    with players(tmp_path) as procs:
+        start(procs, config, out, env=env)
+        for name, at in (("data-owner-1", 30), ("server-1", 60), ("model-owner", 90)):
+            wait_until(lambda at=at: len(rows(out)) >= at, 120, f"round {at}")  # type: ignore[misc]
+            kill(procs, name)
+            procs.start_role(config, name, "--out", str(out), env=env)
+        finish(procs)
+    uses = [tuple(line.split()[1:]) for line in trace.read_text().splitlines()]
+    assert len(uses) >= 2 * 3 * rounds  # two keys per share, three owners, every round
+    repeated = [pair for pair, n in Counter(uses).items() if n > 1]
+    assert not repeated, f"(key, nonce) pairs used twice: {repeated[:5]}"
+    owners_keys = {(line.split()[0], line.split()[1]) for line in trace.read_text().splitlines()}
+    assert len(owners_keys) >= 2 * 3 + 2 * 3 + 2  # new keys after the owner restart and the MO restart
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == list(range(1, rounds + 1))
+
+
+class Flood:
+    """Idle connections, garbage, huge length prefixes and byte-a-second trickles, on a thread."""
+
+    def __init__(self, ports: list[int], idle_port: int, idle: int) -> None:
+        self.ports, self.idle_port, self.idle = ports, idle_port, idle
+        self.stop = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def connect(self, port: int) -> socket.socket | None:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        except OSError:
+            return None
+        self.sockets.append(s)
+        return s
+
+    def run(self) -> None:
+        for _ in range(self.idle):  # held open and silent
+            self.connect(self.idle_port)
+        rng = random.Random(1)
+        trickles = [s for s in (self.connect(p) for p in self.ports) if s is not None]
+        while not self.stop.is_set():
+            for port in self.ports:
+                s = self.connect(port)
+                if s is None:
+                    continue
+                payload = rng.choice(
+                    [
+                        os.urandom(rng.randrange(1, 4096)),  # random bytes
+                        b"\x00\x00\x10\x00" + os.urandom(100),  # a truncated frame
+                        b"\xff\xff\xff\xff",  # a huge length prefix
+                    ]
+                )
+                with contextlib.suppress(OSError):
+                    s.sendall(payload)
+            for s in trickles:
+                with contextlib.suppress(OSError):
+                    s.send(b"\x16")
+            self.stop.wait(1.0)
+
+    def __enter__(self) -> Flood:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        for s in self.sockets:
+            s.close()
+
+
+def peak_rss(stats: Path) -> int:
+    return int(json.loads(stats.read_text())["peak_rss_bytes"])
+
+
+def test_a_flood_of_idle_and_broken_connections_neither_stops_training_nor_grows_memory(tmp_path: Path) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
+    rounds = 150
+    results = {}
+    for mode in ("quiet", "flood"):
+        folder = tmp_path / mode
+        folder.mkdir()
+        config = deployment(folder, rounds)
+        cfg = load_config(config)
+        ports = [p.port for p in cfg.players.values() if p.port is not None]
+        out = folder / "out"
+        with players(folder) as procs:
+            for name in ALL:
+                extra = ["--stats", str(folder / f"{name}.stats.json")] if name.startswith("server") else []
+                procs.start_role(config, name, "--out", str(out), *extra)
+            if mode == "flood":
+                with Flood(ports, cfg.player("server-0").port or 0, idle=2000):
+                    finish(procs)
+            else:
+                finish(procs)
+        metrics = json.loads((out / "metrics.json").read_text())
+        results[mode] = (metrics, max(peak_rss(folder / f"{s}.stats.json") for s in SERVERS))
+    quiet, flood = results["quiet"], results["flood"]
+    assert len(flood[0]["rounds"]) == rounds and all(r.get("skipped") is None for r in flood[0]["rounds"])
+    assert flood[0]["final_test_accuracy"] == pytest.approx(quiet[0]["final_test_accuracy"], abs=0.02)
+    assert flood[1] <= 1.5 * quiet[1], f"server peak RSS {flood[1] >> 20} MiB against {quiet[1] >> 20} MiB"

@@ -1,0 +1,224 @@
+"""Lost, silent and restarted players, without sockets: the exceptional flows of a round."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
+from asyncmpc.protocol.aggregation import key_messages
+from asyncmpc.rss import InputSharer
+from asyncmpc.wire import messages as m
+from tests.protocol.test_aggregation import CFG, MO, OWNERS, Router, send_inputs, setup
+
+
+def vectors(shape: tuple[int, ...] = (50,)) -> dict[str, np.ndarray]:
+    return {o: np.frombuffer(os.urandom(8 * int(np.prod(shape))), dtype=np.int64).reshape(shape) for o in OWNERS}
+
+
+class Recording(Router):
+    """A router that also keeps every message it delivers, as (to, message)."""
+
+    def __init__(self, rnd: AggregationRound, servers: dict[str, ServerProtocol]) -> None:
+        super().__init__(rnd, servers)
+        self.delivered: list[tuple[str, m.Message]] = []
+
+    def run(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        def tamper(sender: str, msg: m.Message) -> m.Message:
+            self.delivered.append((sender, msg))
+            return msg
+
+        super().run(*args, tamper=tamper, **kwargs)
+
+
+@pytest.mark.parametrize("lost", ["server-0", "server-1", "server-2"])
+def test_a_server_lost_after_the_others_answered_leaves_a_sum_in_full_from_two(lost: str) -> None:
+    _servers, rnd, router, xs = setup()
+    del router.servers[lost]  # it crashed: nothing reaches it, nothing comes back
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    router.run()
+    assert not rnd.done and rnd.waiting_on == (lost,) and rnd.answered == 2
+    router.post(MO, rnd.lose(lost, f"{lost}'s connection closed"))  # early tagged answers cannot be used
+    router.run()
+    assert rnd.result is not None and not rnd.result.cross_checked
+    assert lost not in rnd.result.servers and len(rnd.result.servers) == 2
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_a_server_lost_before_anyone_answered_waits_for_the_other_two() -> None:
+    _, rnd, router, xs = setup()
+    del router.servers["server-2"]
+    router.post(MO, rnd.open())
+    assert rnd.lose("server-2") == []  # the others have not reported yet
+    send_inputs(router, xs)
+    router.run()
+    assert rnd.result is not None and rnd.result.servers == ("server-0", "server-1")
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_a_server_lost_after_aggregate_is_asked_again_in_full_and_late_answers_are_ignored() -> None:
+    """Owner 3 is missing: the servers report holdings, the model owner asks three servers for
+    tagged sums; server 0 dies before answering; servers 1 and 2 are asked again in full. The
+    tagged answers still on their way are not taken for the full ones."""
+    servers, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, {o: x for o, x in xs.items() if o != OWNERS[3]})
+    router.run()
+    asks = []
+    for action in rnd.expire():  # close inputs; each server reports what it holds
+        (holding,) = servers[action.to].feed(MO, action.msg)
+        asks += rnd.feed(action.to, holding.msg)
+    assert [a.msg.KIND for a in asks] == ["aggregate"] * 3 and rnd.phase == 1
+    tagged = [(a.to, servers[a.to].feed(MO, a.msg)[0].msg) for a in asks if a.to != "server-0"]
+    again = rnd.lose("server-0", "server-0's connection closed")
+    assert all(isinstance(a.msg, m.Aggregate) and a.msg.full for a in again) and len(again) == 2
+    for sender, answer in tagged:  # the tagged answers arrive first: not taken for the full ones
+        assert rnd.feed(sender, answer) == [] and not rnd.done
+    for action in again:
+        rnd.feed(action.to, servers[action.to].feed(MO, action.msg)[0].msg)
+    expected = sum(x for o, x in xs.items() if o != OWNERS[3])
+    assert rnd.result is not None and rnd.result.servers == ("server-1", "server-2")
+    np.testing.assert_array_equal(rnd.result.total, expected)
+
+
+def test_a_two_server_round_answers_at_once_in_full() -> None:
+    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
+    rnd = AggregationRound(CFG, 1, OWNERS, (50,), servers=("server-0", "server-2"))
+    router = Recording(rnd, {s: servers[s] for s in rnd.live})
+    xs = vectors()
+    router.post(MO, rnd.open())
+    for owner, x in xs.items():
+        router.post(owner, [a for a in input_shares(CFG, 1, x) if a.to in rnd.live])
+    router.run()
+    assert rnd.result is not None and rnd.result.servers == ("server-0", "server-2")
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+    sent = [msg.KIND for _, msg in router.delivered]
+    assert "aggregate" not in sent and sent.count("result_share") == 2
+
+
+def test_losing_two_servers_fails_the_round_with_a_reason() -> None:
+    _, rnd, router, _xs = setup()
+    router.post(MO, rnd.open())
+    rnd.lose("server-0", "server-0's connection closed")
+    rnd.lose("server-1", "server-1 was silent for 5s")
+    assert rnd.result is not None and rnd.result.total is None
+    assert rnd.result.reason == "server-1 was silent for 5s; fewer than two servers left"
+    with pytest.raises(ValueError, match="needs two servers"):
+        AggregationRound(CFG, 2, OWNERS, (5,), servers=("server-1",))
+
+
+def test_messages_from_a_lost_server_are_ignored() -> None:
+    _servers, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    rnd.lose("server-1")
+    send_inputs(router, xs)
+    router.run()  # server-1 still answers, early: not taken
+    assert rnd.result is not None and rnd.result.servers == ("server-0", "server-2")
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_expire_twice_goes_on_without_silent_servers() -> None:
+    _, rnd, router, xs = setup()
+    del router.servers["server-1"]
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    router.run()
+    router.post(MO, rnd.expire())  # CloseInputs to server-1: nothing comes back
+    router.run()
+    router.post(MO, rnd.expire())
+    router.run()
+    assert rnd.result is not None and rnd.result.servers == ("server-0", "server-2")
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+# ------------------------------------------------------------------ the server side
+
+
+def test_losing_the_model_owner_ends_the_epoch_and_round_numbers_may_come_again() -> None:
+    servers, rnd, router, xs = setup(round_no=5)
+    router.post(MO, rnd.open())
+    send_inputs(router, {o: x for o, x in xs.items() if o != OWNERS[0]}, round_no=5)
+    router.run()
+    assert not rnd.done
+    for s in servers.values():
+        assert s.open_rounds == (5,)
+        s.forget(MO)  # the model owner's connection closed
+        assert s.open_rounds == ()
+    rnd2 = AggregationRound(CFG, 5, OWNERS, (50,))
+    router2 = Router(rnd2, servers)
+    router2.post(MO, rnd2.open())
+    send_inputs(router2, xs, round_no=5)
+    router2.run()
+    assert rnd2.result is not None and rnd2.result.cross_checked
+    np.testing.assert_array_equal(rnd2.result.total, sum(xs.values()))
+
+
+def test_stale_shares_are_ignored_and_early_ones_are_bounded() -> None:
+    servers, rnd, router, xs = setup(round_no=3)
+    router.post(MO, rnd.open())
+    router.run()
+    s0 = servers["server-0"]
+    stale = input_shares(CFG, 2, xs[OWNERS[0]])[0].msg
+    assert s0.feed(OWNERS[0], stale) == []  # round 2 never opened here and is behind: dropped
+    for r in (10, 11, 12):
+        assert s0.feed(OWNERS[0], input_shares(CFG, r, xs[OWNERS[0]])[0].msg) == []
+    assert sorted(s0._early) == [11, 12]  # at most two round numbers wait
+
+
+def test_a_replaced_key_takes_the_old_streams_out_of_rounds_not_yet_held() -> None:
+    """An owner that lost the model owner registers new keys; a server that had expanded the
+    old streams for an open round replaces them, and the sum stays exact."""
+    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
+    rnd = AggregationRound(CFG, 1, OWNERS, (50,))
+    router = Router(rnd, servers)
+    sharers = {o: InputSharer(keyed=True) for o in OWNERS}
+    for owner, sharer in sharers.items():
+        router.post(owner, key_messages(CFG, sharer))
+    router.run()
+    router.post(MO, rnd.open())
+    router.run()
+    for s in servers.values():
+        s.idle()  # streams of every owner expanded into the sums
+    sharers[OWNERS[2]].rekey()
+    router.post(OWNERS[2], key_messages(CFG, sharers[OWNERS[2]]))
+    xs = vectors()
+    for owner, x in xs.items():
+        router.post(owner, input_shares(CFG, 1, x, sharer=sharers[owner]))
+    router.run(idle=lambda: True)
+    assert rnd.result is not None and rnd.result.cross_checked
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_a_server_answers_a_second_aggregate_in_full() -> None:
+    servers, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    router.run()
+    assert rnd.result is not None
+    again = m.Aggregate(session="test", round_no=1, contributors=OWNERS, mac_key=b"", full=True)
+    answers = {name: s.feed(MO, again)[0].msg for name, s in servers.items() if name != "server-1"}
+    assert all(isinstance(a, m.ResultShare) and a.b is not None for a in answers.values())
+    total = answers["server-0"].a + answers["server-0"].b + answers["server-2"].a  # type: ignore[attr-defined,operator]
+    np.testing.assert_array_equal(total, sum(xs.values()))
+
+
+def test_requests_for_rounds_a_server_does_not_have_are_refused_politely() -> None:
+    servers, _, _, _ = setup()
+    s = servers["server-1"]
+    out = s.feed(MO, m.Aggregate(session="test", round_no=7, contributors=OWNERS, mac_key=bytes(32)))
+    assert isinstance(out[0].msg, m.Reject) and "not open at server-1" in out[0].msg.reason
+    assert s.feed(MO, m.Withdraw(session="test", round_no=7, owners=(OWNERS[0],))) == []
+
+
+def test_the_prf_key_is_sent_again_to_a_reconnecting_previous_server() -> None:
+    s1 = ServerProtocol(CFG, "server-1", own_prf_key=bytes(16))
+    (msg,) = s1.greet("server-0")
+    assert isinstance(msg, m.PrfKey)
+    assert s1.greet("server-2") == [] and s1.greet(MO) == []
+    s0 = ServerProtocol(CFG, "server-0", own_prf_key=bytes(range(16)))
+    s0.feed("server-1", msg)
+    s0.feed("server-1", m.PrfKey(session="test", key=bytes(range(1, 17))))  # server-1 restarted
+    assert s0.zeros is not None
