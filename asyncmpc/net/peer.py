@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -289,9 +288,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
             return
         if self._lost is None:
             self._lost = asyncio.get_running_loop().create_future()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._lost
+        await asyncio.wait({self._lost}, timeout=timeout)  # does not cancel the future on timeout
 
     async def drain(self) -> None:
         if self.closed:

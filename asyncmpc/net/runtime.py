@@ -442,6 +442,8 @@ class Node:
         await conn.close()
         self._count(conn)
         await self.inbox.put((player, None, 0))
+        async with self._peer_changed:
+            self._peer_changed.notify_all()  # a dialler keeping this peer dials it again
 
     def _count(self, conn: Connection) -> None:
         """Fold a closed connection's byte counts into the node's totals (once)."""

@@ -192,6 +192,8 @@ class AggregationRound:
     def feed(self, sender: str, msg: m.Message) -> list[Send]:
         """Handle a server's message for this round. Raises RemoteProtocolError or CrossCheckError."""
         check_sender(sender, self.config.player(sender).role, msg, self.config.session)
+        if msg.round_no < self.round_no:
+            return []  # late: an answer to a round that ended without waiting for it
         if msg.round_no != self.round_no:
             raise RemoteProtocolError(f"{msg.KIND!r} for round {msg.round_no}, expected {self.round_no}", peer=sender)
         if self.done or sender not in self.live:
@@ -295,7 +297,7 @@ class AggregationRound:
             )
 
     def _finish(self) -> list[Send]:
-        servers = tuple(self._results)
+        servers = tuple(s for s in self.servers if s in self._results)
         if self._full:
             shares = [RShare(self.servers.index(s), r.a, r.b) for s, r in self._results.items() if r.b is not None]
             self.result = RoundResult(self.round_no, reconstruct(shares), self.contributors, False, servers=servers)

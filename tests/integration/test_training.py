@@ -178,7 +178,7 @@ def test_local_sh_stops_every_player_on_ctrl_c(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         ["bash", str(ROOT / "scripts" / "local.sh"), str(config), "--out", str(out)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
         cwd=ROOT,
     )
@@ -193,6 +193,8 @@ def test_local_sh_stops_every_player_on_ctrl_c(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
     leftover = subprocess.run(["pgrep", "-f", str(config)], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "players left running"
 
