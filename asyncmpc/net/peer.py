@@ -84,7 +84,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._completed = 0  # frames delivered so far: the frame deadline checks for progress
         self.transport: asyncio.Transport | None = None
-        self._stage = bytearray(_STAGE)
+        self._stage = bytearray(0)  # 64 KiB once the first bytes come (strangers that never send cost nothing)
         self._stage_len = 0
         self._body: memoryview | None = None  # the large body being filled
         self._body_filled = 0
@@ -107,6 +107,8 @@ class FrameProtocol(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._body is not None:
             return self._body[self._body_filled :]
+        if not self._stage:
+            self._stage = bytearray(_STAGE)
         return memoryview(self._stage)[self._stage_len :]
 
     def buffer_updated(self, nbytes: int) -> None:

@@ -9,8 +9,9 @@ connected to as that player's restart: the old connection is closed (and reporte
 before the new one is used.
 
 Bounds: an accepted connection must finish TLS and ``Hello`` within ``handshake_timeout``, and
-at most ``max_handshakes`` may be in their handshake at once (more are closed on arrival), so
-idle or slow strangers neither stall a listener nor use up its memory or file descriptors. A
+at most ``max_handshakes`` may be in their handshake at once (beyond that the oldest is closed), so
+idle or slow strangers neither stall a listener nor use up its memory or file descriptors
+(the oldest handshake gives way to a new one, so they cannot keep a player out either). A
 frame, once begun, must arrive whole within ``round_timeout``. TCP keep-alive finds a peer
 whose machine vanished.
 Every connection starts with a ``Hello`` from each side naming its player; the listener checks
@@ -93,7 +94,8 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._peer_changed = asyncio.Condition()
         self._budget = BodyBudget(LARGE_BODY_BYTES)
-        self._handshaking = 0
+        self._handshaking: dict[FrameProtocol, None] = {}
+        """Accepted connections in their handshake, oldest first."""
         self._closing = False
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -247,18 +249,26 @@ class Node:
 
         def made(transport: asyncio.BaseTransport) -> None:
             FrameProtocol.connection_made(protocol, transport)
-            if self._handshaking >= self.config.protocol.max_handshakes or self._closing:
-                transport.close()  # too many strangers at once: no task, no buffer, no descriptor kept
+            if self._closing:
+                transport.close()
                 return
+            if len(self._handshaking) >= self.config.protocol.max_handshakes:
+                # too many at once: the oldest goes, so idle strangers cannot keep a peer out
+                oldest = next(iter(self._handshaking))
+                del self._handshaking[oldest]
+                if oldest.transport is not None:
+                    oldest.transport.abort()
             if self.tls is not None:
                 transport.pause_reading()  # type: ignore[attr-defined]  # the TLS layer reads first
-            self._handshaking += 1
+            self._handshaking[protocol] = None
             self._spawn(self._on_accept(protocol), "accept")
 
         protocol.connection_made = made  # type: ignore[method-assign]
         return protocol
 
     async def _on_accept(self, protocol: FrameProtocol) -> None:
+        if protocol not in self._handshaking:
+            return  # closed to make room before its turn came
         try:
             async with asyncio.timeout(self.config.protocol.handshake_timeout):
                 conn = await self._accept_handshake(protocol)
@@ -268,7 +278,7 @@ class Node:
             protocol.transport.close()
             return
         finally:
-            self._handshaking -= 1
+            self._handshaking.pop(protocol, None)
         if conn is not None:
             await self._register(conn)
 
@@ -316,6 +326,8 @@ class Node:
                 ssl_handshake_timeout=self._hs_timeout,
             )
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            if protocol not in self._handshaking:
+                return False  # closed to make room for a newer handshake
             reason = str(exc) or repr(exc)
             if isinstance(exc, ConnectionError) and not isinstance(exc, ssl.SSLError):
                 reason = f"it closed the connection during the handshake ({reason}); it may not trust this server"

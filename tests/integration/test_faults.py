@@ -8,12 +8,14 @@ final model. Every process is killed when the test ends, also when it fails (``p
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
 import signal
 import socket
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -174,19 +176,32 @@ def test_no_mask_stream_is_used_twice_when_every_role_restarts(tmp_path: Path) -
     env = {"ASYNCMPC_MASK_TRACE": str(trace)}
     with players(tmp_path) as procs:
         start(procs, config, out, env=env)
-        for name, at in (("data-owner-1", 30), ("server-1", 60), ("model-owner", 90)):
-            wait_until(lambda at=at: len(rows(out)) >= at, 120, f"round {at}")  # type: ignore[misc]
+        back = {
+            "data-owner-1": lambda r: "data-owner-1" in r["contributors"],
+            "server-1": lambda r: r.get("servers") == SERVERS,
+            "model-owner": lambda r: True,
+        }
+        for name, rejoined in back.items():
+            wait_until(lambda: len(rows(out)) >= 30, 120, "round 30")
             kill(procs, name)
+            killed_at = len(rows(out))
             procs.start_role(config, name, "--out", str(out), env=env)
+            wait_until(
+                lambda rejoined=rejoined, after=killed_at + 1: any(rejoined(r) for r in rows(out)[after:]),  # type: ignore[misc]
+                120,
+                f"{name} to take part again",
+            )
         finish(procs)
-    uses = [tuple(line.split()[1:]) for line in trace.read_text().splitlines()]
-    assert len(uses) >= 2 * 3 * rounds  # two keys per share, three owners, every round
-    repeated = [pair for pair, n in Counter(uses).items() if n > 1]
-    assert not repeated, f"(key, nonce) pairs used twice: {repeated[:5]}"
-    owners_keys = {(line.split()[0], line.split()[1]) for line in trace.read_text().splitlines()}
-    assert len(owners_keys) >= 2 * 3 + 2 * 3 + 2  # new keys after the owner restart and the MO restart
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["round"] for r in metrics["rounds"]] == list(range(1, rounds + 1))
+    uses = [tuple(line.split()[1:]) for line in trace.read_text().splitlines()]
+    contributions = sum(len(r["contributors"]) for r in metrics["rounds"])
+    assert len(uses) >= 2 * contributions  # two keyed streams mask each contribution
+    repeated = [pair for pair, n in Counter(uses).items() if n > 1]
+    assert not repeated, f"(key, nonce) pairs used twice: {repeated[:5]}"
+    keys = {(line.split()[0], line.split()[1]) for line in trace.read_text().splitlines()}
+    # each owner's first keys, the restarted owner's, and everyone's after the model owner restarted
+    assert len(keys) >= 2 * 3 + 2 + 2 * 3
 
 
 class Flood:
@@ -195,7 +210,10 @@ class Flood:
     def __init__(self, ports: list[int], idle_port: int, idle: int) -> None:
         self.ports, self.idle_port, self.idle = ports, idle_port, idle
         self.stop = threading.Event()
+        self.ready = threading.Event()
         self.sockets: list[socket.socket] = []
+        self.idle_made = 0
+        self.garbage_sent = 0
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def connect(self, port: int) -> socket.socket | None:
@@ -208,9 +226,11 @@ class Flood:
 
     def run(self) -> None:
         for _ in range(self.idle):  # held open and silent
-            self.connect(self.idle_port)
+            self.idle_made += self.connect(self.idle_port) is not None
+        self.ready.set()
         rng = random.Random(1)
         trickles = [s for s in (self.connect(p) for p in self.ports) if s is not None]
+        last_trickle = 0.0
         while not self.stop.is_set():
             for port in self.ports:
                 s = self.connect(port)
@@ -225,13 +245,19 @@ class Flood:
                 )
                 with contextlib.suppress(OSError):
                     s.sendall(payload)
-            for s in trickles:
-                with contextlib.suppress(OSError):
-                    s.send(b"\x16")
-            self.stop.wait(1.0)
+                    self.garbage_sent += 1
+                s.close()
+                self.sockets.remove(s)
+            if time.monotonic() - last_trickle >= 1.0:  # a byte a second
+                last_trickle = time.monotonic()
+                for s in trickles:
+                    with contextlib.suppress(OSError):
+                        s.send(b"\x16")
+            self.stop.wait(0.05)
 
     def __enter__(self) -> Flood:
         self.thread.start()
+        assert self.ready.wait(120), "the idle connections were not made"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -250,7 +276,7 @@ def test_a_flood_of_idle_and_broken_connections_neither_stops_training_nor_grows
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
-    rounds = 150
+    rounds = 300
     results = {}
     for mode in ("quiet", "flood"):
         folder = tmp_path / mode
@@ -259,18 +285,27 @@ def test_a_flood_of_idle_and_broken_connections_neither_stops_training_nor_grows
         cfg = load_config(config)
         ports = [p.port for p in cfg.players.values() if p.port is not None]
         out = folder / "out"
-        with players(folder) as procs:
+        with players(folder) as procs, contextlib.ExitStack() as stack:
             for name in ALL:
                 extra = ["--stats", str(folder / f"{name}.stats.json")] if name.startswith("server") else []
                 procs.start_role(config, name, "--out", str(out), *extra)
-            if mode == "flood":
-                with Flood(ports, cfg.player("server-0").port or 0, idle=2000):
-                    finish(procs)
-            else:
-                finish(procs)
+                if name == "server-2" and mode == "flood":  # servers listen: flood them before training starts
+                    wait_until(functools.partial(_listening, ports[1:]), 60, "the servers to listen")
+                    flood = stack.enter_context(Flood(ports, cfg.player("server-0").port or 0, idle=2000))
+            finish(procs)
         metrics = json.loads((out / "metrics.json").read_text())
         results[mode] = (metrics, max(peak_rss(folder / f"{s}.stats.json") for s in SERVERS))
-    quiet, flood = results["quiet"], results["flood"]
-    assert len(flood[0]["rounds"]) == rounds and all(r.get("skipped") is None for r in flood[0]["rounds"])
-    assert flood[0]["final_test_accuracy"] == pytest.approx(quiet[0]["final_test_accuracy"], abs=0.02)
-    assert flood[1] <= 1.5 * quiet[1], f"server peak RSS {flood[1] >> 20} MiB against {quiet[1] >> 20} MiB"
+    assert flood.idle_made == 2000 and flood.garbage_sent > 50
+    quiet, flooded = results["quiet"], results["flood"]
+    assert len(flooded[0]["rounds"]) == rounds and all(r.get("skipped") is None for r in flooded[0]["rounds"])
+    assert flooded[0]["final_test_accuracy"] == pytest.approx(quiet[0]["final_test_accuracy"], abs=0.02)
+    assert flooded[1] <= 1.5 * quiet[1], f"server peak RSS {flooded[1] >> 20} MiB against {quiet[1] >> 20} MiB"
+
+
+def _listening(ports: list[int]) -> bool:
+    for port in ports:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+    return True
