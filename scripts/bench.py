@@ -53,7 +53,9 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def deployment(d: int, owners: int, rounds: int, mode: str, frac_bits: int, tls: bool = False) -> str:
+def deployment(
+    d: int, owners: int, rounds: int, mode: str, frac_bits: int, tls: bool = False, connect_timeout: float = 120.0
+) -> str:
     ports = free_ports(4)
     lines = [
         'session = "bench"',
@@ -63,7 +65,7 @@ def deployment(d: int, owners: int, rounds: int, mode: str, frac_bits: int, tls:
         f"frac_bits = {frac_bits}",
         f"max_owners = {max(owners, 2)}",
         "round_timeout = 600.0",
-        "connect_timeout = 120.0",
+        f"connect_timeout = {connect_timeout}",
         "[training]",
         'dataset = "synthetic"',
         f"parameters = {d}",
@@ -83,15 +85,25 @@ def deployment(d: int, owners: int, rounds: int, mode: str, frac_bits: int, tls:
 
 
 def run_one(
-    tmp: Path, d: int, owners: int, rounds: int, mode: str, swarm_above: int, frac_bits: int, tls: bool
+    tmp: Path,
+    d: int,
+    owners: int,
+    rounds: int,
+    mode: str,
+    swarm_above: int,
+    frac_bits: int,
+    tls: bool,
+    down: str | None = None,
 ) -> dict[str, Any]:
     folder = tmp / f"{mode}-{d}-{owners}-{'tls' if tls else 'plaintext'}"
     folder.mkdir(parents=True)
     cfg = folder / "hosts.toml"
-    cfg.write_text(deployment(d, owners, rounds, mode, frac_bits, tls))
+    # with a server down, the model owner waits connect_timeout for it, then trains with two
+    cfg.write_text(deployment(d, owners, rounds, mode, frac_bits, tls, connect_timeout=3.0 if down else 120.0))
     if tls:
         make_certs(load_config(cfg), folder / "certs")
-    names = (["server-0", "server-1", "server-2"] if mode == "secure" else []) + ["model-owner"]
+    servers = [s for s in ("server-0", "server-1", "server-2") if s != down]
+    names = (servers if mode == "secure" else []) + ["model-owner"]
     swarm = owners > swarm_above
     if not swarm:
         names += [f"data-owner-{i}" for i in range(owners)]
@@ -184,6 +196,11 @@ def main() -> None:
     ap.add_argument("--frac-bits", type=int, default=16)
     ap.add_argument("--tls", choices=["off", "on", "both"], default="off", help="TLS on every connection")
     ap.add_argument("--repeat", type=int, default=1, help="launches per configuration, round times pooled")
+    ap.add_argument(
+        "--down-server",
+        choices=["server-0", "server-1", "server-2"],
+        help="never start this server: secure rounds run on the other two (no cross-check)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     results = []
@@ -205,6 +222,7 @@ def main() -> None:
                                 args.swarm_above,
                                 args.frac_bits,
                                 tls,
+                                args.down_server,
                             )
                             r["wall_seconds"] = time.perf_counter() - t0
                             launches[mode].append(r)

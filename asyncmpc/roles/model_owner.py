@@ -1,9 +1,10 @@
 """Layer 6: the model owner process: runs the rounds, holds the model, sees only the aggregate.
 
 With a data set, round 1 gathers the global feature statistics and training round t runs as
-protocol round t + 1. After every round it writes ``model.npz``, ``metrics.json`` and
-``checkpoint.npz`` in the output folder (atomically); started again with the same config and
-folder, it resumes at the next round (``fresh=True`` starts afresh). With
+protocol round t + 1. After every round it writes ``metrics.json`` and ``checkpoint.npz`` in the
+output folder (atomically, while the next round runs), and ``model.npz`` at the end; started
+again with the same config and folder, it resumes at the next round (``fresh=True`` starts
+afresh). With
 ``aggregation = "plain"`` (synthetic benchmarks only) data owners send their gradients straight
 here: the plaintext floor that secure aggregation is measured against.
 
@@ -68,6 +69,7 @@ async def run_model_owner(
         node.maintain(servers)
         await _wait_for_players(config, node, servers, owners)
         rounds: _Rounds = _PlainRounds(config, node, owners) if plain else _Rounds(config, node, owners)
+        checkpoints = _Checkpointer(config, out_dir)
 
         first = 1
         if work.stats_size:
@@ -98,7 +100,8 @@ async def run_model_owner(
             row["seconds"] = time.perf_counter() - t0
             metrics["rounds"].append(row)
             _log_round(node, config, row, result)
-            _checkpoint(config, out_dir, work, metrics, t)
+            await checkpoints.after_round(work, metrics, t)
+        await checkpoints.flush()
 
         await send_all(node, [Send(p, m.Finish(session=session)) for p in servers + owners if p in node.peers])
         sent, received = node.traffic()
@@ -146,13 +149,35 @@ def _resume(config: Config, out_dir: Path, work: Workload, metrics: dict[str, An
     return ckpt.round
 
 
-def _checkpoint(config: Config, out_dir: Path, work: Workload, metrics: dict[str, Any], t: int) -> None:
-    """model.npz and metrics.json for people, then checkpoint.npz for a restart (in this order:
-    a crash in between redoes round ``t``, whose metrics row is then replaced)."""
-    work.save(out_dir / "model.npz")
-    _write_json(out_dir / "metrics.json", metrics)
-    meta = {k: v for k, v in metrics.items() if k != "rounds"}
-    save_checkpoint(out_dir, config, t, work.state(), meta)
+class _Checkpointer:
+    """Writes metrics.json, then checkpoint.npz, after each round, on a worker thread while the
+    next round runs (a durable write of an 8 MB model takes tens of milliseconds, mostly
+    fsync, which releases the GIL). One write at a time: a round's write waits for the last
+    one, so a crash loses at most the round in flight and the one being written, which a
+    resumed run redoes. The arrays handed over are never changed in place (each optimizer
+    step makes new ones), so the thread writes a consistent state."""
+
+    def __init__(self, config: Config, out_dir: Path) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self._pending: asyncio.Future[None] | None = None
+
+    async def after_round(self, work: Workload, metrics: dict[str, Any], t: int) -> None:
+        await self.flush()
+        doc = {**metrics, "rounds": list(metrics["rounds"])}
+        meta = {k: v for k, v in metrics.items() if k != "rounds"}
+        state = dict(work.state())
+        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, doc, meta, state, t))
+
+    def _write(self, doc: dict[str, Any], meta: dict[str, Any], state: dict[str, Any], t: int) -> None:
+        # metrics first: a crash in between redoes round t, whose row is then replaced
+        _write_json(self.out_dir / "metrics.json", doc)
+        save_checkpoint(self.out_dir, self.config, t, state, meta)
+
+    async def flush(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
 
 
 def _round_row(t: int, result: RoundResult) -> dict[str, Any]:
