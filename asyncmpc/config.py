@@ -71,7 +71,7 @@ class ProtocolSettings:
     also how long a model owner pauses with fewer than two servers before it gives up."""
     handshake_timeout: float = 10.0
     """Seconds an accepted connection may take to finish TLS and ``Hello``."""
-    max_handshakes: int = 16
+    max_handshakes: int = 32
     """Accepted connections that may be in their handshake at once; beyond that, the oldest
     is closed to make room."""
     max_frame_bytes: int = 1 << 30

@@ -18,6 +18,7 @@ from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
 from asyncmpc.prf import new_seed
 from asyncmpc.protocol.server import ServerProtocol
+from asyncmpc.roles.driver import send_all
 from asyncmpc.tls import TlsContexts
 from asyncmpc.wire.messages import Finish
 
@@ -54,10 +55,6 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
             except RemoteProtocolError as exc:
                 await node.drop(sender, exc)
                 continue
-            for action in actions:
-                try:
-                    await node.send(action.to, action.msg)
-                except PeerLost as exc:
-                    node.log.warning("could not send %s: %s", action.msg.KIND, exc)
+            await send_all(node, actions, timeout=config.protocol.round_timeout)
             if node.inbox.empty():
                 proto.idle()

@@ -73,7 +73,12 @@ async def run_data_owner(
     loop = asyncio.get_running_loop()
     idle = config.protocol.idle_timeout
     async with Node(config, name, tls=tls, greet=greet) as node:
-        node.maintain([model_owner] if plain else None)
+        if not plain:  # the servers first: the model owner counts an owner present once it calls
+            node.maintain(servers)
+            limit = config.protocol.connect_timeout
+            if not await node.wait_until(functools.partial(_all_connected, node, set(servers)), limit):
+                node.log.warning("not every server is up; going on with those that are")
+        node.maintain([model_owner])
         node.log.info("holding %s", work.describe())
         heard = loop.time()  # when the model owner last spoke (or we started)
         while True:

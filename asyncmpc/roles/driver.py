@@ -63,8 +63,8 @@ async def drive_round(
     A result whose cross-check fails is refused: the round yields nothing, and its ``reason``
     names the suspect servers. Raises RoundTimeout if the round never finished.
     """
-    await send_all(node, rnd.open())
-    await send_all(node, requests or [])  # after the servers know the round, so shares rarely wait
+    await send_all(node, rnd.open(), timeout=server_timeout)
+    await send_all(node, requests or [], timeout=timeout / 2)  # after the servers know the round
     loop = asyncio.get_running_loop()
     phase_end = loop.time() + timeout / 2
     expiries = 0
@@ -80,7 +80,7 @@ async def drive_round(
                     actions += rnd.lose(silent, f"{silent} was silent for {server_timeout:g}s")
                     if on_silent is not None:
                         await on_silent(silent)
-                await send_all(node, actions)
+                await send_all(node, actions, timeout=server_timeout)
                 continue
         deadline = phase_end if quorum is None or server_timeout is None else min(phase_end, quorum[1] + server_timeout)
         try:
@@ -91,7 +91,7 @@ async def drive_round(
             expiries += 1
             if expiries > 3:
                 raise RoundTimeout(f"round {rnd.round_no} did not finish within {timeout:g}s") from None
-            await send_all(node, rnd.expire())
+            await send_all(node, rnd.expire(), timeout=server_timeout)
             phase_end = loop.time() + timeout / 2
             continue
         if sender not in rnd.servers:
@@ -99,7 +99,7 @@ async def drive_round(
                 await on_other(sender, msg)
             continue
         if msg is None:
-            await send_all(node, rnd.lose(sender, f"{sender}'s connection closed"))
+            await send_all(node, rnd.lose(sender, f"{sender}'s connection closed"), timeout=server_timeout)
             continue
         try:
             actions = rnd.feed(sender, msg)
@@ -109,6 +109,6 @@ async def drive_round(
         except RemoteProtocolError as exc:
             await node.drop(sender, exc)  # the round goes on with the other servers
             continue
-        await send_all(node, actions)
+        await send_all(node, actions, timeout=server_timeout)
     assert rnd.result is not None
     return rnd.result
