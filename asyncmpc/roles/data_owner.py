@@ -59,35 +59,58 @@ async def run_data_owner(
     memory kept between rounds); a swarm of owners in one process turns that off.
     ``random_bytes`` is the source of share seeds (injected by tests).
     """
-    player = config.player(name)
-    work = owner_workload(config, player)
-    model_owner = config.model_owner.name
-    servers = [p.name for p in config.servers]
-    plain = config.training.aggregation == "plain"
-    contributed = 0
-    sharer = InputSharer(random_bytes, keep_buffers=prepare_ahead, keyed=not plain, on_use=_mask_trace(name))
+    owner = _Owner(config, name, prepare_ahead, random_bytes)
+    async with Node(config, name, tls=tls, greet=owner.greet) as node:
+        await owner.connect(node)
+        return await owner.serve(node)
 
-    def greet(peer: str) -> list[m.Message]:
-        return [s.msg for s in key_messages(config, sharer) if s.to == peer] if not plain else []
 
-    loop = asyncio.get_running_loop()
-    idle = config.protocol.idle_timeout
-    async with Node(config, name, tls=tls, greet=greet) as node:
-        if not plain:  # the servers first: the model owner counts an owner present once it calls
-            node.maintain(servers)
-            limit = config.protocol.connect_timeout
-            if not await node.wait_until(functools.partial(_all_connected, node, set(servers)), limit):
+class _Owner:
+    """One data owner's state between rounds: its workload, its sharer (and keys)."""
+
+    def __init__(self, config: Config, name: str, prepare_ahead: bool, random_bytes: RandomBytes) -> None:
+        self.config = config
+        self.name = name
+        self.work = owner_workload(config, config.player(name))
+        self.model_owner = config.model_owner.name
+        self.servers = [p.name for p in config.servers]
+        self.plain = config.training.aggregation == "plain"
+        self.prepare_ahead = prepare_ahead and not self.plain
+        self.sharer = InputSharer(
+            random_bytes, keep_buffers=prepare_ahead, keyed=not self.plain, on_use=_mask_trace(name)
+        )
+        self.contributed = 0
+
+    def greet(self, peer: str) -> list[m.Message]:
+        """A server that (re)connects gets this owner's current stream keys first."""
+        return [] if self.plain else [s.msg for s in key_messages(self.config, self.sharer) if s.to == peer]
+
+    async def connect(self, node: Node) -> None:
+        """The servers first (the model owner counts an owner present once it calls), then the
+        model owner; each is dialled again whenever its connection closes."""
+        if not self.plain:
+            node.maintain(self.servers)
+            limit = self.config.protocol.connect_timeout
+            if not await node.wait_until(functools.partial(_all_connected, node, set(self.servers)), limit):
                 node.log.warning("not every server is up; going on with those that are")
-        node.maintain([model_owner])
-        node.log.info("holding %s", work.describe())
+        node.maintain([self.model_owner])
+        node.log.info("holding %s", self.work.describe())
+
+    async def serve(self, node: Node) -> dict[str, Any]:
+        """Answer the model owner's requests until ``Finish``, or until it has been absent or
+        silent for ``idle_timeout``."""
+        loop = asyncio.get_running_loop()
+        idle = self.config.protocol.idle_timeout
         heard = loop.time()  # when the model owner last spoke (or we started)
         while True:
             try:
                 sender, msg = await node.recv(timeout=max(0.0, heard + idle - loop.time()))
             except TimeoutError:
-                state = "silent" if model_owner in node.peers else "unreachable"
-                raise PeerLost(f"{name}: the model owner was {state} for {idle:g}s ([protocol] idle_timeout)") from None
-            if sender != model_owner:
+                state = "silent" if self.model_owner in node.peers else "unreachable"
+                raise PeerLost(
+                    f"{self.name}: the model owner was {state} for {idle:g}s ([protocol] idle_timeout)"
+                ) from None
+            if sender != self.model_owner:
                 if isinstance(msg, m.Reject):
                     node.log.warning("%s refused a message: %s", sender, msg.reason)
                 elif msg is None:
@@ -95,42 +118,51 @@ async def run_data_owner(
                 continue
             heard = loop.time()
             if msg is None:
-                node.log.warning("lost the model owner; new stream keys, dialling it again")
-                if not plain:
-                    sharer.rekey()
-                    await send_all(node, [s for s in key_messages(config, sharer) if s.to in node.peers])
-                continue
-            if isinstance(msg, m.Finish):
-                node.log.info("session finished after %d contributions", contributed)
+                await self.model_owner_lost(node)
+            elif isinstance(msg, m.Finish):
+                node.log.info("session finished after %d contributions", self.contributed)
                 sent, received = node.traffic()
-                return {"contributions": contributed, "bytes_sent": sent, "bytes_received": received}
-            if not isinstance(msg, (m.StatsRequest, m.ModelUpdate)):
-                continue
-            round_no, training = msg.round_no, isinstance(msg, m.ModelUpdate)
-            targets = set(msg.servers or servers)
-            try:
-                vector = _contribution(work, msg)
-                del msg  # the model's frame: not kept while the shares go out (a swarm holds many)
-                if plain:
-                    gradient = m.PlainGradient(session=config.session, round_no=round_no, values=vector)
-                    out = [Send(model_owner, gradient)]
-                else:
-                    out = contribution_shares(config, round_no, vector, sharer)
-            except (EncodingError, ValueError) as exc:
-                node.log.error("round %d: cannot contribute: %s", round_no, exc)
-                decline = m.Decline(session=config.session, round_no=round_no, reason=str(exc))
-                await send_all(node, [Send(model_owner, decline)])
-                continue
-            size = len(vector)
-            del vector
-            # the round's servers may be (re)connecting just now: give them a moment
-            await node.wait_until(functools.partial(_all_connected, node, targets), config.protocol.server_timeout)
-            wanted = [s for s in out if s.to == model_owner or (s.to in targets and s.to in node.peers)]
-            await send_all(node, wanted, timeout=config.protocol.server_timeout)
-            del out  # nor the shares, once sent
-            contributed += 1
-            if prepare_ahead and not plain and training:
-                sharer.prepare((size,), round_no + 1)  # the next round's mask, while we wait for it
+                return {"contributions": self.contributed, "bytes_sent": sent, "bytes_received": received}
+            elif isinstance(msg, (m.StatsRequest, m.ModelUpdate)):
+                await self.contribute(node, msg)
+
+    async def model_owner_lost(self, node: Node) -> None:
+        """An epoch ends: new stream keys at once, registered with the servers before any share
+        (a resumed model owner may ask again for a round number: fresh streams answer it)."""
+        node.log.warning("lost the model owner; new stream keys, dialling it again")
+        if not self.plain:
+            self.sharer.rekey()
+            await send_all(node, [s for s in key_messages(self.config, self.sharer) if s.to in node.peers])
+
+    async def contribute(self, node: Node, msg: m.StatsRequest | m.ModelUpdate) -> None:
+        """Share this round's contribution with the round's servers, or decline it."""
+        config, round_no = self.config, msg.round_no
+        training = isinstance(msg, m.ModelUpdate)
+        targets = set(msg.servers or self.servers)
+        try:
+            vector = _contribution(self.work, msg)
+            del msg  # the model's frame: not kept while the shares go out (a swarm holds many)
+            if self.plain:
+                gradient = m.PlainGradient(session=config.session, round_no=round_no, values=vector)
+                out = [Send(self.model_owner, gradient)]
+            else:
+                out = contribution_shares(config, round_no, vector, self.sharer)
+        except (EncodingError, ValueError) as exc:
+            node.log.error("round %d: cannot contribute: %s", round_no, exc)
+            decline = m.Decline(session=config.session, round_no=round_no, reason=str(exc))
+            await send_all(node, [Send(self.model_owner, decline)])
+            return
+        size = len(vector)
+        del vector
+        # the round's servers may be (re)connecting just now: give them a moment
+        await node.wait_until(functools.partial(_all_connected, node, targets), config.protocol.server_timeout)
+        wanted = [s for s in out if s.to == self.model_owner or (s.to in targets and s.to in node.peers)]
+        del out  # nor the shares, once sent
+        await send_all(node, wanted, timeout=config.protocol.server_timeout)
+        del wanted
+        self.contributed += 1
+        if self.prepare_ahead and training:
+            self.sharer.prepare((size,), round_no + 1)  # the next round's mask, while we wait for it
 
 
 def _all_connected(node: Node, names: set[str]) -> bool:

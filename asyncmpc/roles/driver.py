@@ -68,26 +68,19 @@ async def drive_round(
     loop = asyncio.get_running_loop()
     phase_end = loop.time() + timeout / 2
     expiries = 0
-    quorum: tuple[int, float] | None = None  # (phase, when its second server answered)
+    silence = _Silence(server_timeout)
     while not rnd.done:
         now = loop.time()
-        if server_timeout is not None and rnd.answered >= 2 and rnd.waiting_on:
-            if quorum is None or quorum[0] != rnd.phase:
-                quorum = (rnd.phase, now)
-            if now >= quorum[1] + server_timeout:
-                actions: list[Send] = []
-                for silent in rnd.waiting_on:
-                    actions += rnd.lose(silent, f"{silent} was silent for {server_timeout:g}s")
-                    if on_silent is not None:
-                        await on_silent(silent)
-                await send_all(node, actions, timeout=server_timeout)
-                continue
-        deadline = phase_end if quorum is None or server_timeout is None else min(phase_end, quorum[1] + server_timeout)
+        silent_at = silence.deadline(rnd, now)
+        if silent_at is not None and now >= silent_at:
+            await _leave_out_silent(node, rnd, silence, on_silent)
+            continue
+        deadline = phase_end if silent_at is None else min(phase_end, silent_at)
         try:
             sender, msg = await node.recv(timeout=max(0.0, deadline - now))
         except TimeoutError:
             if loop.time() < phase_end:
-                continue  # the silent-server deadline: handled at the top
+                continue  # the silent-server deadline: handled at the top of the loop
             expiries += 1
             if expiries > 3:
                 raise RoundTimeout(f"round {rnd.round_no} did not finish within {timeout:g}s") from None
@@ -112,3 +105,30 @@ async def drive_round(
         await send_all(node, actions, timeout=server_timeout)
     assert rnd.result is not None
     return rnd.result
+
+
+class _Silence:
+    """Once two servers have answered a phase of a round, the third has ``limit`` seconds."""
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self._since: tuple[int, float] | None = None  # (phase, when its second answer came)
+
+    def deadline(self, rnd: AggregationRound, now: float) -> float | None:
+        """When the servers still awaited count as silent; None while there is no such deadline."""
+        if self.limit is None or rnd.answered < 2 or not rnd.waiting_on:
+            return None
+        if self._since is None or self._since[0] != rnd.phase:
+            self._since = (rnd.phase, now)
+        return self._since[1] + self.limit
+
+
+async def _leave_out_silent(
+    node: Node, rnd: AggregationRound, silence: _Silence, on_silent: Callable[[str], Awaitable[None]] | None
+) -> None:
+    actions: list[Send] = []
+    for silent in rnd.waiting_on:
+        actions += rnd.lose(silent, f"{silent} was silent for {silence.limit:g}s")
+        if on_silent is not None:
+            await on_silent(silent)
+    await send_all(node, actions, timeout=silence.limit)

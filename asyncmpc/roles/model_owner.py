@@ -51,7 +51,6 @@ async def run_model_owner(
     started = time.perf_counter()
     work = workload(config, name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    session = config.session
     plain = config.training.aggregation == "plain"
     servers = [] if plain else [p.name for p in config.servers]
     owners = [p.name for p in config.data_owners]
@@ -71,39 +70,17 @@ async def run_model_owner(
         rounds: _Rounds = _PlainRounds(config, node, owners) if plain else _Rounds(config, node, owners)
         checkpoints = _Checkpointer(config, out_dir)
 
-        first = 1
-        if work.stats_size:
-            first = 2
-            if "scaling" not in metrics:
-                stats = await rounds.run(STATS_ROUND, work.stats_size, m.StatsRequest(session=session, round_no=1))
-                if stats.total is None:
-                    raise PeerLost(f"the statistics round yielded nothing: {stats.reason}")
-                work.set_stats(decode_sum(config, stats.total))
-                metrics["statistics_contributors"] = list(stats.contributors)
-                metrics["scaling"] = "secure statistics round"
-                node.log.info("feature statistics from %d data owners", len(stats.contributors))
-
+        first = 2 if work.stats_size else 1  # training round t runs as protocol round t + first - 1
+        if work.stats_size and "scaling" not in metrics:
+            await _statistics(config, node, rounds, work, metrics)
         for t in range(done + 1, config.training.rounds + 1):
-            t0 = time.perf_counter()
-            round_no = t + first - 1
-            theta, mean, scale = work.update()
-            update = m.ModelUpdate(session=session, round_no=round_no, theta=theta, mean=mean, scale=scale)
-            result = await rounds.run(round_no, work.size, update)
-            row = _round_row(t, result)
-            if result.total is None:
-                node.log.warning("round %d yielded nothing: %s", t, result.reason)
-                row.update(loss=None, test_accuracy=None, skipped=result.reason)
-            else:
-                total = result.total if plain else decode_sum(config, result.total)
-                loss, accuracy = work.apply(total, len(result.contributors))  # type: ignore[arg-type]
-                row.update(loss=loss, test_accuracy=accuracy)
-            row["seconds"] = time.perf_counter() - t0
+            row = await _train_round(config, node, rounds, work, t, t + first - 1)
             metrics["rounds"].append(row)
-            _log_round(node, config, row, result)
             await checkpoints.after_round(work, metrics, t)
         await checkpoints.flush()
 
-        await send_all(node, [Send(p, m.Finish(session=session)) for p in servers + owners if p in node.peers])
+        finish = m.Finish(session=config.session)
+        await send_all(node, [Send(p, finish) for p in servers + owners if p in node.peers])
         sent, received = node.traffic()
 
     metrics.update(work.final())
@@ -112,6 +89,41 @@ async def run_model_owner(
     work.save(out_dir / "model.npz")
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+async def _statistics(config: Config, node: Node, rounds: _Rounds, work: Workload, metrics: dict[str, Any]) -> None:
+    """The secure statistics round: global feature means and variances, before training."""
+    request = m.StatsRequest(session=config.session, round_no=STATS_ROUND)
+    stats = await rounds.run(STATS_ROUND, work.stats_size, request)
+    if stats.total is None:
+        raise PeerLost(f"the statistics round yielded nothing: {stats.reason}")
+    work.set_stats(decode_sum(config, stats.total))
+    metrics["statistics_contributors"] = list(stats.contributors)
+    metrics["scaling"] = "secure statistics round"
+    node.log.info("feature statistics from %d data owners", len(stats.contributors))
+
+
+async def _train_round(
+    config: Config, node: Node, rounds: _Rounds, work: Workload, t: int, round_no: int
+) -> dict[str, Any]:
+    """Training round ``t`` (protocol round ``round_no``): send the model, aggregate, step;
+    return its row for metrics.json."""
+    t0 = time.perf_counter()
+    theta, mean, scale = work.update()
+    update = m.ModelUpdate(session=config.session, round_no=round_no, theta=theta, mean=mean, scale=scale)
+    result = await rounds.run(round_no, work.size, update)
+    row = _round_row(t, result)
+    if result.total is None:
+        node.log.warning("round %d yielded nothing: %s", t, result.reason)
+        row.update(loss=None, test_accuracy=None, skipped=result.reason)
+    else:
+        plain = config.training.aggregation == "plain"
+        total = result.total if plain else decode_sum(config, result.total)
+        loss, accuracy = work.apply(total, len(result.contributors))  # type: ignore[arg-type]
+        row.update(loss=loss, test_accuracy=accuracy)
+    row["seconds"] = time.perf_counter() - t0
+    _log_round(node, config, row, result)
+    return row
 
 
 async def _wait_for_players(config: Config, node: Node, servers: list[str], owners: list[str]) -> None:
