@@ -33,6 +33,7 @@ from typing import Any
 
 from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, LISTENING_ROLES, MODEL_OWNER, Config, Player
 from asyncmpc.errors import ConfigError, PeerLost, RemoteProtocolError
+from asyncmpc.net.dialer import Dialer
 from asyncmpc.net.peer import BodyBudget, Connection, FrameProtocol
 from asyncmpc.protocol.events import check_sender
 from asyncmpc.tls import TlsContexts, tls_contexts
@@ -50,9 +51,6 @@ Event = tuple[str, Message | None]
 """(player, message) from the inbox; message None means that player's connection closed."""
 Greeting = Callable[[str], list[Message]]
 """Messages to send a newly connected player before anything else (given its name)."""
-
-REDIAL_MAX_DELAY = 2.0
-"""The longest pause between attempts to reach a player that is down."""
 
 
 def may_dial(config: Config, dialer: Player, listener: Player) -> bool:
@@ -94,6 +92,7 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._peer_changed = asyncio.Condition()
         self._budget = BodyBudget(LARGE_BODY_BYTES)
+        self._dialer = Dialer(self)
         self._handshaking: dict[FrameProtocol, None] = {}
         """Accepted connections in their handshake, oldest first."""
         self._closing = False
@@ -151,32 +150,17 @@ class Node:
         limit = self.config.protocol.connect_timeout if timeout is None else timeout
         async with asyncio.TaskGroup() as tg:
             for p in targets:
-                tg.create_task(self._dial(p, limit))
+                tg.create_task(self._dialer.reach(p, limit))
 
-    async def _dial(self, peer: Player, timeout: float) -> None:
-        """Reach ``peer`` within ``timeout``, retrying with back-off; PeerLost if it cannot be."""
-        delay = 0.02
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            try:
-                await self._dial_once(peer, max(0.01, deadline - loop.time()))
-                return
-            except ssl.SSLError as exc:
-                # a certificate problem will not fix itself by retrying
-                raise PeerLost(f"{self.name}: TLS with {peer.name} at {peer.host}:{peer.port} failed: {exc}") from exc
-            except (OSError, TimeoutError, PeerLost, RemoteProtocolError) as exc:
-                last_error = str(exc) or type(exc).__name__
-            if loop.time() + delay >= deadline:
-                raise PeerLost(
-                    f"{self.name}: could not reach {peer.name} at {peer.host}:{peer.port} "
-                    f"within {timeout:g}s: {last_error}"
-                )
-            await asyncio.sleep(delay)  # back-off between attempts to reach a peer that is starting
-            delay = min(delay * 2, 1.0)
+    def maintain(self, names: list[str] | None = None) -> None:
+        """Stay connected to ``names`` (default: every player this role dials): dial each in the
+        background, and again, with back-off, whenever its connection closes."""
+        targets = [self.config.player(n) for n in names] if names is not None else dial_targets(self.config, self.me)
+        for peer in targets:
+            self._spawn(self._dialer.keep(peer), f"keep:{peer.name}")
 
-    async def _dial_once(self, peer: Player, timeout: float) -> None:
-        """One attempt to connect to ``peer`` and shake hands, within ``timeout``."""
+    async def dial_once(self, peer: Player, timeout: float) -> None:
+        """One attempt to connect to ``peer`` and shake hands, within ``timeout`` (for ``Dialer``)."""
         if peer.port is None:
             raise ConfigError(f"{self.config.path}: [players.{peer.name}] has no port to dial")
         loop = asyncio.get_running_loop()
@@ -205,34 +189,14 @@ class Node:
             raise
         await self._register(conn)
 
-    def maintain(self, names: list[str] | None = None) -> None:
-        """Stay connected to ``names`` (default: every player this role dials): dial each in the
-        background, and again, with back-off, whenever its connection closes."""
-        targets = [self.config.player(n) for n in names] if names is not None else dial_targets(self.config, self.me)
-        for peer in targets:
-            self._spawn(self._keep(peer), f"keep:{peer.name}")
+    async def wait_gone(self, name: str) -> None:
+        """Wait until ``name`` is not connected (or the node closes)."""
+        async with self._peer_changed:
+            await self._peer_changed.wait_for(lambda: name not in self.peers or self._closing)
 
-    async def _keep(self, peer: Player) -> None:
-        delay = 0.05
-        attempt = self.config.protocol.handshake_timeout
-        down_since: float | None = None
-        loop = asyncio.get_running_loop()
-        while not self._closing:
-            if peer.name in self.peers:
-                delay = 0.05
-                async with self._peer_changed:
-                    await self._peer_changed.wait_for(lambda: peer.name not in self.peers or self._closing)
-                continue
-            try:
-                await self._dial_once(peer, attempt)
-                down_since = None
-                continue
-            except (OSError, TimeoutError, PeerLost, RemoteProtocolError) as exc:  # ssl.SSLError is an OSError
-                if down_since is None:
-                    down_since = loop.time()
-                    self.log.info("cannot reach %s at %s:%s yet (%s); retrying", peer.name, peer.host, peer.port, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, REDIAL_MAX_DELAY)
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)
