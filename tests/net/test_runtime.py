@@ -148,3 +148,85 @@ def test_missing_tls_files_are_named(tmp_path: Path) -> None:
     cfg = parse_config(hosts_toml(3, tls=True), str(tmp_path / "hosts.toml"))
     with pytest.raises(ConfigError, match=r"\[tls\] dir: .*ca\.pem is missing \(create the files with"):
         Node(cfg, "server-0")
+
+
+# ------------------------------------------------------------------ bounds and restarts
+
+
+async def _closed_by_peer(reader: asyncio.StreamReader) -> bool:
+    try:
+        return await reader.read(1 << 16) == b""
+    except ConnectionError:
+        return True
+
+
+def test_a_stranger_that_says_nothing_is_closed_after_the_handshake_deadline() -> None:
+    cfg = config(protocol="handshake_timeout = 0.3")
+
+    async def body() -> None:
+        async with Node(cfg, "server-0"):
+            server = cfg.player("server-0")
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            async with asyncio.timeout(5):
+                assert await _closed_by_peer(reader)
+            writer.close()
+
+    within(body)
+
+
+def test_beyond_max_handshakes_the_oldest_gives_way_and_a_player_still_gets_in() -> None:
+    cfg = config(protocol="max_handshakes = 2\nhandshake_timeout = 30.0")
+
+    async def body() -> None:
+        async with Node(cfg, "server-0") as srv:
+            server = cfg.player("server-0")
+            idle = [await asyncio.open_connection(server.host, server.port) for _ in range(3)]
+            async with asyncio.timeout(5):
+                assert await _closed_by_peer(idle[0][0])  # the oldest made room
+            async with Node(cfg, "data-owner-0") as owner:  # and a player gets in past the strangers
+                await owner.connect(["server-0"], timeout=10)
+                await srv.wait_for_peers(["data-owner-0"])
+            for _, writer in idle:
+                writer.close()
+
+    within(body)
+
+
+def test_half_a_frame_is_dropped_after_the_frame_deadline() -> None:
+    cfg = config(protocol="round_timeout = 0.5")
+
+    async def body() -> None:
+        async with Node(cfg, "server-0") as srv, Node(cfg, "data-owner-0") as owner:
+            await owner.connect(["server-0"])
+            await srv.wait_for_peers(["data-owner-0"])
+            owner.peers["server-0"].transport.write(struct.pack(">I", 1000) + b"\x00" * 10)  # and no more
+            sender, msg = await srv.recv(timeout=5)
+            assert (sender, msg) == ("data-owner-0", None)
+            _, reject = await owner.recv(timeout=5)
+            assert isinstance(reject, m.Reject) and "did not arrive whole within 0.5s" in reject.reason
+
+    within(body)
+
+
+def test_a_restarted_player_replaces_its_old_connection_and_a_kept_one_is_dialled_again() -> None:
+    cfg = config()
+
+    async def body() -> None:
+        async with Node(cfg, "server-0") as srv, Node(cfg, "data-owner-0") as first:
+            first.maintain(["server-0"])
+            await srv.wait_for_peers(["data-owner-0"])
+            await first.wait_for_peers(["server-0"])
+            old = srv.peers["data-owner-0"]
+            async with Node(cfg, "data-owner-0") as second:  # the same player, started again
+                await second.connect(["server-0"])
+                sender, msg = await srv.recv(timeout=5)
+                assert (sender, msg) == ("data-owner-0", None)  # the old connection, reported closed
+                assert srv.peers["data-owner-0"] is not old
+                x = np.arange(4, dtype=np.int64)
+                await second.send("server-0", m.InputShare(session="test", round_no=1, shape=(4,), a=x, b=x))
+                sender, msg = await srv.recv(timeout=5)
+                assert sender == "data-owner-0" and isinstance(msg, m.InputShare)
+            # the first one's keeper dials again once its connection is gone
+            assert await first.wait_until(lambda: "server-0" in first.peers, 10)
+
+    within(body)
