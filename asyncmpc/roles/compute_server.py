@@ -1,7 +1,7 @@
 """Layer 6: a compute server process: a ``ServerProtocol`` fed from a ``Node``.
 
-It serves until the model owner sends ``Finish``, or until no model owner has been connected
-for ``idle_timeout`` (then it exits with a clear message). It needs no other player to start:
+It serves until the model owner sends ``Finish``, or until the model owner has been absent or
+silent for ``idle_timeout`` (then it exits with a clear message). It needs no other player to start:
 it dials the servers below it and keeps dialling them (``Node.maintain``), and greets the
 previous server with its PRF key whenever they connect. Losing the model owner ends an epoch:
 the server forgets every round (``ServerProtocol.forget``). A peer that breaks the protocol is
@@ -33,16 +33,17 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
     loop = asyncio.get_running_loop()
     async with Node(config, name, tls=tls, greet=proto.greet) as node:
         node.maintain()
-        lost_at = loop.time()  # no model owner yet
+        heard = loop.time()  # when the model owner last spoke (or we started)
         while True:
-            timeout = None if model_owner in node.peers else max(0.0, lost_at + idle - loop.time())
             try:
-                sender, msg = await node.recv(timeout=timeout)
+                sender, msg = await node.recv(timeout=max(0.0, heard + idle - loop.time()))
             except TimeoutError:
-                raise PeerLost(f"{name}: no model owner for {idle:g}s ([protocol] idle_timeout)") from None
+                state = "silent" if model_owner in node.peers else "absent"
+                raise PeerLost(f"{name}: the model owner was {state} for {idle:g}s ([protocol] idle_timeout)") from None
+            if sender == model_owner:
+                heard = loop.time()
             if msg is None:
                 if sender == model_owner:
-                    lost_at = loop.time()
                     node.log.warning("lost the model owner; rounds forgotten, waiting for it to return")
                 proto.forget(sender)
                 continue

@@ -69,6 +69,13 @@ def reference_weights(config: Path) -> np.ndarray:
     return ref.theta
 
 
+def reference_accuracy(config: Path) -> float:
+    trainer = ReferenceTrainer(load_config(config))
+    accuracy = trainer.run().accuracy(trainer.split.test)
+    assert accuracy is not None
+    return accuracy
+
+
 def saved_theta(out: Path) -> np.ndarray:
     with np.load(out / "checkpoint.npz") as f:
         return f["theta"]
@@ -143,6 +150,8 @@ def test_with_two_servers_killed_rounds_pause_and_go_on_when_one_returns(tmp_pat
     assert len(log) == rounds and len(log) > paused
     assert sum(r.get("skipped") is not None for r in log) <= 1  # at most the round they died in
     assert all(r["servers"] == ["server-0", "server-2"] for r in log[paused + 1 :])
+    final = json.loads((out / "metrics.json").read_text())["final_test_accuracy"]
+    assert final == pytest.approx(reference_accuracy(config), abs=0.02)
 
 
 def test_a_killed_model_owner_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
@@ -199,6 +208,7 @@ def test_no_mask_stream_is_used_twice_when_every_role_restarts(tmp_path: Path) -
     assert len(uses) >= 2 * contributions  # two keyed streams mask each contribution
     repeated = [pair for pair, n in Counter(uses).items() if n > 1]
     assert not repeated, f"(key, nonce) pairs used twice: {repeated[:5]}"
+    assert metrics["final_test_accuracy"] == pytest.approx(reference_accuracy(config), abs=0.02)
     keys = {(line.split()[0], line.split()[1]) for line in trace.read_text().splitlines()}
     # each owner's first keys, the restarted owner's, and everyone's after the model owner restarted
     assert len(keys) >= 2 * 3 + 2 + 2 * 3
