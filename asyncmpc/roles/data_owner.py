@@ -138,7 +138,7 @@ class _Owner:
         """Share this round's contribution with the round's servers, or decline it."""
         config, round_no = self.config, msg.round_no
         training = isinstance(msg, m.ModelUpdate)
-        targets = set(msg.servers or self.servers)
+        targets = set() if self.plain else set(msg.servers or self.servers)
         try:
             vector = _contribution(self.work, msg)
             del msg  # the model's frame: not kept while the shares go out (a swarm holds many)
