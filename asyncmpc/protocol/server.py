@@ -197,23 +197,27 @@ class ServerProtocol:
                 )
         if not msg.a and not msg.b:
             raise RemoteProtocolError("ShareKeys registers no key", peer=sender)
-        if self._keys.get(sender, (msg.a, msg.b)) != (msg.a, msg.b):
-            self._rekey(sender)
+        known = self._keys.get(sender)
         self._keys[sender] = (msg.a, msg.b)
-        for round_no, rnd in self._rounds.items():  # open rounds that still expect it: new streams
-            if sender in rnd.owners and sender not in rnd.held:
-                rnd.streams[sender] = self._keyed(sender, round_no)
+        if known != (msg.a, msg.b):
+            # shares waiting from before were made under other keys (or on an older connection)
+            for waiting in self._early.values():
+                waiting.pop(sender, None)
+        self._restream(sender)
         return []
 
-    def _rekey(self, owner: str) -> None:
-        """``owner`` replaced its keys: nothing expanded or waiting under the old ones stays,
-        except shares already taken into a round (they carry their own streams)."""
-        self._guess = None
-        for waiting in self._early.values():
-            waiting.pop(owner, None)
-        for rnd in self._rounds.values():
-            if owner not in rnd.held:
-                self._drop_streams(rnd, owner)
+    def _restream(self, owner: str) -> None:
+        """Make every round that still expects ``owner`` (and the guess) use its current keys,
+        taking out streams expanded under others; shares already taken keep their own streams."""
+        for round_no, rnd in self._rounds.items():
+            if owner in rnd.owners and owner not in rnd.held:
+                current = self._keyed(owner, round_no)
+                if rnd.streams.get(owner, current) != current:
+                    self._drop_streams(rnd, owner)
+                rnd.streams[owner] = current
+        guess = self._guess
+        if guess is not None and guess.streams.get(owner, None) not in (None, self._keyed(owner, guess.round_no)):
+            self._guess = None
 
     def _keyed(self, owner: str, round_no: int) -> Streams:
         key_a, key_b = self._keys[owner]

@@ -222,3 +222,29 @@ def test_the_prf_key_is_sent_again_to_a_reconnecting_previous_server() -> None:
     s0.feed("server-1", msg)
     s0.feed("server-1", m.PrfKey(session="test", key=bytes(range(1, 17))))  # server-1 restarted
     assert s0.zeros is not None
+
+
+def test_a_restarted_owner_with_new_keys_replaces_streams_expanded_for_its_old_process() -> None:
+    """The owner's connection closes (its keys are forgotten) while a round expects it; its new
+    process registers other keys and shares under them: the old streams, already in the sums,
+    come out, and the sum is exact."""
+    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
+    rnd = AggregationRound(CFG, 1, OWNERS, (50,))
+    router = Router(rnd, servers)
+    sharers = {o: InputSharer(keyed=True) for o in OWNERS}
+    for owner, sharer in sharers.items():
+        router.post(owner, key_messages(CFG, sharer))
+    router.run()
+    router.post(MO, rnd.open())
+    router.run()
+    for s in servers.values():
+        s.idle()  # the old process's streams are in the sums
+        s.forget(OWNERS[1])
+    sharers[OWNERS[1]] = InputSharer(keyed=True)  # the new process
+    router.post(OWNERS[1], key_messages(CFG, sharers[OWNERS[1]]))
+    xs = vectors()
+    for owner, x in xs.items():
+        router.post(owner, input_shares(CFG, 1, x, sharer=sharers[owner]))
+    router.run(idle=lambda: True)
+    assert rnd.result is not None and rnd.result.cross_checked
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
