@@ -22,6 +22,7 @@ import functools
 import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -124,7 +125,10 @@ class _Owner:
                 sent, received = node.traffic()
                 return {"contributions": self.contributed, "bytes_sent": sent, "bytes_received": received}
             elif isinstance(msg, (m.StatsRequest, m.ModelUpdate)):
-                await self.contribute(node, msg)
+                out = self.shares_for(msg)
+                del msg  # the model's frame is not kept while the shares go out (nor while we wait)
+                await self.deliver(node, out)
+                del out
 
     async def model_owner_lost(self, node: Node) -> None:
         """An epoch ends: new stream keys at once, registered with the servers before any share
@@ -134,35 +138,53 @@ class _Owner:
             self.sharer.rekey()
             await send_all(node, [s for s in key_messages(self.config, self.sharer) if s.to in node.peers])
 
-    async def contribute(self, node: Node, msg: m.StatsRequest | m.ModelUpdate) -> None:
-        """Share this round's contribution with the round's servers, or decline it."""
+    def shares_for(self, msg: m.StatsRequest | m.ModelUpdate) -> _Outgoing:
+        """This round's contribution, shared for the round's servers, or a ``Decline``. Runs
+        without awaiting, so the caller can drop the model's frame before anything is sent."""
         config, round_no = self.config, msg.round_no
-        training = isinstance(msg, m.ModelUpdate)
-        targets = set() if self.plain else set(msg.servers or self.servers)
+        out = _Outgoing(round_no, isinstance(msg, m.ModelUpdate))
+        out.targets = set() if self.plain else set(msg.servers or self.servers)
         try:
             vector = _contribution(self.work, msg)
-            del msg  # the model's frame: not kept while the shares go out (a swarm holds many)
             if self.plain:
                 gradient = m.PlainGradient(session=config.session, round_no=round_no, values=vector)
-                out = [Send(self.model_owner, gradient)]
+                out.sends = [Send(self.model_owner, gradient)]
             else:
-                out = contribution_shares(config, round_no, vector, self.sharer)
+                out.sends = contribution_shares(config, round_no, vector, self.sharer)
+            out.size = len(vector)
         except (EncodingError, ValueError) as exc:
-            node.log.error("round %d: cannot contribute: %s", round_no, exc)
-            decline = m.Decline(session=config.session, round_no=round_no, reason=str(exc))
-            await send_all(node, [Send(self.model_owner, decline)])
+            out.declined = str(exc)
+            out.sends = [Send(self.model_owner, m.Decline(session=config.session, round_no=round_no, reason=str(exc)))]
+        return out
+
+    async def deliver(self, node: Node, out: _Outgoing) -> None:
+        """Send what ``shares_for`` made: to the round's servers that are connected."""
+        config = self.config
+        if out.declined:
+            node.log.error("round %d: cannot contribute: %s", out.round_no, out.declined)
+            await send_all(node, out.sends)
             return
-        size = len(vector)
-        del vector
         # the round's servers may be (re)connecting just now: give them a moment
-        await node.wait_until(functools.partial(_all_connected, node, targets), config.protocol.server_timeout)
-        wanted = [s for s in out if s.to == self.model_owner or (s.to in targets and s.to in node.peers)]
-        del out  # nor the shares, once sent
+        await node.wait_until(functools.partial(_all_connected, node, out.targets), config.protocol.server_timeout)
+        wanted = [s for s in out.sends if s.to == self.model_owner or (s.to in out.targets and s.to in node.peers)]
+        out.sends = []  # the shares are not kept once sent (a swarm holds many)
         await send_all(node, wanted, timeout=config.protocol.server_timeout)
         del wanted
         self.contributed += 1
-        if self.prepare_ahead and training:
-            self.sharer.prepare((size,), round_no + 1)  # the next round's mask, while we wait for it
+        if self.prepare_ahead and out.training:
+            self.sharer.prepare((out.size,), out.round_no + 1)  # the next round's mask, while we wait
+
+
+@dataclass
+class _Outgoing:
+    """A data owner's answer to one request, between making it and sending it."""
+
+    round_no: int
+    training: bool
+    targets: set[str] = field(default_factory=set)
+    sends: list[Send] = field(default_factory=list)
+    size: int = 0
+    declined: str = ""
 
 
 def _all_connected(node: Node, names: set[str]) -> bool:
