@@ -88,7 +88,7 @@ def main() -> None:
             n = rounds_done(out)
             restarted = time.monotonic()
             start("model-owner")
-            wait_for(lambda: 0 < rounds_done(out) and _resumed_rounds(out) >= 1, 300)
+            wait_for(lambda: rounds_done(out) > 0 and _resumed_rounds(out) >= 1, 300)
             back = time.monotonic() - restarted
         finally:
             for p in started:

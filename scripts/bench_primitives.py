@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyncmpc import rss
+from asyncmpc import macs, rss
 from asyncmpc.cli import tune_allocator
 from asyncmpc.prf import add_keystreams, expand_into, new_seed
 
@@ -54,6 +54,9 @@ def main() -> None:
     reals = np.random.default_rng(0).uniform(-1.0, 1.0, n)  # benchmark input, not share randomness
     seeds = [new_seed() for _ in range(10)]
     acc = np.zeros(n, dtype=np.int64)
+    small = x >> 8  # fixed-point values are far below 2^60
+    alpha = macs.new_mac_key()
+    tags = macs.authenticate(small, alpha)
 
     def online_share() -> object:
         sharer.prepare(x.shape)  # (a data owner does this while it waits; timed separately below)
@@ -75,6 +78,8 @@ def main() -> None:
         "reconstruct (two servers)": lambda: rss.reconstruct(shares[:2]),
         "share + reconstruct": lambda: rss.reconstruct(rss.share(x)[:2]),
         "server materialize seeded share": lambda: rss.materialize(seeded[0].a, x.shape),
+        "field MAC alpha * x mod 2^61-1 (an owner, MAC mode)": lambda: macs.authenticate(small, alpha),
+        "field MAC check of a sum (the model owner)": lambda: macs.verify(small, alpha, tags),
     }
     rows = []
     for name, fn in cases.items():
