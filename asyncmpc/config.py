@@ -67,8 +67,8 @@ class ProtocolSettings:
     """Seconds a compute server may stay silent after two others answered a round, before the
     round goes on without it (and it is disconnected, to be redialled)."""
     idle_timeout: float = 600.0
-    """Seconds a data owner or compute server waits for an absent model owner before it exits;
-    also how long a model owner pauses with fewer than two servers before it gives up."""
+    """Seconds a data owner or compute server waits for an absent or silent model owner before
+    it exits; also how long a model owner pauses with fewer than two servers before it gives up."""
     handshake_timeout: float = 10.0
     """Seconds an accepted connection may take to finish TLS and ``Hello``."""
     max_handshakes: int = 32
