@@ -14,6 +14,7 @@ __all__ = [
     "CrossCheckError",
     "PeerLost",
     "RoundTimeout",
+    "OutputError",
 ]
 
 
@@ -78,3 +79,7 @@ class PeerLost(AsyncMpcError):
 
 class RoundTimeout(AsyncMpcError):
     """A round did not complete before its deadline."""
+
+
+class OutputError(AsyncMpcError):
+    """A file this player writes (checkpoint, model, metrics) cannot be written."""

@@ -29,7 +29,7 @@ import numpy as np
 
 from asyncmpc.checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoint
 from asyncmpc.config import Config
-from asyncmpc.errors import PeerLost, RemoteProtocolError
+from asyncmpc.errors import OutputError, PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
 from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
 from asyncmpc.protocol.events import Send
@@ -50,7 +50,10 @@ async def run_model_owner(
     """Train for ``config.training.rounds`` rounds; return the metrics written to metrics.json."""
     started = time.perf_counter()
     work = workload(config, name)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot create the output folder: {exc.strerror or exc}") from exc
     plain = config.training.aggregation == "plain"
     servers = [] if plain else [p.name for p in config.servers]
     owners = [p.name for p in config.data_owners]
@@ -63,7 +66,9 @@ async def run_model_owner(
     }
     done = 0 if fresh else _resume(config, out_dir, work, metrics)
     async with Node(config, name, tls=tls) as node:
-        if done:
+        if done >= config.training.rounds:
+            node.log.info("%s: all %d rounds are done already; nothing to train", out_dir / CHECKPOINT, done)
+        elif done:
             node.log.info("resuming from %s after round %d", out_dir / CHECKPOINT, done)
         node.maintain(servers)
         await _wait_for_players(config, node, servers, owners)
@@ -86,8 +91,11 @@ async def run_model_owner(
     metrics.update(work.final())
     metrics["wall_seconds"] = time.perf_counter() - started
     metrics["model_owner_bytes"] = {"sent": sent, "received": received}
-    work.save(out_dir / "model.npz")
-    _write_json(out_dir / "metrics.json", metrics)
+    try:
+        work.save(out_dir / "model.npz")
+        _write_json(out_dir / "metrics.json", metrics)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write the model: {exc.strerror or exc}") from exc
     return metrics
 
 
@@ -183,8 +191,11 @@ class _Checkpointer:
 
     def _write(self, doc: dict[str, Any], meta: dict[str, Any], state: dict[str, Any], t: int) -> None:
         # metrics first: a crash in between redoes round t, whose row is then replaced
-        _write_json(self.out_dir / "metrics.json", doc)
-        save_checkpoint(self.out_dir, self.config, t, state, meta)
+        try:
+            _write_json(self.out_dir / "metrics.json", doc)
+            save_checkpoint(self.out_dir, self.config, t, state, meta)
+        except OSError as exc:
+            raise OutputError(f"{self.out_dir}: cannot write the checkpoint: {exc.strerror or exc}") from exc
 
     async def flush(self) -> None:
         if self._pending is not None:

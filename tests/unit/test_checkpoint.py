@@ -63,3 +63,19 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="disk full"):
         atomic_write(target, broken)
     assert target.read_bytes() == b"old"
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_and_status_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import RUN_ROLE
+
+    cfg = tmp_path / "hosts.toml"
+    cfg.write_text(hosts_toml(3, training="rounds = 1"))
+    (tmp_path / "file").write_text("not a folder")
+    argv = [sys.executable, str(RUN_ROLE), "--config", str(cfg), "--name", "model-owner"]
+    proc = subprocess.run([*argv, "--out", str(tmp_path / "file" / "sub")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("cannot create the output folder: Not a directory")
+    assert "Traceback" not in proc.stderr
