@@ -154,11 +154,12 @@ class ForwardingProxy:
     """A TCP proxy on its own thread: forwards connections from ``listen`` to ``target``.
 
     Every byte that crosses, both ways, is kept in ``seen``. ``downstream``, if given, rewrites
-    what flows back from the target (it gets each chunk read, returns the bytes to forward).
+    what flows back from the target (it gets each chunk read, returns the bytes to forward, or
+    None to cut the connection half-way through that chunk).
     Use as a context manager; it closes everything on exit.
     """
 
-    def __init__(self, listen: int, target: int, downstream: Callable[[bytes], bytes] | None = None) -> None:
+    def __init__(self, listen: int, target: int, downstream: Callable[[bytes], bytes | None] | None = None) -> None:
         self.listen, self.target, self.downstream = listen, target, downstream
         self.seen = bytearray()
         self.writers: list[asyncio.StreamWriter] = []
@@ -179,7 +180,14 @@ class ForwardingProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, rewrite: bool) -> None:
             while data := await src.read(1 << 16):
                 self.seen += data
-                dst.write(self.downstream(data) if rewrite and self.downstream else data)
+                out = self.downstream(data) if rewrite and self.downstream else data
+                if out is None:  # cut the connection here, in the middle of this chunk
+                    dst.write(data[: len(data) // 2])
+                    await dst.drain()
+                    for w in (writer, up_writer):
+                        w.transport.abort()
+                    return
+                dst.write(out)
                 await dst.drain()
             dst.close()
 

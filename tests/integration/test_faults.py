@@ -25,7 +25,8 @@ import pytest
 
 from asyncmpc.config import load_config
 from asyncmpc.training import ReferenceTrainer
-from tests.helpers import Players, players, wait_until, write_config
+from asyncmpc.workload import SyntheticOwner
+from tests.helpers import ForwardingProxy, Players, free_ports, hosts_toml, players, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -325,3 +326,51 @@ def _listening(ports: list[int]) -> bool:
         except OSError:
             return False
     return True
+
+
+class CutOnce:
+    """For a proxy's downstream: after ``after`` chunks, cut the connection mid-chunk, once."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.chunks = 0
+        self.cut = False
+
+    def __call__(self, data: bytes) -> bytes | None:
+        self.chunks += 1
+        if not self.cut and self.chunks >= self.after and len(data) > 64:
+            self.cut = True
+            return None
+        return data
+
+
+def test_a_connection_cut_mid_frame_costs_one_round_its_cross_check_and_nothing_else(tmp_path: Path) -> None:
+    """Plaintext (a proxy cannot sit inside TLS): the model owner reaches server-2 through a
+    proxy that cuts the connection once, in the middle of a result frame. The round finishes on
+    two servers, the model owner dials server-2 again, and every sum is exact."""
+    ports = free_ports(5)
+    rounds, lr, d = 300, 0.1, 5000
+    training = f'dataset = "synthetic"\nparameters = {d}\nrounds = {rounds}\nlearning_rate = {lr}'
+    protocol = f"server_timeout = {SERVER_TIMEOUT}"
+    config = tmp_path / "hosts.toml"
+    config.write_text(hosts_toml(3, training=training, protocol=protocol, ports=ports[:4]))
+    mo_dir = tmp_path / "mo"
+    mo_dir.mkdir()
+    mo_config = mo_dir / "hosts.toml"  # the model owner reaches server-2 through the proxy
+    mo_config.write_text(hosts_toml(3, training=training, protocol=protocol, ports=[*ports[:3], ports[4]]))
+    out = tmp_path / "out"
+    cut = CutOnce(after=40)
+    with ForwardingProxy(ports[4], ports[3], downstream=cut), players(tmp_path) as procs:
+        for name in ALL:
+            procs.start_role(mo_config if name == "model-owner" else config, name, "--out", str(out))
+        finish(procs)
+    assert cut.cut
+    log = every_round_done(out, rounds)
+    two = [i for i, r in enumerate(log) if r["servers"] == ["server-0", "server-1"]]
+    assert two, "a round ran without server-2"
+    assert all(r["servers"] == SERVERS and r["cross_checked"] for r in log[two[-1] + 1 :][5:]), "it came back"
+    assert all(len(r["contributors"]) == 3 for r in log), "no data owner was left out"
+    cfg = load_config(config)
+    mean = np.mean([SyntheticOwner(cfg, p).gradient for p in cfg.data_owners], axis=0)
+    with np.load(out / "model.npz") as f:
+        np.testing.assert_allclose(f["theta"], -lr * rounds * mean, rtol=0, atol=rounds * lr * 2.0**-16)
