@@ -353,6 +353,15 @@ class Node:
             return False
         return True
 
+    async def wait_for_most(self, names: list[str], need: int, timeout: float, grace: float) -> list[str]:
+        """Wait up to ``timeout`` until ``need`` of ``names`` are connected, then up to ``grace``
+        more for the others; return those connected. PeerLost if fewer than ``need`` came."""
+        if not await self.wait_until(lambda: sum(n in self.peers for n in names) >= need, timeout):
+            up = [n for n in names if n in self.peers]
+            raise PeerLost(f"{self.name}: only {len(up)} of {', '.join(names)} connected within {timeout:g}s")
+        await self.wait_until(lambda: all(n in self.peers for n in names), grace)
+        return [n for n in names if n in self.peers]
+
     async def wait_for_peers(self, names: list[str], timeout: float | None = None) -> None:
         """Wait until every player in ``names`` is connected (dialled or accepted)."""
         limit = self.config.protocol.connect_timeout if timeout is None else timeout

@@ -87,13 +87,16 @@ class _Owner:
         return [] if self.plain else [s.msg for s in key_messages(self.config, self.sharer) if s.to == peer]
 
     async def connect(self, node: Node) -> None:
-        """The servers first (the model owner counts an owner present once it calls), then the
-        model owner; each is dialled again whenever its connection closes."""
+        """The servers first (two, and the third for ``server_timeout`` more: the model owner
+        counts an owner present once it calls), then the model owner; each is dialled again
+        whenever its connection closes."""
         if not self.plain:
             node.maintain(self.servers)
-            limit = self.config.protocol.connect_timeout
-            if not await node.wait_until(functools.partial(_all_connected, node, set(self.servers)), limit):
-                node.log.warning("not every server is up; going on with those that are")
+            p = self.config.protocol
+            try:
+                await node.wait_for_most(self.servers, 2, p.connect_timeout, p.server_timeout)
+            except PeerLost as exc:
+                node.log.warning("%s; going on, and dialling them still", exc)
         node.maintain([self.model_owner])
         node.log.info("holding %s", self.work.describe())
 

@@ -135,15 +135,15 @@ async def _train_round(
 
 
 async def _wait_for_players(config: Config, node: Node, servers: list[str], owners: list[str]) -> None:
-    """Wait (``connect_timeout``) for every server and data owner; go on with two servers and
-    ``min_owners`` owners if that is all there is."""
-    limit = config.protocol.connect_timeout
-    if not await node.wait_until(lambda: all(s in node.peers for s in servers), limit):
-        up = [s for s in servers if s in node.peers]
-        if len(up) < 2:
-            raise PeerLost(f"{node.name}: only {len(up)} of 3 compute servers connected within {limit:g}s ({up})")
-        down = ", ".join(s for s in servers if s not in up)
-        node.log.warning("%s did not connect within %gs; training with two servers", down, limit)
+    """Wait for the servers (two within ``connect_timeout``, the third ``server_timeout`` more)
+    and for every data owner (``connect_timeout``); go on with two servers and ``min_owners``
+    owners if that is all there is."""
+    p = config.protocol
+    if servers:
+        up = await node.wait_for_most(servers, 2, p.connect_timeout, p.server_timeout)
+        if len(up) < len(servers):
+            down = ", ".join(s for s in servers if s not in up)
+            node.log.warning("%s did not connect; training with two servers until it does", down)
     try:
         await node.wait_for_peers(owners)
     except PeerLost as exc:

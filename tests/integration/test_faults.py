@@ -374,3 +374,21 @@ def test_a_connection_cut_mid_frame_costs_one_round_its_cross_check_and_nothing_
     mean = np.mean([SyntheticOwner(cfg, p).gradient for p in cfg.data_owners], axis=0)
     with np.load(out / "model.npz") as f:
         np.testing.assert_allclose(f["theta"], -lr * rounds * mean, rtol=0, atol=rounds * lr * 2.0**-16)
+
+
+def test_a_model_owner_restarted_while_a_server_is_down_resumes_with_two(tmp_path: Path) -> None:
+    rounds = 300
+    config = deployment(tmp_path, rounds)
+    out = tmp_path / "out"
+    with players(tmp_path) as procs:
+        start(procs, config, out)
+        wait_until(lambda: len(rows(out)) >= 20, 120, "round 20")
+        kill(procs, "server-1")
+        kill(procs, "model-owner")
+        procs.start_role(config, "model-owner", "--out", str(out))
+        finish(procs, ["server-0", "server-2", "model-owner", *OWNERS])
+    log = every_round_done(out, rounds)
+    resumed = json.loads((out / "metrics.json").read_text())["resumed_after"][0]
+    assert all(r["servers"] == ["server-0", "server-2"] for r in log[resumed:])
+    assert "server-1 did not connect; training with two servers" in procs.log("model-owner")
+    assert_reference_weights(out, config)
