@@ -4,7 +4,8 @@
 Runs a synthetic deployment (every player a process, plaintext loopback unless --tls), kills
 server-1 with SIGKILL while a round is under way and reports the time from the kill to the end
 of that round; then kills the model owner, starts it again with the same --out, and reports the
-time from its start to the end of its first round after the resume.
+time from its start to the end of its first round after the resume (with --server-down,
+while server-1 is still down).
 
     python scripts/bench_faults.py --d 1000000 --rounds 60
 """
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--owners", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--tls", action="store_true")
+    ap.add_argument("--server-down", action="store_true", help="leave server-1 down while the model owner restarts")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="asyncmpc-faults-") as tmp:
         folder = Path(tmp)
@@ -81,8 +83,9 @@ def main() -> None:
             n = rounds_done(out)
             wait_for(lambda: rounds_done(out) >= n + 5, 120)
             two_servers = _median_round(out, last=5)
-            start("server-1")
-            wait_for(lambda: _last_servers(out) == 3, 120)
+            if not args.server_down:
+                start("server-1")
+                wait_for(lambda: _last_servers(out) == 3, 120)
             procs["model-owner"].send_signal(signal.SIGKILL)
             procs["model-owner"].wait()
             n = rounds_done(out)
@@ -98,7 +101,8 @@ def main() -> None:
         print(f"d = {args.d}, {args.owners} owners, {'TLS' if args.tls else 'plaintext'}")
         print(f"server killed mid-round -> that round ended: {death_to_end * 1e3:.0f} ms")
         print(f"median round on two servers afterwards: {two_servers * 1e3:.1f} ms")
-        print(f"model owner restarted -> first round after the resume ended: {back:.2f} s")
+        down = " (server-1 still down)" if args.server_down else ""
+        print(f"model owner restarted{down} -> first round after the resume ended: {back:.2f} s")
 
 
 def _median_round(out: Path, last: int = 10) -> float:
