@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,18 @@ def kill(procs: Players, name: str, sig: int = signal.SIGKILL) -> None:
         procs.procs[name].wait()
 
 
+@contextlib.contextmanager
+def training(tmp_path: Path, rounds: int, until: int = 20) -> Iterator[tuple[Players, Path, Path]]:
+    """A TLS deployment of every player, training; yields (players, config, out) once ``until``
+    rounds are done. Every process is killed on the way out."""
+    config = deployment(tmp_path, rounds)
+    out = tmp_path / "out"
+    with players(tmp_path) as procs:
+        start(procs, config, out)
+        wait_until(lambda: len(rows(out)) >= until, 120, f"round {until}")
+        yield procs, config, out
+
+
 def every_round_done(out: Path, rounds: int) -> list[dict[str, Any]]:
     """The round log, after checking that every round has a result."""
     log = rows(out)
@@ -92,12 +105,7 @@ def saved_theta(out: Path) -> np.ndarray:
 
 def test_a_killed_server_costs_one_short_round_and_rejoins_when_restarted(tmp_path: Path) -> None:
     rounds = 500
-    config = deployment(tmp_path, rounds)
-    out = tmp_path / "out"
-    at = random.Random().randrange(20, 60)
-    with players(tmp_path) as procs:
-        start(procs, config, out)
-        wait_until(lambda: len(rows(out)) >= at, 120, f"round {at}")
+    with training(tmp_path, rounds, until=random.Random().randrange(20, 60)) as (procs, config, out):
         kill(procs, "server-1")
         died = len(rows(out))
         wait_until(lambda: len(rows(out)) >= died + 3, 60, "three rounds after the kill")
@@ -116,11 +124,7 @@ def test_a_killed_server_costs_one_short_round_and_rejoins_when_restarted(tmp_pa
 
 def test_a_stopped_server_is_left_out_after_its_deadline_and_taken_back_after_it_resumes(tmp_path: Path) -> None:
     rounds = 500
-    config = deployment(tmp_path, rounds)
-    out = tmp_path / "out"
-    with players(tmp_path) as procs:
-        start(procs, config, out)
-        wait_until(lambda: len(rows(out)) >= 20, 120, "round 20")
+    with training(tmp_path, rounds) as (procs, config, out):
         kill(procs, "server-2", signal.SIGSTOP)
         try:
             stopped = len(rows(out))
@@ -140,11 +144,7 @@ def test_a_stopped_server_is_left_out_after_its_deadline_and_taken_back_after_it
 
 def test_with_two_servers_killed_rounds_pause_and_go_on_when_one_returns(tmp_path: Path) -> None:
     rounds = 300
-    config = deployment(tmp_path, rounds)
-    out = tmp_path / "out"
-    with players(tmp_path) as procs:
-        start(procs, config, out)
-        wait_until(lambda: len(rows(out)) >= 20, 120, "round 20")
+    with training(tmp_path, rounds) as (procs, config, out):
         kill(procs, "server-1")
         kill(procs, "server-2")
         wait_until(lambda: "rounds paused" in procs.log("model-owner"), 30, "the pause")
@@ -163,12 +163,7 @@ def test_with_two_servers_killed_rounds_pause_and_go_on_when_one_returns(tmp_pat
 
 def test_a_killed_model_owner_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
     rounds = 400
-    config = deployment(tmp_path, rounds)
-    out = tmp_path / "out"
-    at = random.Random().randrange(20, 100)
-    with players(tmp_path) as procs:
-        start(procs, config, out)
-        wait_until(lambda: len(rows(out)) >= at, 120, f"round {at}")
+    with training(tmp_path, rounds, until=random.Random().randrange(20, 100)) as (procs, config, out):
         kill(procs, "model-owner")
         done = json.loads((out / "metrics.json").read_text())["rounds"][-1]["round"]
         others = [n for n in ALL if n != "model-owner"]
@@ -378,11 +373,7 @@ def test_a_connection_cut_mid_frame_costs_one_round_its_cross_check_and_nothing_
 
 def test_a_model_owner_restarted_while_a_server_is_down_resumes_with_two(tmp_path: Path) -> None:
     rounds = 300
-    config = deployment(tmp_path, rounds)
-    out = tmp_path / "out"
-    with players(tmp_path) as procs:
-        start(procs, config, out)
-        wait_until(lambda: len(rows(out)) >= 20, 120, "round 20")
+    with training(tmp_path, rounds) as (procs, config, out):
         kill(procs, "server-1")
         kill(procs, "model-owner")
         procs.start_role(config, "model-owner", "--out", str(out))

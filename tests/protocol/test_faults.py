@@ -168,9 +168,8 @@ def test_stale_shares_are_ignored_and_early_ones_are_bounded() -> None:
     assert sorted(s0._early) == [11, 12]  # at most two round numbers wait
 
 
-def test_a_replaced_key_takes_the_old_streams_out_of_rounds_not_yet_held() -> None:
-    """An owner that lost the model owner registers new keys; a server that had expanded the
-    old streams for an open round replaces them, and the sum stays exact."""
+def keyed_round_opened() -> tuple[dict[str, ServerProtocol], AggregationRound, Router, dict[str, InputSharer]]:
+    """Keyed owners registered with three servers, and round 1 opened for them."""
     servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
     rnd = AggregationRound(CFG, 1, OWNERS, (50,))
     router = Router(rnd, servers)
@@ -180,16 +179,28 @@ def test_a_replaced_key_takes_the_old_streams_out_of_rounds_not_yet_held() -> No
     router.run()
     router.post(MO, rnd.open())
     router.run()
-    for s in servers.values():
-        s.idle()  # streams of every owner expanded into the sums
-    sharers[OWNERS[2]].rekey()
-    router.post(OWNERS[2], key_messages(CFG, sharers[OWNERS[2]]))
+    return servers, rnd, router, sharers
+
+
+def assert_keyed_round_exact(rnd: AggregationRound, router: Router, sharers: dict[str, InputSharer]) -> None:
+    """Every owner shares round 1 under its sharer's current keys: the sum is exact."""
     xs = vectors()
     for owner, x in xs.items():
         router.post(owner, input_shares(CFG, 1, x, sharer=sharers[owner]))
     router.run(idle=lambda: True)
     assert rnd.result is not None and rnd.result.cross_checked
     np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+
+
+def test_a_replaced_key_takes_the_old_streams_out_of_rounds_not_yet_held() -> None:
+    """An owner that lost the model owner registers new keys; a server that had expanded the
+    old streams for an open round replaces them, and the sum stays exact."""
+    servers, rnd, router, sharers = keyed_round_opened()
+    for s in servers.values():
+        s.idle()  # streams of every owner expanded into the sums
+    sharers[OWNERS[2]].rekey()
+    router.post(OWNERS[2], key_messages(CFG, sharers[OWNERS[2]]))
+    assert_keyed_round_exact(rnd, router, sharers)
 
 
 def test_a_server_answers_a_second_aggregate_in_full() -> None:
@@ -228,23 +239,10 @@ def test_a_restarted_owner_with_new_keys_replaces_streams_expanded_for_its_old_p
     """The owner's connection closes (its keys are forgotten) while a round expects it; its new
     process registers other keys and shares under them: the old streams, already in the sums,
     come out, and the sum is exact."""
-    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
-    rnd = AggregationRound(CFG, 1, OWNERS, (50,))
-    router = Router(rnd, servers)
-    sharers = {o: InputSharer(keyed=True) for o in OWNERS}
-    for owner, sharer in sharers.items():
-        router.post(owner, key_messages(CFG, sharer))
-    router.run()
-    router.post(MO, rnd.open())
-    router.run()
+    servers, rnd, router, sharers = keyed_round_opened()
     for s in servers.values():
         s.idle()  # the old process's streams are in the sums
         s.forget(OWNERS[1])
     sharers[OWNERS[1]] = InputSharer(keyed=True)  # the new process
     router.post(OWNERS[1], key_messages(CFG, sharers[OWNERS[1]]))
-    xs = vectors()
-    for owner, x in xs.items():
-        router.post(owner, input_shares(CFG, 1, x, sharer=sharers[owner]))
-    router.run(idle=lambda: True)
-    assert rnd.result is not None and rnd.result.cross_checked
-    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
+    assert_keyed_round_exact(rnd, router, sharers)
