@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Run a whole deployment as processes on this machine: scripts/local.sh [CONFIG] [--out DIR]
+# Run a whole deployment as processes on this machine: scripts/local.sh [CONFIG] [--out DIR] [--fresh]
 #
 # Sets up .venv if needed, starts every player in CONFIG (default hosts.toml) in the
 # background, shows the model owner's progress, and supervises: a player that exits is
 # reported (name, status, last lines of its log) and the others go on while the model owner
 # runs. Exits with the model owner's status; on Ctrl-C it stops every player it started.
 # Logs go to DIR/logs, the model owner's metrics.json and model.npz to DIR (default
-# runs/latest). A model owner started again with the same DIR resumes its checkpoint.
+# runs/latest). Run again with the same DIR, it resumes the model owner's checkpoint (after a
+# crash, or with more rounds); --fresh starts training afresh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 config=hosts.toml
 out=runs/latest
+fresh=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) out=${2:?--out needs a folder}; shift 2 ;;
         --out=*) out=${1#--out=}; shift ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        --fresh) fresh=(--fresh); shift ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         -*) echo "local.sh: unknown option $1" >&2; exit 2 ;;
         *) config=$1; shift ;;
     esac
@@ -57,12 +60,14 @@ trap 'stop_all' EXIT
 trap 'echo "local.sh: interrupted, stopping every player" >&2; stop_all; exit 130' INT TERM
 
 for name in $names; do
-    "$py" scripts/run_role.py --config "$config" --name "$name" --out "$out" >"$out/logs/$name.log" 2>&1 &
+    extra=()
+    [ "$name" = "$model_owner" ] && extra=("${fresh[@]}")
+    "$py" scripts/run_role.py --config "$config" --name "$name" --out "$out" "${extra[@]}" >"$out/logs/$name.log" 2>&1 &
     pid_of[$name]=$!
     name_of[$!]=$name
 done
 echo "local.sh: started $(echo $names | wc -w) players from $config; logs in $out/logs"
-tail -n +1 -f "$out/logs/$model_owner.log" --pid="${pid_of[$model_owner]}" | grep --line-buffered -E "round [0-9]+/|statistics|final test accuracy| is down| is back|paused|resum|Error|error" &
+tail -n +1 -f "$out/logs/$model_owner.log" --pid="${pid_of[$model_owner]}" | grep --line-buffered -E "round [0-9]+/|statistics|final test accuracy| is down| is back|paused|resum|done already|Error|error" &
 tail_pid=$!
 
 report() {  # name, exit status: one line and the last lines of its log

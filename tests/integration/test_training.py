@@ -146,6 +146,21 @@ def test_local_sh_runs_a_deployment_and_writes_its_outputs(tmp_path: Path) -> No
     assert len(metrics["rounds"]) == 5 and metrics["final_test_accuracy"] > 0.8
     assert (out / "model.npz").exists() and (out / "logs" / "server-0.log").exists()
 
+    # again: the checkpoint says every round is done; with --fresh, training starts over
+    again = local_sh(config, out)
+    assert "all 5 rounds are done already" in again.stdout, again.stdout + again.stderr
+    assert json.loads((out / "metrics.json").read_text())["resumed_after"] == [5]
+    fresh = local_sh(config, out, "--fresh")
+    assert "round 1/5" in fresh.stdout and "round 5/5" in fresh.stdout
+    assert "resumed_after" not in json.loads((out / "metrics.json").read_text())
+
+
+def local_sh(config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = ["bash", str(ROOT / "scripts" / "local.sh"), str(config), "--out", str(out), *extra]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
 
 def test_local_sh_reports_a_failed_player_and_trains_with_the_rest(tmp_path: Path) -> None:
     rows = "a,label\n" + "".join(f"{i % 7},{i % 2}\n" for i in range(20))
