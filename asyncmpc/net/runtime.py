@@ -237,7 +237,10 @@ class Node:
             async with asyncio.timeout(self.config.protocol.handshake_timeout):
                 conn = await self._accept_handshake(protocol)
         except TimeoutError:
-            self.log.info("closed a connection that did not finish its handshake within %gs", self._hs_timeout)
+            self.log.info(
+                "closed a connection that did not finish its handshake within %gs",
+                self.config.protocol.handshake_timeout,
+            )
             assert protocol.transport is not None
             protocol.transport.close()
             return
@@ -245,10 +248,6 @@ class Node:
             self._handshaking.pop(protocol, None)
         if conn is not None:
             await self._register(conn)
-
-    @property
-    def _hs_timeout(self) -> float:
-        return self.config.protocol.handshake_timeout
 
     async def _accept_handshake(self, protocol: FrameProtocol) -> Connection | None:
         """TLS and ``Hello`` on an accepted connection: the connection, or None if refused."""
@@ -287,7 +286,7 @@ class Node:
                 protocol,
                 self.tls.server,
                 server_side=True,
-                ssl_handshake_timeout=self._hs_timeout,
+                ssl_handshake_timeout=self.config.protocol.handshake_timeout,
             )
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             if protocol not in self._handshaking:
@@ -365,12 +364,9 @@ class Node:
     async def wait_for_peers(self, names: list[str], timeout: float | None = None) -> None:
         """Wait until every player in ``names`` is connected (dialled or accepted)."""
         limit = self.config.protocol.connect_timeout if timeout is None else timeout
-        try:
-            async with asyncio.timeout(limit), self._peer_changed:
-                await self._peer_changed.wait_for(lambda: all(n in self.peers for n in names))
-        except TimeoutError:
+        if not await self.wait_until(lambda: all(n in self.peers for n in names), limit):
             missing = [n for n in names if n not in self.peers]
-            raise PeerLost(f"{self.name}: {', '.join(missing)} did not connect within {limit:g}s") from None
+            raise PeerLost(f"{self.name}: {', '.join(missing)} did not connect within {limit:g}s")
 
     # ------------------------------------------------------------ messages
 

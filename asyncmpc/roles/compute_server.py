@@ -10,15 +10,14 @@ told why and disconnected; the server keeps serving everyone else.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from asyncmpc.config import Config
-from asyncmpc.errors import PeerLost, RemoteProtocolError
+from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.net.runtime import Node
 from asyncmpc.prf import new_seed
 from asyncmpc.protocol.server import ServerProtocol
-from asyncmpc.roles.driver import send_all
+from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.tls import TlsContexts
 from asyncmpc.wire.messages import Finish
 
@@ -29,19 +28,11 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
     """Serve until the model owner finishes the session; return this server's traffic."""
     proto = ServerProtocol(config, name, own_prf_key=new_seed())
     model_owner = config.model_owner.name
-    idle = config.protocol.idle_timeout
-    loop = asyncio.get_running_loop()
     async with Node(config, name, tls=tls, greet=proto.greet) as node:
         node.maintain()
-        heard = loop.time()  # when the model owner last spoke (or we started)
+        watch = ModelOwnerWatch(node)
         while True:
-            try:
-                sender, msg = await node.recv(timeout=max(0.0, heard + idle - loop.time()))
-            except TimeoutError:
-                state = "silent" if model_owner in node.peers else "absent"
-                raise PeerLost(f"{name}: the model owner was {state} for {idle:g}s ([protocol] idle_timeout)") from None
-            if sender == model_owner:
-                heard = loop.time()
+            sender, msg = await watch.recv()
             if msg is None:
                 if sender == model_owner:
                     node.log.warning("lost the model owner; rounds forgotten, waiting for it to return")

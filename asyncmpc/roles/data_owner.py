@@ -17,7 +17,6 @@ owner instead.)
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import os
@@ -33,7 +32,7 @@ from asyncmpc.net.runtime import Node
 from asyncmpc.prf import RandomBytes
 from asyncmpc.protocol.aggregation import contribution_shares, key_messages
 from asyncmpc.protocol.events import Send
-from asyncmpc.roles.driver import send_all
+from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.rss import InputSharer
 from asyncmpc.tls import TlsContexts
 from asyncmpc.wire import messages as m
@@ -103,24 +102,15 @@ class _Owner:
     async def serve(self, node: Node) -> dict[str, Any]:
         """Answer the model owner's requests until ``Finish``, or until it has been absent or
         silent for ``idle_timeout``."""
-        loop = asyncio.get_running_loop()
-        idle = self.config.protocol.idle_timeout
-        heard = loop.time()  # when the model owner last spoke (or we started)
+        watch = ModelOwnerWatch(node)
         while True:
-            try:
-                sender, msg = await node.recv(timeout=max(0.0, heard + idle - loop.time()))
-            except TimeoutError:
-                state = "silent" if self.model_owner in node.peers else "unreachable"
-                raise PeerLost(
-                    f"{self.name}: the model owner was {state} for {idle:g}s ([protocol] idle_timeout)"
-                ) from None
+            sender, msg = await watch.recv()
             if sender != self.model_owner:
                 if isinstance(msg, m.Reject):
                     node.log.warning("%s refused a message: %s", sender, msg.reason)
                 elif msg is None:
                     node.log.info("lost %s; dialling it again", sender)
                 continue
-            heard = loop.time()
             if msg is None:
                 await self.model_owner_lost(node)
             elif isinstance(msg, m.Finish):

@@ -11,7 +11,31 @@ from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
 from asyncmpc.protocol.events import Send
 from asyncmpc.wire.messages import Message
 
-__all__ = ["drive_round", "send_all"]
+__all__ = ["ModelOwnerWatch", "drive_round", "send_all"]
+
+
+class ModelOwnerWatch:
+    """What data owners and servers wait on: the next event, as long as the model owner has
+    spoken within ``idle_timeout`` (absent or silent longer: PeerLost, one line)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.model_owner = node.config.model_owner.name
+        self.idle = node.config.protocol.idle_timeout
+        self._loop = asyncio.get_running_loop()
+        self._heard = self._loop.time()  # when the model owner last spoke (or we started)
+
+    async def recv(self) -> tuple[str, Message | None]:
+        try:
+            sender, msg = await self.node.recv(timeout=max(0.0, self._heard + self.idle - self._loop.time()))
+        except TimeoutError:
+            state = "silent" if self.model_owner in self.node.peers else "absent"
+            raise PeerLost(
+                f"{self.node.name}: the model owner was {state} for {self.idle:g}s ([protocol] idle_timeout)"
+            ) from None
+        if sender == self.model_owner:
+            self._heard = self._loop.time()
+        return sender, msg
 
 
 async def send_all(node: Node, actions: list[Send], timeout: float | None = None) -> None:
