@@ -76,10 +76,14 @@ class ProtocolSettings:
     is closed to make room."""
     max_frame_bytes: int = 1 << 30
     plaintext: bool = False
+    mac_rounds: str = "after-dispute"
+    """When rounds carry MACs that can name a cheating server: "after-dispute" (from the first
+    failed cross-check until a server is excluded) or "always"."""
 
 
 DATASETS = ("breast_cancer", "digits", "wine", "iris", "csv", "synthetic")
 AGGREGATIONS = ("secure", "plain")
+MAC_ROUNDS = ("after-dispute", "always")
 OPTIMIZERS = ("sgd", "adam")
 SPLITS = ("iid", "dirichlet")
 
@@ -160,6 +164,7 @@ _PROTOCOL_KEYS: dict[str, tuple[type, Any]] = {
     "max_handshakes": (int, (1, 1_000_000)),
     "max_frame_bytes": (int, (1024, 1 << 40)),
     "plaintext": (bool, None),
+    "mac_rounds": (str, MAC_ROUNDS),
 }
 _TRAINING_KEYS: dict[str, tuple[type, Any]] = {
     "dataset": (str, DATASETS),

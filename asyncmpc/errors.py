@@ -11,7 +11,6 @@ __all__ = [
     "RemoteProtocolError",
     "DecodeError",
     "FrameTooLarge",
-    "CrossCheckError",
     "PeerLost",
     "RoundTimeout",
     "OutputError",
@@ -63,14 +62,6 @@ class DecodeError(RemoteProtocolError):
 
 class FrameTooLarge(DecodeError):
     """A frame announced a length above the configured maximum."""
-
-
-class CrossCheckError(RemoteProtocolError):
-    """Two servers returned different values for a twice-held share component."""
-
-    def __init__(self, message: str, *, peer: str | None = None, suspects: tuple[int, ...] = ()) -> None:
-        super().__init__(message, peer=peer)
-        self.suspects = suspects
 
 
 class PeerLost(AsyncMpcError):

@@ -40,7 +40,7 @@ class Dialer:
         deadline = None if timeout is None else loop.time() + timeout
         attempt = node.config.protocol.handshake_timeout
         delay, logged = FIRST_DELAY, False
-        while not node.closing:
+        while not node.closing and peer.name not in node.shunned:
             budget = attempt if deadline is None else max(0.01, deadline - loop.time())
             try:
                 await node.dial_once(peer, budget)
@@ -66,7 +66,7 @@ class Dialer:
     async def keep(self, peer: Player) -> None:
         """Stay connected to ``peer``: dial it again whenever its connection closes."""
         node = self.node
-        while not node.closing:
+        while not node.closing and peer.name not in node.shunned:
             if peer.name in node.peers:
                 await node.wait_gone(peer.name)
                 continue

@@ -96,6 +96,8 @@ class Node:
         self._handshaking: dict[FrameProtocol, None] = {}
         """Accepted connections in their handshake, oldest first."""
         self._closing = False
+        self.shunned: set[str] = set()
+        """Players excluded from the session: never dialled again, their connections refused."""
         self.bytes_sent = 0
         self.bytes_received = 0
         self.log = logging.LoggerAdapter(log, {"player": name})
@@ -192,7 +194,7 @@ class Node:
     async def wait_gone(self, name: str) -> None:
         """Wait until ``name`` is not connected (or the node closes)."""
         async with self._peer_changed:
-            await self._peer_changed.wait_for(lambda: name not in self.peers or self._closing)
+            await self._peer_changed.wait_for(lambda: name not in self.peers or self._closing or name in self.shunned)
 
     @property
     def closing(self) -> bool:
@@ -304,6 +306,8 @@ class Node:
         return True
 
     def _check_hello(self, hello: Hello, conn: Connection) -> None:
+        if hello.player in self.shunned:
+            raise RemoteProtocolError("excluded from this session", peer=hello.player)
         if hello.session != self.config.session:
             raise RemoteProtocolError(f"session {hello.session!r}, expected {self.config.session!r}", peer=hello.player)
         if hello.version != PROTOCOL_VERSION:
@@ -410,6 +414,15 @@ class Node:
             player, msg, held = await self.inbox.get()
         self._budget.give_back(held)
         return player, msg
+
+    async def shun(self, player: str, reason: str) -> None:
+        """Exclude ``player`` for the rest of the session: close its connection, stop dialling
+        it, refuse it when it calls."""
+        self.shunned.add(player)
+        if player in self.peers:
+            await self.drop(player, RemoteProtocolError(f"excluded from this session: {reason}", peer=player))
+        async with self._peer_changed:
+            self._peer_changed.notify_all()
 
     async def drop(self, player: str, error: Exception) -> None:
         """Tell ``player`` why, and close its connection; the node keeps serving everyone else."""

@@ -20,8 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config
-from asyncmpc.errors import CrossCheckError, RemoteProtocolError
+from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
+from asyncmpc.protocol.authenticated import DIGEST_BYTES, inconsistent_owners
+from asyncmpc.protocol.dispute import Answer, resolve
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray, as_ring
 from asyncmpc.rss import InputSharer, RShare, SeededShare, reconstruct, suspects
@@ -95,6 +97,15 @@ class RoundResult:
     reason: str = ""
     servers: tuple[str, ...] = ()
     """The servers whose result shares make up ``total``."""
+    suspects: tuple[str, ...] = ()
+    """An ordinary round's cross-check failed: one of these servers lied (or an owner sent
+    inconsistent shares); the model owner runs the round again as a MAC round."""
+    mac: bool = False
+    """A MAC round (``protocol.authenticated``)."""
+    cheater: str = ""
+    """A MAC round proved that this server lied; ``total`` is the sum without its lie."""
+    inconsistent: tuple[str, ...] = ()
+    """Owners left out of a MAC round because their shares differed between two holders."""
 
 
 class AggregationRound:
@@ -117,6 +128,7 @@ class AggregationRound:
         shape: tuple[int, ...],
         random_bytes: RandomBytes = os.urandom,
         servers: tuple[str, ...] | None = None,
+        mac_key: int = 0,
     ) -> None:
         if round_no < 1:
             raise ValueError("rounds are numbered from 1")
@@ -134,11 +146,15 @@ class AggregationRound:
         if len(self.live) < 2:
             raise ValueError(f"a round needs two servers, got {self.live}")
         self._holding: dict[str, frozenset[str]] = {}
+        self.alpha = mac_key
+        """The MAC key of a MAC round (0: an ordinary round)."""
+        self._digests: dict[str, dict[str, bytes]] = {}
+        self.inconsistent: tuple[str, ...] = ()
         self._results: dict[str, m.ResultShare] = {}
         self._keys: dict[str, bytes] = {}
         self._open_keys: dict[str, bytes] = {}
         self._early: dict[str, m.ResultShare] = {}
-        self._full = len(self.live) < 3
+        self._full = len(self.live) < 3 or bool(mac_key)
         self._random_bytes = random_bytes
         self._asked: tuple[str, ...] = ()
         self.contributors: tuple[str, ...] = ()
@@ -185,12 +201,13 @@ class AggregationRound:
                 shape=self.shape,
                 mac_key=self._open_keys[s],
                 full=self._full,
+                mac=bool(self.alpha),
             )
             out.append(Send(s, msg))
         return out
 
     def feed(self, sender: str, msg: m.Message) -> list[Send]:
-        """Handle a server's message for this round. Raises RemoteProtocolError or CrossCheckError."""
+        """Handle a server's message for this round. Raises RemoteProtocolError."""
         check_sender(sender, self.config.player(sender).role, msg, self.config.session)
         if msg.round_no < self.round_no:
             return []  # late: an answer to a round that ended without waiting for it
@@ -212,12 +229,14 @@ class AggregationRound:
         unknown = set(msg.owners) - self._invited
         if unknown:
             raise RemoteProtocolError(f"reports owners outside round {self.round_no}: {sorted(unknown)}", peer=sender)
+        if self.alpha:
+            self._digests[sender] = _digests(sender, msg)
         self._holding[sender] = frozenset(msg.owners)
         return self._decide() if not self.waiting_on else []
 
     def _on_early_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
         """A server had every owner's share and answered at once (under its OpenRound key)."""
-        if sender in self._holding or not set(self.owners) <= set(msg.contributors) <= self._invited:
+        if self.alpha or sender in self._holding or not set(self.owners) <= set(msg.contributors) <= self._invited:
             raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
         self._check_result(sender, msg, full=self._full)
         self._holding[sender] = frozenset(msg.contributors)
@@ -248,13 +267,16 @@ class AggregationRound:
         for s in asked:
             held &= self._holding[s]
         self.contributors = tuple(o for o in self._order if o in held)
+        if self.alpha:  # before any sum: an owner whose holders got different shares is left out
+            self.inconsistent = inconsistent_owners(self.servers, self._digests, self.contributors)
+            self.contributors = tuple(o for o in self.contributors if o not in self.inconsistent)
         minimum = max(2, self.config.protocol.min_owners)
         if len(self.contributors) < minimum:
             return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {minimum}")
         if len(asked) < 2:
             return self._fail(f"only {len(asked)} server(s) reported their inputs")
         self._asked = asked
-        self._full = len(asked) < 3
+        self._full = len(asked) < 3 or bool(self.alpha)
         out = []
         for s in asked:
             self._keys[s] = b"" if self._full else self._random_bytes(MAC_KEY_BYTES)
@@ -291,6 +313,11 @@ class AggregationRound:
             raise RemoteProtocolError(f"result share of shape {msg.a.shape}, expected {self.shape}", peer=sender)
         if full and (msg.b is None or msg.b.shape != self.shape):
             raise RemoteProtocolError(f"result share without its second component of shape {self.shape}", peer=sender)
+        if bool(self.alpha) != (msg.ma is not None and msg.mb is not None):
+            raise RemoteProtocolError(f"result share {'without' if self.alpha else 'with'} MAC sums", peer=sender)
+        for part in (msg.ma, msg.mb):
+            if part is not None and (part.shape != self.shape or (part.size and int(part.min()) < 0)):
+                raise RemoteProtocolError(f"result share with MAC sums that are not field vectors of {self.shape}")
         if not full and (msg.b is not None or len(msg.b_tag) != MAC_BYTES):
             raise RemoteProtocolError(
                 f"result share must carry a {MAC_BYTES}-byte tag of its second component", peer=sender
@@ -298,6 +325,8 @@ class AggregationRound:
 
     def _finish(self) -> list[Send]:
         servers = tuple(s for s in self.servers if s in self._results)
+        if self.alpha:
+            return self._verdict(servers)
         if self._full:
             shares = [RShare(self.servers.index(s), r.a, r.b) for s, r in self._results.items() if r.b is not None]
             self.result = RoundResult(self.round_no, reconstruct(shares), self.contributors, False, servers=servers)
@@ -305,12 +334,34 @@ class AggregationRound:
         self._absorb(self._results, self._keys)
         bad = sorted(j for j, ok in self._checked.items() if not ok)
         if bad:
-            names = ", ".join(self.servers[i] for i in suspects(bad))
-            reason = f"result shares disagree; suspect server(s) {names}"
-            self.result = RoundResult(self.round_no, None, self.contributors, False, reason, servers)
-            raise CrossCheckError(f"round {self.round_no}: {reason}", suspects=suspects(bad))
+            names = tuple(self.servers[i] for i in suspects(bad))
+            reason = f"result shares disagree; suspect server(s) {', '.join(names)}"
+            self.result = RoundResult(self.round_no, None, self.contributors, False, reason, servers, suspects=names)
+            return []
         assert self._total is not None and len(self._checked) == len(self._summed) == 3
         self.result = RoundResult(self.round_no, self._total, self.contributors, True, servers=servers)
+        return []
+
+    def _verdict(self, servers: tuple[str, ...]) -> list[Send]:
+        """A MAC round's answers, all in full: the verified sum, and the cheater if one lied."""
+        answers = []
+        for s, r in self._results.items():
+            assert r.b is not None and r.ma is not None and r.mb is not None
+            u64 = np.uint64
+            answers.append(Answer(self.servers.index(s), r.a, r.b, r.ma.view(u64), r.mb.view(u64)))
+        verdict = resolve(answers, self.alpha)
+        cheater = "" if verdict.cheater is None else self.servers[verdict.cheater]
+        self.result = RoundResult(
+            self.round_no,
+            verdict.total,
+            self.contributors,
+            verdict.agreed,
+            verdict.reason,
+            servers,
+            mac=True,
+            cheater=cheater,
+            inconsistent=self.inconsistent,
+        )
         return []
 
     def _absorb(self, results: dict[str, m.ResultShare], keys: dict[str, bytes]) -> None:
@@ -373,5 +424,16 @@ class AggregationRound:
         return out
 
     def _fail(self, reason: str) -> list[Send]:
-        self.result = RoundResult(self.round_no, None, self.contributors, False, reason)
+        self.result = RoundResult(
+            self.round_no, None, self.contributors, False, reason, mac=bool(self.alpha), inconsistent=self.inconsistent
+        )
         return []
+
+
+def _digests(sender: str, msg: m.Holding) -> dict[str, bytes]:
+    """A MAC round's ``Holding``: owner -> its digest pair, checked for form."""
+    if len(msg.digests) != len(msg.owners) or any(len(d) != 2 * DIGEST_BYTES for d in msg.digests):
+        raise RemoteProtocolError(
+            f"holding report needs one {2 * DIGEST_BYTES}-byte digest pair per owner in a MAC round", peer=sender
+        )
+    return dict(zip(msg.owners, msg.digests, strict=True))

@@ -46,6 +46,7 @@ from asyncmpc.prf import (
     mac,
     round_nonce,
 )
+from asyncmpc.protocol.authenticated import AuthenticatedInputs, RingPart
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray
 from asyncmpc.rss import Keyed, Seed
@@ -125,6 +126,8 @@ class ServerProtocol:
         self.zeros: ZeroSharer | None = None
         self._keys: dict[str, tuple[bytes, bytes]] = {}
         self._guess: _Guess | None = None
+        self._auth: dict[int, AuthenticatedInputs] = {}
+        """MAC rounds (``protocol.authenticated``), kept apart from the ordinary ones."""
 
     # ------------------------------------------------------------ start-up
 
@@ -147,6 +150,8 @@ class ServerProtocol:
         if isinstance(msg, m.InputShare):
             return self._input(sender, msg)
         if isinstance(msg, m.CloseInputs):
+            if msg.round_no in self._auth:
+                return [self._authenticated_holding(msg.round_no, self._auth[msg.round_no])]
             rnd = self._round(msg)
             return [self._holding(msg.round_no, rnd)] if rnd is not None else [self._unknown(msg)]
         if isinstance(msg, m.Aggregate):
@@ -183,6 +188,7 @@ class ServerProtocol:
         again; losing the model owner ends the epoch: every round is forgotten."""
         if player == self.model_owner:
             self._rounds.clear()
+            self._auth.clear()
             self._early.clear()
             self._guess = None
             self._newest = 0
@@ -239,10 +245,14 @@ class ServerProtocol:
             size *= dim
         if size > MAX_ELEMENTS:
             raise RemoteProtocolError(f"round {msg.round_no} of {size} elements, above {MAX_ELEMENTS}", peer=sender)
-        self._newest = msg.round_no
-        shape = tuple(msg.shape)
         if msg.mac_key and len(msg.mac_key) != MAC_KEY_BYTES:
             raise RemoteProtocolError(f"round {msg.round_no} opened with a MAC key that is not {MAC_KEY_BYTES} bytes")
+        self._newest = msg.round_no
+        shape = tuple(msg.shape)
+        for old in [r for r in self._auth if r < msg.round_no]:
+            del self._auth[old]
+        if msg.mac:
+            return self._open_authenticated(msg.round_no, frozenset(msg.owners), shape)
         rnd = _Round(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full)
         guess, self._guess = self._guess, None
         if guess is not None and guess.round_no == msg.round_no and guess.shape == shape:
@@ -266,6 +276,9 @@ class ServerProtocol:
         rnd = self._rounds.get(msg.round_no)
         if rnd is not None:
             return self._accept(sender, msg, msg.round_no, rnd)
+        auth = self._auth.get(msg.round_no)
+        if auth is not None:
+            return self._accept_authenticated(sender, msg, msg.round_no, auth)
         if msg.round_no <= self._newest:
             return []  # stale: a round closed, superseded, or from before the model owner restarted
         waiting = self._early.setdefault(msg.round_no, {})
@@ -283,35 +296,17 @@ class ServerProtocol:
             raise RemoteProtocolError(f"second input share for round {round_no}", peer=sender)
         if rnd.reported and len(rnd.held) < len(rnd.owners):
             raise RemoteProtocolError(f"input share for round {round_no} came after its inputs closed", peer=sender)
-        if tuple(msg.shape) != rnd.shape:
-            raise RemoteProtocolError(
-                f"input share of shape {tuple(msg.shape)} for round {round_no}, expected {rnd.shape}", peer=sender
-            )
-        streams: list[Stream | None] = []
-        for i, comp in enumerate((msg.a, msg.b)):
-            if isinstance(comp, Seed):
-                streams.append((comp.key, _ZERO_NONCE))
-            elif isinstance(comp, Keyed):
-                key = self._keys.get(sender, (b"", b""))[i]
-                if not key:
-                    raise RemoteProtocolError(
-                        f"round {round_no}: component {'ab'[i]} is keyed, but no key was registered for it",
-                        peer=sender,
-                    )
-                streams.append((key, round_nonce(round_no)))
-            elif comp.shape != rnd.shape:
-                raise RemoteProtocolError(
-                    f"round {round_no}: component of shape {comp.shape}, expected {rnd.shape}", peer=sender
-                )
-            else:
-                streams.append(None)
+        if msg.ma is not None or msg.mb is not None:
+            raise RemoteProtocolError(f"round {round_no} is not a MAC round, but the share carries one", peer=sender)
+        parts = self._ring_parts(sender, msg, round_no, rnd.shape)
+        streams = [p if isinstance(p, tuple) else None for p in parts]
         own: Streams = (streams[0], streams[1])
         if rnd.streams.get(sender, own) != own:
             self._drop_streams(rnd, sender)  # expected keyed, sent otherwise
         if own != (None, None):
             rnd.streams.setdefault(sender, own)
-        for i, comp in enumerate((msg.a, msg.b)):
-            if isinstance(comp, (Seed, Keyed)):
+        for i, comp in enumerate(parts):
+            if isinstance(comp, tuple):
                 continue
             rnd.vectors.add(sender)
             acc = rnd.sums[i]
@@ -323,6 +318,34 @@ class ServerProtocol:
         if len(rnd.held) == len(rnd.owners) and not rnd.reported:
             return [self._complete(round_no, rnd)]
         return []
+
+    def _ring_parts(
+        self, sender: str, msg: m.InputShare, round_no: int, shape: tuple[int, ...]
+    ) -> tuple[RingPart, RingPart]:
+        """The share's two ring components as streams (key, nonce) or vectors, checked."""
+        if tuple(msg.shape) != shape:
+            raise RemoteProtocolError(
+                f"input share of shape {tuple(msg.shape)} for round {round_no}, expected {shape}", peer=sender
+            )
+        parts: list[RingPart] = []
+        for i, comp in enumerate((msg.a, msg.b)):
+            if isinstance(comp, Seed):
+                parts.append((comp.key, _ZERO_NONCE))
+            elif isinstance(comp, Keyed):
+                key = self._keys.get(sender, (b"", b""))[i]
+                if not key:
+                    raise RemoteProtocolError(
+                        f"round {round_no}: component {'ab'[i]} is keyed, but no key was registered for it",
+                        peer=sender,
+                    )
+                parts.append((key, round_nonce(round_no)))
+            elif comp.shape != shape:
+                raise RemoteProtocolError(
+                    f"round {round_no}: component of shape {comp.shape}, expected {shape}", peer=sender
+                )
+            else:
+                parts.append(comp)
+        return parts[0], parts[1]
 
     def _complete(self, round_no: int, rnd: _Round) -> Send:
         """Every expected owner is in: the result at once if the round has a key (or is a
@@ -394,6 +417,8 @@ class ServerProtocol:
         return stuck
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
+        if msg.round_no in self._auth:
+            return self._withdraw_authenticated(msg, self._auth[msg.round_no])
         rnd = self._round(msg)
         if rnd is None or rnd.reported:
             return []
@@ -422,6 +447,8 @@ class ServerProtocol:
         return Send(self.model_owner, m.Reject(session=self.config.session, round_no=msg.round_no, reason=reason))
 
     def _aggregate(self, sender: str, msg: m.Aggregate) -> list[Send]:
+        if msg.round_no in self._auth:
+            return self._aggregate_authenticated(sender, msg, self._auth[msg.round_no])
         rnd = self._round(msg)
         if rnd is None:
             return [self._unknown(msg)]
@@ -460,4 +487,60 @@ class ServerProtocol:
 
     @property
     def open_rounds(self) -> tuple[int, ...]:
-        return tuple(sorted(self._rounds))
+        return tuple(sorted([*self._rounds, *self._auth]))
+
+    # ------------------------------------------------------------ MAC rounds
+
+    def _open_authenticated(self, round_no: int, owners: frozenset[str], shape: tuple[int, ...]) -> list[Send]:
+        """A MAC round: inputs kept per owner, ``Holding`` with digests, sums on ``Aggregate``."""
+        for old in [r for r in self._rounds if r < round_no]:
+            del self._rounds[old]
+        self._guess = None
+        auth = self._auth[round_no] = AuthenticatedInputs(owners, shape)
+        out: list[Send] = []
+        for owner, share in self._early.pop(round_no, {}).items():
+            out += self._accept_authenticated(owner, share, round_no, auth)
+        for old in [r for r in self._early if r < round_no]:
+            del self._early[old]
+        return out
+
+    def _accept_authenticated(
+        self, sender: str, msg: m.InputShare, round_no: int, auth: AuthenticatedInputs
+    ) -> list[Send]:
+        if sender not in auth.owners:
+            raise RemoteProtocolError(f"not an expected owner of round {round_no}", peer=sender)
+        if sender in auth.held:
+            raise RemoteProtocolError(f"second input share for round {round_no}", peer=sender)
+        if auth.reported:
+            raise RemoteProtocolError(f"input share for round {round_no} came after its inputs closed", peer=sender)
+        auth.accept(sender, round_no, self._ring_parts(sender, msg, round_no, auth.shape), msg)
+        if set(auth.held) >= auth.owners:
+            return [self._authenticated_holding(round_no, auth)]
+        return []
+
+    def _authenticated_holding(self, round_no: int, auth: AuthenticatedInputs) -> Send:
+        auth.reported = True
+        held = tuple(sorted(auth.held))
+        msg = m.Holding(session=self.config.session, round_no=round_no, owners=held, digests=auth.digests(held))
+        return Send(self.model_owner, msg)
+
+    def _withdraw_authenticated(self, msg: m.Withdraw, auth: AuthenticatedInputs) -> list[Send]:
+        if auth.reported:
+            return []
+        auth.owners = auth.owners - {o for o in msg.owners if o not in auth.held}
+        if set(auth.held) >= auth.owners:
+            return [self._authenticated_holding(msg.round_no, auth)]
+        return []
+
+    def _aggregate_authenticated(self, sender: str, msg: m.Aggregate, auth: AuthenticatedInputs) -> list[Send]:
+        contributors = tuple(msg.contributors)
+        missing = [o for o in contributors if o not in auth.held]
+        if missing or not contributors or len(set(contributors)) != len(contributors):
+            raise RemoteProtocolError(
+                f"aggregate of round {msg.round_no} names owners this server does not hold: {missing}", peer=sender
+            )
+        a, b, ma, mb = auth.sums(contributors)
+        result = m.ResultShare(
+            session=self.config.session, round_no=msg.round_no, contributors=contributors, a=a, b=b, ma=ma, mb=mb
+        )
+        return [Send(self.model_owner, result)]

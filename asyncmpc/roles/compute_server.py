@@ -19,7 +19,7 @@ from asyncmpc.prf import new_seed
 from asyncmpc.protocol.server import ServerProtocol
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.tls import TlsContexts
-from asyncmpc.wire.messages import Finish
+from asyncmpc.wire.messages import Exclude, Finish
 
 __all__ = ["run_compute_server"]
 
@@ -42,6 +42,11 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
                 node.log.info("model owner finished the session: %s", msg.reason)
                 sent, received = node.traffic()
                 return {"bytes_sent": sent, "bytes_received": received}
+            if isinstance(msg, Exclude) and sender == model_owner:
+                node.log.error("the model owner excluded %s: %s", msg.server, msg.reason)
+                if msg.server != name:
+                    await node.shun(msg.server, msg.reason)
+                continue
             try:
                 actions = proto.feed(sender, msg)
             except RemoteProtocolError as exc:

@@ -31,6 +31,7 @@ from asyncmpc.errors import EncodingError, PeerLost
 from asyncmpc.net.runtime import Node
 from asyncmpc.prf import RandomBytes
 from asyncmpc.protocol.aggregation import contribution_shares, key_messages
+from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.rss import InputSharer
@@ -117,6 +118,9 @@ class _Owner:
                 node.log.info("session finished after %d contributions", self.contributed)
                 sent, received = node.traffic()
                 return {"contributions": self.contributed, "bytes_sent": sent, "bytes_received": received}
+            elif isinstance(msg, m.Exclude):
+                node.log.error("the model owner excluded %s: %s", msg.server, msg.reason)
+                await node.shun(msg.server, msg.reason)
             elif isinstance(msg, (m.StatsRequest, m.ModelUpdate)):
                 out = self.shares_for(msg)
                 del msg  # the model's frame is not kept while the shares go out (nor while we wait)
@@ -142,6 +146,8 @@ class _Owner:
             if self.plain:
                 gradient = m.PlainGradient(session=config.session, round_no=round_no, values=vector)
                 out.sends = [Send(self.model_owner, gradient)]
+            elif msg.mac_key:
+                out.sends = authenticated_shares(config, round_no, vector, self.sharer, msg.mac_key)
             else:
                 out.sends = contribution_shares(config, round_no, vector, self.sharer)
             out.size = len(vector)
@@ -187,7 +193,7 @@ def _all_connected(node: Node, names: set[str]) -> bool:
 def _contribution(work: OwnerWorkload, msg: m.StatsRequest | m.ModelUpdate) -> np.ndarray:
     if isinstance(msg, m.StatsRequest):
         return work.stats_vector()
-    return work.contribution(msg.theta, msg.mean, msg.scale, msg.round_no - 1)
+    return work.contribution(msg.theta, msg.mean, msg.scale, msg.step)
 
 
 def _mask_trace(name: str) -> Callable[[bytes, bytes], None] | None:

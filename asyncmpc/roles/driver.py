@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from asyncmpc.errors import CrossCheckError, PeerLost, RemoteProtocolError, RoundTimeout
+from asyncmpc.errors import PeerLost, RemoteProtocolError, RoundTimeout
 from asyncmpc.net.runtime import Node
 from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
 from asyncmpc.protocol.events import Send
@@ -84,8 +84,8 @@ async def drive_round(
     closes is left out at once. ``requests`` go out right after the round is opened at the
     servers. Events from players other than the servers go to ``on_other`` (a data owner
     declining, or a connection closing).
-    A result whose cross-check fails is refused: the round yields nothing, and its ``reason``
-    names the suspect servers. Raises RoundTimeout if the round never finished.
+    A result whose cross-check fails yields nothing; its ``suspects`` name the servers of
+    which one lied. Raises RoundTimeout if the round never finished.
     """
     await send_all(node, rnd.open(), timeout=server_timeout)
     await send_all(node, requests or [], timeout=timeout / 2)  # after the servers know the round
@@ -120,9 +120,6 @@ async def drive_round(
             continue
         try:
             actions = rnd.feed(sender, msg)
-        except CrossCheckError as exc:
-            node.log.error("refusing the result of round %d: %s", rnd.round_no, exc)
-            break
         except RemoteProtocolError as exc:
             await node.drop(sender, exc)  # the round goes on with the other servers
             continue

@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +32,7 @@ import numpy as np
 from asyncmpc.checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoint
 from asyncmpc.config import Config
 from asyncmpc.errors import OutputError, PeerLost, RemoteProtocolError
+from asyncmpc.macs import new_mac_key
 from asyncmpc.net.runtime import Node
 from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
 from asyncmpc.protocol.events import Send
@@ -72,17 +75,20 @@ async def run_model_owner(
             node.log.info("resuming from %s after round %d", out_dir / CHECKPOINT, done)
         node.maintain(servers)
         await _wait_for_players(config, node, servers, owners)
-        rounds: _Rounds = _PlainRounds(config, node, owners) if plain else _Rounds(config, node, owners)
+        first = 2 if work.stats_size else 1  # training round t takes the batches of step t + first - 2
+        start = STATS_ROUND if work.stats_size and "scaling" not in metrics else done + first
+        rounds: _Rounds = (_PlainRounds if plain else _Rounds)(config, node, owners, start)
         checkpoints = _Checkpointer(config, out_dir)
 
-        first = 2 if work.stats_size else 1  # training round t runs as protocol round t + first - 1
         if work.stats_size and "scaling" not in metrics:
             await _statistics(config, node, rounds, work, metrics)
         for t in range(done + 1, config.training.rounds + 1):
-            row = await _train_round(config, node, rounds, work, t, t + first - 1)
+            row = await _train_round(config, node, rounds, work, t, t + first - 2)
             metrics["rounds"].append(row)
             await checkpoints.after_round(work, metrics, t)
         await checkpoints.flush()
+        if rounds.excluded:
+            metrics["excluded_servers"] = dict(rounds.excluded)
 
         finish = m.Finish(session=config.session)
         await send_all(node, [Send(p, finish) for p in servers + owners if p in node.peers])
@@ -102,7 +108,7 @@ async def run_model_owner(
 async def _statistics(config: Config, node: Node, rounds: _Rounds, work: Workload, metrics: dict[str, Any]) -> None:
     """The secure statistics round: global feature means and variances, before training."""
     request = m.StatsRequest(session=config.session, round_no=STATS_ROUND)
-    stats = await rounds.run(STATS_ROUND, work.stats_size, request)
+    stats = (await rounds.run(work.stats_size, request)).result
     if stats.total is None:
         raise PeerLost(f"the statistics round yielded nothing: {stats.reason}")
     work.set_stats(decode_sum(config, stats.total))
@@ -112,15 +118,16 @@ async def _statistics(config: Config, node: Node, rounds: _Rounds, work: Workloa
 
 
 async def _train_round(
-    config: Config, node: Node, rounds: _Rounds, work: Workload, t: int, round_no: int
+    config: Config, node: Node, rounds: _Rounds, work: Workload, t: int, step: int
 ) -> dict[str, Any]:
-    """Training round ``t`` (protocol round ``round_no``): send the model, aggregate, step;
-    return its row for metrics.json."""
+    """Training round ``t`` (on the owners' batches of ``step``): send the model, aggregate,
+    step; return its row for metrics.json."""
     t0 = time.perf_counter()
     theta, mean, scale = work.update()
-    update = m.ModelUpdate(session=config.session, round_no=round_no, theta=theta, mean=mean, scale=scale)
-    result = await rounds.run(round_no, work.size, update)
-    row = _round_row(t, result)
+    update = m.ModelUpdate(session=config.session, theta=theta, mean=mean, scale=scale, step=step)
+    outcome = await rounds.run(work.size, update)
+    result = outcome.result
+    row = _round_row(t, outcome)
     if result.total is None:
         node.log.warning("round %d yielded nothing: %s", t, result.reason)
         row.update(loss=None, test_accuracy=None, skipped=result.reason)
@@ -203,11 +210,20 @@ class _Checkpointer:
             await pending
 
 
-def _round_row(t: int, result: RoundResult) -> dict[str, Any]:
+def _round_row(t: int, outcome: _Outcome) -> dict[str, Any]:
+    result = outcome.result
     row: dict[str, Any] = {"round": t, "contributors": list(result.contributors)}
     if result.servers:
         row["servers"] = list(result.servers)
         row["cross_checked"] = result.cross_checked
+    if result.mac:
+        row["mac"] = True
+    if outcome.disputed is not None:
+        row["disputed"] = list(outcome.disputed.suspects)
+    if result.cheater:
+        row["excluded"] = result.cheater
+    if result.inconsistent:
+        row["inconsistent_owners"] = list(result.inconsistent)
     return row
 
 
@@ -227,22 +243,58 @@ def _log_round(node: Node, config: Config, row: dict[str, Any], result: RoundRes
     )
 
 
-class _Rounds:
-    """Runs one secure aggregation round after another, with the data owners' requests beside it."""
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one training (or statistics) round's aggregation came to."""
 
-    def __init__(self, config: Config, node: Node, owners: list[str]) -> None:
+    result: RoundResult
+    disputed: RoundResult | None = None
+    """The ordinary round whose cross-check failed, when ``result`` is its MAC re-run."""
+
+
+class _Rounds:
+    """Runs one secure aggregation round after another, with the data owners' requests beside it.
+
+    Round numbers come from one counter, so a re-run takes a new number (and the owners' masks
+    fresh streams). The exceptional flows enter here at one point each: a disputed round is
+    run again as a MAC round (``protocol.authenticated``); a MAC round that names a cheater
+    has it excluded for the rest of the session.
+    """
+
+    def __init__(self, config: Config, node: Node, owners: list[str], first_round: int) -> None:
         self.config = config
         self.node = node
         self.owners = owners
         self.servers = [p.name for p in config.servers]
         self.current: AggregationRound | None = None
         self.down_since: dict[str, float] = {}
+        self._numbers = itertools.count(first_round)
+        self.always_mac = config.protocol.mac_rounds == "always"
+        self.mac_mode = self.always_mac
+        self.excluded: dict[str, str] = {}
 
-    async def run(self, round_no: int, size: int, request: m.Message) -> RoundResult:
+    async def run(self, size: int, request: m.Message) -> _Outcome:
+        """Aggregate the owners' answers to ``request``; a round whose cross-check fails is run
+        again at once as a MAC round, and MAC rounds stay on until a cheater is excluded."""
+        result = await self._aggregate(size, request)
+        if not result.suspects:
+            await self._judge(result)
+            return _Outcome(result)
+        self.mac_mode = True
+        self.node.log.warning(
+            "round %d: %s; running it again with MACs (on until a cheater is excluded)", result.round_no, result.reason
+        )
+        rerun = await self._aggregate(size, request)
+        await self._judge(rerun)
+        return _Outcome(rerun, disputed=result)
+
+    async def _aggregate(self, size: int, request: m.Message) -> RoundResult:
+        round_no = next(self._numbers)
         live = await self._live_servers()
         present = tuple(o for o in self.owners if o in self.node.peers)
-        self.current = AggregationRound(self.config, round_no, present, (size,), servers=live)
-        request = _with_servers(request, live)
+        alpha = new_mac_key() if self.mac_mode else 0
+        self.current = AggregationRound(self.config, round_no, present, (size,), servers=live, mac_key=alpha)
+        request = _for_round(request, round_no, live, alpha)
         requests = [Send(o, request) for o in present]
         p = self.config.protocol
         return await drive_round(
@@ -254,6 +306,29 @@ class _Rounds:
             server_timeout=p.server_timeout,
             on_silent=self.on_silent,
         )
+
+    async def _judge(self, result: RoundResult) -> None:
+        """Act on what a round proved: owners that sent inconsistent shares, a cheating server."""
+        if result.inconsistent:
+            self.node.log.error(
+                "round %d: left out %s: their shares differ between the two servers that hold them",
+                result.round_no,
+                ", ".join(result.inconsistent),
+            )
+        if result.cheater:
+            await self.exclude(result.cheater, f"its result shares of round {result.round_no} failed the MAC check")
+
+    async def exclude(self, server: str, reason: str) -> None:
+        """Leave ``server`` out for the rest of the session, and have every other player stop
+        talking to it; the two left are honest, so MAC rounds end (unless always on)."""
+        self.node.log.error("excluding %s for the rest of the session: %s", server, reason)
+        self.excluded[server] = reason
+        self.servers = [s for s in self.servers if s != server]
+        self.down_since.pop(server, None)
+        self.mac_mode = self.always_mac
+        notice = m.Exclude(session=self.config.session, server=server, reason=reason)
+        await send_all(self.node, [Send(p, notice) for p in self.node.peers if p != server])
+        await self.node.shun(server, reason)
 
     async def _live_servers(self) -> tuple[str, ...]:
         """The servers connected now; with fewer than two, wait (one line) until two are."""
@@ -298,16 +373,19 @@ class _Rounds:
             await self.node.drop(sender, RemoteProtocolError(f"unexpected {msg.KIND!r}", peer=sender))
 
 
-def _with_servers(request: m.Message, servers: tuple[str, ...]) -> m.Message:
+def _for_round(request: m.Message, round_no: int, servers: tuple[str, ...], alpha: int) -> m.Message:
+    """The owners' request for round ``round_no``: its number, its servers, its MAC key."""
     if isinstance(request, (m.ModelUpdate, m.StatsRequest)):
-        return dataclasses.replace(request, servers=servers)
-    return request
+        return dataclasses.replace(request, round_no=round_no, servers=servers, mac_key=alpha)
+    return dataclasses.replace(request, round_no=round_no)
 
 
 class _PlainRounds(_Rounds):
     """Plaintext federated averaging: gradients come here in the clear and are summed."""
 
-    async def run(self, round_no: int, size: int, request: m.Message) -> RoundResult:
+    async def run(self, size: int, request: m.Message) -> _Outcome:
+        round_no = next(self._numbers)
+        request = _for_round(request, round_no, (), 0)
         present = [o for o in self.owners if o in self.node.peers]
         await send_all(self.node, [Send(o, request) for o in present])
         total = np.zeros(size, dtype=np.float64)
@@ -328,8 +406,8 @@ class _PlainRounds(_Rounds):
             elif msg is not None:
                 await self.on_other(sender, msg)
         if len(got) < max(2, self.config.protocol.min_owners):
-            return RoundResult(round_no, None, tuple(got), False, f"only {len(got)} gradient(s) arrived")
-        return RoundResult(round_no, total, tuple(got), False)  # type: ignore[arg-type]
+            return _Outcome(RoundResult(round_no, None, tuple(got), False, f"only {len(got)} gradient(s) arrived"))
+        return _Outcome(RoundResult(round_no, total, tuple(got), False))  # type: ignore[arg-type]
 
 
 def _fmt(value: float | None) -> str:

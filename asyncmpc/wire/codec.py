@@ -231,6 +231,12 @@ def _check(kind: str, name: str, typ: Any, value: Any) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return tuple(value)
         raise bad("a list of strings")
+    if typ == tuple[bytes, ...]:
+        if isinstance(value, list) and all(isinstance(v, bytes) for v in value):
+            return tuple(value)
+        raise bad("a list of byte strings")
+    if typ == m.Component | None and value is None:
+        return None
     if typ == tuple[int, ...]:
         if (
             isinstance(value, list)
@@ -251,7 +257,7 @@ def _check(kind: str, name: str, typ: Any, value: Any) -> Any:
         if isinstance(value, np.ndarray) and value.dtype == np.float64:
             return value
         raise bad("a float64 array")
-    if typ == m.Component:
+    if typ in (m.Component, m.Component | None):
         if isinstance(value, np.ndarray) and value.dtype == np.int64:
             return value
         if isinstance(value, bytes) and len(value) == SEED_BYTES:

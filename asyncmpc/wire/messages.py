@@ -29,6 +29,7 @@ __all__ = [
     "Aggregate",
     "CloseInputs",
     "Decline",
+    "Exclude",
     "ModelUpdate",
     "StatsRequest",
     "Withdraw",
@@ -49,10 +50,12 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
-ShareKeys may replace earlier keys."""
+ShareKeys may replace earlier keys.
+4: MAC rounds (OpenRound.mac, the MAC key in ModelUpdate and StatsRequest, field shares in
+InputShare and ResultShare, digests in Holding), ModelUpdate.step, Exclude."""
 FloatArray = NDArray[np.float64]
 
 
@@ -76,6 +79,8 @@ class Message:
                 shown = f"<{value.dtype} {value.shape}>"
             elif isinstance(value, bytes):
                 shown = f"<{len(value)} bytes>"
+            elif isinstance(value, tuple) and value and isinstance(value[0], bytes):
+                shown = f"<{len(value)} digests>"
             else:
                 shown = repr(value)
             parts.append(f"{f.name}={shown}")
@@ -133,6 +138,10 @@ class OpenRound(Message):
     full: bool = False
     """The round runs on two servers (the third is down): a server that receives every
     owner's share sends its ``ResultShare`` at once, with both components in full."""
+    mac: bool = False
+    """A MAC round (``protocol.authenticated``): every input share carries field shares of
+    its MAC, the server reports ``Holding`` with a digest of each owner's components and
+    answers ``Aggregate`` with both components and both field sums in full."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -145,6 +154,9 @@ class InputShare(Message):
     shape: tuple[int, ...]
     a: Component
     b: Component
+    ma: Component | None = None
+    """In a MAC round: the components (x_i, x_{i+1}) of the field shares of alpha * x."""
+    mb: Component | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -174,6 +186,9 @@ class Holding(Message):
     KIND = "holding"
     SENDERS = frozenset({CS})
     owners: tuple[str, ...]
+    digests: tuple[bytes, ...] = ()
+    """In a MAC round: per owner, a digest of each of its two components as this server
+    received them (``protocol.authenticated.DIGEST_BYTES`` each, concatenated)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -201,6 +216,9 @@ class ResultShare(Message):
     a: RingArray
     b: RingArray | None = None
     b_tag: bytes = b""
+    ma: RingArray | None = None
+    """In a MAC round: the field sums of the MAC components (uint64 values sent as int64)."""
+    mb: RingArray | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -211,6 +229,8 @@ class StatsRequest(Message):
     SENDERS = frozenset({MO})
     servers: tuple[str, ...] = ()
     """The servers of the round, to which the owner sends its shares (empty: all three)."""
+    mac_key: int = 0
+    """In a MAC round: the MAC key alpha in F_p, for the data owners only (0: no MAC)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -225,6 +245,11 @@ class ModelUpdate(Message):
     scale: FloatArray
     servers: tuple[str, ...] = ()
     """The servers of the round, to which the owner sends its shares (empty: all three)."""
+    mac_key: int = 0
+    """In a MAC round: the MAC key alpha in F_p, for the data owners only (0: no MAC)."""
+    step: int = 0
+    """The training step: which batch the owner computes on (a re-run keeps it, with a new
+    round number)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -256,6 +281,16 @@ class Withdraw(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class Exclude(Message):
+    """The model owner has proof that ``server`` cheated: stop talking to it for the session."""
+
+    KIND = "exclude"
+    SENDERS = frozenset({MO})
+    server: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Finish(Message):
     """The model owner ends the session: every other player finishes its work and exits."""
 
@@ -284,5 +319,6 @@ MESSAGES: dict[str, type[Message]] = {
         PlainGradient,
         Decline,
         Withdraw,
+        Exclude,
     )
 }

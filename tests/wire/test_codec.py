@@ -51,8 +51,10 @@ def sample(cls: type[m.Message]) -> m.Message:
             values[name] = ("data-owner-0", "data-owner-1")
         elif typ == tuple[int, ...]:
             values[name] = (3, 4)
-        elif typ == m.Component:
+        elif typ in (m.Component, m.Component | None):
             values[name] = ARR if i % 2 else Seed(bytes(range(16)))
+        elif typ == tuple[bytes, ...]:
+            values[name] = (bytes(64), bytes(range(64)))
         elif typ == m.RingArray or typ == m.RingArray | None:
             values[name] = ARR
         elif typ == m.FloatArray:
@@ -141,6 +143,7 @@ def test_mistyped_fields_name_kind_and_field() -> None:
     with pytest.raises(DecodeError, match="open_round: missing field 'owners'"):
         decode_message(body_of(msgpack.packb(doc)))
     share = header_of(sample(m.InputShare))
+    share["ma"] = share["mb"] = None
     share["b"] = b"short seed"
     with pytest.raises(DecodeError, match=r"field 'b' must be an int64 array, a 16-byte seed or empty \(keyed\)"):
         decode_message(body_of(msgpack.packb(share), ARR.tobytes()))

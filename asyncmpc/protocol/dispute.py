@@ -1,0 +1,99 @@
+"""Layer 4: the model owner's verdict on a MAC round's answers (pure).
+
+Every server answered in full: its two ring components of the sum and its two field
+components of the sum's MAC. Component j is held by server j (its ``a``) and server j-1 (its
+``b``). Where the two holders agree on a component (ring and field part), an honest one
+vouches for it, since at most one server lies. Where they disagree, the lie is in one of two
+versions: ``resolve`` builds the reconstruction that leaves out each suspect's versions, checks
+each against the MAC (``macs.verify``: alpha * z = T in F_p, and z in range), and keeps the one
+that verifies. The suspect left out by the verified reconstruction is the cheater: the other
+one's versions made a reconstruction that the MAC refused, which an honest server's versions
+(the true sums of the owners' consistent shares) never do. So a server is named only when a
+reconstruction without it verifies and one with its versions does not.
+
+When nothing verifies (an owner's MAC shares were wrong as well, or more than one server
+lied), or two different reconstructions do (probability ~2^-61), the round yields nothing and
+no one is named. With two servers the once-held components have no second version: the single
+reconstruction must verify, or the round yields nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from asyncmpc.field import FieldArray, f_sum
+from asyncmpc.macs import verify
+from asyncmpc.ring import RingArray, ring_sum
+from asyncmpc.rss import N_SERVERS, suspects
+
+__all__ = ["Answer", "Verdict", "resolve"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Server ``server``'s full answer: ring components (a, b) and field components (ma, mb)."""
+
+    server: int
+    a: RingArray
+    b: RingArray
+    ma: FieldArray
+    mb: FieldArray
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    total: RingArray | None
+    """The verified (or vouched-for) sum; None when the round cannot yield one."""
+    agreed: bool
+    """Three servers answered and every component's two holders agreed."""
+    cheater: int | None = None
+    """The server whose versions the MAC refused, when a reconstruction without it verified."""
+    reason: str = ""
+
+
+_Version = tuple[RingArray, FieldArray]
+
+
+def resolve(answers: list[Answer], alpha: int) -> Verdict:
+    """The sum the answers prove, and who lied if someone did (see the module docstring)."""
+    versions: dict[int, dict[int, _Version]] = {j: {} for j in range(N_SERVERS)}
+    for ans in answers:
+        versions[ans.server][ans.server] = (ans.a, ans.ma)
+        versions[(ans.server + 1) % N_SERVERS][ans.server] = (ans.b, ans.mb)
+    if any(not v for v in versions.values()):
+        raise ValueError(f"need the answers of two servers, got {sorted(a.server for a in answers)}")
+    bad = [j for j, v in versions.items() if len(v) == 2 and not _same(*v.values())]
+    if not bad:
+        total = _pick(versions, leave_out=None)
+        if verify(total[0], alpha, total[1]):
+            return Verdict(total[0], len(answers) == N_SERVERS)
+        if len(answers) == N_SERVERS:
+            # every component is vouched for by an honest holder: the sum is right, a MAC share is not
+            return Verdict(total[0], True, reason="the MAC failed though every component agreed")
+        return Verdict(None, False, reason="the sum of two servers' shares failed its MAC")
+    verified: list[tuple[int, RingArray]] = []
+    for suspect in suspects(bad):
+        z, t = _pick(versions, leave_out=suspect)
+        if verify(z, alpha, t):
+            verified.append((suspect, z))
+    if len(verified) == 1:
+        cheater, z = verified[0]
+        return Verdict(z, False, cheater, f"server {cheater}'s result shares failed the MAC")
+    what = "no reconstruction" if not verified else "more than one reconstruction"
+    return Verdict(None, False, reason=f"components {bad} disagree and {what} verified")
+
+
+def _same(x: _Version, y: _Version) -> bool:
+    return bool(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]))
+
+
+def _pick(versions: dict[int, dict[int, _Version]], leave_out: int | None) -> tuple[RingArray, FieldArray]:
+    """The sum from one version of each component, none from ``leave_out`` where there is a choice."""
+    chosen = []
+    for j in range(N_SERVERS):
+        held = versions[j]
+        others = [v for s, v in sorted(held.items()) if s != leave_out]
+        chosen.append(others[0] if others else next(iter(held.values())))
+    return ring_sum([c[0] for c in chosen]), f_sum([c[1] for c in chosen])
