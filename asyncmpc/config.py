@@ -77,8 +77,11 @@ class ProtocolSettings:
     max_frame_bytes: int = 1 << 30
     plaintext: bool = False
     mac_rounds: str = "after-dispute"
-    """When rounds carry MACs that can name a cheating server: "after-dispute" (from the first
-    failed cross-check until a server is excluded) or "always"."""
+    """When rounds carry MACs that can name a cheating server: "after-dispute" (the re-run of a
+    disputed round and a window of rounds after it, doubling with each dispute, until a server
+    is excluded; ``protocol.dispute.MacPolicy``) or "always"."""
+    mac_window: int = 10
+    """MAC rounds after the first dispute (doubling with each further one)."""
 
 
 DATASETS = ("breast_cancer", "digits", "wine", "iris", "csv", "synthetic")
@@ -165,6 +168,7 @@ _PROTOCOL_KEYS: dict[str, tuple[type, Any]] = {
     "max_frame_bytes": (int, (1024, 1 << 40)),
     "plaintext": (bool, None),
     "mac_rounds": (str, MAC_ROUNDS),
+    "mac_window": (int, (0, 1_000_000)),
 }
 _TRAINING_KEYS: dict[str, tuple[type, Any]] = {
     "dataset": (str, DATASETS),

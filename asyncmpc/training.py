@@ -16,6 +16,7 @@ the ring, so its weights equal the secure run's up to float rounding (the test o
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,12 +206,23 @@ class ReferenceTrainer:
             total = total + encode_contribution(self.config, v)
         return decode_sum(self.config, total)
 
-    def run(self) -> ModelOwnerState:
+    def run(
+        self, contributors: Sequence[Collection[str]] | None = None, statistics: Collection[str] | None = None
+    ) -> ModelOwnerState:
+        """Train every round; ``contributors[t - 1]``, if given, names the owners that round
+        ``t`` sums, and ``statistics`` those of the statistics round (as a secure run's
+        metrics.json records them)."""
         st = self.state
-        st.set_scaling(self._sum([o.stats_vector() for o in self.owners]))
+        names = [p.name for p in self.config.data_owners]
+
+        def only(chosen: Collection[str] | None) -> list[OwnerWork]:
+            return [o for o, name in zip(self.owners, names, strict=True) if chosen is None or name in chosen]
+
+        st.set_scaling(self._sum([o.stats_vector() for o in only(statistics)]))
         for round_no in range(1, self.config.training.rounds + 1):
-            total = self._sum([o.contribution(st.theta, st.mean, st.scale, round_no) for o in self.owners])
-            loss = st.apply(total, len(self.owners))
+            chosen = only(None if contributors is None else contributors[round_no - 1])
+            total = self._sum([o.contribution(st.theta, st.mean, st.scale, round_no) for o in chosen])
+            loss = st.apply(total, len(chosen))
             self.history.append({"round": round_no, "loss": loss, "test_accuracy": st.accuracy(self.split.test)})
         return st
 

@@ -220,7 +220,7 @@ class AggregationRound:
         if isinstance(msg, m.ResultShare):
             return self._on_result(sender, msg)
         if isinstance(msg, m.Reject):
-            return self.lose(sender, f"{sender} refused: {msg.reason}")
+            return self._refused(sender, msg.reason)
         raise RemoteProtocolError(f"unexpected {msg.KIND!r} during a round", peer=sender)
 
     def _on_holding(self, sender: str, msg: m.Holding) -> list[Send]:
@@ -263,6 +263,8 @@ class AggregationRound:
         self._results = {}
         self.phase += 1
         held = self._invited  # an owner withdrawn after its share arrived everywhere still counts
+        if self.contributors:  # asked before: servers may have left the others out already
+            held = held & set(self.contributors)
         asked = tuple(s for s in self.live if s in self._holding)
         for s in asked:
             held &= self._holding[s]
@@ -289,6 +291,26 @@ class AggregationRound:
             )
             out.append(Send(s, msg))
         return out
+
+    def _refused(self, sender: str, reason: str) -> list[Send]:
+        """A server refused. Before any ask, it is out of the round, as if lost. Once the sum
+        was asked for, an ordinary round ends as a dispute, to run again as a MAC round (where
+        any owner can be left out): the refusal may come from a server that cannot leave out
+        an owner whose vector it summed, because another server denied holding that owner,
+        truly or not, and going on with the two others would trust that one unchecked."""
+        if self._asked and self._stale.get(sender):
+            self._stale[sender] -= 1  # it refused an ask that a later one replaced
+            return []
+        if not self._asked or self.alpha:
+            return self.lose(sender, f"{sender} refused: {reason}")
+        held = set().union(*(self._holding[s] for s in self._asked))
+        left_out = held - set(self.contributors)
+        deniers = tuple(s for s in self._asked if not left_out <= self._holding[s]) or (sender,)
+        why = f"{sender} refused: {reason}"
+        if left_out:
+            why += f" ({', '.join(sorted(left_out))} not reported by {', '.join(deniers)})"
+        self.result = RoundResult(self.round_no, None, self.contributors, False, why, suspects=deniers)
+        return []
 
     def _on_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
         if not self._asked:

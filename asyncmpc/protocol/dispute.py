@@ -97,3 +97,40 @@ def _pick(versions: dict[int, dict[int, _Version]], leave_out: int | None) -> tu
         others = [v for s, v in sorted(held.items()) if s != leave_out]
         chosen.append(others[0] if others else next(iter(held.values())))
     return ring_sum([c[0] for c in chosen]), f_sum([c[1] for c in chosen])
+
+
+class MacPolicy:
+    """When the model owner runs MAC rounds (sans-I/O): after a dispute, for a window of
+    rounds that doubles with every dispute (``window``, 2 ``window``, 4 ``window``, ...),
+    until a cheater is excluded; or always.
+
+    A cheater that lies only in ordinary rounds is never named (a MAC round would name it),
+    but each of its lies now buys it fewer re-runs: over T rounds at most about log2(T / window)
+    + 1. An honest fault that looks like a dispute (a share lost on the way to one server)
+    costs one re-run and a window of MAC rounds, not MAC rounds for the rest of the session.
+    """
+
+    def __init__(self, always: bool = False, window: int = 10) -> None:
+        self.always = always
+        self.window = window
+        self.disputes = 0
+        self.remaining = 0
+        """MAC rounds still due from the last dispute."""
+
+    def next_is_mac(self) -> bool:
+        """Whether the next round is a MAC round (counts it against the window)."""
+        if self.always:
+            return True
+        if self.remaining > 0:
+            self.remaining -= 1
+            return True
+        return False
+
+    def disputed(self) -> None:
+        """A round's cross-check failed or its servers disagreed: the re-run and the window."""
+        self.disputes += 1
+        self.remaining = 1 + self.window * 2 ** (self.disputes - 1)
+
+    def excluded(self) -> None:
+        """The cheater is out: the two servers left are honest."""
+        self.disputes = self.remaining = 0

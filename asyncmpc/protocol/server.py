@@ -440,6 +440,13 @@ class ServerProtocol:
     def _round(self, msg: m.Message) -> _Round | None:
         return self._rounds.get(msg.round_no)
 
+    def _refuse(self, round_no: int, why: str) -> Send:
+        """A ``Reject`` of the model owner's ask about round ``round_no``."""
+        return Send(
+            self.model_owner,
+            m.Reject(session=self.config.session, round_no=round_no, reason=f"round {round_no}: {why}"),
+        )
+
     def _unknown(self, msg: m.Message) -> Send:
         """A ``Reject`` for the model owner's request about a round this server does not have
         (it restarted, or the round was superseded): the model owner goes on without us."""
@@ -452,11 +459,11 @@ class ServerProtocol:
         rnd = self._round(msg)
         if rnd is None:
             return [self._unknown(msg)]
+        if not msg.contributors or len(set(msg.contributors)) != len(msg.contributors):
+            raise RemoteProtocolError(f"aggregate of round {msg.round_no} names no owner, or one twice", peer=sender)
         missing = [o for o in msg.contributors if o not in rnd.held]
-        if missing or not msg.contributors or len(set(msg.contributors)) != len(msg.contributors):
-            raise RemoteProtocolError(
-                f"aggregate of round {msg.round_no} names owners this server does not hold: {missing}", peer=sender
-            )
+        if missing:
+            return [self._refuse(msg.round_no, f"it does not hold (or has left out) {', '.join(missing)}")]
         if len(msg.mac_key) != MAC_KEY_BYTES and not msg.full:
             raise RemoteProtocolError(
                 f"aggregate of round {msg.round_no} has no {MAC_KEY_BYTES}-byte MAC key", peer=sender
@@ -466,11 +473,8 @@ class ServerProtocol:
             rnd.sums = [self._sum(rnd, 0).copy(), self._sum(rnd, 1).copy()]
         stuck = self._settle(rnd, set(msg.contributors))
         if stuck:
-            reason = (
-                f"round {msg.round_no}: cannot leave out {', '.join(sorted(stuck))}: "
-                "a vector share of theirs is already in this server's sum"
-            )
-            return [Send(self.model_owner, m.Reject(session=self.config.session, round_no=msg.round_no, reason=reason))]
+            why = f"cannot leave out {', '.join(sorted(stuck))}: a vector share of theirs is in this server's sum"
+            return [self._refuse(msg.round_no, why)]
         return [self._result(msg.round_no, rnd, tuple(msg.contributors), b"" if msg.full else msg.mac_key)]
 
     def _prf_key(self, sender: str, msg: m.PrfKey) -> list[Send]:
@@ -534,11 +538,11 @@ class ServerProtocol:
 
     def _aggregate_authenticated(self, sender: str, msg: m.Aggregate, auth: AuthenticatedInputs) -> list[Send]:
         contributors = tuple(msg.contributors)
+        if not contributors or len(set(contributors)) != len(contributors):
+            raise RemoteProtocolError(f"aggregate of round {msg.round_no} names no owner, or one twice", peer=sender)
         missing = [o for o in contributors if o not in auth.held]
-        if missing or not contributors or len(set(contributors)) != len(contributors):
-            raise RemoteProtocolError(
-                f"aggregate of round {msg.round_no} names owners this server does not hold: {missing}", peer=sender
-            )
+        if missing:
+            return [self._refuse(msg.round_no, f"it does not hold {', '.join(missing)}")]
         a, b, ma, mb = auth.sums(contributors)
         result = m.ResultShare(
             session=self.config.session, round_no=msg.round_no, contributors=contributors, a=a, b=b, ma=ma, mb=mb

@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from asyncmpc.config import Config
-from asyncmpc.errors import RemoteProtocolError
+from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
 from asyncmpc.prf import new_seed
 from asyncmpc.protocol.server import ServerProtocol
+from asyncmpc.roles.cheat import CHEAT_ENV, Cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.tls import TlsContexts
 from asyncmpc.wire.messages import Exclude, Finish
@@ -28,7 +29,10 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
     """Serve until the model owner finishes the session; return this server's traffic."""
     proto = ServerProtocol(config, name, own_prf_key=new_seed())
     model_owner = config.model_owner.name
+    cheat = Cheat.from_env()
     async with Node(config, name, tls=tls, greet=proto.greet) as node:
+        if cheat is not None:
+            node.log.warning("%s is set: this server lies (%s, %s), for tests only", CHEAT_ENV, cheat.what, cheat.when)
         node.maintain()
         watch = ModelOwnerWatch(node)
         while True:
@@ -43,15 +47,18 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
                 sent, received = node.traffic()
                 return {"bytes_sent": sent, "bytes_received": received}
             if isinstance(msg, Exclude) and sender == model_owner:
+                if msg.server == name:
+                    raise PeerLost(f"{name}: the model owner excluded this server from the session: {msg.reason}")
                 node.log.error("the model owner excluded %s: %s", msg.server, msg.reason)
-                if msg.server != name:
-                    await node.shun(msg.server, msg.reason)
+                await node.shun(msg.server, msg.reason)
                 continue
             try:
                 actions = proto.feed(sender, msg)
             except RemoteProtocolError as exc:
                 await node.drop(sender, exc)
                 continue
+            if cheat is not None:
+                actions = cheat(actions)
             await send_all(node, actions, timeout=config.protocol.round_timeout)
             if node.inbox.empty():
                 proto.idle()

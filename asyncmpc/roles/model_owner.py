@@ -35,6 +35,7 @@ from asyncmpc.errors import OutputError, PeerLost, RemoteProtocolError
 from asyncmpc.macs import new_mac_key
 from asyncmpc.net.runtime import Node
 from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
+from asyncmpc.protocol.dispute import MacPolicy
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import drive_round, send_all
 from asyncmpc.tls import TlsContexts
@@ -108,7 +109,9 @@ async def run_model_owner(
 async def _statistics(config: Config, node: Node, rounds: _Rounds, work: Workload, metrics: dict[str, Any]) -> None:
     """The secure statistics round: global feature means and variances, before training."""
     request = m.StatsRequest(session=config.session, round_no=STATS_ROUND)
-    stats = (await rounds.run(work.stats_size, request)).result
+    outcome = await rounds.run(work.stats_size, request)
+    stats = outcome.result
+    metrics["statistics_round"] = _round_row(0, outcome)
     if stats.total is None:
         raise PeerLost(f"the statistics round yielded nothing: {stats.reason}")
     work.set_stats(decode_sum(config, stats.total))
@@ -269,20 +272,23 @@ class _Rounds:
         self.current: AggregationRound | None = None
         self.down_since: dict[str, float] = {}
         self._numbers = itertools.count(first_round)
-        self.always_mac = config.protocol.mac_rounds == "always"
-        self.mac_mode = self.always_mac
+        p = config.protocol
+        self.macs = MacPolicy(always=p.mac_rounds == "always", window=p.mac_window)
         self.excluded: dict[str, str] = {}
 
     async def run(self, size: int, request: m.Message) -> _Outcome:
-        """Aggregate the owners' answers to ``request``; a round whose cross-check fails is run
-        again at once as a MAC round, and MAC rounds stay on until a cheater is excluded."""
+        """Aggregate the owners' answers to ``request``; a disputed round is run again at once
+        as a MAC round, and MAC rounds stay on for a while after (``MacPolicy``)."""
         result = await self._aggregate(size, request)
         if not result.suspects:
             await self._judge(result)
             return _Outcome(result)
-        self.mac_mode = True
+        self.macs.disputed()
         self.node.log.warning(
-            "round %d: %s; running it again with MACs (on until a cheater is excluded)", result.round_no, result.reason
+            "round %d: %s; running it again with MACs, and the next %d rounds",
+            result.round_no,
+            result.reason,
+            self.macs.remaining - 1,
         )
         rerun = await self._aggregate(size, request)
         await self._judge(rerun)
@@ -292,7 +298,7 @@ class _Rounds:
         round_no = next(self._numbers)
         live = await self._live_servers()
         present = tuple(o for o in self.owners if o in self.node.peers)
-        alpha = new_mac_key() if self.mac_mode else 0
+        alpha = new_mac_key() if self.macs.next_is_mac() else 0
         self.current = AggregationRound(self.config, round_no, present, (size,), servers=live, mac_key=alpha)
         request = _for_round(request, round_no, live, alpha)
         requests = [Send(o, request) for o in present]
@@ -325,9 +331,11 @@ class _Rounds:
         self.excluded[server] = reason
         self.servers = [s for s in self.servers if s != server]
         self.down_since.pop(server, None)
-        self.mac_mode = self.always_mac
+        self.macs.excluded()
         notice = m.Exclude(session=self.config.session, server=server, reason=reason)
-        await send_all(self.node, [Send(p, notice) for p in self.node.peers if p != server])
+        await send_all(
+            self.node, [Send(p, notice) for p in self.node.peers], timeout=self.config.protocol.server_timeout
+        )
         await self.node.shun(server, reason)
 
     async def _live_servers(self) -> tuple[str, ...]:

@@ -118,10 +118,12 @@ def test_dropped_owner_is_left_out_after_close_inputs() -> None:
     np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != late))
 
 
-def test_share_missing_at_one_server_is_left_out_by_the_two_servers_that_can() -> None:
+def test_share_missing_at_one_server_makes_the_round_a_dispute() -> None:
     """Servers add shares up as they arrive (memory flat in the number of owners), so an owner
     whose vector share reached server 1 but not server 2 cannot be left out by server 1: it
-    refuses, and the round goes on with servers 0 and 2, in full, without that owner."""
+    refuses. Going on with servers 0 and 2 would trust server 2's word that the share did not
+    come, unchecked; the round ends as a dispute instead (the model owner runs it again as a
+    MAC round, see test_disputes)."""
     _, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     for owner, x in xs.items():
@@ -132,10 +134,10 @@ def test_share_missing_at_one_server_is_left_out_by_the_two_servers_that_can() -
     router.run()
     router.post(MO, rnd.expire())
     router.run()
-    assert rnd.result is not None and not rnd.result.cross_checked
-    assert rnd.result.servers == ("server-0", "server-2")
-    assert rnd.result.contributors == OWNERS[1:]
-    np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != OWNERS[0]))
+    assert rnd.result is not None and rnd.result.total is None
+    assert rnd.result.suspects == ("server-2",)
+    assert "server-1 refused: round 1: cannot leave out data-owner-0" in rnd.result.reason
+    assert "(data-owner-0 not reported by server-2)" in rnd.result.reason
 
 
 def test_too_few_contributors_yields_nothing() -> None:
@@ -203,8 +205,8 @@ def test_lying_server_is_caught_by_the_cross_check() -> None:
         ),
         (
             "model-owner",
-            m.Aggregate(session="test", round_no=1, contributors=("data-owner-0",), mac_key=bytes(32)),
-            "does not hold",
+            m.Aggregate(session="test", round_no=1, contributors=("data-owner-0", "data-owner-0"), mac_key=bytes(32)),
+            "names no owner, or one twice",
         ),
     ],
 )
@@ -286,7 +288,7 @@ def test_an_owner_that_reached_only_server_0_is_left_out_of_the_sums(idle: bool)
     np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != OWNERS[1]))
 
 
-def test_an_owner_whose_vector_reached_one_server_only_is_left_out_by_the_other_two() -> None:
+def test_an_owner_whose_vector_reached_one_server_only_is_a_dispute_naming_the_other_two() -> None:
     _, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     for owner, x in xs.items():
@@ -295,13 +297,13 @@ def test_an_owner_whose_vector_reached_one_server_only_is_left_out_by_the_other_
     router.run()
     router.post(MO, rnd.expire())
     router.run()
-    assert rnd.result is not None and rnd.result.servers == ("server-0", "server-2")
-    np.testing.assert_array_equal(rnd.result.total, sum(x for o, x in xs.items() if o != OWNERS[1]))
+    assert rnd.result is not None and rnd.result.total is None
+    assert rnd.result.suspects == ("server-0", "server-2")
 
 
-def test_an_owner_whose_vectors_reached_no_two_servers_alike_fails_the_round_clearly() -> None:
+def test_an_owner_whose_vectors_reached_no_two_servers_alike_is_a_dispute_naming_an_owner() -> None:
     """Vectors of one owner at server 1 and of another at server 2: no two servers can leave
-    both out, so the round yields nothing, and the reason names an owner."""
+    both out; the first refusal ends the round as a dispute, and the reason names an owner."""
     _, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     for owner, x in xs.items():
@@ -311,8 +313,8 @@ def test_an_owner_whose_vectors_reached_no_two_servers_alike_fails_the_round_cle
     router.run()
     router.post(MO, rnd.expire())
     router.run()
-    assert rnd.result is not None and rnd.result.total is None
-    assert "cannot leave out data-owner-" in rnd.result.reason and "fewer than two servers left" in rnd.result.reason
+    assert rnd.result is not None and rnd.result.total is None and rnd.result.suspects
+    assert "cannot leave out data-owner-" in rnd.result.reason
 
 
 def test_servers_agree_on_zero_sharing_keys_at_start_up() -> None:
@@ -445,3 +447,14 @@ def test_an_owner_withdrawn_mid_round_counts_exactly_where_its_share_arrived(rea
     summed = OWNERS if len(reached) == 3 else OWNERS[:3]
     assert rnd.result.contributors == summed
     np.testing.assert_array_equal(rnd.result.total, sum(xs[o] for o in summed))
+
+
+def test_an_aggregate_over_owners_a_server_does_not_hold_is_refused_politely() -> None:
+    """The model owner may ask again after a server left an owner out: a Reject, not a
+    protocol error (which would close the model owner's connection and end the epoch)."""
+    servers, rnd, router, _ = setup()
+    router.post(MO, rnd.open())
+    router.run()
+    ask = m.Aggregate(session="test", round_no=1, contributors=("data-owner-0",), mac_key=bytes(32))
+    [out] = servers["server-0"].feed(MO, ask)
+    assert isinstance(out.msg, m.Reject) and "does not hold (or has left out) data-owner-0" in out.msg.reason

@@ -1,0 +1,96 @@
+"""Layer 6, for tests only: a compute server that lies, to show that its lies are caught.
+
+``ASYNCMPC_TEST_CHEAT=WHAT:WHEN`` in a compute server's environment makes it alter what it
+sends the model owner (a deployment never sets it; the server logs a warning when it does):
+
+- WHAT: ``vector`` (its full result component a), ``tag`` (the Poly1305 tag of b in an
+  ordinary round, b itself when sent in full, the field MAC sum ma in a MAC round), ``both``,
+  or ``holding`` (in an ordinary round it denies holding the first owner, in place of its
+  result or in its ``Holding``; in a MAC round it reports a wrong digest for that owner).
+- WHEN: ``once`` (the first chance only), ``every``, ``ordinary`` (only in ordinary rounds),
+  ``mac`` (only in MAC rounds, such as the re-run of a disputed round).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from asyncmpc.errors import ConfigError
+from asyncmpc.field import P
+from asyncmpc.protocol.events import Send
+from asyncmpc.wire import messages as m
+
+__all__ = ["CHEAT_ENV", "Cheat"]
+
+CHEAT_ENV = "ASYNCMPC_TEST_CHEAT"
+WHAT = ("vector", "tag", "both", "holding")
+WHEN = ("once", "every", "ordinary", "mac")
+
+
+class Cheat:
+    """Alters a server's outgoing messages as ``what`` and ``when`` say (see the module)."""
+
+    def __init__(self, what: str, when: str) -> None:
+        if what not in WHAT or when not in WHEN:
+            raise ConfigError(f"{CHEAT_ENV}: expected WHAT:WHEN with WHAT in {WHAT} and WHEN in {WHEN}")
+        self.what, self.when = what, when
+        self.done = 0
+
+    @classmethod
+    def from_env(cls) -> Cheat | None:
+        spec = os.environ.get(CHEAT_ENV)
+        if not spec:
+            return None
+        what, _, when = spec.partition(":")
+        return cls(what, when or "every")
+
+    def __call__(self, actions: list[Send]) -> list[Send]:
+        return [dataclasses.replace(a, msg=self._alter(a.msg)) for a in actions]
+
+    def _alter(self, msg: m.Message) -> m.Message:
+        if not isinstance(msg, (m.ResultShare, m.Holding)):
+            return msg
+        mac = (msg.ma is not None) if isinstance(msg, m.ResultShare) else bool(msg.digests)
+        if (self.when == "once" and self.done) or (self.when == "ordinary" and mac) or (self.when == "mac" and not mac):
+            return msg
+        out = self._holding(msg, mac) if self.what == "holding" else self._result(msg)
+        if out is not msg:
+            self.done += 1
+        return out
+
+    def _result(self, msg: m.Message) -> m.Message:
+        if not isinstance(msg, m.ResultShare):
+            return msg
+        changes: dict[str, object] = {}
+        if self.what in ("vector", "both"):
+            changes["a"] = _plus_one(msg.a)
+        if self.what in ("tag", "both"):
+            if msg.ma is not None:
+                ma = msg.ma.copy()
+                ma[0] = (int(ma[0]) + 1) % P
+                changes["ma"] = ma
+            elif msg.b is not None:
+                changes["b"] = _plus_one(msg.b)
+            else:
+                changes["b_tag"] = bytes([msg.b_tag[0] ^ 1]) + msg.b_tag[1:]
+        return dataclasses.replace(msg, **changes)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _holding(msg: m.ResultShare | m.Holding, mac: bool) -> m.Message:
+        if mac:
+            if isinstance(msg, m.Holding) and msg.digests:
+                return dataclasses.replace(msg, digests=(bytes(len(msg.digests[0])), *msg.digests[1:]))
+            return msg
+        owners = msg.contributors if isinstance(msg, m.ResultShare) else msg.owners
+        if len(owners) < 2:
+            return msg
+        return m.Holding(session=msg.session, round_no=msg.round_no, owners=tuple(owners[1:]))
+
+
+def _plus_one(values: np.ndarray) -> np.ndarray:
+    out = values.copy()
+    out[0] += 1
+    return out

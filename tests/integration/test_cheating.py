@@ -1,0 +1,111 @@
+"""A lying compute server, as a real process over TLS: every sum the model owner accepts is the
+honest one, training ends with the weights of an honest run, and only the liar is ever excluded.
+
+The liar is a real compute server started with ``ASYNCMPC_TEST_CHEAT`` (``roles.cheat``): it
+alters its result vector, its tag, both, or its holding report; once, in every round, only in
+ordinary rounds, or only in MAC rounds. Every process is killed when a test ends, also when it
+fails (``players``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from asyncmpc.config import load_config
+from asyncmpc.roles.cheat import CHEAT_ENV
+from asyncmpc.training import ReferenceTrainer
+from tests.helpers import players, write_config
+from tests.integration.test_faults import ALL, OWNERS, SERVERS, finish, saved_theta, start
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+ROUNDS = 8
+
+
+def deployment(tmp_path: Path, *, mac_rounds: str = "after-dispute") -> Path:
+    training = f'dataset = "breast_cancer"\nrounds = {ROUNDS}\nbatch_size = 64'
+    protocol = f'server_timeout = 1.5\nidle_timeout = 120.0\nmac_rounds = "{mac_rounds}"\nmac_window = 2'
+    return write_config(tmp_path, owners=3, tls=True, training=training, protocol=protocol)
+
+
+def run_with_liar(tmp_path: Path, liar: str, cheat: str, *, mac_rounds: str = "after-dispute") -> dict[str, Any]:
+    """Train with ``liar`` cheating as ``cheat``; return metrics.json after checking that every
+    honest player finished cleanly and the final weights are those of an honest run over the
+    same contributors."""
+    config = deployment(tmp_path, mac_rounds=mac_rounds)
+    out = tmp_path / "out"
+    with players(tmp_path) as procs:
+        start(procs, config, out, [n for n in ALL if n != liar])
+        start(procs, config, out, [liar], env={CHEAT_ENV: cheat})
+        finish(procs, [n for n in ALL if n != liar])
+        liar_exit = procs.wait(liar, 60)
+        liar_log = procs.log(liar)
+    metrics: dict[str, Any] = json.loads((out / "metrics.json").read_text())
+    log = metrics["rounds"]
+    assert len(log) == ROUNDS and all(r.get("skipped") is None for r in log), "every round has a result"
+    contributors = [r["contributors"] for r in log]
+    theta = ReferenceTrainer(load_config(config)).run(contributors, metrics["statistics_contributors"]).theta
+    np.testing.assert_allclose(saved_theta(out), theta, atol=1e-9, rtol=0)  # every accepted sum was honest
+    excluded = set(metrics.get("excluded_servers", {}))
+    assert excluded <= {liar}, f"an honest server was excluded: {excluded}"
+    if excluded:
+        assert liar_exit == 2 and "excluded this server from the session" in liar_log
+        marks = [r.get("excluded") for r in log]
+        after = marks.index(liar) + 1 if liar in marks else 0  # 0: excluded in the statistics round
+        assert all(liar not in r["servers"] for r in log[after:]), "no round after the exclusion asked the liar"
+    return metrics
+
+
+WHATS = ["vector", "tag", "both", "holding"]
+
+
+@pytest.mark.parametrize("what", WHATS)
+def test_a_liar_in_every_round_is_excluded_or_harmless(tmp_path: Path, what: str) -> None:
+    liar = SERVERS[WHATS.index(what) % 3]
+    metrics = run_with_liar(tmp_path, liar, f"{what}:every")
+    log = [metrics["statistics_round"], *metrics["rounds"]]
+    if what == "holding":  # a denied share looks like a lost one: never proof of a lie
+        assert "excluded_servers" not in metrics
+        assert any(r.get("disputed") for r in log)
+    else:
+        assert set(metrics["excluded_servers"]) == {liar}
+        assert sum(1 for r in log if r.get("excluded") == liar) <= 1
+        assert all(len(r["contributors"]) == len(OWNERS) for r in log), "no owner paid for the lie"
+
+
+@pytest.mark.parametrize("what", WHATS)
+def test_a_liar_in_ordinary_rounds_only_costs_re_runs_and_is_never_excluded(tmp_path: Path, what: str) -> None:
+    liar = SERVERS[(WHATS.index(what) + 1) % 3]
+    metrics = run_with_liar(tmp_path, liar, f"{what}:ordinary")
+    log = [metrics["statistics_round"], *metrics["rounds"]]
+    assert "excluded_servers" not in metrics
+    disputed = [r for r in log if r.get("disputed")]
+    assert disputed and all(r["mac"] for r in disputed), "each disputed round ends as a MAC round"
+    assert any(r.get("mac") and not r.get("disputed") for r in log), "MAC rounds stay on after a dispute"
+
+
+@pytest.mark.parametrize("what", WHATS)
+def test_a_liar_in_mac_rounds_only_is_excluded_at_its_first_lie(tmp_path: Path, what: str) -> None:
+    liar = SERVERS[(WHATS.index(what) + 2) % 3]
+    metrics = run_with_liar(tmp_path, liar, f"{what}:mac", mac_rounds="always")
+    log = [metrics["statistics_round"], *metrics["rounds"]]
+    if what == "holding":  # a wrong digest costs that owner the round, and no server its place
+        assert "excluded_servers" not in metrics
+        assert all(r["inconsistent_owners"] == [OWNERS[0]] for r in log)
+    else:
+        assert set(metrics["excluded_servers"]) == {liar}
+        assert all(len(r["contributors"]) == len(OWNERS) for r in log)
+
+
+@pytest.mark.parametrize("what", WHATS)
+def test_a_liar_that_lies_once_costs_one_re_run(tmp_path: Path, what: str) -> None:
+    liar = SERVERS[WHATS.index(what) % 3]
+    metrics = run_with_liar(tmp_path, liar, f"{what}:once")
+    log = [metrics["statistics_round"], *metrics["rounds"]]
+    assert "excluded_servers" not in metrics  # its lie was in an ordinary round: no proof
+    assert len([r for r in log if r.get("disputed")]) <= 1
