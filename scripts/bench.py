@@ -12,14 +12,20 @@ received and peak RSS per role, and the secure/plain ratio of median round times
 With --repeat N each configuration is launched N times, secure and plain alternating, and the
 round times of all launches are pooled (the machine's noise moves single launches by 20-30%).
 
+With --mac-rounds always every secure round is a MAC round; with --cheat SERVER=WHAT:WHEN that
+server lies (the tests' fault injection, ``roles.cheat``), e.g. ``server-1=vector:ordinary``
+with --mac-window 0 makes every round a disputed round plus its MAC re-run.
+
 Usage: bench.py [--d 10000 1000000] [--owners 3 10] [--rounds 5] [--modes secure plain]
-                [--tls off|on|both] [--repeat 1] [--json]
+                [--tls off|on|both] [--repeat 1] [--mac-rounds always] [--mac-window N]
+                [--cheat SERVER=WHAT:WHEN] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -34,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from asyncmpc.config import load_config  # noqa: E402
+from asyncmpc.roles.cheat import CHEAT_ENV  # noqa: E402
 from asyncmpc.tls import make_certs  # noqa: E402
 from asyncmpc.workload import synthetic_mean  # noqa: E402
 
@@ -54,13 +61,21 @@ def free_ports(n: int) -> list[int]:
 
 
 def deployment(
-    d: int, owners: int, rounds: int, mode: str, frac_bits: int, tls: bool = False, connect_timeout: float = 120.0
+    d: int,
+    owners: int,
+    rounds: int,
+    mode: str,
+    frac_bits: int,
+    tls: bool = False,
+    connect_timeout: float = 120.0,
+    protocol: tuple[str, ...] = (),
 ) -> str:
     ports = free_ports(4)
     lines = [
         'session = "bench"',
         *(["[tls]", 'dir = "certs"'] if tls else []),
         "[protocol]",
+        *protocol,
         f"plaintext = {'false' if tls else 'true'}",
         f"frac_bits = {frac_bits}",
         f"max_owners = {max(owners, 2)}",
@@ -94,12 +109,16 @@ def run_one(
     frac_bits: int,
     tls: bool,
     down: str | None = None,
+    protocol: tuple[str, ...] = (),
+    cheat: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     folder = tmp / f"{mode}-{d}-{owners}-{'tls' if tls else 'plaintext'}"
     folder.mkdir(parents=True)
     cfg = folder / "hosts.toml"
     # with a server down, the model owner waits connect_timeout for it, then trains with two
-    cfg.write_text(deployment(d, owners, rounds, mode, frac_bits, tls, connect_timeout=3.0 if down else 120.0))
+    cfg.write_text(
+        deployment(d, owners, rounds, mode, frac_bits, tls, connect_timeout=3.0 if down else 120.0, protocol=protocol)
+    )
     if tls:
         make_certs(load_config(cfg), folder / "certs")
     servers = [s for s in ("server-0", "server-1", "server-2") if s != down]
@@ -113,12 +132,13 @@ def run_one(
         for name in names:
             argv = [*base, "--name", name, "--stats", str(folder / f"{name}.stats.json"), "--out", str(folder)]
             log = open(folder / f"{name}.log", "wb")  # noqa: SIM115
-            procs[name] = subprocess.Popen(argv, stdout=log, stderr=log)
+            env = {**os.environ, CHEAT_ENV: cheat[1]} if cheat and cheat[0] == name else None
+            procs[name] = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
         if swarm:
             argv = [*base, "--swarm", "--stats", str(folder / "swarm.stats.json")]
             procs["swarm"] = subprocess.Popen(argv, stderr=open(folder / "swarm.log", "wb"))  # noqa: SIM115
         for name, proc in procs.items():
-            if proc.wait(timeout=3600) != 0:
+            if proc.wait(timeout=3600) != 0 and not (cheat and cheat[0] == name):
                 raise SystemExit(
                     f"{mode} d={d} owners={owners}: {name} failed:\n{(folder / f'{name}.log').read_text()}"
                 )
@@ -128,6 +148,11 @@ def run_one(
                 proc.kill()
     metrics = json.loads((folder / "metrics.json").read_text())
     secs = [r["seconds"] for r in metrics["rounds"]]
+    kinds = {
+        "disputed": sum(1 for r in metrics["rounds"] if r.get("disputed")),
+        "mac": sum(1 for r in metrics["rounds"] if r.get("mac")),
+        "excluded": sorted(metrics.get("excluded_servers", {})),
+    }
     roles: dict[str, dict[str, Any]] = {}
     for f in folder.glob("*.stats.json"):
         st = json.loads(f.read_text())
@@ -156,6 +181,7 @@ def run_one(
         "swarm": swarm,
         "round_seconds": {"median": statistics.median(secs), "min": min(secs), "max": max(secs)},
         "all_round_seconds": secs,
+        "round_kinds": kinds,
         "upload_per_owner_bytes_per_round": roles["data-owner"]["bytes_sent"] / owners / rounds,
         "roles": roles,
         "max_abs_error_vs_exact_mean": float(np.abs(theta - expected).max()),
@@ -201,8 +227,13 @@ def main() -> None:
         choices=["server-0", "server-1", "server-2"],
         help="never start this server: secure rounds run on the other two (no cross-check)",
     )
+    ap.add_argument("--mac-rounds", choices=["after-dispute", "always"], default="after-dispute")
+    ap.add_argument("--mac-window", type=int, default=10, help="MAC rounds after a dispute")
+    ap.add_argument("--cheat", help="SERVER=WHAT:WHEN: that server lies (see roles/cheat.py)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    protocol = (f'mac_rounds = "{args.mac_rounds}"', f"mac_window = {args.mac_window}")
+    cheat = tuple(args.cheat.split("=", 1)) if args.cheat else None
     results = []
     with tempfile.TemporaryDirectory(prefix="asyncmpc-bench-") as tmp:
         tls_modes = {"off": [False], "on": [True], "both": [False, True]}[args.tls]
@@ -223,6 +254,8 @@ def main() -> None:
                                 args.frac_bits,
                                 tls,
                                 args.down_server,
+                                protocol if mode == "secure" else (),
+                                cheat if mode == "secure" else None,  # type: ignore[arg-type]
                             )
                             r["wall_seconds"] = time.perf_counter() - t0
                             launches[mode].append(r)
@@ -239,7 +272,8 @@ def main() -> None:
     mib = 1 << 20
     print(
         f"{'mode':6} {'tls':>3} {'d':>9} {'owners':>6} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>6} "
-        f"{'up/owner':>9} {'RSS MiB srv':>11} {'RSS MiB MO':>10} {'RSS MiB DO':>10} {'max err':>9}"
+        f"{'up/owner':>9} {'RSS MiB srv':>11} {'RSS MiB MO':>10} {'RSS MiB DO':>10} {'max err':>9} "
+        f"{'disputed/mac':>12}"
     )
     for r in results:
         rs, roles = r["round_seconds"], r["roles"]
@@ -251,7 +285,8 @@ def main() -> None:
             f"{rs['max'] * 1e3:8.2f} {ratio if ratio is not None else float('nan'):6.2f} "
             f"{r['upload_per_owner_bytes_per_round'] / (8 * r['d']):8.3f}x {srv:11.0f} "
             f"{roles['model-owner']['peak_rss_bytes'] / mib:10.0f} {roles['data-owner']['peak_rss_bytes'] / mib:10.0f} "
-            f"{r['max_abs_error_vs_exact_mean']:9.2e}"
+            f"{r['max_abs_error_vs_exact_mean']:9.2e} "
+            f"{r['round_kinds']['disputed']:>6}/{r['round_kinds']['mac']:<5}"
         )
 
 

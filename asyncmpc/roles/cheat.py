@@ -1,4 +1,5 @@
-"""Layer 6, for tests only: a compute server that lies, to show that its lies are caught.
+"""Layer 6, for tests only: a compute server that lies, or a data owner that equivocates, to
+show that lies are caught and pinned on the liar.
 
 ``ASYNCMPC_TEST_CHEAT=WHAT:WHEN`` in a compute server's environment makes it alter what it
 sends the model owner (a deployment never sets it; the server logs a warning when it does):
@@ -9,12 +10,16 @@ sends the model owner (a deployment never sets it; the server logs a warning whe
   result or in its ``Holding``; in a MAC round it reports a wrong digest for that owner).
 - WHEN: ``once`` (the first chance only), ``every``, ``ordinary`` (only in ordinary rounds),
   ``mac`` (only in MAC rounds, such as the re-run of a disputed round).
+
+``ASYNCMPC_TEST_EQUIVOCATE=1`` in a data owner's environment makes it send the last server a
+different vector component than the one the middle server gets (both hold it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -23,9 +28,10 @@ from asyncmpc.field import P
 from asyncmpc.protocol.events import Send
 from asyncmpc.wire import messages as m
 
-__all__ = ["CHEAT_ENV", "Cheat"]
+__all__ = ["CHEAT_ENV", "EQUIVOCATE_ENV", "Cheat", "equivocation"]
 
 CHEAT_ENV = "ASYNCMPC_TEST_CHEAT"
+EQUIVOCATE_ENV = "ASYNCMPC_TEST_EQUIVOCATE"
 WHAT = ("vector", "tag", "both", "holding")
 WHEN = ("once", "every", "ordinary", "mac")
 
@@ -94,3 +100,21 @@ def _plus_one(values: np.ndarray) -> np.ndarray:
     out = values.copy()
     out[0] += 1
     return out
+
+
+def equivocation() -> Callable[[list[Send]], list[Send]] | None:
+    """For a data owner with ``EQUIVOCATE_ENV`` set: a function that alters the vector
+    component of its share for the last server (which the middle server also holds)."""
+    if not os.environ.get(EQUIVOCATE_ENV):
+        return None
+
+    def alter(sends: list[Send]) -> list[Send]:
+        out = []
+        for send in sends:
+            msg = send.msg
+            if isinstance(msg, m.InputShare) and isinstance(msg.a, np.ndarray) and not isinstance(msg.b, np.ndarray):
+                send = dataclasses.replace(send, msg=dataclasses.replace(msg, a=_plus_one(msg.a)))
+            out.append(send)
+        return out
+
+    return alter

@@ -33,6 +33,7 @@ from asyncmpc.prf import RandomBytes
 from asyncmpc.protocol.aggregation import contribution_shares, key_messages
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
+from asyncmpc.roles.cheat import EQUIVOCATE_ENV, equivocation
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.rss import InputSharer
 from asyncmpc.tls import TlsContexts
@@ -81,6 +82,7 @@ class _Owner:
             random_bytes, keep_buffers=prepare_ahead, keyed=not self.plain, on_use=_mask_trace(name)
         )
         self.contributed = 0
+        self.equivocate = equivocation()
 
     def greet(self, peer: str) -> list[m.Message]:
         """A server that (re)connects gets this owner's current stream keys first."""
@@ -99,6 +101,8 @@ class _Owner:
                 node.log.warning("%s; going on, and dialling them still", exc)
         node.maintain([self.model_owner])
         node.log.info("holding %s", self.work.describe())
+        if self.equivocate is not None:
+            node.log.warning("%s is set: this owner sends two servers different shares, for tests only", EQUIVOCATE_ENV)
 
     async def serve(self, node: Node) -> dict[str, Any]:
         """Answer the model owner's requests until ``Finish``, or until it has been absent or
@@ -150,6 +154,8 @@ class _Owner:
                 out.sends = authenticated_shares(config, round_no, vector, self.sharer, msg.mac_key)
             else:
                 out.sends = contribution_shares(config, round_no, vector, self.sharer)
+            if self.equivocate is not None:
+                out.sends = self.equivocate(out.sends)
             out.size = len(vector)
         except (EncodingError, ValueError) as exc:
             out.declined = str(exc)

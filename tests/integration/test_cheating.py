@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from asyncmpc.config import load_config
-from asyncmpc.roles.cheat import CHEAT_ENV
+from asyncmpc.roles.cheat import CHEAT_ENV, EQUIVOCATE_ENV
 from asyncmpc.training import ReferenceTrainer
 from tests.helpers import players, write_config
 from tests.integration.test_faults import ALL, OWNERS, SERVERS, finish, saved_theta, start
@@ -109,3 +109,28 @@ def test_a_liar_that_lies_once_costs_one_re_run(tmp_path: Path, what: str) -> No
     log = [metrics["statistics_round"], *metrics["rounds"]]
     assert "excluded_servers" not in metrics  # its lie was in an ordinary round: no proof
     assert len([r for r in log if r.get("disputed")]) <= 1
+
+
+def test_an_owner_that_sends_two_servers_different_shares_is_left_out_and_named_and_no_server_is(
+    tmp_path: Path,
+) -> None:
+    config = deployment(tmp_path)
+    out = tmp_path / "out"
+    liar = OWNERS[1]
+    with players(tmp_path) as procs:
+        start(procs, config, out, [n for n in ALL if n != liar])
+        start(procs, config, out, [liar], env={EQUIVOCATE_ENV: "1"})
+        finish(procs)
+        mo_log = procs.log("model-owner")
+    metrics = json.loads((out / "metrics.json").read_text())
+    log = [metrics["statistics_round"], *metrics["rounds"]]
+    assert "excluded_servers" not in metrics and not any(r.get("excluded") for r in log)
+    assert all(r.get("skipped") is None for r in log)
+    assert all(liar not in r["contributors"] and len(r["contributors"]) == 2 for r in log)
+    named = [r for r in log if r.get("inconsistent_owners")]
+    assert named and all(r["inconsistent_owners"] == [liar] for r in named)
+    assert all(r.get("servers") == SERVERS for r in log), "every server stays in"
+    assert f"left out {liar}: their shares differ between the two servers that hold them" in mo_log
+    contributors = [r["contributors"] for r in metrics["rounds"]]
+    theta = ReferenceTrainer(load_config(config)).run(contributors, metrics["statistics_contributors"]).theta
+    np.testing.assert_allclose(saved_theta(out), theta, atol=1e-9, rtol=0)

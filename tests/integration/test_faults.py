@@ -79,9 +79,12 @@ def training(tmp_path: Path, rounds: int, until: int = 20) -> Iterator[tuple[Pla
 
 
 def every_round_done(out: Path, rounds: int) -> list[dict[str, Any]]:
-    """The round log, after checking that every round has a result."""
+    """The round log, after checking that every round has a result and that no server was
+    excluded (these faults are honest: crashes, hangs, cuts, restarts; never proof of a lie)."""
     log = rows(out)
     assert len(log) == rounds and all(r.get("skipped") is None for r in log), "every round has a result"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "excluded_servers" not in metrics and not any(r.get("excluded") for r in log), "no one excluded"
     return log
 
 

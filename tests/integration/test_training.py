@@ -24,14 +24,23 @@ pytestmark = pytest.mark.integration
 ALL = ["server-0", "server-1", "server-2", "model-owner", "data-owner-0", "data-owner-1", "data-owner-2"]
 
 
-def run_deployment(tmp_path: Path, config: Path, *, mo_config: Path | None = None, timeout: float = 180) -> dict:  # type: ignore[type-arg]
+def run_deployment(  # type: ignore[type-arg]
+    tmp_path: Path,
+    config: Path,
+    *,
+    mo_config: Path | None = None,
+    timeout: float = 180,
+    expect_failures: frozenset[str] | set[str] = frozenset(),
+) -> dict:
+    """Run every player; each must exit 0, except those in ``expect_failures``, which must exit 2."""
     out = tmp_path / "out"
     with players(tmp_path) as procs:
         for name in ALL:
             cfg = mo_config if (mo_config is not None and name == "model-owner") else config
             procs.start_role(cfg, name, "--out", str(out))
         for name in ALL:
-            assert procs.wait(name, timeout) == 0, f"{name} failed:\n{procs.log(name)}"
+            expected = 2 if name in expect_failures else 0
+            assert procs.wait(name, timeout) == expected, f"{name} exited otherwise:\n{procs.log(name)}"
     return json.loads((out / "metrics.json").read_text())  # type: ignore[no-any-return]
 
 
@@ -85,8 +94,10 @@ class ResultTamperer:
         return b"".join(out)
 
 
-def test_a_result_share_tampered_in_transit_is_refused(tmp_path: Path) -> None:
-    """A lying server, simulated by a proxy on plaintext loopback (TLS would stop a proxy)."""
+def test_a_result_share_tampered_in_transit_is_caught_and_its_server_excluded(tmp_path: Path) -> None:
+    """A lying server, simulated by a proxy on plaintext loopback (TLS would stop a proxy): the
+    first training round fails its cross-check, its MAC re-run names server-2, which is
+    excluded; training ends with the weights of an honest run."""
     ports = free_ports(5)
     rounds = 3
     config = tmp_path / "hosts.toml"
@@ -97,13 +108,16 @@ def test_a_result_share_tampered_in_transit_is_refused(tmp_path: Path) -> None:
     mo_config.write_text(hosts_toml(3, training=f"rounds = {rounds}", ports=[*ports[:3], ports[4]]))
     tamper = ResultTamperer()
     with ForwardingProxy(ports[4], ports[3], downstream=tamper):
-        metrics = run_deployment(tmp_path, config, mo_config=mo_config)
-    assert tamper.tampered == rounds
-    for row in metrics["rounds"]:
-        assert row["loss"] is None
-        assert "suspect server(s) server-2" in row["skipped"]
-    with np.load(tmp_path / "out" / "model.npz") as f:
-        assert not f["weights"].any()  # no tampered result ever reached the model
+        metrics = run_deployment(tmp_path, config, mo_config=mo_config, expect_failures={"server-2"})
+    assert tamper.tampered == 2  # the disputed round and its re-run; then server-2 is out
+    first = metrics["rounds"][0]
+    assert first["disputed"] == ["server-2"] and first["mac"] and first["excluded"] == "server-2"
+    assert list(metrics["excluded_servers"]) == ["server-2"]
+    assert all(r["loss"] is not None for r in metrics["rounds"])
+    assert all(r["servers"] == ["server-0", "server-1"] for r in metrics["rounds"][1:])
+    with np.load(tmp_path / "out" / "checkpoint.npz") as f:
+        theta = ReferenceTrainer(load_config(config)).run().theta
+        np.testing.assert_allclose(f["theta"], theta, atol=1e-9, rtol=0)
 
 
 def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(tmp_path: Path) -> None:
