@@ -55,8 +55,8 @@ def main() -> None:
     seeds = [new_seed() for _ in range(10)]
     acc = np.zeros(n, dtype=np.int64)
     small = x >> 8  # fixed-point values are far below 2^60
-    alpha = macs.new_mac_key()
-    tags = macs.authenticate(small, alpha)
+    key = macs.MacKey.new()
+    tags = macs.tag(small, key)
 
     def online_share() -> object:
         sharer.prepare(x.shape)  # (a data owner does this while it waits; timed separately below)
@@ -78,8 +78,8 @@ def main() -> None:
         "reconstruct (two servers)": lambda: rss.reconstruct(shares[:2]),
         "share + reconstruct": lambda: rss.reconstruct(rss.share(x)[:2]),
         "server materialize seeded share": lambda: rss.materialize(seeded[0].a, x.shape),
-        "field MAC alpha * x mod 2^61-1 (an owner, MAC mode)": lambda: macs.authenticate(small, alpha),
-        "field MAC check of a sum (the model owner)": lambda: macs.verify(small, alpha, tags),
+        "field MAC tag alpha * <r, x> mod 2^61-1 (an owner)": lambda: macs.tag(small, key),
+        "field MAC check of a sum (the model owner)": lambda: macs.verify(small, key, tags),
     }
     rows = []
     for name, fn in cases.items():

@@ -21,8 +21,9 @@ from numpy.typing import NDArray
 
 from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
+from asyncmpc.macs import MacKey
 from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
-from asyncmpc.protocol.authenticated import DIGEST_BYTES, inconsistent_owners
+from asyncmpc.protocol.authenticated import DIGEST_BYTES, MAC_SHAPE, inconsistent_owners
 from asyncmpc.protocol.dispute import Answer, resolve
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray, as_ring
@@ -128,7 +129,7 @@ class AggregationRound:
         shape: tuple[int, ...],
         random_bytes: RandomBytes = os.urandom,
         servers: tuple[str, ...] | None = None,
-        mac_key: int = 0,
+        mac_key: MacKey | None = None,
     ) -> None:
         if round_no < 1:
             raise ValueError("rounds are numbered from 1")
@@ -146,15 +147,16 @@ class AggregationRound:
         if len(self.live) < 2:
             raise ValueError(f"a round needs two servers, got {self.live}")
         self._holding: dict[str, frozenset[str]] = {}
-        self.alpha = mac_key
-        """The MAC key of a MAC round (0: an ordinary round)."""
+        self.mac_key = mac_key
+        """The MAC key of a MAC round (None: an ordinary round)."""
+        self.mac = mac_key is not None
         self._digests: dict[str, dict[str, bytes]] = {}
         self.inconsistent: tuple[str, ...] = ()
         self._results: dict[str, m.ResultShare] = {}
         self._keys: dict[str, bytes] = {}
         self._open_keys: dict[str, bytes] = {}
         self._early: dict[str, m.ResultShare] = {}
-        self._full = len(self.live) < 3 or bool(mac_key)
+        self._full = len(self.live) < 3 or mac_key is not None
         self._random_bytes = random_bytes
         self._asked: tuple[str, ...] = ()
         self.contributors: tuple[str, ...] = ()
@@ -201,7 +203,7 @@ class AggregationRound:
                 shape=self.shape,
                 mac_key=self._open_keys[s],
                 full=self._full,
-                mac=bool(self.alpha),
+                mac=self.mac,
             )
             out.append(Send(s, msg))
         return out
@@ -229,14 +231,14 @@ class AggregationRound:
         unknown = set(msg.owners) - self._invited
         if unknown:
             raise RemoteProtocolError(f"reports owners outside round {self.round_no}: {sorted(unknown)}", peer=sender)
-        if self.alpha:
+        if self.mac:
             self._digests[sender] = _digests(sender, msg)
         self._holding[sender] = frozenset(msg.owners)
         return self._decide() if not self.waiting_on else []
 
     def _on_early_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
         """A server had every owner's share and answered at once (under its OpenRound key)."""
-        if self.alpha or sender in self._holding or not set(self.owners) <= set(msg.contributors) <= self._invited:
+        if self.mac or sender in self._holding or not set(self.owners) <= set(msg.contributors) <= self._invited:
             raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
         self._check_result(sender, msg, full=self._full)
         self._holding[sender] = frozenset(msg.contributors)
@@ -269,7 +271,7 @@ class AggregationRound:
         for s in asked:
             held &= self._holding[s]
         self.contributors = tuple(o for o in self._order if o in held)
-        if self.alpha:  # before any sum: an owner whose holders got different shares is left out
+        if self.mac:  # before any sum: an owner whose holders got different shares is left out
             self.inconsistent = inconsistent_owners(self.servers, self._digests, self.contributors)
             self.contributors = tuple(o for o in self.contributors if o not in self.inconsistent)
         minimum = max(2, self.config.protocol.min_owners)
@@ -278,7 +280,7 @@ class AggregationRound:
         if len(asked) < 2:
             return self._fail(f"only {len(asked)} server(s) reported their inputs")
         self._asked = asked
-        self._full = len(asked) < 3 or bool(self.alpha)
+        self._full = len(asked) < 3 or self.mac
         out = []
         for s in asked:
             self._keys[s] = b"" if self._full else self._random_bytes(MAC_KEY_BYTES)
@@ -301,7 +303,7 @@ class AggregationRound:
         if self._asked and self._stale.get(sender):
             self._stale[sender] -= 1  # it refused an ask that a later one replaced
             return []
-        if not self._asked or self.alpha:
+        if not self._asked or self.mac:
             return self.lose(sender, f"{sender} refused: {reason}")
         held = set().union(*(self._holding[s] for s in self._asked))
         left_out = held - set(self.contributors)
@@ -335,11 +337,11 @@ class AggregationRound:
             raise RemoteProtocolError(f"result share of shape {msg.a.shape}, expected {self.shape}", peer=sender)
         if full and (msg.b is None or msg.b.shape != self.shape):
             raise RemoteProtocolError(f"result share without its second component of shape {self.shape}", peer=sender)
-        if bool(self.alpha) != (msg.ma is not None and msg.mb is not None):
-            raise RemoteProtocolError(f"result share {'without' if self.alpha else 'with'} MAC sums", peer=sender)
+        if self.mac != (msg.ma is not None and msg.mb is not None):
+            raise RemoteProtocolError(f"result share {'without' if self.mac else 'with'} MAC sums", peer=sender)
         for part in (msg.ma, msg.mb):
-            if part is not None and (part.shape != self.shape or (part.size and int(part.min()) < 0)):
-                raise RemoteProtocolError(f"result share with MAC sums that are not field vectors of {self.shape}")
+            if part is not None and (part.shape != MAC_SHAPE or int(part.min()) < 0):
+                raise RemoteProtocolError("result share with MAC sums that are not one field element", peer=sender)
         if not full and (msg.b is not None or len(msg.b_tag) != MAC_BYTES):
             raise RemoteProtocolError(
                 f"result share must carry a {MAC_BYTES}-byte tag of its second component", peer=sender
@@ -347,7 +349,7 @@ class AggregationRound:
 
     def _finish(self) -> list[Send]:
         servers = tuple(s for s in self.servers if s in self._results)
-        if self.alpha:
+        if self.mac:
             return self._verdict(servers)
         if self._full:
             shares = [RShare(self.servers.index(s), r.a, r.b) for s, r in self._results.items() if r.b is not None]
@@ -369,9 +371,9 @@ class AggregationRound:
         answers = []
         for s, r in self._results.items():
             assert r.b is not None and r.ma is not None and r.mb is not None
-            u64 = np.uint64
-            answers.append(Answer(self.servers.index(s), r.a, r.b, r.ma.view(u64), r.mb.view(u64)))
-        verdict = resolve(answers, self.alpha)
+            answers.append(Answer(self.servers.index(s), r.a, r.b, int(r.ma[0]), int(r.mb[0])))
+        assert self.mac_key is not None
+        verdict = resolve(answers, self.mac_key)
         cheater = "" if verdict.cheater is None else self.servers[verdict.cheater]
         self.result = RoundResult(
             self.round_no,
@@ -447,7 +449,13 @@ class AggregationRound:
 
     def _fail(self, reason: str) -> list[Send]:
         self.result = RoundResult(
-            self.round_no, None, self.contributors, False, reason, mac=bool(self.alpha), inconsistent=self.inconsistent
+            self.round_no,
+            None,
+            self.contributors,
+            False,
+            reason,
+            mac=self.mac,
+            inconsistent=self.inconsistent,
         )
         return []
 

@@ -2,24 +2,24 @@
 
 An ordinary round cross-checks the twice-held components of the sum; when two holders of a
 component disagree, that says that one of them lied, not which. A MAC round adds what does:
-the model owner draws a fresh key alpha in F_p (p = 2^61 - 1) and sends it to the data owners
-only; each owner shares, beside its ring vector x, the field vector t = alpha * x
-(``authenticated_shares``), seed-compressed as x is, from fresh seeds. Servers keep each
-owner's components apart (``AuthenticatedInputs``) and report ``Holding`` with a digest of
-each owner's two components as received: the model owner compares the two holders' digests
-of every component and leaves out, and names, an owner that sent its holders different
-values, before any sum is taken (so an inconsistent owner is never taken for a lying
-server). The servers then sum the contributors' ring and field components and answer in
-full; ``protocol.dispute.resolve`` tries the reconstructions that take each disputed
-component from one holder or the other and keeps the one whose MAC verifies, which names the
-other holder as the cheater.
+the model owner draws a fresh MAC key (``macs.MacKey``: a secret alpha in F_p, p = 2^61 - 1,
+and a secret projection vector r) and sends it to the data owners only; each owner shares,
+beside its ring vector x, the field element t = alpha * <r, x> (``authenticated_shares``).
+Servers keep each owner's components apart (``AuthenticatedInputs``) and report ``Holding``
+with a digest of each owner's two components as received: the model owner compares the two
+holders' digests of every component and leaves out, and names, an owner that sent its holders
+different values, before any sum is taken (so an inconsistent owner is never taken for a
+lying server). The servers then sum the contributors' ring and field components and answer in
+full; ``protocol.dispute.resolve`` tries the reconstructions that take each disputed component
+from one holder or the other and keeps the one whose MAC verifies, which names the other
+holder as the cheater.
 
 The MAC is information-theoretic (``macs``): a server that changes its values passes only by
-guessing alpha, probability at most 1/(p - 1) ~ 2^-61 per round. It follows the MACs of SPDZ
-(Damgard, Pastro, Smart, Zakarias, CRYPTO 2012) with the check moved to a prime field as
-SPDZ2k (Cramer et al., CRYPTO 2018) explains for rings with zero divisors; see SECURITY.md.
-An owner encodes with ``MAC_HEADROOM`` times less range in a MAC round, so that an honest sum
-stays within the field's signed range (``field.MAX_ABS``), which the check needs.
+guessing, probability at most 1/p ~ 2^-61 per round. It follows the MACs of SPDZ (Damgard,
+Pastro, Smart, Zakarias, CRYPTO 2012) with the check moved to a prime field as SPDZ2k (Cramer
+et al., CRYPTO 2018) explains for rings with zero divisors; see SECURITY.md. An owner encodes
+with ``MAC_HEADROOM`` times less range in a MAC round, so that an honest sum stays within the
+field's signed range (``field.MAX_ABS``), which the check needs.
 """
 
 from __future__ import annotations
@@ -33,20 +33,20 @@ from numpy.typing import NDArray
 
 from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.field import FieldArray, P, f_add, f_sub, reduce_words
-from asyncmpc.macs import authenticate
-from asyncmpc.prf import NONCE_BYTES, RandomBytes, add_keystreams, expand, new_seed
+from asyncmpc.field import P, reduce_words
+from asyncmpc.macs import MacKey, tag
+from asyncmpc.prf import RandomBytes, add_keystreams
 from asyncmpc.protocol.events import Send
 from asyncmpc.ring import RingArray, encode
-from asyncmpc.rss import Component, InputSharer, Keyed, Seed
+from asyncmpc.rss import InputSharer
 from asyncmpc.wire import messages as m
 
 __all__ = [
     "DIGEST_BYTES",
     "MAC_HEADROOM",
     "AuthenticatedInputs",
+    "MAC_SHAPE",
     "authenticated_shares",
-    "field_stream",
     "inconsistent_owners",
 ]
 
@@ -54,19 +54,14 @@ MAC_HEADROOM = 8
 """A MAC round encodes for ``max_owners * MAC_HEADROOM`` terms: the sum of honest inputs is then
 below 2^60, inside [-MAX_ABS, MAX_ABS], where the field check is exact and sound."""
 DIGEST_BYTES = 32
-FIELD_NONCE = b"\x02" + bytes(NONCE_BYTES - 1)
-"""The nonce of field streams: a seed's field stream is never its ring stream."""
+MAC_SHAPE = (1,)
+"""A MAC share component: one field element (sent as an int64 array)."""
 
 Stream = tuple[bytes, bytes]
 RingPart = Stream | RingArray
 """A ring component as a server holds it: a (key, nonce) stream, or a vector."""
-FieldPart = Seed | RingArray
-"""A field component: a seed, or a vector of field elements (uint64 values as int64)."""
-
-
-def field_stream(seed: Seed, shape: tuple[int, ...]) -> FieldArray:
-    """The field vector a seed stands for (uniform up to 2^-61, see ``field.reduce_words``)."""
-    return reduce_words(expand(seed.key, shape, FIELD_NONCE))
+FieldPart = RingArray
+"""A field component: ``MAC_SHAPE`` field elements (uint64 values sent as int64)."""
 
 
 def authenticated_shares(
@@ -74,21 +69,20 @@ def authenticated_shares(
     round_no: int,
     values: NDArray[np.float64],
     sharer: InputSharer,
-    alpha: int,
+    key: MacKey,
     random_bytes: RandomBytes = os.urandom,
 ) -> list[Send]:
     """A data owner's ``InputShare`` for each server in a MAC round: the ring shares of its
-    encoded ``values`` (as in any round) and seed-compressed field shares of alpha * x.
+    encoded ``values`` (as in any round) and replicated field shares of its tag.
 
     Raises EncodingError naming a NaN, infinite or out-of-range element.
     """
     p = config.protocol
     x = encode(values, p.frac_bits, max_terms=p.max_owners * MAC_HEADROOM)
     ring = sharer.share(x, round_no)
-    t = authenticate(x, alpha)
-    s0, s1 = Seed(new_seed(random_bytes)), Seed(new_seed(random_bytes))
-    t2 = f_sub(f_sub(t, field_stream(s0, x.shape)), field_stream(s1, x.shape)).view(np.int64)
-    fields: list[tuple[Component, Component]] = [(s0, s1), (s1, t2), (t2, s0)]
+    t0, t1 = (reduce_words(np.frombuffer(random_bytes(8), dtype=np.uint64)).view(np.int64) for _ in range(2))
+    t2 = np.array([(tag(x, key) - int(t0[0]) - int(t1[0])) % P], dtype=np.int64)
+    fields = [(t0, t1), (t1, t2), (t2, t0)]
     out = []
     for server, sh, (ma, mb) in zip(config.servers, ring, fields, strict=True):
         msg = m.InputShare(session=config.session, round_no=round_no, shape=x.shape, a=sh.a, b=sh.b, ma=ma, mb=mb)
@@ -105,57 +99,89 @@ class _Held:
 
 class AuthenticatedInputs:
     """A server's inputs of one MAC round, kept per owner until the model owner names the
-    contributors: an owner left out (its holders' digests differ) is simply not summed."""
+    contributors: an owner left out (its holders' digests differ) is simply not summed.
+    Each method returns the reply for the model owner, if any."""
 
-    def __init__(self, owners: frozenset[str], shape: tuple[int, ...]) -> None:
+    def __init__(self, session: str, round_no: int, owners: frozenset[str], shape: tuple[int, ...]) -> None:
+        self.session = session
+        self.round_no = round_no
         self.owners = owners
         self.shape = shape
         self.held: dict[str, _Held] = {}
         self.reported = False
 
-    def accept(self, sender: str, round_no: int, ring: tuple[RingPart, RingPart], msg: m.InputShare) -> None:
-        """Keep ``sender``'s share (its ring components resolved by the server). Raises
-        RemoteProtocolError for field components that are missing or not field elements."""
+    def check(self, sender: str) -> None:
+        """Raises RemoteProtocolError unless ``sender`` may send its share now."""
+        if sender not in self.owners:
+            raise RemoteProtocolError(f"not an expected owner of round {self.round_no}", peer=sender)
+        if sender in self.held:
+            raise RemoteProtocolError(f"second input share for round {self.round_no}", peer=sender)
+        if self.reported:
+            raise RemoteProtocolError(
+                f"input share for round {self.round_no} came after its inputs closed", peer=sender
+            )
+
+    def add(self, sender: str, ring: tuple[RingPart, RingPart], msg: m.InputShare) -> m.Holding | None:
+        """Keep ``sender``'s share (its ring components resolved by the server); ``Holding``
+        once every expected owner is in. Raises RemoteProtocolError for field components
+        that are missing or not field elements."""
         field: list[FieldPart] = []
         for name, comp in (("ma", msg.ma), ("mb", msg.mb)):
-            if comp is None or isinstance(comp, Keyed):
+            if not isinstance(comp, np.ndarray) or comp.shape != MAC_SHAPE:
                 raise RemoteProtocolError(
-                    f"round {round_no} is a MAC round: {name} must be a seed or a vector", peer=sender
+                    f"round {self.round_no} is a MAC round: {name} must be {MAC_SHAPE[0]} field element(s)",
+                    peer=sender,
                 )
-            if isinstance(comp, np.ndarray):
-                if comp.shape != self.shape:
-                    raise RemoteProtocolError(
-                        f"round {round_no}: {name} of shape {comp.shape}, expected {self.shape}", peer=sender
-                    )
-                if comp.size and (int(comp.min()) < 0 or int(comp.max()) >= P):
-                    raise RemoteProtocolError(f"round {round_no}: {name} holds values outside F_p", peer=sender)
+            if int(comp.min()) < 0 or int(comp.max()) >= P:
+                raise RemoteProtocolError(f"round {self.round_no}: {name} holds values outside F_p", peer=sender)
             field.append(comp)
         fa, fb = field
-        digests = _digest(ring[0], fa) + _digest(ring[1], fb)
-        self.held[sender] = _Held(ring, (fa, fb), digests)
+        self.held[sender] = _Held(ring, (fa, fb), _digest(ring[0], fa) + _digest(ring[1], fb))
+        return self.holding() if set(self.held) >= self.owners else None
 
-    def digests(self, owners: tuple[str, ...]) -> tuple[bytes, ...]:
-        return tuple(self.held[o].digests for o in owners)
+    def holding(self) -> m.Holding:
+        """The owners held, each with its digest pair; inputs close."""
+        self.reported = True
+        held = tuple(sorted(self.held))
+        digests = tuple(self.held[o].digests for o in held)
+        return m.Holding(session=self.session, round_no=self.round_no, owners=held, digests=digests)
 
-    def sums(self, contributors: tuple[str, ...]) -> tuple[RingArray, RingArray, RingArray, RingArray]:
-        """(a, b, ma, mb): the sums of the contributors' ring and field components."""
+    def withdraw(self, owners: tuple[str, ...]) -> m.Holding | None:
+        """Stop waiting for ``owners`` (those not in yet)."""
+        if self.reported:
+            return None
+        self.owners = self.owners - {o for o in owners if o not in self.held}
+        return self.holding() if set(self.held) >= self.owners else None
+
+    def aggregate(self, sender: str, contributors: tuple[str, ...]) -> m.ResultShare | m.Reject:
+        """The sums of the contributors' ring and field components, all in full."""
+        if not contributors or len(set(contributors)) != len(contributors):
+            raise RemoteProtocolError(f"aggregate of round {self.round_no} names no owner, or one twice", peer=sender)
+        missing = [o for o in contributors if o not in self.held]
+        if missing:
+            why = f"round {self.round_no}: it does not hold {', '.join(missing)}"
+            return m.Reject(session=self.session, round_no=self.round_no, reason=why)
+        a, b, ma, mb = self._sums(contributors)
+        return m.ResultShare(
+            session=self.session, round_no=self.round_no, contributors=contributors, a=a, b=b, ma=ma, mb=mb
+        )
+
+    def _sums(self, contributors: tuple[str, ...]) -> tuple[RingArray, RingArray, RingArray, RingArray]:
         ring = [np.zeros(self.shape, dtype=np.int64) for _ in range(2)]
-        field = [np.zeros(self.shape, dtype=np.uint64) for _ in range(2)]
+        field = []
         for i in range(2):
             streams: list[Stream] = []
             for owner in contributors:
-                held = self.held[owner]
-                part = held.ring[i]
+                part = self.held[owner].ring[i]
                 if isinstance(part, tuple):
                     streams.append(part)
                 else:
                     np.add(ring[i], part, out=ring[i])
-                fpart = held.field[i]
-                value = field_stream(fpart, self.shape) if isinstance(fpart, Seed) else fpart.view(np.uint64)
-                field[i] = f_add(field[i], value)
             if streams:
                 add_keystreams(ring[i], [k for k, _ in streams], nonces=[n for _, n in streams])
-        return ring[0], ring[1], field[0].view(np.int64), field[1].view(np.int64)
+            total = sum(int(self.held[o].field[i][0]) for o in contributors) % P
+            field.append(np.array([total], dtype=np.int64))
+        return ring[0], ring[1], field[0], field[1]
 
 
 def _digest(ring: RingPart, field: FieldPart) -> bytes:
@@ -167,11 +193,8 @@ def _digest(ring: RingPart, field: FieldPart) -> bytes:
     else:
         h.update(b"vector")
         h.update(np.ascontiguousarray(ring).data)
-    if isinstance(field, Seed):
-        h.update(b"seed" + field.key)
-    else:
-        h.update(b"vector")
-        h.update(np.ascontiguousarray(field).data)
+    h.update(b"field")
+    h.update(np.ascontiguousarray(field).data)
     return h.digest()
 
 

@@ -5,7 +5,7 @@ components of the sum's MAC. Component j is held by server j (its ``a``) and ser
 ``b``). Where the two holders agree on a component (ring and field part), an honest one
 vouches for it, since at most one server lies. Where they disagree, the lie is in one of two
 versions: ``resolve`` builds the reconstruction that leaves out each suspect's versions, checks
-each against the MAC (``macs.verify``: alpha * z = T in F_p, and z in range), and keeps the one
+each against the MAC (``macs.verify``: alpha * <r, z> = T in F_p, z in range), and keeps the one
 that verifies. The suspect left out by the verified reconstruction is the cheater: the other
 one's versions made a reconstruction that the MAC refused, which an honest server's versions
 (the true sums of the owners' consistent shares) never do. So a server is named only when a
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asyncmpc.field import FieldArray, f_sum
-from asyncmpc.macs import verify
+from asyncmpc.field import P
+from asyncmpc.macs import MacKey, verify
 from asyncmpc.ring import RingArray, ring_sum
 from asyncmpc.rss import N_SERVERS, suspects
 
@@ -33,13 +33,14 @@ __all__ = ["Answer", "Verdict", "resolve"]
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """Server ``server``'s full answer: ring components (a, b) and field components (ma, mb)."""
+    """Server ``server``'s full answer: ring components (a, b) and field components (ma, mb)
+    of the MAC sum, each one field element."""
 
     server: int
     a: RingArray
     b: RingArray
-    ma: FieldArray
-    mb: FieldArray
+    ma: int
+    mb: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +54,10 @@ class Verdict:
     reason: str = ""
 
 
-_Version = tuple[RingArray, FieldArray]
+_Version = tuple[RingArray, int]
 
 
-def resolve(answers: list[Answer], alpha: int) -> Verdict:
+def resolve(answers: list[Answer], key: MacKey) -> Verdict:
     """The sum the answers prove, and who lied if someone did (see the module docstring)."""
     versions: dict[int, dict[int, _Version]] = {j: {} for j in range(N_SERVERS)}
     for ans in answers:
@@ -67,7 +68,7 @@ def resolve(answers: list[Answer], alpha: int) -> Verdict:
     bad = [j for j, v in versions.items() if len(v) == 2 and not _same(*v.values())]
     if not bad:
         total = _pick(versions, leave_out=None)
-        if verify(total[0], alpha, total[1]):
+        if verify(total[0], key, total[1]):
             return Verdict(total[0], len(answers) == N_SERVERS)
         if len(answers) == N_SERVERS:
             # every component is vouched for by an honest holder: the sum is right, a MAC share is not
@@ -76,7 +77,7 @@ def resolve(answers: list[Answer], alpha: int) -> Verdict:
     verified: list[tuple[int, RingArray]] = []
     for suspect in suspects(bad):
         z, t = _pick(versions, leave_out=suspect)
-        if verify(z, alpha, t):
+        if verify(z, key, t):
             verified.append((suspect, z))
     if len(verified) == 1:
         cheater, z = verified[0]
@@ -86,17 +87,17 @@ def resolve(answers: list[Answer], alpha: int) -> Verdict:
 
 
 def _same(x: _Version, y: _Version) -> bool:
-    return bool(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]))
+    return bool(x[1] == y[1] and np.array_equal(x[0], y[0]))
 
 
-def _pick(versions: dict[int, dict[int, _Version]], leave_out: int | None) -> tuple[RingArray, FieldArray]:
+def _pick(versions: dict[int, dict[int, _Version]], leave_out: int | None) -> tuple[RingArray, int]:
     """The sum from one version of each component, none from ``leave_out`` where there is a choice."""
     chosen = []
     for j in range(N_SERVERS):
         held = versions[j]
         others = [v for s, v in sorted(held.items()) if s != leave_out]
         chosen.append(others[0] if others else next(iter(held.values())))
-    return ring_sum([c[0] for c in chosen]), f_sum([c[1] for c in chosen])
+    return ring_sum([c[0] for c in chosen]), sum(c[1] for c in chosen) % P
 
 
 class MacPolicy:

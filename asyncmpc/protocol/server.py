@@ -151,7 +151,7 @@ class ServerProtocol:
             return self._input(sender, msg)
         if isinstance(msg, m.CloseInputs):
             if msg.round_no in self._auth:
-                return [self._authenticated_holding(msg.round_no, self._auth[msg.round_no])]
+                return self._to_model_owner(self._auth[msg.round_no].holding())
             rnd = self._round(msg)
             return [self._holding(msg.round_no, rnd)] if rnd is not None else [self._unknown(msg)]
         if isinstance(msg, m.Aggregate):
@@ -278,7 +278,7 @@ class ServerProtocol:
             return self._accept(sender, msg, msg.round_no, rnd)
         auth = self._auth.get(msg.round_no)
         if auth is not None:
-            return self._accept_authenticated(sender, msg, msg.round_no, auth)
+            return self._accept_authenticated(sender, msg, auth)
         if msg.round_no <= self._newest:
             return []  # stale: a round closed, superseded, or from before the model owner restarted
         waiting = self._early.setdefault(msg.round_no, {})
@@ -418,7 +418,7 @@ class ServerProtocol:
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
         if msg.round_no in self._auth:
-            return self._withdraw_authenticated(msg, self._auth[msg.round_no])
+            return self._to_model_owner(self._auth[msg.round_no].withdraw(msg.owners))
         rnd = self._round(msg)
         if rnd is None or rnd.reported:
             return []
@@ -455,7 +455,7 @@ class ServerProtocol:
 
     def _aggregate(self, sender: str, msg: m.Aggregate) -> list[Send]:
         if msg.round_no in self._auth:
-            return self._aggregate_authenticated(sender, msg, self._auth[msg.round_no])
+            return self._to_model_owner(self._auth[msg.round_no].aggregate(sender, msg.contributors))
         rnd = self._round(msg)
         if rnd is None:
             return [self._unknown(msg)]
@@ -496,55 +496,21 @@ class ServerProtocol:
     # ------------------------------------------------------------ MAC rounds
 
     def _open_authenticated(self, round_no: int, owners: frozenset[str], shape: tuple[int, ...]) -> list[Send]:
-        """A MAC round: inputs kept per owner, ``Holding`` with digests, sums on ``Aggregate``."""
+        """A MAC round (``protocol.authenticated``) supersedes every older round."""
         for old in [r for r in self._rounds if r < round_no]:
             del self._rounds[old]
         self._guess = None
-        auth = self._auth[round_no] = AuthenticatedInputs(owners, shape)
+        auth = self._auth[round_no] = AuthenticatedInputs(self.config.session, round_no, owners, shape)
         out: list[Send] = []
         for owner, share in self._early.pop(round_no, {}).items():
-            out += self._accept_authenticated(owner, share, round_no, auth)
+            out += self._accept_authenticated(owner, share, auth)
         for old in [r for r in self._early if r < round_no]:
             del self._early[old]
         return out
 
-    def _accept_authenticated(
-        self, sender: str, msg: m.InputShare, round_no: int, auth: AuthenticatedInputs
-    ) -> list[Send]:
-        if sender not in auth.owners:
-            raise RemoteProtocolError(f"not an expected owner of round {round_no}", peer=sender)
-        if sender in auth.held:
-            raise RemoteProtocolError(f"second input share for round {round_no}", peer=sender)
-        if auth.reported:
-            raise RemoteProtocolError(f"input share for round {round_no} came after its inputs closed", peer=sender)
-        auth.accept(sender, round_no, self._ring_parts(sender, msg, round_no, auth.shape), msg)
-        if set(auth.held) >= auth.owners:
-            return [self._authenticated_holding(round_no, auth)]
-        return []
+    def _accept_authenticated(self, sender: str, msg: m.InputShare, auth: AuthenticatedInputs) -> list[Send]:
+        auth.check(sender)
+        return self._to_model_owner(auth.add(sender, self._ring_parts(sender, msg, auth.round_no, auth.shape), msg))
 
-    def _authenticated_holding(self, round_no: int, auth: AuthenticatedInputs) -> Send:
-        auth.reported = True
-        held = tuple(sorted(auth.held))
-        msg = m.Holding(session=self.config.session, round_no=round_no, owners=held, digests=auth.digests(held))
-        return Send(self.model_owner, msg)
-
-    def _withdraw_authenticated(self, msg: m.Withdraw, auth: AuthenticatedInputs) -> list[Send]:
-        if auth.reported:
-            return []
-        auth.owners = auth.owners - {o for o in msg.owners if o not in auth.held}
-        if set(auth.held) >= auth.owners:
-            return [self._authenticated_holding(msg.round_no, auth)]
-        return []
-
-    def _aggregate_authenticated(self, sender: str, msg: m.Aggregate, auth: AuthenticatedInputs) -> list[Send]:
-        contributors = tuple(msg.contributors)
-        if not contributors or len(set(contributors)) != len(contributors):
-            raise RemoteProtocolError(f"aggregate of round {msg.round_no} names no owner, or one twice", peer=sender)
-        missing = [o for o in contributors if o not in auth.held]
-        if missing:
-            return [self._refuse(msg.round_no, f"it does not hold {', '.join(missing)}")]
-        a, b, ma, mb = auth.sums(contributors)
-        result = m.ResultShare(
-            session=self.config.session, round_no=msg.round_no, contributors=contributors, a=a, b=b, ma=ma, mb=mb
-        )
-        return [Send(self.model_owner, result)]
+    def _to_model_owner(self, reply: m.Message | None) -> list[Send]:
+        return [] if reply is None else [Send(self.model_owner, reply)]

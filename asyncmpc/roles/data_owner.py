@@ -28,6 +28,7 @@ import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.errors import EncodingError, PeerLost
+from asyncmpc.macs import MacKey
 from asyncmpc.net.runtime import Node
 from asyncmpc.prf import RandomBytes
 from asyncmpc.protocol.aggregation import contribution_shares, key_messages
@@ -151,7 +152,7 @@ class _Owner:
                 gradient = m.PlainGradient(session=config.session, round_no=round_no, values=vector)
                 out.sends = [Send(self.model_owner, gradient)]
             elif msg.mac_key:
-                out.sends = authenticated_shares(config, round_no, vector, self.sharer, msg.mac_key)
+                out.sends = authenticated_shares(config, round_no, vector, self.sharer, MacKey(msg.mac_key))
             else:
                 out.sends = contribution_shares(config, round_no, vector, self.sharer)
             if self.equivocate is not None:

@@ -32,7 +32,7 @@ import numpy as np
 from asyncmpc.checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoint
 from asyncmpc.config import Config
 from asyncmpc.errors import OutputError, PeerLost, RemoteProtocolError
-from asyncmpc.macs import new_mac_key
+from asyncmpc.macs import MacKey
 from asyncmpc.net.runtime import Node
 from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
 from asyncmpc.protocol.dispute import MacPolicy
@@ -298,9 +298,9 @@ class _Rounds:
         round_no = next(self._numbers)
         live = await self._live_servers()
         present = tuple(o for o in self.owners if o in self.node.peers)
-        alpha = new_mac_key() if self.macs.next_is_mac() else 0
-        self.current = AggregationRound(self.config, round_no, present, (size,), servers=live, mac_key=alpha)
-        request = _for_round(request, round_no, live, alpha)
+        key = MacKey.new() if self.macs.next_is_mac() else None
+        self.current = AggregationRound(self.config, round_no, present, (size,), servers=live, mac_key=key)
+        request = _for_round(request, round_no, live, key)
         requests = [Send(o, request) for o in present]
         p = self.config.protocol
         return await drive_round(
@@ -381,10 +381,11 @@ class _Rounds:
             await self.node.drop(sender, RemoteProtocolError(f"unexpected {msg.KIND!r}", peer=sender))
 
 
-def _for_round(request: m.Message, round_no: int, servers: tuple[str, ...], alpha: int) -> m.Message:
+def _for_round(request: m.Message, round_no: int, servers: tuple[str, ...], key: MacKey | None) -> m.Message:
     """The owners' request for round ``round_no``: its number, its servers, its MAC key."""
     if isinstance(request, (m.ModelUpdate, m.StatsRequest)):
-        return dataclasses.replace(request, round_no=round_no, servers=servers, mac_key=alpha)
+        mac_key = b"" if key is None else key.key
+        return dataclasses.replace(request, round_no=round_no, servers=servers, mac_key=mac_key)
     return dataclasses.replace(request, round_no=round_no)
 
 
@@ -393,7 +394,7 @@ class _PlainRounds(_Rounds):
 
     async def run(self, size: int, request: m.Message) -> _Outcome:
         round_no = next(self._numbers)
-        request = _for_round(request, round_no, (), 0)
+        request = _for_round(request, round_no, (), None)
         present = [o for o in self.owners if o in self.node.peers]
         await send_all(self.node, [Send(o, request) for o in present])
         total = np.zeros(size, dtype=np.float64)

@@ -235,8 +235,6 @@ def _check(kind: str, name: str, typ: Any, value: Any) -> Any:
         if isinstance(value, list) and all(isinstance(v, bytes) for v in value):
             return tuple(value)
         raise bad("a list of byte strings")
-    if typ == m.Component | None and value is None:
-        return None
     if typ == tuple[int, ...]:
         if (
             isinstance(value, list)
@@ -257,7 +255,7 @@ def _check(kind: str, name: str, typ: Any, value: Any) -> Any:
         if isinstance(value, np.ndarray) and value.dtype == np.float64:
             return value
         raise bad("a float64 array")
-    if typ in (m.Component, m.Component | None):
+    if typ == m.Component:
         if isinstance(value, np.ndarray) and value.dtype == np.int64:
             return value
         if isinstance(value, bytes) and len(value) == SEED_BYTES:

@@ -140,7 +140,7 @@ class OpenRound(Message):
     owner's share sends its ``ResultShare`` at once, with both components in full."""
     mac: bool = False
     """A MAC round (``protocol.authenticated``): every input share carries field shares of
-    its MAC, the server reports ``Holding`` with a digest of each owner's components and
+    its MAC tag, the server reports ``Holding`` with a digest of each owner's components and
     answers ``Aggregate`` with both components and both field sums in full."""
 
 
@@ -154,9 +154,10 @@ class InputShare(Message):
     shape: tuple[int, ...]
     a: Component
     b: Component
-    ma: Component | None = None
-    """In a MAC round: the components (x_i, x_{i+1}) of the field shares of alpha * x."""
-    mb: Component | None = None
+    ma: RingArray | None = None
+    """In a MAC round: the components (t_i, t_{i+1}) of the field shares of the owner's tag
+    t = alpha * <r, x> (``macs``), one field element each (sent as int64)."""
+    mb: RingArray | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -217,7 +218,7 @@ class ResultShare(Message):
     b: RingArray | None = None
     b_tag: bytes = b""
     ma: RingArray | None = None
-    """In a MAC round: the field sums of the MAC components (uint64 values sent as int64)."""
+    """In a MAC round: the field sums of the MAC tag components (one element each)."""
     mb: RingArray | None = None
 
 
@@ -229,8 +230,8 @@ class StatsRequest(Message):
     SENDERS = frozenset({MO})
     servers: tuple[str, ...] = ()
     """The servers of the round, to which the owner sends its shares (empty: all three)."""
-    mac_key: int = 0
-    """In a MAC round: the MAC key alpha in F_p, for the data owners only (0: no MAC)."""
+    mac_key: bytes = b""
+    """In a MAC round: the MAC key (``macs.MacKey``), for the data owners only (empty: no MAC)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -245,8 +246,8 @@ class ModelUpdate(Message):
     scale: FloatArray
     servers: tuple[str, ...] = ()
     """The servers of the round, to which the owner sends its shares (empty: all three)."""
-    mac_key: int = 0
-    """In a MAC round: the MAC key alpha in F_p, for the data owners only (0: no MAC)."""
+    mac_key: bytes = b""
+    """In a MAC round: the MAC key (``macs.MacKey``), for the data owners only (empty: no MAC)."""
     step: int = 0
     """The training step: which batch the owner computes on (a re-run keeps it, with a new
     round number)."""

@@ -9,7 +9,7 @@ import pytest
 
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.field import P
-from asyncmpc.macs import new_mac_key
+from asyncmpc.macs import MacKey
 from asyncmpc.protocol import AggregationRound, ServerProtocol
 from asyncmpc.protocol.aggregation import key_messages
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
@@ -34,18 +34,18 @@ def honest_sum(xs: dict[str, np.ndarray], owners: tuple[str, ...] = OWNERS) -> n
 
 def mac_round(
     live: tuple[str, ...] = SERVERS, round_no: int = 1
-) -> tuple[dict[str, ServerProtocol], AggregationRound, Router, int]:
+) -> tuple[dict[str, ServerProtocol], AggregationRound, Router, MacKey]:
     servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
-    alpha = new_mac_key()
-    rnd = AggregationRound(CFG, round_no, OWNERS, SHAPE, servers=live, mac_key=alpha)
+    key = MacKey.new()
+    rnd = AggregationRound(CFG, round_no, OWNERS, SHAPE, servers=live, mac_key=key)
     router = Router(rnd, servers)
     router.post(MO, rnd.open())
-    return servers, rnd, router, alpha
+    return servers, rnd, router, key
 
 
-def send(router: Router, xs: dict[str, np.ndarray], alpha: int, round_no: int = 1) -> None:
+def send(router: Router, xs: dict[str, np.ndarray], key: MacKey, round_no: int = 1) -> None:
     for owner, x in xs.items():
-        router.post(owner, authenticated_shares(CFG, round_no, x, InputSharer(), alpha))
+        router.post(owner, authenticated_shares(CFG, round_no, x, InputSharer(), key))
 
 
 def cheat(server: str, *fields: str):  # type: ignore[no-untyped-def]
@@ -58,7 +58,7 @@ def cheat(server: str, *fields: str):  # type: ignore[no-untyped-def]
         for f in fields:
             v = getattr(msg, f).copy()
             if f.startswith("m"):
-                v[3] = (int(v[3]) + 12345) % P
+                v[0] = (int(v[0]) + 12345) % P
             else:
                 v[3] ^= np.int64(-(1 << 63))  # adds 2^63
             changes[f] = v
@@ -68,9 +68,9 @@ def cheat(server: str, *fields: str):  # type: ignore[no-untyped-def]
 
 
 def test_an_honest_mac_round_gives_the_sum_and_names_no_one() -> None:
-    _, rnd, router, alpha = mac_round()
+    _, rnd, router, key = mac_round()
     xs = values()
-    send(router, xs, alpha)
+    send(router, xs, key)
     router.run()
     r = rnd.result
     assert r is not None and r.mac and r.cross_checked and not r.cheater and not r.inconsistent
@@ -80,9 +80,9 @@ def test_an_honest_mac_round_gives_the_sum_and_names_no_one() -> None:
 @pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize("fields", [("a",), ("b",), ("ma",), ("mb",), ("a", "ma"), ("a", "b"), ("a", "b", "ma", "mb")])
 def test_a_cheating_server_is_named_and_the_sum_is_still_right(server: str, fields: tuple[str, ...]) -> None:
-    _, rnd, router, alpha = mac_round()
+    _, rnd, router, key = mac_round()
     xs = values()
-    send(router, xs, alpha)
+    send(router, xs, key)
     router.run(tamper=cheat(server, *fields))
     r = rnd.result
     assert r is not None and r.cheater == server and not r.cross_checked
@@ -91,19 +91,19 @@ def test_a_cheating_server_is_named_and_the_sum_is_still_right(server: str, fiel
 
 def test_a_cheat_with_a_difference_that_fools_a_ring_mac_is_caught() -> None:
     """2^63 times anything is 0 mod 2^64 for even keys: the field MAC is not fooled."""
-    _, rnd, router, alpha = mac_round()
+    _, rnd, router, key = mac_round()
     xs = values()
-    send(router, xs, alpha)
+    send(router, xs, key)
     router.run(tamper=cheat("server-1", "a"))  # adds 2^63
     assert rnd.result is not None and rnd.result.cheater == "server-1"
 
 
 def test_an_owner_that_sends_two_holders_different_shares_is_left_out_and_no_server_is_blamed() -> None:
-    _servers, rnd, router, alpha = mac_round()
+    _servers, rnd, router, key = mac_round()
     xs = values()
     liar = OWNERS[1]
     for owner, x in xs.items():
-        sends = authenticated_shares(CFG, 1, x, InputSharer(), alpha)
+        sends = authenticated_shares(CFG, 1, x, InputSharer(), key)
         if owner == liar:  # component 2 (a vector) goes to servers 1 and 2: give server 2 another
             s2 = sends[2].msg
             assert isinstance(s2, m.InputShare) and isinstance(s2.a, np.ndarray)
@@ -117,9 +117,9 @@ def test_an_owner_that_sends_two_holders_different_shares_is_left_out_and_no_ser
 
 
 def test_a_server_that_lies_about_a_digest_costs_that_owner_the_round_but_no_server_is_blamed() -> None:
-    _, rnd, router, alpha = mac_round()
+    _, rnd, router, key = mac_round()
     xs = values()
-    send(router, xs, alpha)
+    send(router, xs, key)
 
     def tamper(sender: str, msg: m.Message) -> m.Message:
         if sender == "server-0" and isinstance(msg, m.Holding):
@@ -133,9 +133,9 @@ def test_a_server_that_lies_about_a_digest_costs_that_owner_the_round_but_no_ser
 
 
 def test_a_server_that_denies_holding_an_owner_only_leaves_it_out() -> None:
-    _, rnd, router, alpha = mac_round()
+    _, rnd, router, key = mac_round()
     xs = values()
-    send(router, xs, alpha)
+    send(router, xs, key)
 
     def tamper(sender: str, msg: m.Message) -> m.Message:
         if sender == "server-2" and isinstance(msg, m.Holding):
@@ -150,9 +150,9 @@ def test_a_server_that_denies_holding_an_owner_only_leaves_it_out() -> None:
 
 def test_a_two_server_mac_round_refuses_a_changed_once_held_component_and_blames_no_one() -> None:
     live = ("server-0", "server-1")  # server 0's a (component 0) is held by no one else here
-    _, rnd, router, alpha = mac_round(live)
+    _, rnd, router, key = mac_round(live)
     xs = values()
-    send(router, xs, alpha)
+    send(router, xs, key)
     router.run(tamper=cheat("server-0", "a"))
     r = rnd.result
     assert r is not None and r.total is None and not r.cheater
@@ -160,9 +160,9 @@ def test_a_two_server_mac_round_refuses_a_changed_once_held_component_and_blames
 
 def test_a_two_server_mac_round_names_a_cheater_on_the_twice_held_component() -> None:
     live = ("server-0", "server-1")  # component 1: server 0's b and server 1's a
-    _, rnd, router, alpha = mac_round(live)
+    _, rnd, router, key = mac_round(live)
     xs = values()
-    send(router, xs, alpha)
+    send(router, xs, key)
     router.run(tamper=cheat("server-1", "a"))
     r = rnd.result
     assert r is not None and r.cheater == "server-1"
@@ -170,13 +170,13 @@ def test_a_two_server_mac_round_names_a_cheater_on_the_twice_held_component() ->
 
 
 def test_keyed_owners_take_part_in_mac_rounds_with_their_registered_streams() -> None:
-    servers, rnd, router, alpha = mac_round(round_no=3)
+    servers, rnd, router, key = mac_round(round_no=3)
     xs = values()
     for owner, x in xs.items():
         sharer = InputSharer(keyed=True)
         for k in key_messages(CFG, sharer):
             servers[k.to].feed(owner, k.msg)
-        router.post(owner, authenticated_shares(CFG, 3, x, sharer, alpha))
+        router.post(owner, authenticated_shares(CFG, 3, x, sharer, key))
     router.run(tamper=cheat("server-0", "b"))
     r = rnd.result
     assert r is not None and r.cheater == "server-0"
@@ -184,13 +184,13 @@ def test_keyed_owners_take_part_in_mac_rounds_with_their_registered_streams() ->
 
 
 def test_a_mac_round_refuses_field_values_outside_the_field_naming_the_owner() -> None:
-    servers, _rnd, router, alpha = mac_round()
+    servers, _rnd, router, key = mac_round()
     router.run()  # the round is open at the servers
-    send_one = authenticated_shares(CFG, 1, values()[OWNERS[0]], InputSharer(), alpha)[1].msg
+    send_one = authenticated_shares(CFG, 1, values()[OWNERS[0]], InputSharer(), key)[1].msg
     assert isinstance(send_one, m.InputShare) and isinstance(send_one.mb, np.ndarray)
-    bad = dataclasses.replace(send_one, mb=np.full(SHAPE, P, dtype=np.int64))
+    bad = dataclasses.replace(send_one, mb=np.array([P], dtype=np.int64))
     with pytest.raises(RemoteProtocolError, match=f"{OWNERS[0]}: round 1: mb holds values outside F_p"):
         servers["server-1"].feed(OWNERS[0], bad)
     plain = dataclasses.replace(send_one, ma=None, mb=None)
-    with pytest.raises(RemoteProtocolError, match="MAC round: ma must be a seed or a vector"):
+    with pytest.raises(RemoteProtocolError, match="MAC round: ma must be 1 field element"):
         servers["server-1"].feed(OWNERS[0], plain)
