@@ -30,25 +30,20 @@ contributing has its streams subtracted again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.prf import (
     MAC_KEY_BYTES,
-    NONCE_BYTES,
     SEED_BYTES,
     ZeroSharer,
-    add_keystreams,
-    keystream_blocks,
     mac,
     round_nonce,
 )
 from asyncmpc.protocol.authenticated import AuthenticatedInputs, RingPart
 from asyncmpc.protocol.events import Send, check_sender
-from asyncmpc.ring import RingArray
+from asyncmpc.protocol.sums import ZERO_NONCE, Guess, RunningSums, Streams, add_streams
 from asyncmpc.rss import Keyed, Seed
 from asyncmpc.wire import messages as m
 
@@ -61,55 +56,6 @@ MAX_EARLY_ROUNDS = 2
 """Input shares for at most this many round numbers ahead of the newest opened round wait
 for their round to open; the lowest are dropped when more arrive."""
 
-_ZERO_NONCE = bytes(NONCE_BYTES)  # the nonce of explicit seeds
-Stream = tuple[bytes, bytes]
-"""(key, nonce): a share component given by its pseudo-random stream."""
-Streams = tuple[Stream | None, Stream | None]
-"""An owner's streams for components a and b (None: that component comes as a vector)."""
-
-
-@dataclass(slots=True)
-class _Round:
-    """One round's state: the running sums of both components, and per owner only its streams.
-
-    Vector components are added into ``sums`` as they arrive, so memory does not grow with the
-    number of owners (a sum starts as the first vector received, when that one is writable:
-    no zero fill, no addition). Streams (seeds, keyed components) wait in ``streams`` until
-    the server is idle or needs the sums, and are then expanded together: all waiting streams
-    are added a cache-sized block at a time, so the sums cross memory once per batch, not once
-    per stream. An owner can be left out of the sum only if it has no vector in it (its
-    streams are dropped while waiting, subtracted after); a vector, once added, cannot be.
-    """
-
-    owners: frozenset[str]
-    shape: tuple[int, ...]
-    sums: list[RingArray | None] = field(default_factory=lambda: [None, None])
-    """The running sums of components a and b; None until something is added."""
-    held: set[str] = field(default_factory=set)
-    """Owners whose share arrived."""
-    vectors: set[str] = field(default_factory=set)
-    """Held owners with a vector component in the sums."""
-    streams: dict[str, Streams] = field(default_factory=dict)
-    """Owners whose streams belong in the sums: held, or keyed and expected."""
-    in_sums: set[str] = field(default_factory=set)
-    """Owners whose streams are in the sums already."""
-    reported: bool = False
-    sent: bool = False
-    """The running sums went out in a ``ResultShare`` (they may still sit in a send buffer)."""
-    mac_key: bytes = b""
-    full: bool = False
-    """Opened for two servers: the early result carries both components in full."""
-
-
-@dataclass(slots=True)
-class _Guess:
-    """Sums of keyed streams expanded ahead for a round not opened yet."""
-
-    round_no: int
-    shape: tuple[int, ...]
-    streams: dict[str, Streams]
-    sums: list[RingArray | None]
-
 
 class ServerProtocol:
     """Compute server ``name`` of ``config``; call ``feed`` with every message received."""
@@ -119,13 +65,13 @@ class ServerProtocol:
         self.name = name
         self.index = config.server_index(name)
         self.model_owner = config.model_owner.name
-        self._rounds: dict[int, _Round] = {}
+        self._rounds: dict[int, RunningSums] = {}
         self._early: dict[int, dict[str, m.InputShare]] = {}
         self._newest = 0
         self._own_key = own_prf_key
         self.zeros: ZeroSharer | None = None
         self._keys: dict[str, tuple[bytes, bytes]] = {}
-        self._guess: _Guess | None = None
+        self._guess: Guess | None = None
         self._auth: dict[int, AuthenticatedInputs] = {}
         """MAC rounds (``protocol.authenticated``), kept apart from the ordinary ones."""
 
@@ -171,16 +117,16 @@ class ServerProtocol:
         every round answered, expand the keyed streams of the round that will likely follow."""
         for rnd in self._rounds.values():
             if not rnd.sent:
-                self._flush(rnd)
+                rnd.flush()
         last = self._rounds.get(self._newest)
         if last is None or not last.sent or (self._guess is not None and self._guess.round_no > self._newest):
             return
-        guess = _Guess(self._newest + 1, last.shape, {}, [None, None])
+        guess = Guess(self._newest + 1, last.shape, {}, [None, None])
         for owner in sorted(last.owners):
             if owner in self._keys:
                 guess.streams[owner] = self._keyed(owner, guess.round_no)
         if guess.streams:
-            self._add_streams(guess.sums, guess.shape, list(guess.streams.values()))
+            add_streams(guess.sums, guess.shape, list(guess.streams.values()))
             self._guess = guess
 
     def forget(self, player: str) -> None:
@@ -219,7 +165,7 @@ class ServerProtocol:
             if owner in rnd.owners and owner not in rnd.held:
                 current = self._keyed(owner, round_no)
                 if rnd.streams.get(owner, current) != current:
-                    self._drop_streams(rnd, owner)
+                    rnd.drop_streams(owner)
                 rnd.streams[owner] = current
         guess = self._guess
         if guess is not None and guess.streams.get(owner, None) not in (None, self._keyed(owner, guess.round_no)):
@@ -253,7 +199,7 @@ class ServerProtocol:
             del self._auth[old]
         if msg.mac:
             return self._open_authenticated(msg.round_no, frozenset(msg.owners), shape)
-        rnd = _Round(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full)
+        rnd = RunningSums(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full)
         guess, self._guess = self._guess, None
         if guess is not None and guess.round_no == msg.round_no and guess.shape == shape:
             rnd.sums, rnd.streams, rnd.in_sums = guess.sums, guess.streams, set(guess.streams)
@@ -261,7 +207,7 @@ class ServerProtocol:
             if owner in self._keys and owner not in rnd.streams:
                 rnd.streams[owner] = self._keyed(owner, msg.round_no)  # expanded when idle
         for owner in [o for o in rnd.streams if o not in rnd.owners]:
-            self._drop_streams(rnd, owner)  # guessed, but not in this round
+            rnd.drop_streams(owner)  # guessed, but not in this round
         for old in [r for r in self._rounds if r < msg.round_no]:
             del self._rounds[old]  # a newer round supersedes one that never finished
         self._rounds[msg.round_no] = rnd
@@ -289,7 +235,7 @@ class ServerProtocol:
             del self._early[min(self._early)]
         return []
 
-    def _accept(self, sender: str, msg: m.InputShare, round_no: int, rnd: _Round) -> list[Send]:
+    def _accept(self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums) -> list[Send]:
         if sender not in rnd.owners:
             raise RemoteProtocolError(f"not an expected owner of round {round_no}", peer=sender)
         if sender in rnd.held:
@@ -302,7 +248,7 @@ class ServerProtocol:
         streams = [p if isinstance(p, tuple) else None for p in parts]
         own: Streams = (streams[0], streams[1])
         if rnd.streams.get(sender, own) != own:
-            self._drop_streams(rnd, sender)  # expected keyed, sent otherwise
+            rnd.drop_streams(sender)  # expected keyed, sent otherwise
         if own != (None, None):
             rnd.streams.setdefault(sender, own)
         for i, comp in enumerate(parts):
@@ -330,7 +276,7 @@ class ServerProtocol:
         parts: list[RingPart] = []
         for i, comp in enumerate((msg.a, msg.b)):
             if isinstance(comp, Seed):
-                parts.append((comp.key, _ZERO_NONCE))
+                parts.append((comp.key, ZERO_NONCE))
             elif isinstance(comp, Keyed):
                 key = self._keys.get(sender, (b"", b""))[i]
                 if not key:
@@ -347,74 +293,23 @@ class ServerProtocol:
                 parts.append(comp)
         return parts[0], parts[1]
 
-    def _complete(self, round_no: int, rnd: _Round) -> Send:
+    def _complete(self, round_no: int, rnd: RunningSums) -> Send:
         """Every expected owner is in: the result at once if the round has a key (or is a
         two-server round), else ``Holding``."""
         if not rnd.mac_key and not rnd.full:
             return self._holding(round_no, rnd)
         key, rnd.mac_key = rnd.mac_key, b""  # one-time: an Aggregate brings a fresh key
-        self._settle(rnd, rnd.held)
+        rnd.settle(rnd.held)
         return self._result(round_no, rnd, tuple(sorted(rnd.held)), key)
 
-    def _result(self, round_no: int, rnd: _Round, contributors: tuple[str, ...], key: bytes) -> Send:
+    def _result(self, round_no: int, rnd: RunningSums, contributors: tuple[str, ...], key: bytes) -> Send:
         """This server's ``ResultShare``: a in full, b as a tag under ``key`` or (no key) in full."""
-        self._flush(rnd)
+        rnd.flush()
         rnd.reported = rnd.sent = True
-        a, b = self._sum(rnd, 0), self._sum(rnd, 1)
+        a, b = rnd.sum(0), rnd.sum(1)
         common = {"session": self.config.session, "round_no": round_no, "contributors": contributors}
         full_b = {"b": b} if not key else {"b_tag": mac(key, b)}
         return Send(self.model_owner, m.ResultShare(**common, **full_b, a=a))  # type: ignore[arg-type]
-
-    def _flush(self, rnd: _Round) -> None:
-        """Expand the waiting streams into the sums."""
-        waiting = [o for o in rnd.streams if o not in rnd.in_sums]
-        if waiting:
-            self._add_streams(rnd.sums, rnd.shape, [rnd.streams[o] for o in waiting])
-            rnd.in_sums.update(waiting)
-
-    @staticmethod
-    def _add_streams(sums: list[RingArray | None], shape: tuple[int, ...], streams: list[Streams]) -> None:
-        for i in range(2):
-            chosen = [st[i] for st in streams if st[i] is not None]
-            keys, nonces = [k for k, _ in chosen], [n for _, n in chosen]  # type: ignore[misc]
-            if not keys:
-                continue
-            acc = sums[i]
-            if acc is None:  # the streams' sum is written, not added
-                sums[i] = acc = np.empty(shape, dtype=np.int64)
-                for _ in keystream_blocks(keys, acc.size, into=acc, nonces=nonces):
-                    pass
-            else:
-                add_keystreams(acc, keys, nonces=nonces)
-
-    @staticmethod
-    def _sum(rnd: _Round, i: int) -> RingArray:
-        acc = rnd.sums[i]
-        if acc is None:
-            rnd.sums[i] = acc = np.zeros(rnd.shape, dtype=np.int64)
-        return acc
-
-    def _drop_streams(self, rnd: _Round, owner: str) -> None:
-        """Take ``owner``'s streams out of the round (subtracting them if already added)."""
-        streams = rnd.streams.pop(owner, None)
-        if streams is None or owner not in rnd.in_sums:
-            return
-        rnd.in_sums.discard(owner)
-        for i, st in enumerate(streams):
-            if st is not None:
-                add_keystreams(self._sum(rnd, i), [st[0]], subtract=True, nonces=[st[1]])
-
-    def _settle(self, rnd: _Round, keep: set[str] | frozenset[str]) -> list[str]:
-        """Leave every owner outside ``keep`` out of the sums; return those who cannot be (a
-        vector of theirs is in the sums)."""
-        stuck = []
-        for owner in (rnd.held | set(rnd.streams)) - set(keep):
-            if owner in rnd.vectors:
-                stuck.append(owner)
-                continue
-            self._drop_streams(rnd, owner)
-            rnd.held.discard(owner)
-        return stuck
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
         if msg.round_no in self._auth:
@@ -427,17 +322,17 @@ class ServerProtocol:
         gone = frozenset(o for o in msg.owners if o not in rnd.held)
         rnd.owners = rnd.owners - gone
         for owner in gone:
-            self._drop_streams(rnd, owner)
+            rnd.drop_streams(owner)
         if len(rnd.held) == len(rnd.owners):
             return [self._complete(msg.round_no, rnd)]
         return []
 
-    def _holding(self, round_no: int, rnd: _Round) -> Send:
+    def _holding(self, round_no: int, rnd: RunningSums) -> Send:
         rnd.reported = True
         held = tuple(sorted(rnd.held))
         return Send(self.model_owner, m.Holding(session=self.config.session, round_no=round_no, owners=held))
 
-    def _round(self, msg: m.Message) -> _Round | None:
+    def _round(self, msg: m.Message) -> RunningSums | None:
         return self._rounds.get(msg.round_no)
 
     def _refuse(self, round_no: int, why: str) -> Send:
@@ -470,8 +365,8 @@ class ServerProtocol:
             )
         if rnd.sent:
             # a result went out with these arrays, which may still be in a send buffer
-            rnd.sums = [self._sum(rnd, 0).copy(), self._sum(rnd, 1).copy()]
-        stuck = self._settle(rnd, set(msg.contributors))
+            rnd.sums = [rnd.sum(0).copy(), rnd.sum(1).copy()]
+        stuck = rnd.settle(set(msg.contributors))
         if stuck:
             why = f"cannot leave out {', '.join(sorted(stuck))}: a vector share of theirs is in this server's sum"
             return [self._refuse(msg.round_no, why)]

@@ -1,0 +1,115 @@
+"""Layer 4: a compute server's running sums of one ordinary round (pure; numpy and prf only).
+
+Vector components are added into the sums as they arrive, so memory does not grow with the
+number of owners (a sum starts as the first vector received, when that one is writable: no
+zero fill, no addition). Streams (seeds, keyed components) wait until the server is idle or
+needs the sums, and are then expanded together: all waiting streams are added a cache-sized
+block at a time, so the sums cross memory once per batch, not once per stream. An owner can be
+left out of the sum only if it has no vector in it (its streams are dropped while waiting,
+subtracted after); a vector, once added, cannot be.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asyncmpc.prf import NONCE_BYTES, add_keystreams, keystream_blocks
+from asyncmpc.ring import RingArray
+
+__all__ = ["ZERO_NONCE", "Guess", "RunningSums", "Stream", "Streams", "add_streams"]
+
+ZERO_NONCE = bytes(NONCE_BYTES)
+"""The nonce of explicit seeds."""
+Stream = tuple[bytes, bytes]
+"""(key, nonce): a share component given by its pseudo-random stream."""
+Streams = tuple[Stream | None, Stream | None]
+"""An owner's streams for components a and b (None: that component comes as a vector)."""
+
+
+@dataclass(slots=True)
+class RunningSums:
+    """One round's state at a server: the running sums of both components, and per owner only
+    its streams."""
+
+    owners: frozenset[str]
+    shape: tuple[int, ...]
+    sums: list[RingArray | None] = field(default_factory=lambda: [None, None])
+    """The running sums of components a and b; None until something is added."""
+    held: set[str] = field(default_factory=set)
+    """Owners whose share arrived."""
+    vectors: set[str] = field(default_factory=set)
+    """Held owners with a vector component in the sums."""
+    streams: dict[str, Streams] = field(default_factory=dict)
+    """Owners whose streams belong in the sums: held, or keyed and expected."""
+    in_sums: set[str] = field(default_factory=set)
+    """Owners whose streams are in the sums already."""
+    reported: bool = False
+    sent: bool = False
+    """The running sums went out in a ``ResultShare`` (they may still sit in a send buffer)."""
+    mac_key: bytes = b""
+    full: bool = False
+    """Opened for two servers: the early result carries both components in full."""
+
+    def flush(self) -> None:
+        """Expand the waiting streams into the sums."""
+        waiting = [o for o in self.streams if o not in self.in_sums]
+        if waiting:
+            add_streams(self.sums, self.shape, [self.streams[o] for o in waiting])
+            self.in_sums.update(waiting)
+
+    def sum(self, i: int) -> RingArray:
+        """Component i's sum (zeros if nothing was added)."""
+        acc = self.sums[i]
+        if acc is None:
+            self.sums[i] = acc = np.zeros(self.shape, dtype=np.int64)
+        return acc
+
+    def drop_streams(self, owner: str) -> None:
+        """Take ``owner``'s streams out of the round (subtracting them if already added)."""
+        streams = self.streams.pop(owner, None)
+        if streams is None or owner not in self.in_sums:
+            return
+        self.in_sums.discard(owner)
+        for i, st in enumerate(streams):
+            if st is not None:
+                add_keystreams(self.sum(i), [st[0]], subtract=True, nonces=[st[1]])
+
+    def settle(self, keep: set[str] | frozenset[str]) -> list[str]:
+        """Leave every owner outside ``keep`` out of the sums; return those who cannot be (a
+        vector of theirs is in the sums)."""
+        stuck = []
+        for owner in (self.held | set(self.streams)) - set(keep):
+            if owner in self.vectors:
+                stuck.append(owner)
+                continue
+            self.drop_streams(owner)
+            self.held.discard(owner)
+        return stuck
+
+
+@dataclass(slots=True)
+class Guess:
+    """Sums of keyed streams expanded ahead for a round not opened yet."""
+
+    round_no: int
+    shape: tuple[int, ...]
+    streams: dict[str, Streams]
+    sums: list[RingArray | None]
+
+
+def add_streams(sums: list[RingArray | None], shape: tuple[int, ...], streams: list[Streams]) -> None:
+    """Add every stream of ``streams`` into the sums of its component, a block at a time."""
+    for i in range(2):
+        chosen = [st[i] for st in streams if st[i] is not None]
+        keys, nonces = [k for k, _ in chosen], [n for _, n in chosen]  # type: ignore[misc]
+        if not keys:
+            continue
+        acc = sums[i]
+        if acc is None:  # the streams' sum is written, not added
+            sums[i] = acc = np.empty(shape, dtype=np.int64)
+            for _ in keystream_blocks(keys, acc.size, into=acc, nonces=nonces):
+                pass
+        else:
+            add_keystreams(acc, keys, nonces=nonces)
