@@ -1,11 +1,11 @@
 """Layer 1: the prime field F_p, p = 2^61 - 1, for information-theoretic MACs (numpy only).
 
-Why a field: a MAC t = alpha * x over the ring Z_2^64 is unsound, since the ring has zero
-divisors: a change d = 2^63 of x changes alpha * x by alpha * 2^63, which is 0 mod 2^64 for
-every even alpha, so half of all keys accept it (Cramer, Damgard, Escudero, Scholl, Xing,
-"SPDZ2k: Efficient MPC mod 2^k for Dishonest Majority", CRYPTO 2018, who therefore compute
-MACs modulo 2^(k+s)). In a prime field every non-zero difference d has an inverse, so for a
-uniform secret alpha, alpha * d takes each value with probability 1/p.
+Why a field: a linear MAC over the ring Z_2^64 (t = alpha * x, or <r, x>) is unsound, since
+the ring has zero divisors: a change d = 2^63 of x changes alpha * x by alpha * 2^63, which is
+0 mod 2^64 for every even alpha, so half of all keys accept it (Cramer, Damgard, Escudero,
+Scholl, Xing, "SPDZ2k: Efficient MPC mod 2^k for Dishonest Majority", CRYPTO 2018, who
+therefore compute MACs modulo 2^(k+s)). In a prime field every non-zero difference d has an
+inverse, so for a uniform secret key, r * d takes each value with probability 1/p.
 
 Ring values (signed fixed point, int64) stand for integers; ``macs`` reads those within
 [-MAX_ABS, MAX_ABS] as field elements v mod p, which is exact for their sums while the sums

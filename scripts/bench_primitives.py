@@ -78,7 +78,7 @@ def main() -> None:
         "reconstruct (two servers)": lambda: rss.reconstruct(shares[:2]),
         "share + reconstruct": lambda: rss.reconstruct(rss.share(x)[:2]),
         "server materialize seeded share": lambda: rss.materialize(seeded[0].a, x.shape),
-        "field MAC tag alpha * <r, x> mod 2^61-1 (an owner)": lambda: macs.tag(small, key),
+        "field MAC tag <r, x> mod 2^61-1 (an owner)": lambda: macs.tag(small, key),
         "field MAC check of a sum (the model owner)": lambda: macs.verify(small, key, tags),
     }
     rows = []

@@ -2,9 +2,9 @@
 
 An ordinary round cross-checks the twice-held components of the sum; when two holders of a
 component disagree, that says that one of them lied, not which. A MAC round adds what does:
-the model owner draws a fresh MAC key (``macs.MacKey``: a secret alpha in F_p, p = 2^61 - 1,
-and a secret projection vector r) and sends it to the data owners only; each owner shares,
-beside its ring vector x, the field element t = alpha * <r, x> (``authenticated_shares``).
+the model owner draws a fresh MAC key (``macs.MacKey``: a secret vector r in F_p^d,
+p = 2^61 - 1) and sends it to the data owners only; each owner shares, beside its ring vector
+x, the field element t = <r, x> mod p (``authenticated_shares``).
 Servers keep each owner's components apart (``AuthenticatedInputs``) and report ``Holding``
 with a digest of each owner's two components as received: the model owner compares the two
 holders' digests of every component and leaves out, and names, an owner that sent its holders
@@ -14,10 +14,10 @@ full; ``protocol.dispute.resolve`` tries the reconstructions that take each disp
 from one holder or the other and keeps the one whose MAC verifies, which names the other
 holder as the cheater.
 
-The MAC is information-theoretic (``macs``): a server that changes its values passes only by
-guessing, probability at most 1/p ~ 2^-61 per round. It follows the MACs of SPDZ (Damgard,
-Pastro, Smart, Zakarias, CRYPTO 2012) with the check moved to a prime field as SPDZ2k (Cramer
-et al., CRYPTO 2018) explains for rings with zero divisors; see SECURITY.md. An owner encodes
+The MAC is information-theoretic (``macs``: a one-time universal-hash MAC, Wegman and Carter,
+1981, linear like the MACs of SPDZ, CRYPTO 2012, and in a prime field as SPDZ2k, CRYPTO 2018,
+explains for rings with zero divisors): a server that changes its values passes only by
+guessing, probability at most 1/p ~ 2^-61 per round; see SECURITY.md. An owner encodes
 with ``MAC_HEADROOM`` times less range in a MAC round, so that an honest sum stays within the
 field's signed range (``field.MAX_ABS``), which the check needs.
 """

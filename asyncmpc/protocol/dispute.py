@@ -5,7 +5,7 @@ components of the sum's MAC. Component j is held by server j (its ``a``) and ser
 ``b``). Where the two holders agree on a component (ring and field part), an honest one
 vouches for it, since at most one server lies. Where they disagree, the lie is in one of two
 versions: ``resolve`` builds the reconstruction that leaves out each suspect's versions, checks
-each against the MAC (``macs.verify``: alpha * <r, z> = T in F_p, z in range), and keeps the one
+each against the MAC (``macs.verify``: <r, z> = T in F_p, z in range), and keeps the one
 that verifies. The suspect left out by the verified reconstruction is the cheater: the other
 one's versions made a reconstruction that the MAC refused, which an honest server's versions
 (the true sums of the owners' consistent shares) never do. So a server is named only when a

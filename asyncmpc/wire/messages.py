@@ -156,7 +156,7 @@ class InputShare(Message):
     b: Component
     ma: RingArray | None = None
     """In a MAC round: the components (t_i, t_{i+1}) of the field shares of the owner's tag
-    t = alpha * <r, x> (``macs``), one field element each (sent as int64)."""
+    t = <r, x> mod p (``macs``), one field element each (sent as int64)."""
     mb: RingArray | None = None
 
 

@@ -62,7 +62,7 @@ def test_a_changed_sum_fails_the_mac_whatever_the_tag_is_changed_by(
     i = data.draw(st.integers(0, len(vs) - 1))
     forged = x.copy()
     forged[i : i + 1] += np.array([d % (1 << 64)], dtype=np.uint64).view(np.int64)  # wraps mod 2^64
-    # a forgery passes only for one (alpha, r) in p; a random key catches it (or the range does)
+    # a forgery passes for one key in p; a random key catches it (or the range does)
     assert not verify(forged, key, t + e)
 
 
@@ -81,7 +81,6 @@ def test_a_mac_in_z_2_64_lets_a_zero_divisor_through_and_the_field_mac_does_not(
 def test_a_key_is_secret_in_print_and_its_parts_are_fixed_by_its_bytes() -> None:
     key = MacKey(bytes(range(16)))
     assert "hidden" in repr(key) and "\\x00" not in repr(key)
-    assert 0 < key.alpha < P and key.alpha == MacKey(bytes(range(16))).alpha
     r = key.projection(1000)
     assert r.dtype == np.uint64 and int(r.max()) < P and np.array_equal(r, key.projection(1000))
     assert not np.array_equal(r, MacKey.new().projection(1000))
