@@ -69,6 +69,8 @@ async def run_model_owner(
         "rounds": [],
     }
     done = 0 if fresh else _resume(config, out_dir, work, metrics)
+    excluded: dict[str, str] = metrics.setdefault("excluded_servers", {})  # kept across a resume
+    servers = [s for s in servers if s not in excluded]
     async with Node(config, name, tls=tls) as node:
         if done >= config.training.rounds:
             node.log.info("%s: all %d rounds are done already; nothing to train", out_dir / CHECKPOINT, done)
@@ -78,7 +80,9 @@ async def run_model_owner(
         await _wait_for_players(config, node, servers, owners)
         first = 2 if work.stats_size else 1  # training round t takes the batches of step t + first - 2
         start = STATS_ROUND if work.stats_size and "scaling" not in metrics else done + first
-        rounds: _Rounds = (_PlainRounds if plain else _Rounds)(config, node, owners, start)
+        rounds: _Rounds = (_PlainRounds if plain else _Rounds)(config, node, owners, start, excluded)
+        for server, reason in list(excluded.items()):
+            await rounds.exclude(server, reason)  # tell everyone again: they may have restarted
         checkpoints = _Checkpointer(config, out_dir)
 
         if work.stats_size and "scaling" not in metrics:
@@ -88,8 +92,6 @@ async def run_model_owner(
             metrics["rounds"].append(row)
             await checkpoints.after_round(work, metrics, t)
         await checkpoints.flush()
-        if rounds.excluded:
-            metrics["excluded_servers"] = dict(rounds.excluded)
 
         finish = m.Finish(session=config.session)
         await send_all(node, [Send(p, finish) for p in servers + owners if p in node.peers])
@@ -264,17 +266,20 @@ class _Rounds:
     has it excluded for the rest of the session.
     """
 
-    def __init__(self, config: Config, node: Node, owners: list[str], first_round: int) -> None:
+    def __init__(
+        self, config: Config, node: Node, owners: list[str], first_round: int, excluded: dict[str, str]
+    ) -> None:
         self.config = config
         self.node = node
         self.owners = owners
-        self.servers = [p.name for p in config.servers]
+        self.servers = [p.name for p in config.servers if p.name not in excluded]
         self.current: AggregationRound | None = None
         self.down_since: dict[str, float] = {}
         self._numbers = itertools.count(first_round)
         p = config.protocol
         self.macs = MacPolicy(always=p.mac_rounds == "always", window=p.mac_window)
-        self.excluded: dict[str, str] = {}
+        self.excluded = excluded
+        """Servers proved to have lied, with why (the dict is metrics.json's ``excluded_servers``)."""
 
     async def run(self, size: int, request: m.Message) -> _Outcome:
         """Aggregate the owners' answers to ``request``; a disputed round is run again at once

@@ -19,16 +19,16 @@ import pytest
 from asyncmpc.config import load_config
 from asyncmpc.roles.cheat import CHEAT_ENV, EQUIVOCATE_ENV
 from asyncmpc.training import ReferenceTrainer
-from tests.helpers import players, write_config
-from tests.integration.test_faults import ALL, OWNERS, SERVERS, finish, saved_theta, start
+from tests.helpers import players, wait_until, write_config
+from tests.integration.test_faults import ALL, OWNERS, SERVERS, finish, kill, rows, saved_theta, start
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 ROUNDS = 8
 
 
-def deployment(tmp_path: Path, *, mac_rounds: str = "after-dispute") -> Path:
-    training = f'dataset = "breast_cancer"\nrounds = {ROUNDS}\nbatch_size = 64'
+def deployment(tmp_path: Path, *, mac_rounds: str = "after-dispute", rounds: int = ROUNDS) -> Path:
+    training = f'dataset = "breast_cancer"\nrounds = {rounds}\nbatch_size = 64'
     protocol = f'server_timeout = 1.5\nidle_timeout = 120.0\nmac_rounds = "{mac_rounds}"\nmac_window = 2'
     return write_config(tmp_path, owners=3, tls=True, training=training, protocol=protocol)
 
@@ -51,7 +51,7 @@ def run_with_liar(tmp_path: Path, liar: str, cheat: str, *, mac_rounds: str = "a
     contributors = [r["contributors"] for r in log]
     theta = ReferenceTrainer(load_config(config)).run(contributors, metrics["statistics_contributors"]).theta
     np.testing.assert_allclose(saved_theta(out), theta, atol=1e-9, rtol=0)  # every accepted sum was honest
-    excluded = set(metrics.get("excluded_servers", {}))
+    excluded = set(metrics["excluded_servers"])
     assert excluded <= {liar}, f"an honest server was excluded: {excluded}"
     if excluded:
         assert liar_exit == 2 and "excluded this server from the session" in liar_log
@@ -70,7 +70,7 @@ def test_a_liar_in_every_round_is_excluded_or_harmless(tmp_path: Path, what: str
     metrics = run_with_liar(tmp_path, liar, f"{what}:every")
     log = [metrics["statistics_round"], *metrics["rounds"]]
     if what == "holding":  # a denied share looks like a lost one: never proof of a lie
-        assert "excluded_servers" not in metrics
+        assert not metrics["excluded_servers"]
         assert any(r.get("disputed") for r in log)
     else:
         assert set(metrics["excluded_servers"]) == {liar}
@@ -83,7 +83,7 @@ def test_a_liar_in_ordinary_rounds_only_costs_re_runs_and_is_never_excluded(tmp_
     liar = SERVERS[(WHATS.index(what) + 1) % 3]
     metrics = run_with_liar(tmp_path, liar, f"{what}:ordinary")
     log = [metrics["statistics_round"], *metrics["rounds"]]
-    assert "excluded_servers" not in metrics
+    assert not metrics["excluded_servers"]
     disputed = [r for r in log if r.get("disputed")]
     assert disputed and all(r["mac"] for r in disputed), "each disputed round ends as a MAC round"
     assert any(r.get("mac") and not r.get("disputed") for r in log), "MAC rounds stay on after a dispute"
@@ -95,7 +95,7 @@ def test_a_liar_in_mac_rounds_only_is_excluded_at_its_first_lie(tmp_path: Path, 
     metrics = run_with_liar(tmp_path, liar, f"{what}:mac", mac_rounds="always")
     log = [metrics["statistics_round"], *metrics["rounds"]]
     if what == "holding":  # a wrong digest costs that owner the round, and no server its place
-        assert "excluded_servers" not in metrics
+        assert not metrics["excluded_servers"]
         assert all(r["inconsistent_owners"] == [OWNERS[0]] for r in log)
     else:
         assert set(metrics["excluded_servers"]) == {liar}
@@ -107,7 +107,7 @@ def test_a_liar_that_lies_once_costs_one_re_run(tmp_path: Path, what: str) -> No
     liar = SERVERS[WHATS.index(what) % 3]
     metrics = run_with_liar(tmp_path, liar, f"{what}:once")
     log = [metrics["statistics_round"], *metrics["rounds"]]
-    assert "excluded_servers" not in metrics  # its lie was in an ordinary round: no proof
+    assert not metrics["excluded_servers"]  # its lie was in an ordinary round: no proof
     assert len([r for r in log if r.get("disputed")]) <= 1
 
 
@@ -124,7 +124,7 @@ def test_an_owner_that_sends_two_servers_different_shares_is_left_out_and_named_
         mo_log = procs.log("model-owner")
     metrics = json.loads((out / "metrics.json").read_text())
     log = [metrics["statistics_round"], *metrics["rounds"]]
-    assert "excluded_servers" not in metrics and not any(r.get("excluded") for r in log)
+    assert not metrics["excluded_servers"] and not any(r.get("excluded") for r in log)
     assert all(r.get("skipped") is None for r in log)
     assert all(liar not in r["contributors"] and len(r["contributors"]) == 2 for r in log)
     named = [r for r in log if r.get("inconsistent_owners")]
@@ -132,5 +132,34 @@ def test_an_owner_that_sends_two_servers_different_shares_is_left_out_and_named_
     assert all(r.get("servers") == SERVERS for r in log), "every server stays in"
     assert f"left out {liar}: their shares differ between the two servers that hold them" in mo_log
     contributors = [r["contributors"] for r in metrics["rounds"]]
+    theta = ReferenceTrainer(load_config(config)).run(contributors, metrics["statistics_contributors"]).theta
+    np.testing.assert_allclose(saved_theta(out), theta, atol=1e-9, rtol=0)
+
+
+def test_an_exclusion_outlasts_a_model_owner_restart_and_a_restarted_liar_stays_out(tmp_path: Path) -> None:
+    liar = SERVERS[1]
+    config = deployment(tmp_path, rounds=200)
+    out = tmp_path / "out"
+    with players(tmp_path) as procs:
+        start(procs, config, out, [n for n in ALL if n != liar])
+        start(procs, config, out, [liar], env={CHEAT_ENV: "vector:every"})
+        wait_until(lambda: len(rows(out)) >= 3, 120, "three rounds after the exclusion")
+        kill(procs, "model-owner")
+        assert procs.wait(liar, 60) == 2  # it was told, and left
+        before = len(rows(out))
+        assert before < 200, "the model owner was killed while it trained"
+        start(procs, config, out, [liar], env={CHEAT_ENV: "vector:every"})  # it comes back, still lying
+        start(procs, config, out, ["model-owner"])
+        finish(procs, [n for n in ALL if n != liar])
+        mo_log, liar_log = procs.log("model-owner"), procs.log(liar)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["excluded_servers"]) == {liar} and metrics["resumed_after"]
+    log = metrics["rounds"]
+    assert len(log) == 200 and all(r.get("skipped") is None for r in log)
+    assert all(r["servers"] == [SERVERS[0], SERVERS[2]] for r in log[before - 1 :]), "the liar stayed out"
+    assert f"excluding {liar} for the rest of the session" in mo_log
+    second = liar_log[liar_log.rindex("listening on") :]  # the liar's second process
+    assert "excluded from this session" in second  # the honest servers refused it
+    contributors = [r["contributors"] for r in log]
     theta = ReferenceTrainer(load_config(config)).run(contributors, metrics["statistics_contributors"]).theta
     np.testing.assert_allclose(saved_theta(out), theta, atol=1e-9, rtol=0)

@@ -84,7 +84,7 @@ def every_round_done(out: Path, rounds: int) -> list[dict[str, Any]]:
     log = rows(out)
     assert len(log) == rounds and all(r.get("skipped") is None for r in log), "every round has a result"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert "excluded_servers" not in metrics and not any(r.get("excluded") for r in log), "no one excluded"
+    assert not metrics["excluded_servers"] and not any(r.get("excluded") for r in log), "no one excluded"
     return log
 
 

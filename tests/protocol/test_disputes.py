@@ -194,3 +194,18 @@ def test_a_mac_round_refuses_field_values_outside_the_field_naming_the_owner() -
     plain = dataclasses.replace(send_one, ma=None, mb=None)
     with pytest.raises(RemoteProtocolError, match="MAC round: ma must be 1 field element"):
         servers["server-1"].feed(OWNERS[0], plain)
+
+
+def test_answers_for_another_round_never_count_and_a_future_one_is_a_protocol_error() -> None:
+    _, rnd, router, key = mac_round(round_no=5)
+    xs = values()
+    send(router, xs, key, round_no=5)
+    router.run()  # every server reported; the round asked for the sum (Aggregate) and got it
+    assert rnd.result is not None
+    late = m.ResultShare(session="test", round_no=4, contributors=OWNERS, a=np.zeros(SHAPE, dtype=np.int64))
+    fresh = AggregationRound(CFG, 5, OWNERS, SHAPE, mac_key=key)
+    assert fresh.feed("server-0", late) == []  # an earlier round's answer is ignored
+    ahead = dataclasses.replace(late, round_no=6)
+    with pytest.raises(RemoteProtocolError, match="server-0: 'result_share' for round 6, expected 5"):
+        fresh.feed("server-0", ahead)
+    np.testing.assert_array_equal(rnd.result.total, honest_sum(xs))
