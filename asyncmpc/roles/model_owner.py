@@ -328,6 +328,8 @@ class _Rounds:
             )
         if result.cheater:
             await self.exclude(result.cheater, f"its result shares of round {result.round_no} failed the MAC check")
+        elif result.mac and result.reason and result.total is not None:
+            self.node.log.warning("round %d: %s (a data owner's tag shares are wrong)", result.round_no, result.reason)
 
     async def exclude(self, server: str, reason: str) -> None:
         """Leave ``server`` out for the rest of the session, and have every other player stop
