@@ -4,7 +4,7 @@ Per round: the model owner opens it (``OpenRound``: owners, shape); data owners 
 replicated share (``InputShare``), which is checked (sender expected, shape, no duplicate) and
 kept; the server reports ``Holding`` once every expected owner is in, or when told
 ``CloseInputs``; on ``Aggregate`` it sums the named contributors' shares and answers with its
-``ResultShare``. When the round was opened with a MAC key, a server that receives every
+``ResultShare``. When the round was opened with a one-time tag key, a server that receives every
 expected owner's share sends its ``ResultShare`` right away instead of ``Holding`` (the common
 case costs no ``Aggregate`` round trip); the state stays until the next round, so an
 ``Aggregate`` over fewer owners can still follow. Input shares that arrive before their round
@@ -26,6 +26,11 @@ knows these streams before the shares arrive, so it expands them when it has not
 when a round opens, and, after a round's result went out, for the next round with the same
 owners and shape (a guess, corrected when the next round opens). An owner that ends up not
 contributing has its streams subtracted again.
+
+MAC rounds (``OpenRound.mac``, after a dispute) are kept apart, in
+``protocol.authenticated.AuthenticatedInputs``: each owner's share is kept whole, ``Holding``
+carries a digest of it, and the sums are taken only on ``Aggregate``, over the contributors
+the model owner names, and sent in full.
 """
 
 from __future__ import annotations
