@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stats:
             _write_stats(args.stats, who, role, stats)
     except AsyncMpcError as exc:
-        print(f"asyncmpc: {who}: {exc}", file=sys.stderr)
+        text = str(exc)
+        print(f"asyncmpc: {who}: {text.removeprefix(f'{who}: ')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -14,6 +14,7 @@ __all__ = [
     "PeerLost",
     "RoundTimeout",
     "OutputError",
+    "ListenError",
 ]
 
 
@@ -74,3 +75,7 @@ class RoundTimeout(AsyncMpcError):
 
 class OutputError(AsyncMpcError):
     """A file this player writes (checkpoint, model, metrics) cannot be written."""
+
+
+class ListenError(AsyncMpcError):
+    """A player cannot listen on its configured address (port in use, address not local)."""

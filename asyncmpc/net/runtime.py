@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import ssl
@@ -32,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, LISTENING_ROLES, MODEL_OWNER, Config, Player
-from asyncmpc.errors import ConfigError, PeerLost, RemoteProtocolError
+from asyncmpc.errors import ConfigError, ListenError, PeerLost, RemoteProtocolError
 from asyncmpc.net.dialer import Dialer
 from asyncmpc.net.peer import BodyBudget, Connection, FrameProtocol
 from asyncmpc.protocol.events import check_sender
@@ -115,12 +116,15 @@ class Node:
         """Listen, if this role listens (on the configured host and port; port 0 in tests)."""
         if self.me.role in LISTENING_ROLES:
             loop = asyncio.get_running_loop()
-            self._server = await loop.create_server(
-                self._accepted_protocol,
-                self.me.host,
-                self.me.port,
-                backlog=4096,  # a swarm of owners dials in at once
-            )
+            try:
+                self._server = await loop.create_server(
+                    self._accepted_protocol,
+                    self.me.host,
+                    self.me.port,
+                    backlog=4096,  # a swarm of owners dials in at once
+                )
+            except OSError as exc:
+                raise ListenError(_listen_error(self.config, self.me, exc)) from None
             self.log.info("listening on %s:%s", self.me.host, self.port)
 
     @property
@@ -360,8 +364,12 @@ class Node:
         """Wait up to ``timeout`` until ``need`` of ``names`` are connected, then up to ``grace``
         more for the others; return those connected. PeerLost if fewer than ``need`` came."""
         if not await self.wait_until(lambda: sum(n in self.peers for n in names) >= need, timeout):
-            up = [n for n in names if n in self.peers]
-            raise PeerLost(f"{self.name}: only {len(up)} of {', '.join(names)} connected within {timeout:g}s")
+            down = [self.config.player(n) for n in names if n not in self.peers]
+            where = ", ".join(f"{p.name} at {p.host}:{p.port}" for p in down)
+            raise PeerLost(
+                f"{self.name}: could not reach {where} within {timeout:g}s ([protocol] connect_timeout; "
+                f"needed {need} of {len(names)}): are they running, and can this host reach those addresses?"
+            )
         await self.wait_until(lambda: all(n in self.peers for n in names), grace)
         return [n for n in names if n in self.peers]
 
@@ -453,6 +461,24 @@ class Node:
             self.bytes_sent + sum(c.bytes_sent for c in open_),
             self.bytes_received + sum(c.bytes_received for c in open_),
         )
+
+
+def _listen_error(config: Config, me: Player, exc: OSError) -> str:
+    """One line on why ``me`` cannot listen, and what to do about it."""
+    where = f"{me.host}:{me.port}"
+    key = f"[players.{me.name}] host and port in {config.path}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: the port is in use (is {me.name} running already? "
+            f"`ss -ltnp 'sport = :{me.port}'` shows the process); stop that process or change {key}"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: the address is not one of this host's; change {key}"
+    if exc.errno == errno.EACCES:
+        return (
+            f"{me.name}: cannot listen on {where}: permission denied (ports below 1024 need privileges); change {key}"
+        )
+    return f"cannot listen on {where}: {exc.strerror or exc}; check {key}"
 
 
 def _keepalive(transport: Any) -> None:

@@ -1,0 +1,61 @@
+"""Operational errors as a person meets them: one line naming what is wrong and what to do,
+exit status 2, no traceback. Each case runs a real player process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, RUN_ROLE, free_ports, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def run_role(config: Path, name: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", name]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The error line on stderr, after checking that it is the only output of note."""
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("asyncmpc:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_a_port_in_use_names_the_player_the_address_and_what_to_do(tmp_path: Path) -> None:
+    ports = free_ports(4)
+    config = write_config(tmp_path, owners=2, ports=ports)
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", ports[1]))
+        holder.listen()
+        result = run_role(config, "server-0")
+    assert result.returncode == 2
+    assert one_line(result) == (
+        f"asyncmpc: server-0: cannot listen on 127.0.0.1:{ports[1]}: the port is in use "
+        f"(is server-0 running already? `ss -ltnp 'sport = :{ports[1]}'` shows the process); stop that "
+        f"process or change [players.server-0] host and port in {config}"
+    )
+
+
+def test_peers_that_never_come_up_are_named_with_their_addresses_while_waiting_and_at_the_end(
+    tmp_path: Path,
+) -> None:
+    ports = free_ports(4)
+    config = write_config(tmp_path, owners=2, ports=ports, protocol="connect_timeout = 2.0\nserver_timeout = 0.5")
+    argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", "model-owner", "--out", str(tmp_path)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert result.returncode == 2
+    where = ", ".join(f"server-{i} at 127.0.0.1:{ports[1 + i]}" for i in range(3))
+    assert one_line(result) == (
+        f"asyncmpc: model-owner: could not reach {where} within 2s ([protocol] connect_timeout; needed 2 of 3): "
+        "are they running, and can this host reach those addresses?"
+    )
+    for i in range(3):  # said while it was still waiting, not only at the end
+        assert f"cannot reach server-{i} at 127.0.0.1:{ports[1 + i]} yet" in result.stderr
