@@ -134,12 +134,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stats:
             _write_stats(args.stats, who, role, stats)
     except AsyncMpcError as exc:
-        text = str(exc)
-        print(f"asyncmpc: {who}: {text.removeprefix(f'{who}: ')}", file=sys.stderr)
-        return 2
+        return _fail(who, exc)
+    except ExceptionGroup as group:  # from a task group: one line if every error is ours
+        ours, rest = group.split(AsyncMpcError)
+        if ours is None or rest is not None:
+            raise
+        return _fail(who, _leaves(ours)[0])
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _fail(who: str, exc: BaseException) -> int:
+    """Print an operational error as one line (without repeating the player's name); exit 2."""
+    print(f"asyncmpc: {who}: {str(exc).removeprefix(f'{who}: ')}", file=sys.stderr)
+    return 2
+
+
+def _leaves(group: BaseExceptionGroup[AsyncMpcError]) -> list[AsyncMpcError]:
+    out: list[AsyncMpcError] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
 
 
 def _run_player(config: Config, name: str, role: str, out: Path, *, fresh: bool = False) -> dict[str, Any]:

@@ -59,3 +59,14 @@ def test_peers_that_never_come_up_are_named_with_their_addresses_while_waiting_a
     )
     for i in range(3):  # said while it was still waiting, not only at the end
         assert f"cannot reach server-{i} at 127.0.0.1:{ports[1 + i]} yet" in result.stderr
+
+
+def test_a_swarm_whose_model_owner_never_comes_reports_one_line_not_a_task_group_traceback(tmp_path: Path) -> None:
+    protocol = "connect_timeout = 1.0\nserver_timeout = 0.5\nidle_timeout = 2.0"
+    config = write_config(tmp_path, owners=2, protocol=protocol)
+    argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--swarm"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith("asyncmpc: data-owner swarm: data-owner-")
+    assert line.endswith(": the model owner was absent for 2s ([protocol] idle_timeout)")
