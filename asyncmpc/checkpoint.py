@@ -5,9 +5,11 @@ training needs (weights, optimizer state, feature scaling) and a JSON header (fo
 data set, parameter count, the round just finished, the training settings). A restarted model
 owner with the same config and output folder reads it and resumes at the next round.
 
-Every file the model owner writes (checkpoint, model, metrics) goes through ``atomic_write``:
+Every file the model owner replaces (checkpoint, model, metrics) goes through ``atomic_write``:
 write a temporary file beside the target, flush and fsync it, rename it over the target, and
 fsync the folder, so a crash at any moment leaves the old file or the new one, never a torn one.
+The round log ``metrics.jsonl`` grows by one line per round instead (``append_round``), so a
+long run does not rewrite a growing file; a torn last line is ignored when it is read back.
 """
 
 from __future__ import annotations
@@ -28,9 +30,23 @@ from numpy.typing import NDArray
 from asyncmpc.config import Config
 from asyncmpc.errors import ConfigError
 
-__all__ = ["CHECKPOINT", "Checkpoint", "atomic_write", "fingerprint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT",
+    "ROUND_LOG",
+    "Checkpoint",
+    "append_round",
+    "atomic_write",
+    "checkpoint_header",
+    "fingerprint",
+    "load_checkpoint",
+    "read_rounds",
+    "rewrite_rounds",
+    "save_checkpoint",
+]
 
 CHECKPOINT = "checkpoint.npz"
+ROUND_LOG = "metrics.jsonl"
+"""One JSON object per line, one line per round, in the order the rounds ended."""
 FORMAT = 1
 _HEADER = "__header__"
 
@@ -49,6 +65,41 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def append_round(out_dir: Path, row: dict[str, Any]) -> None:
+    """Append one round's row to the round log, durably (flushed and fsynced)."""
+    with open(out_dir / ROUND_LOG, "ab") as fh:
+        fh.write(json.dumps(row).encode() + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_rounds(out_dir: Path) -> list[dict[str, Any]]:
+    """The rows of the round log (none if it does not exist); a torn last line is left out."""
+    try:
+        lines = (out_dir / ROUND_LOG).read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # written while the process died
+            raise
+    return rows
+
+
+def rewrite_rounds(out_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace the round log with ``rows`` (at a fresh start, none; at a resume, those kept)."""
+    text = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+    def write(fh: IO[bytes]) -> None:
+        fh.write(text)
+
+    atomic_write(out_dir / ROUND_LOG, write)
 
 
 def fingerprint(config: Config) -> dict[str, Any]:
@@ -80,6 +131,16 @@ def save_checkpoint(
         fh.write(buf.getbuffer())
 
     atomic_write(folder / CHECKPOINT, write)
+
+
+def checkpoint_header(folder: Path) -> dict[str, Any] | None:
+    """The JSON header of the checkpoint in ``folder`` (round, settings, meta) without its
+    arrays, for watching a run from outside; None if there is none (or it cannot be read)."""
+    try:
+        with np.load(folder / CHECKPOINT) as f:
+            return json.loads(bytes(f[_HEADER]).decode())  # type: ignore[no-any-return]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def load_checkpoint(folder: Path, config: Config) -> Checkpoint | None:

@@ -13,7 +13,6 @@ while server-1 is still down).
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import subprocess
 import sys
@@ -24,14 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from asyncmpc.checkpoint import checkpoint_header, read_rounds  # noqa: E402
 from scripts.bench import RUN_ROLE, deployment  # noqa: E402
 
 
 def rounds_done(out: Path) -> int:
-    try:
-        return len(json.loads((out / "metrics.json").read_text())["rounds"])
-    except (OSError, ValueError, KeyError):
-        return 0
+    return len(read_rounds(out))
 
 
 def wait_for(predicate: object, timeout: float) -> None:
@@ -106,25 +103,20 @@ def main() -> None:
 
 
 def _median_round(out: Path, last: int = 10) -> float:
-    secs = sorted(r["seconds"] for r in json.loads((out / "metrics.json").read_text())["rounds"][-last:])
+    secs = sorted(r["seconds"] for r in read_rounds(out)[-last:])
     return secs[len(secs) // 2]
 
 
 def _last_servers(out: Path) -> int:
-    try:
-        return len(json.loads((out / "metrics.json").read_text())["rounds"][-1].get("servers", []))
-    except (OSError, ValueError, IndexError, KeyError):
-        return 0
+    rows = read_rounds(out)
+    return len(rows[-1].get("servers", [])) if rows else 0
 
 
 def _resumed_rounds(out: Path) -> int:
-    try:
-        doc = json.loads((out / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return 0
-    if not doc.get("resumed_after"):
-        return 0
-    return len(doc["rounds"]) - doc["resumed_after"][-1]
+    """Rounds checkpointed since the model owner last resumed."""
+    header = checkpoint_header(out)
+    resumed = (header or {}).get("meta", {}).get("resumed_after")
+    return int(header["round"]) - resumed[-1] if header and resumed else 0
 
 
 if __name__ == "__main__":

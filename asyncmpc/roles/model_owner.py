@@ -1,10 +1,11 @@
 """Layer 6: the model owner process: runs the rounds, holds the model, sees only the aggregate.
 
-With a data set, round 1 gathers the global feature statistics and training round t runs as
-protocol round t + 1. After every round it writes ``metrics.json`` and ``checkpoint.npz`` in the
-output folder (atomically, while the next round runs), and ``model.npz`` at the end; started
-again with the same config and folder, it resumes at the next round (``fresh=True`` starts
-afresh). With
+With a data set, a statistics round first gathers the global feature statistics. After every
+round it appends the round's row to ``metrics.jsonl`` and writes ``checkpoint.npz`` in the
+output folder (durably, while the next round runs), and ``model.npz`` and ``metrics.json`` (the
+summary, every row included) at the end; started again with the same config and folder, it
+resumes at the next round (``fresh=True`` starts afresh). A disputed round runs again as a MAC
+round under the next round number (``_Rounds``). With
 ``aggregation = "plain"`` (synthetic benchmarks only) data owners send their gradients straight
 here: the plaintext floor that secure aggregation is measured against.
 
@@ -18,7 +19,6 @@ one returns (at most ``idle_timeout``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -29,7 +29,16 @@ from typing import IO, Any
 
 import numpy as np
 
-from asyncmpc.checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoint
+from asyncmpc.checkpoint import (
+    CHECKPOINT,
+    ROUND_LOG,
+    append_round,
+    atomic_write,
+    load_checkpoint,
+    read_rounds,
+    rewrite_rounds,
+    save_checkpoint,
+)
 from asyncmpc.config import Config
 from asyncmpc.errors import OutputError, PeerLost, RemoteProtocolError
 from asyncmpc.macs import MacKey
@@ -69,6 +78,10 @@ async def run_model_owner(
         "rounds": [],
     }
     done = 0 if fresh else _resume(config, out_dir, work, metrics)
+    try:
+        rewrite_rounds(out_dir, metrics["rounds"])  # none at a fresh start; those kept at a resume
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write {ROUND_LOG}: {exc.strerror or exc}") from exc
     excluded: dict[str, str] = metrics.setdefault("excluded_servers", {})  # kept across a resume
     servers = [s for s in servers if s not in excluded]
     async with Node(config, name, tls=tls) as node:
@@ -172,22 +185,20 @@ def _resume(config: Config, out_dir: Path, work: Workload, metrics: dict[str, An
     if ckpt is None:
         return 0
     work.restore(ckpt.arrays)
-    previous: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        previous = json.loads((out_dir / "metrics.json").read_text())
     metrics.update({k: v for k, v in ckpt.meta.items() if k != "rounds"})
-    metrics["rounds"] = [r for r in previous.get("rounds", []) if r.get("round", 0) <= ckpt.round]
+    metrics["rounds"] = [r for r in read_rounds(out_dir) if r.get("round", 0) <= ckpt.round]
     metrics["resumed_after"] = [*ckpt.meta.get("resumed_after", []), ckpt.round]
     return ckpt.round
 
 
 class _Checkpointer:
-    """Writes metrics.json, then checkpoint.npz, after each round, on a worker thread while the
-    next round runs (a durable write of an 8 MB model takes tens of milliseconds, mostly
-    fsync, which releases the GIL). One write at a time: a round's write waits for the last
-    one, so a crash loses at most the round in flight and the one being written, which a
-    resumed run redoes. The arrays handed over are never changed in place (each optimizer
-    step makes new ones), so the thread writes a consistent state."""
+    """Appends the round's row to metrics.jsonl, then writes checkpoint.npz, after each round,
+    on a worker thread while the next round runs (a durable write of an 8 MB model takes tens
+    of milliseconds, mostly fsync, which releases the GIL). One write at a time: a round's
+    write waits for the last one, so a crash loses at most the round in flight and the one
+    being written, which a resumed run redoes (rows after the checkpoint's round are dropped
+    then). The arrays handed over are never changed in place (each optimizer step makes new
+    ones), so the thread writes a consistent state."""
 
     def __init__(self, config: Config, out_dir: Path) -> None:
         self.config = config
@@ -196,15 +207,15 @@ class _Checkpointer:
 
     async def after_round(self, work: Workload, metrics: dict[str, Any], t: int) -> None:
         await self.flush()
-        doc = {**metrics, "rounds": list(metrics["rounds"])}
-        meta = {k: v for k, v in metrics.items() if k != "rounds"}
+        row = metrics["rounds"][-1]
+        meta = json.loads(json.dumps({k: v for k, v in metrics.items() if k != "rounds"}))  # a snapshot
         state = dict(work.state())
-        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, doc, meta, state, t))
+        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, row, meta, state, t))
 
-    def _write(self, doc: dict[str, Any], meta: dict[str, Any], state: dict[str, Any], t: int) -> None:
-        # metrics first: a crash in between redoes round t, whose row is then replaced
+    def _write(self, row: dict[str, Any], meta: dict[str, Any], state: dict[str, Any], t: int) -> None:
+        # the row first: a crash in between redoes round t, whose row is then dropped
         try:
-            _write_json(self.out_dir / "metrics.json", doc)
+            append_round(self.out_dir, row)
             save_checkpoint(self.out_dir, self.config, t, state, meta)
         except OSError as exc:
             raise OutputError(f"{self.out_dir}: cannot write the checkpoint: {exc.strerror or exc}") from exc

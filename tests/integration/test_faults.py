@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from asyncmpc.checkpoint import read_rounds
 from asyncmpc.config import load_config
 from asyncmpc.training import ReferenceTrainer
 from asyncmpc.workload import SyntheticOwner
@@ -44,10 +45,8 @@ def deployment(tmp_path: Path, rounds: int, *, extra_training: str = "") -> Path
 
 
 def rows(out: Path) -> list[dict[str, Any]]:
-    try:
-        return json.loads((out / "metrics.json").read_text())["rounds"]  # type: ignore[no-any-return]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return []
+    """The rounds logged so far (metrics.jsonl grows by a line per round)."""
+    return read_rounds(out)
 
 
 def start(procs: Players, config: Path, out: Path, names: list[str] = ALL, env: dict[str, str] | None = None) -> None:
@@ -168,7 +167,7 @@ def test_a_killed_model_owner_resumes_and_ends_with_the_weights_of_an_uninterrup
     rounds = 400
     with training(tmp_path, rounds, until=random.Random().randrange(20, 100)) as (procs, config, out):
         kill(procs, "model-owner")
-        done = json.loads((out / "metrics.json").read_text())["rounds"][-1]["round"]
+        done = rows(out)[-1]["round"]
         others = [n for n in ALL if n != "model-owner"]
         assert all(procs.procs[n].poll() is None for n in others), "nobody else exited"
         procs.start_role(config, "model-owner", "--out", str(out))

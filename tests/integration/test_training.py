@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asyncmpc.checkpoint import read_rounds
 from asyncmpc.config import load_config
 from asyncmpc.training import ReferenceTrainer, load_sklearn
 from asyncmpc.wire import messages as m
@@ -238,10 +239,7 @@ def test_a_data_owner_that_restarts_mid_session_rejoins_and_every_round_stays_ex
     out = tmp_path / "out"
 
     def rounds_done() -> int:
-        try:
-            return len(json.loads((out / "metrics.json").read_text())["rounds"])
-        except (FileNotFoundError, json.JSONDecodeError):
-            return 0
+        return len(read_rounds(out))
 
     with players(tmp_path) as procs:
         for name in ALL:

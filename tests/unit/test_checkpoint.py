@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from asyncmpc.checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoint
+from asyncmpc.checkpoint import (
+    CHECKPOINT,
+    ROUND_LOG,
+    append_round,
+    atomic_write,
+    checkpoint_header,
+    load_checkpoint,
+    read_rounds,
+    rewrite_rounds,
+    save_checkpoint,
+)
 from asyncmpc.config import parse_config
 from asyncmpc.errors import ConfigError
 from asyncmpc.logreg import Model
@@ -79,3 +90,26 @@ def test_an_output_folder_that_cannot_be_made_is_one_line_and_status_2(tmp_path:
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("cannot create the output folder: Not a directory")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_round_log_grows_by_a_line_and_a_torn_last_line_is_left_out(tmp_path: Path) -> None:
+    assert read_rounds(tmp_path) == []
+    for t in range(1, 4):
+        append_round(tmp_path, {"round": t, "contributors": ["data-owner-0"]})
+    assert [r["round"] for r in read_rounds(tmp_path)] == [1, 2, 3]
+    with open(tmp_path / ROUND_LOG, "ab") as fh:
+        fh.write(b'{"round": 4, "contrib')  # the process died mid-line
+    assert [r["round"] for r in read_rounds(tmp_path)] == [1, 2, 3]
+    rewrite_rounds(tmp_path, read_rounds(tmp_path)[:2])  # a resume after round 2 keeps two rows
+    append_round(tmp_path, {"round": 3})
+    assert [r["round"] for r in read_rounds(tmp_path)] == [1, 2, 3]
+    (tmp_path / ROUND_LOG).write_bytes(b'{"round": 1}\nnot json\n{"round": 3}\n')
+    with pytest.raises(json.JSONDecodeError):
+        read_rounds(tmp_path)  # damage in the middle is not a torn end: said, not hidden
+
+
+def test_the_checkpoint_header_is_read_without_the_arrays(tmp_path: Path) -> None:
+    assert checkpoint_header(tmp_path) is None
+    save_checkpoint(tmp_path, config(), 7, {"theta": np.zeros(3)}, {"resumed_after": [5]})
+    header = checkpoint_header(tmp_path)
+    assert header is not None and header["round"] == 7 and header["meta"] == {"resumed_after": [5]}
