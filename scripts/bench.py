@@ -148,6 +148,10 @@ def run_one(
                 proc.kill()
     metrics = json.loads((folder / "metrics.json").read_text())
     secs = [r["seconds"] for r in metrics["rounds"]]
+    ends = [r["time"] for r in metrics["rounds"] if "time" in r]
+    wall = {}
+    if len(ends) >= 201:  # wall time per round (checkpoint and log writes included), first and last 100
+        wall = {"first_100": (ends[100] - ends[0]) / 100, "last_100": (ends[-1] - ends[-101]) / 100}
     kinds = {
         "disputed": sum(1 for r in metrics["rounds"] if r.get("disputed")),
         "mac": sum(1 for r in metrics["rounds"] if r.get("mac")),
@@ -182,6 +186,7 @@ def run_one(
         "round_seconds": {"median": statistics.median(secs), "min": min(secs), "max": max(secs)},
         "all_round_seconds": secs,
         "round_kinds": kinds,
+        "wall_per_round": wall,
         "upload_per_owner_bytes_per_round": roles["data-owner"]["bytes_sent"] / owners / rounds,
         "roles": roles,
         "max_abs_error_vs_exact_mean": float(np.abs(theta - expected).max()),
@@ -288,6 +293,12 @@ def main() -> None:
             f"{r['max_abs_error_vs_exact_mean']:9.2e} "
             f"{r['round_kinds']['disputed']:>6}/{r['round_kinds']['mac']:<5}"
         )
+        if r["wall_per_round"]:
+            w = r["wall_per_round"]
+            print(
+                f"  wall time per round: {w['first_100'] * 1e3:.2f} ms over the first 100, "
+                f"{w['last_100'] * 1e3:.2f} ms over the last 100"
+            )
 
 
 if __name__ == "__main__":

@@ -155,6 +155,7 @@ async def _train_round(
         loss, accuracy = work.apply(total, len(result.contributors))  # type: ignore[arg-type]
         row.update(loss=loss, test_accuracy=accuracy)
     row["seconds"] = time.perf_counter() - t0
+    row["time"] = round(time.time(), 6)  # when it ended (Unix seconds): wall time between rows
     _log_round(node, config, row, result)
     return row
 
