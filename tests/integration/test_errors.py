@@ -70,3 +70,25 @@ def test_a_swarm_whose_model_owner_never_comes_reports_one_line_not_a_task_group
     line = one_line(result)
     assert line.startswith("asyncmpc: data-owner swarm: data-owner-")
     assert line.endswith(": the model owner was absent for 2s ([protocol] idle_timeout)")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "{path}: cannot read: No such file or directory"),
+        ("a,b,label\n1,x,0\n2,3,1\n", "{path}: line 2, column 'b': 'x' is not a number"),
+        ("a,c\n1,0\n2,1\n", "{path}: no column 'label' in the header ['a', 'c']"),
+    ],
+    ids=["missing", "not-a-number", "no-label-column"],
+)
+def test_a_bad_data_file_is_one_line_naming_the_file_and_what_is_wrong(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    training = 'dataset = "csv"\nclasses = ["0", "1"]'
+    extra = {"data-owner-0": 'csv = "owner.csv"', "data-owner-1": 'csv = "owner.csv"', "model-owner": 'csv = "t.csv"'}
+    config = write_config(tmp_path, owners=2, training=training, extra=extra)
+    if content is not None:
+        (tmp_path / "owner.csv").write_text(content)
+    result = run_role(config, "data-owner-0")
+    assert result.returncode == 2
+    assert one_line(result) == "asyncmpc: data-owner-0: " + message.format(path=tmp_path / "owner.csv")
