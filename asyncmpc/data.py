@@ -123,6 +123,37 @@ def load_csv(path: str, label_column: str, classes: tuple[str, ...]) -> Dataset:
 
     Raises ConfigError naming the file, the row and the column of anything it cannot use.
     """
+    header, rows = _read_rows(path)
+    if label_column not in header:
+        raise ConfigError(f"{path}: no column {label_column!r} in the header {header}")
+    label_at = header.index(label_column)
+    index = {c: i for i, c in enumerate(classes)}
+    xs: list[list[float]] = []
+    ys: list[int] = []
+    for line, row in rows:
+        label = row[label_at].strip()
+        if label not in index:
+            raise ConfigError(f"{path}: line {line}: label {label!r} is not one of the classes {list(classes)}")
+        ys.append(index[label])
+        xs.append(_numbers(path, line, header, row, skip=label_at))
+    if not ys:
+        raise ConfigError(f"{path}: no data rows")
+    return Dataset(np.array(xs, dtype=np.float64), np.array(ys, dtype=np.int64))
+
+
+def load_features(path: str, label_column: str) -> Floats:
+    """The numeric feature columns of a CSV file with a header row (a label column, if there
+    is one, is left out). Raises ConfigError naming the file, row and column of a bad value."""
+    header, rows = _read_rows(path)
+    skip = header.index(label_column) if label_column in header else None
+    xs = [_numbers(path, line, header, row, skip=skip) for line, row in rows]
+    if not xs:
+        raise ConfigError(f"{path}: no data rows")
+    return np.array(xs, dtype=np.float64)
+
+
+def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the non-empty rows (with their line numbers), each as long as the header."""
     try:
         with open(path, newline="") as fh:
             rows = list(csv.reader(fh))
@@ -131,36 +162,29 @@ def load_csv(path: str, label_column: str, classes: tuple[str, ...]) -> Dataset:
     if not rows:
         raise ConfigError(f"{path}: empty file (expected a header row)")
     header = [h.strip() for h in rows[0]]
-    if label_column not in header:
-        raise ConfigError(f"{path}: no column {label_column!r} in the header {header}")
-    label_at = header.index(label_column)
-    index = {c: i for i, c in enumerate(classes)}
-    xs: list[list[float]] = []
-    ys: list[int] = []
+    out = []
     for line, row in enumerate(rows[1:], start=2):
         if not row:
             continue
         if len(row) != len(header):
             raise ConfigError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}")
-        label = row[label_at].strip()
-        if label not in index:
-            raise ConfigError(f"{path}: line {line}: label {label!r} is not one of the classes {list(classes)}")
-        ys.append(index[label])
-        values = []
-        for col, cell in enumerate(row):
-            if col == label_at:
-                continue
-            try:
-                v = float(cell)
-            except ValueError:
-                raise ConfigError(f"{path}: line {line}, column {header[col]!r}: {cell!r} is not a number") from None
-            if not np.isfinite(v):
-                raise ConfigError(f"{path}: line {line}, column {header[col]!r}: {cell!r} is not finite")
-            values.append(v)
-        xs.append(values)
-    if not ys:
-        raise ConfigError(f"{path}: no data rows")
-    return Dataset(np.array(xs, dtype=np.float64), np.array(ys, dtype=np.int64))
+        out.append((line, row))
+    return header, out
+
+
+def _numbers(path: str, line: int, header: list[str], row: list[str], skip: int | None) -> list[float]:
+    values = []
+    for col, cell in enumerate(row):
+        if col == skip:
+            continue
+        try:
+            v = float(cell)
+        except ValueError:
+            raise ConfigError(f"{path}: line {line}, column {header[col]!r}: {cell!r} is not a number") from None
+        if not np.isfinite(v):
+            raise ConfigError(f"{path}: line {line}, column {header[col]!r}: {cell!r} is not finite")
+        values.append(v)
+    return values
 
 
 def batch_indices(n: int, batch_size: int, seed: int, owner: int, round_no: int) -> NDArray[np.int64] | None:

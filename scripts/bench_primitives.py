@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asyncmpc import macs, rss
-from asyncmpc.cli import tune_allocator
+from asyncmpc.cli.run import tune_allocator
 from asyncmpc.prf import add_keystreams, expand_into, new_seed
 
 

@@ -9,4 +9,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asyncmpc.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["run", *sys.argv[1:]]))

@@ -1,23 +1,18 @@
-"""Layer 7: command line: argparse, logging set-up, exit codes.
-
-Exit codes: 0 success, 2 a configuration or protocol error (one line on stderr), 1 anything
-else (with a traceback), 130 interrupted.
-"""
+"""Layer 7: ``asyncmpc run``: one player (what ``scripts/run_role.py`` starts)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from asyncmpc.cli.common import fail
 from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, Config, load_config
 from asyncmpc.errors import AsyncMpcError
-from asyncmpc.net.runtime import run
 
-__all__ = ["main"]
+__all__ = ["add_arguments", "command"]
 
 
 class _PlayerFilter(logging.Filter):
@@ -39,8 +34,7 @@ def setup_logging(player: str, level: str) -> None:
     root.setLevel(level.upper())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asyncmpc", description="Run one asyncmpc player.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="hosts.toml", help="deployment file (default: hosts.toml)")
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--name", help="this player's name in the deployment file")
@@ -57,7 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stats", help="write this process's peak memory and traffic to this JSON file at exit")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser
 
 
 def _swarm(config: Config) -> Any:
@@ -65,6 +58,7 @@ def _swarm(config: Config) -> Any:
     import asyncio
     import resource
 
+    from asyncmpc.net.runtime import run
     from asyncmpc.roles.data_owner import run_data_owner
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -118,8 +112,7 @@ def tune_allocator() -> None:
     mallopt(m_trim_threshold, 1 << 30)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def command(args: argparse.Namespace) -> int:
     tune_allocator()
     who = "data-owner swarm" if args.swarm else args.name
     setup_logging(who, args.log_level)
@@ -134,21 +127,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stats:
             _write_stats(args.stats, who, role, stats)
     except AsyncMpcError as exc:
-        return _fail(who, exc)
+        return fail(who, exc)
     except ExceptionGroup as group:  # from a task group: one line if every error is ours
         ours, rest = group.split(AsyncMpcError)
         if ours is None or rest is not None:
             raise
-        return _fail(who, _leaves(ours)[0])
+        return fail(who, _leaves(ours)[0])
     except KeyboardInterrupt:
         return 130
     return 0
-
-
-def _fail(who: str, exc: BaseException) -> int:
-    """Print an operational error as one line (without repeating the player's name); exit 2."""
-    print(f"asyncmpc: {who}: {str(exc).removeprefix(f'{who}: ')}", file=sys.stderr)
-    return 2
 
 
 def _leaves(group: BaseExceptionGroup[AsyncMpcError]) -> list[AsyncMpcError]:
@@ -159,6 +146,8 @@ def _leaves(group: BaseExceptionGroup[AsyncMpcError]) -> list[AsyncMpcError]:
 
 
 def _run_player(config: Config, name: str, role: str, out: Path, *, fresh: bool = False) -> dict[str, Any]:
+    from asyncmpc.net.runtime import run
+
     if role == COMPUTE_SERVER:
         from asyncmpc.roles.compute_server import run_compute_server
 
@@ -181,7 +170,3 @@ def _run_player(config: Config, name: str, role: str, out: Path, *, fresh: bool 
         "bytes_sent": metrics["model_owner_bytes"]["sent"],
         "bytes_received": metrics["model_owner_bytes"]["received"],
     }
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Layer 7: the ``asyncmpc`` command and its subcommands (argparse: in the standard library,
+fast to import, and enough for subcommands whose help ends in an example).
+
+Exit codes: 0 success, 2 an operational error (one line on stderr: configuration, files,
+network, protocol), 1 a bug (with a traceback), 130 interrupted. Each subcommand lives in its
+own module and imports what it needs only when it runs, so a player starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+_EXAMPLES = {
+    "run": "example: asyncmpc run --config hosts.toml --name server-0",
+    "certs": "example: asyncmpc certs --config hosts.toml",
+    "check": "example: asyncmpc check --config hosts.toml",
+    "predict": "example: asyncmpc predict runs/latest/model.npz new.csv --out predictions.csv",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asyncmpc",
+        description="Secure aggregation for federated learning: every player is its own process.",
+        epilog="asyncmpc COMMAND --help tells more.\nexample: asyncmpc run --config hosts.toml --name model-owner",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, summary in [
+        ("run", "run one player of a deployment (what scripts/run_role.py starts)"),
+        ("certs", "create the deployment CA and a key and certificate per player"),
+        ("check", "validate a hosts.toml and print the deployment as a table"),
+        ("predict", "predict with a saved model.npz on the rows of a CSV file"),
+    ]:
+        cmd = sub.add_parser(
+            name,
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=_EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _module(name).add_arguments(cmd)
+    return parser
+
+
+def _module(name: str):  # type: ignore[no-untyped-def]
+    import importlib
+
+    return importlib.import_module(f"asyncmpc.cli.{name}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0].startswith("-") and args[0] not in ("-h", "--help"):
+        args = ["run", *args]  # the player options alone: as before subcommands
+    ns = build_parser().parse_args(args)
+    return int(_module(ns.command).command(ns))

@@ -1,0 +1,83 @@
+"""The ``asyncmpc`` command and its subcommands, each run as a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asyncmpc.training import load_sklearn
+from tests.helpers import ROOT, write_config
+from tests.integration.test_errors import one_line
+from tests.integration.test_training import run_deployment
+
+pytestmark = pytest.mark.integration
+
+ASYNCMPC = [sys.executable, "-c", "import sys; from asyncmpc.cli import main; sys.exit(main())"]
+
+
+def asyncmpc(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ASYNCMPC, *args], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["certs"], ["check"], ["predict"]])
+def test_every_help_is_complete_and_ends_with_an_example(command: list[str]) -> None:
+    result = asyncmpc(*command, "--help")
+    assert result.returncode == 0 and not result.stderr
+    assert result.stdout.rstrip().splitlines()[-1].startswith("example: asyncmpc ")
+
+
+def test_check_prints_the_deployment_and_refuses_a_broken_file_in_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, owners=2, ports=[47300, 47301, 47302, 47303])
+    result = asyncmpc("check", "--config", str(config))
+    assert result.returncode == 0
+    assert "server-1      compute-server  127.0.0.1:47302" in result.stdout
+    assert "data-owner-1  data-owner      127.0.0.1 (dials out)" in result.stdout
+    assert result.stdout.rstrip().endswith(f"{config} is valid")
+    config.write_text(config.read_text().replace("[protocol]", "[protocol]\nfrac_bits = 99"))
+    broken = asyncmpc("check", "--config", str(config))
+    assert broken.returncode == 2
+    assert one_line(broken).startswith(f"asyncmpc: check: {config}: [protocol] frac_bits")
+
+
+def test_certs_writes_a_ca_and_one_certificate_per_player_and_leaves_them_if_asked(tmp_path: Path) -> None:
+    config = write_config(tmp_path, owners=2)
+    result = asyncmpc("certs", "--config", str(config), "--dir", str(tmp_path / "c"))
+    assert result.returncode == 0, result.stderr
+    names = ["ca", "model-owner", "server-0", "server-1", "server-2", "data-owner-0", "data-owner-1"]
+    assert all((tmp_path / "c" / f"{n}.pem").is_file() for n in names)
+    before = (tmp_path / "c" / "ca.pem").read_bytes()
+    again = asyncmpc("certs", "--config", str(config), "--dir", str(tmp_path / "c"), "--if-missing")
+    assert again.returncode == 0 and (tmp_path / "c" / "ca.pem").read_bytes() == before
+    missing = asyncmpc("certs", "--config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and "nope.toml" in one_line(missing)
+
+
+def test_predict_gives_the_predictions_of_the_scikit_learn_model_of_a_run(tmp_path: Path) -> None:
+    config = write_config(tmp_path, owners=3, training='dataset = "breast_cancer"\nrounds = 3')
+    run_deployment(tmp_path, config)
+    model = tmp_path / "out" / "model.npz"
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    x = data.data[:50]
+    table = tmp_path / "new.csv"
+    with open(table, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*(f"f{i}" for i in range(x.shape[1])), "label"])
+        writer.writerows([[*(repr(float(v)) for v in row), "?"] for row in x])  # the label column is left out
+    result = asyncmpc("predict", str(model), str(table))
+    assert result.returncode == 0, result.stderr
+    expected = load_sklearn(model).predict(x)
+    assert result.stdout.split() == [str(c) for c in expected]
+    out = tmp_path / "p.txt"
+    assert asyncmpc("predict", str(model), str(table), "--out", str(out)).returncode == 0
+    assert out.read_text() == result.stdout
+    narrow = tmp_path / "narrow.csv"
+    narrow.write_text("a,b\n1,2\n")
+    wrong = asyncmpc("predict", str(model), str(narrow))
+    assert wrong.returncode == 2
+    assert one_line(wrong) == f"asyncmpc: predict: {narrow}: 2 feature columns, but the model in {model} takes 30"
