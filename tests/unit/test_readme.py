@@ -1,0 +1,32 @@
+"""The README's hosts.toml reference lists exactly the keys the config code accepts."""
+
+from __future__ import annotations
+
+import re
+
+from asyncmpc import config
+from tests.helpers import ROOT
+
+
+def documented() -> dict[str, set[str]]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## hosts.toml\n", 1)[1].split("\n## ", 1)[0]
+    tables: dict[str, set[str]] = {}
+    current = ""
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not line.startswith("|") or cells[0] in ("table", "---"):
+            continue
+        current = cells[0].strip("`") or current
+        tables.setdefault(current, set()).update(re.findall(r"`([a-z0-9_]+)`", cells[1]))
+    return tables
+
+
+def test_the_readme_documents_every_key_of_hosts_toml_and_no_other() -> None:
+    assert documented() == {
+        "top level": {"session"},
+        "[tls]": {"dir"},
+        "[protocol]": set(config._PROTOCOL_KEYS),
+        "[training]": set(config._TRAINING_KEYS),
+        "[players.NAME]": set(config._PLAYER_KEYS),
+    }
