@@ -7,7 +7,12 @@ import sys
 __all__ = ["fail"]
 
 
-def fail(who: str, exc: BaseException) -> int:
-    """Print an operational error as one line (without repeating ``who``); exit status 2."""
+def fail(who: str, exc: BaseException, *, verbose: bool = False) -> int:
+    """Print an operational error as one line (without repeating ``who``; after its traceback
+    when ``verbose``); exit status 2."""
+    if verbose:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
     print(f"asyncmpc: {who}: {str(exc).removeprefix(f'{who}: ')}", file=sys.stderr)
     return 2

@@ -25,9 +25,30 @@ class _PlayerFilter(logging.Filter):
         return True
 
 
-def setup_logging(player: str, level: str) -> None:
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        doc = {
+            "time": round(record.created, 6),
+            "player": getattr(record, "player", ""),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+def setup_logging(player: str, level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(player)s %(levelname)s %(name)s: %(message)s"))
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(player)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_PlayerFilter(player))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -50,7 +71,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model owner: start training afresh instead of resuming from OUT/checkpoint.npz",
     )
     parser.add_argument("--stats", help="write this process's peak memory and traffic to this JSON file at exit")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(default: INFO)")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help="debug logging, and a traceback with every error")
+    loud.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only; no progress bar")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one JSON object per log line, for log collectors (no progress bar)",
+    )
 
 
 def _swarm(config: Config) -> Any:
@@ -115,7 +145,8 @@ def tune_allocator() -> None:
 def command(args: argparse.Namespace) -> int:
     tune_allocator()
     who = "data-owner swarm" if args.swarm else args.name
-    setup_logging(who, args.log_level)
+    level = args.log_level or ("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO")
+    setup_logging(who, level, args.log_format)
     try:
         config = load_config(args.config)
         if args.swarm:
@@ -123,16 +154,17 @@ def command(args: argparse.Namespace) -> int:
             stats = _swarm(config)
         else:
             role = config.player(args.name).role
-            stats = _run_player(config, args.name, role, Path(args.out), fresh=args.fresh)
+            quiet = args.quiet or args.log_format == "json"
+            stats = _run_player(config, args.name, role, Path(args.out), fresh=args.fresh, quiet=quiet)
         if args.stats:
             _write_stats(args.stats, who, role, stats)
     except AsyncMpcError as exc:
-        return fail(who, exc)
+        return fail(who, exc, verbose=args.verbose)
     except ExceptionGroup as group:  # from a task group: one line if every error is ours
         ours, rest = group.split(AsyncMpcError)
         if ours is None or rest is not None:
             raise
-        return fail(who, _leaves(ours)[0])
+        return fail(who, _leaves(ours)[0], verbose=args.verbose)
     except KeyboardInterrupt:
         return 130
     return 0
@@ -145,7 +177,9 @@ def _leaves(group: BaseExceptionGroup[AsyncMpcError]) -> list[AsyncMpcError]:
     return out
 
 
-def _run_player(config: Config, name: str, role: str, out: Path, *, fresh: bool = False) -> dict[str, Any]:
+def _run_player(
+    config: Config, name: str, role: str, out: Path, *, fresh: bool = False, quiet: bool = False
+) -> dict[str, Any]:
     from asyncmpc.net.runtime import run
 
     if role == COMPUTE_SERVER:
@@ -156,9 +190,13 @@ def _run_player(config: Config, name: str, role: str, out: Path, *, fresh: bool 
         from asyncmpc.roles.data_owner import run_data_owner
 
         return run(lambda: run_data_owner(config, name), uvloop_ok=config.protocol.plaintext)  # type: ignore[no-any-return]
+    from asyncmpc.cli.progress import progress_for
     from asyncmpc.roles.model_owner import run_model_owner
 
-    metrics = run(lambda: run_model_owner(config, name, out, fresh=fresh), uvloop_ok=config.protocol.plaintext)
+    progress = progress_for(sys.stderr, quiet=quiet)
+    metrics = run(
+        lambda: run_model_owner(config, name, out, fresh=fresh, progress=progress), uvloop_ok=config.protocol.plaintext
+    )
     if metrics["final_test_accuracy"] is not None:
         print(
             f"final test accuracy {metrics['final_test_accuracy']}, scikit-learn pooled "

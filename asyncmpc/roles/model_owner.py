@@ -25,7 +25,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 
@@ -57,8 +57,37 @@ __all__ = ["STATS_ROUND", "run_model_owner"]
 STATS_ROUND = 1
 
 
+class Progress(Protocol):
+    """What shows the rounds as they end (the command line's bar or lines)."""
+
+    def start(self, total: int, done: int) -> None: ...
+
+    def round(self, row: dict[str, Any]) -> bool:
+        """Show a finished round; False if the model owner should log it as a line."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _Lines:
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def round(self, row: dict[str, Any]) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
 async def run_model_owner(
-    config: Config, name: str, out_dir: Path, *, tls: TlsContexts | None = None, fresh: bool = False
+    config: Config,
+    name: str,
+    out_dir: Path,
+    *,
+    tls: TlsContexts | None = None,
+    fresh: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train for ``config.training.rounds`` rounds; return the metrics written to metrics.json."""
     started = time.perf_counter()
@@ -100,10 +129,17 @@ async def run_model_owner(
 
         if work.stats_size and "scaling" not in metrics:
             await _statistics(config, node, rounds, work, metrics)
-        for t in range(done + 1, config.training.rounds + 1):
-            row = await _train_round(config, node, rounds, work, t, t + first - 2)
-            metrics["rounds"].append(row)
-            await checkpoints.after_round(work, metrics, t)
+        shown = progress or _Lines()
+        shown.start(config.training.rounds, done)
+        try:
+            for t in range(done + 1, config.training.rounds + 1):
+                row = await _train_round(config, node, rounds, work, t, t + first - 2)
+                metrics["rounds"].append(row)
+                if not shown.round(row):
+                    _log_round(node, config, row)
+                await checkpoints.after_round(work, metrics, t)
+        finally:
+            shown.close()
         await checkpoints.flush()
 
         finish = m.Finish(session=config.session)
@@ -156,7 +192,6 @@ async def _train_round(
         row.update(loss=loss, test_accuracy=accuracy)
     row["seconds"] = time.perf_counter() - t0
     row["time"] = round(time.time(), 6)  # when it ended (Unix seconds): wall time between rows
-    _log_round(node, config, row, result)
     return row
 
 
@@ -244,17 +279,17 @@ def _round_row(t: int, outcome: _Outcome) -> dict[str, Any]:
     return row
 
 
-def _log_round(node: Node, config: Config, row: dict[str, Any], result: RoundResult) -> None:
+def _log_round(node: Node, config: Config, row: dict[str, Any]) -> None:
     unchecked = ""
-    if result.servers and not result.cross_checked and result.total is not None:
-        unchecked = f", not cross-checked (servers {', '.join(result.servers)})"
+    if row.get("servers") and not row.get("cross_checked") and row.get("skipped") is None:
+        unchecked = f", not cross-checked (servers {', '.join(row['servers'])})"
     node.log.info(
         "round %d/%d: loss %s, test accuracy %s, %d contributors, %.3fs%s",
         row["round"],
         config.training.rounds,
         _fmt(row["loss"]),
         _fmt(row["test_accuracy"]),
-        len(result.contributors),
+        len(row["contributors"]),
         row["seconds"],
         unchecked,
     )

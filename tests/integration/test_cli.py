@@ -81,3 +81,35 @@ def test_predict_gives_the_predictions_of_the_scikit_learn_model_of_a_run(tmp_pa
     wrong = asyncmpc("predict", str(model), str(narrow))
     assert wrong.returncode == 2
     assert one_line(wrong) == f"asyncmpc: predict: {narrow}: 2 feature columns, but the model in {model} takes 30"
+
+
+def test_the_model_owner_shows_a_progress_bar_on_a_terminal_and_plain_lines_in_a_pipe(tmp_path: Path) -> None:
+    import shlex
+    import shutil
+
+    from tests.helpers import RUN_ROLE, players
+
+    if shutil.which("script") is None:
+        pytest.skip("needs script(1) for a pseudo-terminal")
+    rounds = 5
+    for mode in ("terminal", "pipe"):
+        folder = tmp_path / mode
+        folder.mkdir()
+        config = write_config(folder, owners=2, training=f'dataset = "breast_cancer"\nrounds = {rounds}')
+        mo = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", "model-owner", "--out", str(folder)]
+        with players(folder) as procs:
+            for name in ["server-0", "server-1", "server-2", "data-owner-0", "data-owner-1"]:
+                procs.start_role(config, name)
+            # on a terminal, stderr is a pseudo-terminal (script(1)), as in an interactive shell
+            argv = ["script", "-q", "-e", "-c", shlex.join(mo), "/dev/null"] if mode == "terminal" else mo
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=180, cwd=ROOT, check=False)
+            assert result.returncode == 0, result.stdout + result.stderr
+        screen = result.stdout + result.stderr
+        if mode == "terminal":
+            assert (f"{rounds}/{rounds}" in screen and "round/s" in screen) or "s/round" in screen
+            assert "loss " in screen and "owners, 3 servers" in screen
+            assert f"round {rounds}/{rounds}: loss" not in screen  # the bar, not the lines
+        else:
+            assert "owners, 3 servers" not in screen
+            for t in range(1, rounds + 1):
+                assert f"round {t}/{rounds}: loss" in screen
