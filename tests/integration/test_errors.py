@@ -92,3 +92,28 @@ def test_a_bad_data_file_is_one_line_naming_the_file_and_what_is_wrong(
     result = run_role(config, "data-owner-0")
     assert result.returncode == 2
     assert one_line(result) == "asyncmpc: data-owner-0: " + message.format(path=tmp_path / "owner.csv")
+
+
+def test_verbose_shows_the_traceback_too_and_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
+    import json
+
+    ports = free_ports(4)
+    config = write_config(tmp_path, owners=2, ports=ports, protocol="connect_timeout = 1.0\nserver_timeout = 0.5")
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", ports[1]))
+        holder.listen()
+        argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", "server-0", "-v"]
+        verbose = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert verbose.returncode == 2
+    assert "Traceback" in verbose.stderr and "ListenError" in verbose.stderr
+    assert verbose.stderr.rstrip().splitlines()[-1].startswith("asyncmpc: server-0: cannot listen on")
+    argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", "model-owner", "--log-format", "json"]
+    argv += ["--out", str(tmp_path)]
+    logged = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert logged.returncode == 2
+    lines = logged.stderr.rstrip().splitlines()
+    docs = [json.loads(line) for line in lines[:-1]]  # the last line is the one-line error
+    assert docs and all(d["player"] == "model-owner" and d["level"] and d["message"] for d in docs)
+    assert any("cannot reach server-0" in d["message"] for d in docs)
+    assert lines[-1].startswith("asyncmpc: model-owner: could not reach")
