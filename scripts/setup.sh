@@ -10,6 +10,6 @@ fi
 stamp=.venv/.asyncmpc-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[test]'
+    .venv/bin/python -m pip install --quiet -e '.[test,plot]'
     touch "$stamp"
 fi

@@ -19,6 +19,7 @@ _EXAMPLES = {
     "certs": "example: asyncmpc certs --config hosts.toml",
     "check": "example: asyncmpc check --config hosts.toml",
     "predict": "example: asyncmpc predict runs/latest/model.npz new.csv --out predictions.csv",
+    "report": "example: asyncmpc report runs/latest",
 }
 
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("certs", "create the deployment CA and a key and certificate per player"),
         ("check", "validate a hosts.toml and print the deployment as a table"),
         ("predict", "predict with a saved model.npz on the rows of a CSV file"),
+        ("report", "summarize a run folder and plot its loss and test accuracy (training.png)"),
     ]:
         cmd = sub.add_parser(
             name,

@@ -197,13 +197,13 @@ def _run_player(
     metrics = run(
         lambda: run_model_owner(config, name, out, fresh=fresh, progress=progress), uvloop_ok=config.protocol.plaintext
     )
-    if metrics["final_test_accuracy"] is not None:
-        print(
-            f"final test accuracy {metrics['final_test_accuracy']}, scikit-learn pooled "
-            f"{metrics['sklearn_pooled_accuracy']}, {metrics['wall_seconds']:.2f}s; wrote {out}"
-        )
-    else:
-        print(f"{len(metrics['rounds'])} rounds in {metrics['wall_seconds']:.2f}s; wrote {out}")
+    from asyncmpc.report import PLOT, plot, summary
+
+    for line in summary(metrics):
+        print(line)
+    if plot(metrics, out / PLOT):
+        print(f"wrote {out / PLOT}")
+    print(f"wrote {out}")
     return {
         "bytes_sent": metrics["model_owner_bytes"]["sent"],
         "bytes_received": metrics["model_owner_bytes"]["received"],

@@ -23,7 +23,7 @@ def asyncmpc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*ASYNCMPC, *args], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["certs"], ["check"], ["predict"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["certs"], ["check"], ["predict"], ["report"]])
 def test_every_help_is_complete_and_ends_with_an_example(command: list[str]) -> None:
     result = asyncmpc(*command, "--help")
     assert result.returncode == 0 and not result.stderr
@@ -113,3 +113,23 @@ def test_the_model_owner_shows_a_progress_bar_on_a_terminal_and_plain_lines_in_a
             assert "owners, 3 servers" not in screen
             for t in range(1, rounds + 1):
                 assert f"round {t}/{rounds}: loss" in screen
+
+
+def test_report_summarizes_a_run_and_plots_it_and_a_run_ends_with_the_same(tmp_path: Path) -> None:
+    config = write_config(tmp_path, owners=3, training='dataset = "breast_cancer"\nrounds = 4')
+    run_deployment(tmp_path, config)
+    out = tmp_path / "out"
+    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the run plotted itself
+    (out / "training.png").unlink()
+    result = asyncmpc("report", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("final test accuracy 0.") and ", scikit-learn pooled 0." in lines[0]
+    assert "4 rounds" in lines and lines[-1] == f"wrote {out / 'training.png'}"
+    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    empty = asyncmpc("report", str(tmp_path / "nothing"))
+    assert empty.returncode == 2
+    assert (
+        one_line(empty)
+        == f"asyncmpc: report: {tmp_path / 'nothing'}: no metrics.json or metrics.jsonl: not a run folder"
+    )
