@@ -13,24 +13,10 @@ import os
 import sys
 from typing import IO, Any
 
-__all__ = ["BarProgress", "LineProgress", "progress_for"]
+__all__ = ["BarProgress", "progress_for"]
 
 
-class LineProgress:
-    """One log line per round (the model owner logs it itself)."""
-
-    def start(self, total: int, done: int) -> None:
-        pass
-
-    def round(self, row: dict[str, Any]) -> bool:
-        """Show a finished round; False: the caller logs it as a line."""
-        return False
-
-    def close(self) -> None:
-        pass
-
-
-class BarProgress(LineProgress):
+class BarProgress:
     """A tqdm bar on ``stream``; the root logger writes above it while it is shown."""
 
     def __init__(self, stream: IO[str]) -> None:
@@ -66,6 +52,7 @@ class BarProgress(LineProgress):
         root.handlers[:] = [above]
 
     def round(self, row: dict[str, Any]) -> bool:
+        """Show a finished round on the bar (False before ``start``: log it as a line)."""
         bar = self._bar
         if bar is None:
             return False
@@ -98,11 +85,11 @@ class _AboveBar(logging.Handler):
             self.handleError(record)
 
 
-def progress_for(stream: IO[str] = sys.stderr, *, quiet: bool = False) -> LineProgress:
-    """A bar when ``stream`` is a terminal (and not ``quiet``), plain lines otherwise."""
+def progress_for(stream: IO[str] = sys.stderr, *, quiet: bool = False) -> BarProgress | None:
+    """A bar when ``stream`` is a terminal (and not ``quiet``); None: the model owner's lines."""
     isatty = getattr(stream, "isatty", None)
     if quiet or isatty is None or not isatty():
-        return LineProgress()
+        return None
     return BarProgress(stream)
 
 
