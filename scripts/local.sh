@@ -108,6 +108,6 @@ for _ in $(seq 50); do
 done
 stop_all
 if [ "$status" -eq 0 ]; then
-    echo "local.sh: training finished; wrote $out/metrics.json and $out/model.npz"
+    echo "local.sh: training finished; wrote $out/metrics.json, $out/model.npz and $out/training.png (asyncmpc report $out sums it up)"
 fi
 exit "$status"
