@@ -134,9 +134,7 @@ def tls_contexts(config: Config, name: str) -> TlsContexts:
     ca, cert, key = Path(folder) / "ca.pem", Path(folder) / f"{name}.pem", Path(folder) / f"{name}.key"
     for path in (ca, cert, key):
         if not path.is_file():
-            raise ConfigError(
-                f"{config.path}: [tls] dir: {path} is missing (create the files with scripts/make_certs.py)"
-            )
+            raise ConfigError(f"{config.path}: [tls] dir: {path} is missing (create the files with asyncmpc certs)")
     contexts = []
     for purpose in (ssl.PROTOCOL_TLS_SERVER, ssl.PROTOCOL_TLS_CLIENT):
         ctx = ssl.SSLContext(purpose)

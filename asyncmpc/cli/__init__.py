@@ -17,7 +17,7 @@ __all__ = ["main"]
 _EXAMPLES = {
     "run": "example: asyncmpc run --config hosts.toml --name server-0",
     "certs": "example: asyncmpc certs --config hosts.toml",
-    "check": "example: asyncmpc check --config hosts.toml",
+    "check": "example: asyncmpc check --config hosts.toml --connect --name data-owner-0",
     "predict": "example: asyncmpc predict runs/latest/model.npz new.csv --out predictions.csv",
     "report": "example: asyncmpc report runs/latest",
 }
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, summary in [
         ("run", "run one player of a deployment (what scripts/run_role.py starts)"),
         ("certs", "create the deployment CA and a key and certificate per player"),
-        ("check", "validate a hosts.toml and print the deployment as a table"),
+        ("check", "validate a hosts.toml, print the deployment as a table, and try the peers"),
         ("predict", "predict with a saved model.npz on the rows of a CSV file"),
         ("report", "summarize a run folder and plot its loss and test accuracy (training.png)"),
     ]:

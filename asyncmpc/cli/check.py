@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from asyncmpc.cli.common import fail
+
+if TYPE_CHECKING:
+    from asyncmpc.config import Config
 
 __all__ = ["add_arguments", "command"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="hosts.toml", help="deployment file (default: hosts.toml)")
+    parser.add_argument(
+        "--connect",
+        action="store_true",
+        help="also try, from this host, the address and the TLS certificate of every player --name dials",
+    )
+    parser.add_argument("--name", help="with --connect: the player this host runs (its certificate is presented)")
+    parser.add_argument("--timeout", type=float, default=3.0, help="with --connect: seconds per attempt (default: 3)")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -31,4 +42,46 @@ def command(args: argparse.Namespace) -> int:
     pr, tr = config.protocol, config.training
     tls = "off (loopback only)" if pr.plaintext else f"TLS 1.3, certificates in {config.tls_dir}"
     print(f"session {config.session!r}; {tls}; {tr.rounds} rounds on {tr.dataset}; {config.path} is valid")
+    if not args.connect:
+        return 0
+    try:
+        failed = _connect(config, args.name, args.timeout)
+    except ConfigError as exc:
+        return fail("check", exc)
+    if failed:
+        return fail("check", ConfigError(f"cannot reach {', '.join(failed)} from this host as {args.name}"))
     return 0
+
+
+def _connect(config: Config, name: str | None, timeout: float) -> list[str]:
+    """Try every player ``name`` dials: TCP, then the TLS handshake with ``name``'s certificate
+    (no ``Hello``: a running peer sees a handshake that ends, nothing more). Print a line per
+    peer; return those that failed."""
+    import socket
+    import ssl
+
+    from asyncmpc.errors import ConfigError
+    from asyncmpc.net.runtime import dial_targets
+    from asyncmpc.tls import tls_contexts
+
+    if name is None:
+        raise ConfigError("--connect needs --name: the player this host runs (whose certificate it presents)")
+    me = config.player(name)
+    client = None if config.protocol.plaintext else tls_contexts(config, name).client
+    failed = []
+    for peer in dial_targets(config, me):
+        where = f"{peer.host}:{peer.port}"
+        try:
+            with socket.create_connection((peer.host, peer.port or 0), timeout=timeout) as sock:
+                if client is None:
+                    print(f"{peer.name} at {where}: reachable (plaintext)")
+                    continue
+                with client.wrap_socket(sock, server_hostname=peer.name) as tls:
+                    print(f"{peer.name} at {where}: reachable; TLS {tls.version()}, its certificate names {peer.name}")
+        except ssl.SSLError as exc:
+            print(f"{peer.name} at {where}: TLS failed: {exc.reason or exc}")
+            failed.append(peer.name)
+        except OSError as exc:
+            print(f"{peer.name} at {where}: not reachable: {exc.strerror or exc}")
+            failed.append(peer.name)
+    return failed

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from asyncmpc.training import load_sklearn
-from tests.helpers import ROOT, write_config
+from tests.helpers import ROOT, free_ports, write_config
 from tests.integration.test_errors import one_line
 from tests.integration.test_training import run_deployment
 
@@ -133,3 +133,23 @@ def test_report_summarizes_a_run_and_plots_it_and_a_run_ends_with_the_same(tmp_p
         one_line(empty)
         == f"asyncmpc: report: {tmp_path / 'nothing'}: no metrics.json or metrics.jsonl: not a run folder"
     )
+
+
+def test_check_connect_tries_every_peer_with_this_players_certificate(tmp_path: Path) -> None:
+    from tests.helpers import players, wait_until
+
+    ports = free_ports(4)
+    config = write_config(tmp_path, owners=2, tls=True, ports=ports)
+    with players(tmp_path) as procs:
+        procs.start_role(config, "server-0")
+        wait_until(lambda: "listening on" in procs.log("server-0"), 60, "server-0 to listen")
+        result = asyncmpc("check", "--config", str(config), "--connect", "--name", "data-owner-0", "--timeout", "2")
+    assert result.returncode == 2
+    assert f"server-0 at 127.0.0.1:{ports[1]}: reachable; TLS TLSv1.3, its certificate names server-0" in result.stdout
+    assert f"model-owner at 127.0.0.1:{ports[0]}: not reachable: Connection refused" in result.stdout
+    assert (
+        one_line(result)
+        == "asyncmpc: check: cannot reach model-owner, server-1, server-2 from this host as data-owner-0"
+    )
+    needs_name = asyncmpc("check", "--config", str(config), "--connect")
+    assert needs_name.returncode == 2 and "--connect needs --name" in one_line(needs_name)
