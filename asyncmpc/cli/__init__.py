@@ -20,6 +20,7 @@ _EXAMPLES = {
     "check": "example: asyncmpc check --config hosts.toml --connect --name data-owner-0",
     "predict": "example: asyncmpc predict runs/latest/model.npz new.csv --out predictions.csv",
     "report": "example: asyncmpc report runs/latest",
+    "local": "example: asyncmpc local hosts.toml --out runs/latest",
 }
 
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, summary in [
         ("run", "run one player of a deployment (what scripts/run_role.py starts)"),
+        ("local", "run a whole deployment as processes on this machine, supervised (what scripts/local.sh runs)"),
         ("certs", "create the deployment CA and a key and certificate per player"),
         ("check", "validate a hosts.toml, print the deployment as a table, and try the peers"),
         ("predict", "predict with a saved model.npz on the rows of a CSV file"),

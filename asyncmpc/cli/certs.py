@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asyncmpc.cli.common import fail
 
-__all__ = ["add_arguments", "command"]
+if TYPE_CHECKING:
+    from asyncmpc.config import Config
+
+__all__ = ["add_arguments", "command", "ensure_certs"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,21 +20,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--if-missing", action="store_true", help="write nothing when every file is there already")
 
 
+def ensure_certs(config: Config, folder: str | Path) -> Path | None:
+    """Make the deployment's TLS files in ``folder`` unless every one is there; the folder if
+    it wrote them."""
+    from asyncmpc.tls import make_certs
+
+    names = ["ca", *config.players]
+    wanted = [Path(folder) / f"{n}.pem" for n in names] + [Path(folder) / f"{n}.key" for n in config.players]
+    if all(p.is_file() for p in wanted):
+        return None
+    return make_certs(config, folder)
+
+
 def command(args: argparse.Namespace) -> int:
     from asyncmpc.config import load_config
     from asyncmpc.errors import ConfigError
     from asyncmpc.tls import make_certs
 
+    folder = args.dir
     try:
         config = load_config(args.config)
         folder = args.dir or config.tls_dir
         if folder is None:
             raise ConfigError(f"{config.path}: [tls] dir: missing, and no --dir given")
-        names = ["ca", *config.players]
-        wanted = [Path(folder) / f"{n}.pem" for n in names] + [Path(folder) / f"{n}.key" for n in config.players]
-        if args.if_missing and all(p.is_file() for p in wanted):
+        out = ensure_certs(config, folder) if args.if_missing else make_certs(config, folder)
+        if out is None:
             return 0
-        out = make_certs(config, folder)
     except ConfigError as exc:
         return fail("certs", exc)
     except OSError as exc:

@@ -1,0 +1,160 @@
+"""Layer 7: ``asyncmpc local``: a whole deployment as processes on this machine, supervised.
+
+Starts every player of the file (servers, then the model owner, then the data owners; the
+order is a courtesy, since everyone dials again until the others are up), each logging to
+OUT/logs/NAME.log. On a terminal the model owner's progress bar is shown as it is; elsewhere
+its round lines, statistics and warnings are copied to stdout. A player that exits with an
+error is reported (name, status, last lines of its log) and the others go on while the model
+owner runs. Exits with the model owner's status; on Ctrl-C (or SIGTERM) stops every player
+and exits with 130. Run again with the same OUT, the model owner resumes its checkpoint;
+``--fresh`` starts afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+from asyncmpc.cli.common import fail
+
+__all__ = ["add_arguments", "command"]
+
+_SHOWN = re.compile(r"round \d+/|statistics|final test accuracy| is down| is back|paused|resum|done already|rror")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", default="hosts.toml", help="deployment file (default: hosts.toml)")
+    parser.add_argument("--out", default="runs/latest", help="outputs and logs/ (default: runs/latest)")
+    parser.add_argument("--fresh", action="store_true", help="train afresh instead of resuming OUT/checkpoint.npz")
+
+
+def command(args: argparse.Namespace) -> int:
+    from asyncmpc.cli.certs import ensure_certs
+    from asyncmpc.config import load_config
+    from asyncmpc.errors import ConfigError
+
+    try:
+        config = load_config(args.config)
+        if config.tls_dir is not None:
+            ensure_certs(config, config.tls_dir)  # throwaway TLS files for a local run
+        out = Path(args.out)
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+    except ConfigError as exc:
+        return fail("local", exc)
+    except OSError as exc:
+        return fail("local", OSError(f"{args.out}: cannot write: {exc.strerror or exc}"))
+    mo = config.model_owner.name
+    names = [p.name for p in config.servers] + [mo] + [p.name for p in config.data_owners]
+    players = _Players(out, config.path)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for name in names:
+            players.start(name, ["--fresh"] if name == mo and args.fresh else [], show=name == mo)
+        print(f"local: started {len(names)} players from {config.path}; logs in {out / 'logs'}", flush=True)
+        status = players.supervise(mo)
+    except KeyboardInterrupt:
+        print("local: interrupted, stopping every player", file=sys.stderr)
+        players.stop()
+        return 130
+    players.stop()
+    if status == 0:
+        print(f"local: training finished; wrote {out}/metrics.json, model.npz and training.png (asyncmpc report {out})")
+    return status
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+class _Players:
+    def __init__(self, out: Path, config: str) -> None:
+        self.out = out
+        self.config = config
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._copiers: list[threading.Thread] = []
+
+    def log(self, name: str) -> Path:
+        return self.out / "logs" / f"{name}.log"
+
+    def start(self, name: str, extra: list[str], *, show: bool) -> None:
+        argv = [sys.executable, "-m", "asyncmpc", "run", "--config", str(self.config), "--name", name]
+        argv += ["--out", str(self.out), *extra]
+        if show and sys.stderr.isatty():  # the progress bar, on this terminal
+            self.procs[name] = subprocess.Popen(argv)
+            return
+        with open(self.log(name), "wb") as log:
+            if not show:
+                self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+                return
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        assert proc.stdout is not None
+        copier = threading.Thread(target=_copy, args=(proc.stdout, self.log(name)), daemon=True)
+        copier.start()
+        self._copiers.append(copier)
+
+    def supervise(self, mo: str) -> int:
+        """Wait for the model owner, reporting anyone else who fails; then give the others ten
+        seconds to finish on its word. The model owner's exit status."""
+        reported: set[str] = set()
+        while self.procs[mo].poll() is None:
+            self._report_failures(reported, mo, "the other players go on")
+            time.sleep(0.2)
+        for copier in self._copiers:
+            copier.join(5)
+        status = self.procs[mo].returncode
+        if status != 0:
+            self._report(mo, status)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(p.poll() is None for p in self.procs.values()):
+            time.sleep(0.2)
+        if status == 0:
+            self._report_failures(reported, mo, "")
+        return status
+
+    def _report_failures(self, reported: set[str], mo: str, then: str) -> None:
+        for name, proc in self.procs.items():
+            code = proc.poll()
+            if name != mo and name not in reported and code not in (None, 0):
+                reported.add(name)
+                self._report(name, code)
+                if then:
+                    print(f"local: {then}", file=sys.stderr)
+
+    def _report(self, name: str, code: int) -> None:
+        try:
+            tail = self.log(name).read_text(errors="replace").splitlines()[-5:]
+        except OSError:
+            tail = []
+        print(f"local: {name} exited with status {code}; last lines of its log:", file=sys.stderr)
+        for line in tail:
+            print(f"    {line}", file=sys.stderr)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _copy(stream: IO[bytes], log: Path) -> None:
+    """Copy the model owner's output to its log, and its progress lines to stdout."""
+    with open(log, "ab") as fh:
+        for raw in stream:
+            fh.write(raw)
+            fh.flush()
+            line = raw.decode(errors="replace").rstrip("\n")
+            if _SHOWN.search(line):
+                print(line, flush=True)
