@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 import ssl
@@ -35,6 +34,7 @@ from typing import Any
 from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, LISTENING_ROLES, MODEL_OWNER, Config, Player
 from asyncmpc.errors import ConfigError, ListenError, PeerLost, RemoteProtocolError
 from asyncmpc.net.dialer import Dialer
+from asyncmpc.net.listen import listen_error
 from asyncmpc.net.peer import BodyBudget, Connection, FrameProtocol
 from asyncmpc.protocol.events import check_sender
 from asyncmpc.tls import TlsContexts, tls_contexts
@@ -124,7 +124,7 @@ class Node:
                     backlog=4096,  # a swarm of owners dials in at once
                 )
             except OSError as exc:
-                raise ListenError(_listen_error(self.config, self.me, exc)) from None
+                raise ListenError(listen_error(self.config, self.me, exc)) from None
             self.log.info("listening on %s:%s", self.me.host, self.port)
 
     @property
@@ -461,24 +461,6 @@ class Node:
             self.bytes_sent + sum(c.bytes_sent for c in open_),
             self.bytes_received + sum(c.bytes_received for c in open_),
         )
-
-
-def _listen_error(config: Config, me: Player, exc: OSError) -> str:
-    """One line on why ``me`` cannot listen, and what to do about it."""
-    where = f"{me.host}:{me.port}"
-    key = f"[players.{me.name}] host and port in {config.path}"
-    if exc.errno == errno.EADDRINUSE:
-        return (
-            f"cannot listen on {where}: the port is in use (is {me.name} running already? "
-            f"`ss -ltnp 'sport = :{me.port}'` shows the process); stop that process or change {key}"
-        )
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on {where}: the address is not one of this host's; change {key}"
-    if exc.errno == errno.EACCES:
-        return (
-            f"{me.name}: cannot listen on {where}: permission denied (ports below 1024 need privileges); change {key}"
-        )
-    return f"cannot listen on {where}: {exc.strerror or exc}; check {key}"
 
 
 def _keepalive(transport: Any) -> None:
