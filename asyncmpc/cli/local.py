@@ -65,6 +65,10 @@ def command(args: argparse.Namespace) -> int:
         return 130
     players.stop()
     if status == 0:
+        traffic = players.traffic()
+        if traffic:
+            print("local: traffic per player")
+            print("\n".join(traffic))
         print(f"local: training finished; wrote {out}/metrics.json, model.npz and training.png (asyncmpc report {out})")
     return status
 
@@ -83,9 +87,28 @@ class _Players:
     def log(self, name: str) -> Path:
         return self.out / "logs" / f"{name}.log"
 
+    def stats(self, name: str) -> Path:
+        return self.out / "logs" / f"{name}.stats.json"
+
+    def traffic(self) -> list[str]:
+        """A line per player that wrote its statistics: bytes sent and received, peak memory."""
+        import json
+
+        lines = []
+        for name in self.procs:
+            try:
+                st = json.loads(self.stats(name).read_text())
+            except (OSError, ValueError):
+                continue
+            lines.append(
+                f"  {name}: sent {st['bytes_sent']:,} bytes, received {st['bytes_received']:,}, "
+                f"peak memory {st['peak_rss_bytes'] / (1 << 20):.0f} MiB"
+            )
+        return lines
+
     def start(self, name: str, extra: list[str], *, show: bool) -> None:
         argv = [sys.executable, "-m", "asyncmpc", "run", "--config", str(self.config), "--name", name]
-        argv += ["--out", str(self.out), *extra]
+        argv += ["--out", str(self.out), "--stats", str(self.stats(name)), *extra]
         if show and sys.stderr.isatty():  # the progress bar, on this terminal
             self.procs[name] = subprocess.Popen(argv)
             return

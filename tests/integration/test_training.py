@@ -160,6 +160,9 @@ def test_local_sh_runs_a_deployment_and_writes_its_outputs(tmp_path: Path) -> No
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["rounds"]) == 5 and metrics["final_test_accuracy"] > 0.8
     assert (out / "model.npz").exists() and (out / "logs" / "server-0.log").exists()
+    assert "local: traffic per player" in proc.stdout
+    for name in ["model-owner", "server-0", "server-1", "server-2", "data-owner-0", "data-owner-1", "data-owner-2"]:
+        assert f"  {name}: sent " in proc.stdout
 
     # again: the checkpoint says every round is done; with --fresh, training starts over
     again = local_sh(config, out)
