@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asyncmpc.cli.common import fail
+from asyncmpc.cli.common import add_config, fail
 
 if TYPE_CHECKING:
     from asyncmpc.config import Config
@@ -15,7 +15,7 @@ __all__ = ["add_arguments", "command", "ensure_certs"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="hosts.toml", help="deployment file (default: hosts.toml)")
+    add_config(parser)
     parser.add_argument("--dir", help="where to write (default: the file's [tls] dir)")
     parser.add_argument("--if-missing", action="store_true", help="write nothing when every file is there already")
 

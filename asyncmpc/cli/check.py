@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from asyncmpc.cli.common import fail
+from asyncmpc.cli.common import add_config, fail
 
 if TYPE_CHECKING:
     from asyncmpc.config import Config
@@ -14,7 +14,7 @@ __all__ = ["add_arguments", "command"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="hosts.toml", help="deployment file (default: hosts.toml)")
+    add_config(parser)
     parser.add_argument(
         "--connect",
         action="store_true",

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-__all__ = ["fail"]
+__all__ = ["add_config", "fail"]
+
+
+def add_config(parser: argparse.ArgumentParser) -> None:
+    """The deployment-file option every subcommand that reads one takes."""
+    parser.add_argument("--config", default="hosts.toml", help="deployment file (default: hosts.toml)")
 
 
 def fail(who: str, exc: BaseException, *, verbose: bool = False) -> int:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from asyncmpc.cli.common import fail
+from asyncmpc.cli.common import add_config, fail
 from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, Config, load_config
 from asyncmpc.errors import AsyncMpcError
 
@@ -56,7 +56,7 @@ def setup_logging(player: str, level: str, fmt: str = "text") -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="hosts.toml", help="deployment file (default: hosts.toml)")
+    add_config(parser)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--name", help="this player's name in the deployment file")
     who.add_argument(
