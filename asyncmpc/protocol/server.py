@@ -350,8 +350,7 @@ class ServerProtocol:
     def _unknown(self, msg: m.Message) -> Send:
         """A ``Reject`` for the model owner's request about a round this server does not have
         (it restarted, or the round was superseded): the model owner goes on without us."""
-        reason = f"{msg.KIND!r} for round {msg.round_no}, which is not open at {self.name}"
-        return Send(self.model_owner, m.Reject(session=self.config.session, round_no=msg.round_no, reason=reason))
+        return self._refuse(msg.round_no, f"{msg.KIND!r} for a round that is not open at {self.name}")
 
     def _aggregate(self, sender: str, msg: m.Aggregate) -> list[Send]:
         if msg.round_no in self._auth:
