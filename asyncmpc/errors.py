@@ -12,6 +12,7 @@ __all__ = [
     "DecodeError",
     "FrameTooLarge",
     "PeerLost",
+    "TlsRefused",
     "RoundTimeout",
     "OutputError",
     "ListenError",
@@ -67,6 +68,11 @@ class FrameTooLarge(DecodeError):
 
 class PeerLost(AsyncMpcError):
     """A connection closed or could not be made in time."""
+
+
+class TlsRefused(PeerLost):
+    """A peer closed a TLS connection before answering the Hello: with TLS 1.3 that is how a
+    client learns that the server did not accept its certificate."""
 
 
 class RoundTimeout(AsyncMpcError):

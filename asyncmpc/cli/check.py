@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from asyncmpc.cli.common import add_config, fail
 
 if TYPE_CHECKING:
+    import ssl
+
     from asyncmpc.config import Config
 
 __all__ = ["add_arguments", "command"]
@@ -60,7 +62,8 @@ def _connect(config: Config, name: str | None, timeout: float) -> list[str]:
     import socket
     import ssl
 
-    from asyncmpc.errors import ConfigError
+    from asyncmpc.errors import ConfigError, TlsRefused
+    from asyncmpc.net.dialer import tls_failure
     from asyncmpc.net.runtime import dial_targets
     from asyncmpc.tls import tls_contexts
 
@@ -77,11 +80,25 @@ def _connect(config: Config, name: str | None, timeout: float) -> list[str]:
                     print(f"{peer.name} at {where}: reachable (plaintext)")
                     continue
                 with client.wrap_socket(sock, server_hostname=peer.name) as tls:
+                    _accepted(tls, min(timeout, 0.5))
                     print(f"{peer.name} at {where}: reachable; TLS {tls.version()}, its certificate names {peer.name}")
-        except ssl.SSLError as exc:
-            print(f"{peer.name} at {where}: TLS failed: {exc.reason or exc}")
+        except (ssl.SSLError, TlsRefused) as exc:
+            print(tls_failure(name, peer, exc).split(": ", 1)[1])
             failed.append(peer.name)
         except OSError as exc:
             print(f"{peer.name} at {where}: not reachable: {exc.strerror or exc}")
             failed.append(peer.name)
     return failed
+
+
+def _accepted(tls: ssl.SSLSocket, wait: float) -> None:
+    """With TLS 1.3 a client finishes its handshake before the server has checked the client's
+    certificate; a server that refuses it says so right after. TlsRefused if it does."""
+    from asyncmpc.errors import TlsRefused
+
+    tls.settimeout(wait)
+    try:
+        if tls.recv(1) == b"":
+            raise TlsRefused("closed the connection")
+    except TimeoutError:
+        return  # still open: it waits for our Hello

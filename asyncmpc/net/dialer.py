@@ -1,9 +1,10 @@
 """Layer 5: reaching the players a node dials, with back-off (asyncio only here and in runtime).
 
 One retry loop serves both uses: at start-up a role reaches its peers within a deadline
-(``reach`` with a timeout: PeerLost when it passes, and a TLS certificate error at once, since
-retrying will not fix it), and for as long as the node runs it keeps them (``keep``: whenever a
-connection closes, dial again, without end, logging once per outage).
+(``reach`` with a timeout: PeerLost when it passes, and at once when we refuse the peer's
+certificate, since retrying will not fix it), and for as long as the node runs it keeps them
+(``keep``: whenever a connection closes, dial again, without end, logging once per outage).
+A TLS failure is told as what to fix (``tls_failure``), at start-up and while running.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import ssl
 from typing import TYPE_CHECKING
 
 from asyncmpc.config import Player
-from asyncmpc.errors import PeerLost, RemoteProtocolError
+from asyncmpc.errors import PeerLost, RemoteProtocolError, TlsRefused
 
 if TYPE_CHECKING:
     from asyncmpc.net.runtime import Node
 
-__all__ = ["FIRST_DELAY", "MAX_DELAY", "Dialer"]
+__all__ = ["FIRST_DELAY", "MAX_DELAY", "Dialer", "tls_failure"]
 
 FIRST_DELAY = 0.02
 MAX_DELAY = 2.0
@@ -30,6 +31,8 @@ class Dialer:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        self.tls_failures: dict[str, str] = {}
+        """Per player whose last attempt failed in TLS: what to tell a person (``tls_failure``)."""
 
     async def reach(self, peer: Player, timeout: float | None) -> None:
         """Dial ``peer`` until connected, doubling the pause between attempts up to
@@ -44,22 +47,25 @@ class Dialer:
             budget = attempt if deadline is None else max(0.01, deadline - loop.time())
             try:
                 await node.dial_once(peer, budget)
+                self.tls_failures.pop(peer.name, None)
                 return
-            except ssl.SSLError as exc:
-                if deadline is not None:  # a certificate problem will not fix itself
-                    raise PeerLost(
-                        f"{node.name}: TLS with {peer.name} at {peer.host}:{peer.port} failed: {exc}"
-                    ) from exc
-                error = str(exc)
+            except (ssl.SSLError, TlsRefused) as exc:
+                self.tls_failures[peer.name] = error = tls_failure(node.name, peer, exc)
+                if deadline is not None and isinstance(exc, ssl.SSLError):
+                    raise PeerLost(error) from exc  # a certificate we refuse will not fix itself
             except (OSError, TimeoutError, PeerLost, RemoteProtocolError) as exc:
+                self.tls_failures.pop(peer.name, None)
                 error = str(exc) or type(exc).__name__
             if deadline is not None and loop.time() + delay >= deadline:
-                raise PeerLost(
-                    f"{node.name}: could not reach {peer.name} at {peer.host}:{peer.port} within {timeout:g}s: {error}"
-                )
+                where = f"{peer.name} at {peer.host}:{peer.port}"
+                lost = f"{node.name}: could not reach {where} within {timeout:g}s: {error}"
+                raise PeerLost(self.tls_failures.get(peer.name, lost))
             if deadline is None and not logged:
                 logged = True
-                node.log.info("cannot reach %s at %s:%s yet (%s); retrying", peer.name, peer.host, peer.port, error)
+                if peer.name in self.tls_failures:
+                    node.log.warning("%s; retrying", error)
+                else:
+                    node.log.info("cannot reach %s at %s:%s yet (%s); retrying", peer.name, peer.host, peer.port, error)
             await asyncio.sleep(delay)  # back-off between attempts to reach a peer that is starting
             delay = min(delay * 2, MAX_DELAY)
 
@@ -71,3 +77,27 @@ class Dialer:
                 await node.wait_gone(peer.name)
                 continue
             await self.reach(peer, None)
+
+
+def tls_failure(me: str, peer: Player, exc: ssl.SSLError | TlsRefused) -> str:
+    """One line that says which certificate is wrong and what to do about it (``me`` dialled
+    ``peer``): for the dialler's logs and errors, and for ``asyncmpc check --connect``."""
+    where = f"{me}: TLS with {peer.name} at {peer.host}:{peer.port} failed"
+    certs = "make every player's files with one `asyncmpc certs` and give each player its own"
+    if isinstance(exc, TlsRefused):
+        return (
+            f"{where}: {peer.name} closed the connection after the handshake (it does not accept "
+            f"{me}'s certificate, or it was stopping: its log says which); {certs}"
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if exc.verify_code == _HOSTNAME_MISMATCH:
+            return f"{where}: its certificate does not name {peer.name} (is it another player's?); {certs}"
+        reason = exc.verify_message or str(exc)
+        return f"{where}: its certificate is not signed by this deployment's CA ({reason}); {certs}"
+    if "UNKNOWN_CA" in str(exc) or "BAD_CERTIFICATE" in str(exc) or "CERTIFICATE" in (exc.reason or ""):
+        return f"{where}: {peer.name} does not accept {me}'s certificate ({exc.reason}); {certs}"
+    return f"{where}: {exc.reason or exc}"
+
+
+_HOSTNAME_MISMATCH = 62
+"""OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH."""

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, LISTENING_ROLES, MODEL_OWNER, Config, Player
-from asyncmpc.errors import ConfigError, ListenError, PeerLost, RemoteProtocolError
+from asyncmpc.errors import ConfigError, ListenError, PeerLost, RemoteProtocolError, TlsRefused
 from asyncmpc.net.dialer import Dialer
 from asyncmpc.net.listen import listen_error
 from asyncmpc.net.peer import BodyBudget, Connection, FrameProtocol
@@ -190,6 +190,11 @@ class Node:
                 shown = getattr(hello, "player", hello.KIND)
                 raise RemoteProtocolError(f"answered the handshake as {shown!r}", peer=peer.name)
             self._check_hello(hello, conn)
+        except PeerLost as exc:
+            await conn.close()
+            if self.tls is None:
+                raise
+            raise TlsRefused(str(exc)) from exc
         except BaseException:
             await conn.close()
             raise
@@ -365,6 +370,9 @@ class Node:
         more for the others; return those connected. PeerLost if fewer than ``need`` came."""
         if not await self.wait_until(lambda: sum(n in self.peers for n in names) >= need, timeout):
             down = [self.config.player(n) for n in names if n not in self.peers]
+            for p in down:  # a certificate to fix says more than "could not reach"
+                if p.name in self._dialer.tls_failures:
+                    raise PeerLost(self._dialer.tls_failures[p.name])
             where = ", ".join(f"{p.name} at {p.host}:{p.port}" for p in down)
             raise PeerLost(
                 f"{self.name}: could not reach {where} within {timeout:g}s ([protocol] connect_timeout; "

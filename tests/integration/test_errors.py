@@ -3,6 +3,7 @@ exit status 2, no traceback. Each case runs a real player process."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, RUN_ROLE, free_ports, write_config
+from tests.helpers import ROOT, RUN_ROLE, free_ports, players, wait_until, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +118,62 @@ def test_verbose_shows_the_traceback_too_and_json_logs_are_one_object_per_line(t
     assert docs and all(d["player"] == "model-owner" and d["level"] and d["message"] for d in docs)
     assert any("cannot reach server-0" in d["message"] for d in docs)
     assert lines[-1].startswith("asyncmpc: model-owner: could not reach")
+
+
+_CERTS = "make every player's files with one `asyncmpc certs` and give each player its own"
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        (
+            "server-0 from another CA",
+            "its certificate is not signed by this deployment's CA (certificate signature failure); " + _CERTS,
+        ),
+        ("server-0 as server-1", "its certificate does not name server-0 (is it another player's?); " + _CERTS),
+        (
+            "model-owner from another CA",
+            "server-0 closed the connection after the handshake (it does not accept model-owner's certificate, "
+            "or it was stopping: its log says which); " + _CERTS,
+        ),
+    ],
+)
+def test_a_certificate_that_does_not_match_says_whose_and_what_to_do(tmp_path: Path, case: str, message: str) -> None:
+    from asyncmpc.config import load_config
+    from asyncmpc.tls import make_certs
+
+    ports = free_ports(4)
+    config = write_config(tmp_path, owners=2, ports=ports, tls=True, protocol="connect_timeout = 3.0")
+    certs = tmp_path / "certs"
+    player, source = case.split(" from " if " from " in case else " as ")
+    if source == "another CA":
+        make_certs(load_config(config), tmp_path / "other")
+        source, folder = player, tmp_path / "other"
+    else:
+        folder = certs
+    for ext in ("pem", "key"):
+        shutil.copy(folder / f"{source}.{ext}", certs / f"{player}.{ext}")
+    with players(tmp_path) as procs:
+        procs.start_role(config, "server-0")
+        wait_until(lambda: "listening on" in procs.log("server-0"), 30, "server-0 to listen")
+        argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", "model-owner"]
+        result = subprocess.run(
+            [*argv, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+        )
+        if player == "model-owner":  # the server says why in its log
+            assert "refused TLS connection from 127.0.0.1" in procs.log("server-0")
+            assert "certificate verify failed" in procs.log("server-0")
+    assert result.returncode == 2
+    where = f"asyncmpc: model-owner: TLS with server-0 at 127.0.0.1:{ports[1]} failed: "
+    assert one_line(result) == where + message
+
+
+def test_missing_certificate_files_are_one_line_naming_the_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path, owners=2, tls=True)
+    (tmp_path / "certs" / "server-1.key").unlink()
+    result = run_role(config, "server-1")
+    assert result.returncode == 2
+    missing = tmp_path / "certs" / "server-1.key"
+    assert one_line(result) == (
+        f"asyncmpc: server-1: {config}: [tls] dir: {missing} is missing (create the files with asyncmpc certs)"
+    )
