@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from asyncmpc.bench import PLAYER, deployment  # noqa: E402
 from asyncmpc.checkpoint import checkpoint_header, read_rounds  # noqa: E402
-from scripts.bench import RUN_ROLE, deployment  # noqa: E402
 
 
 def rounds_done(out: Path) -> int:
@@ -63,7 +63,7 @@ def main() -> None:
 
         def start(name: str) -> None:
             log = open(folder / f"{name}.log", "ab")  # noqa: SIM115
-            argv = [sys.executable, str(RUN_ROLE), "--config", str(cfg), "--name", name, "--out", str(out)]
+            argv = [*PLAYER, "--config", str(cfg), "--name", name, "--out", str(out)]
             procs[name] = subprocess.Popen(argv, stdout=log, stderr=log)
             started.append(procs[name])
 

@@ -21,6 +21,7 @@ _EXAMPLES = {
     "predict": "example: asyncmpc predict runs/latest/model.npz new.csv --out predictions.csv",
     "report": "example: asyncmpc report runs/latest",
     "local": "example: asyncmpc local hosts.toml --out runs/latest",
+    "bench": "example: asyncmpc bench --d 1000000 --owners 3 --rounds 5 --repeat 2",
 }
 
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("local", "run a whole deployment as processes on this machine, supervised (what scripts/local.sh runs)"),
         ("certs", "create the deployment CA and a key and certificate per player"),
         ("check", "validate a hosts.toml, print the deployment as a table, and try the peers"),
+        ("bench", "time secure aggregation against plaintext averaging, every player a process on this machine"),
         ("predict", "predict with a saved model.npz on the rows of a CSV file"),
         ("report", "summarize a run folder and plot its loss and test accuracy (training.png)"),
     ]:

@@ -1,4 +1,4 @@
-"""The benchmark as a smoke test: it completes, and the secure mean equals the plain one."""
+"""``asyncmpc bench`` as a smoke test: it completes, and the secure mean equals the plain one."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def bench(*args: str) -> list[dict]:  # type: ignore[type-arg]
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--json", *args],
+        [sys.executable, "-m", "asyncmpc", "bench", "--json", *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -44,3 +44,17 @@ def test_bench_swarm_of_owners_in_one_process() -> None:
     (run,) = bench("--d", "1000", "--owners", "40", "--rounds", "2", "--modes", "secure", "--swarm-above", "10")
     assert run["swarm"] and run["roles"]["data-owner"]["processes"] == 1
     assert run["max_abs_error_vs_exact_mean"] <= 2 * 0.1 * 2.0**-17 + 1e-12
+
+
+def test_bench_refuses_a_cheat_that_names_no_server_in_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "asyncmpc", "bench", "--cheat", "model-owner=vector:every"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr == (
+        "asyncmpc: bench: --cheat 'model-owner=vector:every': expected SERVER=WHAT:WHEN with a server name\n"
+    )

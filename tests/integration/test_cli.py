@@ -24,7 +24,7 @@ def asyncmpc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*ASYNCMPC, *args], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["certs"], ["check"], ["predict"], ["report"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["local"], ["certs"], ["check"], ["bench"], ["predict"], ["report"]])
 def test_every_help_is_complete_and_ends_with_an_example(command: list[str]) -> None:
     result = asyncmpc(*command, "--help")
     assert result.returncode == 0 and not result.stderr

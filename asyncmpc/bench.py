@@ -1,0 +1,288 @@
+"""Layer 7: the aggregation benchmark (``asyncmpc bench``): secure aggregation against the
+plaintext floor, with every player a process on localhost.
+
+For each d (parameters) and number of data owners, it runs R rounds of secure aggregation of
+synthetic gradients (three servers, the model owner, the owners) and the same rounds as
+plaintext federated averaging over the same transport (owners send float64 gradients straight
+to the model owner, which averages and sends the model back). Owners run as one process each,
+or, above ``swarm_above`` owners, as tasks of one swarm process. ``run_all`` returns one result
+per configuration and mode: round seconds (median, min, max), bytes sent and received and peak
+RSS per role, the secure/plain ratio of median round times, and the error against the exact mean.
+
+With ``repeat`` N each configuration is launched N times, secure and plain alternating, and the
+round times of all launches are pooled (the machine's noise moves single launches by 20-30%).
+A ``cheat`` (SERVER, WHAT:WHEN) makes that server lie (the tests' fault injection,
+``roles.cheat``), e.g. ``server-1=vector:ordinary`` with ``mac_window = 0`` makes every round a
+disputed round plus its MAC re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from asyncmpc.config import load_config
+from asyncmpc.errors import AsyncMpcError
+from asyncmpc.roles.cheat import CHEAT_ENV
+from asyncmpc.tls import make_certs
+from asyncmpc.workload import synthetic_mean
+
+__all__ = ["PLAYER", "Plan", "deployment", "free_ports", "run_all", "table"]
+
+PLAYER = [sys.executable, "-m", "asyncmpc", "run"]
+"""The command line that starts one player (options follow)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``run_all`` measures: every combination of ``ds``, ``owners`` and ``tls``, each mode."""
+
+    ds: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    owners: tuple[int, ...] = (3, 10)
+    rounds: int = 5
+    modes: tuple[str, ...] = ("secure", "plain")
+    swarm_above: int = 10
+    frac_bits: int = 16
+    tls: tuple[bool, ...] = (False,)
+    repeat: int = 1
+    down_server: str | None = None
+    protocol: tuple[str, ...] = ()
+    """Extra ``[protocol]`` lines for the secure runs (MAC round policy)."""
+    cheat: tuple[str, str] | None = None
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def deployment(
+    d: int,
+    owners: int,
+    rounds: int,
+    mode: str,
+    frac_bits: int,
+    tls: bool = False,
+    connect_timeout: float = 120.0,
+    protocol: tuple[str, ...] = (),
+) -> str:
+    ports = free_ports(4)
+    lines = [
+        'session = "bench"',
+        *(["[tls]", 'dir = "certs"'] if tls else []),
+        "[protocol]",
+        *protocol,
+        f"plaintext = {'false' if tls else 'true'}",
+        f"frac_bits = {frac_bits}",
+        f"max_owners = {max(owners, 2)}",
+        "round_timeout = 600.0",
+        f"connect_timeout = {connect_timeout}",
+        "[training]",
+        'dataset = "synthetic"',
+        f"parameters = {d}",
+        f"rounds = {rounds}",
+        "learning_rate = 0.1",
+        f'aggregation = "{mode}"',
+        "[players.model-owner]",
+        'role = "model-owner"',
+        'host = "127.0.0.1"',
+        f"port = {ports[0]}",
+    ]
+    for i in range(3):
+        lines += [f"[players.server-{i}]", 'role = "compute-server"', 'host = "127.0.0.1"', f"port = {ports[1 + i]}"]
+    for i in range(owners):
+        lines += [f"[players.data-owner-{i}]", 'role = "data-owner"', 'host = "127.0.0.1"']
+    return "\n".join(lines) + "\n"
+
+
+def run_one(tmp: Path, plan: Plan, d: int, owners: int, tls: bool, mode: str) -> dict[str, Any]:
+    """One launch: a deployment of ``owners`` data owners training ``plan.rounds`` rounds of ``d``
+    parameters in ``mode``; every player a process, its stats and the model read back."""
+    rounds, down = plan.rounds, plan.down_server
+    protocol, cheat = (plan.protocol, plan.cheat) if mode == "secure" else ((), None)
+    folder = tmp / f"{mode}-{d}-{owners}-{'tls' if tls else 'plaintext'}"
+    folder.mkdir(parents=True)
+    cfg = folder / "hosts.toml"
+    # with a server down, the model owner waits connect_timeout for it, then trains with two
+    cfg.write_text(deployment(d, owners, rounds, mode, plan.frac_bits, tls, 3.0 if down else 120.0, protocol))
+    if tls:
+        make_certs(load_config(cfg), folder / "certs")
+    servers = [s for s in ("server-0", "server-1", "server-2") if s != down]
+    names = (servers if mode == "secure" else []) + ["model-owner"]
+    swarm = owners > plan.swarm_above
+    if not swarm:
+        names += [f"data-owner-{i}" for i in range(owners)]
+    _run_players(folder, cfg, names, swarm, cheat, f"{mode} d={d} owners={owners}")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    secs = [r["seconds"] for r in metrics["rounds"]]
+    ends = [r["time"] for r in metrics["rounds"] if "time" in r]
+    wall = {}
+    if len(ends) >= 201:  # wall time per round (checkpoint and log writes included), first and last 100
+        wall = {"first_100": (ends[100] - ends[0]) / 100, "last_100": (ends[-1] - ends[-101]) / 100}
+    kinds = {
+        "disputed": sum(1 for r in metrics["rounds"] if r.get("disputed")),
+        "mac": sum(1 for r in metrics["rounds"] if r.get("mac")),
+        "excluded": sorted(metrics.get("excluded_servers", {})),
+    }
+    roles = _role_stats(folder)
+    with np.load(folder / "model.npz") as f:
+        theta = f["theta"]
+    expected = -0.1 * rounds * synthetic_mean(load_config(cfg), owners)
+    return {
+        "mode": mode,
+        "tls": tls,
+        "d": d,
+        "owners": owners,
+        "rounds": rounds,
+        "swarm": swarm,
+        "round_seconds": {"median": statistics.median(secs), "min": min(secs), "max": max(secs)},
+        "all_round_seconds": secs,
+        "round_kinds": kinds,
+        "wall_per_round": wall,
+        "upload_per_owner_bytes_per_round": roles["data-owner"]["bytes_sent"] / owners / rounds,
+        "roles": roles,
+        "max_abs_error_vs_exact_mean": float(np.abs(theta - expected).max()),
+    }
+
+
+def _run_players(
+    folder: Path, cfg: Path, names: list[str], swarm: bool, cheat: tuple[str, str] | None, what: str
+) -> None:
+    """Start every player (and the swarm), wait for all; AsyncMpcError if one fails (a cheat may)."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    base = [*PLAYER, "--config", str(cfg), "--log-level", "WARNING"]
+    try:
+        for name in names:
+            argv = [*base, "--name", name, "--stats", str(folder / f"{name}.stats.json"), "--out", str(folder)]
+            log = open(folder / f"{name}.log", "wb")  # noqa: SIM115
+            env = {**os.environ, CHEAT_ENV: cheat[1]} if cheat and cheat[0] == name else None
+            procs[name] = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+        if swarm:
+            argv = [*base, "--swarm", "--stats", str(folder / "swarm.stats.json")]
+            procs["swarm"] = subprocess.Popen(argv, stderr=open(folder / "swarm.log", "wb"))  # noqa: SIM115
+        for name, proc in procs.items():
+            if proc.wait(timeout=3600) != 0 and not (cheat and cheat[0] == name):
+                last = ((folder / f"{name}.log").read_text(errors="replace").strip().splitlines() or [""])[-1]
+                raise AsyncMpcError(f"{what}: {name} exited with status {proc.returncode}: {last}")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def _role_stats(folder: Path) -> dict[str, dict[str, Any]]:
+    """The players' --stats files summed per role (peak RSS: the largest)."""
+    roles: dict[str, dict[str, Any]] = {}
+    for f in folder.glob("*.stats.json"):
+        st = json.loads(f.read_text())
+        key = (
+            "model-owner"
+            if st["role"] == "model-owner"
+            else ("server" if st["role"] == "compute-server" else "data-owner")
+        )
+        agg = roles.setdefault(
+            key, {"peak_rss_bytes": 0, "bytes_sent": 0, "bytes_received": 0, "cpu_seconds": 0.0, "processes": 0}
+        )
+        agg["cpu_seconds"] += st["cpu_seconds"]
+        agg["peak_rss_bytes"] = max(agg["peak_rss_bytes"], st["peak_rss_bytes"])
+        agg["bytes_sent"] += st["bytes_sent"]
+        agg["bytes_received"] += st["bytes_received"]
+        agg["processes"] += 1
+    return roles
+
+
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result for several launches of a configuration: round times pooled, the rest per launch
+    averaged (bytes, CPU) or the maximum (peak RSS, error)."""
+    out = dict(runs[0])
+    secs = [s for r in runs for s in r["all_round_seconds"]]
+    out["round_seconds"] = {"median": statistics.median(secs), "min": min(secs), "max": max(secs)}
+    out["all_round_seconds"] = secs
+    out["launches"] = len(runs)
+    out["wall_seconds"] = sum(r["wall_seconds"] for r in runs) / len(runs)
+    out["max_abs_error_vs_exact_mean"] = max(r["max_abs_error_vs_exact_mean"] for r in runs)
+    out["upload_per_owner_bytes_per_round"] = statistics.mean(r["upload_per_owner_bytes_per_round"] for r in runs)
+    out["roles"] = {}
+    for role in runs[0]["roles"]:
+        per = [r["roles"][role] for r in runs]
+        out["roles"][role] = {
+            "peak_rss_bytes": max(p["peak_rss_bytes"] for p in per),
+            "bytes_sent": statistics.mean(p["bytes_sent"] for p in per),
+            "bytes_received": statistics.mean(p["bytes_received"] for p in per),
+            "cpu_seconds": statistics.mean(p["cpu_seconds"] for p in per),
+            "processes": per[0]["processes"],
+        }
+    return out
+
+
+def run_all(plan: Plan) -> list[dict[str, Any]]:
+    """Launch every configuration of ``plan`` (``repeat`` times, modes alternating); one pooled
+    result per configuration and mode, in order."""
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="asyncmpc-bench-") as tmp:
+        for d in plan.ds:
+            for owners in plan.owners:
+                for tls in plan.tls:
+                    launches: dict[str, list[dict[str, Any]]] = {mode: [] for mode in plan.modes}
+                    for rep in range(plan.repeat):
+                        for mode in plan.modes:
+                            t0 = time.perf_counter()
+                            r = run_one(Path(tmp) / str(rep), plan, d, owners, tls, mode)
+                            r["wall_seconds"] = time.perf_counter() - t0
+                            launches[mode].append(r)
+                    pair = {mode: pooled(runs) for mode, runs in launches.items()}
+                    results += pair.values()
+                    if "secure" in pair and "plain" in pair:
+                        ratio = pair["secure"]["round_seconds"]["median"] / pair["plain"]["round_seconds"]["median"]
+                        pair["secure"]["secure_over_plain"] = ratio
+                        pair["plain"]["secure_over_plain"] = ratio
+    return results
+
+
+def table(results: list[dict[str, Any]]) -> list[str]:
+    """The results as the lines of a table (and wall time per round for long runs)."""
+    mib = 1 << 20
+    lines = [
+        f"{'mode':6} {'tls':>3} {'d':>9} {'owners':>6} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>6} "
+        f"{'up/owner':>9} {'RSS MiB srv':>11} {'RSS MiB MO':>10} {'RSS MiB DO':>10} {'max err':>9} "
+        f"{'disputed/mac':>12}"
+    ]
+    for r in results:
+        rs, roles = r["round_seconds"], r["roles"]
+        ratio = r.get("secure_over_plain")
+        srv = roles.get("server", {}).get("peak_rss_bytes", 0) / mib
+        lines.append(
+            f"{r['mode']:6} {'on' if r['tls'] else 'off':>3} {r['d']:9d} {r['owners']:6d} "
+            f"{rs['median'] * 1e3:10.2f} {rs['min'] * 1e3:8.2f} "
+            f"{rs['max'] * 1e3:8.2f} {ratio if ratio is not None else float('nan'):6.2f} "
+            f"{r['upload_per_owner_bytes_per_round'] / (8 * r['d']):8.3f}x {srv:11.0f} "
+            f"{roles['model-owner']['peak_rss_bytes'] / mib:10.0f} {roles['data-owner']['peak_rss_bytes'] / mib:10.0f} "
+            f"{r['max_abs_error_vs_exact_mean']:9.2e} "
+            f"{r['round_kinds']['disputed']:>6}/{r['round_kinds']['mac']:<5}"
+        )
+        if r["wall_per_round"]:
+            w = r["wall_per_round"]
+            lines.append(
+                f"  wall time per round: {w['first_100'] * 1e3:.2f} ms over the first 100, "
+                f"{w['last_100'] * 1e3:.2f} ms over the last 100"
+            )
+    return lines

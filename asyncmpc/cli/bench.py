@@ -1,0 +1,65 @@
+"""Layer 7: ``asyncmpc bench``: secure aggregation against the plaintext floor on this machine
+(``asyncmpc.bench``). The other benchmarks (faults, training accuracy, primitives, the CLI's own
+costs) are scripts in ``scripts/``."""
+
+from __future__ import annotations
+
+import argparse
+
+from asyncmpc.cli.common import fail
+
+__all__ = ["add_arguments", "command"]
+
+SERVERS = ["server-0", "server-1", "server-2"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--d", type=int, nargs="+", default=[10_000, 100_000, 1_000_000], help="parameters per model")
+    parser.add_argument("--owners", type=int, nargs="+", default=[3, 10], help="numbers of data owners")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per launch (default: 5)")
+    parser.add_argument("--modes", nargs="+", default=["secure", "plain"], choices=["secure", "plain"])
+    parser.add_argument("--swarm-above", type=int, default=10, help="more owners than this run as one swarm process")
+    parser.add_argument("--frac-bits", type=int, default=16, help="fixed-point fractional bits (default: 16)")
+    parser.add_argument("--tls", choices=["off", "on", "both"], default="off", help="TLS on every connection")
+    parser.add_argument("--repeat", type=int, default=1, help="launches per configuration, round times pooled")
+    parser.add_argument(
+        "--down-server", choices=SERVERS, help="never start this server: secure rounds run on the other two"
+    )
+    parser.add_argument("--mac-rounds", choices=["after-dispute", "always"], default="after-dispute")
+    parser.add_argument("--mac-window", type=int, default=10, help="MAC rounds after a dispute (default: 10)")
+    parser.add_argument("--cheat", metavar="SERVER=WHAT:WHEN", help="that server lies (see asyncmpc/roles/cheat.py)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per configuration and mode")
+
+
+def command(args: argparse.Namespace) -> int:
+    import json
+
+    from asyncmpc.bench import Plan, run_all, table
+    from asyncmpc.errors import AsyncMpcError
+
+    cheat = None
+    if args.cheat:
+        server, _, what = args.cheat.partition("=")
+        if server not in SERVERS or not what:
+            return fail("bench", ValueError(f"--cheat {args.cheat!r}: expected SERVER=WHAT:WHEN with a server name"))
+        cheat = (server, what)
+    plan = Plan(
+        ds=tuple(args.d),
+        owners=tuple(args.owners),
+        rounds=args.rounds,
+        modes=tuple(args.modes),
+        swarm_above=args.swarm_above,
+        frac_bits=args.frac_bits,
+        tls={"off": (False,), "on": (True,), "both": (False, True)}[args.tls],
+        repeat=args.repeat,
+        down_server=args.down_server,
+        protocol=(f'mac_rounds = "{args.mac_rounds}"', f"mac_window = {args.mac_window}"),
+        cheat=cheat,
+    )
+    try:
+        results = run_all(plan)
+    except AsyncMpcError as exc:
+        return fail("bench", exc)
+    for line in [json.dumps(r) for r in results] if args.json else table(results):
+        print(line)
+    return 0
