@@ -53,13 +53,13 @@ def command(args: argparse.Namespace) -> int:
     mo = config.model_owner.name
     names = [p.name for p in config.servers] + [mo] + [p.name for p in config.data_owners]
     players = _Players(out, config.path)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        for name in names:
-            players.start(name, ["--fresh"] if name == mo and args.fresh else [], show=name == mo)
-        print(f"local: started {len(names)} players from {config.path}; logs in {out / 'logs'}", flush=True)
-        status = players.supervise(mo)
-    except KeyboardInterrupt:
+    for signum in (signal.SIGINT, signal.SIGTERM):  # a flag, not an exception at any bytecode
+        signal.signal(signum, players.interrupt)
+    for name in names:
+        players.start(name, ["--fresh"] if name == mo and args.fresh else [], show=name == mo)
+    print(f"local: started {len(names)} players from {config.path}; logs in {out / 'logs'}", flush=True)
+    status = players.supervise(mo)
+    if players.interrupted.is_set():
         print("local: interrupted, stopping every player", file=sys.stderr)
         players.stop()
         return 130
@@ -73,16 +73,17 @@ def command(args: argparse.Namespace) -> int:
     return status
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 class _Players:
     def __init__(self, out: Path, config: str) -> None:
         self.out = out
         self.config = config
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._copiers: list[threading.Thread] = []
+        self.interrupted = threading.Event()
+        """Set by Ctrl-C or SIGTERM; the supervisor then stops every player."""
+
+    def interrupt(self, signum: int, frame: object) -> None:
+        self.interrupted.set()
 
     def log(self, name: str) -> Path:
         return self.out / "logs" / f"{name}.log"
@@ -129,7 +130,8 @@ class _Players:
         reported: set[str] = set()
         while self.procs[mo].poll() is None:
             self._report_failures(reported, mo, "the other players go on")
-            time.sleep(0.2)
+            if self.interrupted.wait(0.2):
+                return 130
         for copier in self._copiers:
             copier.join(5)
         status = self.procs[mo].returncode
@@ -137,7 +139,8 @@ class _Players:
             self._report(mo, status)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(p.poll() is None for p in self.procs.values()):
-            time.sleep(0.2)
+            if self.interrupted.wait(0.2):
+                return 130
         if status == 0:
             self._report_failures(reported, mo, "")
         return status
