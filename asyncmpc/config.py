@@ -86,6 +86,8 @@ class ProtocolSettings:
 
 DATASETS = ("breast_cancer", "digits", "wine", "iris", "csv", "synthetic")
 AGGREGATIONS = ("secure", "plain")
+WEIGHTINGS = ("owners", "examples")
+MODELS = ("logreg", "mlp")
 MAC_ROUNDS = ("after-dispute", "always")
 OPTIMIZERS = ("sgd", "adam")
 SPLITS = ("iid", "dirichlet")
@@ -94,7 +96,8 @@ SPLITS = ("iid", "dirichlet")
 @dataclass(frozen=True, slots=True)
 class TrainingSettings:
     dataset: str = "breast_cancer"
-    """A data set that ships with scikit-learn, or "csv" (each data owner names its file)."""
+    """A data set that ships with scikit-learn, "csv" (each data owner names its file), or a
+    plug-in "module:function" (see ``asyncmpc.data.load_plugin_data``)."""
     classes: tuple[str, ...] = ()
     """With dataset = "csv": every class label, as text (the label column is read as text)."""
     rounds: int = 100
@@ -115,6 +118,21 @@ class TrainingSettings:
     aggregation: str = "secure"
     """"plain" sends gradients to the model owner in the clear: the floor for benchmarks, and
     allowed only with dataset = "synthetic"."""
+    model: str = "logreg"
+    """"logreg", "mlp", or a plug-in "module:attribute" (see ``asyncmpc.models``)."""
+    model_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    """The ``[training.model_options]`` table, passed to the model's builder."""
+    local_steps: int = 1
+    """Optimizer steps each data owner takes on its own data per round (FedAvg); 1: a gradient."""
+    local_learning_rate: float = 0.1
+    """The step size of those local steps (plain SGD)."""
+    weighting: str = ""
+    """"owners" (each contributor counts once) or "examples" (each owner by its number of
+    examples, kept secret: only sums are opened); "" means "examples" when local_steps > 1."""
+
+    @property
+    def weighted(self) -> bool:
+        return self.weighting == "examples" or (not self.weighting and self.local_steps > 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +189,7 @@ _PROTOCOL_KEYS: dict[str, tuple[type, Any]] = {
     "mac_window": (int, (0, 1_000_000)),
 }
 _TRAINING_KEYS: dict[str, tuple[type, Any]] = {
-    "dataset": (str, DATASETS),
+    "dataset": (str, None),
     "classes": (list, None),
     "rounds": (int, (1, 1_000_000)),
     "optimizer": (str, OPTIMIZERS),
@@ -186,6 +204,11 @@ _TRAINING_KEYS: dict[str, tuple[type, Any]] = {
     "test_fraction": (float, (0.01, 0.99)),
     "parameters": (int, (1, 1 << 31)),
     "aggregation": (str, AGGREGATIONS),
+    "model": (str, None),
+    "model_options": (dict, None),
+    "local_steps": (int, (1, 100_000)),
+    "local_learning_rate": (float, (0.0, 1e6)),
+    "weighting": (str, WEIGHTINGS),
 }
 _PLAYER_KEYS = {"role", "host", "port", "csv", "label_column"}
 
@@ -274,7 +297,21 @@ def _parse_tls(table: Any, path: str) -> str | None:
 
 
 def _parse_training(table: Any, path: str) -> TrainingSettings:
-    return TrainingSettings(**_table(table, _TRAINING_KEYS, path, "[training]"))
+    settings = TrainingSettings(**_table(table, _TRAINING_KEYS, path, "[training]"))
+    for key, names, what in (("dataset", DATASETS, "function"), ("model", MODELS, "builder")):
+        value = getattr(settings, key)
+        if value not in names and not _is_import_string(value):
+            raise ConfigError(
+                f"{path}: [training] {key}: {value!r} is not one of {', '.join(names)}, nor a plug-in 'module:{what}'"
+            )
+    if settings.dataset not in DATASETS and len(settings.classes) < 2:
+        raise ConfigError(f"{path}: [training] classes: list at least 2 class labels for a data plug-in")
+    return settings
+
+
+def _is_import_string(value: str) -> bool:
+    module, sep, attribute = value.partition(":")
+    return bool(sep) and all(p.isidentifier() for p in module.split(".")) and attribute.isidentifier()
 
 
 def _parse_players(table: Any, path: str) -> dict[str, Player]:
@@ -333,6 +370,10 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
 def _typed(value: Any, kind: type, allowed: Any, path: str, where: str, key: str) -> Any:
     """``value`` checked against its declared kind: bool, int or float within ``allowed``
     bounds, str (one of ``allowed`` if given), or a list of distinct labels."""
+    if kind is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {where} {key}: expected a table, got {value!r}")
+        return dict(value)
     if kind is list:
         if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
             raise ConfigError(f"{path}: {where} {key}: expected a list of labels, got {value!r}")

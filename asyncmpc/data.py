@@ -19,9 +19,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config, Player, TrainingSettings
-from asyncmpc.errors import ConfigError
+from asyncmpc.errors import ConfigError, PluginError
 
-__all__ = ["Dataset", "Split", "batch_indices", "load_csv", "load_split", "owner_data", "partition"]
+__all__ = [
+    "Dataset",
+    "Split",
+    "batch_indices",
+    "is_plugin",
+    "load_csv",
+    "load_plugin_data",
+    "load_split",
+    "owner_data",
+    "partition",
+]
 
 Floats = NDArray[np.float64]
 Labels = NDArray[np.int64]
@@ -89,11 +99,15 @@ def partition(y: Labels, owners: int, settings: TrainingSettings) -> list[NDArra
 
 
 def load_split(config: Config) -> Split:
-    """The deployment's data as described by ``config.training`` (bundled data sets)."""
+    """The deployment's data as described by ``config.training`` (bundled data sets; with
+    CSV files or a data plug-in, only the model owner's test set)."""
     t = config.training
-    if t.dataset == "csv":
+    if t.dataset == "csv" or is_plugin(t.dataset):
         mo = config.model_owner
-        test = load_csv(mo.csv, mo.label_column, t.classes) if mo.csv else None
+        if t.dataset == "csv":
+            test = load_csv(mo.csv, mo.label_column, t.classes) if mo.csv else None
+        else:
+            test = load_plugin_data(config, mo)
         n_features = test.x.shape[1] if test is not None else -1
         return Split(t.classes, n_features, (), test)
     from sklearn.model_selection import train_test_split
@@ -113,9 +127,53 @@ def owner_data(config: Config, player: Player) -> tuple[Dataset, tuple[str, ...]
     if t.dataset == "csv":
         assert player.csv is not None  # checked when the config was loaded
         return load_csv(player.csv, player.label_column, t.classes), t.classes
+    if is_plugin(t.dataset):
+        data = load_plugin_data(config, player)
+        if data is None:
+            raise PluginError(f"data plug-in {t.dataset!r} returned no examples for {player.name}")
+        return data, t.classes
     split = load_split(config)
     assert player.index is not None
     return split.owners[player.index], split.classes
+
+
+def is_plugin(dataset: str) -> bool:
+    return ":" in dataset
+
+
+def load_plugin_data(config: Config, player: Player) -> Dataset | None:
+    """A player's examples from the data plug-in ``[training] dataset = "module:function"``.
+
+    The function is called as ``function(player_name, index)`` (``index`` is the data owner's
+    0, 1, ...; None for the model owner) and returns ``(x, y)``: a matrix of numbers, a row per
+    example, and one label per row from ``[training] classes`` (compared as text); the model
+    owner's call returns its test set, or None for none. PluginError names what is wrong.
+    """
+    from asyncmpc.models import checked, load_plugin
+
+    spec, classes = config.training.dataset, config.training.classes
+    fn = load_plugin(spec, "data")
+    result = checked(spec, "loading", lambda: fn(player.name, player.index), "data")
+    if result is None:
+        return None
+    try:
+        raw_x, raw_y = result
+        x = np.asarray(raw_x, dtype=np.float64)
+        labels = [str(v) for v in np.asarray(raw_y).tolist()]
+    except (TypeError, ValueError) as exc:
+        raise PluginError(f"data plug-in {spec!r}: expected (x, y) of numbers and labels: {exc}") from None
+    if x.ndim != 2 or x.shape[0] != len(labels) or x.shape[0] == 0:
+        raise PluginError(
+            f"data plug-in {spec!r}: x has shape {x.shape} and y {len(labels)} labels; "
+            "expected a row of features per label, at least one"
+        )
+    if not np.isfinite(x).all():
+        raise PluginError(f"data plug-in {spec!r}: x holds NaN or infinite values")
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise PluginError(f"data plug-in {spec!r}: labels {unknown[:5]} are not among [training] classes")
+    return Dataset(x, np.array([index[v] for v in labels], dtype=np.int64))
 
 
 def load_csv(path: str, label_column: str, classes: tuple[str, ...]) -> Dataset:

@@ -16,6 +16,7 @@ __all__ = [
     "RoundTimeout",
     "OutputError",
     "ListenError",
+    "PluginError",
 ]
 
 
@@ -85,3 +86,14 @@ class OutputError(AsyncMpcError):
 
 class ListenError(AsyncMpcError):
     """A player cannot listen on its configured address (port in use, address not local)."""
+
+
+class PluginError(AsyncMpcError):
+    """A model or data plug-in cannot be imported, or raised, or returned the wrong thing.
+
+    ``public`` is what may leave the player (a data owner's ``Decline`` reason): without the
+    text of an exception the plug-in raised, which could quote the data."""
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = message if public is None else public

@@ -44,7 +44,9 @@ def summary(metrics: dict[str, Any]) -> list[str]:
     elif done and done[-1].get("test_accuracy") is not None:
         lines.append(f"test accuracy {done[-1]['test_accuracy']:.4f} after round {done[-1]['round']} (run not ended)")
     skipped = len(rows) - len(done)
-    lines.append(f"{len(rows)} rounds" + (f", {skipped} yielded nothing" if skipped else ""))
+    model = metrics.get("model")
+    what = f" of {model}" + (f", {metrics['local_steps']} local steps" if metrics.get("local_steps", 1) > 1 else "")
+    lines.append(f"{len(rows)} rounds" + (what if model else "") + (f", {skipped} yielded nothing" if skipped else ""))
     if "wall_seconds" in metrics:
         lines.append(f"wall time {metrics['wall_seconds']:.2f}s")
     mo = metrics.get("model_owner_bytes")

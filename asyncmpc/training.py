@@ -1,11 +1,19 @@
 """Layer 6: the computations of federated training, shared by the secure roles and the
 plaintext reference trainer (no I/O, no sharing).
 
-A data owner's contribution to a round is one float vector: its clipped mean gradient on its
-local (mini-)batch followed by its loss. Before training, each owner contributes
+The model is any ``asyncmpc.models`` model (logistic regression by default). A data owner's
+contribution to a round is one float vector: its update, clipped to ``clip_norm``, followed by
+its loss. The update is the mean gradient on its (mini-)batch; with ``local_steps = E > 1`` the
+owner takes E plain SGD steps of ``local_learning_rate`` on its own batches and the update is
+the sum of those E gradients, that is (theta_0 - theta_E) / local_learning_rate (FedAvg,
+McMahan et al., "Communication-Efficient Learning of Deep Networks from Decentralized Data",
+AISTATS 2017; the model owner's optimizer treats the mean update as a pseudo-gradient, as
+FedOpt does). With ``weighting = "examples"`` the owner contributes ``[n * update, n * loss,
+n]`` for its n examples, so the model owner opens only the sums and divides by the total
+number of examples: no owner's n is revealed. Before training, each owner contributes
 ``[n, sum(x), sum(x^2)]`` so the model owner learns the global feature means and variances and
 no owner reveals its own. The model owner sees only the sum over the contributor set S (as the
-servers reconstruct it), divides by |S| and takes an optimizer step.
+servers reconstruct it), divides by |S| (or the summed n) and takes an optimizer step.
 
 ``ReferenceTrainer`` runs the same rounds in one process with the same data, batches and seeds;
 with ``quantize=True`` it also rounds every contribution to the same fixed point and sums in
@@ -27,7 +35,9 @@ from numpy.typing import NDArray
 from asyncmpc.checkpoint import atomic_write
 from asyncmpc.config import Config
 from asyncmpc.data import Dataset, Split, batch_indices, load_split
-from asyncmpc.logreg import Model, Optimizer, clip, loss_and_gradient, make_optimizer
+from asyncmpc.errors import PluginError
+from asyncmpc.models import BuiltModel, accuracy, build_model
+from asyncmpc.optim import Optimizer, clip, make_optimizer
 from asyncmpc.ring import RingArray, decode, encode
 
 __all__ = [
@@ -37,7 +47,10 @@ __all__ = [
     "contribution_size",
     "decode_sum",
     "encode_contribution",
+    "SavedModel",
+    "load_model",
     "load_sklearn",
+    "model_for",
     "pooled_baseline",
     "scaling_from_stats",
     "stats_size",
@@ -50,8 +63,15 @@ def stats_size(n_features: int) -> int:
     return 1 + 2 * n_features
 
 
-def contribution_size(model: Model) -> int:
-    return model.size + 1
+def model_for(config: Config, n_features: int, n_classes: int) -> BuiltModel:
+    """The model ``[training] model`` names, for this data's shape; PluginError if it fails."""
+    t = config.training
+    return build_model(t.model, n_features, n_classes, t.model_options, t.seed)
+
+
+def contribution_size(config: Config, model: BuiltModel) -> int:
+    """The update, the loss, and with weighting by examples the number of examples."""
+    return model.size + 1 + int(config.training.weighted)
 
 
 def encode_contribution(config: Config, vector: Floats) -> RingArray:
@@ -85,20 +105,33 @@ class OwnerWork:
         self.config = config
         self.index = index
         self.data = data
-        self.model = Model(data.x.shape[1], len(classes))
+        self.model = model_for(config, data.x.shape[1], len(classes))
 
     def stats_vector(self) -> Floats:
         x = self.data.x
         return np.concatenate([[float(len(x))], x.sum(axis=0), (x * x).sum(axis=0)])
 
     def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
-        """Clipped mean gradient on this round's batch, then the loss on it."""
+        """This round's clipped update, then the loss at theta (each times n when weighted,
+        then n)."""
         t = self.config.training
-        rows = batch_indices(len(self.data.y), t.batch_size, t.seed, self.index, round_no)
-        x = self.data.x if rows is None else self.data.x[rows]
-        y = self.data.y if rows is None else self.data.y[rows]
-        loss, grad = loss_and_gradient(self.model, theta, (x - mean) / scale, y)
-        return np.concatenate([clip(grad, t.clip_norm), [loss]])
+        steps, n = t.local_steps, len(self.data.y)
+        update: Floats | None = None
+        first_loss = 0.0
+        for k in range(steps):
+            rows = batch_indices(n, t.batch_size, t.seed, self.index, (round_no - 1) * steps + k + 1)
+            x = self.data.x if rows is None else self.data.x[rows]
+            y = self.data.y if rows is None else self.data.y[rows]
+            loss, grad = self.model.gradient(theta, (x - mean) / scale, y)
+            first_loss = loss if k == 0 else first_loss
+            update = grad if update is None else update + grad
+            if k + 1 < steps:
+                theta = theta - t.local_learning_rate * grad
+        assert update is not None
+        update = clip(update, t.clip_norm)
+        if t.weighted:
+            return np.concatenate([n * update, [n * first_loss, float(n)]])
+        return np.concatenate([update, [first_loss]])
 
 
 @dataclass
@@ -106,7 +139,7 @@ class ModelOwnerState:
     """The model, its optimizer and the feature scaling, as the model owner holds them."""
 
     config: Config
-    model: Model
+    model: BuiltModel
     classes: tuple[str, ...]
     theta: Floats = field(init=False)
     optimizer: Optimizer = field(init=False)
@@ -115,8 +148,8 @@ class ModelOwnerState:
 
     def __post_init__(self) -> None:
         t = self.config.training
-        self.theta = self.model.zeros()
-        self.optimizer = make_optimizer(t.optimizer, self.model, t.learning_rate, t.l2, t.momentum)
+        self.theta = self.model.init()
+        self.optimizer = make_optimizer(t.optimizer, self.model.penalised(), t.learning_rate, t.l2, t.momentum)
         self.mean = np.zeros(self.model.n_features)
         self.scale = np.ones(self.model.n_features)
 
@@ -125,20 +158,37 @@ class ModelOwnerState:
 
     def apply(self, total: Floats, contributors: int) -> float:
         """One optimizer step from the summed contributions; returns the mean loss."""
-        mean = total / contributors
+        if self.config.training.weighted:
+            if not total[-1] >= 1:
+                raise ValueError(f"the contributors' examples sum to {total[-1]}")
+            mean = total[:-1] / total[-1]
+        else:
+            mean = total / contributors
         self.theta = self.optimizer.step(self.theta, mean[:-1])
         return float(mean[-1])
 
     def accuracy(self, test: Dataset | None) -> float | None:
         if test is None or len(test.y) == 0:
             return None
-        return self.model.accuracy(self.theta, (test.x - self.mean) / self.scale, test.y)
+        return accuracy(self.model, self.theta, (test.x - self.mean) / self.scale, test.y)
 
     def save(self, path: Path) -> None:
-        """model.npz: weights, intercept, classes, feature scaling (see ``load_sklearn``)."""
-        w, b = self.model.split(self.theta)
-        arrays = {"weights": w, "intercept": b, "classes": np.array(self.classes), "mean": self.mean}
-        atomic_write(path, lambda fh: np.savez(fh, **arrays, scale=self.scale))  # type: ignore[arg-type]
+        """model.npz: what any model needs to predict (``load_model``): the parameters, the
+        model's name, options and shape, the classes and the feature scaling; and what the
+        model exports (logistic regression: weights and intercept, for ``load_sklearn``)."""
+        t = self.config.training
+        arrays = {
+            **self.model.export(self.theta),
+            "theta": self.theta,
+            "model": np.array(t.model),
+            "model_options": np.array(json.dumps(t.model_options)),
+            "seed": np.array(t.seed),
+            "n_features": np.array(self.model.n_features),
+            "classes": np.array(self.classes),
+            "mean": self.mean,
+            "scale": self.scale,
+        }
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
     def state(self) -> dict[str, Floats]:
         """Everything training needs to go on (for a checkpoint)."""
@@ -151,6 +201,37 @@ class ModelOwnerState:
             raise ValueError(f"checkpoint has {self.theta.shape} parameters, the model {self.model.size}")
         prefix = "optimizer."
         self.optimizer.load_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A model.npz read back: it predicts class labels from raw (unscaled) features."""
+
+    model: BuiltModel
+    theta: Floats
+    classes: NDArray[np.str_]
+    mean: Floats
+    scale: Floats
+
+    def predict(self, x: Floats) -> NDArray[np.str_]:
+        return self.classes[self.model.predict(self.theta, (x - self.mean) / self.scale)]
+
+
+def load_model(path: str | Path) -> SavedModel:
+    """Read a model.npz and rebuild its model (a plug-in is imported again); ValueError or
+    KeyError if it is not one, PluginError if its model cannot be built."""
+    with np.load(path) as f:
+        classes, mean, scale = f["classes"], f["mean"], f["scale"]
+        if "theta" in f:
+            spec, options = str(f["model"]), json.loads(str(f["model_options"]))
+            theta, seed = f["theta"], int(f["seed"])
+        else:  # written before models were plug-ins: logistic regression
+            spec, options, seed = "logreg", {}, 0
+            theta = np.concatenate([f["weights"].ravel(), f["intercept"]])
+    model = build_model(spec, len(mean), len(classes), options, seed)
+    if theta.shape != (model.size,):
+        raise PluginError(f"{path}: {theta.shape[0]} parameters, but model {spec!r} has {model.size}")
+    return SavedModel(model, theta, classes, mean, scale)
 
 
 def load_sklearn(path: str | Path) -> Any:
@@ -173,16 +254,18 @@ def load_sklearn(path: str | Path) -> Any:
     return clf
 
 
-def pooled_baseline(split: Split, mean: Floats, scale: Floats) -> float | None:
-    """Test accuracy of scikit-learn's LogisticRegression trained on all owners' data in the clear."""
-    from sklearn.linear_model import LogisticRegression
-
+def pooled_baseline(split: Split, mean: Floats, scale: Floats, model: BuiltModel) -> float | None:
+    """Test accuracy of the model's scikit-learn counterpart (``baseline()``: logistic
+    regression, MLPClassifier, ...) trained on all owners' data in the clear; None without one."""
     if not split.owners or split.test is None:
+        return None
+    estimator = model.baseline()
+    if estimator is None:
         return None
     x = np.concatenate([d.x for d in split.owners])
     y = np.concatenate([d.y for d in split.owners])
-    clf = LogisticRegression(max_iter=5000).fit((x - mean) / scale, y)
-    return float(clf.score((split.test.x - mean) / scale, split.test.y))
+    estimator.fit((x - mean) / scale, y)
+    return float(estimator.score((split.test.x - mean) / scale, split.test.y))
 
 
 class ReferenceTrainer:
@@ -195,7 +278,8 @@ class ReferenceTrainer:
         if not self.split.owners:
             raise ValueError("the reference trainer needs a bundled data set (dataset = 'csv' is per owner)")
         self.owners = [OwnerWork(config, i, d, self.split.classes) for i, d in enumerate(self.split.owners)]
-        self.state = ModelOwnerState(config, Model(self.split.n_features, len(self.split.classes)), self.split.classes)
+        model = model_for(config, self.split.n_features, len(self.split.classes))
+        self.state = ModelOwnerState(config, model, self.split.classes)
         self.history: list[dict[str, Any]] = []
 
     def _sum(self, vectors: list[Floats]) -> Floats:

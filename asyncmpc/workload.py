@@ -1,6 +1,6 @@
 """Layer 6: what the model owner trains and what data owners contribute (no I/O, no MPC).
 
-``LogRegWorkload`` is federated logistic regression on a data set; ``SyntheticWorkload`` sends
+``ModelWorkload`` is federated training of a model (``asyncmpc.models``) on a data set; ``SyntheticWorkload`` sends
 a fixed random gradient of ``[training] parameters`` elements every round, so the aggregation
 itself can be measured at any size without a data set.
 """
@@ -17,12 +17,12 @@ from numpy.typing import NDArray
 from asyncmpc.checkpoint import atomic_write
 from asyncmpc.config import Config, Player
 from asyncmpc.data import load_split, owner_data
-from asyncmpc.errors import ConfigError
-from asyncmpc.logreg import Model
+from asyncmpc.errors import ConfigError, PluginError
 from asyncmpc.training import (
     ModelOwnerState,
     OwnerWork,
     contribution_size,
+    model_for,
     pooled_baseline,
     stats_size,
 )
@@ -57,17 +57,19 @@ class Workload(Protocol):
     def restore(self, state: dict[str, Floats]) -> None: ...
 
 
-class LogRegWorkload:
+class ModelWorkload:
     def __init__(self, config: Config, name: str) -> None:
         self.split = load_split(config)
         if self.split.n_features < 1:
-            raise ConfigError(
-                f'{config.path}: [players.{name}] csv: the model owner needs a test file when dataset = "csv"'
-            )
-        model = Model(self.split.n_features, len(self.split.classes))
+            if config.training.dataset == "csv":
+                raise ConfigError(
+                    f'{config.path}: [players.{name}] csv: the model owner needs a test file when dataset = "csv"'
+                )
+            raise PluginError(f"data plug-in {config.training.dataset!r} returned no test set for {name}")
+        model = model_for(config, self.split.n_features, len(self.split.classes))
         self.model_state = ModelOwnerState(config, model, self.split.classes)
         self.stats_size = stats_size(self.split.n_features)
-        self.size = contribution_size(model)
+        self.size = contribution_size(config, model)
 
     def set_stats(self, total: Floats) -> None:
         self.model_state.set_scaling(total)
@@ -89,10 +91,16 @@ class LogRegWorkload:
         self.model_state.restore(state)
 
     def final(self) -> dict[str, Any]:
+        t = self.model_state.config.training
         return {
+            "model": t.model,
+            "local_steps": t.local_steps,
+            "weighting": "examples" if t.weighted else "owners",
             "classes": list(self.split.classes),
             "final_test_accuracy": self.model_state.accuracy(self.split.test),
-            "sklearn_pooled_accuracy": pooled_baseline(self.split, self.model_state.mean, self.model_state.scale),
+            "sklearn_pooled_accuracy": pooled_baseline(
+                self.split, self.model_state.mean, self.model_state.scale, self.model_state.model
+            ),
         }
 
 
@@ -135,7 +143,7 @@ class SyntheticWorkload:
 def workload(config: Config, name: str) -> Workload:
     if config.training.dataset == "synthetic":
         return SyntheticWorkload(config)
-    return LogRegWorkload(config, name)
+    return ModelWorkload(config, name)
 
 
 class OwnerWorkload(Protocol):
@@ -146,7 +154,9 @@ class OwnerWorkload(Protocol):
     def describe(self) -> str: ...
 
 
-class LogRegOwner:
+class LocalTraining:
+    """A data owner's side of training a model on its own examples."""
+
     def __init__(self, config: Config, player: Player) -> None:
         data, classes = owner_data(config, player)
         assert player.index is not None
@@ -165,7 +175,7 @@ class LogRegOwner:
 
     def describe(self) -> str:
         x = self.work.data.x
-        return f"{x.shape[0]} examples with {x.shape[1]} features"
+        return f"{x.shape[0]} examples with {x.shape[1]} features for model {self.work.model.spec!r}"
 
 
 @functools.lru_cache(maxsize=2)
@@ -202,7 +212,7 @@ class SyntheticOwner:
 def owner_workload(config: Config, player: Player) -> OwnerWorkload:
     if config.training.dataset == "synthetic":
         return SyntheticOwner(config, player)
-    return LogRegOwner(config, player)
+    return LocalTraining(config, player)
 
 
 def synthetic_mean(config: Config, owners: int) -> Floats:

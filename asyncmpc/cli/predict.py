@@ -19,20 +19,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     from asyncmpc.data import load_features
-    from asyncmpc.errors import ConfigError
-    from asyncmpc.training import load_sklearn
+    from asyncmpc.errors import ConfigError, PluginError
+    from asyncmpc.training import load_model
 
     try:
         try:
-            clf = load_sklearn(args.model)
+            saved = load_model(args.model)
         except (OSError, KeyError, ValueError) as exc:
             raise ConfigError(f"{args.model}: not a model.npz written by asyncmpc ({exc})") from None
         x = load_features(args.csv, args.label_column)
-        if x.shape[1] != clf.n_features_in_:
-            raise ConfigError(
-                f"{args.csv}: {x.shape[1]} feature columns, but the model in {args.model} takes {clf.n_features_in_}"
-            )
-        text = "".join(f"{c}\n" for c in clf.predict(x))
+        takes = saved.model.n_features
+        if x.shape[1] != takes:
+            raise ConfigError(f"{args.csv}: {x.shape[1]} feature columns, but the model in {args.model} takes {takes}")
+        text = "".join(f"{c}\n" for c in saved.predict(x))
         if args.out:
             try:
                 with open(args.out, "w") as fh:
@@ -41,6 +40,6 @@ def command(args: argparse.Namespace) -> int:
                 raise ConfigError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
         else:
             sys.stdout.write(text)
-    except ConfigError as exc:
+    except (ConfigError, PluginError) as exc:
         return fail("predict", exc)
     return 0

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from asyncmpc.config import Config
-from asyncmpc.errors import EncodingError, PeerLost
+from asyncmpc.errors import EncodingError, PeerLost, PluginError
 from asyncmpc.macs import MacKey
 from asyncmpc.net.runtime import Node
 from asyncmpc.prf import RandomBytes
@@ -158,9 +158,10 @@ class _Owner:
             if self.equivocate is not None:
                 out.sends = self.equivocate(out.sends)
             out.size = len(vector)
-        except (EncodingError, ValueError) as exc:
+        except (EncodingError, PluginError, ValueError) as exc:
             out.declined = str(exc)
-            out.sends = [Send(self.model_owner, m.Decline(session=config.session, round_no=round_no, reason=str(exc)))]
+            reason = exc.public if isinstance(exc, PluginError) else str(exc)  # a plug-in's text stays here
+            out.sends = [Send(self.model_owner, m.Decline(session=config.session, round_no=round_no, reason=reason))]
         return out
 
     async def deliver(self, node: Node, out: _Outgoing) -> None:

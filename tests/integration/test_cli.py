@@ -126,7 +126,7 @@ def test_report_summarizes_a_run_and_plots_it_and_a_run_ends_with_the_same(tmp_p
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("final test accuracy 0.") and ", scikit-learn pooled 0." in lines[0]
-    assert "4 rounds" in lines and lines[-1] == f"wrote {out / 'training.png'}"
+    assert "4 rounds of logreg" in lines and lines[-1] == f"wrote {out / 'training.png'}"
     assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     empty = asyncmpc("report", str(tmp_path / "nothing"))
     assert empty.returncode == 2

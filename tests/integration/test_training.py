@@ -61,7 +61,7 @@ def test_secure_training_matches_the_reference_and_scikit_learn(
     assert losses[-1] < losses[0]
 
     reference = ReferenceTrainer(load_config(config)).run()
-    w_ref, b_ref = reference.model.split(reference.theta)
+    w_ref, b_ref = reference.model.impl.split(reference.theta)  # type: ignore[attr-defined]
     with np.load(tmp_path / "out" / "model.npz") as f:
         np.testing.assert_allclose(f["weights"], w_ref, atol=1e-3, rtol=0)
         np.testing.assert_allclose(f["intercept"], b_ref, atol=1e-3, rtol=0)

@@ -21,7 +21,7 @@ from asyncmpc.checkpoint import (
 )
 from asyncmpc.config import parse_config
 from asyncmpc.errors import ConfigError
-from asyncmpc.logreg import Model
+from asyncmpc.models import build_model
 from asyncmpc.training import ModelOwnerState
 from tests.helpers import hosts_toml
 
@@ -32,14 +32,14 @@ def config(training: str = "rounds = 5"):  # type: ignore[no-untyped-def]
 
 def test_a_checkpoint_round_trips_the_model_and_optimizer_state(tmp_path: Path) -> None:
     cfg = config()
-    state = ModelOwnerState(cfg, Model(4, 2), ("a", "b"))
+    state = ModelOwnerState(cfg, build_model("logreg", 4, 2, {}, 0), ("a", "b"))
     rng = np.random.default_rng(0)
     for _ in range(3):
         state.apply(rng.normal(size=state.model.size + 1), 3)
     save_checkpoint(tmp_path, cfg, 3, state.state(), {"note": "x"})
     ckpt = load_checkpoint(tmp_path, config("rounds = 50"))  # more rounds: still resumable
     assert ckpt is not None and ckpt.round == 3 and ckpt.meta == {"note": "x"}
-    again = ModelOwnerState(cfg, Model(4, 2), ("a", "b"))
+    again = ModelOwnerState(cfg, build_model("logreg", 4, 2, {}, 0), ("a", "b"))
     again.restore(ckpt.arrays)
     grad = rng.normal(size=state.model.size + 1)
     np.testing.assert_array_equal(state.theta, again.theta)
