@@ -33,6 +33,9 @@ from asyncmpc.config import load_config  # noqa: E402
 from asyncmpc.training import ReferenceTrainer  # noqa: E402
 
 LEARNING_RATE = {"logreg": 0.1, "mlp": 0.01}
+"""The model owner's Adam step size per model."""
+LOCAL_RATE = 0.1
+"""The data owners' plain SGD step size with local steps."""
 OPTIONS = {"mlp": "[training.model_options]\nhidden_layers = [32]\n"}
 
 
@@ -49,7 +52,7 @@ def deployment(model: str, dataset: str, split: str, steps: int, rounds: int) ->
         f"rounds = {rounds}",
         f"learning_rate = {LEARNING_RATE.get(model, 0.05)}",
         f"local_steps = {steps}",
-        f"local_learning_rate = {LEARNING_RATE.get(model, 0.05)}",
+        f"local_learning_rate = {LOCAL_RATE}",
         OPTIONS.get(model, ""),
         "[players.model-owner]",
         'role = "model-owner"',
