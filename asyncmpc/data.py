@@ -1,7 +1,8 @@
 """Layer 6: training data for the players (scikit-learn's bundled data sets, or CSV files).
 
-With a bundled data set every process loads the same file, holds out a stratified test split
-for the model owner (``test_fraction``, ``seed``) and deals the rest among the data owners,
+With a bundled data set every process loads the same file (scikit-learn's copy, read without
+importing scikit-learn), holds out a stratified test split for the model owner
+(``test_fraction``, ``seed``) and deals the rest among the data owners,
 IID or label-skewed by a Dirichlet(alpha) draw per class; each data owner then keeps only its
 own part. With ``dataset = "csv"`` each data owner reads its own file (and the model owner its
 test file, if it names one). Labels become class indices 0..k-1.
@@ -31,6 +32,7 @@ __all__ = [
     "load_split",
     "owner_data",
     "partition",
+    "stratified_split",
 ]
 
 Floats = NDArray[np.float64]
@@ -54,21 +56,62 @@ class Split:
     test: Dataset | None
 
 
+_BUNDLED = {
+    "breast_cancer": "breast_cancer.csv",
+    "digits": "digits.csv.gz",
+    "wine": "wine_data.csv",
+    "iris": "iris.csv",
+}
+
+
 def _bundled(name: str) -> tuple[Floats, Labels, tuple[str, ...]]:
+    """A data set that ships with scikit-learn, read from its file without importing
+    scikit-learn (whose import costs a player 1.8 s and 70 MB); through scikit-learn's loader
+    only if the file is not where scikit-learn keeps it."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running it
+    folder = Path(spec.origin).parent / "datasets" / "data" if spec and spec.origin else None
+    path = folder / _BUNDLED[name] if folder else None
+    if path is None or not path.is_file():
+        return _bundled_by_sklearn(name)
+    if name == "digits":  # no header; 64 pixels and the digit
+        table = np.loadtxt(path, delimiter=",")
+        return table[:, :-1], table[:, -1].astype(np.int64), tuple(str(d) for d in range(10))
+    with open(path) as fh:
+        header = fh.readline().strip().split(",")  # n_samples, n_features, class names
+        table = np.loadtxt(fh, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(np.int64), tuple(header[2:])
+
+
+def _bundled_by_sklearn(name: str) -> tuple[Floats, Labels, tuple[str, ...]]:
     from sklearn import datasets
 
-    loader = {
-        "breast_cancer": datasets.load_breast_cancer,
-        "digits": datasets.load_digits,
-        "wine": datasets.load_wine,
-        "iris": datasets.load_iris,
-    }[name]
-    bunch = loader()
+    bunch = getattr(datasets, f"load_{name}")()
     x = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target, dtype=np.int64)
-    names = getattr(bunch, "target_names", None)
-    classes = tuple(str(c) for c in names) if names is not None else tuple(str(c) for c in np.unique(y))
-    return x, y, classes
+    return x, y, tuple(str(c) for c in bunch.target_names)
+
+
+def stratified_split(y: Labels, test_fraction: float, seed: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Indices of a training and a test part, each class split in the proportion
+    ``test_fraction`` (the test part gets ceil(test_fraction * n) examples; the classes' shares
+    are rounded down, then the largest remainders get one more), shuffled by ``seed``."""
+    classes, counts = np.unique(y, return_counts=True)
+    n_test = int(np.ceil(test_fraction * len(y)))
+    exact = counts * (n_test / len(y))
+    per_class = np.floor(exact).astype(np.int64)
+    for c in np.argsort(-(exact - per_class), kind="stable")[: n_test - int(per_class.sum())]:
+        per_class[c] += 1
+    rng = np.random.default_rng([seed, 0])
+    train: list[NDArray[np.int64]] = []
+    test: list[NDArray[np.int64]] = []
+    for cls, k in zip(classes, per_class, strict=True):
+        order = rng.permutation(np.flatnonzero(y == cls))
+        test.append(order[:k])
+        train.append(order[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
 def partition(y: Labels, owners: int, settings: TrainingSettings) -> list[NDArray[np.int64]]:
@@ -110,12 +153,9 @@ def load_split(config: Config) -> Split:
             test = load_plugin_data(config, mo)
         n_features = test.x.shape[1] if test is not None else -1
         return Split(t.classes, n_features, (), test)
-    from sklearn.model_selection import train_test_split
-
     x, y, classes = _bundled(t.dataset)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=t.test_fraction, random_state=t.seed, stratify=y
-    )
+    train_rows, test_rows = stratified_split(y, t.test_fraction, t.seed)
+    x_train, x_test, y_train, y_test = x[train_rows], x[test_rows], y[train_rows], y[test_rows]
     parts = partition(y_train, len(config.data_owners), t)
     owners = tuple(Dataset(x_train[p], y_train[p]) for p in parts)
     return Split(classes, x.shape[1], owners, Dataset(x_test, y_test))

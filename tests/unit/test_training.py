@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asyncmpc.config import parse_config
-from asyncmpc.data import batch_indices, load_csv, partition
+from asyncmpc.data import _bundled, _bundled_by_sklearn, batch_indices, load_csv, partition, stratified_split
 from asyncmpc.errors import ConfigError
 from asyncmpc.models.logreg import LogisticRegression
 from asyncmpc.optim import clip, make_optimizer
@@ -43,6 +43,31 @@ def test_partition_deals_every_example_once(owners: int, split: str, seed: int) 
     parts = partition(y, owners, t)
     assert len(parts) == owners and all(len(p) > 0 for p in parts)
     np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(len(y)))
+
+
+@given(
+    st.lists(st.integers(0, 4), min_size=2, max_size=300),
+    st.floats(0.01, 0.99),
+    st.integers(0, 2**32 - 1),
+)
+def test_the_stratified_split_deals_every_example_once_in_the_classes_proportions(
+    labels: list[int], fraction: float, seed: int
+) -> None:
+    y = np.array(labels, dtype=np.int64)
+    train, test = stratified_split(y, fraction, seed)
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(len(y)))
+    assert len(test) == int(np.ceil(fraction * len(y)))
+    for c in np.unique(y):  # each class's share of the test part is its share, rounded
+        assert abs(np.sum(y[test] == c) - np.sum(y == c) * len(test) / len(y)) < 1
+    again = stratified_split(y, fraction, seed)
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], test)
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "digits", "wine", "iris"])
+def test_bundled_data_read_from_the_files_equals_scikit_learns_loaders(name: str) -> None:
+    x, y, classes = _bundled(name)
+    sx, sy, sclasses = _bundled_by_sklearn(name)
+    assert np.array_equal(x, sx) and np.array_equal(y, sy) and classes == sclasses
 
 
 def test_dirichlet_split_skews_labels() -> None:
