@@ -1,0 +1,81 @@
+"""The privacy accountant: epsilon spent by rounds of the Poisson-subsampled Gaussian
+mechanism, composed with Renyi differential privacy (Mironov, "Renyi Differential Privacy",
+CSF 2017; Mironov, Talwar and Zhang, "Renyi Differential Privacy of the Sampled Gaussian
+Mechanism", 2019), as Google's ``dp-accounting`` computes it; and the noise multiplier that a
+target epsilon allows (``dp_accounting.calibrate_dp_mechanism``).
+
+A round releases a sum of clipped contributions (L2 norm at most the sensitivity) plus noise of
+standard deviation ``noise_multiplier`` times the sensitivity; each unit (an example, or an
+owner) takes part with probability ``sampling_rate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dp_accounting
+from dp_accounting import rdp
+
+__all__ = ["ORDERS", "Accountant", "noise_multiplier_for"]
+
+ORDERS = (*range(2, 257), 512, 1024)
+"""Integer Renyi orders: the subsampled Gaussian's RDP is computed exactly at integer orders
+(fractional ones need a series that does not always converge)."""
+
+
+def _event(noise_multiplier: float, sampling_rate: float, rounds: int) -> dp_accounting.DpEvent:
+    one: dp_accounting.DpEvent = dp_accounting.GaussianDpEvent(noise_multiplier)
+    if sampling_rate < 1:
+        one = dp_accounting.PoissonSampledDpEvent(sampling_rate, one)
+    return dp_accounting.SelfComposedDpEvent(one, rounds)
+
+
+@dataclass(frozen=True)
+class Accountant:
+    noise_multiplier: float
+    sampling_rate: float
+    delta: float
+
+    def __post_init__(self) -> None:
+        if not self.noise_multiplier > 0:
+            raise ValueError(f"noise multiplier {self.noise_multiplier}: must be positive")
+        if not 0 < self.sampling_rate <= 1:
+            raise ValueError(f"sampling rate {self.sampling_rate}: must be in (0, 1]")
+        if not 0 < self.delta < 1:
+            raise ValueError(f"delta {self.delta}: must be in (0, 1)")
+
+    def epsilon(self, rounds: int) -> float:
+        """Epsilon at ``delta`` after ``rounds`` rounds (0 for none)."""
+        if rounds <= 0:
+            return 0.0
+        accountant = rdp.RdpAccountant(ORDERS)
+        accountant.compose(_event(self.noise_multiplier, self.sampling_rate, rounds))
+        return float(accountant.get_epsilon(self.delta))
+
+    def rounds_within(self, budget: float, most: int) -> int:
+        """The largest number of rounds, at most ``most``, whose epsilon is within ``budget``."""
+        low, high = 0, most  # epsilon grows with the rounds: search for the last one within
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self.epsilon(mid) <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        return low
+
+
+def noise_multiplier_for(epsilon: float, delta: float, rounds: int, sampling_rate: float) -> float:
+    """The smallest noise multiplier (within 1e-4) for which ``rounds`` rounds stay within
+    (epsilon, delta)."""
+    if not epsilon > 0:
+        raise ValueError(f"epsilon {epsilon}: must be positive")
+    return float(
+        dp_accounting.calibrate_dp_mechanism(
+            lambda: rdp.RdpAccountant(ORDERS),
+            lambda z: _event(z, sampling_rate, rounds),
+            epsilon,
+            delta,
+            dp_accounting.LowerEndpointAndGuess(1e-3, 1.0),
+            tol=1e-4,
+        )
+    )

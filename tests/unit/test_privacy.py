@@ -1,0 +1,73 @@
+"""The noise the servers add and the privacy accountant (no MPC, no I/O)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from asyncmpc.privacy.accountant import ORDERS, Accountant, noise_multiplier_for
+from asyncmpc.privacy.noise import secure_generator, skellam
+
+
+@pytest.mark.parametrize("variance", [2.0, 50.0, 2.0**20])
+def test_skellam_noise_is_integer_centred_with_the_asked_variance(variance: float) -> None:
+    n = 200_000
+    x = skellam(variance, n, secure_generator())
+    assert x.dtype == np.int64
+    # mean 0 and variance as asked, within five standard errors
+    assert abs(x.mean()) < 5 * math.sqrt(variance / n)
+    assert abs(x.var() / variance - 1) < 5 * math.sqrt(2 / n) + 0.001
+
+
+def test_skellam_noise_fits_the_skellam_distribution() -> None:
+    mu = 10.0
+    x = skellam(2 * mu, 100_000, secure_generator())
+    values = np.arange(-15, 16)
+    observed = np.array([np.sum(x == v) for v in values] + [np.sum(np.abs(x) > 15)])
+    pmf = stats.skellam.pmf(values, mu, mu)
+    expected = len(x) * np.append(pmf, 1 - pmf.sum())
+    _, p = stats.chisquare(observed, expected)
+    assert p > 1e-4
+
+
+def test_the_noise_source_is_aes_counter_mode_keyed_from_the_operating_system() -> None:
+    from randomgen import AESCounter
+
+    g = secure_generator()
+    assert isinstance(g.bit_generator, AESCounter)
+    assert not np.array_equal(skellam(100.0, 64, g), skellam(100.0, 64, secure_generator()))
+    key = bytes(range(16))  # an injected key gives the same stream: the key is all there is
+    same = [skellam(100.0, 64, secure_generator(lambda n: key[:n])) for _ in range(2)]
+    assert np.array_equal(*same)
+
+
+@pytest.mark.parametrize(("z", "rounds"), [(0.8, 1), (1.1, 10), (4.0, 500)])
+def test_a_plain_gaussian_mechanisms_epsilon_is_dp_accountings(z: float, rounds: int) -> None:
+    import dp_accounting
+    from dp_accounting import rdp
+
+    ours = Accountant(z, 1.0, 1e-5).epsilon(rounds)
+    theirs = rdp.RdpAccountant(ORDERS)
+    theirs.compose(dp_accounting.GaussianDpEvent(z), rounds)
+    assert ours == theirs.get_epsilon(1e-5)
+    # and within the classic bound: RDP of order a is a * rounds / (2 z^2) (Mironov 2017, Prop. 3)
+    classic = min(a * rounds / (2 * z * z) + math.log(1e5) / (a - 1) for a in ORDERS)
+    assert 0 < ours <= classic
+
+
+@pytest.mark.parametrize(("epsilon", "q"), [(1.0, 0.05), (3.0, 0.1), (8.0, 1.0)])
+def test_the_calibrated_noise_multiplier_spends_the_budget_and_no_more(epsilon: float, q: float) -> None:
+    z = noise_multiplier_for(epsilon, 1e-5, 100, q)
+    spent = Accountant(z, q, 1e-5).epsilon(100)
+    assert spent <= epsilon * (1 + 1e-3) and spent >= epsilon * 0.99
+    assert Accountant(z * 0.95, q, 1e-5).epsilon(100) > epsilon  # less noise would not do
+
+
+def test_rounds_within_a_budget_stop_before_it_would_be_exceeded() -> None:
+    a = Accountant(1.0, 0.1, 1e-5)
+    t = a.rounds_within(2.0, 10_000)
+    assert a.epsilon(t) <= 2.0 < a.epsilon(t + 1)
+    assert a.rounds_within(1e6, 50) == 50 and a.rounds_within(0.0, 50) == 0
