@@ -37,7 +37,7 @@ from asyncmpc.roles.cheat import CHEAT_ENV
 from asyncmpc.tls import make_certs
 from asyncmpc.workload import synthetic_mean
 
-__all__ = ["PLAYER", "Plan", "deployment", "free_ports", "run_all", "table"]
+__all__ = ["PLAYER", "Plan", "deployment", "free_ports", "loopback_players", "run_all", "table"]
 
 PLAYER = [sys.executable, "-m", "asyncmpc", "run"]
 """The command line that starts one player (options follow)."""
@@ -84,7 +84,6 @@ def deployment(
     connect_timeout: float = 120.0,
     protocol: tuple[str, ...] = (),
 ) -> str:
-    ports = free_ports(4)
     lines = [
         'session = "bench"',
         *(["[tls]", 'dir = "certs"'] if tls else []),
@@ -101,16 +100,20 @@ def deployment(
         f"rounds = {rounds}",
         "learning_rate = 0.1",
         f'aggregation = "{mode}"',
-        "[players.model-owner]",
-        'role = "model-owner"',
-        'host = "127.0.0.1"',
-        f"port = {ports[0]}",
     ]
+    return "\n".join(lines + loopback_players(owners)) + "\n"
+
+
+def loopback_players(owners: int) -> list[str]:
+    """The ``[players.NAME]`` tables of a deployment on 127.0.0.1 with free ports: the model
+    owner, three servers and ``owners`` data owners."""
+    ports = free_ports(4)
+    lines = ["[players.model-owner]", 'role = "model-owner"', 'host = "127.0.0.1"', f"port = {ports[0]}"]
     for i in range(3):
         lines += [f"[players.server-{i}]", 'role = "compute-server"', 'host = "127.0.0.1"', f"port = {ports[1 + i]}"]
     for i in range(owners):
         lines += [f"[players.data-owner-{i}]", 'role = "data-owner"', 'host = "127.0.0.1"']
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def run_one(tmp: Path, plan: Plan, d: int, owners: int, tls: bool, mode: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asyncmpc.bench import free_ports  # noqa: E402
+from asyncmpc.bench import loopback_players  # noqa: E402
 from asyncmpc.config import load_config  # noqa: E402
 from asyncmpc.training import ReferenceTrainer  # noqa: E402
 
@@ -40,7 +40,6 @@ OPTIONS = {"mlp": "[training.model_options]\nhidden_layers = [32]\n"}
 
 
 def deployment(model: str, dataset: str, split: str, steps: int, rounds: int) -> str:
-    ports = free_ports(4)
     lines = [
         'session = "bench-training"',
         "[protocol]",
@@ -54,16 +53,8 @@ def deployment(model: str, dataset: str, split: str, steps: int, rounds: int) ->
         f"local_steps = {steps}",
         f"local_learning_rate = {LOCAL_RATE}",
         OPTIONS.get(model, ""),
-        "[players.model-owner]",
-        'role = "model-owner"',
-        'host = "127.0.0.1"',
-        f"port = {ports[0]}",
     ]
-    for i in range(3):
-        lines += [f"[players.server-{i}]", 'role = "compute-server"', 'host = "127.0.0.1"', f"port = {ports[1 + i]}"]
-    for i in range(3):
-        lines += [f"[players.data-owner-{i}]", 'role = "data-owner"', 'host = "127.0.0.1"']
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + loopback_players(3)) + "\n"
 
 
 def run(model: str, dataset: str, split: str, steps: int, rounds: int) -> dict[str, Any]:
