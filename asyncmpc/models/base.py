@@ -64,10 +64,6 @@ class Model(Protocol):
         ...
 
 
-class Builder(Protocol):
-    def __call__(self, n_features: int, n_classes: int, options: Mapping[str, Any], seed: int) -> Model: ...
-
-
 _T = TypeVar("_T")
 
 
@@ -88,7 +84,10 @@ class BuiltModel:
         try:
             return float(loss), grad
         except (TypeError, ValueError):
-            raise PluginError(f"model plug-in {self.spec!r}: loss_and_gradient returned a loss {loss!r}") from None
+            shown = type(loss).__name__
+            raise PluginError(
+                f"model plug-in {self.spec!r}: loss_and_gradient returned a {shown} as the loss"
+            ) from None
 
     def init(self) -> Floats:
         return _vector(self.spec, "init", checked(self.spec, "init", self.impl.init), self.impl.size)
@@ -177,9 +176,12 @@ def build_model(spec: str, n_features: int, n_classes: int, options: Mapping[str
     missing = [m for m in needed if not callable(getattr(model, m, None))]
     if missing:
         raise PluginError(f"model plug-in {spec!r}: what it built has no {', '.join(missing)}")
-    size = getattr(model, "size", None)
-    if not isinstance(size, int | np.integer) or size < 1:
-        raise PluginError(f"model plug-in {spec!r}: what it built has size {size!r}, expected a positive integer")
+    for name, least in (("size", 1), ("n_features", 1), ("n_classes", 2)):
+        value = getattr(model, name, None)
+        if not isinstance(value, int | np.integer) or value < least:
+            raise PluginError(
+                f"model plug-in {spec!r}: what it built has {name} {value!r}, expected an integer >= {least}"
+            )
     return BuiltModel(spec, model)
 
 
