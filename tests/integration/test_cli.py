@@ -84,6 +84,30 @@ def test_predict_gives_the_predictions_of_the_scikit_learn_model_of_a_run(tmp_pa
     assert one_line(wrong) == f"asyncmpc: predict: {narrow}: 2 feature columns, but the model in {model} takes 30"
 
 
+def test_predict_works_for_an_mlp_and_for_a_plug_in_model(tmp_path: Path) -> None:
+    from asyncmpc.config import parse_config
+    from asyncmpc.training import ReferenceTrainer
+    from tests.helpers import hosts_toml
+
+    for spec in ["mlp", "examples.poly_softmax:build"]:
+        training = f'dataset = "wine"\nmodel = "{spec}"\nrounds = 5'
+        trainer = ReferenceTrainer(parse_config(hosts_toml(3, ports=[9000, 9001, 9002, 9003], training=training)))
+        state = trainer.run()
+        model = tmp_path / "model.npz"
+        state.save(model)
+        test = trainer.split.test
+        assert test is not None
+        table = tmp_path / "new.csv"
+        with open(table, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([f"f{i}" for i in range(test.x.shape[1])])
+            writer.writerows([[repr(float(v)) for v in row] for row in test.x])
+        result = asyncmpc("predict", str(model), str(table))
+        assert result.returncode == 0, result.stderr
+        expected = state.model.predict(state.theta, (test.x - state.mean) / state.scale)
+        assert result.stdout.split() == [trainer.split.classes[i] for i in expected]
+
+
 def test_the_model_owner_shows_a_progress_bar_on_a_terminal_and_plain_lines_in_a_pipe(tmp_path: Path) -> None:
     import shlex
     import shutil
