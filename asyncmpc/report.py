@@ -36,12 +36,12 @@ def load_run(folder: Path) -> dict[str, Any]:
 def summary(metrics: dict[str, Any]) -> list[str]:
     """A few lines: accuracy against the pooled baseline, rounds, time, bytes, faults."""
     rows = metrics.get("rounds", [])
-    done = [r for r in rows if r.get("loss") is not None]
+    done = [r for r in rows if r.get("skipped") is None]
     lines = []
     final, base = metrics.get("final_test_accuracy"), metrics.get("sklearn_pooled_accuracy")
     if final is not None:
         lines.append(f"final test accuracy {final:.4f}" + (f", scikit-learn pooled {base:.4f}" if base else ""))
-    elif done and done[-1].get("test_accuracy") is not None:
+    elif done and done[-1].get("test_accuracy") is not None:  # a run that has not ended
         lines.append(f"test accuracy {done[-1]['test_accuracy']:.4f} after round {done[-1]['round']} (run not ended)")
     skipped = len(rows) - len(done)
     model = metrics.get("model")
