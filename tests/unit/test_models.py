@@ -114,6 +114,13 @@ def broken_builder(n_features: int, n_classes: int, options: dict, seed: int) ->
     return _Broken()
 
 
+def shapeless_builder(n_features: int, n_classes: int, options: dict, seed: int) -> object:
+    class Shapeless(_Broken):
+        n_classes = None  # type: ignore[assignment]
+
+    return Shapeless()
+
+
 def failing_builder(n_features: int, n_classes: int, options: dict, seed: int) -> _Broken:
     raise KeyError("hidden")
 
@@ -137,6 +144,11 @@ def failing_builder(n_features: int, n_classes: int, options: dict, seed: int) -
         (
             "logreg:build",
             "model plug-in 'logreg:build': cannot import logreg: ModuleNotFoundError: No module named 'logreg'",
+        ),
+        (
+            "tests.unit.test_models:shapeless_builder",
+            "model plug-in 'tests.unit.test_models:shapeless_builder': what it built has n_classes None, "
+            "expected an integer >= 2",
         ),
         (
             "mlp",
