@@ -9,6 +9,7 @@ and the key.
 from __future__ import annotations
 
 import ipaddress
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,6 +374,12 @@ def _typed(value: Any, kind: type, allowed: Any, path: str, where: str, key: str
     if kind is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: {where} {key}: expected a table, got {value!r}")
+        try:  # it travels in checkpoints and model.npz as JSON
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{path}: {where} {key}: only numbers, strings, booleans, lists and tables ({exc})"
+            ) from None
         return dict(value)
     if kind is list:
         if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):

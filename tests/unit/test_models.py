@@ -180,6 +180,8 @@ def test_the_config_accepts_built_in_models_and_import_strings_and_refuses_the_r
     assert config('model = "pkg.models:build"').training.model == "pkg.models:build"  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="model: 'cnn' is not one of logreg, mlp, nor a plug-in 'module:builder'"):
         config('model = "cnn"')
+    with pytest.raises(ConfigError, match="model_options: only numbers, strings, booleans, lists and tables"):
+        config('model = "mlp"\n[training.model_options]\nwhen = 1979-05-27T07:32:00Z')
     with pytest.raises(ConfigError, match="classes: list at least 2 class labels for a data plug-in"):
         config('dataset = "pkg.data:load"')
 
