@@ -98,6 +98,10 @@ class BuiltModel:
             raise PluginError(
                 f"model plug-in {self.spec!r}: predict returned shape {labels.shape}, expected ({len(x)},)"
             )
+        if labels.size and not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+            raise PluginError(f"model plug-in {self.spec!r}: predict returned {labels.dtype} labels, not integers")
+        if labels.size and (labels.min() < 0 or labels.max() >= self.n_classes):
+            raise PluginError(f"model plug-in {self.spec!r}: predict returned a class outside 0..{self.n_classes - 1}")
         return labels.astype(np.int64)
 
     def baseline(self) -> Any:

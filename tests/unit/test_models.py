@@ -171,6 +171,10 @@ def test_a_plug_ins_wrong_shape_or_exception_is_a_plugin_error_naming_the_call()
         model.gradient(np.zeros(3), x, y)
     with pytest.raises(PluginError, match="predict raised RuntimeError: predict is broken"):
         model.predict(np.zeros(3), x)
+    logreg = build_model("logreg", 2, 2, {}, 0)
+    logreg.impl = type("Off", (), {"predict": lambda self, theta, x: np.full(len(x), 2)})()  # type: ignore[assignment]
+    with pytest.raises(PluginError, match=r"predict returned a class outside 0\.\.1"):
+        logreg.predict(np.zeros(3), x)
 
 
 def test_the_config_accepts_built_in_models_and_import_strings_and_refuses_the_rest() -> None:
