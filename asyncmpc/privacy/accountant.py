@@ -12,6 +12,7 @@ owner) takes part with probability ``sampling_rate``.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import dp_accounting
@@ -19,7 +20,7 @@ import numpy as np
 from dp_accounting import rdp
 from dp_accounting.rdp import rdp_privacy_accountant
 
-__all__ = ["ORDERS", "Accountant", "noise_multiplier_for"]
+__all__ = ["ORDERS", "Accountant", "noise_multiplier_for", "rounded_sensitivity", "skellam_rdp"]
 
 ORDERS = (*range(2, 257), 512, 1024)
 """Integer Renyi orders: the subsampled Gaussian's RDP is computed exactly at integer orders
@@ -90,3 +91,25 @@ def noise_multiplier_for(epsilon: float, delta: float, rounds: int, sampling_rat
             tol=1e-4,
         )
     )
+
+
+def rounded_sensitivity(bound: float, size: int, frac_bits: int) -> tuple[float, float]:
+    """The L2 and L1 sensitivity, in units of the fixed point, of a contribution clipped to L2
+    norm ``bound`` and then encoded by rounding each of its ``size`` coordinates to the nearest
+    multiple of 2^-frac_bits: rounding moves each coordinate by at most half a unit, so the L2
+    norm grows by at most sqrt(size) / 2 units (the widening the distributed discrete Gaussian
+    and Skellam papers make for their rounding), and L1 <= sqrt(size) * L2."""
+    l2 = bound * 2.0**frac_bits + math.sqrt(size) / 2
+    return l2, math.sqrt(size) * l2
+
+
+def skellam_rdp(order: int, l2: float, l1: float, variance: float) -> float:
+    """Renyi DP of order ``order`` (an integer > 1) of adding Skellam noise of ``variance`` per
+    coordinate to a query of L2 and L1 sensitivity ``l2`` and ``l1`` (all in the same integer
+    units): Agarwal, Kairouz and Liu 2021, Theorem 3.5, that is the Gaussian mechanism's
+    order * l2^2 / (2 variance) plus min(((2 order - 1) l2^2 + 6 l1) / (4 variance^2),
+    3 l1 / (2 variance))."""
+    if order < 2 or int(order) != order:
+        raise ValueError(f"Renyi order {order}: the bound holds for integers above 1")
+    extra = min(((2 * order - 1) * l2 * l2 + 6 * l1) / (4 * variance * variance), 3 * l1 / (2 * variance))
+    return order * l2 * l2 / (2 * variance) + extra
