@@ -62,12 +62,15 @@ class Plan:
 
 
 def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
     import socket
 
-    socks = [socket.socket() for _ in range(n)]
+    socks = []
     try:
-        for s in socks:
+        for _ in range(n):
+            s = socket.socket()
             s.bind(("127.0.0.1", 0))
+            socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:

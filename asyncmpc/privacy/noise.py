@@ -20,6 +20,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from asyncmpc.prf import new_seed
+
 __all__ = ["MAX_VARIANCE", "secure_generator", "skellam"]
 
 MAX_VARIANCE = 2.0**120
@@ -31,7 +33,7 @@ def secure_generator(random_bytes: Callable[[int], bytes] = os.urandom) -> np.ra
     """A numpy Generator on AES-128 in counter mode, keyed with 16 bytes from ``random_bytes``."""
     from randomgen import AESCounter
 
-    key = int.from_bytes(random_bytes(16), "little")
+    key = int.from_bytes(new_seed(random_bytes), "little")
     return np.random.Generator(AESCounter(key=key))
 
 
