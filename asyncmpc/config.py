@@ -25,6 +25,7 @@ __all__ = [
     "ROLES",
     "Config",
     "Player",
+    "PrivacySettings",
     "ProtocolSettings",
     "TrainingSettings",
     "load_config",
@@ -90,6 +91,7 @@ AGGREGATIONS = ("secure", "plain")
 WEIGHTINGS = ("owners", "examples")
 MODELS = ("logreg", "mlp")
 MAC_ROUNDS = ("after-dispute", "always")
+PRIVACY_UNITS = ("example", "owner")
 OPTIMIZERS = ("sgd", "adam")
 SPLITS = ("iid", "dirichlet")
 
@@ -137,12 +139,42 @@ class TrainingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    """The ``[privacy]`` table: differential privacy inside the secure sum (``asyncmpc.privacy``)."""
+
+    unit: str = "example"
+    """What is protected: "example" (any one training example of any owner) or "owner" (a data
+    owner's whole contribution)."""
+    epsilon: float = 0.0
+    """The budget for the whole training (0: none; then ``noise_multiplier`` is required)."""
+    delta: float = 1e-5
+    noise_multiplier: float = 0.0
+    """Noise standard deviation over the clipping bound; 0: the smallest that keeps
+    ``[training] rounds`` rounds within (epsilon, delta)."""
+    clip: float = 1.0
+    """The L2 bound of one example's gradient (unit "example") or one owner's update ("owner")."""
+    sampling_rate: float = 0.0
+    """The probability that a unit takes part in a round; 0: 0.1 for examples, 1 for owners."""
+    examples: int = 0
+    """The public total number of training examples (unit "example"); the model owner divides
+    the noisy sum by sampling_rate * examples. 0: the bundled data set's training split."""
+
+    @property
+    def rate(self) -> float:
+        if self.sampling_rate:
+            return self.sampling_rate
+        return 0.1 if self.unit == "example" else 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: str
     session: str
     protocol: ProtocolSettings
     players: dict[str, Player] = field(hash=False)
     training: TrainingSettings = TrainingSettings()
+    privacy: PrivacySettings | None = None
+    """None: no ``[privacy]`` table, no differential privacy."""
     tls_dir: str | None = None
     """Folder with ca.pem and each player's NAME.pem and NAME.key ([tls] dir)."""
 
@@ -211,6 +243,15 @@ _TRAINING_KEYS: dict[str, tuple[type, Any]] = {
     "local_learning_rate": (float, (0.0, 1e6)),
     "weighting": (str, WEIGHTINGS),
 }
+_PRIVACY_KEYS: dict[str, tuple[type, Any]] = {
+    "unit": (str, PRIVACY_UNITS),
+    "epsilon": (float, (0.0, 1e6)),
+    "delta": (float, (1e-300, 0.5)),
+    "noise_multiplier": (float, (0.0, 1e6)),
+    "clip": (float, (1e-9, 1e9)),
+    "sampling_rate": (float, (0.0, 1.0)),
+    "examples": (int, (0, 1 << 50)),
+}
 _PLAYER_KEYS = {"role", "host", "port", "csv", "label_column"}
 
 
@@ -234,7 +275,7 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    _no_unknown(doc, {"session", "protocol", "training", "tls", "players"}, path, "top level")
+    _no_unknown(doc, {"session", "protocol", "training", "privacy", "tls", "players"}, path, "top level")
     session = doc.get("session", "asyncmpc")
     if not isinstance(session, str) or not session:
         raise ConfigError(f"{path}: top level: key 'session' must be a non-empty string, got {session!r}")
@@ -258,7 +299,16 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
             f"{path}: [tls] dir: missing; every connection uses TLS unless [protocol] plaintext = true "
             "(allowed on loopback only)"
         )
-    cfg = Config(path=path, session=session, protocol=protocol, players=players, training=training, tls_dir=tls_dir)
+    privacy = None if "privacy" not in doc else _parse_privacy(doc["privacy"], training, path)
+    cfg = Config(
+        path=path,
+        session=session,
+        protocol=protocol,
+        players=players,
+        training=training,
+        privacy=privacy,
+        tls_dir=tls_dir,
+    )
     if protocol.plaintext and not all(p.is_loopback for p in players.values()):
         bad = next(p for p in players.values() if not p.is_loopback)
         raise ConfigError(
@@ -307,6 +357,36 @@ def _parse_training(table: Any, path: str) -> TrainingSettings:
             )
     if settings.dataset not in DATASETS and len(settings.classes) < 2:
         raise ConfigError(f"{path}: [training] classes: list at least 2 class labels for a data plug-in")
+    return settings
+
+
+def _parse_privacy(table: Any, training: TrainingSettings, path: str) -> PrivacySettings:
+    """The ``[privacy]`` table, checked against the training it protects."""
+    settings = PrivacySettings(**_table(table, _PRIVACY_KEYS, path, "[privacy]"))
+
+    def refuse(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{path}: {key}: {why}")
+
+    if not settings.epsilon and not settings.noise_multiplier:
+        raise refuse("[privacy]", "give epsilon (a budget for the whole training) or noise_multiplier")
+    if settings.sampling_rate == 0.0 and "sampling_rate" in table:
+        raise refuse("[privacy] sampling_rate", "must be above 0")
+    if training.dataset == "synthetic" or training.aggregation == "plain":
+        raise refuse("[privacy]", "needs secure aggregation of a data set (not synthetic or plain benchmarks)")
+    if training.weighting == "examples":
+        raise refuse(
+            "[training] weighting",
+            '"examples" opens the number of examples, which [privacy] keeps secret (the model owner '
+            "divides by the expected number instead)",
+        )
+    if settings.unit == "example":
+        if training.local_steps > 1:
+            raise refuse("[training] local_steps", 'with [privacy] unit = "example" each round is one clipped gradient')
+        if training.batch_size:
+            raise refuse("[training] batch_size", 'with [privacy] unit = "example" rounds sample by sampling_rate')
+        bundled = training.dataset in DATASETS and training.dataset != "csv"
+        if not bundled and not settings.examples:
+            raise refuse("[privacy] examples", "give the public total number of training examples")
     return settings
 
 

@@ -15,14 +15,21 @@ which is not a cryptographic generator, and never a seed anyone else knows.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
+from asyncmpc.config import Config
 from asyncmpc.prf import new_seed
 
-__all__ = ["MAX_VARIANCE", "secure_generator", "skellam"]
+if TYPE_CHECKING:
+    from asyncmpc.privacy.plan import PrivacyPlan
+
+__all__ = ["MAX_VARIANCE", "NoiseSource", "secure_generator", "skellam"]
 
 MAX_VARIANCE = 2.0**120
 """numpy's Poisson sampler accepts means below about 9.2e18 (2^63); the ring leaves room for
@@ -43,3 +50,60 @@ def skellam(variance: float, size: int, rng: np.random.Generator) -> NDArray[np.
         raise ValueError(f"Skellam variance {variance:g} is outside what the sampler takes")
     mu = variance / 2
     return rng.poisson(mu, size).astype(np.int64) - rng.poisson(mu, size).astype(np.int64)
+
+
+class NoiseSource:
+    """A compute server's noise for each round (``protocol.noise.NoiseDraw``): Skellam noise of
+    the variance ``privacy.plan`` gives each of the round's dealers, from one secure generator.
+
+    Drawing 10^6 values takes about 0.15 s, as long as a whole round at that size; numpy draws
+    without holding the GIL, so after each draw the next one (same dealers and shape: the
+    likely next round) is drawn on a worker thread while the server does the round's work. A
+    draw ahead is used once, or discarded when the next round differs; the generator is only
+    ever used by one draw at a time.
+    """
+
+    def __init__(self, config: Config, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+        from asyncmpc.privacy.plan import noise_multiplier, plan_for
+
+        self._config = config
+        self._multiplier = noise_multiplier(config)
+        self._plan_for = plan_for
+        self._plans: dict[int, PrivacyPlan] = {}
+        self._rng = secure_generator(random_bytes)
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="noise")
+        self._ahead: tuple[tuple[int, tuple[int, ...]], Future[NDArray[np.int64]]] | None = None
+
+    @property
+    def multiplier(self) -> float:
+        return self._multiplier
+
+    def variance(self, dealers: int, size: int) -> float:
+        plan = self._plans.get(size)
+        if plan is None:
+            plan = self._plans[size] = self._plan_for(self._config, size, self._multiplier)
+        return plan.dealer_variance(dealers)
+
+    def __call__(self, dealers: int, shape: tuple[int, ...]) -> NDArray[np.int64]:
+        want = (dealers, shape)
+        ahead, self._ahead = self._ahead, None
+        noise = None
+        if ahead is not None:
+            if ahead[0] == want:
+                noise = ahead[1].result()
+            else:
+                ahead[1].cancel()
+        if noise is None:
+            noise = self._draw(want)
+        self._ahead = (want, self._pool.submit(self._draw, want))
+        return noise
+
+    def _draw(self, want: tuple[int, tuple[int, ...]]) -> NDArray[np.int64]:
+        dealers, shape = want
+        size = int(np.prod(shape))
+        with self._lock:
+            return skellam(self.variance(dealers, size), size, self._rng).reshape(shape)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -204,6 +204,7 @@ class AggregationRound:
                 mac_key=self._open_keys[s],
                 full=self._full,
                 mac=self.mac,
+                servers=self.live,
             )
             out.append(Send(s, msg))
         return out

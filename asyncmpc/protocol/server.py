@@ -27,6 +27,11 @@ when a round opens, and, after a round's result went out, for the next round wit
 owners and shape (a guess, corrected when the next round opens). An owner that ends up not
 contributing has its streams subtracted again.
 
+Differential privacy (``[privacy]``): every server of a round deals noise into its sums when
+the round opens (``protocol.noise``: a seed to the next server, a masked vector to the previous
+one) and releases the round's sum only once every dealer's part is in, and for one set of
+contributors only. MAC rounds, which open the noise-free sum, are refused.
+
 MAC rounds (``OpenRound.mac``, after a dispute) are kept apart, in
 ``protocol.authenticated.AuthenticatedInputs``: each owner's share is kept whole, ``Holding``
 carries a digest of it, and the sums are taken only on ``Aggregate``, over the contributors
@@ -48,8 +53,9 @@ from asyncmpc.prf import (
 )
 from asyncmpc.protocol.authenticated import AuthenticatedInputs, RingPart
 from asyncmpc.protocol.events import Send, check_sender
+from asyncmpc.protocol.noise import NoiseDraw, deal
 from asyncmpc.protocol.sums import ZERO_NONCE, Guess, RunningSums, Streams, add_streams
-from asyncmpc.rss import Keyed, Seed
+from asyncmpc.rss import Component, Keyed, Seed
 from asyncmpc.wire import messages as m
 
 __all__ = ["ServerProtocol"]
@@ -65,7 +71,9 @@ for their round to open; the lowest are dropped when more arrive."""
 class ServerProtocol:
     """Compute server ``name`` of ``config``; call ``feed`` with every message received."""
 
-    def __init__(self, config: Config, name: str, own_prf_key: bytes | None = None) -> None:
+    def __init__(
+        self, config: Config, name: str, own_prf_key: bytes | None = None, noise: NoiseDraw | None = None
+    ) -> None:
         self.config = config
         self.name = name
         self.index = config.server_index(name)
@@ -79,6 +87,10 @@ class ServerProtocol:
         self._guess: Guess | None = None
         self._auth: dict[int, AuthenticatedInputs] = {}
         """MAC rounds (``protocol.authenticated``), kept apart from the ordinary ones."""
+        self._noise = noise
+        """Under [privacy]: draws this server's noise for a round (None: no noise)."""
+        self._noise_early: dict[int, dict[int, Component]] = {}
+        """Noise parts that came before their round opened here, by round and dealer."""
 
     # ------------------------------------------------------------ start-up
 
@@ -113,6 +125,8 @@ class ServerProtocol:
             return self._share_keys(sender, msg)
         if isinstance(msg, m.PrfKey):
             return self._prf_key(sender, msg)
+        if isinstance(msg, m.NoiseShare):
+            return self._noise_share(sender, msg)
         if isinstance(msg, (m.Abort, m.Reject)):
             return []
         raise RemoteProtocolError(f"a compute server does not take {msg.KIND!r} messages", peer=sender)
@@ -141,6 +155,7 @@ class ServerProtocol:
             self._rounds.clear()
             self._auth.clear()
             self._early.clear()
+            self._noise_early.clear()
             self._guess = None
             self._newest = 0
             return
@@ -198,11 +213,14 @@ class ServerProtocol:
             raise RemoteProtocolError(f"round {msg.round_no} of {size} elements, above {MAX_ELEMENTS}", peer=sender)
         if msg.mac_key and len(msg.mac_key) != MAC_KEY_BYTES:
             raise RemoteProtocolError(f"round {msg.round_no} opened with a MAC key that is not {MAC_KEY_BYTES} bytes")
+        dealers = self._dealers(sender, msg)
         self._newest = msg.round_no
         shape = tuple(msg.shape)
         for old in [r for r in self._auth if r < msg.round_no]:
             del self._auth[old]
         if msg.mac:
+            if self._noise is not None:
+                return [self._refuse(msg.round_no, "a MAC round opens the sum without noise; [privacy] forbids it")]
             return self._open_authenticated(msg.round_no, frozenset(msg.owners), shape)
         rnd = RunningSums(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full)
         guess, self._guess = self._guess, None
@@ -216,12 +234,59 @@ class ServerProtocol:
         for old in [r for r in self._rounds if r < msg.round_no]:
             del self._rounds[old]  # a newer round supersedes one that never finished
         self._rounds[msg.round_no] = rnd
-        out: list[Send] = []
+        out: list[Send] = [] if dealers is None else self._deal(msg.round_no, rnd, dealers)
         for owner, share in self._early.pop(msg.round_no, {}).items():
             out += self._accept(owner, share, msg.round_no, rnd)
         for old in [r for r in self._early if r < msg.round_no]:
             del self._early[old]
+        for old in [r for r in self._noise_early if r <= msg.round_no]:
+            del self._noise_early[old]
         return out
+
+    # ------------------------------------------------------------ noise ([privacy])
+
+    def _dealers(self, sender: str, msg: m.OpenRound) -> frozenset[int] | None:
+        """The indices of the servers that deal noise into the round (None: no [privacy])."""
+        if self._noise is None:
+            return None
+        named = [self.config.player(s).index if s in self.config.players else None for s in msg.servers]
+        if len(set(named)) != len(named) or len(named) < 2 or None in named or self.index not in named:
+            raise RemoteProtocolError(
+                f"round {msg.round_no}: under [privacy] a round names its two or three servers, this one among "
+                f"them; got {list(msg.servers)}",
+                peer=sender,
+            )
+        if any(self.config.players[s].role != m.CS for s in msg.servers):
+            raise RemoteProtocolError(f"round {msg.round_no}: {list(msg.servers)} are not all servers", peer=sender)
+        return frozenset(i for i in named if i is not None)
+
+    def _deal(self, round_no: int, rnd: RunningSums, dealers: frozenset[int]) -> list[Send]:
+        """Draw this server's noise for the round; the parts it owes the other dealers."""
+        assert self._noise is not None
+        rnd.noise, owed = deal(self.index, dealers, rnd.shape, self._noise)
+        for dealer, part in self._noise_early.pop(round_no, {}).items():
+            rnd.noise.receive(dealer, part, self.config.servers[dealer].name)
+        return [
+            Send(self.config.servers[i].name, m.NoiseShare(session=self.config.session, round_no=round_no, part=part))
+            for i, part in owed
+        ]
+
+    def _noise_share(self, sender: str, msg: m.NoiseShare) -> list[Send]:
+        dealer = self.config.server_index(sender)
+        if self._noise is None:
+            raise RemoteProtocolError("noise for a deployment without [privacy]", peer=sender)
+        rnd = self._rounds.get(msg.round_no)
+        if rnd is not None and rnd.noise is not None:
+            rnd.noise.receive(dealer, msg.part, sender)
+            if rnd.deferred is not None and rnd.noise.ready:
+                (contributors, key), rnd.deferred = rnd.deferred, None
+                return self._result(msg.round_no, rnd, contributors, key)
+            return []
+        if msg.round_no > self._newest:  # its round has not opened here yet
+            self._noise_early.setdefault(msg.round_no, {})[dealer] = msg.part
+            while len(self._noise_early) > MAX_EARLY_ROUNDS:
+                del self._noise_early[min(self._noise_early)]
+        return []  # stale: its round closed, or was not a round with noise
 
     def _input(self, sender: str, msg: m.InputShare) -> list[Send]:
         rnd = self._rounds.get(msg.round_no)
@@ -267,7 +332,7 @@ class ServerProtocol:
                 np.add(acc, comp, out=acc)
         rnd.held.add(sender)
         if len(rnd.held) == len(rnd.owners) and not rnd.reported:
-            return [self._complete(round_no, rnd)]
+            return self._complete(round_no, rnd)
         return []
 
     def _ring_parts(
@@ -298,23 +363,31 @@ class ServerProtocol:
                 parts.append(comp)
         return parts[0], parts[1]
 
-    def _complete(self, round_no: int, rnd: RunningSums) -> Send:
+    def _complete(self, round_no: int, rnd: RunningSums) -> list[Send]:
         """Every expected owner is in: the result at once if the round has a key (or is a
         two-server round), else ``Holding``."""
         if not rnd.mac_key and not rnd.full:
-            return self._holding(round_no, rnd)
+            return [self._holding(round_no, rnd)]
         key, rnd.mac_key = rnd.mac_key, b""  # one-time: an Aggregate brings a fresh key
         rnd.settle(rnd.held)
         return self._result(round_no, rnd, tuple(sorted(rnd.held)), key)
 
-    def _result(self, round_no: int, rnd: RunningSums, contributors: tuple[str, ...], key: bytes) -> Send:
-        """This server's ``ResultShare``: a in full, b as a tag under ``key`` or (no key) in full."""
+    def _result(self, round_no: int, rnd: RunningSums, contributors: tuple[str, ...], key: bytes) -> list[Send]:
+        """This server's ``ResultShare``: a in full, b as a tag under ``key`` or (no key) in full.
+        Under [privacy] it waits for every dealer's noise (``deferred``)."""
+        rnd.reported = True
+        if rnd.noise is not None and not rnd.noise.ready:
+            rnd.deferred = (contributors, key)
+            return []
         rnd.flush()
-        rnd.reported = rnd.sent = True
+        if rnd.noise is not None:
+            rnd.noise.apply(rnd.sums)
+            rnd.released = contributors
+        rnd.sent = True
         a, b = rnd.sum(0), rnd.sum(1)
         common = {"session": self.config.session, "round_no": round_no, "contributors": contributors}
         full_b = {"b": b} if not key else {"b_tag": mac(key, b)}
-        return Send(self.model_owner, m.ResultShare(**common, **full_b, a=a))  # type: ignore[arg-type]
+        return [Send(self.model_owner, m.ResultShare(**common, **full_b, a=a))]  # type: ignore[arg-type]
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
         if msg.round_no in self._auth:
@@ -329,7 +402,7 @@ class ServerProtocol:
         for owner in gone:
             rnd.drop_streams(owner)
         if len(rnd.held) == len(rnd.owners):
-            return [self._complete(msg.round_no, rnd)]
+            return self._complete(msg.round_no, rnd)
         return []
 
     def _holding(self, round_no: int, rnd: RunningSums) -> Send:
@@ -367,6 +440,9 @@ class ServerProtocol:
             raise RemoteProtocolError(
                 f"aggregate of round {msg.round_no} has no {MAC_KEY_BYTES}-byte MAC key", peer=sender
             )
+        if rnd.released is not None and tuple(msg.contributors) != rnd.released:
+            why = "under [privacy] a round's noisy sum is released for one set of contributors only"
+            return [self._refuse(msg.round_no, why)]
         if rnd.sent:
             # a result went out with these arrays, which may still be in a send buffer
             rnd.sums = [rnd.sum(0).copy(), rnd.sum(1).copy()]
@@ -374,7 +450,7 @@ class ServerProtocol:
         if stuck:
             why = f"cannot leave out {', '.join(sorted(stuck))}: a vector share of theirs is in this server's sum"
             return [self._refuse(msg.round_no, why)]
-        return [self._result(msg.round_no, rnd, tuple(msg.contributors), b"" if msg.full else msg.mac_key)]
+        return self._result(msg.round_no, rnd, tuple(msg.contributors), b"" if msg.full else msg.mac_key)
 
     def _prf_key(self, sender: str, msg: m.PrfKey) -> list[Send]:
         nxt = self.config.servers[(self.index + 1) % 3].name

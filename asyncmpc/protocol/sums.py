@@ -12,11 +12,15 @@ subtracted after); a vector, once added, cannot be.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from asyncmpc.prf import NONCE_BYTES, add_keystreams, keystream_blocks
 from asyncmpc.ring import RingArray
+
+if TYPE_CHECKING:
+    from asyncmpc.protocol.noise import RoundNoise
 
 __all__ = ["ZERO_NONCE", "Guess", "RunningSums", "Stream", "Streams", "add_streams"]
 
@@ -51,6 +55,12 @@ class RunningSums:
     mac_key: bytes = b""
     full: bool = False
     """Opened for two servers: the early result carries both components in full."""
+    noise: RoundNoise | None = None
+    """Under [privacy]: the noise dealt into this round (``protocol.noise``)."""
+    released: tuple[str, ...] | None = None
+    """Under [privacy]: the contributors whose noisy sum went out (it goes out for one set only)."""
+    deferred: tuple[tuple[str, ...], bytes] | None = None
+    """Under [privacy]: a result due (contributors, tag key) that waits for a dealer's noise."""
 
     def flush(self) -> None:
         """Expand the waiting streams into the sums."""

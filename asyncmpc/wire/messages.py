@@ -40,6 +40,7 @@ __all__ = [
     "Holding",
     "InputShare",
     "Message",
+    "NoiseShare",
     "OpenRound",
     "PlainGradient",
     "PrfKey",
@@ -50,12 +51,13 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
 4: MAC rounds (OpenRound.mac, the MAC key in ModelUpdate and StatsRequest, field shares in
-InputShare and ResultShare, digests in Holding), ModelUpdate.step, Exclude."""
+InputShare and ResultShare, digests in Holding), ModelUpdate.step, Exclude.
+5: differential privacy: OpenRound.servers, NoiseShare."""
 FloatArray = NDArray[np.float64]
 
 
@@ -142,6 +144,18 @@ class OpenRound(Message):
     """A MAC round (``protocol.authenticated``): every input share carries field shares of
     its MAC tag, the server reports ``Holding`` with a digest of each owner's components and
     answers ``Aggregate`` with both components and both field sums in full."""
+    servers: tuple[str, ...] = ()
+    """The servers the round runs on (under [privacy] each of them deals noise into it)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class NoiseShare(Message):
+    """Under [privacy], a server's part of its noise for round ``round_no`` (``protocol.noise``):
+    a seed for the next server, a masked vector for the previous one."""
+
+    KIND = "noise_share"
+    SENDERS = frozenset({CS})
+    part: Component
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -309,6 +323,7 @@ MESSAGES: dict[str, type[Message]] = {
         Finish,
         PrfKey,
         OpenRound,
+        NoiseShare,
         InputShare,
         ShareKeys,
         CloseInputs,

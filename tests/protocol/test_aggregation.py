@@ -45,10 +45,17 @@ class Router:
         pick: Callable[[list[Envelope]], int] = lambda q: 0,
         tamper: Callable[[str, m.Message], m.Message] = lambda s, msg: msg,
         idle: Callable[[], bool] = lambda: False,
-    ) -> None:
-        """Deliver everything; after a delivery to a server, call its ``idle`` if ``idle()``."""
+        hold: Callable[[Envelope], bool] = lambda e: False,
+    ) -> list[Envelope]:
+        """Deliver everything but what ``hold`` keeps back (returned); after a delivery to a
+        server, call its ``idle`` if ``idle()``."""
+        held: list[Envelope] = []
         while self.queue:
-            sender, action = self.queue.pop(pick(self.queue))
+            envelope = self.queue.pop(pick(self.queue))
+            if hold(envelope):
+                held.append(envelope)
+                continue
+            sender, action = envelope
             body = encode_message(action.msg)
             msg = tamper(sender, decode_message(memoryview(bytearray(body)) if self.writable else body))
             if action.to in self.servers:
@@ -57,6 +64,7 @@ class Router:
                     self.servers[action.to].idle()
             elif action.to == MO:
                 self.post(MO, self.rnd.feed(sender, msg))
+        return held
 
 
 def setup(round_no: int = 1, owners: tuple[str, ...] = OWNERS, shape: tuple[int, ...] = (50,)):  # type: ignore[no-untyped-def]

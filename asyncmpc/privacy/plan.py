@@ -1,0 +1,95 @@
+"""What ``[privacy]`` means in numbers, computed alike by the model owner and every compute
+server from the same hosts.toml: the noise multiplier, the noise each server deals, the
+accountant and the budget.
+
+Calibration (SECURITY.md, "Differential privacy"): the released sum must carry noise of
+standard deviation ``sigma = noise_multiplier * sensitivity`` that the model owner cannot
+remove *even with one compute server's help*. Each of the k servers a round runs on deals
+independent Skellam noise of variance ``sigma^2 / (k - 1)``: a colluding server knows its own
+part, and the k - 1 others still add up to sigma^2 (Skellam is closed under summation). With
+three servers the opened sum carries 1.5 sigma^2, with two 2 sigma^2; the model owner alone
+faces that larger variance. A server computes the variance itself from its own copy of the
+configuration: the model owner only says which servers deal (``OpenRound.servers``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from asyncmpc.config import Config, PrivacySettings
+from asyncmpc.errors import ConfigError
+
+if TYPE_CHECKING:  # imported when used: dp-accounting takes 2 s to import
+    from asyncmpc.privacy.accountant import Accountant
+
+__all__ = ["NOISE_TAIL", "PrivacyPlan", "noise_multiplier", "plan_for"]
+
+NOISE_TAIL = 64.0
+"""Noise beyond this many standard deviations is treated as impossible (its probability is
+below 2^-2900): the ring must hold the sum plus this much noise without wrapping."""
+
+
+@dataclass(frozen=True)
+class PrivacyPlan:
+    settings: PrivacySettings
+    noise_multiplier: float
+    sigma: float
+    """The noise standard deviation, in units of the fixed point, that the model owner cannot
+    remove with one server's help."""
+    sampling_rate: float
+    rounds: int
+    """The rounds the budget allows (``[training] rounds`` when there is no budget)."""
+
+    def dealer_variance(self, dealers: int) -> float:
+        """The variance each of ``dealers`` servers adds (see the module docstring)."""
+        if dealers < 2:
+            raise ValueError(f"{dealers} noise dealer(s): a round needs two servers")
+        return self.sigma * self.sigma / (dealers - 1)
+
+    def accountant(self) -> Accountant:
+        from asyncmpc.privacy.accountant import Accountant
+
+        return Accountant(self.noise_multiplier, self.sampling_rate, self.settings.delta)
+
+
+def noise_multiplier(config: Config) -> float:
+    """``[privacy] noise_multiplier``, or the smallest that keeps ``[training] rounds`` rounds
+    within (epsilon, delta) (a second or two)."""
+    from asyncmpc.privacy.accountant import noise_multiplier_for
+
+    p = config.privacy
+    if p is None:
+        raise ValueError("no [privacy] table")
+    return p.noise_multiplier or noise_multiplier_for(p.epsilon, p.delta, config.training.rounds, p.rate)
+
+
+def plan_for(config: Config, size: int, multiplier: float | None = None) -> PrivacyPlan:
+    """The plan for contributions of ``size`` elements (``multiplier``: the noise multiplier,
+    if computed already); ConfigError if the budget cannot hold one round, or the ring cannot
+    hold the noise."""
+    from asyncmpc.privacy.accountant import Accountant, rounded_sensitivity
+
+    p = config.privacy
+    if p is None:
+        raise ValueError("no [privacy] table")
+    rounds, rate = config.training.rounds, p.rate
+    z = multiplier if multiplier is not None else noise_multiplier(config)
+    allowed = rounds
+    if p.epsilon:
+        allowed = Accountant(z, rate, p.delta).rounds_within(p.epsilon, rounds)
+        if allowed == 0:
+            raise ConfigError(
+                f"{config.path}: [privacy] noise_multiplier {z:g}: one round already spends more than "
+                f"epsilon {p.epsilon:g}; raise noise_multiplier or epsilon"
+            )
+    l2, _ = rounded_sensitivity(p.clip, size, config.protocol.frac_bits, 2 if p.unit == "example" else 1)
+    sigma = z * l2
+    room = 2.0**62  # encoding keeps the contributions' sum within half the ring under [privacy]
+    if NOISE_TAIL * sigma * math.sqrt(2.0) >= room:
+        raise ConfigError(
+            f"{config.path}: [privacy] noise of standard deviation {sigma:.3g} (fixed point) does not fit "
+            f"the ring; lower [protocol] frac_bits or [privacy] clip"
+        )
+    return PrivacyPlan(p, z, sigma, rate, allowed)

@@ -1,0 +1,126 @@
+"""Layer 4: the differential-privacy noise a compute server deals into one round's sums (pure:
+numpy and prf only; the noise itself comes from ``asyncmpc.privacy``).
+
+Every server of the round (a *dealer*) draws its own integer noise n and shares it, as a data
+owner shares an input, so that the opened sum carries every dealer's n and no other server
+learns it (SECURITY.md, "Differential privacy"). Component j of a sharing is held by server j
+(its a) and server j-1 (its b). Dealer s draws a fresh seed and sets its noise's components to
+
+    x_s = n - m,   x_{s+1} = m,   x_{s+2} = 0,      m = the seed's stream,
+
+so it adds (n - m, m) to its own (a, b) sums, sends the seed to server s+1 (which adds m to its
+a) and the vector n - m to server s-1 (which adds it to its b). Server s+1 sees only a stream,
+server s-1 only a uniformly masked vector: neither learns anything about n. The two holders of
+each component add the same thing, so the result shares still cross-check. With two servers
+(the third down) the same holds: each live server needs only the other's part, and the
+components the down server would have held are reconstructed from the live one that holds them.
+
+A server releases a round's sum only with the parts of every dealer in (``ready``), and only
+once per round: asking again for another set of contributors would open two sums under the same
+noise, whose difference is noise-free (``protocol.server`` refuses that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asyncmpc.errors import RemoteProtocolError
+from asyncmpc.prf import new_seed
+from asyncmpc.protocol.sums import ZERO_NONCE, Streams, add_streams
+from asyncmpc.ring import RingArray
+from asyncmpc.rss import Component, Keyed, Seed, materialize
+
+__all__ = ["NoiseDraw", "RoundNoise", "deal"]
+
+N_SERVERS = 3
+
+NoiseDraw = Callable[[int, tuple[int, ...]], RingArray]
+"""(number of dealers, shape) -> this server's noise for a round (``privacy.noise``)."""
+
+
+@dataclass(slots=True)
+class RoundNoise:
+    """Round noise at server ``index``: its own part and the parts it receives."""
+
+    index: int
+    dealers: frozenset[int]
+    shape: tuple[int, ...]
+    own: tuple[RingArray, bytes]
+    """This server's part as a dealer: the vector n - m for its a, the seed of m for its b."""
+    received: dict[int, Component] = field(default_factory=dict)
+    applied: bool = False
+
+    @property
+    def prev(self) -> int:
+        return (self.index - 1) % N_SERVERS
+
+    @property
+    def next(self) -> int:
+        return (self.index + 1) % N_SERVERS
+
+    @property
+    def missing(self) -> tuple[int, ...]:
+        """Dealers whose part has not come."""
+        return tuple(d for d in (self.prev, self.next) if d in self.dealers and d not in self.received)
+
+    @property
+    def ready(self) -> bool:
+        return not self.missing
+
+    def receive(self, dealer: int, part: Component, peer: str) -> None:
+        """Dealer ``dealer``'s part: a seed from the previous server, a vector from the next. A
+        part that comes again replaces the first (a dealer that dealt the round again after a
+        restart of the model owner), until the noise is in the sums. RemoteProtocolError if
+        it is not the part that dealer owes."""
+        if dealer not in self.dealers:
+            raise RemoteProtocolError(f"noise for a round that server {dealer} does not deal in", peer=peer)
+        if isinstance(part, Keyed) or (dealer == self.prev) != isinstance(part, Seed):
+            want = "a seed" if dealer == self.prev else "a vector"
+            raise RemoteProtocolError(f"noise part of the wrong kind: server {dealer} owes {want}", peer=peer)
+        if not isinstance(part, Seed) and part.shape != self.shape:
+            raise RemoteProtocolError(f"noise part of shape {part.shape}, expected {self.shape}", peer=peer)
+        if not self.applied:
+            self.received[dealer] = part
+
+    def apply(self, sums: list[RingArray | None]) -> None:
+        """Add every part into the sums of components (a, b), once."""
+        if self.applied:
+            return
+        if not self.ready:
+            raise ValueError(f"noise from servers {self.missing} has not come")
+        self.applied = True
+        vector, seed = self.own
+        streams: list[Streams] = [(None, (seed, ZERO_NONCE))]
+        from_prev = self.received.get(self.prev)
+        if isinstance(from_prev, Seed):
+            streams.append(((from_prev.key, ZERO_NONCE), None))
+        add_streams(sums, self.shape, streams)
+        from_next = self.received.get(self.next)
+        for i, vec in ((0, vector), (1, None if from_next is None else materialize(from_next, self.shape))):
+            if vec is None:
+                continue
+            acc = sums[i]
+            if acc is None:
+                sums[i] = vec.copy()
+            else:
+                np.add(acc, vec, out=acc)
+
+
+def deal(
+    index: int, dealers: frozenset[int], shape: tuple[int, ...], draw: NoiseDraw
+) -> tuple[RoundNoise, list[tuple[int, Component]]]:
+    """Server ``index``'s noise for a round on ``dealers``: its state, and the part it owes
+    each other dealer (server index, component)."""
+    noise = draw(len(dealers), shape)
+    seed = new_seed()
+    masked = noise - materialize(Seed(seed), shape)  # wraps in the ring, as shares do
+    rnd = RoundNoise(index, dealers, shape, (masked, seed))
+    owed: list[tuple[int, Component]] = []
+    if rnd.next in dealers:
+        owed.append((rnd.next, Seed(seed)))
+    if rnd.prev in dealers:
+        owed.append((rnd.prev, masked))
+    return rnd, owed

@@ -1,0 +1,174 @@
+"""Noise dealt inside the secure sum ([privacy]), through real server and model-owner state
+machines wired by the in-memory router: no sockets."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from asyncmpc.config import Config, parse_config
+from asyncmpc.privacy.noise import NoiseSource
+from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
+from asyncmpc.wire import messages as m
+from tests.helpers import hosts_toml
+from tests.protocol.test_aggregation import MO, OWNERS, Router, send_inputs
+
+PRIVACY = "\n[privacy]\nnoise_multiplier = 1.0\nclip = 1.0\nexamples = 400\n"
+CFG: Config = parse_config(
+    hosts_toml(4, ports=[9000, 9001, 9002, 9003], training='dataset = "breast_cancer"') + PRIVACY, "test.toml"
+)
+SERVERS = tuple(p.name for p in CFG.servers)
+
+
+class Recorded:
+    """A noise draw that remembers what it drew (a test's view of one server's secret)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.drawn: list[np.ndarray] = []
+        self.dealers: list[int] = []
+
+    def __call__(self, dealers: int, shape: tuple[int, ...]) -> np.ndarray:
+        self.dealers.append(dealers)
+        self.drawn.append(self.rng.integers(-(10**6), 10**6, size=shape))
+        return self.drawn[-1]
+
+
+def setup(live: tuple[str, ...] = SERVERS, shape: tuple[int, ...] = (40,)):  # type: ignore[no-untyped-def]
+    draws = {s: Recorded(i) for i, s in enumerate(SERVERS)}
+    servers = {s: ServerProtocol(CFG, s, noise=draws[s]) for s in live}
+    rnd = AggregationRound(CFG, 1, OWNERS, shape, servers=live)
+    router = Router(rnd, servers)
+    rng = np.random.default_rng(7)
+    xs = {o: rng.integers(-(10**9), 10**9, size=shape) for o in OWNERS}
+    return servers, draws, rnd, router, xs
+
+
+def dealt(draws: dict[str, Recorded]) -> np.ndarray:
+    return sum(d.drawn[-1] for d in draws.values() if d.drawn)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_opened_sum_carries_every_servers_noise_once_in_any_order(seed: int) -> None:
+    order = random.Random(seed)
+    _, draws, rnd, router, xs = setup()
+    send_inputs(router, xs)
+    router.post(MO, rnd.open())
+    router.run(pick=lambda q: order.randrange(len(q)))
+    assert rnd.result is not None and rnd.result.cross_checked  # both holders added the same noise
+    assert all(d.dealers == [3] for d in draws.values())
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()) + dealt(draws))
+
+
+@pytest.mark.parametrize("down", range(3))
+def test_with_a_server_down_the_two_others_each_deal_their_noise(down: int) -> None:
+    live = tuple(s for i, s in enumerate(SERVERS) if i != down)
+    _, draws, rnd, router, xs = setup(live)
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    router.run()
+    assert rnd.result is not None and rnd.result.total is not None
+    assert [len(d.drawn) for d in draws.values()] == [int(i != down) for i in range(3)]
+    assert all(d.dealers == [2] for s, d in draws.items() if s in live)
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()) + dealt(draws))
+
+
+def test_what_a_server_receives_of_anothers_noise_is_masked() -> None:
+    servers, draws, rnd, router, xs = setup()
+    seen: list[m.NoiseShare] = []
+
+    def watch(sender: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, m.NoiseShare):
+            seen.append(msg)
+        return msg
+
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    router.run(tamper=watch)
+    vectors = [s.part for s in seen if isinstance(s.part, np.ndarray)]
+    assert len(seen) == 6 and len(vectors) == 3
+    for vec in vectors:  # uniform in the ring, not noise of magnitude 10^6
+        assert np.abs(vec.astype(np.float64)).max() > 2.0**60
+        assert not any(np.array_equal(vec, d.drawn[0]) for d in draws.values())
+
+
+def test_the_noisy_sum_is_released_for_one_set_of_contributors_only() -> None:
+    servers, draws, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    router.run()
+    assert rnd.result is not None
+    fewer = m.Aggregate(session=CFG.session, round_no=1, contributors=OWNERS[:-1], mac_key=b"", full=True)
+    again = m.Aggregate(session=CFG.session, round_no=1, contributors=OWNERS, mac_key=b"", full=True)
+    for name, server in servers.items():
+        (refusal,) = server.feed(MO, fewer)
+        assert isinstance(refusal.msg, m.Reject) and "one set of contributors" in refusal.msg.reason
+        (answer,) = server.feed(MO, again)  # the same set in full: the same noisy sum
+        assert isinstance(answer.msg, m.ResultShare) and answer.msg.b is not None
+
+
+def test_a_result_waits_for_a_dealers_noise() -> None:
+    servers, draws, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+
+    def late(envelope: tuple[str, Send]) -> bool:
+        sender, action = envelope
+        return sender == SERVERS[1] and isinstance(action.msg, m.NoiseShare)
+
+    router.queue = router.run(hold=late)
+    assert router.queue and not rnd.done  # servers 0 and 2 wait for server 1's parts
+    router.run()
+    assert rnd.result is not None
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()) + dealt(draws))
+
+
+def test_mac_rounds_are_refused_under_privacy() -> None:
+    server = ServerProtocol(CFG, SERVERS[0], noise=Recorded(0))
+    open_mac = m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), mac=True, servers=SERVERS)
+    (refusal,) = server.feed(MO, open_mac)
+    assert isinstance(refusal.msg, m.Reject) and "MAC round" in refusal.msg.reason
+
+
+def test_a_round_without_its_servers_is_refused_under_privacy() -> None:
+    from asyncmpc.errors import RemoteProtocolError
+
+    server = ServerProtocol(CFG, SERVERS[0], noise=Recorded(0))
+    for servers in ((), (SERVERS[0],), (SERVERS[1], SERVERS[2]), (SERVERS[0], OWNERS[0])):
+        msg = m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=servers)
+        with pytest.raises(RemoteProtocolError, match="names its two or three servers|not all servers"):
+            server.feed(MO, msg)
+
+
+def test_zero_inputs_open_to_noise_of_the_variance_the_plan_assumed() -> None:
+    """Real noise (Skellam from AES-CTR): owners send zeros; over 40 rounds x 500 coordinates
+    the opened sums have mean 0 and variance 1.5 sigma^2 (three dealers of sigma^2 / 2 each)."""
+    from asyncmpc.privacy.plan import plan_for
+    from asyncmpc.protocol import input_shares
+
+    shape = (500,)
+    sources = {s: NoiseSource(CFG) for s in SERVERS}
+    servers = {s: ServerProtocol(CFG, s, noise=sources[s]) for s in SERVERS}
+    totals = []
+    for round_no in range(1, 41):
+        rnd = AggregationRound(CFG, round_no, OWNERS, shape)
+        router = Router(rnd, servers)
+        router.post(MO, rnd.open())
+        for owner in OWNERS:
+            router.post(owner, input_shares(CFG, round_no, np.zeros(shape, dtype=np.int64)))
+        router.run()
+        assert rnd.result is not None and rnd.result.total is not None
+        totals.append(rnd.result.total.astype(np.float64))
+    for src in sources.values():
+        src.close()
+    values = np.concatenate(totals)
+    sigma = plan_for(CFG, shape[0]).sigma
+    want = 1.5 * sigma * sigma
+    assert np.all(values == np.round(values))
+    assert abs(values.mean()) < 4 * np.sqrt(want / values.size)
+    # the sample variance of 20,000 normal-like values is within 4% of the truth with p > 0.99999
+    assert abs(values.var() / want - 1) < 0.04
+    assert stats.normaltest(values).pvalue > 1e-4
