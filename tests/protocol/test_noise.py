@@ -77,7 +77,7 @@ def test_with_a_server_down_the_two_others_each_deal_their_noise(down: int) -> N
 
 
 def test_what_a_server_receives_of_anothers_noise_is_masked() -> None:
-    servers, draws, rnd, router, xs = setup()
+    _servers, draws, rnd, router, xs = setup()
     seen: list[m.NoiseShare] = []
 
     def watch(sender: str, msg: m.Message) -> m.Message:
@@ -96,14 +96,14 @@ def test_what_a_server_receives_of_anothers_noise_is_masked() -> None:
 
 
 def test_the_noisy_sum_is_released_for_one_set_of_contributors_only() -> None:
-    servers, draws, rnd, router, xs = setup()
+    servers, _draws, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     send_inputs(router, xs)
     router.run()
     assert rnd.result is not None
     fewer = m.Aggregate(session=CFG.session, round_no=1, contributors=OWNERS[:-1], mac_key=b"", full=True)
     again = m.Aggregate(session=CFG.session, round_no=1, contributors=OWNERS, mac_key=b"", full=True)
-    for name, server in servers.items():
+    for _name, server in servers.items():
         (refusal,) = server.feed(MO, fewer)
         assert isinstance(refusal.msg, m.Reject) and "one set of contributors" in refusal.msg.reason
         (answer,) = server.feed(MO, again)  # the same set in full: the same noisy sum
@@ -111,7 +111,7 @@ def test_the_noisy_sum_is_released_for_one_set_of_contributors_only() -> None:
 
 
 def test_a_result_waits_for_a_dealers_noise() -> None:
-    servers, draws, rnd, router, xs = setup()
+    _servers, draws, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     send_inputs(router, xs)
 
@@ -139,7 +139,7 @@ def test_a_round_without_its_servers_is_refused_under_privacy() -> None:
     server = ServerProtocol(CFG, SERVERS[0], noise=Recorded(0))
     for servers in ((), (SERVERS[0],), (SERVERS[1], SERVERS[2]), (SERVERS[0], OWNERS[0])):
         msg = m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=servers)
-        with pytest.raises(RemoteProtocolError, match="names its two or three servers|not all servers"):
+        with pytest.raises(RemoteProtocolError, match=r"names its two or three servers|not all servers"):
             server.feed(MO, msg)
 
 
