@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AsyncMpcError",
     "ConfigError",
+    "DisputeError",
     "EncodingError",
     "ProtocolError",
     "LocalProtocolError",
@@ -97,3 +98,8 @@ class PluginError(AsyncMpcError):
     def __init__(self, message: str, public: str | None = None) -> None:
         super().__init__(message)
         self.public = message if public is None else public
+
+
+class DisputeError(AsyncMpcError):
+    """The servers' results disagree and the disagreement cannot be settled: under [privacy]
+    no MAC round may open the noise-free sum to find out which server lied."""

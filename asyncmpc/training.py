@@ -15,6 +15,15 @@ number of examples: no owner's n is revealed. Before training, each owner contri
 no owner reveals its own. The model owner sees only the sum over the contributor set S (as the
 servers reconstruct it), divides by |S| (or the summed n) and takes an optimizer step.
 
+Under ``[privacy]`` (``asyncmpc.privacy``) a contribution is the update alone: with unit
+"example", the sum over a Poisson sample of the owner's examples of each example's gradient
+clipped to ``[privacy] clip`` (DP-SGD); with unit "owner", the owner's update clipped to the
+bound if the owner sampled itself into the round, else zeros (so no one sees who took part). The
+sample is drawn under a key only the owner holds. No loss and no count are opened: the model
+owner divides the noisy sum by the expected number of units, which is public, and reports the
+loss on its own test set. Feature scaling then comes from the model owner's own test data, not
+from a statistics round over the owners' data, which the noise would not protect.
+
 ``ReferenceTrainer`` runs the same rounds in one process with the same data, batches and seeds;
 with ``quantize=True`` it also rounds every contribution to the same fixed point and sums in
 the ring, so its weights equal the secure run's up to float rounding (the test oracle); with
@@ -24,7 +33,7 @@ the ring, so its weights equal the secure run's up to float rounding (the test o
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,8 @@ from asyncmpc.data import Dataset, Split, batch_indices, load_split
 from asyncmpc.errors import PluginError
 from asyncmpc.models import BuiltModel, accuracy, build_model
 from asyncmpc.optim import Optimizer, clip, make_optimizer
+from asyncmpc.prf import new_seed
+from asyncmpc.privacy.sampling import clipped_sum, poisson_sample
 from asyncmpc.ring import RingArray, decode, encode
 
 __all__ = [
@@ -47,6 +58,7 @@ __all__ = [
     "contribution_size",
     "decode_sum",
     "encode_contribution",
+    "expected_units",
     "SavedModel",
     "load_model",
     "load_sklearn",
@@ -70,14 +82,28 @@ def model_for(config: Config, n_features: int, n_classes: int) -> BuiltModel:
 
 
 def contribution_size(config: Config, model: BuiltModel) -> int:
-    """The update, the loss, and with weighting by examples the number of examples."""
+    """The update, the loss, and with weighting by examples the number of examples; under
+    [privacy] the update alone."""
+    if config.privacy is not None:
+        return model.size
     return model.size + 1 + int(config.training.weighted)
 
 
 def encode_contribution(config: Config, vector: Floats) -> RingArray:
-    """Fixed point for the ring; EncodingError names a NaN, inf or out-of-range element."""
+    """Fixed point for the ring; EncodingError names a NaN, inf or out-of-range element.
+    Under [privacy] the owners' sum keeps to half the ring: the noise has the other half."""
     p = config.protocol
-    return encode(vector, p.frac_bits, max_terms=p.max_owners)
+    return encode(vector, p.frac_bits, max_terms=p.max_owners * (1 if config.privacy is None else 2))
+
+
+def expected_units(config: Config, examples: int) -> float:
+    """Under [privacy], what the model owner divides the noisy sum by: the expected number of
+    examples (or owners) in a round, ``sampling_rate`` times their public total (``examples``:
+    the training split's size when ``[privacy] examples`` is not given)."""
+    p = config.privacy
+    assert p is not None
+    total = len(config.data_owners) if p.unit == "owner" else p.examples or examples
+    return p.rate * total
 
 
 def decode_sum(config: Config, total: RingArray) -> Floats:
@@ -101,11 +127,15 @@ def scaling_from_stats(total: Floats, n_features: int) -> tuple[Floats, Floats]:
 class OwnerWork:
     """What a data owner computes locally, round after round."""
 
-    def __init__(self, config: Config, index: int, data: Dataset, classes: tuple[str, ...]) -> None:
+    def __init__(
+        self, config: Config, index: int, data: Dataset, classes: tuple[str, ...], sampling_key: bytes = b""
+    ) -> None:
         self.config = config
         self.index = index
         self.data = data
         self.model = model_for(config, data.x.shape[1], len(classes))
+        self.sampling_key = sampling_key or new_seed()
+        """Under [privacy]: the key of this owner's Poisson samples (never sent anywhere)."""
 
     def stats_vector(self) -> Floats:
         x = self.data.x
@@ -113,7 +143,20 @@ class OwnerWork:
 
     def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
         """This round's clipped update, then the loss at theta (each times n when weighted,
-        then n)."""
+        then n); under [privacy], ``private_contribution``."""
+        if self.config.privacy is not None:
+            return self.private_contribution(theta, mean, scale, round_no)
+        t = self.config.training
+        n = len(self.data.y)
+        update, first_loss = self._local_update(theta, mean, scale, round_no)
+        update = clip(update, t.clip_norm)
+        if t.weighted:
+            return np.concatenate([n * update, [n * first_loss, float(n)]])
+        return np.concatenate([update, [first_loss]])
+
+    def _local_update(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> tuple[Floats, float]:
+        """The sum of the gradients of ``local_steps`` SGD steps on this owner's batches, and
+        the loss at the first step."""
         t = self.config.training
         steps, n = t.local_steps, len(self.data.y)
         update: Floats | None = None
@@ -128,10 +171,19 @@ class OwnerWork:
             if k + 1 < steps:
                 theta = theta - t.local_learning_rate * grad
         assert update is not None
-        update = clip(update, t.clip_norm)
-        if t.weighted:
-            return np.concatenate([n * update, [n * first_loss, float(n)]])
-        return np.concatenate([update, [first_loss]])
+        return update, first_loss
+
+    def private_contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
+        """The update under [privacy] (see the module docstring)."""
+        p = self.config.privacy
+        assert p is not None
+        if p.unit == "example":
+            rows = poisson_sample(len(self.data.y), p.rate, self.sampling_key, round_no)
+            x = (self.data.x[rows] - mean) / scale
+            return clipped_sum(self.model, theta, x, self.data.y[rows], p.clip)[0]
+        if not poisson_sample(1, p.rate, self.sampling_key, round_no).size:
+            return np.zeros(self.model.size)
+        return clip(self._local_update(theta, mean, scale, round_no)[0], p.clip)
 
 
 @dataclass
@@ -156,8 +208,18 @@ class ModelOwnerState:
     def set_scaling(self, stats_total: Floats) -> None:
         self.mean, self.scale = scaling_from_stats(stats_total, self.model.n_features)
 
-    def apply(self, total: Floats, contributors: int) -> float:
-        """One optimizer step from the summed contributions; returns the mean loss."""
+    def scale_like(self, x: Floats) -> None:
+        """Scaling from the model owner's own examples (under [privacy]; none without them)."""
+        if len(x):
+            self.set_scaling(np.concatenate([[float(len(x))], x.sum(axis=0), (x * x).sum(axis=0)]))
+
+    def apply(self, total: Floats, contributors: int, units: float = 0.0) -> float | None:
+        """One optimizer step from the summed contributions; returns the mean loss. Under
+        [privacy] the sum is the update alone, divided by the expected ``units``, and the loss
+        is not known (None)."""
+        if self.config.privacy is not None:
+            self.theta = self.optimizer.step(self.theta, total / units)
+            return None
         if self.config.training.weighted:
             if not total[-1] >= 1:
                 raise ValueError(f"the contributors' examples sum to {total[-1]}")
@@ -171,6 +233,12 @@ class ModelOwnerState:
         if test is None or len(test.y) == 0:
             return None
         return accuracy(self.model, self.theta, (test.x - self.mean) / self.scale, test.y)
+
+    def test_loss(self, test: Dataset | None) -> float | None:
+        """The loss on the model owner's test set (under [privacy], where no owner's is opened)."""
+        if test is None or len(test.y) == 0:
+            return None
+        return self.model.gradient(self.theta, (test.x - self.mean) / self.scale, test.y)[0]
 
     def save(self, path: Path) -> None:
         """model.npz: what any model needs to predict (``load_model``): the parameters, the
@@ -271,9 +339,12 @@ def pooled_baseline(split: Split, mean: Floats, scale: Floats, model: BuiltModel
 class ReferenceTrainer:
     """The same rounds in one process, without secret sharing."""
 
-    def __init__(self, config: Config, *, quantize: bool = True) -> None:
+    def __init__(self, config: Config, *, quantize: bool = True, central_noise: float = 1.0) -> None:
         self.config = config
         self.quantize = quantize
+        self.central_noise = central_noise
+        """Under [privacy]: Gaussian noise of this many times the plan's variance is added to
+        each round's sum in the clear (central DP, the baseline the secure run is compared with)."""
         self.split = load_split(config)
         if not self.split.owners:
             raise ValueError("the reference trainer needs a bundled data set (dataset = 'csv' is per owner)")
@@ -302,13 +373,30 @@ class ReferenceTrainer:
         def only(chosen: Collection[str] | None) -> list[OwnerWork]:
             return [o for o, name in zip(self.owners, names, strict=True) if chosen is None or name in chosen]
 
-        st.set_scaling(self._sum([o.stats_vector() for o in only(statistics)]))
+        private = self.config.privacy is not None
+        if private:
+            noise, units = self._central_noise(), expected_units(self.config, sum(len(d.y) for d in self.split.owners))
+            st.scale_like(self.split.test.x if self.split.test is not None else np.zeros((0, 0)))
+        else:
+            st.set_scaling(self._sum([o.stats_vector() for o in only(statistics)]))
         for round_no in range(1, self.config.training.rounds + 1):
             chosen = only(None if contributors is None else contributors[round_no - 1])
             total = self._sum([o.contribution(st.theta, st.mean, st.scale, round_no) for o in chosen])
-            loss = st.apply(total, len(chosen))
+            loss = st.apply(total + noise(), len(chosen), units) if private else st.apply(total, len(chosen))
+            if loss is None:
+                loss = st.test_loss(self.split.test)
             self.history.append({"round": round_no, "loss": loss, "test_accuracy": st.accuracy(self.split.test)})
         return st
+
+    def _central_noise(self) -> Callable[[], Floats]:
+        """Gaussian noise in the clear, of ``central_noise`` times the plan's variance."""
+        from asyncmpc.privacy.noise import secure_generator
+        from asyncmpc.privacy.plan import plan_for
+
+        size = self.state.model.size
+        std = plan_for(self.config, size).sigma * 2.0**-self.config.protocol.frac_bits * self.central_noise**0.5
+        rng = secure_generator()
+        return lambda: rng.normal(0.0, std, size)
 
     def report(self) -> str:
         return json.dumps(self.history)

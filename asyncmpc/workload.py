@@ -22,6 +22,7 @@ from asyncmpc.training import (
     ModelOwnerState,
     OwnerWork,
     contribution_size,
+    expected_units,
     model_for,
     pooled_baseline,
     stats_size,
@@ -70,6 +71,12 @@ class ModelWorkload:
         self.model_state = ModelOwnerState(config, model, self.split.classes)
         self.stats_size = stats_size(self.split.n_features)
         self.size = contribution_size(config, model)
+        self.units = 0.0
+        if config.privacy is not None:  # no statistics round: scaling from the test set
+            self.stats_size = 0
+            if self.split.test is not None:
+                self.model_state.scale_like(self.split.test.x)
+            self.units = expected_units(config, sum(len(d.y) for d in self.split.owners))
 
     def set_stats(self, total: Floats) -> None:
         self.model_state.set_scaling(total)
@@ -78,7 +85,9 @@ class ModelWorkload:
         return self.model_state.theta, self.model_state.mean, self.model_state.scale
 
     def apply(self, total: Floats, contributors: int) -> tuple[float | None, float | None]:
-        loss = self.model_state.apply(total, contributors)
+        loss = self.model_state.apply(total, contributors, self.units)
+        if loss is None:
+            loss = self.model_state.test_loss(self.split.test)
         return loss, self.model_state.accuracy(self.split.test)
 
     def save(self, path: Path) -> None:
@@ -160,7 +169,12 @@ class LocalTraining:
     def __init__(self, config: Config, player: Player) -> None:
         data, classes = owner_data(config, player)
         assert player.index is not None
-        self.work = OwnerWork(config, player.index, data, classes)
+        key = b""
+        if config.privacy is not None:
+            from asyncmpc.privacy.sampling import sampling_key
+
+            key = sampling_key(config, player.name)
+        self.work = OwnerWork(config, player.index, data, classes, key)
 
     def stats_vector(self) -> Floats:
         return self.work.stats_vector()

@@ -57,8 +57,9 @@ class BarProgress:
         if bar is None:
             return False
         servers = row.get("servers")
+        spent = f"eps {row['epsilon']:.2f}, " if "epsilon" in row else ""
         bar.set_postfix_str(
-            f"loss {_fmt(row.get('loss'))}, acc {_fmt(row.get('test_accuracy'))}, "
+            f"loss {_fmt(row.get('loss'))}, acc {_fmt(row.get('test_accuracy'))}, {spent}"
             f"{len(row['contributors'])} owners, {len(servers) if servers else '-'} servers, "
             f"{row['seconds']:.3f}s/round",
             refresh=False,

@@ -10,14 +10,18 @@ draw is AES counter mode under a key only the data owner holds, at a nonce namin
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from numpy.typing import NDArray
 
+from asyncmpc.config import Config
 from asyncmpc.models import BuiltModel
 from asyncmpc.optim import clip
-from asyncmpc.prf import expand, nonce_for
+from asyncmpc.prf import expand, new_seed, nonce_for
 
-__all__ = ["clipped_sum", "poisson_sample"]
+__all__ = ["clipped_sum", "poisson_sample", "sampling_key"]
 
 Floats = NDArray[np.float64]
 Labels = NDArray[np.int64]
@@ -45,3 +49,16 @@ def clipped_sum(model: BuiltModel, theta: Floats, x: Floats, y: Labels, bound: f
         total += clip(grad, bound)
         loss_sum += loss
     return total, loss_sum
+
+
+def sampling_key(config: Config, name: str) -> bytes:
+    """Data owner ``name``'s sampling key: derived from its TLS private key when it has one (so
+    a restarted owner draws the same sample for a round asked again), else fresh (a restarted
+    owner then draws anew; the model owner counts a round asked again as another release)."""
+    if config.tls_dir is not None:
+        try:
+            secret = (Path(config.tls_dir) / f"{name}.key").read_bytes()
+        except OSError:
+            return new_seed()
+        return hashlib.blake2b(secret, digest_size=16, person=b"asyncmpc-sample").digest()
+    return new_seed()

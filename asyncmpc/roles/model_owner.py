@@ -14,6 +14,13 @@ connected when it starts (two are enough: any two hold every component). A serve
 mid-round is left out of it (``AggregationRound.lose``); a silent one is disconnected, so it
 is dialled again and rejoins when it answers. With fewer than two servers, rounds pause until
 one returns (at most ``idle_timeout``).
+
+Under ``[privacy]`` there is no statistics round (the scaling comes from the model owner's
+test set), every round is counted by the privacy ledger (``privacy.budget``, written to
+``privacy.json`` before the round opens), each row
+records the epsilon spent, and training stops, saying so, before a round would exceed the
+budget. A disputed round cannot be re-run with MACs (that would open the noise-free sum): it
+stops training with ``DisputeError``.
 """
 
 from __future__ import annotations
@@ -40,9 +47,11 @@ from asyncmpc.checkpoint import (
     save_checkpoint,
 )
 from asyncmpc.config import Config
-from asyncmpc.errors import OutputError, PeerLost, RemoteProtocolError
+from asyncmpc.errors import DisputeError, OutputError, PeerLost, RemoteProtocolError
 from asyncmpc.macs import MacKey
 from asyncmpc.net.runtime import Node
+from asyncmpc.privacy.budget import Budget
+from asyncmpc.privacy.plan import plan_for
 from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
 from asyncmpc.protocol.dispute import MacPolicy
 from asyncmpc.protocol.events import Send
@@ -107,6 +116,7 @@ async def run_model_owner(
         "rounds": [],
     }
     done = 0 if fresh else _resume(config, out_dir, work, metrics)
+    budget = None if config.privacy is None else Budget(plan_for(config, work.size), out_dir, fresh=fresh)
     try:
         rewrite_rounds(out_dir, metrics["rounds"])  # none at a fresh start; those kept at a resume
     except OSError as exc:
@@ -118,22 +128,32 @@ async def run_model_owner(
             node.log.info("%s: all %d rounds are done already; nothing to train", out_dir / CHECKPOINT, done)
         elif done:
             node.log.info("resuming from %s after round %d", out_dir / CHECKPOINT, done)
+        if budget is not None:
+            _log_plan(node, budget)
         node.maintain(servers)
         await _wait_for_players(config, node, servers, owners)
         first = 2 if work.stats_size else 1  # training round t takes the batches of step t + first - 2
         start = STATS_ROUND if work.stats_size and "scaling" not in metrics else done + first
-        rounds: _Rounds = (_PlainRounds if plain else _Rounds)(config, node, owners, start, excluded)
+        rounds: _Rounds = (_PlainRounds if plain else _Rounds)(config, node, owners, start, excluded, budget)
         for server, reason in list(excluded.items()):
             await rounds.exclude(server, reason)  # tell everyone again: they may have restarted
         checkpoints = _Checkpointer(config, out_dir)
 
         if work.stats_size and "scaling" not in metrics:
             await _statistics(config, node, rounds, work, metrics)
+        elif config.privacy is not None:
+            metrics["scaling"] = "the model owner's test set ([privacy]: no statistics round)"
         shown = progress or _Lines()
         shown.start(config.training.rounds, done)
         try:
             for t in range(done + 1, config.training.rounds + 1):
+                if budget is not None and not budget.allows_another():
+                    metrics["stopped"] = _out_of_budget(node, budget, t)
+                    break
                 row = await _train_round(config, node, rounds, work, t, t + first - 2)
+                if budget is not None:
+                    row["epsilon"] = budget.epsilon
+                    metrics["privacy"] = budget.summary()
                 metrics["rounds"].append(row)
                 if not shown.round(row):
                     _log_round(node, config, row)
@@ -227,6 +247,30 @@ def _resume(config: Config, out_dir: Path, work: Workload, metrics: dict[str, An
     return ckpt.round
 
 
+def _log_plan(node: Node, budget: Budget) -> None:
+    p, s = budget.plan, budget.plan.settings
+    target = f"for epsilon {s.epsilon:g} at delta {s.delta:g} over {p.rounds} rounds" if s.epsilon else "as set"
+    node.log.info(
+        "[privacy] per %s: clip %g, sampling rate %g, noise multiplier %.4f (%s); epsilon spent so far %.3f",
+        s.unit,
+        s.clip,
+        p.sampling_rate,
+        p.noise_multiplier,
+        target,
+        budget.epsilon,
+    )
+
+
+def _out_of_budget(node: Node, budget: Budget, t: int) -> str:
+    s = budget.plan.settings
+    why = (
+        f"stopped before round {t}: one more round would spend more than epsilon {s.epsilon:g} "
+        f"(delta {s.delta:g}); spent {budget.epsilon:.4f} in {budget.releases} releases"
+    )
+    node.log.warning("%s", why)
+    return why
+
+
 class _Checkpointer:
     """Appends the round's row to metrics.jsonl, then writes checkpoint.npz, after each round,
     on a worker thread while the next round runs (a durable write of an 8 MB model takes tens
@@ -283,14 +327,16 @@ def _log_round(node: Node, config: Config, row: dict[str, Any]) -> None:
     unchecked = ""
     if row.get("servers") and not row.get("cross_checked") and row.get("skipped") is None:
         unchecked = f", not cross-checked (servers {', '.join(row['servers'])})"
+    spent = "" if "epsilon" not in row else f", epsilon {row['epsilon']:.3f}"
     node.log.info(
-        "round %d/%d: loss %s, test accuracy %s, %d contributors, %.3fs%s",
+        "round %d/%d: loss %s, test accuracy %s, %d contributors, %.3fs%s%s",
         row["round"],
         config.training.rounds,
         _fmt(row["loss"]),
         _fmt(row["test_accuracy"]),
         len(row["contributors"]),
         row["seconds"],
+        spent,
         unchecked,
     )
 
@@ -314,9 +360,16 @@ class _Rounds:
     """
 
     def __init__(
-        self, config: Config, node: Node, owners: list[str], first_round: int, excluded: dict[str, str]
+        self,
+        config: Config,
+        node: Node,
+        owners: list[str],
+        first_round: int,
+        excluded: dict[str, str],
+        budget: Budget | None = None,
     ) -> None:
         self.config = config
+        self.budget = budget
         self.node = node
         self.owners = owners
         self.servers = [p.name for p in config.servers if p.name not in excluded]
@@ -335,6 +388,11 @@ class _Rounds:
         if not result.suspects:
             await self._judge(result)
             return _Outcome(result)
+        if self.budget is not None:
+            raise DisputeError(
+                f"round {result.round_no}: {result.reason}; under [privacy] a MAC round cannot find the liar "
+                f"(it would open the sum without noise): restart without one of {', '.join(result.suspects)}"
+            )
         self.macs.disputed()
         self.node.log.warning(
             "round %d: %s; running it again with MACs, and the next %d rounds",
@@ -348,6 +406,8 @@ class _Rounds:
 
     async def _aggregate(self, size: int, request: m.Message) -> RoundResult:
         round_no = next(self._numbers)
+        if self.budget is not None:
+            self.budget.spend()  # counted before it opens: it may release even if it fails
         live = await self._live_servers()
         present = tuple(o for o in self.owners if o in self.node.peers)
         key = MacKey.new() if self.macs.next_is_mac() else None
