@@ -28,5 +28,6 @@ def test_the_readme_documents_every_key_of_hosts_toml_and_no_other() -> None:
         "[tls]": {"dir"},
         "[protocol]": set(config._PROTOCOL_KEYS),
         "[training]": set(config._TRAINING_KEYS),
+        "[privacy]": set(config._PRIVACY_KEYS),
         "[players.NAME]": set(config._PLAYER_KEYS),
     }
