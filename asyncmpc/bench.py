@@ -9,6 +9,10 @@ or, above ``swarm_above`` owners, as tasks of one swarm process. ``run_all`` ret
 per configuration and mode: round seconds (median, min, max), bytes sent and received and peak
 RSS per role, the secure/plain ratio of median round times, and the error against the exact mean.
 
+Mode ``secure-dp`` is secure aggregation under ``[privacy]`` (unit "owner", noise multiplier
+1): every server deals Skellam noise into every round, so its round time against ``secure``
+is the cost of differential privacy inside the MPC (its error column is the noise).
+
 With ``repeat`` N each configuration is launched N times, secure and plain alternating, and the
 round times of all launches are pooled (the machine's noise moves single launches by 20-30%).
 A ``cheat`` (SERVER, WHAT:WHEN) makes that server lie (the tests' fault injection,
@@ -102,8 +106,10 @@ def deployment(
         f"parameters = {d}",
         f"rounds = {rounds}",
         "learning_rate = 0.1",
-        f'aggregation = "{mode}"',
+        f'aggregation = "{"plain" if mode == "plain" else "secure"}"',
     ]
+    if mode == "secure-dp":
+        lines += ["[privacy]", 'unit = "owner"', "noise_multiplier = 1.0", "clip = 1.0"]
     return "\n".join(lines + loopback_players(owners)) + "\n"
 
 
@@ -123,7 +129,8 @@ def run_one(tmp: Path, plan: Plan, d: int, owners: int, tls: bool, mode: str) ->
     """One launch: a deployment of ``owners`` data owners training ``plan.rounds`` rounds of ``d``
     parameters in ``mode``; every player a process, its stats and the model read back."""
     rounds, down = plan.rounds, plan.down_server
-    protocol, cheat = (plan.protocol, plan.cheat) if mode == "secure" else ((), None)
+    secure = mode != "plain"
+    protocol, cheat = (plan.protocol, plan.cheat) if secure else ((), None)
     folder = tmp / f"{mode}-{d}-{owners}-{'tls' if tls else 'plaintext'}"
     folder.mkdir(parents=True)
     cfg = folder / "hosts.toml"
@@ -132,7 +139,7 @@ def run_one(tmp: Path, plan: Plan, d: int, owners: int, tls: bool, mode: str) ->
     if tls:
         make_certs(load_config(cfg), folder / "certs")
     servers = [s for s in ("server-0", "server-1", "server-2") if s != down]
-    names = (servers if mode == "secure" else []) + ["model-owner"]
+    names = (servers if secure else []) + ["model-owner"]
     swarm = owners > plan.swarm_above
     if not swarm:
         names += [f"data-owner-{i}" for i in range(owners)]
@@ -261,6 +268,9 @@ def run_all(plan: Plan) -> list[dict[str, Any]]:
                         ratio = pair["secure"]["round_seconds"]["median"] / pair["plain"]["round_seconds"]["median"]
                         pair["secure"]["secure_over_plain"] = ratio
                         pair["plain"]["secure_over_plain"] = ratio
+                    if "secure" in pair and "secure-dp" in pair:
+                        dp = pair["secure-dp"]["round_seconds"]["median"] / pair["secure"]["round_seconds"]["median"]
+                        pair["secure-dp"]["dp_over_secure"] = dp
     return results
 
 
@@ -268,7 +278,7 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     """The results as the lines of a table (and wall time per round for long runs)."""
     mib = 1 << 20
     lines = [
-        f"{'mode':6} {'tls':>3} {'d':>9} {'owners':>6} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>6} "
+        f"{'mode':9} {'tls':>3} {'d':>9} {'owners':>6} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>6} "
         f"{'up/owner':>9} {'RSS MiB srv':>11} {'RSS MiB MO':>10} {'RSS MiB DO':>10} {'max err':>9} "
         f"{'disputed/mac':>12}"
     ]
@@ -277,7 +287,7 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         ratio = r.get("secure_over_plain")
         srv = roles.get("server", {}).get("peak_rss_bytes", 0) / mib
         lines.append(
-            f"{r['mode']:6} {'on' if r['tls'] else 'off':>3} {r['d']:9d} {r['owners']:6d} "
+            f"{r['mode']:9} {'on' if r['tls'] else 'off':>3} {r['d']:9d} {r['owners']:6d} "
             f"{rs['median'] * 1e3:10.2f} {rs['min'] * 1e3:8.2f} "
             f"{rs['max'] * 1e3:8.2f} {ratio if ratio is not None else float('nan'):6.2f} "
             f"{r['upload_per_owner_bytes_per_round'] / (8 * r['d']):8.3f}x {srv:11.0f} "
@@ -285,6 +295,8 @@ def table(results: list[dict[str, Any]]) -> list[str]:
             f"{r['max_abs_error_vs_exact_mean']:9.2e} "
             f"{r['round_kinds']['disputed']:>6}/{r['round_kinds']['mac']:<5}"
         )
+        if "dp_over_secure" in r:
+            lines.append(f"  noise inside the MPC: {r['dp_over_secure']:.2f} times the secure round without it")
         if r["wall_per_round"]:
             w = r["wall_per_round"]
             lines.append(

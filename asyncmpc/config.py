@@ -371,8 +371,10 @@ def _parse_privacy(table: Any, training: TrainingSettings, path: str) -> Privacy
         raise refuse("[privacy]", "give epsilon (a budget for the whole training) or noise_multiplier")
     if settings.sampling_rate == 0.0 and "sampling_rate" in table:
         raise refuse("[privacy] sampling_rate", "must be above 0")
-    if training.dataset == "synthetic" or training.aggregation == "plain":
-        raise refuse("[privacy]", "needs secure aggregation of a data set (not synthetic or plain benchmarks)")
+    if training.aggregation == "plain":
+        raise refuse("[privacy]", 'needs secure aggregation, not aggregation = "plain"')
+    if training.dataset == "synthetic" and settings.unit != "owner":
+        raise refuse("[privacy] unit", 'synthetic benchmarks take unit = "owner" (they have no examples)')
     if training.weighting == "examples":
         raise refuse(
             "[training] weighting",

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d", type=int, nargs="+", default=[10_000, 100_000, 1_000_000], help="parameters per model")
     parser.add_argument("--owners", type=int, nargs="+", default=[3, 10], help="numbers of data owners")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per launch (default: 5)")
-    parser.add_argument("--modes", nargs="+", default=["secure", "plain"], choices=["secure", "plain"])
+    parser.add_argument("--modes", nargs="+", default=["secure", "plain"], choices=["secure", "plain", "secure-dp"])
     parser.add_argument("--swarm-above", type=int, default=10, help="more owners than this run as one swarm process")
     parser.add_argument("--frac-bits", type=int, default=16, help="fixed-point fractional bits (default: 16)")
     parser.add_argument("--tls", choices=["off", "on", "both"], default="off", help="TLS on every connection")

@@ -40,6 +40,20 @@ def test_bench_small_secure_equals_plain_within_fixed_point_precision() -> None:
     assert all(role["peak_rss_bytes"] > 0 for role in secure["roles"].values())
 
 
+def test_bench_with_noise_inside_the_mpc_reports_its_cost_and_its_noise() -> None:
+    rounds, d = 3, 2000
+    runs = {
+        r["mode"]: r
+        for r in bench("--d", str(d), "--owners", "3", "--rounds", str(rounds), "--modes", "secure", "secure-dp")
+    }
+    assert runs["secure-dp"]["dp_over_secure"] > 0
+    # noise multiplier 1, clip 1: each round's sum carries noise of standard deviation about
+    # sqrt(1.5) (in model units), divided by 3 owners, times the learning rate 0.1, over 3 rounds
+    error = runs["secure-dp"]["max_abs_error_vs_exact_mean"]
+    assert 0.01 < error < 0.1 * 3 * 1.3 * 6 / 3
+    assert runs["secure"]["max_abs_error_vs_exact_mean"] < 1e-4
+
+
 def test_bench_swarm_of_owners_in_one_process() -> None:
     (run,) = bench("--d", "1000", "--owners", "40", "--rounds", "2", "--modes", "secure", "--swarm-above", "10")
     assert run["swarm"] and run["roles"]["data-owner"]["processes"] == 1
