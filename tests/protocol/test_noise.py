@@ -213,3 +213,22 @@ def test_zero_inputs_open_to_the_planned_variance_with_two_or_three_servers(
     assert np.all(values == np.round(values)) and abs(values.mean()) < 5 * sigma * np.sqrt(factor / values.size)
     assert abs(values.var() / (factor * sigma * sigma) - 1) < 0.05  # 15,000 draws: standard error 1.2%
     assert stats.normaltest(values).pvalue > 1e-4
+
+
+def test_a_noise_part_of_the_wrong_kind_or_shape_is_refused_naming_it() -> None:
+    from asyncmpc.errors import RemoteProtocolError
+    from asyncmpc.rss import Seed
+
+    server = ServerProtocol(CFG, SERVERS[1], noise=Recorded(0))
+    server.feed(MO, m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=SERVERS))
+    cases = [
+        (SERVERS[0], np.zeros(4, dtype=np.int64), "server 0 owes a seed"),  # the previous server sends a seed
+        (SERVERS[2], Seed(bytes(16)), "server 2 owes a vector"),
+        (SERVERS[2], np.zeros(5, dtype=np.int64), r"shape \(5,\), expected \(4,\)"),
+    ]
+    for sender, part, why in cases:
+        with pytest.raises(RemoteProtocolError, match=why):
+            server.feed(sender, m.NoiseShare(session=CFG.session, round_no=1, part=part))
+    plain = ServerProtocol(parse_config(hosts_toml(4, ports=[9000, 9001, 9002, 9003])), SERVERS[1])
+    with pytest.raises(RemoteProtocolError, match="without \\[privacy\\]"):
+        plain.feed(SERVERS[0], m.NoiseShare(session="test", round_no=1, part=Seed(bytes(16))))
