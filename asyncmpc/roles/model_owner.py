@@ -5,7 +5,7 @@ round it appends the round's row to ``metrics.jsonl`` and writes ``checkpoint.np
 output folder (durably, while the next round runs), and ``model.npz`` and ``metrics.json`` (the
 summary, every row included) at the end; started again with the same config and folder, it
 resumes at the next round (``fresh=True`` starts afresh). A disputed round runs again as a MAC
-round under the next round number (``_Rounds``). With
+round under the next round number (``roles.rounds``). With
 ``aggregation = "plain"`` (synthetic benchmarks only) data owners send their gradients straight
 here: the plaintext floor that secure aggregation is measured against.
 
@@ -26,15 +26,10 @@ stops training with ``DisputeError``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import itertools
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
-
-import numpy as np
 
 from asyncmpc.checkpoint import (
     CHECKPOINT,
@@ -47,15 +42,13 @@ from asyncmpc.checkpoint import (
     save_checkpoint,
 )
 from asyncmpc.config import Config
-from asyncmpc.errors import DisputeError, OutputError, PeerLost, RemoteProtocolError
-from asyncmpc.macs import MacKey
+from asyncmpc.errors import OutputError, PeerLost
 from asyncmpc.net.runtime import Node
 from asyncmpc.privacy.budget import Budget
 from asyncmpc.privacy.plan import plan_for
-from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
-from asyncmpc.protocol.dispute import MacPolicy
 from asyncmpc.protocol.events import Send
-from asyncmpc.roles.driver import drive_round, send_all
+from asyncmpc.roles.driver import send_all
+from asyncmpc.roles.rounds import Outcome, PlainRounds, Rounds
 from asyncmpc.tls import TlsContexts
 from asyncmpc.training import decode_sum
 from asyncmpc.wire import messages as m
@@ -134,7 +127,7 @@ async def run_model_owner(
         await _wait_for_players(config, node, servers, owners)
         first = 2 if work.stats_size else 1  # training round t takes the batches of step t + first - 2
         start = STATS_ROUND if work.stats_size and "scaling" not in metrics else done + first
-        rounds: _Rounds = (_PlainRounds if plain else _Rounds)(config, node, owners, start, excluded, budget)
+        rounds: Rounds = (PlainRounds if plain else Rounds)(config, node, owners, start, excluded, budget)
         for server, reason in list(excluded.items()):
             await rounds.exclude(server, reason)  # tell everyone again: they may have restarted
         checkpoints = _Checkpointer(config, out_dir)
@@ -177,7 +170,7 @@ async def run_model_owner(
     return metrics
 
 
-async def _statistics(config: Config, node: Node, rounds: _Rounds, work: Workload, metrics: dict[str, Any]) -> None:
+async def _statistics(config: Config, node: Node, rounds: Rounds, work: Workload, metrics: dict[str, Any]) -> None:
     """The secure statistics round: global feature means and variances, before training."""
     request = m.StatsRequest(session=config.session, round_no=STATS_ROUND)
     outcome = await rounds.run(work.stats_size, request)
@@ -191,9 +184,7 @@ async def _statistics(config: Config, node: Node, rounds: _Rounds, work: Workloa
     node.log.info("feature statistics from %d data owners", len(stats.contributors))
 
 
-async def _train_round(
-    config: Config, node: Node, rounds: _Rounds, work: Workload, t: int, step: int
-) -> dict[str, Any]:
+async def _train_round(config: Config, node: Node, rounds: Rounds, work: Workload, t: int, step: int) -> dict[str, Any]:
     """Training round ``t`` (on the owners' batches of ``step``): send the model, aggregate,
     step; return its row for metrics.json."""
     t0 = time.perf_counter()
@@ -306,7 +297,7 @@ class _Checkpointer:
             await pending
 
 
-def _round_row(t: int, outcome: _Outcome) -> dict[str, Any]:
+def _round_row(t: int, outcome: Outcome) -> dict[str, Any]:
     result = outcome.result
     row: dict[str, Any] = {"round": t, "contributors": list(result.contributors)}
     if result.servers:
@@ -339,198 +330,6 @@ def _log_round(node: Node, config: Config, row: dict[str, Any]) -> None:
         spent,
         unchecked,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """What one training (or statistics) round's aggregation came to."""
-
-    result: RoundResult
-    disputed: RoundResult | None = None
-    """The ordinary round whose cross-check failed, when ``result`` is its MAC re-run."""
-
-
-class _Rounds:
-    """Runs one secure aggregation round after another, with the data owners' requests beside it.
-
-    Round numbers come from one counter, so a re-run takes a new number (and the owners' masks
-    fresh streams). The exceptional flows enter here at one point each: a disputed round is
-    run again as a MAC round (``protocol.authenticated``); a MAC round that names a cheater
-    has it excluded for the rest of the session.
-    """
-
-    def __init__(
-        self,
-        config: Config,
-        node: Node,
-        owners: list[str],
-        first_round: int,
-        excluded: dict[str, str],
-        budget: Budget | None = None,
-    ) -> None:
-        self.config = config
-        self.budget = budget
-        self.node = node
-        self.owners = owners
-        self.servers = [p.name for p in config.servers if p.name not in excluded]
-        self.current: AggregationRound | None = None
-        self.down_since: dict[str, float] = {}
-        self._numbers = itertools.count(first_round)
-        p = config.protocol
-        self.macs = MacPolicy(always=p.mac_rounds == "always", window=p.mac_window)
-        self.excluded = excluded
-        """Servers proved to have lied, with why (the dict is metrics.json's ``excluded_servers``)."""
-
-    async def run(self, size: int, request: m.Message) -> _Outcome:
-        """Aggregate the owners' answers to ``request``; a disputed round is run again at once
-        as a MAC round, and MAC rounds stay on for a while after (``MacPolicy``)."""
-        result = await self._aggregate(size, request)
-        if not result.suspects:
-            await self._judge(result)
-            return _Outcome(result)
-        if self.budget is not None:
-            raise DisputeError(
-                f"round {result.round_no}: {result.reason}; under [privacy] a MAC round cannot find the liar "
-                f"(it would open the sum without noise): restart without one of {', '.join(result.suspects)}"
-            )
-        self.macs.disputed()
-        self.node.log.warning(
-            "round %d: %s; running it again with MACs, and the next %d rounds",
-            result.round_no,
-            result.reason,
-            self.macs.remaining - 1,
-        )
-        rerun = await self._aggregate(size, request)
-        await self._judge(rerun)
-        return _Outcome(rerun, disputed=result)
-
-    async def _aggregate(self, size: int, request: m.Message) -> RoundResult:
-        round_no = next(self._numbers)
-        if self.budget is not None:
-            self.budget.spend()  # counted before it opens: it may release even if it fails
-        live = await self._live_servers()
-        present = tuple(o for o in self.owners if o in self.node.peers)
-        key = MacKey.new() if self.macs.next_is_mac() else None
-        self.current = AggregationRound(self.config, round_no, present, (size,), servers=live, mac_key=key)
-        request = _for_round(request, round_no, live, key)
-        requests = [Send(o, request) for o in present]
-        p = self.config.protocol
-        return await drive_round(
-            self.node,
-            self.current,
-            p.round_timeout,
-            self.on_other,
-            requests,
-            server_timeout=p.server_timeout,
-            on_silent=self.on_silent,
-        )
-
-    async def _judge(self, result: RoundResult) -> None:
-        """Act on what a round proved: owners that sent inconsistent shares, a cheating server."""
-        if result.inconsistent:
-            self.node.log.error(
-                "round %d: left out %s: their shares differ between the two servers that hold them",
-                result.round_no,
-                ", ".join(result.inconsistent),
-            )
-        if result.cheater:
-            await self.exclude(result.cheater, f"its result shares of round {result.round_no} failed the MAC check")
-        elif result.mac and result.reason and result.total is not None:
-            self.node.log.warning("round %d: %s (a data owner's tag shares are wrong)", result.round_no, result.reason)
-
-    async def exclude(self, server: str, reason: str) -> None:
-        """Leave ``server`` out for the rest of the session, and have every other player stop
-        talking to it; the two left are honest, so MAC rounds end (unless always on)."""
-        self.node.log.error("excluding %s for the rest of the session: %s", server, reason)
-        self.excluded[server] = reason
-        self.servers = [s for s in self.servers if s != server]
-        self.down_since.pop(server, None)
-        self.macs.excluded()
-        notice = m.Exclude(session=self.config.session, server=server, reason=reason)
-        await send_all(
-            self.node, [Send(p, notice) for p in self.node.peers], timeout=self.config.protocol.server_timeout
-        )
-        await self.node.shun(server, reason)
-
-    async def _live_servers(self) -> tuple[str, ...]:
-        """The servers connected now; with fewer than two, wait (one line) until two are."""
-        now = time.time()
-        for s in self.servers:
-            if s in self.node.peers and s in self.down_since:
-                self.node.log.info("%s is back after %.1fs", s, now - self.down_since.pop(s))
-            elif s not in self.node.peers and s not in self.down_since:
-                self.down_since[s] = now
-                self.node.log.warning("%s is down; rounds go on with the other servers, not cross-checked", s)
-        up = [s for s in self.servers if s in self.node.peers]
-        if len(up) < 2:
-            down = ", ".join(
-                f"{s} since {time.strftime('%H:%M:%S', time.localtime(self.down_since[s]))}"
-                for s in self.servers
-                if s in self.down_since
-            )
-            limit = self.config.protocol.idle_timeout
-            self.node.log.warning("rounds paused: %s down; waiting up to %gs for one to return", down, limit)
-            if not await self.node.wait_until(lambda: sum(s in self.node.peers for s in self.servers) >= 2, limit):
-                raise PeerLost(f"{self.node.name}: fewer than two compute servers for {limit:g}s ({down})")
-            return await self._live_servers()
-        return tuple(up)
-
-    async def on_silent(self, server: str) -> None:
-        """A server stayed silent past ``server_timeout``: disconnect it (it is redialled, and
-        rejoins once it answers)."""
-        await self.node.drop(server, RemoteProtocolError("silent past the server deadline", peer=server))
-
-    async def on_other(self, sender: str, msg: m.Message | None) -> None:
-        """A data owner's message during a round: a ``Decline`` withdraws it from the round."""
-        rnd = self.current
-        if isinstance(msg, m.Decline) and rnd is not None:
-            self.node.log.warning("%s declined round %d: %s", sender, msg.round_no, msg.reason)
-            if msg.round_no == rnd.round_no:
-                await send_all(self.node, rnd.withdraw(sender))
-        elif msg is None:
-            self.node.log.warning("lost connection to %s", sender)
-            if rnd is not None:
-                await send_all(self.node, rnd.withdraw(sender))  # do not wait for it until the deadline
-        elif not isinstance(msg, (m.Reject, m.Abort)):
-            await self.node.drop(sender, RemoteProtocolError(f"unexpected {msg.KIND!r}", peer=sender))
-
-
-def _for_round(request: m.Message, round_no: int, servers: tuple[str, ...], key: MacKey | None) -> m.Message:
-    """The owners' request for round ``round_no``: its number, its servers, its MAC key."""
-    if isinstance(request, (m.ModelUpdate, m.StatsRequest)):
-        mac_key = b"" if key is None else key.key
-        return dataclasses.replace(request, round_no=round_no, servers=servers, mac_key=mac_key)
-    return dataclasses.replace(request, round_no=round_no)
-
-
-class _PlainRounds(_Rounds):
-    """Plaintext federated averaging: gradients come here in the clear and are summed."""
-
-    async def run(self, size: int, request: m.Message) -> _Outcome:
-        round_no = next(self._numbers)
-        request = _for_round(request, round_no, (), None)
-        present = [o for o in self.owners if o in self.node.peers]
-        await send_all(self.node, [Send(o, request) for o in present])
-        total = np.zeros(size, dtype=np.float64)
-        got: list[str] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.protocol.round_timeout
-        while len(got) < len(present):
-            try:
-                sender, msg = await self.node.recv(timeout=max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                break
-            if isinstance(msg, m.PlainGradient) and msg.round_no == round_no and sender in present:
-                if sender in got or msg.values.shape != (size,):
-                    await self.node.drop(sender, RemoteProtocolError("bad plain gradient", peer=sender))
-                    continue
-                total += msg.values
-                got.append(sender)
-            elif msg is not None:
-                await self.on_other(sender, msg)
-        if len(got) < max(2, self.config.protocol.min_owners):
-            return _Outcome(RoundResult(round_no, None, tuple(got), False, f"only {len(got)} gradient(s) arrived"))
-        return _Outcome(RoundResult(round_no, total, tuple(got), False))  # type: ignore[arg-type]
 
 
 def _fmt(value: float | None) -> str:
