@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asyncmpc import macs, rss
 from asyncmpc.cli.run import tune_allocator
 from asyncmpc.prf import add_keystreams, expand_into, new_seed
+from asyncmpc.privacy.noise import secure_generator, skellam
+from asyncmpc.protocol.noise import deal
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
@@ -58,6 +60,16 @@ def main() -> None:
     key = macs.MacKey.new()
     tags = macs.tag(small, key)
 
+    noise_rng = secure_generator()
+    drawn = skellam(2.0**34, n, noise_rng)  # noise multiplier 1, clip 1, 16 fractional bits
+
+    def noise_into_sums() -> object:
+        rnd, owed = deal(0, frozenset({0, 1, 2}), (n,), lambda k, shape: drawn)
+        rnd.receive(2, rss.Seed(new_seed()), "server-2")  # the previous server's seed
+        rnd.receive(1, y, "server-1")  # the next server's masked vector
+        rnd.apply([acc, out])
+        return owed
+
     def online_share() -> object:
         sharer.prepare(x.shape)  # (a data owner does this while it waits; timed separately below)
         return sharer.share(x)
@@ -80,6 +92,8 @@ def main() -> None:
         "server materialize seeded share": lambda: rss.materialize(seeded[0].a, x.shape),
         "field MAC tag <r, x> mod 2^61-1 (an owner)": lambda: macs.tag(small, key),
         "field MAC check of a sum (the model owner)": lambda: macs.verify(small, key, tags),
+        "Skellam noise draw, variance 2^34 (a server, per round)": lambda: skellam(2.0**34, n, noise_rng),
+        "deal drawn noise + add every part (a server)": noise_into_sums,
     }
     rows = []
     for name, fn in cases.items():
@@ -91,10 +105,10 @@ def main() -> None:
             print(json.dumps(row | {"x_numpy_add": row["seconds"] / floor}))
         return
     print(f"n = {n:,} int64 elements, median of {args.repeat}")
-    print(f"{'primitive':50} {'ms':>9} {'elements/s':>12} {'x add':>7}")
+    print(f"{'primitive':56} {'ms':>9} {'elements/s':>12} {'x add':>7}")
     for row in rows:
         print(
-            f"{row['primitive']:50} {row['seconds'] * 1e3:9.3f} {row['elements_per_s']:12.3e} "
+            f"{row['primitive']:56} {row['seconds'] * 1e3:9.3f} {row['elements_per_s']:12.3e} "
             f"{row['seconds'] / floor:7.1f}"
         )
 

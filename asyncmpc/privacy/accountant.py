@@ -12,7 +12,6 @@ owner) takes part with probability ``sampling_rate``.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import dp_accounting
@@ -20,7 +19,7 @@ import numpy as np
 from dp_accounting import rdp
 from dp_accounting.rdp import rdp_privacy_accountant
 
-__all__ = ["ORDERS", "Accountant", "noise_multiplier_for", "rounded_sensitivity", "skellam_rdp"]
+__all__ = ["ORDERS", "Accountant", "noise_multiplier_for", "skellam_rdp"]
 
 ORDERS = (*range(2, 65), 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024)
 """Integer Renyi orders: the subsampled Gaussian's RDP is computed exactly at integer orders
@@ -93,18 +92,6 @@ def noise_multiplier_for(epsilon: float, delta: float, rounds: int, sampling_rat
             tol=1e-4,
         )
     )
-
-
-def rounded_sensitivity(bound: float, size: int, frac_bits: int, roundings: int = 1) -> tuple[float, float]:
-    """The L2 and L1 sensitivity, in units of the fixed point, of a contribution clipped to L2
-    norm ``bound`` and then encoded by rounding each of its ``size`` coordinates to the nearest
-    multiple of 2^-frac_bits: rounding moves each coordinate by at most half a unit, so the L2
-    norm grows by at most sqrt(size) / 2 units per rounding (the widening the distributed
-    discrete Gaussian and Skellam papers make for their rounding), and L1 <= sqrt(size) * L2.
-    ``roundings = 2`` when the neighbouring inputs are two rounded vectors (an owner's sum with
-    and without one example), 1 when one side is absent (an owner's whole contribution)."""
-    l2 = bound * 2.0**frac_bits + roundings * math.sqrt(size) / 2
-    return l2, math.sqrt(size) * l2
 
 
 def skellam_rdp(order: int, l2: float, l1: float, variance: float) -> float:

@@ -49,7 +49,8 @@ def skellam(variance: float, size: int, rng: np.random.Generator) -> NDArray[np.
     if not 0 < variance < 2 * 9.2e18:
         raise ValueError(f"Skellam variance {variance:g} is outside what the sampler takes")
     mu = variance / 2
-    return rng.poisson(mu, size).astype(np.int64) - rng.poisson(mu, size).astype(np.int64)
+    plus = rng.poisson(mu, size).astype(np.int64, copy=False)
+    return np.subtract(plus, rng.poisson(mu, size).astype(np.int64, copy=False), out=plus)
 
 
 class NoiseSource:

@@ -24,7 +24,7 @@ from asyncmpc.errors import ConfigError
 if TYPE_CHECKING:  # imported when used: dp-accounting takes 2 s to import
     from asyncmpc.privacy.accountant import Accountant
 
-__all__ = ["NOISE_TAIL", "PrivacyPlan", "noise_multiplier", "plan_for"]
+__all__ = ["NOISE_TAIL", "PrivacyPlan", "noise_multiplier", "plan_for", "rounded_sensitivity"]
 
 NOISE_TAIL = 64.0
 """Noise beyond this many standard deviations is treated as impossible (its probability is
@@ -54,30 +54,44 @@ class PrivacyPlan:
         return Accountant(self.noise_multiplier, self.sampling_rate, self.settings.delta)
 
 
+def rounded_sensitivity(bound: float, size: int, frac_bits: int, roundings: int = 1) -> tuple[float, float]:
+    """The L2 and L1 sensitivity, in units of the fixed point, of a contribution clipped to L2
+    norm ``bound`` and then encoded by rounding each of its ``size`` coordinates to the nearest
+    multiple of 2^-frac_bits: rounding moves each coordinate by at most half a unit, so the L2
+    norm grows by at most sqrt(size) / 2 units per rounding (the widening the distributed
+    discrete Gaussian and Skellam papers make for their rounding), and L1 <= sqrt(size) * L2.
+    ``roundings = 2`` when the neighbouring inputs are two rounded vectors (an owner's sum with
+    and without one example), 1 when one side is absent (an owner's whole contribution)."""
+    l2 = bound * 2.0**frac_bits + roundings * math.sqrt(size) / 2
+    return l2, math.sqrt(size) * l2
+
+
 def noise_multiplier(config: Config) -> float:
     """``[privacy] noise_multiplier``, or the smallest that keeps ``[training] rounds`` rounds
     within (epsilon, delta) (a second or two)."""
-    from asyncmpc.privacy.accountant import noise_multiplier_for
-
     p = config.privacy
     if p is None:
         raise ValueError("no [privacy] table")
-    return p.noise_multiplier or noise_multiplier_for(p.epsilon, p.delta, config.training.rounds, p.rate)
+    if p.noise_multiplier:
+        return p.noise_multiplier
+    from asyncmpc.privacy.accountant import noise_multiplier_for
+
+    return noise_multiplier_for(p.epsilon, p.delta, config.training.rounds, p.rate)
 
 
 def plan_for(config: Config, size: int, multiplier: float | None = None) -> PrivacyPlan:
     """The plan for contributions of ``size`` elements (``multiplier``: the noise multiplier,
     if computed already); ConfigError if the budget cannot hold one round, or the ring cannot
     hold the noise."""
-    from asyncmpc.privacy.accountant import Accountant, rounded_sensitivity
-
     p = config.privacy
     if p is None:
         raise ValueError("no [privacy] table")
     rounds, rate = config.training.rounds, p.rate
     z = multiplier if multiplier is not None else noise_multiplier(config)
     allowed = rounds
-    if p.epsilon:
+    if p.epsilon:  # the accountant (and dp-accounting, 2 s to import) only with a budget to keep
+        from asyncmpc.privacy.accountant import Accountant
+
         allowed = Accountant(z, rate, p.delta).rounds_within(p.epsilon, rounds)
         if allowed == 0:
             raise ConfigError(

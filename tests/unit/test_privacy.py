@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from asyncmpc.privacy.accountant import ORDERS, Accountant, noise_multiplier_for, rounded_sensitivity, skellam_rdp
+from asyncmpc.privacy.accountant import ORDERS, Accountant, noise_multiplier_for, skellam_rdp
 from asyncmpc.privacy.noise import secure_generator, skellam
+from asyncmpc.privacy.plan import rounded_sensitivity
 
 
 @pytest.mark.parametrize("variance", [2.0, 50.0, 2.0**20])
