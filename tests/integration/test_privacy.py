@@ -94,3 +94,60 @@ def test_with_a_server_down_the_two_left_deal_the_noise_and_training_goes_on(tmp
     assert metrics["final_test_accuracy"] > 0.85
     logs = (tmp_path / "server-0.log").read_text()
     assert "noise multiplier" in logs
+
+
+@pytest.mark.faults
+def test_a_resumed_private_run_counts_every_round_it_may_have_released(tmp_path: Path) -> None:
+    """The model owner is killed mid-training and started again: the ledger goes on from
+    privacy.json, so the rounds asked again are counted twice, and every row's epsilon is
+    dp-accounting's for the releases counted when it ended."""
+    import random
+    import signal
+
+    from asyncmpc.checkpoint import read_rounds
+    from tests.helpers import wait_until
+
+    z, q, rounds = 2.0, 0.2, 200
+    config = private_config(tmp_path, f"noise_multiplier = {z}\nsampling_rate = {q}", f"rounds = {rounds}")
+    out = tmp_path / "out"
+    with players(tmp_path) as procs:
+        for name in ["server-0", "server-1", "server-2", "model-owner", *OWNERS]:
+            procs.start_role(config, name, "--out", str(out))
+        until = random.Random().randrange(10, 60)
+        wait_until(lambda: len(read_rounds(out)) >= until, 120, f"round {until}")
+        procs.procs["model-owner"].send_signal(signal.SIGKILL)
+        procs.procs["model-owner"].wait()
+        before = json.loads((out / "privacy.json").read_text())["releases"]
+        logged = len(read_rounds(out))
+        assert before >= logged  # counted before each round opened: the one in flight too
+        procs.start_role(config, "model-owner", "--out", str(out))
+        for name in ["model-owner", *OWNERS, "server-0", "server-1", "server-2"]:
+            assert procs.wait(name, 180) == 0, f"{name}:\n{procs.log(name)}"
+    metrics = json.loads((out / "metrics.json").read_text())
+    resumed = metrics["resumed_after"][0]
+    releases = metrics["privacy"]["releases"]
+    assert releases == before + (rounds - resumed) >= rounds  # the redone rounds count again
+    assert json.loads((out / "privacy.json").read_text()) == {"releases": releases}
+    accountant = Accountant(z, q, 1e-5)
+    assert metrics["privacy"]["epsilon"] == pytest.approx(accountant.epsilon(releases), rel=1e-12)
+    after = [r for r in metrics["rounds"] if r["round"] > resumed]
+    assert after[0]["epsilon"] == pytest.approx(accountant.epsilon(before + 1), rel=1e-12)
+
+
+@pytest.mark.faults
+def test_a_lying_server_under_privacy_stops_training_in_one_line(tmp_path: Path) -> None:
+    """No MAC round may open the noise-free sum, so a failed cross-check ends training, with a
+    line that says why and names the suspects, and status 2 (an operational stop, not a bug)."""
+    from asyncmpc.roles.cheat import CHEAT_ENV
+
+    config = private_config(tmp_path, "noise_multiplier = 2.0", "rounds = 20", protocol="idle_timeout = 30.0")
+    out = tmp_path / "out"
+    with players(tmp_path) as procs:
+        procs.start_role(config, "server-1", env={CHEAT_ENV: "vector:once"})
+        for name in ["server-0", "server-2", "model-owner", *OWNERS]:
+            procs.start_role(config, name, "--out", str(out))
+        assert procs.wait("model-owner", 120) == 2, procs.log("model-owner")
+        log = procs.log("model-owner")
+    assert "Traceback" not in log
+    assert "under [privacy] a MAC round cannot find the liar" in log and "server-1" in log
+    assert json.loads((out / "privacy.json").read_text())["releases"] >= 1
