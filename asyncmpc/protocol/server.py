@@ -40,6 +40,8 @@ the model owner names, and sent in full.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from asyncmpc.config import Config
@@ -265,7 +267,8 @@ class ServerProtocol:
         assert self._noise is not None
         rnd.noise, owed = deal(self.index, dealers, rnd.shape, self._noise)
         for dealer, part in self._noise_early.pop(round_no, {}).items():
-            rnd.noise.receive(dealer, part, self.config.servers[dealer].name)
+            with contextlib.suppress(RemoteProtocolError):  # a wrong part is dropped: not the opener's fault
+                rnd.noise.receive(dealer, part, self.config.servers[dealer].name)
         return [
             Send(self.config.servers[i].name, m.NoiseShare(session=self.config.session, round_no=round_no, part=part))
             for i, part in owed
@@ -440,7 +443,7 @@ class ServerProtocol:
             raise RemoteProtocolError(
                 f"aggregate of round {msg.round_no} has no {MAC_KEY_BYTES}-byte MAC key", peer=sender
             )
-        if rnd.released is not None and tuple(msg.contributors) != rnd.released:
+        if rnd.released is not None and set(msg.contributors) != set(rnd.released):
             why = "under [privacy] a round's noisy sum is released for one set of contributors only"
             return [self._refuse(msg.round_no, why)]
         if rnd.sent:

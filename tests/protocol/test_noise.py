@@ -232,3 +232,21 @@ def test_a_noise_part_of_the_wrong_kind_or_shape_is_refused_naming_it() -> None:
     plain = ServerProtocol(parse_config(hosts_toml(4, ports=[9000, 9001, 9002, 9003])), SERVERS[1])
     with pytest.raises(RemoteProtocolError, match="without \\[privacy\\]"):
         plain.feed(SERVERS[0], m.NoiseShare(session="test", round_no=1, part=Seed(bytes(16))))
+
+
+def test_the_same_contributors_in_another_order_get_the_same_noisy_sum() -> None:
+    servers, _, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    router.run()
+    again = m.Aggregate(session=CFG.session, round_no=1, contributors=OWNERS[::-1], mac_key=b"", full=True)
+    for server in servers.values():
+        (answer,) = server.feed(MO, again)
+        assert isinstance(answer.msg, m.ResultShare)
+
+
+def test_a_wrong_noise_part_that_came_early_is_dropped_without_blaming_the_model_owner() -> None:
+    server = ServerProtocol(CFG, SERVERS[1], noise=Recorded(0))
+    server.feed(SERVERS[0], m.NoiseShare(session=CFG.session, round_no=1, part=np.zeros(4, dtype=np.int64)))
+    out = server.feed(MO, m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=SERVERS))
+    assert {type(s.msg) for s in out} == {m.NoiseShare}  # it dealt, and waits for a proper part
