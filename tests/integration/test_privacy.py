@@ -151,3 +151,15 @@ def test_a_lying_server_under_privacy_stops_training_in_one_line(tmp_path: Path)
     assert "Traceback" not in log
     assert "under [privacy] a MAC round cannot find the liar" in log and "server-1" in log
     assert json.loads((out / "privacy.json").read_text())["releases"] >= 1
+
+
+def test_owner_level_privacy_trains_end_to_end_with_each_owner_clipped_whole(tmp_path: Path) -> None:
+    z, rounds = 1.0, 10
+    config = private_config(tmp_path, f'unit = "owner"\nnoise_multiplier = {z}\nclip = 1.0', f"rounds = {rounds}")
+    metrics = run_training(tmp_path, config)
+    assert metrics["privacy"]["unit"] == "owner" and metrics["privacy"]["sampling_rate"] == 1.0
+    assert len(metrics["rounds"]) == rounds and "stopped" not in metrics
+    accountant = Accountant(z, 1.0, 1e-5)  # every owner every round: no amplification by sampling
+    for t, row in enumerate(metrics["rounds"], start=1):
+        assert row["epsilon"] == pytest.approx(accountant.epsilon(t), rel=1e-12) and len(row["contributors"]) == 3
+    assert (tmp_path / "out" / "model.npz").exists()
