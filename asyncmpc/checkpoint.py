@@ -103,11 +103,15 @@ def rewrite_rounds(out_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def fingerprint(config: Config) -> dict[str, Any]:
-    """What a checkpoint must agree with to be resumed: the session and training settings."""
+    """What a checkpoint must agree with to be resumed: the session, training and privacy
+    settings."""
     settings = dataclasses.asdict(config.training)
     settings.pop("rounds")  # a run may be resumed with more rounds
     training = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
-    return {"session": config.session, "frac_bits": config.protocol.frac_bits, "training": training}
+    found = {"session": config.session, "frac_bits": config.protocol.frac_bits, "training": training}
+    if config.privacy is not None:  # the ledger's releases were made under these settings
+        found["privacy"] = dataclasses.asdict(config.privacy)
+    return found
 
 
 @dataclass(frozen=True)

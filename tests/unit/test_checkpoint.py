@@ -57,6 +57,22 @@ def test_no_checkpoint_is_none_and_other_settings_are_refused_by_name(tmp_path: 
         load_checkpoint(tmp_path, config("learning_rate = 0.5"))
 
 
+def test_a_checkpoint_made_under_other_privacy_settings_is_refused_by_name(tmp_path: Path) -> None:
+    """The ledger's releases were spent under the checkpoint's [privacy]: another noise
+    multiplier would make the accountant misreport them."""
+
+    def private(z: float):  # type: ignore[no-untyped-def]
+        text = hosts_toml(3, training='dataset = "breast_cancer"') + f"\n[privacy]\nnoise_multiplier = {z}\n"
+        return parse_config(text, "test.toml")
+
+    save_checkpoint(tmp_path, private(1.0), 1, {"theta": np.zeros(3)}, {})
+    assert load_checkpoint(tmp_path, private(1.0)) is not None
+    with pytest.raises(ConfigError, match=r"privacy\.noise_multiplier was 1\.0, the config says 2\.0"):
+        load_checkpoint(tmp_path, private(2.0))
+    with pytest.raises(ConfigError, match="privacy was"):
+        load_checkpoint(tmp_path, parse_config(hosts_toml(3, training='dataset = "breast_cancer"'), "test.toml"))
+
+
 def test_a_damaged_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / CHECKPOINT).write_bytes(b"not a zip file")
     with pytest.raises(ConfigError, match=r"cannot read the checkpoint .*use --fresh"):
