@@ -80,6 +80,16 @@ class NoiseSource:
     def multiplier(self) -> float:
         return self._multiplier
 
+    def release_limit(self) -> int | None:
+        """How many rounds the budget allows (None without ``epsilon``): a server refuses to
+        release more, whatever the model owner asks."""
+        p = self._config.privacy
+        if p is None or not p.epsilon:
+            return None
+        from asyncmpc.privacy.accountant import Accountant
+
+        return Accountant(self._multiplier, p.rate, p.delta).rounds_within(p.epsilon, 1 << 40)
+
     def variance(self, dealers: int, size: int) -> float:
         plan = self._plans.get(size)
         if plan is None:

@@ -30,7 +30,10 @@ contributing has its streams subtracted again.
 Differential privacy (``[privacy]``): every server of a round deals noise into its sums when
 the round opens (``protocol.noise``: a seed to the next server, a masked vector to the previous
 one) and releases the round's sum only once every dealer's part is in, and for one set of
-contributors only. MAC rounds, which open the noise-free sum, are refused.
+contributors only. MAC rounds, which open the noise-free sum, are refused. With a budget, a
+server also counts the rounds it released and refuses to release more than the budget allows
+(``release_limit``): a model owner that ignores its own ledger gets no more from the honest
+servers.
 
 MAC rounds (``OpenRound.mac``, after a dispute) are kept apart, in
 ``protocol.authenticated.AuthenticatedInputs``: each owner's share is kept whole, ``Holding``
@@ -74,7 +77,12 @@ class ServerProtocol:
     """Compute server ``name`` of ``config``; call ``feed`` with every message received."""
 
     def __init__(
-        self, config: Config, name: str, own_prf_key: bytes | None = None, noise: NoiseDraw | None = None
+        self,
+        config: Config,
+        name: str,
+        own_prf_key: bytes | None = None,
+        noise: NoiseDraw | None = None,
+        release_limit: int | None = None,
     ) -> None:
         self.config = config
         self.name = name
@@ -93,6 +101,9 @@ class ServerProtocol:
         """Under [privacy]: draws this server's noise for a round (None: no noise)."""
         self._noise_early: dict[int, dict[int, Component]] = {}
         """Noise parts that came before their round opened here, by round and dealer."""
+        self._release_limit = release_limit
+        self.releases = 0
+        """Under [privacy]: rounds whose noisy sum this server released (this process)."""
 
     # ------------------------------------------------------------ start-up
 
@@ -382,6 +393,11 @@ class ServerProtocol:
         if rnd.noise is not None and not rnd.noise.ready:
             rnd.deferred = (contributors, key)
             return []
+        if rnd.noise is not None and not rnd.noise.applied:
+            if self._release_limit is not None and self.releases >= self._release_limit:
+                why = f"the [privacy] budget allows {self._release_limit} releases, and this server made them all"
+                return [self._refuse(round_no, why)]
+            self.releases += 1
         rnd.flush()
         if rnd.noise is not None:
             rnd.noise.apply(rnd.sums)

@@ -27,18 +27,22 @@ __all__ = ["run_compute_server"]
 
 async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | None = None) -> dict[str, Any]:
     """Serve until the model owner finishes the session; return this server's traffic."""
-    noise = None
+    noise, limit = None, None
     if config.privacy is not None:
         from asyncmpc.privacy.noise import NoiseSource
 
         noise = NoiseSource(config)
-    proto = ServerProtocol(config, name, own_prf_key=new_seed(), noise=noise)
+        limit = noise.release_limit()
+    proto = ServerProtocol(config, name, own_prf_key=new_seed(), noise=noise, release_limit=limit)
     model_owner = config.model_owner.name
     cheat = Cheat.from_env()
     async with Node(config, name, tls=tls, greet=proto.greet) as node:
         if noise is not None:
+            budget = "no budget" if limit is None else f"at most {limit} releases within the budget"
             node.log.info(
-                "[privacy]: noise multiplier %.4g; this server deals noise into every round", noise.multiplier
+                "[privacy]: noise multiplier %.4g, %s; this server deals noise into each round",
+                noise.multiplier,
+                budget,
             )
         if cheat is not None:
             node.log.warning("%s is set: this server lies (%s, %s), for tests only", CHEAT_ENV, cheat.what, cheat.when)

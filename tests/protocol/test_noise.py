@@ -250,3 +250,22 @@ def test_a_wrong_noise_part_that_came_early_is_dropped_without_blaming_the_model
     server.feed(SERVERS[0], m.NoiseShare(session=CFG.session, round_no=1, part=np.zeros(4, dtype=np.int64)))
     out = server.feed(MO, m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=SERVERS))
     assert {type(s.msg) for s in out} == {m.NoiseShare}  # it dealt, and waits for a proper part
+
+
+def test_a_server_releases_no_more_rounds_than_the_budget_allows() -> None:
+    """A model owner that ignores its ledger gets no more from the honest servers."""
+    draws = {s: Recorded(i) for i, s in enumerate(SERVERS)}
+    servers = {s: ServerProtocol(CFG, s, noise=draws[s], release_limit=2) for s in SERVERS}
+    rng = np.random.default_rng(3)
+    for round_no in (1, 2, 3):
+        rnd = AggregationRound(CFG, round_no, OWNERS, (8,))
+        router = Router(rnd, servers)
+        router.post(MO, rnd.open())
+        send_inputs(router, {o: rng.integers(-100, 100, size=8) for o in OWNERS}, round_no)
+        router.run()
+        assert rnd.result is not None
+        if round_no <= 2:
+            assert rnd.result.total is not None
+        else:
+            assert rnd.result.total is None and "budget allows 2 releases" in rnd.result.reason
+    assert all(s.releases == 2 for s in servers.values())
