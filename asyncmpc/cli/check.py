@@ -44,6 +44,11 @@ def command(args: argparse.Namespace) -> int:
     pr, tr = config.protocol, config.training
     tls = "off (loopback only)" if pr.plaintext else f"TLS 1.3, certificates in {config.tls_dir}"
     print(f"session {config.session!r}; {tls}; {tr.rounds} rounds on {tr.dataset}; {config.path} is valid")
+    if config.privacy is not None:
+        try:
+            print(_privacy_line(config))
+        except ConfigError as exc:
+            return fail("check", exc)
     if not args.connect:
         return 0
     try:
@@ -53,6 +58,28 @@ def command(args: argparse.Namespace) -> int:
     if failed:
         return fail("check", ConfigError(f"cannot reach {', '.join(failed)} from this host as {args.name}"))
     return 0
+
+
+def _privacy_line(config: Config) -> str:
+    """What [privacy] comes to: the noise multiplier (calibrated for a budget), the rounds the
+    budget allows, and epsilon at the end of training."""
+    from asyncmpc.privacy.accountant import Accountant
+    from asyncmpc.privacy.plan import noise_multiplier, plan_for
+
+    p = config.privacy
+    assert p is not None
+    z = noise_multiplier(config)
+    plan_for(config, 1, z)  # ConfigError if the budget cannot hold one round
+    accountant = Accountant(z, p.rate, p.delta)
+    rounds = config.training.rounds
+    spent = accountant.epsilon(rounds)
+    line = (
+        f"[privacy] per {p.unit}: clip {p.clip:g}, sampling rate {p.rate:g}, noise multiplier {z:.4f}; "
+        f"{rounds} rounds spend epsilon {spent:.3f} at delta {p.delta:g}"
+    )
+    if p.epsilon and spent > p.epsilon:
+        line += f"; the budget {p.epsilon:g} stops training after {accountant.rounds_within(p.epsilon, rounds)} rounds"
+    return line
 
 
 def _connect(config: Config, name: str | None, timeout: float) -> list[str]:

@@ -44,6 +44,28 @@ def test_check_prints_the_deployment_and_refuses_a_broken_file_in_one_line(tmp_p
     assert one_line(broken).startswith(f"asyncmpc: check: {config}: [protocol] frac_bits")
 
 
+def test_check_tells_what_a_privacy_table_comes_to(tmp_path: Path) -> None:
+    from asyncmpc.privacy.accountant import Accountant
+
+    config = write_config(tmp_path, owners=2, training='dataset = "breast_cancer"\nrounds = 60')
+    base = config.read_text()
+    config.write_text(base + "\n[privacy]\nnoise_multiplier = 1.5\nsampling_rate = 0.2\nepsilon = 3.0\n")
+    result = asyncmpc("check", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    spent = Accountant(1.5, 0.2, 1e-5).epsilon(60)
+    stop = Accountant(1.5, 0.2, 1e-5).rounds_within(3.0, 60)
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        "[privacy] per example: clip 1, sampling rate 0.2, noise multiplier 1.5000; "
+        f"60 rounds spend epsilon {spent:.3f} at delta 1e-05; the budget 3 stops training after {stop} rounds"
+    )
+    config.write_text(base + "\n[privacy]\nnoise_multiplier = 0.5\nepsilon = 0.01\n")
+    broken = asyncmpc("check", "--config", str(config))
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert one_line(broken).endswith(
+        "one round already spends more than epsilon 0.01; raise noise_multiplier or epsilon"
+    )
+
+
 def test_certs_writes_a_ca_and_one_certificate_per_player_and_leaves_them_if_asked(tmp_path: Path) -> None:
     config = write_config(tmp_path, owners=2)
     result = asyncmpc("certs", "--config", str(config), "--dir", str(tmp_path / "c"))
