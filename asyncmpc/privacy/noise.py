@@ -57,7 +57,7 @@ class NoiseSource:
     """A compute server's noise for each round (``protocol.noise.NoiseDraw``): Skellam noise of
     the variance ``privacy.plan`` gives each of the round's dealers, from one secure generator.
 
-    Drawing 10^6 values takes about 0.15 s, as long as a whole round at that size; numpy draws
+    Drawing 10^6 values takes about 0.11 s, about a whole round at that size; numpy draws
     without holding the GIL, so after each draw the next one (same dealers and shape: the
     likely next round) is drawn on a worker thread while the server does the round's work. A
     draw ahead is used once, or discarded when the next round differs; the generator is only

@@ -10,7 +10,7 @@ told why and disconnected; the server keeps serving everyone else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asyncmpc.config import Config
 from asyncmpc.errors import PeerLost, RemoteProtocolError
@@ -21,6 +21,9 @@ from asyncmpc.roles.cheat import CHEAT_ENV, Cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.tls import TlsContexts
 from asyncmpc.wire.messages import Exclude, Finish
+
+if TYPE_CHECKING:
+    from asyncmpc.privacy.noise import NoiseSource
 
 __all__ = ["run_compute_server"]
 
@@ -34,16 +37,27 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
         noise = NoiseSource(config)
         limit = noise.release_limit()
     proto = ServerProtocol(config, name, own_prf_key=new_seed(), noise=noise, release_limit=limit)
+    try:
+        return await _serve(config, name, proto, tls, noise, limit)
+    finally:
+        if noise is not None:
+            noise.close()  # a draw ahead for a round that will not come
+
+
+async def _serve(
+    config: Config,
+    name: str,
+    proto: ServerProtocol,
+    tls: TlsContexts | None,
+    noise: NoiseSource | None,
+    limit: int | None,
+) -> dict[str, Any]:
     model_owner = config.model_owner.name
     cheat = Cheat.from_env()
     async with Node(config, name, tls=tls, greet=proto.greet) as node:
         if noise is not None:
             budget = "no budget" if limit is None else f"at most {limit} releases within the budget"
-            node.log.info(
-                "[privacy]: noise multiplier %.4g, %s; this server deals noise into each round",
-                noise.multiplier,
-                budget,
-            )
+            node.log.info("[privacy]: noise multiplier %.4g, %s", noise.multiplier, budget)
         if cheat is not None:
             node.log.warning("%s is set: this server lies (%s, %s), for tests only", CHEAT_ENV, cheat.what, cheat.when)
         node.maintain()
