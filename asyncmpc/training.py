@@ -65,6 +65,7 @@ __all__ = [
     "model_for",
     "pooled_baseline",
     "scaling_from_stats",
+    "stats_of",
     "stats_size",
 ]
 
@@ -110,6 +111,11 @@ def decode_sum(config: Config, total: RingArray) -> Floats:
     return decode(total, config.protocol.frac_bits)
 
 
+def stats_of(x: Floats) -> Floats:
+    """``[n, sum x, sum x^2]`` of the rows of ``x``: what ``scaling_from_stats`` takes."""
+    return np.concatenate([[float(len(x))], x.sum(axis=0), (x * x).sum(axis=0)])
+
+
 def scaling_from_stats(total: Floats, n_features: int) -> tuple[Floats, Floats]:
     """Global feature means and standard deviations from summed ``[n, sum x, sum x^2]``."""
     if total.shape != (stats_size(n_features),):
@@ -138,8 +144,7 @@ class OwnerWork:
         """Under [privacy]: the key of this owner's Poisson samples (never sent anywhere)."""
 
     def stats_vector(self) -> Floats:
-        x = self.data.x
-        return np.concatenate([[float(len(x))], x.sum(axis=0), (x * x).sum(axis=0)])
+        return stats_of(self.data.x)
 
     def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
         """This round's clipped update, then the loss at theta (each times n when weighted,
@@ -211,7 +216,7 @@ class ModelOwnerState:
     def scale_like(self, x: Floats) -> None:
         """Scaling from the model owner's own examples (under [privacy]; none without them)."""
         if len(x):
-            self.set_scaling(np.concatenate([[float(len(x))], x.sum(axis=0), (x * x).sum(axis=0)]))
+            self.set_scaling(stats_of(x))
 
     def apply(self, total: Floats, contributors: int, units: float = 0.0) -> float | None:
         """One optimizer step from the summed contributions; returns the mean loss. Under

@@ -116,7 +116,8 @@ def deal(
     each other dealer (server index, component)."""
     noise = draw(len(dealers), shape)
     seed = new_seed()
-    masked = noise - materialize(Seed(seed), shape)  # wraps in the ring, as shares do
+    masked = materialize(Seed(seed), shape)  # a fresh array: the mask m, then n - m in place
+    np.subtract(noise, masked, out=masked)  # wraps in the ring, as shares do
     rnd = RoundNoise(index, dealers, shape, (masked, seed))
     owed: list[tuple[int, Component]] = []
     if rnd.next in dealers:
