@@ -64,11 +64,11 @@ def main() -> None:
     drawn = skellam(2.0**34, n, noise_rng)  # noise multiplier 1, clip 1, 16 fractional bits
 
     def noise_into_sums() -> object:
-        rnd, owed = deal(0, frozenset({0, 1, 2}), (n,), lambda k, shape: drawn)
+        rnd = deal(0, frozenset({0, 1, 2}), (n,), lambda k, shape: drawn)
         rnd.receive(2, rss.Seed(new_seed()), "server-2")  # the previous server's seed
         rnd.receive(1, y, "server-1")  # the next server's masked vector
         rnd.apply([acc, out])
-        return owed
+        return rnd.owed
 
     def online_share() -> object:
         sharer.prepare(x.shape)  # (a data owner does this while it waits; timed separately below)

@@ -50,6 +50,8 @@ class RoundNoise:
     shape: tuple[int, ...]
     own: tuple[RingArray, bytes]
     """This server's part as a dealer: the vector n - m for its a, the seed of m for its b."""
+    owed: list[tuple[int, Component]] = field(default_factory=list)
+    """What it sends the other dealers: (server index, the seed or the vector n - m)."""
     received: dict[int, Component] = field(default_factory=dict)
     applied: bool = False
 
@@ -109,19 +111,16 @@ class RoundNoise:
                 np.add(acc, vec, out=acc)
 
 
-def deal(
-    index: int, dealers: frozenset[int], shape: tuple[int, ...], draw: NoiseDraw
-) -> tuple[RoundNoise, list[tuple[int, Component]]]:
-    """Server ``index``'s noise for a round on ``dealers``: its state, and the part it owes
-    each other dealer (server index, component)."""
+def deal(index: int, dealers: frozenset[int], shape: tuple[int, ...], draw: NoiseDraw) -> RoundNoise:
+    """Server ``index``'s noise for a round on ``dealers``: its state, with the part it owes
+    each other dealer (``owed``)."""
     noise = draw(len(dealers), shape)
     seed = new_seed()
     masked = materialize(Seed(seed), shape)  # a fresh array: the mask m, then n - m in place
     np.subtract(noise, masked, out=masked)  # wraps in the ring, as shares do
     rnd = RoundNoise(index, dealers, shape, (masked, seed))
-    owed: list[tuple[int, Component]] = []
     if rnd.next in dealers:
-        owed.append((rnd.next, Seed(seed)))
+        rnd.owed.append((rnd.next, Seed(seed)))
     if rnd.prev in dealers:
-        owed.append((rnd.prev, masked))
-    return rnd, owed
+        rnd.owed.append((rnd.prev, masked))
+    return rnd

@@ -109,11 +109,19 @@ class ServerProtocol:
 
     def greet(self, peer: str) -> list[m.Message]:
         """Messages for a newly connected ``peer`` before anything else: our PRF key, if it is
-        the previous server (sent again whenever that server reconnects)."""
+        the previous server (sent again whenever that server reconnects); under [privacy], the
+        noise parts it is owed for the rounds still open here (a round may open before the
+        servers have reached each other, or while one reconnects: a part sent then was lost,
+        and one that arrives twice is the same part)."""
+        out: list[m.Message] = []
         prev = self.config.servers[(self.index - 1) % 3].name
-        if self._own_key is None or peer != prev:
-            return []
-        return [m.PrfKey(session=self.config.session, key=self._own_key)]
+        if self._own_key is not None and peer == prev:
+            out.append(m.PrfKey(session=self.config.session, key=self._own_key))
+        for round_no, rnd in sorted(self._rounds.items()):
+            for to, part in rnd.noise.owed if rnd.noise is not None else ():
+                if self.config.servers[to].name == peer:
+                    out.append(m.NoiseShare(session=self.config.session, round_no=round_no, part=part))
+        return out
 
     # ------------------------------------------------------------ messages
 
@@ -276,13 +284,13 @@ class ServerProtocol:
     def _deal(self, round_no: int, rnd: RunningSums, dealers: frozenset[int]) -> list[Send]:
         """Draw this server's noise for the round; the parts it owes the other dealers."""
         assert self._noise is not None
-        rnd.noise, owed = deal(self.index, dealers, rnd.shape, self._noise)
+        rnd.noise = deal(self.index, dealers, rnd.shape, self._noise)
         for dealer, part in self._noise_early.pop(round_no, {}).items():
             with contextlib.suppress(RemoteProtocolError):  # a wrong part is dropped: not the opener's fault
                 rnd.noise.receive(dealer, part, self.config.servers[dealer].name)
         return [
             Send(self.config.servers[i].name, m.NoiseShare(session=self.config.session, round_no=round_no, part=part))
-            for i, part in owed
+            for i, part in rnd.noise.owed
         ]
 
     def _noise_share(self, sender: str, msg: m.NoiseShare) -> list[Send]:

@@ -47,6 +47,8 @@ async def main(config_path: str, out: str, length: int, rounds: int = 1, zeros: 
                 send_all(d0, input_shares(cfg, round_no, vectors[owners[0]])),
                 send_all(d1, input_shares(cfg, round_no, vectors[owners[1]])),
             )
+            if result.total is None:
+                sys.exit(f"round {round_no} yielded nothing: {result.reason}")
             totals.append(result.total)
             checked.append(result.cross_checked)
         await send_all(mo, [Send(s, Finish(session=cfg.session)) for s in servers])

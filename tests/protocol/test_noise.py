@@ -269,3 +269,20 @@ def test_a_server_releases_no_more_rounds_than_the_budget_allows() -> None:
         else:
             assert rnd.result.total is None and "budget allows 2 releases" in rnd.result.reason
     assert all(s.releases == 2 for s in servers.values())
+
+
+def test_noise_parts_lost_before_the_servers_connected_are_sent_again_when_they_do() -> None:
+    """A round may open before the servers have reached each other: the parts sent then are
+    lost, the round waits, and the greeting of the connection that comes brings them again."""
+    servers, draws, rnd, router, xs = setup()
+    router.post(MO, rnd.open())
+    send_inputs(router, xs)
+    lost = router.run(hold=lambda e: isinstance(e[1].msg, m.NoiseShare))
+    assert len(lost) == 6 and not rnd.done  # every server waits for the others' parts
+    for sender, server in servers.items():  # each connection between two servers opens
+        for peer in SERVERS:
+            if peer != sender:
+                router.post(sender, [Send(peer, msg) for msg in server.greet(peer)])
+    router.run()
+    assert rnd.result is not None and rnd.result.cross_checked
+    np.testing.assert_array_equal(rnd.result.total, sum(xs.values()) + dealt(draws))
