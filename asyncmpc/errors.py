@@ -103,3 +103,13 @@ class PluginError(AsyncMpcError):
 class DisputeError(AsyncMpcError):
     """The servers' results disagree and the disagreement cannot be settled: under [privacy]
     no MAC round may open the noise-free sum to find out which server lied."""
+
+
+class BudgetSpent(AsyncMpcError):
+    """A compute server refused a release because its own [privacy] budget is spent: training
+    stops there, saying so (no one is blamed: the server keeps the rule it was given)."""
+
+
+class Refused(AsyncMpcError):
+    """A compute server refuses what this deployment asks of it, every round (its settings
+    differ from the model owner's): training cannot go on."""

@@ -29,10 +29,13 @@ from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray, as_ring
 from asyncmpc.rss import InputSharer, RShare, SeededShare, reconstruct, suspects
 from asyncmpc.wire import messages as m
+from asyncmpc.wire.messages import Refusal
 
 __all__ = ["AggregationRound", "RoundResult", "contribution_shares", "input_shares", "key_messages", "share_messages"]
 
 MAC_BYTES = 16
+_ENDS_ROUND = frozenset({Refusal.TOO_FEW, Refusal.RERUN, Refusal.BUDGET, Refusal.NO_MAC})
+"""Refusals that end a round without a sum and without a suspect (see ``_refused``)."""
 Floats = NDArray[np.float64]
 
 
@@ -107,6 +110,8 @@ class RoundResult:
     """A MAC round proved that this server lied; ``total`` is the sum without its lie."""
     inconsistent: tuple[str, ...] = ()
     """Owners left out of a MAC round because their shares differed between two holders."""
+    refusal: Refusal | None = None
+    """The server's refusal code that ended the round without a sum (none blamed for it)."""
 
 
 class AggregationRound:
@@ -177,6 +182,11 @@ class AggregationRound:
         return self.result is not None
 
     @property
+    def minimum(self) -> int:
+        """The fewest contributors a sum may have (every honest server keeps it too)."""
+        return max(2, self.config.protocol.min_owners)
+
+    @property
     def waiting_on(self) -> tuple[str, ...]:
         """Live servers whose answer the current phase still waits for."""
         if self._asked:
@@ -223,7 +233,7 @@ class AggregationRound:
         if isinstance(msg, m.ResultShare):
             return self._on_result(sender, msg)
         if isinstance(msg, m.Reject):
-            return self._refused(sender, msg.reason)
+            return self._refused(sender, msg.code, msg.reason)
         raise RemoteProtocolError(f"unexpected {msg.KIND!r} during a round", peer=sender)
 
     def _on_holding(self, sender: str, msg: m.Holding) -> list[Send]:
@@ -241,6 +251,10 @@ class AggregationRound:
         """A server had every owner's share and answered at once (under its OpenRound key)."""
         if self.mac or sender in self._holding or not set(self.owners) <= set(msg.contributors) <= self._invited:
             raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
+        if len(msg.contributors) < self.minimum:
+            raise RemoteProtocolError(
+                f"result share over {len(msg.contributors)} owner(s) in round {self.round_no}", peer=sender
+            )
         self._check_result(sender, msg, full=self._full)
         self._holding[sender] = frozenset(msg.contributors)
         self._early[sender] = msg
@@ -275,9 +289,8 @@ class AggregationRound:
         if self.mac:  # before any sum: an owner whose holders got different shares is left out
             self.inconsistent = inconsistent_owners(self.servers, self._digests, self.contributors)
             self.contributors = tuple(o for o in self.contributors if o not in self.inconsistent)
-        minimum = max(2, self.config.protocol.min_owners)
-        if len(self.contributors) < minimum:
-            return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {minimum}")
+        if len(self.contributors) < self.minimum:
+            return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {self.minimum}")
         if len(asked) < 2:
             return self._fail(f"only {len(asked)} server(s) reported their inputs")
         self._asked = asked
@@ -295,16 +308,22 @@ class AggregationRound:
             out.append(Send(s, msg))
         return out
 
-    def _refused(self, sender: str, reason: str) -> list[Send]:
-        """A server refused. Before any ask, it is out of the round, as if lost. Once the sum
-        was asked for, an ordinary round ends as a dispute, to run again as a MAC round (where
-        any owner can be left out): the refusal may come from a server that cannot leave out
-        an owner whose vector it summed, because another server denied holding that owner,
-        truly or not, and going on with the two others would trust that one unchecked."""
+    def _refused(self, sender: str, code: Refusal, reason: str) -> list[Send]:
+        """A server refused; its code says what that means (``Refusal``). The release rules
+        (too few contributors, inputs released before over another set) and a spent
+        [privacy] budget end the round without a sum, and blame no one: every honest server
+        keeps them. A server that does not have the round (it restarted) is out of it, as
+        is any server that refuses before an ask. Once the sum was asked for, an ordinary
+        round ends as a dispute, to run again as a MAC round (where any owner can be left
+        out): the refusal may come from a server that cannot leave out an owner whose vector
+        it summed, because another server denied holding that owner, truly or not, and going
+        on with the two others would trust that one unchecked."""
         if self._asked and self._stale.get(sender):
             self._stale[sender] -= 1  # it refused an ask that a later one replaced
             return []
-        if not self._asked or self.mac:
+        if code in _ENDS_ROUND:
+            return self._fail(f"{sender} refused: {reason}", refusal=code)
+        if not self._asked or self.mac or code is Refusal.UNKNOWN_ROUND:
             return self.lose(sender, f"{sender} refused: {reason}")
         held = set().union(*(self._holding[s] for s in self._asked))
         left_out = held - set(self.contributors)
@@ -448,7 +467,7 @@ class AggregationRound:
                 break
         return out
 
-    def _fail(self, reason: str) -> list[Send]:
+    def _fail(self, reason: str, refusal: Refusal | None = None) -> list[Send]:
         self.result = RoundResult(
             self.round_no,
             None,
@@ -457,6 +476,7 @@ class AggregationRound:
             reason,
             mac=self.mac,
             inconsistent=self.inconsistent,
+            refusal=refusal,
         )
         return []
 

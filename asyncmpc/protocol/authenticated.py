@@ -108,7 +108,11 @@ class AuthenticatedInputs:
         self.owners = owners
         self.shape = shape
         self.held: dict[str, _Held] = {}
+        self.inputs: dict[str, bytes] = {}
+        """Held owner -> the ``input_id`` its share carried."""
         self.reported = False
+        self.released: frozenset[str] | None = None
+        """The contributors whose sums went out (``protocol.releases``: one set per round)."""
 
     def check(self, sender: str) -> None:
         """Raises RemoteProtocolError unless ``sender`` may send its share now."""
@@ -137,6 +141,7 @@ class AuthenticatedInputs:
             field.append(comp)
         fa, fb = field
         self.held[sender] = _Held(ring, (fa, fb), _digest(ring[0], fa) + _digest(ring[1], fb))
+        self.inputs[sender] = msg.input_id
         return self.holding() if set(self.held) >= self.owners else None
 
     def holding(self) -> m.Holding:
@@ -153,14 +158,16 @@ class AuthenticatedInputs:
         self.owners = self.owners - {o for o in owners if o not in self.held}
         return self.holding() if set(self.held) >= self.owners else None
 
-    def aggregate(self, sender: str, contributors: tuple[str, ...]) -> m.ResultShare | m.Reject:
-        """The sums of the contributors' ring and field components, all in full."""
+    def missing(self, sender: str, contributors: tuple[str, ...]) -> list[str]:
+        """The contributors whose shares are not held. Raises RemoteProtocolError for an
+        ``Aggregate`` that names no owner, or one twice."""
         if not contributors or len(set(contributors)) != len(contributors):
             raise RemoteProtocolError(f"aggregate of round {self.round_no} names no owner, or one twice", peer=sender)
-        missing = [o for o in contributors if o not in self.held]
-        if missing:
-            why = f"round {self.round_no}: it does not hold {', '.join(missing)}"
-            return m.Reject(session=self.session, round_no=self.round_no, reason=why)
+        return [o for o in contributors if o not in self.held]
+
+    def aggregate(self, contributors: tuple[str, ...]) -> m.ResultShare:
+        """The sums of the contributors' ring and field components, all in full (the server
+        checked ``missing`` and its release rules first)."""
         a, b, ma, mb = self._sums(contributors)
         return m.ResultShare(
             session=self.session, round_no=self.round_no, contributors=contributors, a=a, b=b, ma=ma, mb=mb

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.wire.messages import Message
 
-__all__ = ["Action", "Send", "check_sender"]
+__all__ = ["Action", "Drop", "Send", "check_sender"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +18,17 @@ class Send:
     msg: Message
 
 
-Action = Send
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """``player`` broke the protocol with a message handled while another's was (a share that
+    waited for its round): tell it why and close its connection. Blame lands on the sender of
+    the bad message, never on the player whose message happened to be handled."""
+
+    player: str
+    error: RemoteProtocolError
+
+
+Action = Send | Drop
 
 
 def check_sender(sender: str, role: str, msg: Message, session: str) -> None:

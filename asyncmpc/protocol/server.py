@@ -39,11 +39,16 @@ MAC rounds (``OpenRound.mac``, after a dispute) are kept apart, in
 ``protocol.authenticated.AuthenticatedInputs``: each owner's share is kept whole, ``Holding``
 carries a digest of it, and the sums are taken only on ``Aggregate``, over the contributors
 the model owner names, and sent in full.
+
+Every release, early or asked for, ordinary or MAC, passes the release rules this server keeps
+from its own hosts.toml (``protocol.releases``): at least ``min_owners`` contributors, one
+contributor set per round, inputs released before only over the same set. A refusal is a
+``Reject`` with its code (``Refusal``). A share that waited for its round and turns out wrong
+when the round opens is blamed on its owner (``Drop``), not on the model owner whose
+``OpenRound`` was being handled.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 
@@ -56,12 +61,15 @@ from asyncmpc.prf import (
     mac,
     round_nonce,
 )
+from asyncmpc.protocol.agreement import Agreement, Step
 from asyncmpc.protocol.authenticated import AuthenticatedInputs, RingPart
-from asyncmpc.protocol.events import Send, check_sender
+from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.noise import NoiseDraw, deal
+from asyncmpc.protocol.releases import ReleaseLedger
 from asyncmpc.protocol.sums import ZERO_NONCE, Guess, RunningSums, Streams, add_streams
-from asyncmpc.rss import Component, Keyed, Seed
+from asyncmpc.rss import Keyed, Seed
 from asyncmpc.wire import messages as m
+from asyncmpc.wire.messages import Refusal
 
 __all__ = ["ServerProtocol"]
 
@@ -89,7 +97,9 @@ class ServerProtocol:
         self.index = config.server_index(name)
         self.model_owner = config.model_owner.name
         self._rounds: dict[int, RunningSums] = {}
-        self._early: dict[int, dict[str, m.InputShare]] = {}
+        self._ahead: dict[int, dict[tuple[str, str], m.Message]] = {}
+        """Messages for rounds not opened here yet (shares, noise parts, peers' ``InputsHeld``),
+        by round and (sender, kind): handled when their round opens."""
         self._newest = 0
         self._own_key = own_prf_key
         self.zeros: ZeroSharer | None = None
@@ -99,11 +109,11 @@ class ServerProtocol:
         """MAC rounds (``protocol.authenticated``), kept apart from the ordinary ones."""
         self._noise = noise
         """Under [privacy]: draws this server's noise for a round (None: no noise)."""
-        self._noise_early: dict[int, dict[int, Component]] = {}
-        """Noise parts that came before their round opened here, by round and dealer."""
         self._release_limit = release_limit
         self.releases = 0
         """Under [privacy]: rounds whose noisy sum this server released (this process)."""
+        self.ledger = ReleaseLedger(config.protocol.min_owners)
+        """What this server released, across the model owner's epochs (``protocol.releases``)."""
 
     # ------------------------------------------------------------ start-up
 
@@ -121,14 +131,20 @@ class ServerProtocol:
             for to, part in rnd.noise.owed if rnd.noise is not None else ():
                 if self.config.servers[to].name == peer:
                     out.append(m.NoiseShare(session=self.config.session, round_no=round_no, part=part))
+            agreement = rnd.agreement
+            if agreement is not None and agreement.own is not None and self._index_of(peer) in agreement.peers:
+                out.append(self._inputs_held(round_no, agreement.own))
         return out
 
     # ------------------------------------------------------------ messages
 
-    def feed(self, sender: str, msg: m.Message) -> list[Send]:
+    def feed(self, sender: str, msg: m.Message) -> list[Action]:
         """Handle one message from ``sender``. Raises RemoteProtocolError if it breaks the rules."""
         role = self.config.player(sender).role
         check_sender(sender, role, msg, self.config.session)
+        return self._dispatch(sender, msg)
+
+    def _dispatch(self, sender: str, msg: m.Message) -> list[Action]:
         if isinstance(msg, m.OpenRound):
             return self._open(sender, msg)
         if isinstance(msg, m.InputShare):
@@ -148,6 +164,8 @@ class ServerProtocol:
             return self._prf_key(sender, msg)
         if isinstance(msg, m.NoiseShare):
             return self._noise_share(sender, msg)
+        if isinstance(msg, m.InputsHeld):
+            return self._peer_held(sender, msg)
         if isinstance(msg, (m.Abort, m.Reject)):
             return []
         raise RemoteProtocolError(f"a compute server does not take {msg.KIND!r} messages", peer=sender)
@@ -175,14 +193,13 @@ class ServerProtocol:
         if player == self.model_owner:
             self._rounds.clear()
             self._auth.clear()
-            self._early.clear()
-            self._noise_early.clear()
+            self._ahead.clear()
             self._guess = None
             self._newest = 0
             return
         self._keys.pop(player, None)
 
-    def _share_keys(self, sender: str, msg: m.ShareKeys) -> list[Send]:
+    def _share_keys(self, sender: str, msg: m.ShareKeys) -> list[Action]:
         for name, key in (("a", msg.a), ("b", msg.b)):
             if len(key) not in (0, SEED_BYTES):
                 raise RemoteProtocolError(
@@ -194,8 +211,8 @@ class ServerProtocol:
         self._keys[sender] = (msg.a, msg.b)
         if known != (msg.a, msg.b):
             # shares waiting from before were made under other keys (or on an older connection)
-            for waiting in self._early.values():
-                waiting.pop(sender, None)
+            for waiting in self._ahead.values():
+                waiting.pop((sender, m.InputShare.KIND), None)
         self._restream(sender)
         return []
 
@@ -217,7 +234,7 @@ class ServerProtocol:
         nonce = round_nonce(round_no)
         return ((key_a, nonce) if key_a else None, (key_b, nonce) if key_b else None)
 
-    def _open(self, sender: str, msg: m.OpenRound) -> list[Send]:
+    def _open(self, sender: str, msg: m.OpenRound) -> list[Action]:
         if msg.round_no <= self._newest:
             raise RemoteProtocolError(f"round {msg.round_no} is not after round {self._newest}", peer=sender)
         if not msg.owners:
@@ -234,16 +251,20 @@ class ServerProtocol:
             raise RemoteProtocolError(f"round {msg.round_no} of {size} elements, above {MAX_ELEMENTS}", peer=sender)
         if msg.mac_key and len(msg.mac_key) != MAC_KEY_BYTES:
             raise RemoteProtocolError(f"round {msg.round_no} opened with a MAC key that is not {MAC_KEY_BYTES} bytes")
-        dealers = self._dealers(sender, msg)
+        servers = self._round_servers(sender, msg)
+        dealers = servers if self._noise is not None else None
         self._newest = msg.round_no
         shape = tuple(msg.shape)
         for old in [r for r in self._auth if r < msg.round_no]:
             del self._auth[old]
         if msg.mac:
             if self._noise is not None:
-                return [self._refuse(msg.round_no, "a MAC round opens the sum without noise; [privacy] forbids it")]
+                why = "a MAC round opens the sum without noise; [privacy] forbids it"
+                return [self._refuse(msg.round_no, Refusal.NO_MAC, why)]
             return self._open_authenticated(msg.round_no, frozenset(msg.owners), shape)
         rnd = RunningSums(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full)
+        if msg.mac_key or msg.full:  # an early release: agreed with the round's other servers first
+            rnd.agreement = Agreement(servers - {self.index})
         guess, self._guess = self._guess, None
         if guess is not None and guess.round_no == msg.round_no and guess.shape == shape:
             rnd.sums, rnd.streams, rnd.in_sums = guess.sums, guess.streams, set(guess.streams)
@@ -255,45 +276,63 @@ class ServerProtocol:
         for old in [r for r in self._rounds if r < msg.round_no]:
             del self._rounds[old]  # a newer round supersedes one that never finished
         self._rounds[msg.round_no] = rnd
-        out: list[Send] = [] if dealers is None else self._deal(msg.round_no, rnd, dealers)
-        for owner, share in self._early.pop(msg.round_no, {}).items():
-            out += self._accept(owner, share, msg.round_no, rnd)
-        for old in [r for r in self._early if r < msg.round_no]:
-            del self._early[old]
-        for old in [r for r in self._noise_early if r <= msg.round_no]:
-            del self._noise_early[old]
+        out: list[Action] = [] if dealers is None else self._deal(msg.round_no, rnd, dealers)
+        return out + self._replay(msg.round_no)
+
+    def _round_servers(self, sender: str, msg: m.OpenRound) -> frozenset[int]:
+        """The indices of the round's servers, this one among them (all three when the round
+        names none): they agree on its contributors, and under [privacy] deal its noise."""
+        named = msg.servers or tuple(p.name for p in self.config.servers)
+        indices = {self._index_of(s) for s in named}
+        if None in indices or self.index not in indices or len(indices) != len(named) or len(named) < 2:
+            why = f"round {msg.round_no} names servers {list(named)}: two or three servers, this one among them"
+            raise RemoteProtocolError(why, peer=sender)
+        return frozenset(i for i in indices if i is not None)
+
+    def _index_of(self, name: str) -> int | None:
+        player = self.config.players.get(name)
+        return player.index if player is not None and player.role == m.CS else None
+
+    # ------------------------------------------------------------ messages ahead of their round
+
+    def _hold_ahead(self, sender: str, msg: m.Message) -> list[Action]:
+        """Keep a message for a round that has not opened here yet (bounded: the lowest rounds
+        go when more than ``MAX_EARLY_ROUNDS`` wait); a stale one is ignored."""
+        if msg.round_no <= self._newest:
+            return []  # stale: a round closed, superseded, or from before the model owner restarted
+        waiting = self._ahead.setdefault(msg.round_no, {})
+        if isinstance(msg, m.InputShare) and (sender, msg.KIND) in waiting:
+            raise RemoteProtocolError(f"second input share for round {msg.round_no}", peer=sender)
+        waiting[(sender, msg.KIND)] = msg  # a noise part or report that comes again is the same
+        while len(self._ahead) > MAX_EARLY_ROUNDS:
+            del self._ahead[min(self._ahead)]
+        return []
+
+    def _replay(self, round_no: int) -> list[Action]:
+        """Handle what waited for ``round_no``, which just opened: a message that turns out
+        wrong now is its sender's fault (``Drop``), not the model owner's."""
+        out: list[Action] = []
+        for (sender, _), msg in self._ahead.pop(round_no, {}).items():
+            try:
+                out += self._dispatch(sender, msg)
+            except RemoteProtocolError as exc:
+                out.append(Drop(sender, exc.with_peer(sender)))
+        for old in [r for r in self._ahead if r < round_no]:
+            del self._ahead[old]
         return out
 
     # ------------------------------------------------------------ noise ([privacy])
 
-    def _dealers(self, sender: str, msg: m.OpenRound) -> frozenset[int] | None:
-        """The indices of the servers that deal noise into the round (None: no [privacy])."""
-        if self._noise is None:
-            return None
-        named = [self.config.player(s).index if s in self.config.players else None for s in msg.servers]
-        if len(set(named)) != len(named) or len(named) < 2 or None in named or self.index not in named:
-            raise RemoteProtocolError(
-                f"round {msg.round_no}: under [privacy] a round names its two or three servers, this one among "
-                f"them; got {list(msg.servers)}",
-                peer=sender,
-            )
-        if any(self.config.players[s].role != m.CS for s in msg.servers):
-            raise RemoteProtocolError(f"round {msg.round_no}: {list(msg.servers)} are not all servers", peer=sender)
-        return frozenset(i for i in named if i is not None)
-
-    def _deal(self, round_no: int, rnd: RunningSums, dealers: frozenset[int]) -> list[Send]:
+    def _deal(self, round_no: int, rnd: RunningSums, dealers: frozenset[int]) -> list[Action]:
         """Draw this server's noise for the round; the parts it owes the other dealers."""
         assert self._noise is not None
         rnd.noise = deal(self.index, dealers, rnd.shape, self._noise)
-        for dealer, part in self._noise_early.pop(round_no, {}).items():
-            with contextlib.suppress(RemoteProtocolError):  # a wrong part is dropped: not the opener's fault
-                rnd.noise.receive(dealer, part, self.config.servers[dealer].name)
         return [
             Send(self.config.servers[i].name, m.NoiseShare(session=self.config.session, round_no=round_no, part=part))
             for i, part in rnd.noise.owed
         ]
 
-    def _noise_share(self, sender: str, msg: m.NoiseShare) -> list[Send]:
+    def _noise_share(self, sender: str, msg: m.NoiseShare) -> list[Action]:
         dealer = self.config.server_index(sender)
         if self._noise is None:
             raise RemoteProtocolError("noise for a deployment without [privacy]", peer=sender)
@@ -304,30 +343,20 @@ class ServerProtocol:
                 (contributors, key), rnd.deferred = rnd.deferred, None
                 return self._result(msg.round_no, rnd, contributors, key)
             return []
-        if msg.round_no > self._newest:  # its round has not opened here yet
-            self._noise_early.setdefault(msg.round_no, {})[dealer] = msg.part
-            while len(self._noise_early) > MAX_EARLY_ROUNDS:
-                del self._noise_early[min(self._noise_early)]
-        return []  # stale: its round closed, or was not a round with noise
+        if rnd is None:
+            return self._hold_ahead(sender, msg)
+        return []  # a round without noise
 
-    def _input(self, sender: str, msg: m.InputShare) -> list[Send]:
+    def _input(self, sender: str, msg: m.InputShare) -> list[Action]:
         rnd = self._rounds.get(msg.round_no)
         if rnd is not None:
             return self._accept(sender, msg, msg.round_no, rnd)
         auth = self._auth.get(msg.round_no)
         if auth is not None:
             return self._accept_authenticated(sender, msg, auth)
-        if msg.round_no <= self._newest:
-            return []  # stale: a round closed, superseded, or from before the model owner restarted
-        waiting = self._early.setdefault(msg.round_no, {})
-        if sender in waiting:
-            raise RemoteProtocolError(f"second input share for round {msg.round_no}", peer=sender)
-        waiting[sender] = msg
-        while len(self._early) > MAX_EARLY_ROUNDS:
-            del self._early[min(self._early)]
-        return []
+        return self._hold_ahead(sender, msg)
 
-    def _accept(self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums) -> list[Send]:
+    def _accept(self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums) -> list[Action]:
         if sender not in rnd.owners:
             raise RemoteProtocolError(f"not an expected owner of round {round_no}", peer=sender)
         if sender in rnd.held:
@@ -353,6 +382,7 @@ class ServerProtocol:
             else:
                 np.add(acc, comp, out=acc)
         rnd.held.add(sender)
+        rnd.inputs[sender] = msg.input_id
         if len(rnd.held) == len(rnd.owners) and not rnd.reported:
             return self._complete(round_no, rnd)
         return []
@@ -385,38 +415,73 @@ class ServerProtocol:
                 parts.append(comp)
         return parts[0], parts[1]
 
-    def _complete(self, round_no: int, rnd: RunningSums) -> list[Send]:
-        """Every expected owner is in: the result at once if the round has a key (or is a
-        two-server round), else ``Holding``."""
-        if not rnd.mac_key and not rnd.full:
+    def _complete(self, round_no: int, rnd: RunningSums) -> list[Action]:
+        """Every expected owner is in: with an early release, tell the round's other servers
+        whom this one holds and release once one of them holds the same (``_agreed``); else
+        ``Holding``."""
+        if rnd.agreement is None:
             return [self._holding(round_no, rnd)]
+        rnd.agreement.own = frozenset(rnd.held)
+        told = self._inputs_held(round_no, rnd.agreement.own)
+        out: list[Action] = [Send(self.config.servers[i].name, told) for i in sorted(rnd.agreement.peers)]
+        return out + self._agreed(round_no, rnd)
+
+    def _agreed(self, round_no: int, rnd: RunningSums) -> list[Action]:
+        """Release early over the agreed set, report ``Holding`` when no one agrees, or wait."""
+        if rnd.agreement is None or rnd.reported:
+            return []
+        step = rnd.agreement.step()
+        if step is Step.REPORT:
+            return [self._holding(round_no, rnd)]
+        if step is Step.WAIT:
+            return []
         key, rnd.mac_key = rnd.mac_key, b""  # one-time: an Aggregate brings a fresh key
         rnd.settle(rnd.held)
         return self._result(round_no, rnd, tuple(sorted(rnd.held)), key)
 
-    def _result(self, round_no: int, rnd: RunningSums, contributors: tuple[str, ...], key: bytes) -> list[Send]:
+    def _inputs_held(self, round_no: int, owners: frozenset[str]) -> m.InputsHeld:
+        return m.InputsHeld(session=self.config.session, round_no=round_no, owners=tuple(sorted(owners)))
+
+    def _peer_held(self, sender: str, msg: m.InputsHeld) -> list[Action]:
+        """Another server of the round holds ``msg.owners``."""
+        if len(set(msg.owners)) != len(msg.owners):
+            raise RemoteProtocolError(f"round {msg.round_no}: an owner named twice", peer=sender)
+        rnd = self._rounds.get(msg.round_no)
+        if rnd is None:
+            return [] if msg.round_no in self._auth else self._hold_ahead(sender, msg)
+        peer = self._index_of(sender)
+        if rnd.agreement is None or peer is None or not rnd.agreement.hear(peer, frozenset(msg.owners), sender):
+            return []  # a round without an early release, or one this server is not part of
+        return self._agreed(msg.round_no, rnd)
+
+    def _result(self, round_no: int, rnd: RunningSums, contributors: tuple[str, ...], key: bytes) -> list[Action]:
         """This server's ``ResultShare``: a in full, b as a tag under ``key`` or (no key) in full.
-        Under [privacy] it waits for every dealer's noise (``deferred``)."""
+        Under [privacy] it waits for every dealer's noise (``deferred``). Every release passes
+        the release rules first (``protocol.releases``)."""
         rnd.reported = True
+        refused = self.ledger.refusal(contributors, rnd.inputs, rnd.released)
+        if refused is not None:
+            return [self._refuse(round_no, *refused)]
         if rnd.noise is not None and not rnd.noise.ready:
             rnd.deferred = (contributors, key)
             return []
         if rnd.noise is not None and not rnd.noise.applied:
             if self._release_limit is not None and self.releases >= self._release_limit:
                 why = f"the [privacy] budget allows {self._release_limit} releases, and this server made them all"
-                return [self._refuse(round_no, why)]
+                return [self._refuse(round_no, Refusal.BUDGET, why)]
             self.releases += 1
         rnd.flush()
         if rnd.noise is not None:
             rnd.noise.apply(rnd.sums)
-            rnd.released = contributors
+        rnd.released = frozenset(contributors)
+        self.ledger.record(contributors, rnd.inputs)
         rnd.sent = True
         a, b = rnd.sum(0), rnd.sum(1)
         common = {"session": self.config.session, "round_no": round_no, "contributors": contributors}
         full_b = {"b": b} if not key else {"b_tag": mac(key, b)}
         return [Send(self.model_owner, m.ResultShare(**common, **full_b, a=a))]  # type: ignore[arg-type]
 
-    def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Send]:
+    def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Action]:
         if msg.round_no in self._auth:
             return self._to_model_owner(self._auth[msg.round_no].withdraw(msg.owners))
         rnd = self._round(msg)
@@ -440,46 +505,46 @@ class ServerProtocol:
     def _round(self, msg: m.Message) -> RunningSums | None:
         return self._rounds.get(msg.round_no)
 
-    def _refuse(self, round_no: int, why: str) -> Send:
+    def _refuse(self, round_no: int, code: Refusal, why: str) -> Send:
         """A ``Reject`` of the model owner's ask about round ``round_no``."""
-        return Send(
-            self.model_owner,
-            m.Reject(session=self.config.session, round_no=round_no, reason=f"round {round_no}: {why}"),
-        )
+        reject = m.Reject(session=self.config.session, round_no=round_no, reason=f"round {round_no}: {why}", code=code)
+        return Send(self.model_owner, reject)
 
     def _unknown(self, msg: m.Message) -> Send:
         """A ``Reject`` for the model owner's request about a round this server does not have
         (it restarted, or the round was superseded): the model owner goes on without us."""
-        return self._refuse(msg.round_no, f"{msg.KIND!r} for a round that is not open at {self.name}")
+        why = f"{msg.KIND!r} for a round that is not open at {self.name}"
+        return self._refuse(msg.round_no, Refusal.UNKNOWN_ROUND, why)
 
-    def _aggregate(self, sender: str, msg: m.Aggregate) -> list[Send]:
+    def _aggregate(self, sender: str, msg: m.Aggregate) -> list[Action]:
         if msg.round_no in self._auth:
-            return self._to_model_owner(self._auth[msg.round_no].aggregate(sender, msg.contributors))
+            return self._aggregate_authenticated(sender, self._auth[msg.round_no], msg.contributors)
         rnd = self._round(msg)
         if rnd is None:
             return [self._unknown(msg)]
         if not msg.contributors or len(set(msg.contributors)) != len(msg.contributors):
             raise RemoteProtocolError(f"aggregate of round {msg.round_no} names no owner, or one twice", peer=sender)
-        missing = [o for o in msg.contributors if o not in rnd.held]
-        if missing:
-            return [self._refuse(msg.round_no, f"it does not hold (or has left out) {', '.join(missing)}")]
         if len(msg.mac_key) != MAC_KEY_BYTES and not msg.full:
             raise RemoteProtocolError(
                 f"aggregate of round {msg.round_no} has no {MAC_KEY_BYTES}-byte MAC key", peer=sender
             )
-        if rnd.released is not None and set(msg.contributors) != set(rnd.released):
-            why = "under [privacy] a round's noisy sum is released for one set of contributors only"
-            return [self._refuse(msg.round_no, why)]
+        missing = [o for o in msg.contributors if o not in rnd.held]
+        if missing:
+            why = f"it does not hold (or has left out) {', '.join(missing)}"
+            return [self._refuse(msg.round_no, Refusal.NOT_HELD, why)]
+        refused = self.ledger.refusal(msg.contributors, rnd.inputs, rnd.released)
+        if refused is not None:  # before the sums change: the set released may be asked again
+            return [self._refuse(msg.round_no, *refused)]
         if rnd.sent:
             # a result went out with these arrays, which may still be in a send buffer
             rnd.sums = [rnd.sum(0).copy(), rnd.sum(1).copy()]
         stuck = rnd.settle(set(msg.contributors))
         if stuck:
-            why = f"cannot leave out {', '.join(sorted(stuck))}: a vector share of theirs is in this server's sum"
-            return [self._refuse(msg.round_no, why)]
+            why = f"cannot leave out {', '.join(stuck)}: a vector share of theirs is in this server's sum"
+            return [self._refuse(msg.round_no, Refusal.STUCK, why)]
         return self._result(msg.round_no, rnd, tuple(msg.contributors), b"" if msg.full else msg.mac_key)
 
-    def _prf_key(self, sender: str, msg: m.PrfKey) -> list[Send]:
+    def _prf_key(self, sender: str, msg: m.PrfKey) -> list[Action]:
         nxt = self.config.servers[(self.index + 1) % 3].name
         if sender != nxt:
             raise RemoteProtocolError(f"PRF keys come from {nxt!r} only", peer=sender)
@@ -497,22 +562,31 @@ class ServerProtocol:
 
     # ------------------------------------------------------------ MAC rounds
 
-    def _open_authenticated(self, round_no: int, owners: frozenset[str], shape: tuple[int, ...]) -> list[Send]:
+    def _open_authenticated(self, round_no: int, owners: frozenset[str], shape: tuple[int, ...]) -> list[Action]:
         """A MAC round (``protocol.authenticated``) supersedes every older round."""
         for old in [r for r in self._rounds if r < round_no]:
             del self._rounds[old]
         self._guess = None
-        auth = self._auth[round_no] = AuthenticatedInputs(self.config.session, round_no, owners, shape)
-        out: list[Send] = []
-        for owner, share in self._early.pop(round_no, {}).items():
-            out += self._accept_authenticated(owner, share, auth)
-        for old in [r for r in self._early if r < round_no]:
-            del self._early[old]
-        return out
+        self._auth[round_no] = AuthenticatedInputs(self.config.session, round_no, owners, shape)
+        return self._replay(round_no)
 
-    def _accept_authenticated(self, sender: str, msg: m.InputShare, auth: AuthenticatedInputs) -> list[Send]:
+    def _aggregate_authenticated(
+        self, sender: str, auth: AuthenticatedInputs, contributors: tuple[str, ...]
+    ) -> list[Action]:
+        """A MAC round's sums, in full, under the same release rules as any round's."""
+        missing = auth.missing(sender, contributors)
+        if missing:
+            return [self._refuse(auth.round_no, Refusal.NOT_HELD, f"it does not hold {', '.join(missing)}")]
+        refused = self.ledger.refusal(contributors, auth.inputs, auth.released)
+        if refused is not None:
+            return [self._refuse(auth.round_no, *refused)]
+        auth.released = frozenset(contributors)
+        self.ledger.record(contributors, auth.inputs)
+        return self._to_model_owner(auth.aggregate(contributors))
+
+    def _accept_authenticated(self, sender: str, msg: m.InputShare, auth: AuthenticatedInputs) -> list[Action]:
         auth.check(sender)
         return self._to_model_owner(auth.add(sender, self._ring_parts(sender, msg, auth.round_no, auth.shape), msg))
 
-    def _to_model_owner(self, reply: m.Message | None) -> list[Send]:
+    def _to_model_owner(self, reply: m.Message | None) -> list[Action]:
         return [] if reply is None else [Send(self.model_owner, reply)]

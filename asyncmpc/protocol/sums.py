@@ -20,6 +20,7 @@ from asyncmpc.prf import NONCE_BYTES, add_keystreams, keystream_blocks
 from asyncmpc.ring import RingArray
 
 if TYPE_CHECKING:
+    from asyncmpc.protocol.agreement import Agreement
     from asyncmpc.protocol.noise import RoundNoise
 
 __all__ = ["ZERO_NONCE", "Guess", "RunningSums", "Stream", "Streams", "add_streams"]
@@ -55,10 +56,15 @@ class RunningSums:
     mac_key: bytes = b""
     full: bool = False
     """Opened for two servers: the early result carries both components in full."""
+    agreement: Agreement | None = None
+    """With an early release (a one-time key, or two servers): the servers' agreement on the
+    contributors (``protocol.agreement``)."""
     noise: RoundNoise | None = None
     """Under [privacy]: the noise dealt into this round (``protocol.noise``)."""
-    released: tuple[str, ...] | None = None
-    """Under [privacy]: the contributors whose noisy sum went out (it goes out for one set only)."""
+    released: frozenset[str] | None = None
+    """The contributors whose sum went out (``protocol.releases``: one set per round)."""
+    inputs: dict[str, bytes] = field(default_factory=dict)
+    """Held owner -> the ``input_id`` its share carried."""
     deferred: tuple[tuple[str, ...], bytes] | None = None
     """Under [privacy]: a result due (contributors, tag key) that waits for a dealer's noise."""
 
@@ -88,15 +94,15 @@ class RunningSums:
 
     def settle(self, keep: set[str] | frozenset[str]) -> list[str]:
         """Leave every owner outside ``keep`` out of the sums; return those who cannot be (a
-        vector of theirs is in the sums)."""
-        stuck = []
-        for owner in (self.held | set(self.streams)) - set(keep):
-            if owner in self.vectors:
-                stuck.append(owner)
-                continue
+        vector of theirs is in the sums), and then change nothing."""
+        leave = (self.held | set(self.streams)) - set(keep)
+        stuck = sorted(leave & self.vectors)
+        if stuck:
+            return stuck
+        for owner in leave:
             self.drop_streams(owner)
             self.held.discard(owner)
-        return stuck
+        return []
 
 
 @dataclass(slots=True)

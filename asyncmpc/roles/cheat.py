@@ -25,7 +25,7 @@ import numpy as np
 
 from asyncmpc.errors import ConfigError
 from asyncmpc.field import P
-from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.events import Action, Send
 from asyncmpc.wire import messages as m
 
 __all__ = ["CHEAT_ENV", "EQUIVOCATE_ENV", "Cheat", "equivocation"]
@@ -53,8 +53,8 @@ class Cheat:
         what, _, when = spec.partition(":")
         return cls(what, when or "every")
 
-    def __call__(self, actions: list[Send]) -> list[Send]:
-        return [dataclasses.replace(a, msg=self._alter(a.msg)) for a in actions]
+    def __call__(self, actions: list[Action]) -> list[Action]:
+        return [dataclasses.replace(a, msg=self._alter(a.msg)) if isinstance(a, Send) else a for a in actions]
 
     def _alter(self, msg: m.Message) -> m.Message:
         if not isinstance(msg, (m.ResultShare, m.Holding)):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from asyncmpc.errors import PeerLost, RemoteProtocolError, RoundTimeout
 from asyncmpc.net.runtime import Node
 from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
-from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.events import Action, Drop, Send
 from asyncmpc.wire.messages import Message
 
 __all__ = ["ModelOwnerWatch", "drive_round", "send_all"]
@@ -38,15 +38,19 @@ class ModelOwnerWatch:
         return sender, msg
 
 
-async def send_all(node: Node, actions: list[Send], timeout: float | None = None) -> None:
-    """Send every action, to different players at the same time and to each in order.
+async def send_all(node: Node, actions: Sequence[Action], timeout: float | None = None) -> None:
+    """Carry out a state machine's actions: drop the players it blames (``Drop``), then send
+    every message, to different players at the same time and to each in order.
 
     A lost peer is logged; the round's deadlines handle the rest. A peer that does not take
     its messages within ``timeout`` seconds (it stopped reading) is disconnected.
     """
     by_peer: dict[str, list[Send]] = {}
     for action in actions:
-        by_peer.setdefault(action.to, []).append(action)
+        if isinstance(action, Drop):
+            await node.drop(action.player, action.error)
+        else:
+            by_peer.setdefault(action.to, []).append(action)
 
     async def to_peer(queue: list[Send]) -> None:
         for action in queue:
@@ -62,7 +66,8 @@ async def send_all(node: Node, actions: list[Send], timeout: float | None = None
                 return
 
     if len(by_peer) == 1:
-        await to_peer(actions)
+        (queue,) = by_peer.values()
+        await to_peer(queue)
     elif by_peer:
         await asyncio.gather(*(to_peer(q) for q in by_peer.values()))
 

@@ -42,7 +42,7 @@ from asyncmpc.checkpoint import (
     save_checkpoint,
 )
 from asyncmpc.config import Config
-from asyncmpc.errors import OutputError, PeerLost
+from asyncmpc.errors import BudgetSpent, OutputError, PeerLost
 from asyncmpc.net.runtime import Node
 from asyncmpc.privacy.budget import Budget
 from asyncmpc.privacy.plan import plan_for
@@ -143,7 +143,12 @@ async def run_model_owner(
                 if budget is not None and not budget.allows_another():
                     metrics["stopped"] = _out_of_budget(node, budget, t)
                     break
-                row = await _train_round(config, node, rounds, work, t, t + first - 2)
+                try:
+                    row = await _train_round(config, node, rounds, work, t, t + first - 2)
+                except BudgetSpent as exc:
+                    metrics["stopped"] = f"stopped at round {t}: a server's [privacy] budget is spent: {exc}"
+                    node.log.warning("%s", metrics["stopped"])
+                    break
                 if budget is not None:
                     row["epsilon"] = budget.epsilon
                     metrics["privacy"] = budget.summary()

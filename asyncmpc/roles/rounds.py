@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asyncmpc.config import Config
-from asyncmpc.errors import DisputeError, PeerLost, RemoteProtocolError
+from asyncmpc.errors import BudgetSpent, DisputeError, PeerLost, Refused, RemoteProtocolError
 from asyncmpc.macs import MacKey
 from asyncmpc.net.runtime import Node
 from asyncmpc.privacy.budget import Budget
@@ -25,6 +25,7 @@ from asyncmpc.protocol.dispute import MacPolicy
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import drive_round, send_all
 from asyncmpc.wire import messages as m
+from asyncmpc.wire.messages import Refusal
 
 __all__ = ["Outcome", "PlainRounds", "Rounds"]
 
@@ -73,6 +74,7 @@ class Rounds:
         """Aggregate the owners' answers to ``request``; a disputed round is run again at once
         as a MAC round, and MAC rounds stay on for a while after (``MacPolicy``)."""
         result = await self._aggregate(size, request)
+        _stop_if_refused(result)
         if not result.suspects:
             await self._judge(result)
             return Outcome(result)
@@ -89,6 +91,7 @@ class Rounds:
             self.macs.remaining - 1,
         )
         rerun = await self._aggregate(size, request)
+        _stop_if_refused(rerun)
         await self._judge(rerun)
         return Outcome(rerun, disputed=result)
 
@@ -97,7 +100,7 @@ class Rounds:
         if self.budget is not None:
             self.budget.spend()  # counted before it opens: it may release even if it fails
         live = await self._live_servers()
-        present = tuple(o for o in self.owners if o in self.node.peers)
+        present = await self._present_owners()
         key = MacKey.new() if self.macs.next_is_mac() else None
         self.current = AggregationRound(self.config, round_no, present, (size,), servers=live, mac_key=key)
         request = _for_round(request, round_no, live, key)
@@ -163,6 +166,32 @@ class Rounds:
             return await self._live_servers()
         return tuple(up)
 
+    async def _present_owners(self) -> tuple[str, ...]:
+        """The data owners connected now; with fewer than ``min_owners``, wait (one line) until
+        enough are: a round over fewer would yield nothing (every server refuses it)."""
+        minimum = max(2, self.config.protocol.min_owners)
+
+        def present() -> tuple[str, ...]:
+            return tuple(o for o in self.owners if o in self.node.peers)
+
+        if len(present()) >= minimum:
+            return present()
+        limit = self.config.protocol.idle_timeout
+        self.node.log.warning(
+            "rounds paused: %d of %d data owners connected, fewer than min_owners = %d; waiting up to %gs",
+            len(present()),
+            len(self.owners),
+            minimum,
+            limit,
+        )
+        if not await self.node.wait_until(lambda: len(present()) >= minimum, limit):
+            raise PeerLost(
+                f"{self.node.name}: fewer than min_owners = {minimum} data owners connected for {limit:g}s "
+                f"({len(present())} of {len(self.owners)})"
+            )
+        self.node.log.info("%d data owners connected; rounds go on", len(present()))
+        return present()
+
     async def on_silent(self, server: str) -> None:
         """A server stayed silent past ``server_timeout``: disconnect it (it is redialled, and
         rejoins once it answers)."""
@@ -181,6 +210,16 @@ class Rounds:
                 await send_all(self.node, rnd.withdraw(sender))  # do not wait for it until the deadline
         elif not isinstance(msg, (m.Reject, m.Abort)):
             await self.node.drop(sender, RemoteProtocolError(f"unexpected {msg.KIND!r}", peer=sender))
+
+
+def _stop_if_refused(result: RoundResult) -> None:
+    """A refusal that every later round would meet too stops training (one line)."""
+    if result.refusal is Refusal.BUDGET:
+        raise BudgetSpent(f"round {result.round_no}: {result.reason}")
+    if result.refusal is Refusal.NO_MAC:
+        raise Refused(
+            f"round {result.round_no}: {result.reason}: does every player's hosts.toml have the same [privacy]?"
+        )
 
 
 def _for_round(request: m.Message, round_no: int, servers: tuple[str, ...], key: MacKey | None) -> m.Message:

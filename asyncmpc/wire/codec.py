@@ -43,6 +43,7 @@ def _field_types(cls: type[m.Message]) -> dict[str, Any]:
 
 
 _FIELDS: dict[type[m.Message], dict[str, Any]] = {cls: _field_types(cls) for cls in m.MESSAGES.values()}
+_REFUSALS = frozenset(r.value for r in m.Refusal)
 
 
 def field_types(cls: type[m.Message]) -> dict[str, Any]:
@@ -255,6 +256,10 @@ def _check(kind: str, name: str, typ: Any, value: Any) -> Any:
         if isinstance(value, np.ndarray) and value.dtype == np.float64:
             return value
         raise bad("a float64 array")
+    if typ == m.Refusal:
+        if isinstance(value, str) and value in _REFUSALS:
+            return m.Refusal(value)
+        raise bad(f"a refusal code ({', '.join(m.Refusal)})")
     if typ == m.Component:
         if isinstance(value, np.ndarray) and value.dtype == np.int64:
             return value

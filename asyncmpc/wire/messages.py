@@ -13,6 +13,7 @@ Field types the codec knows: ``int``, ``float``, ``str``, ``bytes``, ``tuple[str
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from typing import ClassVar
 
 import numpy as np
@@ -39,11 +40,13 @@ __all__ = [
     "Hello",
     "Holding",
     "InputShare",
+    "InputsHeld",
     "Message",
     "NoiseShare",
     "OpenRound",
     "PlainGradient",
     "PrfKey",
+    "Refusal",
     "Reject",
     "ResultShare",
     "RingArray",
@@ -51,13 +54,16 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
 4: MAC rounds (OpenRound.mac, the MAC key in ModelUpdate and StatsRequest, field shares in
 InputShare and ResultShare, digests in Holding), ModelUpdate.step, Exclude.
-5: differential privacy: OpenRound.servers, NoiseShare."""
+5: differential privacy: OpenRound.servers, NoiseShare.
+6: refusal codes (Reject.code, Decline.code), InputShare.input_id, InputsHeld; servers enforce
+the release rules (minimum contributors, one contributor set per round, re-runs over the same
+set) and agree on the contributors before an early release."""
 FloatArray = NDArray[np.float64]
 
 
@@ -108,13 +114,43 @@ class Abort(Message):
     reason: str
 
 
+class Refusal(StrEnum):
+    """Why a message was refused (``Reject.code``) or a round declined (``Decline.code``): the
+    receiver branches on the code, never on the free text beside it (docs/protocol.md)."""
+
+    PROTOCOL = "protocol"
+    """The message broke the protocol's rules; the connection is closed after the ``Reject``."""
+    UNKNOWN_ROUND = "unknown_round"
+    """The round is not open at this server (it restarted, or a newer round superseded it)."""
+    NOT_HELD = "not_held"
+    """The contributors name an owner whose share this server does not hold (or has left out)."""
+    STUCK = "stuck"
+    """An owner cannot be left out: a vector share of its is in this server's sum already."""
+    TOO_FEW = "too_few"
+    """Fewer contributors than the server's own ``min_owners``: nothing is released."""
+    OTHER_SET = "other_set"
+    """The round's sum was released for another contributor set: one set per round."""
+    RERUN = "rerun"
+    """The inputs were released before (same model and step) over another contributor set."""
+    BUDGET = "budget"
+    """The server's own ``[privacy]`` budget allows no more releases."""
+    NO_MAC = "no_mac"
+    """Under ``[privacy]`` a MAC round would open the sum without noise: refused."""
+    ENCODING = "encoding"
+    """A data owner's values cannot be encoded (NaN, infinite, out of range)."""
+    PLUGIN = "plugin"
+    """A data owner's model plug-in failed."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Reject(Message):
-    """The sender refused a message from the receiver; ``reason`` says which and why."""
+    """The sender refused a message from the receiver: ``code`` says why, ``reason`` adds the
+    details for a log line (indexes and keys, never values)."""
 
     KIND = "reject"
     SENDERS = ALL_ROLES
     reason: str
+    code: Refusal = Refusal.PROTOCOL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -172,6 +208,10 @@ class InputShare(Message):
     """In a MAC round: the components (t_i, t_{i+1}) of the field shares of the owner's tag
     t = <r, x> mod p (``macs``), one field element each (sent as int64)."""
     mb: RingArray | None = None
+    input_id: bytes = b""
+    """What the shared vector was computed from (``protocol.releases.input_id``: a digest of
+    the request's model, scaling and step, the same for a re-run of the same step): a server
+    releases a sum holding inputs it released before only over the same contributors."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -204,6 +244,16 @@ class Holding(Message):
     digests: tuple[bytes, ...] = ()
     """In a MAC round: per owner, a digest of each of its two components as this server
     received them (``protocol.authenticated.DIGEST_BYTES`` each, concatenated)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class InputsHeld(Message):
+    """A server tells the round's other servers whose shares it holds, once its inputs are
+    complete: it answers early only when another server holds the same (``protocol.agreement``)."""
+
+    KIND = "inputs_held"
+    SENDERS = frozenset({CS})
+    owners: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -279,11 +329,13 @@ class PlainGradient(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Decline(Message):
-    """A data owner will not contribute to this round; ``reason`` says why (no values in it)."""
+    """A data owner will not contribute to this round: ``code`` says why, ``reason`` adds
+    indexes and keys for a log line, never values."""
 
     KIND = "decline"
     SENDERS = frozenset({DO})
     reason: str
+    code: Refusal = Refusal.PROTOCOL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -328,6 +380,7 @@ MESSAGES: dict[str, type[Message]] = {
         ShareKeys,
         CloseInputs,
         Holding,
+        InputsHeld,
         Aggregate,
         ResultShare,
         StatsRequest,

@@ -12,6 +12,7 @@ from scipy import stats
 from asyncmpc.config import Config, parse_config
 from asyncmpc.privacy.noise import NoiseSource
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
+from asyncmpc.protocol.events import Drop
 from asyncmpc.wire import messages as m
 from tests.helpers import hosts_toml
 from tests.protocol.test_aggregation import MO, OWNERS, Router, send_inputs
@@ -105,7 +106,7 @@ def test_the_noisy_sum_is_released_for_one_set_of_contributors_only() -> None:
     again = m.Aggregate(session=CFG.session, round_no=1, contributors=OWNERS, mac_key=b"", full=True)
     for _name, server in servers.items():
         (refusal,) = server.feed(MO, fewer)
-        assert isinstance(refusal.msg, m.Reject) and "one set of contributors" in refusal.msg.reason
+        assert isinstance(refusal.msg, m.Reject) and refusal.msg.code is m.Refusal.OTHER_SET
         (answer,) = server.feed(MO, again)  # the same set in full: the same noisy sum
         assert isinstance(answer.msg, m.ResultShare) and answer.msg.b is not None
 
@@ -137,10 +138,13 @@ def test_a_round_without_its_servers_is_refused_under_privacy() -> None:
     from asyncmpc.errors import RemoteProtocolError
 
     server = ServerProtocol(CFG, SERVERS[0], noise=Recorded(0))
-    for servers in ((), (SERVERS[0],), (SERVERS[1], SERVERS[2]), (SERVERS[0], OWNERS[0])):
+    for servers in ((SERVERS[0],), (SERVERS[1], SERVERS[2]), (SERVERS[0], OWNERS[0]), (SERVERS[0],) * 2):
         msg = m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=servers)
-        with pytest.raises(RemoteProtocolError, match=r"names its two or three servers|not all servers"):
+        with pytest.raises(RemoteProtocolError, match=r"two or three servers, this one among them"):
             server.feed(MO, msg)
+    msg = m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,))
+    dealt = server.feed(MO, msg)  # no servers named: all three deal
+    assert sorted(s.to for s in dealt if isinstance(s, Send)) == [SERVERS[1], SERVERS[2]]
 
 
 def test_a_server_lost_after_dealing_still_has_its_noise_in_the_sum() -> None:
@@ -245,11 +249,13 @@ def test_the_same_contributors_in_another_order_get_the_same_noisy_sum() -> None
         assert isinstance(answer.msg, m.ResultShare)
 
 
-def test_a_wrong_noise_part_that_came_early_is_dropped_without_blaming_the_model_owner() -> None:
+def test_a_wrong_noise_part_that_came_early_blames_its_dealer_not_the_model_owner() -> None:
     server = ServerProtocol(CFG, SERVERS[1], noise=Recorded(0))
     server.feed(SERVERS[0], m.NoiseShare(session=CFG.session, round_no=1, part=np.zeros(4, dtype=np.int64)))
     out = server.feed(MO, m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=SERVERS))
-    assert {type(s.msg) for s in out} == {m.NoiseShare}  # it dealt, and waits for a proper part
+    assert {type(s.msg) for s in out if isinstance(s, Send)} == {m.NoiseShare}  # it dealt, and waits
+    (drop,) = [a for a in out if isinstance(a, Drop)]
+    assert drop.player == SERVERS[0] and "noise part of the wrong kind: server 0 owes a seed" in str(drop.error)
 
 
 def test_a_server_releases_no_more_rounds_than_the_budget_allows() -> None:

@@ -59,6 +59,8 @@ def sample(cls: type[m.Message]) -> m.Message:
             values[name] = ARR
         elif typ == m.FloatArray:
             values[name] = ARR.astype(np.float64) / 3
+        elif typ is m.Refusal:
+            values[name] = m.Refusal.RERUN
         else:
             raise AssertionError(f"no sample for {typ}")
     return cls(**values)  # type: ignore[arg-type]
@@ -160,6 +162,15 @@ def test_mistyped_fields_name_kind_and_field() -> None:
     share["b"] = msgpack.ExtType(7, b"")
     with pytest.raises(DecodeError, match="unknown msgpack extension type 7"):
         decode_message(body_of(msgpack.packb(share)))
+
+
+def test_a_refusal_code_is_one_of_the_declared_codes() -> None:
+    reject = header_of(m.Reject(session="s", reason="why", code=m.Refusal.TOO_FEW))
+    assert reject["code"] == "too_few"
+    assert decode_message(body_of(msgpack.packb(reject))).code is m.Refusal.TOO_FEW  # type: ignore[attr-defined]
+    for bad in ("too few", 3):
+        with pytest.raises(DecodeError, match=r"reject: field 'code' must be a refusal code \(protocol, "):
+            decode_message(body_of(msgpack.packb(dict(reject, code=bad))))
 
 
 def test_array_bodies_are_written_from_their_own_memory() -> None:

@@ -1,0 +1,101 @@
+"""Layer 4: the release rules a compute server keeps from its own hosts.toml (pure).
+
+A server's ``ResultShare`` is a *release*: with the other servers' it opens a sum. What a
+release may open protects the data owners, so each honest server enforces it itself, whatever
+the model owner asks (DESIGN.md, "Faults and trust"):
+
+1. **Enough contributors**: never a sum over fewer than ``max(2, min_owners)`` owners (a sum
+   of one owner is that owner's input).
+2. **One contributor set per round**: a round's sums are released for one set of owners only.
+   The same set may be asked again (in full, after a server was lost: the same sums), another
+   set may not: the difference of two sums over the same shares is a sum over fewer owners,
+   down to one (a malicious model owner would ask for S and for S without the victim).
+3. **Inputs released once**: a data owner tags each share with ``input_id``, a digest of what
+   it computed the vector from (the model, the scaling and the step it was sent). The same
+   inputs come again only when a round is run again (a dispute's MAC re-run, a model owner
+   that resumed): a server releases a sum over inputs it released before only over exactly the
+   same contributors, so a re-run that leaves one owner out (or adds one) opens nothing. Two
+   rounds of the same step over different sets would otherwise open the difference, which is
+   one owner's gradient (a lying server that gets the victim left out of the re-run, or a
+   model owner that asks the same step twice).
+
+Rule 3 needs the input ids of earlier rounds, across the model owner's epochs (a model owner
+that reconnects must not start afresh): ``ReleaseLedger`` keeps, per data owner, the sets its
+last ``KEEP_PER_OWNER`` inputs were released over. An owner refuses itself to compute again
+for a request older than its newest (``data_owner``), so a model owner that waits out the
+ledger gets nothing either.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from collections.abc import Mapping
+
+import numpy as np
+
+from asyncmpc.wire import messages as m
+from asyncmpc.wire.messages import Refusal
+
+__all__ = ["INPUT_ID_BYTES", "KEEP_PER_OWNER", "ReleaseLedger", "input_id"]
+
+INPUT_ID_BYTES = 16
+KEEP_PER_OWNER = 1024
+"""Input ids remembered per data owner (16 bytes and a set each)."""
+
+
+def input_id(request: m.ModelUpdate | m.StatsRequest) -> bytes:
+    """What a data owner's answer to ``request`` is computed from: the same bytes for a re-run
+    of the same step (another round number, MAC key or server list), others for anything else."""
+    h = hashlib.sha256(b"asyncmpc input v1")
+    h.update(request.KIND.encode())
+    if isinstance(request, m.ModelUpdate):
+        h.update(request.step.to_bytes(8, "big"))
+        for arr in (request.theta, request.mean, request.scale):
+            h.update(repr(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr).data)
+    return h.digest()[:INPUT_ID_BYTES]
+
+
+class ReleaseLedger:
+    """One server's memory of what it released (rules 1 and 3; rule 2 lives with the round)."""
+
+    def __init__(self, min_owners: int, keep: int = KEEP_PER_OWNER) -> None:
+        self.minimum = max(2, min_owners)
+        self.keep = keep
+        self._released: dict[str, collections.OrderedDict[bytes, frozenset[str]]] = {}
+
+    def refusal(
+        self, contributors: tuple[str, ...], inputs: Mapping[str, bytes], released: frozenset[str] | None
+    ) -> tuple[Refusal, str] | None:
+        """Why a release over ``contributors`` must not go out (None: it may). ``inputs`` maps
+        each contributor to its share's ``input_id``; ``released`` is the set this round was
+        released for already, if any."""
+        chosen = frozenset(contributors)
+        if len(chosen) < self.minimum:
+            return Refusal.TOO_FEW, f"{len(chosen)} contributor(s), fewer than the minimum of {self.minimum}"
+        if released is not None and chosen != released:
+            return Refusal.OTHER_SET, "its sum was released for another set of contributors"
+        for owner in sorted(chosen):
+            kept = self._released.get(owner)
+            before = None if kept is None else kept.get(inputs.get(owner, b""))
+            if before is not None and before != chosen:
+                return (
+                    Refusal.RERUN,
+                    f"{owner}'s inputs were released before over another set of contributors "
+                    f"({len(before)} owners); a re-run is released over the same set only",
+                )
+        return None
+
+    def record(self, contributors: tuple[str, ...], inputs: Mapping[str, bytes]) -> None:
+        """A release over ``contributors`` went out."""
+        chosen = frozenset(contributors)
+        for owner in chosen:
+            key = inputs.get(owner, b"")
+            if not key:
+                continue
+            kept = self._released.setdefault(owner, collections.OrderedDict())
+            kept[key] = chosen
+            kept.move_to_end(key)
+            while len(kept) > self.keep:
+                kept.popitem(last=False)
