@@ -129,8 +129,9 @@ def encode(
     (an int64 array of the same shape) the result is encode(x) - minus: a data owner's masked
     share in the same pass over memory.
 
-    Raises EncodingError naming the first offending element (its index and value) if any element
-    is NaN, infinite, or larger in magnitude than ``max_abs_value(frac_bits, max_terms)``.
+    Raises EncodingError naming the first offending element by its index, never its value (the
+    text may travel in a data owner's ``Decline``), if any element is NaN, infinite, or larger
+    in magnitude than ``max_abs_value(frac_bits, max_terms)``.
     """
     x = np.ascontiguousarray(values, dtype=np.float64)
     bound = max_abs_value(frac_bits, max_terms)
@@ -140,10 +141,10 @@ def encode(
         finite = np.isfinite(x)
         if not finite.all():
             idx = _first_index(~finite)
-            raise EncodingError(f"cannot encode element {idx}: value {float(x[idx])!r} is not finite")
+            raise EncodingError(f"cannot encode element {idx}: it is not finite (NaN or infinite)")
         idx = _first_index(np.abs(x) > bound)
         raise EncodingError(
-            f"cannot encode element {idx}: |{float(x[idx])!r}| exceeds {bound:.6g}, the largest value "
+            f"cannot encode element {idx}: its magnitude exceeds {bound:.6g}, the largest value "
             f"whose sum over {max_terms} term(s) fits the ring with {frac_bits} fractional bits"
         )
     for name, arr in (("out", out), ("minus", minus)):

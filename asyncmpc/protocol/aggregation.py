@@ -54,14 +54,17 @@ def input_shares(
     return share_messages(config, round_no, x.shape, (sharer or InputSharer(random_bytes)).share(x, round_no))
 
 
-def contribution_shares(config: Config, round_no: int, values: Floats, sharer: InputSharer) -> list[Send]:
-    """``input_shares`` for a vector of reals, encoded to fixed point and masked in one pass.
+def contribution_shares(
+    config: Config, round_no: int, values: Floats, sharer: InputSharer, input_id: bytes = b""
+) -> list[Send]:
+    """``input_shares`` for a vector of reals, encoded to fixed point and masked in one pass;
+    ``input_id`` says what the values were computed from (``protocol.releases.input_id``).
 
     Raises EncodingError naming a NaN, infinite or out-of-range element.
     """
     p = config.protocol
     shares = sharer.share_reals(values, p.frac_bits, max_terms=p.max_owners, round_no=round_no)
-    return share_messages(config, round_no, values.shape, shares)
+    return share_messages(config, round_no, values.shape, shares, input_id)
 
 
 def key_messages(config: Config, sharer: InputSharer) -> list[Send]:
@@ -79,13 +82,13 @@ def key_messages(config: Config, sharer: InputSharer) -> list[Send]:
 
 
 def share_messages(
-    config: Config, round_no: int, shape: tuple[int, ...], shares: tuple[SeededShare, ...]
+    config: Config, round_no: int, shape: tuple[int, ...], shares: tuple[SeededShare, ...], input_id: bytes = b""
 ) -> list[Send]:
     """One ``InputShare`` per server, server 0's (two seeds) first: an owner that stops half-way
     has then reached server 0 with seeds only, which a server can still leave out of its sum."""
     out = []
     for server, sh in zip(config.servers, shares, strict=True):
-        msg = m.InputShare(session=config.session, round_no=round_no, shape=shape, a=sh.a, b=sh.b)
+        msg = m.InputShare(session=config.session, round_no=round_no, shape=shape, a=sh.a, b=sh.b, input_id=input_id)
         out.append(Send(server.name, msg))
     return out
 

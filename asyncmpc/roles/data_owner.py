@@ -34,6 +34,7 @@ from asyncmpc.prf import RandomBytes
 from asyncmpc.protocol.aggregation import contribution_shares, key_messages
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.releases import input_id
 from asyncmpc.roles.cheat import EQUIVOCATE_ENV, equivocation
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.rss import InputSharer
@@ -84,6 +85,10 @@ class _Owner:
         )
         self.contributed = 0
         self.equivocate = equivocation()
+        self.answered: set[bytes] = set()
+        """The input ids of every request answered (``protocol.releases``)."""
+        self.latest = b""
+        """The newest of them: the only one a request may repeat (a re-run, a resume)."""
 
     def greet(self, peer: str) -> list[m.Message]:
         """A server that (re)connects gets this owner's current stream keys first."""
@@ -146,22 +151,39 @@ class _Owner:
         config, round_no = self.config, msg.round_no
         out = _Outgoing(round_no, isinstance(msg, m.ModelUpdate))
         out.targets = set() if self.plain else set(msg.servers or self.servers)
+        ident = input_id(msg)
+        if ident in self.answered and ident != self.latest:
+            why = "asks again for the inputs of an earlier request (only the newest may be run again)"
+            return self._decline(out, m.Refusal.RERUN, why)
         try:
             vector = _contribution(self.work, msg)
             if self.plain:
                 gradient = m.PlainGradient(session=config.session, round_no=round_no, values=vector)
                 out.sends = [Send(self.model_owner, gradient)]
             elif msg.mac_key:
-                out.sends = authenticated_shares(config, round_no, vector, self.sharer, MacKey(msg.mac_key))
+                key = MacKey(msg.mac_key)
+                out.sends = authenticated_shares(config, round_no, vector, self.sharer, key, input_id=ident)
             else:
-                out.sends = contribution_shares(config, round_no, vector, self.sharer)
+                out.sends = contribution_shares(config, round_no, vector, self.sharer, ident)
             if self.equivocate is not None:
                 out.sends = self.equivocate(out.sends)
             out.size = len(vector)
-        except (EncodingError, PluginError, ValueError) as exc:
-            out.declined = str(exc)
-            reason = exc.public if isinstance(exc, PluginError) else str(exc)  # a plug-in's text stays here
-            out.sends = [Send(self.model_owner, m.Decline(session=config.session, round_no=round_no, reason=reason))]
+        except EncodingError as exc:
+            return self._decline(out, m.Refusal.ENCODING, str(exc))  # indexes, never values
+        except PluginError as exc:
+            return self._decline(out, m.Refusal.PLUGIN, exc.public, str(exc))  # a plug-in's text stays here
+        except ValueError as exc:
+            return self._decline(out, m.Refusal.PROTOCOL, str(exc))
+        self.answered.add(ident)
+        self.latest = ident
+        return out
+
+    def _decline(self, out: _Outgoing, code: m.Refusal, reason: str, logged: str = "") -> _Outgoing:
+        """A ``Decline`` for the model owner instead of shares; ``logged`` (default: the reason)
+        is what this owner's own log says."""
+        out.declined = logged or reason
+        decline = m.Decline(session=self.config.session, round_no=out.round_no, reason=reason, code=code)
+        out.sends = [Send(self.model_owner, decline)]
         return out
 
     async def deliver(self, node: Node, out: _Outgoing) -> None:
