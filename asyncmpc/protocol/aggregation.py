@@ -23,7 +23,7 @@ from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.macs import MacKey
 from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
-from asyncmpc.protocol.authenticated import DIGEST_BYTES, MAC_SHAPE, inconsistent_owners
+from asyncmpc.protocol.authenticated import DIGEST_BYTES, MAC_SHAPE, mismatches
 from asyncmpc.protocol.dispute import Answer, resolve
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.ring import RingArray, as_ring
@@ -112,7 +112,8 @@ class RoundResult:
     cheater: str = ""
     """A MAC round proved that this server lied; ``total`` is the sum without its lie."""
     inconsistent: tuple[str, ...] = ()
-    """Owners left out of a MAC round because their shares differed between two holders."""
+    """Owners whose two holders of a component reported different digests in a MAC round (the
+    owner or one holder lied): kept in the sum, which the MAC verified."""
     refusal: Refusal | None = None
     """The server's refusal code that ended the round without a sum (none blamed for it)."""
 
@@ -160,6 +161,8 @@ class AggregationRound:
         self.mac = mac_key is not None
         self._digests: dict[str, dict[str, bytes]] = {}
         self.inconsistent: tuple[str, ...] = ()
+        self._explained: frozenset[int] = frozenset()
+        """Components whose holders may disagree without either lying (``mismatches``)."""
         self._results: dict[str, m.ResultShare] = {}
         self._keys: dict[str, bytes] = {}
         self._open_keys: dict[str, bytes] = {}
@@ -282,16 +285,13 @@ class AggregationRound:
                 self._stale[s] = self._stale.get(s, 0) + 1
         self._results = {}
         self.phase += 1
-        held = self._invited  # an owner withdrawn after its share arrived everywhere still counts
-        if self.contributors:  # asked before: servers may have left the others out already
-            held = held & set(self.contributors)
-        asked = tuple(s for s in self.live if s in self._holding)
-        for s in asked:
-            held &= self._holding[s]
+        asked, held = self._choose()
         self.contributors = tuple(o for o in self._order if o in held)
-        if self.mac:  # before any sum: an owner whose holders got different shares is left out
-            self.inconsistent = inconsistent_owners(self.servers, self._digests, self.contributors)
-            self.contributors = tuple(o for o in self.contributors if o not in self.inconsistent)
+        if self.mac:  # an owner whose holders report different shares stays in: see mismatches
+            digests = {s: d for s, d in self._digests.items() if s in asked}
+            found = mismatches(self.servers, digests, self.contributors)
+            self.inconsistent = tuple(found)
+            self._explained = frozenset(j for components in found.values() for j in components)
         if len(self.contributors) < self.minimum:
             return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {self.minimum}")
         if len(asked) < 2:
@@ -310,6 +310,24 @@ class AggregationRound:
             )
             out.append(Send(s, msg))
         return out
+
+    def _choose(self) -> tuple[tuple[str, ...], frozenset[str]]:
+        """The servers to ask and the owners they all hold. An ordinary round asks every
+        server that reported, for the owners all of them hold. A MAC round may leave out the
+        odd one of three, when the other two hold more between them (any two servers hold
+        every component, and the MAC checks what two servers answer): a server that denies
+        holding an owner, truly or not, then costs that owner nothing."""
+        held = self._invited  # an owner withdrawn after its share arrived everywhere still counts
+        if self.contributors:  # asked before: servers may have left the others out already
+            held = held & set(self.contributors)
+        asked = tuple(s for s in self.live if s in self._holding)
+        everyone = held.intersection(*(self._holding[s] for s in asked))
+        if not self.mac or len(asked) < 3:
+            return asked, everyone
+        pairs = [(a, b) for i, a in enumerate(asked) for b in asked[i + 1 :]]
+        best = max(pairs, key=lambda pair: len(held & self._holding[pair[0]] & self._holding[pair[1]]))
+        most = held & self._holding[best[0]] & self._holding[best[1]]
+        return (best, most) if len(most) > len(everyone) else (asked, everyone)
 
     def _refused(self, sender: str, code: Refusal, reason: str) -> list[Send]:
         """A server refused; its code says what that means (``Refusal``). The release rules
@@ -396,7 +414,7 @@ class AggregationRound:
             assert r.b is not None and r.ma is not None and r.mb is not None
             answers.append(Answer(self.servers.index(s), r.a, r.b, int(r.ma[0]), int(r.mb[0])))
         assert self.mac_key is not None
-        verdict = resolve(answers, self.mac_key)
+        verdict = resolve(answers, self.mac_key, explained=self._explained)
         cheater = "" if verdict.cheater is None else self.servers[verdict.cheater]
         self.result = RoundResult(
             self.round_no,

@@ -7,12 +7,15 @@ p = 2^61 - 1) and sends it to the data owners only; each owner shares, beside it
 x, the field element t = <r, x> mod p (``authenticated_shares``).
 Servers keep each owner's components apart (``AuthenticatedInputs``) and report ``Holding``
 with a digest of each owner's two components as received: the model owner compares the two
-holders' digests of every component and leaves out, and names, an owner that sent its holders
-different values, before any sum is taken (so an inconsistent owner is never taken for a
-lying server). The servers then sum the contributors' ring and field components and answer in
-full; ``protocol.dispute.resolve`` tries the reconstructions that take each disputed component
-from one holder or the other and keeps the one whose MAC verifies, which names the other
-holder as the cheater.
+holders' digests of every component (``mismatches``). A mismatch means that the owner sent its
+holders different values or that one holder lies about what it got, and no one can tell
+which; the owner stays in the sum (leaving it out of a re-run would open its input as the
+difference with the disputed round's sum), is named, and the components it makes differ are
+*explained*: a disagreement there blames no server. The servers then sum the contributors'
+ring and field components and answer in full; ``protocol.dispute.resolve`` tries the
+reconstructions that take each disputed component from one holder or the other and keeps the
+one whose MAC verifies, which names the other holder as the cheater where the disagreement is
+not explained.
 
 The MAC is information-theoretic (``macs``: a one-time universal-hash MAC, Wegman and Carter,
 1981, linear like the MACs of SPDZ, CRYPTO 2012, and in a prime field as SPDZ2k, CRYPTO 2018,
@@ -47,7 +50,7 @@ __all__ = [
     "AuthenticatedInputs",
     "MAC_SHAPE",
     "authenticated_shares",
-    "inconsistent_owners",
+    "mismatches",
 ]
 
 MAC_HEADROOM = 8
@@ -208,21 +211,24 @@ def _digest(ring: RingPart, field: FieldPart) -> bytes:
     return h.digest()
 
 
-def inconsistent_owners(
+def mismatches(
     servers: tuple[str, ...], reports: dict[str, dict[str, bytes]], owners: tuple[str, ...]
-) -> tuple[str, ...]:
-    """Owners whose two holders of some component report different digests.
+) -> dict[str, tuple[int, ...]]:
+    """Owner -> the components whose two holders report different digests of its share.
 
     ``servers`` are the deployment's servers in index order; ``reports[server][owner]`` is
     the ``Holding`` digest pair of a server that reported. Component j is server j's first
-    digest and server j-1's second.
+    digest and server j-1's second. A mismatch says that the owner sent its two holders
+    different values, or that one holder lies about what it got: which, no one can tell.
     """
-    bad = []
+    out: dict[str, tuple[int, ...]] = {}
     for owner in owners:
+        bad = []
         for j, holder in enumerate(servers):
             other = servers[(j - 1) % 3]
             first, second = reports.get(holder, {}).get(owner), reports.get(other, {}).get(owner)
             if first is not None and second is not None and first[:DIGEST_BYTES] != second[DIGEST_BYTES:]:
-                bad.append(owner)
-                break
-    return tuple(bad)
+                bad.append(j)
+        if bad:
+            out[owner] = tuple(bad)
+    return out

@@ -13,8 +13,11 @@ reconstruction without it verifies and one with its versions does not.
 
 When nothing verifies (an owner's MAC shares were wrong as well, or more than one server
 lied), or two different reconstructions do (probability ~2^-61), the round yields nothing and
-no one is named. With two servers the once-held components have no second version: the single
-reconstruction must verify, or the round yields nothing.
+no one is named. Nor is anyone named when the components that disagree are *explained*: an
+owner's two holders reported different digests of its share there, so the owner may have sent
+them different values (its input is then the version its own MAC tag verifies). With two
+servers the once-held components have no second version: the single reconstruction must
+verify, or the round yields nothing.
 """
 
 from __future__ import annotations
@@ -57,8 +60,13 @@ class Verdict:
 _Version = tuple[RingArray, int]
 
 
-def resolve(answers: list[Answer], key: MacKey) -> Verdict:
-    """The sum the answers prove, and who lied if someone did (see the module docstring)."""
+def resolve(answers: list[Answer], key: MacKey, explained: frozenset[int] = frozenset()) -> Verdict:
+    """The sum the answers prove, and who lied if someone did (see the module docstring).
+
+    ``explained`` are components whose holders may disagree without lying: an owner's
+    holders reported different digests of its share there (``authenticated.mismatches``).
+    Where only such components disagree, the reconstruction that verifies is kept and no one
+    is named."""
     versions: dict[int, dict[int, _Version]] = {j: {} for j in range(N_SERVERS)}
     for ans in answers:
         versions[ans.server][ans.server] = (ans.a, ans.ma)
@@ -81,6 +89,9 @@ def resolve(answers: list[Answer], key: MacKey) -> Verdict:
             verified.append((suspect, z))
     if len(verified) == 1:
         cheater, z = verified[0]
+        if set(bad) <= explained:
+            why = f"components {bad} disagree where an owner's holders got different shares; kept the one that verified"
+            return Verdict(z, False, reason=why)
         return Verdict(z, False, cheater, f"server {cheater}'s result shares failed the MAC")
     what = "no reconstruction" if not verified else "more than one reconstruction"
     return Verdict(None, False, reason=f"components {bad} disagree and {what} verified")

@@ -120,13 +120,14 @@ class Rounds:
         """Act on what a round proved: owners that sent inconsistent shares, a cheating server."""
         if result.inconsistent:
             self.node.log.error(
-                "round %d: left out %s: their shares differ between the two servers that hold them",
+                "round %d: the two servers holding a component of %s report different shares of it "
+                "(the owner, or one of them, lied); kept in the sum, which the MAC checked",
                 result.round_no,
                 ", ".join(result.inconsistent),
             )
         if result.cheater:
             await self.exclude(result.cheater, f"its result shares of round {result.round_no} failed the MAC check")
-        elif result.mac and result.reason and result.total is not None:
+        elif result.mac and result.reason and result.total is not None and not result.inconsistent:
             self.node.log.warning("round %d: %s (a data owner's tag shares are wrong)", result.round_no, result.reason)
 
     async def exclude(self, server: str, reason: str) -> None:
