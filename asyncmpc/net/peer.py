@@ -2,14 +2,17 @@
 
 Frames are read by a ``BufferedProtocol``: the kernel copies a large frame's body straight into
 one buffer of its final size (no stream buffer, no joining of chunks), and the message's arrays
-are views of that buffer. Small frames go through a 64 KiB staging buffer. Reads are bounded:
-the length prefix is checked against the maximum frame size before any of the body is taken,
-the node's ``BodyBudget`` caps how many bytes of large bodies are buffered at once, until the
-role takes them up (a connection whose next body does not fit waits with its reading paused,
-so the data waits in the kernel, not in this process), a peer with more than
-``MAX_QUEUED`` messages not yet taken up is refused as flooding, and a frame that has begun
-must arrive whole within ``frame_timeout`` (a peer that sends half a frame, or trickles it,
-is dropped).
+are views of that buffer. Small frames go through a 64 KiB staging buffer. Reads are bounded,
+per connection, so that one peer can only hurt its own connection: the length prefix is
+checked against the maximum frame size before any of the body is taken, and against the
+connection's ``cap`` (what its sender's role may send now, ``net.policy.frame_cap``: a frame
+above it waits, reading paused, until ``recheck`` finds the cap risen, and fails after
+``frame_timeout``); the connection's own ``BodyBudget`` caps how many bytes of large bodies it
+buffers at once, until the role takes them up (a connection whose next body does not fit waits
+with its reading paused, so the data waits in the kernel, not in this process); a peer with
+more than ``MAX_QUEUED`` messages not yet taken up is refused as flooding; and a frame that has
+begun must arrive whole within ``frame_timeout`` (a peer that sends half a frame, or trickles
+it, is dropped).
 
 Writes: array bodies are handed to the transport without a copy, and ``send`` waits for the
 transport's buffer to drain below its high-water mark. The transport may still hold a
@@ -45,7 +48,7 @@ smaller frames (with their prefix) always fit the staging buffer."""
 
 
 class BodyBudget:
-    """How many bytes of large frame bodies a node buffers at once; waiters resume in order."""
+    """How many bytes of large frame bodies a connection buffers at once; waiters resume in order."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -77,10 +80,21 @@ class BodyBudget:
 class FrameProtocol(asyncio.BufferedProtocol):
     """Splits the byte stream into frame bodies; hands them to ``Connection.read``."""
 
-    def __init__(self, max_frame: int, budget: BodyBudget, *, frame_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        max_frame: int,
+        budget: BodyBudget,
+        *,
+        frame_timeout: float | None = None,
+        cap: Callable[[], int] | None = None,
+    ) -> None:
         self.max_frame = max_frame
         self.budget = budget
         self.frame_timeout = frame_timeout
+        self.cap = cap
+        """The largest frame the peer may send now (None: ``max_frame``); see ``recheck``."""
+        self._capped = 0  # the length of a frame waiting for the cap to rise
+        self._cap_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._completed = 0  # frames delivered so far: the frame deadline checks for progress
         self.transport: asyncio.Transport | None = None
@@ -150,6 +164,9 @@ class FrameProtocol(asyncio.BufferedProtocol):
             if length > self.max_frame:
                 self._fail(FrameTooLarge(f"frame of {length} bytes announced, above the maximum of {self.max_frame}"))
                 return
+            if self.cap is not None and length > self.cap():
+                self._wait_for_cap(length)
+                break
             have = self._stage_len - start - PREFIX.size
             if length < LARGE_BODY and have >= length:
                 body = bytes(view[start + PREFIX.size : start + PREFIX.size + length])
@@ -168,6 +185,31 @@ class FrameProtocol(asyncio.BufferedProtocol):
             remaining = self._stage_len - start
             self._stage[:remaining] = self._stage[start : self._stage_len]
             self._stage_len = remaining
+
+    def _wait_for_cap(self, length: int) -> None:
+        """A frame above the sender's cap: pause reading until ``recheck`` finds it allowed."""
+        self._capped = length
+        self._pause("cap")
+        if self.frame_timeout is not None and self._cap_timer is None:
+            loop = asyncio.get_running_loop()
+            self._cap_timer = loop.call_later(self.frame_timeout, self._cap_expired)
+
+    def _cap_expired(self) -> None:
+        self._cap_timer = None
+        if self._capped and not self.closed and not self._failed:
+            cap = self.cap() if self.cap is not None else self.max_frame
+            why = f"frame of {self._capped} bytes announced, above the {cap} bytes its sender may send now"
+            self._fail(FrameTooLarge(why))
+
+    def recheck(self) -> None:
+        """The cap may have risen (a larger round opened): a frame that waited for it goes on."""
+        if not self._capped or (self.cap is not None and self._capped > self.cap()):
+            return
+        self._capped = 0
+        if self._cap_timer is not None:
+            self._cap_timer.cancel()
+            self._cap_timer = None
+        self._resume("cap")
 
     def _start_body(self, length: int, already: memoryview) -> None:
         buf = np.empty(length, dtype=np.uint8)  # no zero fill: every byte is about to be written
@@ -234,9 +276,10 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._cap_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._cap_timer = None
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         self.budget.forget(self._budget_granted)

@@ -1,19 +1,20 @@
 """Layer 5: a player's network presence: listener, dialler, handshake, inbox, shutdown.
 
-Who dials whom follows DESIGN.md: data owners only dial out (to the model owner and the three
-servers); the model owner dials the servers; between servers the higher index dials the lower.
-``maintain`` keeps those connections: it dials in the background and dials again, with
-back-off, whenever a connection closes, so a restarted peer is reached again without anyone
-waiting for it. A listener takes a second authenticated connection from a player it is
-connected to as that player's restart: the old connection is closed (and reported closed)
-before the new one is used.
+Who dials whom follows DESIGN.md (``net.policy``). ``maintain`` keeps those connections: it
+dials in the background and dials again, with back-off, whenever a connection closes, so a
+restarted peer is reached again without anyone waiting for it. A listener takes a second
+authenticated connection from a player it is connected to as that player's restart: the old
+connection is closed (and reported closed) before the new one is used.
 
 Bounds: an accepted connection must finish TLS and ``Hello`` within ``handshake_timeout``, and
 at most ``max_handshakes`` may be in their handshake at once (beyond that the oldest is closed), so
 idle or slow strangers neither stall a listener nor use up its memory or file descriptors
-(the oldest handshake gives way to a new one, so they cannot keep a player out either). A
-frame, once begun, must arrive whole within ``round_timeout``. TCP keep-alive finds a peer
-whose machine vanished.
+(the oldest handshake gives way to a new one, so they cannot keep a player out either). Each
+connection has its own frame budget and frame cap (``net.policy.frame_cap``: by the sender's
+role and the largest round the role reported with ``expect_round``; ``HANDSHAKE_FRAME`` before
+``Hello``), so one peer can only hurt its own connection. A frame, once begun, must arrive
+whole within ``round_timeout``; greeting a new connection has the handshake's deadline. TCP
+keep-alive finds a peer whose machine vanished.
 Every connection starts with a ``Hello`` from each side naming its player; the listener checks
 the name against hosts.toml and against who may dial it, the dialler checks that the listener
 is the player it dialled. TLS plugs in through ``TlsContexts`` (server and client contexts, and
@@ -25,28 +26,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, LISTENING_ROLES, MODEL_OWNER, Config, Player
+from asyncmpc.config import LISTENING_ROLES, Config, Player
 from asyncmpc.errors import ConfigError, ListenError, PeerLost, RemoteProtocolError, TlsRefused
 from asyncmpc.net.dialer import Dialer
 from asyncmpc.net.listen import listen_error
+from asyncmpc.net.loop import run
 from asyncmpc.net.peer import BodyBudget, Connection, FrameProtocol
+from asyncmpc.net.policy import HANDSHAKE_FRAME, dial_targets, frame_cap, may_dial
 from asyncmpc.protocol.events import check_sender
 from asyncmpc.tls import TlsContexts, tls_contexts
 from asyncmpc.wire.messages import PROTOCOL_VERSION, Hello, Message, Reject
 
-__all__ = ["Event", "Node", "dial_targets", "may_dial", "run"]
+__all__ = ["Event", "Node", "dial_targets", "may_dial", "run"]  # run: from net.loop, where it lives
 
 log = logging.getLogger(__name__)
 
 LARGE_BODY_BYTES = 32 << 20
-"""How many bytes of large frame bodies a node buffers at once (see ``BodyBudget``); one body
-larger than this is still read, alone."""
+"""How many bytes of large frame bodies a connection buffers at once (see ``BodyBudget``); one
+body larger than this is still read, alone (within its sender's frame cap)."""
 
 Event = tuple[str, Message | None]
 """(player, message) from the inbox; message None means that player's connection closed."""
@@ -54,45 +58,33 @@ Greeting = Callable[[str], list[Message]]
 """Messages to send a newly connected player before anything else (given its name)."""
 
 
-def may_dial(config: Config, dialer: Player, listener: Player) -> bool:
-    """Whether ``dialer`` is the one to open connections to ``listener``."""
-    if listener.role not in LISTENING_ROLES or dialer.name == listener.name:
-        return False
-    if dialer.role == DATA_OWNER:
-        return True
-    if dialer.role == MODEL_OWNER:
-        return listener.role == COMPUTE_SERVER
-    if dialer.role == COMPUTE_SERVER and listener.role == COMPUTE_SERVER:
-        return (dialer.index or 0) > (listener.index or 0)
-    return False
-
-
-def dial_targets(config: Config, me: Player) -> list[Player]:
-    """The players that ``me`` dials at start-up."""
-    return [p for p in config.players.values() if may_dial(config, me, p)]
-
-
 class Node:
     """One player's endpoint. Use as ``async with Node(...) as node``."""
 
     def __init__(
-        self, config: Config, name: str, *, tls: TlsContexts | None = None, greet: Greeting | None = None
+        self,
+        config: Config,
+        name: str,
+        *,
+        tls: TlsContexts | None = None,
+        greet: Greeting | None = None,
     ) -> None:
         self.config = config
         self._greet = greet
+        self.largest = 0
+        """The largest round (in elements) the role knows of, for frame caps (``expect_round``)."""
         self.me = config.player(name)
         self.name = name
         if tls is None and not config.protocol.plaintext:
             tls = tls_contexts(config, name)
         self.tls = tls
-        # (player, message, budget bytes it holds): a large message keeps the node's frame budget
-        # until the role takes it, so readers stop when the role falls behind
-        self.inbox: asyncio.Queue[tuple[str, Message | None, int]] = asyncio.Queue()
+        # (player, message, budget bytes it holds, that budget): a large message keeps its
+        # connection's frame budget until the role takes it, so a reader stops when the role falls behind
+        self.inbox: asyncio.Queue[tuple[str, Message | None, int, BodyBudget | None]] = asyncio.Queue()
         self.peers: dict[str, Connection] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._peer_changed = asyncio.Condition()
-        self._budget = BodyBudget(LARGE_BODY_BYTES)
         self._dialer = Dialer(self)
         self._handshaking: dict[FrameProtocol, None] = {}
         """Accepted connections in their handshake, oldest first."""
@@ -217,7 +209,20 @@ class Node:
 
     def _new_protocol(self) -> FrameProtocol:
         p = self.config.protocol
-        return FrameProtocol(p.max_frame_bytes, self._budget, frame_timeout=p.round_timeout)
+        budget = BodyBudget(LARGE_BODY_BYTES)
+        return FrameProtocol(p.max_frame_bytes, budget, frame_timeout=p.round_timeout, cap=lambda: HANDSHAKE_FRAME)
+
+    def _cap(self, peer: str) -> int:
+        return frame_cap(self.config, self.name, peer, self.largest)
+
+    def expect_round(self, elements: int) -> None:
+        """A round of ``elements`` elements is open: peers may send frames that large (frames
+        that waited for it go on)."""
+        if elements <= self.largest:
+            return
+        self.largest = elements
+        for conn in self.peers.values():
+            conn.protocol.recheck()
 
     def _accepted_protocol(self) -> FrameProtocol:
         protocol = self._new_protocol()
@@ -338,12 +343,15 @@ class Node:
             self.log.info("%s connected again; closing its old connection", conn.name)
             await old.close()
             self._count(old)
-            await self.inbox.put((conn.name, None, 0))
+            await self.inbox.put((conn.name, None, 0, None))
+        conn.protocol.cap = functools.partial(self._cap, conn.name)
+        conn.protocol.recheck()
         try:
-            for msg in self._greet(conn.name) if self._greet else []:
-                await conn.send(msg)
-        except PeerLost as exc:
-            self.log.info("lost %s while greeting it: %s", conn.name, exc)
+            async with asyncio.timeout(self.config.protocol.handshake_timeout):
+                for msg in self._greet(conn.name) if self._greet else []:
+                    await conn.send(msg)
+        except (PeerLost, TimeoutError) as exc:
+            self.log.info("lost %s while greeting it: %s", conn.name, exc or "it took nothing in time")
             await conn.close()
             return
         if self._closing:
@@ -399,9 +407,9 @@ class Node:
                     # authorization by role, and the session, for every message: see messages.py
                     check_sender(conn.name, role, msg, self.config.session)
                 except RemoteProtocolError:
-                    self._budget.give_back(held)
+                    conn.protocol.budget.give_back(held)
                     raise
-                await self.inbox.put((conn.name, msg, held))
+                await self.inbox.put((conn.name, msg, held, conn.protocol.budget))
                 # the role owns it now; an idle connection must not keep its last frame alive
                 del msg
         except RemoteProtocolError as exc:
@@ -413,7 +421,7 @@ class Node:
             self._count(conn)
             if self.peers.get(conn.name) is conn:
                 del self.peers[conn.name]
-                await self.inbox.put((conn.name, None, 0))
+                await self.inbox.put((conn.name, None, 0, None))
                 async with self._peer_changed:
                     self._peer_changed.notify_all()
 
@@ -427,8 +435,9 @@ class Node:
     async def recv(self, timeout: float | None = None) -> Event:
         """The next (player, message) event; TimeoutError after ``timeout`` seconds."""
         async with asyncio.timeout(timeout):
-            player, msg, held = await self.inbox.get()
-        self._budget.give_back(held)
+            player, msg, held, budget = await self.inbox.get()
+        if budget is not None:
+            budget.give_back(held)
         return player, msg
 
     async def shun(self, player: str, reason: str) -> None:
@@ -451,7 +460,7 @@ class Node:
                 await conn.send(Reject(session=self.config.session, reason=str(error)))
         await conn.close()
         self._count(conn)
-        await self.inbox.put((player, None, 0))
+        await self.inbox.put((player, None, 0, None))
         async with self._peer_changed:
             self._peer_changed.notify_all()  # a dialler keeping this peer dials it again
 
@@ -482,21 +491,3 @@ def _keepalive(transport: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
-
-
-def run(main: Callable[[], Awaitable[Any]], *, uvloop_ok: bool = True) -> Any:
-    """Run a coroutine function on uvloop where it is installed (and ``uvloop_ok``), else on
-    asyncio's own loop.
-
-    TLS deployments pass ``uvloop_ok=False``: the server side of a connection does its TLS
-    handshake with ``loop.start_tls`` (so a refused peer can be logged with its address and the
-    reason), and uvloop's server-side ``start_tls`` resets such connections.
-    """
-    try:
-        if not uvloop_ok:
-            raise ImportError
-        import uvloop
-    except ImportError:
-        return asyncio.run(main())  # type: ignore[arg-type]
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main())  # type: ignore[arg-type]

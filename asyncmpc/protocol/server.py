@@ -112,6 +112,8 @@ class ServerProtocol:
         self._release_limit = release_limit
         self.releases = 0
         """Under [privacy]: rounds whose noisy sum this server released (this process)."""
+        self.largest = 0
+        """Elements of the largest round opened here (the runtime caps frames by it)."""
         self.ledger = ReleaseLedger(config.protocol.min_owners)
         """What this server released, across the model owner's epochs (``protocol.releases``)."""
 
@@ -254,6 +256,7 @@ class ServerProtocol:
         servers = self._round_servers(sender, msg)
         dealers = servers if self._noise is not None else None
         self._newest = msg.round_no
+        self.largest = max(self.largest, size)
         shape = tuple(msg.shape)
         for old in [r for r in self._auth if r < msg.round_no]:
             del self._auth[old]

@@ -17,6 +17,7 @@ owner instead.)
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import os
@@ -42,7 +43,13 @@ from asyncmpc.tls import TlsContexts
 from asyncmpc.wire import messages as m
 from asyncmpc.workload import OwnerWorkload, owner_workload
 
-__all__ = ["MASK_TRACE_ENV", "run_data_owner"]
+__all__ = ["MASK_TRACE_ENV", "RERUN_WINDOW", "run_data_owner"]
+
+RERUN_WINDOW = 2
+"""How many of its newest requests a data owner answers again: a dispute re-runs the newest,
+a resumed model owner redoes at most the round in flight and the one it was checkpointing.
+Older ones it refuses (``protocol.releases``: the servers also release such inputs only over
+the contributors they were released over before)."""
 
 MASK_TRACE_ENV = "ASYNCMPC_MASK_TRACE"
 """Tests only: a file to which each data owner appends, per masked value, a digest of each
@@ -87,8 +94,8 @@ class _Owner:
         self.equivocate = equivocation()
         self.answered: set[bytes] = set()
         """The input ids of every request answered (``protocol.releases``)."""
-        self.latest = b""
-        """The newest of them: the only one a request may repeat (a re-run, a resume)."""
+        self.latest: collections.deque[bytes] = collections.deque(maxlen=RERUN_WINDOW)
+        """The newest of them: the only ones a request may repeat (a re-run, a resume)."""
 
     def greet(self, peer: str) -> list[m.Message]:
         """A server that (re)connects gets this owner's current stream keys first."""
@@ -152,8 +159,8 @@ class _Owner:
         out = _Outgoing(round_no, isinstance(msg, m.ModelUpdate))
         out.targets = set() if self.plain else set(msg.servers or self.servers)
         ident = input_id(msg)
-        if ident in self.answered and ident != self.latest:
-            why = "asks again for the inputs of an earlier request (only the newest may be run again)"
+        if ident in self.answered and ident not in self.latest:
+            why = f"asks again for the inputs of an earlier request (only the newest {RERUN_WINDOW} may be run again)"
             return self._decline(out, m.Refusal.RERUN, why)
         try:
             vector = _contribution(self.work, msg)
@@ -175,7 +182,8 @@ class _Owner:
         except ValueError as exc:
             return self._decline(out, m.Refusal.PROTOCOL, str(exc))
         self.answered.add(ident)
-        self.latest = ident
+        if ident not in self.latest:
+            self.latest.append(ident)
         return out
 
     def _decline(self, out: _Outgoing, code: m.Refusal, reason: str, logged: str = "") -> _Outgoing:

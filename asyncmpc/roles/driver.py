@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 
 from asyncmpc.errors import PeerLost, RemoteProtocolError, RoundTimeout
@@ -92,6 +93,7 @@ async def drive_round(
     A result whose cross-check fails yields nothing; its ``suspects`` name the servers of
     which one lied. Raises RoundTimeout if the round never finished.
     """
+    node.expect_round(math.prod(rnd.shape))  # the servers' answers may be that large
     await send_all(node, rnd.open(), timeout=server_timeout)
     await send_all(node, requests or [], timeout=timeout / 2)  # after the servers know the round
     loop = asyncio.get_running_loop()
