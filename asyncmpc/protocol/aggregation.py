@@ -14,6 +14,7 @@ the cross-check.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,6 +201,16 @@ class AggregationRound:
         return tuple(s for s in self.live if s not in self._holding)
 
     @property
+    def inputs_closed(self) -> bool:
+        """The servers were told to report what they hold (``CloseInputs``)."""
+        return self._closed_inputs
+
+    @property
+    def may_close_inputs(self) -> bool:
+        """No sum was asked for yet and inputs are still open: ``expire`` would close them."""
+        return not self.done and not self._asked and not self._closed_inputs
+
+    @property
     def answered(self) -> int:
         """How many servers answered in the current phase."""
         return len(self._results) if self._asked else len(self._holding)
@@ -286,6 +297,9 @@ class AggregationRound:
         self._results = {}
         self.phase += 1
         asked, held = self._choose()
+        odd = self._odd_one_out(asked, held)
+        if odd is not None:
+            return self._dispute(odd, asked)
         self.contributors = tuple(o for o in self._order if o in held)
         if self.mac:  # an owner whose holders report different shares stays in: see mismatches
             digests = {s: d for s, d in self._digests.items() if s in asked}
@@ -317,17 +331,40 @@ class AggregationRound:
         odd one of three, when the other two hold more between them (any two servers hold
         every component, and the MAC checks what two servers answer): a server that denies
         holding an owner, truly or not, then costs that owner nothing."""
-        held = self._invited  # an owner withdrawn after its share arrived everywhere still counts
-        if self.contributors:  # asked before: servers may have left the others out already
-            held = held & set(self.contributors)
+        # an owner withdrawn after its share arrived everywhere still counts; asked before, the
+        # servers may have left the others out already (``_held_by``)
         asked = tuple(s for s in self.live if s in self._holding)
-        everyone = held.intersection(*(self._holding[s] for s in asked))
+        everyone = self._held_by(asked)
         if not self.mac or len(asked) < 3:
             return asked, everyone
         pairs = [(a, b) for i, a in enumerate(asked) for b in asked[i + 1 :]]
-        best = max(pairs, key=lambda pair: len(held & self._holding[pair[0]] & self._holding[pair[1]]))
-        most = held & self._holding[best[0]] & self._holding[best[1]]
+        best = max(pairs, key=lambda pair: len(self._held_by(pair)))
+        most = self._held_by(best)
         return (best, most) if len(most) > len(everyone) else (asked, everyone)
+
+    def _odd_one_out(self, asked: tuple[str, ...], held: frozenset[str]) -> str | None:
+        """In an ordinary round on three servers: the one server that reports fewer owners
+        than the other two hold between them (None if there is no single such server). Its
+        report cannot be checked here (the share may not have reached it, or it lies), and
+        the two others cannot leave those owners out (their vectors are in the sums): the
+        round is disputed, to run again as a MAC round, which the two can complete."""
+        if self.mac or len(asked) < 3:
+            return None
+        odd = [s for s in asked if len(self._held_by(o for o in asked if o != s)) > len(held)]
+        return odd[0] if len(odd) == 1 else None
+
+    def _held_by(self, servers: Iterable[str]) -> frozenset[str]:
+        """The owners every one of ``servers`` reports (among those the round may still sum)."""
+        base = self._invited & set(self.contributors) if self.contributors else self._invited
+        return base.intersection(*(self._holding[s] for s in servers))
+
+    def _dispute(self, odd: str, asked: tuple[str, ...]) -> list[Send]:
+        both = self._held_by(s for s in asked if s != odd)
+        missing = ", ".join(sorted(both - self._holding[odd]))
+        why = f"{odd} reports fewer owners than the other servers hold ({missing} not reported by {odd})"
+        self.contributors = tuple(o for o in self._order if o in both)
+        self.result = RoundResult(self.round_no, None, self.contributors, False, why, suspects=(odd,))
+        return []
 
     def _refused(self, sender: str, code: Refusal, reason: str) -> list[Send]:
         """A server refused; its code says what that means (``Refusal``). The release rules
@@ -477,7 +514,7 @@ class AggregationRound:
         """A deadline passed: close inputs first, then go on with the servers that answered."""
         if self.done:
             return []
-        if not self._asked and not self._closed_inputs:
+        if self.may_close_inputs:
             self._closed_inputs = True
             msg = m.CloseInputs(session=self.config.session, round_no=self.round_no)
             return [Send(s, msg) for s in self.waiting_on]

@@ -6,13 +6,16 @@ sends the model owner (a deployment never sets it; the server logs a warning whe
 
 - WHAT: ``vector`` (its full result component a), ``tag`` (the Poly1305 tag of b in an
   ordinary round, b itself when sent in full, the field MAC sum ma in a MAC round), ``both``,
-  or ``holding`` (in an ordinary round it denies holding the first owner, in place of its
-  result or in its ``Holding``; in a MAC round it reports a wrong digest for that owner).
+  ``holding`` (in an ordinary round it denies holding the first owner, in place of its
+  result or in its ``Holding``; in a MAC round it reports a wrong digest for that owner), or
+  ``nothing`` (it answers every round with a ``Holding`` of no owner).
 - WHEN: ``once`` (the first chance only), ``every``, ``ordinary`` (only in ordinary rounds),
   ``mac`` (only in MAC rounds, such as the re-run of a disputed round).
 
 ``ASYNCMPC_TEST_EQUIVOCATE=1`` in a data owner's environment makes it send the last server a
 different vector component than the one the middle server gets (both hold it).
+``ASYNCMPC_TEST_WITHHOLD=SERVER`` makes a data owner send that server nothing (its other two
+servers get their shares as usual).
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from asyncmpc.field import P
 from asyncmpc.protocol.events import Action, Send
 from asyncmpc.wire import messages as m
 
-__all__ = ["CHEAT_ENV", "EQUIVOCATE_ENV", "Cheat", "equivocation"]
+__all__ = ["CHEAT_ENV", "EQUIVOCATE_ENV", "WITHHOLD_ENV", "Cheat", "owner_cheat"]
 
 CHEAT_ENV = "ASYNCMPC_TEST_CHEAT"
 EQUIVOCATE_ENV = "ASYNCMPC_TEST_EQUIVOCATE"
-WHAT = ("vector", "tag", "both", "holding")
+WITHHOLD_ENV = "ASYNCMPC_TEST_WITHHOLD"
+WHAT = ("vector", "tag", "both", "holding", "nothing")
 WHEN = ("once", "every", "ordinary", "mac")
 
 
@@ -62,7 +66,12 @@ class Cheat:
         mac = (msg.ma is not None) if isinstance(msg, m.ResultShare) else bool(msg.digests)
         if (self.when == "once" and self.done) or (self.when == "ordinary" and mac) or (self.when == "mac" and not mac):
             return msg
-        out = self._holding(msg, mac) if self.what == "holding" else self._result(msg)
+        if self.what == "nothing":
+            out: m.Message = m.Holding(session=msg.session, round_no=msg.round_no, owners=())
+        elif self.what == "holding":
+            out = self._holding(msg, mac)
+        else:
+            out = self._result(msg)
         if out is not msg:
             self.done += 1
         return out
@@ -102,9 +111,12 @@ def _plus_one(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def equivocation() -> Callable[[list[Send]], list[Send]] | None:
-    """For a data owner with ``EQUIVOCATE_ENV`` set: a function that alters the vector
-    component of its share for the last server (which the middle server also holds)."""
+def owner_cheat() -> tuple[str, Callable[[list[Send]], list[Send]]] | None:
+    """For a data owner with ``EQUIVOCATE_ENV`` or ``WITHHOLD_ENV`` set: what it does (for its
+    log) and a function that alters its shares so."""
+    withheld = os.environ.get(WITHHOLD_ENV)
+    if withheld:
+        return f"withholds its shares from {withheld}", lambda sends: [s for s in sends if s.to != withheld]
     if not os.environ.get(EQUIVOCATE_ENV):
         return None
 
@@ -117,4 +129,4 @@ def equivocation() -> Callable[[list[Send]], list[Send]] | None:
             out.append(send)
         return out
 
-    return alter
+    return "sends two servers different shares", alter

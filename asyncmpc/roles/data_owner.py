@@ -36,7 +36,7 @@ from asyncmpc.protocol.aggregation import contribution_shares, key_messages
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.protocol.releases import input_id
-from asyncmpc.roles.cheat import EQUIVOCATE_ENV, equivocation
+from asyncmpc.roles.cheat import owner_cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.rss import InputSharer
 from asyncmpc.tls import TlsContexts
@@ -91,7 +91,7 @@ class _Owner:
             random_bytes, keep_buffers=prepare_ahead, keyed=not self.plain, on_use=_mask_trace(name)
         )
         self.contributed = 0
-        self.equivocate = equivocation()
+        self.cheat = owner_cheat()
         self.answered: set[bytes] = set()
         """The input ids of every request answered (``protocol.releases``)."""
         self.latest: collections.deque[bytes] = collections.deque(maxlen=RERUN_WINDOW)
@@ -114,8 +114,8 @@ class _Owner:
                 node.log.warning("%s; going on, and dialling them still", exc)
         node.maintain([self.model_owner])
         node.log.info("holding %s", self.work.describe())
-        if self.equivocate is not None:
-            node.log.warning("%s is set: this owner sends two servers different shares, for tests only", EQUIVOCATE_ENV)
+        if self.cheat is not None:
+            node.log.warning("a test switch is set: this owner %s, for tests only", self.cheat[0])
 
     async def serve(self, node: Node) -> dict[str, Any]:
         """Answer the model owner's requests until ``Finish``, or until it has been absent or
@@ -172,8 +172,8 @@ class _Owner:
                 out.sends = authenticated_shares(config, round_no, vector, self.sharer, key, input_id=ident)
             else:
                 out.sends = contribution_shares(config, round_no, vector, self.sharer, ident)
-            if self.equivocate is not None:
-                out.sends = self.equivocate(out.sends)
+            if self.cheat is not None:
+                out.sends = self.cheat[1](out.sends)
             out.size = len(vector)
         except EncodingError as exc:
             return self._decline(out, m.Refusal.ENCODING, str(exc))  # indexes, never values

@@ -86,8 +86,10 @@ async def drive_round(
 
     The deadline is split in two phases (inputs, then results); ``expire`` is called at each.
     Once two servers have answered a phase, a third that stays silent for ``server_timeout``
-    seconds is left out of the round (``on_silent`` hears of it); a server whose connection
-    closes is left out at once. ``requests`` go out right after the round is opened at the
+    seconds is first told to close its inputs (it may be waiting for a share that an owner
+    withheld from it: that makes it late, not silent), and only if it stays silent another
+    ``server_timeout`` is it left out of the round (``on_silent`` hears of it); a server whose
+    connection closes is left out at once. ``requests`` go out right after the round is opened at the
     servers. Events from players other than the servers go to ``on_other`` (a data owner
     declining, or a connection closing).
     A result whose cross-check fails yields nothing; its ``suspects`` name the servers of
@@ -136,24 +138,28 @@ async def drive_round(
 
 
 class _Silence:
-    """Once two servers have answered a phase of a round, the third has ``limit`` seconds."""
+    """Once two servers have answered a phase of a round, the third has ``limit`` seconds (and
+    as many again after it was told to close its inputs)."""
 
     def __init__(self, limit: float | None) -> None:
         self.limit = limit
-        self._since: tuple[int, float] | None = None  # (phase, when its second answer came)
+        self._since: tuple[int, bool, float] | None = None  # (phase, inputs closed, when it began)
 
     def deadline(self, rnd: AggregationRound, now: float) -> float | None:
         """When the servers still awaited count as silent; None while there is no such deadline."""
         if self.limit is None or rnd.answered < 2 or not rnd.waiting_on:
             return None
-        if self._since is None or self._since[0] != rnd.phase:
-            self._since = (rnd.phase, now)
-        return self._since[1] + self.limit
+        if self._since is None or self._since[:2] != (rnd.phase, rnd.inputs_closed):
+            self._since = (rnd.phase, rnd.inputs_closed, now)
+        return self._since[2] + self.limit
 
 
 async def _leave_out_silent(
     node: Node, rnd: AggregationRound, silence: _Silence, on_silent: Callable[[str], Awaitable[None]] | None
 ) -> None:
+    if rnd.may_close_inputs:  # waiting for inputs: ask for its Holding before calling it silent
+        await send_all(node, rnd.expire(), timeout=silence.limit)
+        return
     actions: list[Send] = []
     for silent in rnd.waiting_on:
         actions += rnd.lose(silent, f"{silent} was silent for {silence.limit:g}s")
