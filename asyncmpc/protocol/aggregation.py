@@ -22,7 +22,8 @@ from numpy.typing import NDArray
 
 from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.macs import MacKey
+from asyncmpc.field import P
+from asyncmpc.macs import MacKey, verify
 from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
 from asyncmpc.protocol.authenticated import DIGEST_BYTES, MAC_SHAPE, mismatches
 from asyncmpc.protocol.dispute import Answer, resolve
@@ -117,6 +118,10 @@ class RoundResult:
     owner or one holder lied): kept in the sum, which the MAC verified."""
     refusal: Refusal | None = None
     """The server's refusal code that ended the round without a sum (none blamed for it)."""
+    recheck: bool = False
+    """An ordinary round lost a server: the two left answered in full, which nothing checks, so
+    the round yields nothing and is to run again as a MAC round on them (not under
+    [privacy], where MAC rounds are refused and such a sum is accepted unchecked)."""
 
 
 class AggregationRound:
@@ -168,7 +173,7 @@ class AggregationRound:
         self._keys: dict[str, bytes] = {}
         self._open_keys: dict[str, bytes] = {}
         self._early: dict[str, m.ResultShare] = {}
-        self._full = len(self.live) < 3 or mac_key is not None
+        self._full = len(self.live) < 3
         self._random_bytes = random_bytes
         self._asked: tuple[str, ...] = ()
         self.contributors: tuple[str, ...] = ()
@@ -266,7 +271,7 @@ class AggregationRound:
 
     def _on_early_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
         """A server had every owner's share and answered at once (under its OpenRound key)."""
-        if self.mac or sender in self._holding or not set(self.owners) <= set(msg.contributors) <= self._invited:
+        if sender in self._holding or not set(self.owners) <= set(msg.contributors) <= self._invited:
             raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
         if len(msg.contributors) < self.minimum:
             raise RemoteProtocolError(
@@ -274,6 +279,8 @@ class AggregationRound:
             )
         self._check_result(sender, msg, full=self._full)
         self._holding[sender] = frozenset(msg.contributors)
+        if self.mac:
+            self._digests[sender] = dict(zip(msg.contributors, msg.digests, strict=True))
         self._early[sender] = msg
         if not self._full:
             self._absorb(self._early, self._open_keys)
@@ -404,6 +411,8 @@ class AggregationRound:
             raise RemoteProtocolError(f"result share over the wrong contributors in round {self.round_no}", peer=sender)
         self._check_result(sender, msg, full=self._full)
         self._results[sender] = msg
+        if self.mac:
+            self._digests[sender] = dict(zip(msg.contributors, msg.digests, strict=True))
         if not self._full:
             self._absorb(self._results, self._keys)
         if len(self._results) == len(self._asked):
@@ -417,6 +426,12 @@ class AggregationRound:
             raise RemoteProtocolError(f"result share without its second component of shape {self.shape}", peer=sender)
         if self.mac != (msg.ma is not None and msg.mb is not None):
             raise RemoteProtocolError(f"result share {'without' if self.mac else 'with'} MAC sums", peer=sender)
+        pairs = len(msg.digests) == len(msg.contributors) and all(len(d) == 2 * DIGEST_BYTES for d in msg.digests)
+        if self.mac and not pairs:
+            raise RemoteProtocolError(
+                f"result share needs one {2 * DIGEST_BYTES}-byte digest pair per contributor in a MAC round",
+                peer=sender,
+            )
         for part in (msg.ma, msg.mb):
             if part is not None and (part.shape != MAC_SHAPE or int(part.min()) < 0):
                 raise RemoteProtocolError("result share with MAC sums that are not one field element", peer=sender)
@@ -427,8 +442,14 @@ class AggregationRound:
 
     def _finish(self) -> list[Send]:
         servers = tuple(s for s in self.servers if s in self._results)
-        if self.mac:
+        if self.mac and self._full:
             return self._verdict(servers)
+        if self.mac:
+            return self._mac_checked(servers)
+        if self._full and self.config.privacy is None:
+            why = f"only {', '.join(servers)} answered: a sum from two servers is checked only in a MAC round"
+            self.result = RoundResult(self.round_no, None, self.contributors, False, why, servers, recheck=True)
+            return []
         if self._full:
             shares = [RShare(self.servers.index(s), r.a, r.b) for s, r in self._results.items() if r.b is not None]
             self.result = RoundResult(self.round_no, reconstruct(shares), self.contributors, False, servers=servers)
@@ -443,6 +464,21 @@ class AggregationRound:
         assert self._total is not None and len(self._checked) == len(self._summed) == 3
         self.result = RoundResult(self.round_no, self._total, self.contributors, True, servers=servers)
         return []
+
+    def _mac_checked(self, servers: tuple[str, ...]) -> list[Send]:
+        """A MAC round's tagged answers from three servers: accepted when the tags, the field
+        sums and the MAC all check; otherwise every server is asked for the same sums in full,
+        which ``_verdict`` resolves."""
+        self._absorb(self._results, self._keys)
+        results = [self._results[s] for s in self.servers]
+        ma = [int(r.ma[0]) for r in results if r.ma is not None]
+        mb = [int(r.mb[0]) for r in results if r.mb is not None]
+        fields_agree = all(mb[j] == ma[(j + 1) % 3] for j in range(3))
+        assert self._total is not None and self.mac_key is not None
+        if all(self._checked.values()) and fields_agree and verify(self._total, self.mac_key, sum(ma) % P):
+            self.result = RoundResult(self.round_no, self._total, self.contributors, True, servers=servers, mac=True)
+            return []
+        return self._decide()  # in full, over the same contributors (release rule 2 allows it)
 
     def _verdict(self, servers: tuple[str, ...]) -> list[Send]:
         """A MAC round's answers, all in full: the verified sum, and the cheater if one lied."""

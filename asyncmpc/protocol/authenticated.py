@@ -5,17 +5,22 @@ component disagree, that says that one of them lied, not which. A MAC round adds
 the model owner draws a fresh MAC key (``macs.MacKey``: a secret vector r in F_p^d,
 p = 2^61 - 1) and sends it to the data owners only; each owner shares, beside its ring vector
 x, the field element t = <r, x> mod p (``authenticated_shares``).
-Servers keep each owner's components apart (``AuthenticatedInputs``) and report ``Holding``
-with a digest of each owner's two components as received: the model owner compares the two
-holders' digests of every component (``mismatches``). A mismatch means that the owner sent its
-holders different values or that one holder lies about what it got, and no one can tell
-which; the owner stays in the sum (leaving it out of a re-run would open its input as the
-difference with the disputed round's sum), is named, and the components it makes differ are
-*explained*: a disagreement there blames no server. The servers then sum the contributors'
-ring and field components and answer in full; ``protocol.dispute.resolve`` tries the
-reconstructions that take each disputed component from one holder or the other and keeps the
-one whose MAC verifies, which names the other holder as the cheater where the disagreement is
-not explained.
+A MAC round runs as an ordinary round does (``protocol.server``: running sums, the servers'
+agreement, an early answer under a one-time tag key), and adds to it: each server keeps, per
+owner, its two field components and a digest of each of the owner's two components as
+received (``field_parts``, ``digest_pair``), and answers with the field sums (``ma``, ``mb``)
+and the contributors' digests beside its ring sums. The model owner cross-checks as in an
+ordinary round and checks the MAC of the reconstruction: a round in which both pass costs an
+ordinary round plus the tags. On a mismatch it asks every server for the same contributors in
+full and compares the two holders' digests of every component (``mismatches``). A mismatch
+means that the owner sent its holders different values or that one holder lies about what it
+got, and no one can tell which; the owner stays in the sum (leaving it out of a re-run would
+open its input as the difference with the disputed round's sum), is named, and the components
+it makes differ are *explained*: a disagreement there blames no server.
+``protocol.dispute.resolve`` tries the reconstructions that take each disputed component from
+one holder or the other and keeps the one whose MAC verifies, which names the other holder as
+the cheater where the disagreement is not explained. With two servers every answer is in full
+and the single reconstruction must verify.
 
 The MAC is information-theoretic (``macs``: a one-time universal-hash MAC, Wegman and Carter,
 1981, linear like the MACs of SPDZ, CRYPTO 2012, and in a prime field as SPDZ2k, CRYPTO 2018,
@@ -29,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,7 +42,7 @@ from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.field import P, reduce_words
 from asyncmpc.macs import MacKey, tag
-from asyncmpc.prf import RandomBytes, add_keystreams
+from asyncmpc.prf import RandomBytes
 from asyncmpc.protocol.events import Send
 from asyncmpc.ring import RingArray, encode
 from asyncmpc.rss import InputSharer
@@ -47,9 +51,10 @@ from asyncmpc.wire import messages as m
 __all__ = [
     "DIGEST_BYTES",
     "MAC_HEADROOM",
-    "AuthenticatedInputs",
     "MAC_SHAPE",
     "authenticated_shares",
+    "digest_pair",
+    "field_parts",
     "mismatches",
 ]
 
@@ -96,105 +101,26 @@ def authenticated_shares(
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Held:
-    ring: tuple[RingPart, RingPart]
-    field: tuple[FieldPart, FieldPart]
-    digests: bytes
-
-
-class AuthenticatedInputs:
-    """A server's inputs of one MAC round, kept per owner until the model owner names the
-    contributors: an owner left out (its holders' digests differ) is simply not summed.
-    Each method returns the reply for the model owner, if any."""
-
-    def __init__(self, session: str, round_no: int, owners: frozenset[str], shape: tuple[int, ...]) -> None:
-        self.session = session
-        self.round_no = round_no
-        self.owners = owners
-        self.shape = shape
-        self.held: dict[str, _Held] = {}
-        self.inputs: dict[str, bytes] = {}
-        """Held owner -> the ``input_id`` its share carried."""
-        self.reported = False
-        self.released: frozenset[str] | None = None
-        """The contributors whose sums went out (``protocol.releases``: one set per round)."""
-
-    def check(self, sender: str) -> None:
-        """Raises RemoteProtocolError unless ``sender`` may send its share now."""
-        if sender not in self.owners:
-            raise RemoteProtocolError(f"not an expected owner of round {self.round_no}", peer=sender)
-        if sender in self.held:
-            raise RemoteProtocolError(f"second input share for round {self.round_no}", peer=sender)
-        if self.reported:
+def field_parts(sender: str, round_no: int, msg: m.InputShare) -> tuple[int, int]:
+    """A MAC round's share's two field components (t_i, t_{i+1}). Raises RemoteProtocolError
+    when they are missing or not field elements."""
+    out = []
+    for name, comp in (("ma", msg.ma), ("mb", msg.mb)):
+        if not isinstance(comp, np.ndarray) or comp.shape != MAC_SHAPE:
             raise RemoteProtocolError(
-                f"input share for round {self.round_no} came after its inputs closed", peer=sender
+                f"round {round_no} is a MAC round: {name} must be {MAC_SHAPE[0]} field element(s)", peer=sender
             )
+        value = int(comp[0])
+        if not 0 <= value < P:
+            raise RemoteProtocolError(f"round {round_no}: {name} holds values outside F_p", peer=sender)
+        out.append(value)
+    return out[0], out[1]
 
-    def add(self, sender: str, ring: tuple[RingPart, RingPart], msg: m.InputShare) -> m.Holding | None:
-        """Keep ``sender``'s share (its ring components resolved by the server); ``Holding``
-        once every expected owner is in. Raises RemoteProtocolError for field components
-        that are missing or not field elements."""
-        field: list[FieldPart] = []
-        for name, comp in (("ma", msg.ma), ("mb", msg.mb)):
-            if not isinstance(comp, np.ndarray) or comp.shape != MAC_SHAPE:
-                raise RemoteProtocolError(
-                    f"round {self.round_no} is a MAC round: {name} must be {MAC_SHAPE[0]} field element(s)",
-                    peer=sender,
-                )
-            if int(comp.min()) < 0 or int(comp.max()) >= P:
-                raise RemoteProtocolError(f"round {self.round_no}: {name} holds values outside F_p", peer=sender)
-            field.append(comp)
-        fa, fb = field
-        self.held[sender] = _Held(ring, (fa, fb), _digest(ring[0], fa) + _digest(ring[1], fb))
-        self.inputs[sender] = msg.input_id
-        return self.holding() if set(self.held) >= self.owners else None
 
-    def holding(self) -> m.Holding:
-        """The owners held, each with its digest pair; inputs close."""
-        self.reported = True
-        held = tuple(sorted(self.held))
-        digests = tuple(self.held[o].digests for o in held)
-        return m.Holding(session=self.session, round_no=self.round_no, owners=held, digests=digests)
-
-    def withdraw(self, owners: tuple[str, ...]) -> m.Holding | None:
-        """Stop waiting for ``owners`` (those not in yet)."""
-        if self.reported:
-            return None
-        self.owners = self.owners - {o for o in owners if o not in self.held}
-        return self.holding() if set(self.held) >= self.owners else None
-
-    def missing(self, sender: str, contributors: tuple[str, ...]) -> list[str]:
-        """The contributors whose shares are not held. Raises RemoteProtocolError for an
-        ``Aggregate`` that names no owner, or one twice."""
-        if not contributors or len(set(contributors)) != len(contributors):
-            raise RemoteProtocolError(f"aggregate of round {self.round_no} names no owner, or one twice", peer=sender)
-        return [o for o in contributors if o not in self.held]
-
-    def aggregate(self, contributors: tuple[str, ...]) -> m.ResultShare:
-        """The sums of the contributors' ring and field components, all in full (the server
-        checked ``missing`` and its release rules first)."""
-        a, b, ma, mb = self._sums(contributors)
-        return m.ResultShare(
-            session=self.session, round_no=self.round_no, contributors=contributors, a=a, b=b, ma=ma, mb=mb
-        )
-
-    def _sums(self, contributors: tuple[str, ...]) -> tuple[RingArray, RingArray, RingArray, RingArray]:
-        ring = [np.zeros(self.shape, dtype=np.int64) for _ in range(2)]
-        field = []
-        for i in range(2):
-            streams: list[Stream] = []
-            for owner in contributors:
-                part = self.held[owner].ring[i]
-                if isinstance(part, tuple):
-                    streams.append(part)
-                else:
-                    np.add(ring[i], part, out=ring[i])
-            if streams:
-                add_keystreams(ring[i], [k for k, _ in streams], nonces=[n for _, n in streams])
-            total = sum(int(self.held[o].field[i][0]) for o in contributors) % P
-            field.append(np.array([total], dtype=np.int64))
-        return ring[0], ring[1], field[0], field[1]
+def digest_pair(ring: tuple[RingPart, RingPart], field: tuple[int, int]) -> bytes:
+    """What an owner's two components are, as this holder received them: ``DIGEST_BYTES`` for
+    each, the same at both holders of a component exactly when the owner sent both the same."""
+    return b"".join(_digest(r, np.array([f], dtype=np.int64)) for r, f in zip(ring, field, strict=True))
 
 
 def _digest(ring: RingPart, field: FieldPart) -> bytes:

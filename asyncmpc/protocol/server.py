@@ -35,10 +35,10 @@ server also counts the rounds it released and refuses to release more than the b
 (``release_limit``): a model owner that ignores its own ledger gets no more from the honest
 servers.
 
-MAC rounds (``OpenRound.mac``, after a dispute) are kept apart, in
-``protocol.authenticated.AuthenticatedInputs``: each owner's share is kept whole, ``Holding``
-carries a digest of it, and the sums are taken only on ``Aggregate``, over the contributors
-the model owner names, and sent in full.
+MAC rounds (``OpenRound.mac``: after a dispute, and whenever a round runs on two servers) run
+as ordinary rounds do, and also keep each owner's field components and a digest of its share
+(``protocol.authenticated``): every answer carries the field sums, and the contributors'
+digests (``ResultShare.digests``, or ``Holding.digests``).
 
 Every release, early or asked for, ordinary or MAC, passes the release rules this server keeps
 from its own hosts.toml (``protocol.releases``): at least ``min_owners`` contributors, one
@@ -54,6 +54,7 @@ import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
+from asyncmpc.field import P
 from asyncmpc.prf import (
     MAC_KEY_BYTES,
     SEED_BYTES,
@@ -62,7 +63,7 @@ from asyncmpc.prf import (
     round_nonce,
 )
 from asyncmpc.protocol.agreement import Agreement, Step
-from asyncmpc.protocol.authenticated import AuthenticatedInputs, RingPart
+from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.noise import NoiseDraw, deal
 from asyncmpc.protocol.releases import ReleaseLedger
@@ -105,8 +106,6 @@ class ServerProtocol:
         self.zeros: ZeroSharer | None = None
         self._keys: dict[str, tuple[bytes, bytes]] = {}
         self._guess: Guess | None = None
-        self._auth: dict[int, AuthenticatedInputs] = {}
-        """MAC rounds (``protocol.authenticated``), kept apart from the ordinary ones."""
         self._noise = noise
         """Under [privacy]: draws this server's noise for a round (None: no noise)."""
         self._release_limit = release_limit
@@ -152,8 +151,6 @@ class ServerProtocol:
         if isinstance(msg, m.InputShare):
             return self._input(sender, msg)
         if isinstance(msg, m.CloseInputs):
-            if msg.round_no in self._auth:
-                return self._to_model_owner(self._auth[msg.round_no].holding())
             rnd = self._round(msg)
             return [self._holding(msg.round_no, rnd)] if rnd is not None else [self._unknown(msg)]
         if isinstance(msg, m.Aggregate):
@@ -194,7 +191,6 @@ class ServerProtocol:
         again; losing the model owner ends the epoch: every round is forgotten."""
         if player == self.model_owner:
             self._rounds.clear()
-            self._auth.clear()
             self._ahead.clear()
             self._guess = None
             self._newest = 0
@@ -258,14 +254,10 @@ class ServerProtocol:
         self._newest = msg.round_no
         self.largest = max(self.largest, size)
         shape = tuple(msg.shape)
-        for old in [r for r in self._auth if r < msg.round_no]:
-            del self._auth[old]
-        if msg.mac:
-            if self._noise is not None:
-                why = "a MAC round opens the sum without noise; [privacy] forbids it"
-                return [self._refuse(msg.round_no, Refusal.NO_MAC, why)]
-            return self._open_authenticated(msg.round_no, frozenset(msg.owners), shape)
-        rnd = RunningSums(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full)
+        if msg.mac and self._noise is not None:
+            why = "a MAC round opens the sum without noise; [privacy] forbids it"
+            return [self._refuse(msg.round_no, Refusal.NO_MAC, why)]
+        rnd = RunningSums(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full, mac=msg.mac)
         if msg.mac_key or msg.full:  # an early release: agreed with the round's other servers first
             rnd.agreement = Agreement(servers - {self.index})
         guess, self._guess = self._guess, None
@@ -354,9 +346,6 @@ class ServerProtocol:
         rnd = self._rounds.get(msg.round_no)
         if rnd is not None:
             return self._accept(sender, msg, msg.round_no, rnd)
-        auth = self._auth.get(msg.round_no)
-        if auth is not None:
-            return self._accept_authenticated(sender, msg, auth)
         return self._hold_ahead(sender, msg)
 
     def _accept(self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums) -> list[Action]:
@@ -366,9 +355,12 @@ class ServerProtocol:
             raise RemoteProtocolError(f"second input share for round {round_no}", peer=sender)
         if rnd.reported and len(rnd.held) < len(rnd.owners):
             raise RemoteProtocolError(f"input share for round {round_no} came after its inputs closed", peer=sender)
-        if msg.ma is not None or msg.mb is not None:
+        if not rnd.mac and (msg.ma is not None or msg.mb is not None):
             raise RemoteProtocolError(f"round {round_no} is not a MAC round, but the share carries one", peer=sender)
         parts = self._ring_parts(sender, msg, round_no, rnd.shape)
+        if rnd.mac:  # before a vector is added: the sum may be that vector's own buffer
+            rnd.fields[sender] = field_parts(sender, round_no, msg)
+            rnd.digests[sender] = digest_pair(parts, rnd.fields[sender])
         streams = [p if isinstance(p, tuple) else None for p in parts]
         own: Streams = (streams[0], streams[1])
         if rnd.streams.get(sender, own) != own:
@@ -451,7 +443,7 @@ class ServerProtocol:
             raise RemoteProtocolError(f"round {msg.round_no}: an owner named twice", peer=sender)
         rnd = self._rounds.get(msg.round_no)
         if rnd is None:
-            return [] if msg.round_no in self._auth else self._hold_ahead(sender, msg)
+            return self._hold_ahead(sender, msg)
         peer = self._index_of(sender)
         if rnd.agreement is None or peer is None or not rnd.agreement.hear(peer, frozenset(msg.owners), sender):
             return []  # a round without an early release, or one this server is not part of
@@ -481,12 +473,13 @@ class ServerProtocol:
         rnd.sent = True
         a, b = rnd.sum(0), rnd.sum(1)
         common = {"session": self.config.session, "round_no": round_no, "contributors": contributors}
-        full_b = {"b": b} if not key else {"b_tag": mac(key, b)}
+        full_b: dict[str, object] = {"b": b} if not key else {"b_tag": mac(key, b)}
+        if rnd.mac:
+            ma, mb = (np.array([sum(rnd.fields[o][i] for o in contributors) % P], dtype=np.int64) for i in (0, 1))
+            full_b.update(ma=ma, mb=mb, digests=tuple(rnd.digests[o] for o in contributors))
         return [Send(self.model_owner, m.ResultShare(**common, **full_b, a=a))]  # type: ignore[arg-type]
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Action]:
-        if msg.round_no in self._auth:
-            return self._to_model_owner(self._auth[msg.round_no].withdraw(msg.owners))
         rnd = self._round(msg)
         if rnd is None or rnd.reported:
             return []
@@ -503,7 +496,9 @@ class ServerProtocol:
     def _holding(self, round_no: int, rnd: RunningSums) -> Send:
         rnd.reported = True
         held = tuple(sorted(rnd.held))
-        return Send(self.model_owner, m.Holding(session=self.config.session, round_no=round_no, owners=held))
+        digests = tuple(rnd.digests[o] for o in held) if rnd.mac else ()
+        holding = m.Holding(session=self.config.session, round_no=round_no, owners=held, digests=digests)
+        return Send(self.model_owner, holding)
 
     def _round(self, msg: m.Message) -> RunningSums | None:
         return self._rounds.get(msg.round_no)
@@ -520,8 +515,6 @@ class ServerProtocol:
         return self._refuse(msg.round_no, Refusal.UNKNOWN_ROUND, why)
 
     def _aggregate(self, sender: str, msg: m.Aggregate) -> list[Action]:
-        if msg.round_no in self._auth:
-            return self._aggregate_authenticated(sender, self._auth[msg.round_no], msg.contributors)
         rnd = self._round(msg)
         if rnd is None:
             return [self._unknown(msg)]
@@ -561,35 +554,7 @@ class ServerProtocol:
 
     @property
     def open_rounds(self) -> tuple[int, ...]:
-        return tuple(sorted([*self._rounds, *self._auth]))
-
-    # ------------------------------------------------------------ MAC rounds
-
-    def _open_authenticated(self, round_no: int, owners: frozenset[str], shape: tuple[int, ...]) -> list[Action]:
-        """A MAC round (``protocol.authenticated``) supersedes every older round."""
-        for old in [r for r in self._rounds if r < round_no]:
-            del self._rounds[old]
-        self._guess = None
-        self._auth[round_no] = AuthenticatedInputs(self.config.session, round_no, owners, shape)
-        return self._replay(round_no)
-
-    def _aggregate_authenticated(
-        self, sender: str, auth: AuthenticatedInputs, contributors: tuple[str, ...]
-    ) -> list[Action]:
-        """A MAC round's sums, in full, under the same release rules as any round's."""
-        missing = auth.missing(sender, contributors)
-        if missing:
-            return [self._refuse(auth.round_no, Refusal.NOT_HELD, f"it does not hold {', '.join(missing)}")]
-        refused = self.ledger.refusal(contributors, auth.inputs, auth.released)
-        if refused is not None:
-            return [self._refuse(auth.round_no, *refused)]
-        auth.released = frozenset(contributors)
-        self.ledger.record(contributors, auth.inputs)
-        return self._to_model_owner(auth.aggregate(contributors))
-
-    def _accept_authenticated(self, sender: str, msg: m.InputShare, auth: AuthenticatedInputs) -> list[Action]:
-        auth.check(sender)
-        return self._to_model_owner(auth.add(sender, self._ring_parts(sender, msg, auth.round_no, auth.shape), msg))
+        return tuple(sorted(self._rounds))
 
     def _to_model_owner(self, reply: m.Message | None) -> list[Action]:
         return [] if reply is None else [Send(self.model_owner, reply)]

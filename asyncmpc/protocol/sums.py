@@ -56,6 +56,12 @@ class RunningSums:
     mac_key: bytes = b""
     full: bool = False
     """Opened for two servers: the early result carries both components in full."""
+    mac: bool = False
+    """A MAC round (``protocol.authenticated``): field components and digests are kept per owner."""
+    fields: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """In a MAC round: each held owner's two field components (t_i, t_{i+1})."""
+    digests: dict[str, bytes] = field(default_factory=dict)
+    """In a MAC round: each held owner's digest pair, as this server received its share."""
     agreement: Agreement | None = None
     """With an early release (a one-time key, or two servers): the servers' agreement on the
     contributors (``protocol.agreement``)."""

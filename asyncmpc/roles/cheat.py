@@ -6,8 +6,8 @@ sends the model owner (a deployment never sets it; the server logs a warning whe
 
 - WHAT: ``vector`` (its full result component a), ``tag`` (the Poly1305 tag of b in an
   ordinary round, b itself when sent in full, the field MAC sum ma in a MAC round), ``both``,
-  ``holding`` (in an ordinary round it denies holding the first owner, in place of its
-  result or in its ``Holding``; in a MAC round it reports a wrong digest for that owner), or
+  ``holding`` (it denies holding the first owner, in place of its result or in its
+  ``Holding``), or
   ``nothing`` (it answers every round with a ``Holding`` of no owner).
 - WHEN: ``once`` (the first chance only), ``every``, ``ordinary`` (only in ordinary rounds),
   ``mac`` (only in MAC rounds, such as the re-run of a disputed round).
@@ -95,14 +95,10 @@ class Cheat:
 
     @staticmethod
     def _holding(msg: m.ResultShare | m.Holding, mac: bool) -> m.Message:
-        if mac:
-            if isinstance(msg, m.Holding) and msg.digests:
-                return dataclasses.replace(msg, digests=(bytes(len(msg.digests[0])), *msg.digests[1:]))
-            return msg
         owners = msg.contributors if isinstance(msg, m.ResultShare) else msg.owners
         if len(owners) < 2:
             return msg
-        return m.Holding(session=msg.session, round_no=msg.round_no, owners=tuple(owners[1:]))
+        return m.Holding(session=msg.session, round_no=msg.round_no, owners=tuple(owners[1:]), digests=msg.digests[1:])
 
 
 def _plus_one(values: np.ndarray) -> np.ndarray:

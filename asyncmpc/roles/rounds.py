@@ -75,6 +75,12 @@ class Rounds:
         as a MAC round, and MAC rounds stay on for a while after (``MacPolicy``)."""
         result = await self._aggregate(size, request)
         _stop_if_refused(result)
+        if result.recheck:
+            self.node.log.warning("round %d: %s; running it again with MACs", result.round_no, result.reason)
+            rerun = await self._aggregate(size, request, mac=True)
+            _stop_if_refused(rerun)
+            await self._judge(rerun)
+            return Outcome(rerun, disputed=result)
         if not result.suspects:
             await self._judge(result)
             return Outcome(result)
@@ -95,13 +101,17 @@ class Rounds:
         await self._judge(rerun)
         return Outcome(rerun, disputed=result)
 
-    async def _aggregate(self, size: int, request: m.Message) -> RoundResult:
+    async def _aggregate(self, size: int, request: m.Message, *, mac: bool = False) -> RoundResult:
+        """One round. It is a MAC round after a dispute (``MacPolicy``), when ``mac``, and
+        when it runs on two servers (their sums are checked only by a MAC), unless under
+        [privacy] (no MAC rounds: they would open the noise-free sum)."""
         round_no = next(self._numbers)
         if self.budget is not None:
             self.budget.spend()  # counted before it opens: it may release even if it fails
         live = await self._live_servers()
         present = await self._present_owners()
-        key = MacKey.new() if self.macs.next_is_mac() else None
+        two = len(live) < 3 and self.config.privacy is None
+        key = MacKey.new() if mac or self.macs.next_is_mac() or two else None
         self.current = AggregationRound(self.config, round_no, present, (size,), servers=live, mac_key=key)
         request = _for_round(request, round_no, live, key)
         requests = [Send(o, request) for o in present]

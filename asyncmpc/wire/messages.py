@@ -284,6 +284,9 @@ class ResultShare(Message):
     ma: RingArray | None = None
     """In a MAC round: the field sums of the MAC tag components (one element each)."""
     mb: RingArray | None = None
+    digests: tuple[bytes, ...] = ()
+    """In a MAC round: per contributor, in order, the digest pair of its share as this server
+    received it (as in ``Holding``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
