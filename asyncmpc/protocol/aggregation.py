@@ -13,6 +13,7 @@ the cross-check.
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,7 +34,15 @@ from asyncmpc.rss import InputSharer, RShare, SeededShare, reconstruct, suspects
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 
-__all__ = ["AggregationRound", "RoundResult", "contribution_shares", "input_shares", "key_messages", "share_messages"]
+__all__ = [
+    "AggregationRound",
+    "Kind",
+    "RoundResult",
+    "contribution_shares",
+    "input_shares",
+    "key_messages",
+    "share_messages",
+]
 
 MAC_BYTES = 16
 _ENDS_ROUND = frozenset({Refusal.TOO_FEW, Refusal.RERUN, Refusal.BUDGET, Refusal.NO_MAC})
@@ -95,6 +104,26 @@ def share_messages(
     return out
 
 
+class Kind(enum.Enum):
+    """What a round came to (``RoundResult.kind``): callers branch on this, never on text."""
+
+    SUMMED = "summed"
+    """A sum, cross-checked by three servers or verified by a MAC."""
+    UNCHECKED = "unchecked"
+    """A sum from two servers in full, unchecked (only under [privacy]: no MAC rounds there)."""
+    CAUGHT = "caught"
+    """A MAC-verified sum, and a server proved to have lied (``cheater``)."""
+    DISPUTED = "disputed"
+    """No sum: one of ``suspects`` lied (or an owner sent different shares); run it again as a
+    MAC round."""
+    RECHECK = "recheck"
+    """No sum: a server was lost, and two servers' sums are checked only in a MAC round."""
+    REFUSED = "refused"
+    """No sum: a server kept a release rule or its budget (``refusal``); no one is suspected."""
+    FAILED = "failed"
+    """No sum: too few contributors or servers, or nothing verified; no one is suspected."""
+
+
 @dataclass(frozen=True, slots=True)
 class RoundResult:
     round_no: int
@@ -122,6 +151,18 @@ class RoundResult:
     """An ordinary round lost a server: the two left answered in full, which nothing checks, so
     the round yields nothing and is to run again as a MAC round on them (not under
     [privacy], where MAC rounds are refused and such a sum is accepted unchecked)."""
+
+    @property
+    def kind(self) -> Kind:
+        if self.total is not None:
+            if self.cheater:
+                return Kind.CAUGHT
+            return Kind.SUMMED if self.cross_checked or self.mac else Kind.UNCHECKED
+        if self.suspects:
+            return Kind.DISPUTED
+        if self.recheck:
+            return Kind.RECHECK
+        return Kind.REFUSED if self.refusal is not None else Kind.FAILED
 
 
 class AggregationRound:

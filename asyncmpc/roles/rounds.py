@@ -20,7 +20,7 @@ from asyncmpc.errors import BudgetSpent, DisputeError, PeerLost, Refused, Remote
 from asyncmpc.macs import MacKey
 from asyncmpc.net.runtime import Node
 from asyncmpc.privacy.budget import Budget
-from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
+from asyncmpc.protocol.aggregation import AggregationRound, Kind, RoundResult
 from asyncmpc.protocol.dispute import MacPolicy
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import drive_round, send_all
@@ -75,13 +75,13 @@ class Rounds:
         as a MAC round, and MAC rounds stay on for a while after (``MacPolicy``)."""
         result = await self._aggregate(size, request)
         _stop_if_refused(result)
-        if result.recheck:
+        if result.kind is Kind.RECHECK:
             self.node.log.warning("round %d: %s; running it again with MACs", result.round_no, result.reason)
             rerun = await self._aggregate(size, request, mac=True)
             _stop_if_refused(rerun)
             await self._judge(rerun)
             return Outcome(rerun, disputed=result)
-        if not result.suspects:
+        if result.kind is not Kind.DISPUTED:
             await self._judge(result)
             return Outcome(result)
         if self.budget is not None:
@@ -135,7 +135,7 @@ class Rounds:
                 result.round_no,
                 ", ".join(result.inconsistent),
             )
-        if result.cheater:
+        if result.kind is Kind.CAUGHT:
             await self.exclude(result.cheater, f"its result shares of round {result.round_no} failed the MAC check")
         elif result.mac and result.reason and result.total is not None and not result.inconsistent:
             self.node.log.warning("round %d: %s (a data owner's tag shares are wrong)", result.round_no, result.reason)

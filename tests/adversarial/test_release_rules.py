@@ -13,7 +13,7 @@ import pytest
 from asyncmpc.errors import BudgetSpent
 from asyncmpc.macs import MacKey
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
-from asyncmpc.protocol.aggregation import contribution_shares
+from asyncmpc.protocol.aggregation import Kind, contribution_shares
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.events import Drop
 from asyncmpc.protocol.releases import input_id
@@ -244,6 +244,7 @@ def test_owners_withdrawn_down_to_one_leave_the_round_without_a_sum() -> None:
     assert not results_to_model_owner(router.to_model_owner)
     assert rnd.result is not None and rnd.result.total is None
     assert rnd.result.refusal is m.Refusal.TOO_FEW and "fewer than the minimum of 2" in rnd.result.reason
+    assert rnd.result.kind is Kind.REFUSED
 
 
 def test_a_server_answering_early_over_one_owner_is_refused_by_the_model_owner() -> None:
@@ -302,7 +303,7 @@ def test_a_server_whose_budget_is_spent_is_not_blamed() -> None:
         router.post(owner, contribution_shares(PRIVATE_CFG, 1, x.astype(np.float64), InputSharer()))
     router.run()
     assert rnd.result is not None and rnd.result.total is None
-    assert rnd.result.refusal is m.Refusal.BUDGET and not rnd.result.suspects
+    assert rnd.result.refusal is m.Refusal.BUDGET and not rnd.result.suspects and rnd.result.kind is Kind.REFUSED
     with pytest.raises(BudgetSpent, match="budget allows 0 releases"):
         _stop_if_refused(rnd.result)
 

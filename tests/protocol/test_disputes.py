@@ -12,7 +12,7 @@ from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.field import P
 from asyncmpc.macs import MacKey
 from asyncmpc.protocol import AggregationRound, ServerProtocol
-from asyncmpc.protocol.aggregation import key_messages
+from asyncmpc.protocol.aggregation import Kind, key_messages
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.ring import encode
 from asyncmpc.rss import InputSharer
@@ -89,7 +89,7 @@ def test_a_cheating_server_is_named_and_the_sum_is_still_right(server: str, fiel
     send(router, xs, key)
     router.run(tamper=cheat(server, *fields))
     r = rnd.result
-    assert r is not None and r.cheater == server and not r.cross_checked
+    assert r is not None and r.cheater == server and not r.cross_checked and r.kind is Kind.CAUGHT
     np.testing.assert_array_equal(r.total, honest_sum(xs))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from asyncmpc.macs import MacKey
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
-from asyncmpc.protocol.aggregation import key_messages
+from asyncmpc.protocol.aggregation import Kind, key_messages
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.ring import encode
 from asyncmpc.rss import InputSharer
@@ -41,7 +41,7 @@ class Recording(Router):
 def assert_recheck(rnd: AggregationRound, servers: tuple[str, ...]) -> None:
     """An ordinary round that ended on two servers yields nothing: their answers in full could
     not be checked, so it runs again as a MAC round on them (``RoundResult.recheck``)."""
-    assert rnd.result is not None and rnd.result.total is None and rnd.result.recheck
+    assert rnd.result is not None and rnd.result.total is None and rnd.result.kind is Kind.RECHECK
     assert rnd.result.servers == servers and not rnd.result.suspects
 
 
