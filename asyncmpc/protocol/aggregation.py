@@ -104,6 +104,28 @@ def share_messages(
     return out
 
 
+class Phase(enum.Enum):
+    """Where a round is (``AggregationRound.phase``); every change is made by ``_enter``."""
+
+    OPEN = "open"
+    """Opened: servers answer early, or report ``Holding``, as their inputs complete."""
+    CLOSED = "closed"
+    """Inputs closed (a deadline): the servers still awaited report what they hold."""
+    ASKED = "asked"
+    """The contributors are fixed and the sum asked for (``Aggregate``): results are awaited."""
+    DONE = "done"
+    """``result`` is set."""
+
+
+_MOVES = {
+    Phase.OPEN: {Phase.CLOSED, Phase.ASKED, Phase.DONE},
+    Phase.CLOSED: {Phase.ASKED, Phase.DONE},
+    Phase.ASKED: {Phase.ASKED, Phase.DONE},
+    Phase.DONE: set(),
+}
+"""The transitions a round may make (asking again, in full, is ASKED -> ASKED)."""
+
+
 class Kind(enum.Enum):
     """What a round came to (``RoundResult.kind``): callers branch on this, never on text."""
 
@@ -217,9 +239,10 @@ class AggregationRound:
         self._full = len(self.live) < 3
         self._random_bytes = random_bytes
         self._asked: tuple[str, ...] = ()
+        """The servers the current ask went to (in ``Phase.ASKED``)."""
         self.contributors: tuple[str, ...] = ()
-        self._closed_inputs = False
-        self.result: RoundResult | None = None
+        self.phase = Phase.OPEN
+        self._result: RoundResult | None = None
         self._checked: dict[int, bool] = {}
         """Component j -> whether server j's vector matched server j-1's tag (checked as soon as
         both arrived, so the last result costs one check and one addition, not three)."""
@@ -227,12 +250,26 @@ class AggregationRound:
         self._summed: set[str] = set()
         self._stale: dict[str, int] = {}
         """Server -> answers still due to asks that a later ask replaced (ignored when they come)."""
-        self.phase = 0
-        """How often the round asked for its sum (each ``Aggregate`` starts a new phase)."""
+        self.asks = 0
+        """How often the round asked for its sum (each ``Aggregate`` starts a new ask)."""
 
     @property
     def done(self) -> bool:
-        return self.result is not None
+        return self.phase is Phase.DONE
+
+    @property
+    def result(self) -> RoundResult | None:
+        return self._result
+
+    @result.setter
+    def result(self, result: RoundResult) -> None:
+        self._enter(Phase.DONE)
+        self._result = result
+
+    def _enter(self, phase: Phase) -> None:
+        if phase not in _MOVES[self.phase]:
+            raise AssertionError(f"round {self.round_no}: {self.phase.value} -> {phase.value} is not a transition")
+        self.phase = phase
 
     @property
     def minimum(self) -> int:
@@ -242,24 +279,24 @@ class AggregationRound:
     @property
     def waiting_on(self) -> tuple[str, ...]:
         """Live servers whose answer the current phase still waits for."""
-        if self._asked:
+        if self.phase is Phase.ASKED:
             return tuple(s for s in self._asked if s not in self._results)
         return tuple(s for s in self.live if s not in self._holding)
 
     @property
     def inputs_closed(self) -> bool:
         """The servers were told to report what they hold (``CloseInputs``)."""
-        return self._closed_inputs
+        return self.phase is Phase.CLOSED
 
     @property
     def may_close_inputs(self) -> bool:
         """No sum was asked for yet and inputs are still open: ``expire`` would close them."""
-        return not self.done and not self._asked and not self._closed_inputs
+        return self.phase is Phase.OPEN
 
     @property
     def answered(self) -> int:
         """How many servers answered in the current phase."""
-        return len(self._results) if self._asked else len(self._holding)
+        return len(self._results) if self.phase is Phase.ASKED else len(self._holding)
 
     # ------------------------------------------------------------ the normal flow
 
@@ -300,7 +337,7 @@ class AggregationRound:
         raise RemoteProtocolError(f"unexpected {msg.KIND!r} during a round", peer=sender)
 
     def _on_holding(self, sender: str, msg: m.Holding) -> list[Send]:
-        if self._asked or sender in self._holding:
+        if self.phase is Phase.ASKED or sender in self._holding:
             return []
         unknown = set(msg.owners) - self._invited
         if unknown:
@@ -329,6 +366,7 @@ class AggregationRound:
         usable = self._full or len(self.live) == 3  # tags need all three; a lost server needs full answers
         if len(self._early) == len(self.live) and agree and usable:  # the common case: no Aggregate
             self.contributors = tuple(o for o in self._order if o in msg.contributors)
+            self._enter(Phase.ASKED)
             self._asked = self.live
             self._keys = dict(self._open_keys)
             self._results = dict(self._early)
@@ -343,7 +381,7 @@ class AggregationRound:
             if s not in self._results:
                 self._stale[s] = self._stale.get(s, 0) + 1
         self._results = {}
-        self.phase += 1
+        self.asks += 1
         asked, held = self._choose()
         odd = self._odd_one_out(asked, held)
         if odd is not None:
@@ -358,6 +396,7 @@ class AggregationRound:
             return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {self.minimum}")
         if len(asked) < 2:
             return self._fail(f"only {len(asked)} server(s) reported their inputs")
+        self._enter(Phase.ASKED)
         self._asked = asked
         self._full = len(asked) < 3 or self.mac
         out = []
@@ -424,12 +463,12 @@ class AggregationRound:
         out): the refusal may come from a server that cannot leave out an owner whose vector
         it summed, because another server denied holding that owner, truly or not, and going
         on with the two others would trust that one unchecked."""
-        if self._asked and self._stale.get(sender):
+        if self.phase is Phase.ASKED and self._stale.get(sender):
             self._stale[sender] -= 1  # it refused an ask that a later one replaced
             return []
         if code in _ENDS_ROUND:
             return self._fail(f"{sender} refused: {reason}", refusal=code)
-        if not self._asked or self.mac or code is Refusal.UNKNOWN_ROUND:
+        if self.phase is not Phase.ASKED or self.mac or code is Refusal.UNKNOWN_ROUND:
             return self.lose(sender, f"{sender} refused: {reason}")
         held = set().union(*(self._holding[s] for s in self._asked))
         left_out = held - set(self.contributors)
@@ -441,7 +480,7 @@ class AggregationRound:
         return []
 
     def _on_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
-        if not self._asked:
+        if self.phase is not Phase.ASKED:
             return self._on_early_result(sender, msg)
         if self._stale.get(sender):
             self._stale[sender] -= 1
@@ -564,7 +603,7 @@ class AggregationRound:
         """``owner`` declined the round or its connection closed: servers stop waiting for it
         (before inputs close). A server that already holds its share keeps it; the round sums
         it if every server does, and leaves it out otherwise."""
-        if self.done or self._asked or owner not in self.owners:
+        if self.phase not in (Phase.OPEN, Phase.CLOSED) or owner not in self.owners:
             return []
         self.owners = tuple(o for o in self.owners if o != owner)
         msg = m.Withdraw(session=self.config.session, round_no=self.round_no, owners=(owner,))
@@ -581,9 +620,9 @@ class AggregationRound:
         why = reason or f"{server} was lost"
         if len(self.live) < 2:
             return self._fail(f"{why}; fewer than two servers left")
-        if self._asked and server not in self._asked:
+        if self.phase is Phase.ASKED and server not in self._asked:
             return []
-        if self.waiting_on and not self._asked:
+        if self.waiting_on and self.phase is not Phase.ASKED:
             return []  # the others have not all reported yet; _on_holding decides
         return self._decide()  # in full from the two left (their early or tagged answers cannot be used)
 
@@ -592,7 +631,7 @@ class AggregationRound:
         if self.done:
             return []
         if self.may_close_inputs:
-            self._closed_inputs = True
+            self._enter(Phase.CLOSED)
             msg = m.CloseInputs(session=self.config.session, round_no=self.round_no)
             return [Send(s, msg) for s in self.waiting_on]
         out: list[Send] = []

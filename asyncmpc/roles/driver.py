@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from asyncmpc.errors import PeerLost, RemoteProtocolError, RoundTimeout
 from asyncmpc.net.runtime import Node
-from asyncmpc.protocol.aggregation import AggregationRound, RoundResult
+from asyncmpc.protocol.aggregation import AggregationRound, Phase, RoundResult
 from asyncmpc.protocol.events import Action, Drop, Send
 from asyncmpc.wire.messages import Message
 
@@ -143,14 +143,14 @@ class _Silence:
 
     def __init__(self, limit: float | None) -> None:
         self.limit = limit
-        self._since: tuple[int, bool, float] | None = None  # (phase, inputs closed, when it began)
+        self._since: tuple[int, Phase, float] | None = None  # (ask, phase, when it began)
 
     def deadline(self, rnd: AggregationRound, now: float) -> float | None:
         """When the servers still awaited count as silent; None while there is no such deadline."""
         if self.limit is None or rnd.answered < 2 or not rnd.waiting_on:
             return None
-        if self._since is None or self._since[:2] != (rnd.phase, rnd.inputs_closed):
-            self._since = (rnd.phase, rnd.inputs_closed, now)
+        if self._since is None or self._since[:2] != (rnd.asks, rnd.phase):
+            self._since = (rnd.asks, rnd.phase, now)
         return self._since[2] + self.limit
 
 
