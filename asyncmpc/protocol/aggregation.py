@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 MAC_BYTES = 16
-_ENDS_ROUND = frozenset({Refusal.TOO_FEW, Refusal.RERUN, Refusal.BUDGET, Refusal.NO_MAC})
+_ENDS_ROUND = frozenset({Refusal.TOO_FEW, Refusal.MIXED, Refusal.RERUN, Refusal.BUDGET, Refusal.NO_MAC})
 """Refusals that end a round without a sum and without a suspect (see ``_refused``)."""
 Floats = NDArray[np.float64]
 
@@ -169,6 +169,11 @@ class RoundResult:
     owner or one holder lied): kept in the sum, which the MAC verified."""
     refusal: Refusal | None = None
     """The server's refusal code that ended the round without a sum (none blamed for it)."""
+    culprit: str = ""
+    """A data owner proved to misbehave: three servers answered in full, every component they
+    disagree on is one where this owner's holders got different shares, and no reconstruction
+    verifies (leaving out a lying server's versions would have verified). It is left out of
+    the rounds that follow."""
     recheck: bool = False
     """An ordinary round lost a server: the two left answered in full, which nothing checks, so
     the round yields nothing and is to run again as a MAC round on them (not under
@@ -232,6 +237,7 @@ class AggregationRound:
         self.inconsistent: tuple[str, ...] = ()
         self._explained: frozenset[int] = frozenset()
         """Components whose holders may disagree without either lying (``mismatches``)."""
+        self._mismatched: dict[str, tuple[int, ...]] = {}
         self._results: dict[str, m.ResultShare] = {}
         self._keys: dict[str, bytes] = {}
         self._open_keys: dict[str, bytes] = {}
@@ -391,6 +397,7 @@ class AggregationRound:
             digests = {s: d for s, d in self._digests.items() if s in asked}
             found = mismatches(self.servers, digests, self.contributors)
             self.inconsistent = tuple(found)
+            self._mismatched = found
             self._explained = frozenset(j for components in found.values() for j in components)
         if len(self.contributors) < self.minimum:
             return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {self.minimum}")
@@ -569,6 +576,10 @@ class AggregationRound:
         assert self.mac_key is not None
         verdict = resolve(answers, self.mac_key, explained=self._explained)
         cheater = "" if verdict.cheater is None else self.servers[verdict.cheater]
+        culprit = ""
+        if verdict.total is None and len(answers) == 3 and verdict.disputed:
+            owners = [o for o, comps in self._mismatched.items() if set(verdict.disputed) <= set(comps)]
+            culprit = owners[0] if len(owners) == 1 and len(self._mismatched) == 1 else ""
         self.result = RoundResult(
             self.round_no,
             verdict.total,
@@ -579,6 +590,7 @@ class AggregationRound:
             mac=True,
             cheater=cheater,
             inconsistent=self.inconsistent,
+            culprit=culprit,
         )
         return []
 

@@ -55,6 +55,8 @@ class Verdict:
     cheater: int | None = None
     """The server whose versions the MAC refused, when a reconstruction without it verified."""
     reason: str = ""
+    disputed: tuple[int, ...] = ()
+    """The components whose two holders' versions differ."""
 
 
 _Version = tuple[RingArray, int]
@@ -94,7 +96,7 @@ def resolve(answers: list[Answer], key: MacKey, explained: frozenset[int] = froz
             return Verdict(z, False, reason=why)
         return Verdict(z, False, cheater, f"server {cheater}'s result shares failed the MAC")
     what = "no reconstruction" if not verified else "more than one reconstruction"
-    return Verdict(None, False, reason=f"components {bad} disagree and {what} verified")
+    return Verdict(None, False, reason=f"components {bad} disagree and {what} verified", disputed=tuple(bad))
 
 
 def _same(x: _Version, y: _Version) -> bool:

@@ -4,8 +4,11 @@ A server's ``ResultShare`` is a *release*: with the other servers' it opens a su
 release may open protects the data owners, so each honest server enforces it itself, whatever
 the model owner asks (DESIGN.md, "Faults and trust"):
 
-1. **Enough contributors**: never a sum over fewer than ``max(2, min_owners)`` owners (a sum
-   of one owner is that owner's input).
+1. **Enough contributors, answering one request**: never a sum over fewer than
+   ``max(2, min_owners)`` owners (a sum of one owner is that owner's input), and never over
+   shares whose ``input_id``s differ: in an honest round every owner answers the same request,
+   while a model owner that sent the others a decoy model (one whose gradient encodes to
+   zero) would read the one owner's gradient off the sum.
 2. **One contributor set per round**: a round's sums are released for one set of owners only.
    The same set may be asked again (in full, after a server was lost: the same sums), another
    set may not: the difference of two sums over the same shares is a sum over fewer owners,
@@ -44,13 +47,15 @@ KEEP_PER_OWNER = 1024
 """Input ids remembered per data owner (16 bytes and a set each)."""
 
 
-def input_id(request: m.ModelUpdate | m.StatsRequest) -> bytes:
+def input_id(request: m.ModelUpdate | m.StatsRequest, *, with_step: bool = True) -> bytes:
     """What a data owner's answer to ``request`` is computed from: the same bytes for a re-run
-    of the same step (another round number, MAC key or server list), others for anything else."""
+    of the same step (another round number, MAC key or server list), others for anything else.
+    An owner whose answer does not depend on the step (a full batch, no sampling) leaves it
+    out (``with_step``): the same model at another step is then the same input."""
     h = hashlib.sha256(b"asyncmpc input v1")
     h.update(request.KIND.encode())
     if isinstance(request, m.ModelUpdate):
-        h.update(request.step.to_bytes(8, "big"))
+        h.update(request.step.to_bytes(8, "big") if with_step else b"any step")
         for arr in (request.theta, request.mean, request.scale):
             h.update(repr(arr.shape).encode())
             h.update(np.ascontiguousarray(arr).data)
@@ -74,6 +79,8 @@ class ReleaseLedger:
         chosen = frozenset(contributors)
         if len(chosen) < self.minimum:
             return Refusal.TOO_FEW, f"{len(chosen)} contributor(s), fewer than the minimum of {self.minimum}"
+        if len({inputs.get(owner, b"") for owner in chosen}) > 1:
+            return Refusal.MIXED, "the contributors' shares answer different requests (their input ids differ)"
         if released is not None and chosen != released:
             return Refusal.OTHER_SET, "its sum was released for another set of contributors"
         for owner in sorted(chosen):

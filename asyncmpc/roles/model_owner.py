@@ -159,6 +159,8 @@ async def run_model_owner(
         finally:
             shown.close()
         await checkpoints.flush()
+        if rounds.left_out:
+            metrics["left_out_owners"] = list(rounds.left_out)
 
         finish = m.Finish(session=config.session)
         await send_all(node, [Send(p, finish) for p in servers + owners if p in node.peers])
@@ -316,6 +318,8 @@ def _round_row(t: int, outcome: Outcome) -> dict[str, Any]:
         row["excluded"] = result.cheater
     if result.inconsistent:
         row["inconsistent_owners"] = list(result.inconsistent)
+    if result.culprit:
+        row["left_out_owner"] = result.culprit
     return row
 
 

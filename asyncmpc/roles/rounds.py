@@ -69,6 +69,8 @@ class Rounds:
         self.macs = MacPolicy(always=p.mac_rounds == "always", window=p.mac_window)
         self.excluded = excluded
         """Servers proved to have lied, with why (the dict is metrics.json's ``excluded_servers``)."""
+        self.left_out: list[str] = []
+        """Data owners proved to send inconsistent shares, asked no more this session."""
 
     async def run(self, size: int, request: m.Message) -> Outcome:
         """Aggregate the owners' answers to ``request``; a disputed round is run again at once
@@ -135,6 +137,14 @@ class Rounds:
                 result.round_no,
                 ", ".join(result.inconsistent),
             )
+        if result.culprit and result.culprit in self.owners:
+            self.node.log.error(
+                "round %d: %s sent its servers different shares that no MAC verifies; left out from now on",
+                result.round_no,
+                result.culprit,
+            )
+            self.owners = [o for o in self.owners if o != result.culprit]
+            self.left_out.append(result.culprit)
         if result.kind is Kind.CAUGHT:
             await self.exclude(result.cheater, f"its result shares of round {result.round_no} failed the MAC check")
         elif result.mac and result.reason and result.total is not None and not result.inconsistent:

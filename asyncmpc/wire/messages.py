@@ -132,6 +132,9 @@ class Refusal(StrEnum):
     """The round's sum was released for another contributor set: one set per round."""
     RERUN = "rerun"
     """The inputs were released before (same model and step) over another contributor set."""
+    MIXED = "mixed"
+    """The contributors' shares answer different requests (their ``input_id``s differ): a
+    model owner that sent owners different models could read one owner's input off the sum."""
     BUDGET = "budget"
     """The server's own ``[privacy]`` budget allows no more releases."""
     NO_MAC = "no_mac"

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from asyncmpc.errors import BudgetSpent
+from asyncmpc.field import P
 from asyncmpc.macs import MacKey
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
 from asyncmpc.protocol.aggregation import Kind, contribution_shares
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.events import Drop
-from asyncmpc.protocol.releases import input_id
+from asyncmpc.protocol.releases import ReleaseLedger, input_id
 from asyncmpc.ring import encode
 from asyncmpc.roles.rounds import _stop_if_refused
 from asyncmpc.rss import InputSharer
@@ -316,3 +317,66 @@ def test_drop_names_only_the_sender_of_the_bad_message() -> None:
     out = server.feed(MO, m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=SHAPE, mac_key=bytes(32)))
     (drop,) = [a for a in out if isinstance(a, Drop)]
     assert drop.player == OWNERS[0] and "input share of shape (1,) for round 1, expected (30,)" in str(drop.error)
+
+
+def test_an_owner_equivocating_with_a_wrong_tag_is_named_the_culprit_and_no_server_is() -> None:
+    """Attack on liveness by one data owner: in a MAC round it sends its two holders of
+    component 2 different vectors and shifts its tag, so that no reconstruction verifies. Every
+    disagreement is one its own digests explain, and three servers answered (a lying server's
+    versions left out would have verified): the owner is the culprit, to be left out of the
+    rounds that follow, and no server is named."""
+    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    key = MacKey.new()
+    xs = gradients()
+    rogue = OWNERS[2]
+    rnd = AggregationRound(CFG, 1, OWNERS, SHAPE, mac_key=key)
+    router = Logged(rnd, servers)
+    router.post(MO, rnd.open())
+    for owner, sends in shares(1, xs, key=key):
+        if owner == rogue:
+            for i, send in enumerate(sends):
+                msg = send.msg
+                assert isinstance(msg, m.InputShare) and msg.ma is not None and msg.mb is not None
+                if send.to == "server-1":  # holds x2 as b, t2 as mb
+                    assert isinstance(msg.b, np.ndarray)
+                    msg = dataclasses.replace(msg, b=msg.b + 1, mb=(msg.mb + 1) % P)
+                elif send.to == "server-2":  # holds x2 as a, t2 as ma
+                    msg = dataclasses.replace(msg, ma=(msg.ma + 1) % P)
+                sends[i] = dataclasses.replace(send, msg=msg)
+        router.post(owner, sends)
+    router.run()
+    result = rnd.result
+    assert result is not None and result.total is None and not result.cheater
+    assert result.inconsistent == (rogue,) and result.culprit == rogue
+
+
+def test_a_model_owner_sending_the_others_a_decoy_model_gets_no_sum() -> None:
+    """Attack 4 within one round: the victim gets the real model, the others one whose
+    gradient encodes to zero (a huge scale), so the round's sum would be the victim's alone.
+    In an honest round every contributor answers the same request: the servers refuse a sum
+    over shares whose input ids differ."""
+    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    xs = gradients()
+    decoy = dataclasses.replace(request(), scale=np.full(SHAPE, 1e300))
+    rnd = AggregationRound(CFG, 1, OWNERS, SHAPE)
+    router = Logged(rnd, servers)
+    router.post(MO, rnd.open())
+    for owner in OWNERS:
+        ident = input_id(request() if owner == VICTIM else decoy)
+        router.post(owner, contribution_shares(CFG, 1, xs[owner], InputSharer(), ident))
+    router.run()
+    assert not results_to_model_owner(router.to_model_owner)
+    assert rnd.result is not None and rnd.result.total is None and rnd.result.refusal is m.Refusal.MIXED
+
+
+def test_the_same_model_at_another_step_is_the_same_input_when_the_step_changes_nothing() -> None:
+    """Attack 4 across steps: with a full batch (no sampling) an owner's gradient does not
+    depend on the step, so asking the same model at the next step, over the others, would open
+    the victim's gradient as the difference. Such an owner leaves the step out of its input id."""
+    same = [input_id(request(step), with_step=False) for step in (5, 6)]
+    assert same[0] == same[1] and input_id(request(5)) != input_id(request(6))
+    ledger = ReleaseLedger(min_owners=2)
+    ledger.record(OWNERS, dict.fromkeys(OWNERS, same[0]))
+    without = tuple(o for o in OWNERS if o != VICTIM)
+    refused = ledger.refusal(without, dict.fromkeys(without, same[1]), None)
+    assert refused is not None and refused[0] is m.Refusal.RERUN
