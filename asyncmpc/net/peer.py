@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -356,6 +356,36 @@ class Connection:
         self.counted = False
         self._send_lock = asyncio.Lock()
         self._closed = False
+        self._outbox: collections.deque[tuple[Message, float | None]] = collections.deque()
+        self._queued = asyncio.Event()
+
+    def post(self, msg: Message, timeout: float | None) -> bool:
+        """Queue ``msg`` for ``pump`` to send, without waiting; False (nothing queued) when
+        more than ``MAX_QUEUED`` messages wait already: the peer is not taking them."""
+        if len(self._outbox) >= MAX_QUEUED:
+            return False
+        self._outbox.append((msg, timeout))
+        self._queued.set()
+        return True
+
+    async def pump(self, stuck: Callable[[str], Awaitable[None]]) -> None:
+        """Send what ``post`` queued, in order, until the connection closes. A message not
+        taken within its timeout calls ``stuck`` with why (the peer stopped reading): only this
+        connection's own messages wait for it."""
+        while not self._closed:
+            if not self._outbox:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            msg, timeout = self._outbox.popleft()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.send(msg)
+            except PeerLost:
+                return
+            except TimeoutError:
+                await stuck(f"took no {msg.KIND!r} for {timeout:g}s")
+                return
 
     @property
     def bytes_received(self) -> int:
@@ -425,6 +455,7 @@ class Connection:
         if self._closed:
             return
         self._closed = True
+        self._queued.set()  # the pump sees the close
         self.protocol.release()
         self.transport.close()
         await self.protocol.wait_closed(1.0)

@@ -38,7 +38,7 @@ from asyncmpc.errors import ConfigError, ListenError, PeerLost, RemoteProtocolEr
 from asyncmpc.net.dialer import Dialer
 from asyncmpc.net.listen import listen_error
 from asyncmpc.net.loop import run
-from asyncmpc.net.peer import BodyBudget, Connection, FrameProtocol
+from asyncmpc.net.peer import MAX_QUEUED, BodyBudget, Connection, FrameProtocol
 from asyncmpc.net.policy import HANDSHAKE_FRAME, dial_targets, frame_cap, may_dial
 from asyncmpc.protocol.events import check_sender
 from asyncmpc.tls import TlsContexts, tls_contexts
@@ -360,6 +360,7 @@ class Node:
         self.peers[conn.name] = conn
         self.log.info("connected to %s", conn.name)
         self._spawn(self._read_loop(conn), f"read:{conn.name}")
+        self._spawn(conn.pump(functools.partial(self._stuck, conn)), f"write:{conn.name}")
         async with self._peer_changed:
             self._peer_changed.notify_all()
 
@@ -424,6 +425,22 @@ class Node:
                 await self.inbox.put((conn.name, None, 0, None))
                 async with self._peer_changed:
                     self._peer_changed.notify_all()
+
+    def post(self, to: str, msg: Message, timeout: float | None) -> None:
+        """Queue ``msg`` for ``to`` without waiting (``Connection.pump`` sends it): a peer that
+        stops reading holds up only its own messages, and is disconnected once one of them waits
+        past ``timeout`` (or too many pile up). A message for a player not connected is dropped
+        with a log line; the round's deadlines handle the rest."""
+        conn = self.peers.get(to)
+        if conn is None:
+            self.log.warning("could not send %s: not connected to %s", msg.KIND, to)
+            return
+        if not conn.post(msg, timeout):
+            self._spawn(self._stuck(conn, f"more than {MAX_QUEUED} messages wait for it"), f"stuck:{to}")
+
+    async def _stuck(self, conn: Connection, why: str) -> None:
+        if self.peers.get(conn.name) is conn:
+            await self.drop(conn.name, RemoteProtocolError(why, peer=conn.name))
 
     async def send(self, to: str, msg: Message) -> None:
         """Send ``msg`` to the connected player ``to``; PeerLost if it is not connected."""

@@ -18,7 +18,7 @@ from asyncmpc.net.runtime import Node
 from asyncmpc.prf import new_seed
 from asyncmpc.protocol.server import ServerProtocol
 from asyncmpc.roles.cheat import CHEAT_ENV, Cheat
-from asyncmpc.roles.driver import ModelOwnerWatch, send_all
+from asyncmpc.roles.driver import ModelOwnerWatch, post_all
 from asyncmpc.tls import TlsContexts
 from asyncmpc.wire.messages import Exclude, Finish
 
@@ -87,6 +87,6 @@ async def _serve(
             node.expect_round(proto.largest)  # shares and noise of an open round may be that large
             if cheat is not None:
                 actions = cheat(actions)
-            await send_all(node, actions, timeout=config.protocol.round_timeout)
+            await post_all(node, actions, config.protocol.round_timeout)  # a slow peer holds up no one
             if node.inbox.empty():
                 proto.idle()

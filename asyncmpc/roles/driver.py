@@ -12,7 +12,7 @@ from asyncmpc.protocol.aggregation import AggregationRound, Phase, RoundResult
 from asyncmpc.protocol.events import Action, Drop, Send
 from asyncmpc.wire.messages import Message
 
-__all__ = ["ModelOwnerWatch", "drive_round", "send_all"]
+__all__ = ["ModelOwnerWatch", "drive_round", "post_all", "send_all"]
 
 
 class ModelOwnerWatch:
@@ -71,6 +71,17 @@ async def send_all(node: Node, actions: Sequence[Action], timeout: float | None 
         await to_peer(queue)
     elif by_peer:
         await asyncio.gather(*(to_peer(q) for q in by_peer.values()))
+
+
+async def post_all(node: Node, actions: Sequence[Action], timeout: float | None) -> None:
+    """Carry out a state machine's actions without waiting for any peer to read: drop the
+    players it blames, queue every message (``Node.post``; a peer that takes none of its
+    messages within ``timeout`` is disconnected, and holds up no one else)."""
+    for action in actions:
+        if isinstance(action, Drop):
+            await node.drop(action.player, action.error)
+        else:
+            node.post(action.to, action.msg, timeout)
 
 
 async def drive_round(
