@@ -5,6 +5,7 @@ one attack and asserts that only the attacker's own connection suffers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
@@ -12,13 +13,15 @@ import struct
 import numpy as np
 import pytest
 
-from asyncmpc.config import Config
+from asyncmpc.config import Config, parse_config
 from asyncmpc.errors import PeerLost
 from asyncmpc.net.policy import frame_cap
 from asyncmpc.net.runtime import Node
+from asyncmpc.roles.compute_server import run_compute_server
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import encode_message
 from asyncmpc.wire.framing import frame
+from tests.helpers import hosts_toml
 from tests.net.test_runtime import config, within
 
 pytestmark = pytest.mark.adversarial
@@ -121,3 +124,45 @@ def test_a_peer_that_reads_nothing_cannot_hold_a_greeting_forever(caplog: pytest
 
     with caplog.at_level(logging.INFO, logger="asyncmpc.net.runtime"):
         within(body)
+
+
+def test_a_server_that_stops_reading_cannot_freeze_another() -> None:
+    """A malicious server-2 connects to server-0 and stops reading. Under [privacy], server-0
+    owes it a 16 MB noise part for every round: sending it used to block server-0's whole loop
+    for the round deadline, so the model owner found an honest server silent and went on with
+    the liar and one other (unchecked under [privacy]). Now the part waits in server-2's own
+    queue, and server-0 answers the model owner at once."""
+    privacy = "\n[privacy]\nnoise_multiplier = 1.0\nclip = 1.0\nexamples = 400\n"
+    cfg = parse_config(
+        hosts_toml(3, protocol="round_timeout = 20.0\nserver_timeout = 2.0", training='dataset = "breast_cancer"')
+        + privacy,
+        "test.toml",
+    )
+    owners = tuple(p.name for p in cfg.data_owners)
+    elements = 2_000_000
+
+    async def body() -> None:
+        server = asyncio.create_task(run_compute_server(cfg, "server-0"))
+        try:
+            async with Node(cfg, "server-2") as liar, Node(cfg, "model-owner") as mo:
+                liar.maintain(["server-0"])
+                mo.maintain(["server-0"])
+                await liar.wait_for_peers(["server-0"])
+                await mo.wait_for_peers(["server-0"])
+                liar.peers["server-0"].protocol.transport.pause_reading()  # the whole attack
+                servers = tuple(p.name for p in cfg.servers)
+                opened = m.OpenRound(session=cfg.session, round_no=1, owners=owners, shape=(elements,), servers=servers)
+                await mo.send("server-0", opened)
+                await mo.send("server-0", m.CloseInputs(session=cfg.session, round_no=1))
+                while True:
+                    _, msg = await mo.recv(timeout=8)  # far below the 20 s it used to take
+                    if isinstance(msg, m.Holding):
+                        break
+                await mo.send("server-0", m.Finish(session=cfg.session))
+                await asyncio.wait_for(server, 10)
+        finally:
+            server.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await server
+
+    within(body)
