@@ -5,6 +5,7 @@ round log. Every process is killed by PID when the test ends, also when it fails
 from __future__ import annotations
 
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def test_three_of_four_owners_crashing_never_opens_the_last_ones_gradient(tmp_pa
             procs.procs[f"data-owner-{i}"].send_signal(signal.SIGKILL)
         assert procs.wait("model-owner", 120) == 2
         log = procs.log("model-owner")
-    assert "fewer than min_owners = 3 data owners connected for 6s (1 of 4)" in log.splitlines()[-1]
+    # (data-owner-0 may have given up on the paused model owner by then: 0 or 1 of 4)
+    assert re.search(r"fewer than min_owners = 3 data owners connected for 6s \([01] of 4\)$", log.splitlines()[-1])
     rows = read_rounds(out)
     summed = [r for r in rows if r.get("skipped") is None]
     assert len(summed) >= 5 and all(len(r["contributors"]) >= 3 for r in summed), "no sum over fewer than three"

@@ -110,7 +110,7 @@ def test_a_result_share_tampered_in_transit_is_caught_and_its_server_excluded(tm
     tamper = ResultTamperer()
     with ForwardingProxy(ports[4], ports[3], downstream=tamper):
         metrics = run_deployment(tmp_path, config, mo_config=mo_config, expect_failures={"server-2"})
-    assert tamper.tampered == 2  # the disputed round and its re-run; then server-2 is out
+    assert tamper.tampered == 3  # the disputed round, its MAC re-run's early answer and the one in full
     first = metrics["rounds"][0]
     assert first["disputed"] == ["server-2"] and first["mac"] and first["excluded"] == "server-2"
     assert list(metrics["excluded_servers"]) == ["server-2"]
