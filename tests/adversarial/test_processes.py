@@ -21,16 +21,22 @@ from tests.helpers import players, wait_until, write_config
 pytestmark = [pytest.mark.adversarial, pytest.mark.integration, pytest.mark.faults]
 
 
+def deployment(tmp_path: Path, owners: int, rounds: int, protocol: str) -> tuple[Path, Path, list[str]]:
+    """A plaintext loopback deployment training breast_cancer in batches of 64: (its file,
+    the model owner's output folder, every player's name)."""
+    training = f'dataset = "breast_cancer"\nrounds = {rounds}\nbatch_size = 64'
+    config = write_config(tmp_path, owners=owners, training=training, protocol=protocol)
+    names = ["server-0", "server-1", "server-2", "model-owner", *(f"data-owner-{i}" for i in range(owners))]
+    return config, tmp_path / "out", names
+
+
 def test_three_of_four_owners_crashing_never_opens_the_last_ones_gradient(tmp_path: Path) -> None:
     """Attack 3, with no attacker: four data owners, ``min_owners = 3``, three killed with
     SIGKILL mid-training. Rounds used to go on over the one left, opening its gradient to the
     model owner every round. Now no sum over fewer than three owners is accepted (every
     server refuses it), rounds pause, and the model owner stops with one line, exit 2."""
-    training = 'dataset = "breast_cancer"\nrounds = 100000\nbatch_size = 64'
     protocol = "min_owners = 3\nidle_timeout = 6.0\nserver_timeout = 1.5"
-    config = write_config(tmp_path, owners=4, training=training, protocol=protocol)
-    out = tmp_path / "out"
-    names = ["server-0", "server-1", "server-2", "model-owner", *(f"data-owner-{i}" for i in range(4))]
+    config, out, names = deployment(tmp_path, 4, 100000, protocol)
     with players(tmp_path) as procs:
         for name in names:
             procs.start_role(config, name, "--out", str(out))
@@ -50,11 +56,8 @@ def test_three_of_four_owners_crashing_never_opens_the_last_ones_gradient(tmp_pa
 def run_attack(tmp_path: Path, attacker: str, env: dict[str, str], rounds: int = 20) -> tuple[list[dict], str]:  # type: ignore[type-arg]
     """Train breast_cancer with ``attacker`` started under ``env``; every honest player must
     finish cleanly. Returns (the statistics round and every training round, the model owner's log)."""
-    training = f'dataset = "breast_cancer"\nrounds = {rounds}\nbatch_size = 64'
     protocol = "server_timeout = 1.0\nidle_timeout = 120.0\nmac_window = 2"
-    config = write_config(tmp_path, owners=3, training=training, protocol=protocol)
-    out = tmp_path / "out"
-    names = ["server-0", "server-1", "server-2", "model-owner", *(f"data-owner-{i}" for i in range(3))]
+    config, out, names = deployment(tmp_path, 3, rounds, protocol)
     with players(tmp_path) as procs:
         for name in names:
             procs.start_role(config, name, "--out", str(out), env=env if name == attacker else None)
