@@ -46,6 +46,7 @@ from asyncmpc.errors import BudgetSpent, OutputError, PeerLost
 from asyncmpc.net.runtime import Node
 from asyncmpc.privacy.budget import Budget
 from asyncmpc.privacy.plan import plan_for
+from asyncmpc.protocol.aggregation import Kind
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import send_all
 from asyncmpc.roles.rounds import Outcome, PlainRounds, Rounds
@@ -312,7 +313,9 @@ def _round_row(t: int, outcome: Outcome) -> dict[str, Any]:
         row["cross_checked"] = result.cross_checked
     if result.mac:
         row["mac"] = True
-    if outcome.disputed is not None:
+    if outcome.disputed is not None and outcome.disputed.kind is Kind.RECHECK:
+        row["rechecked"] = list(outcome.disputed.servers)  # an ordinary round that ended on these two
+    elif outcome.disputed is not None:
         row["disputed"] = list(outcome.disputed.suspects)
     if result.cheater:
         row["excluded"] = result.cheater
