@@ -178,8 +178,9 @@ class LocalTraining:
 
             key = sampling_key(config, player.name)
         self.work = OwnerWork(config, player.index, data, classes, key)
-        t = config.training
-        self.depends_on_step = config.privacy is not None or 0 < t.batch_size < len(data.y)
+        # the same for every owner of the deployment (their input ids must agree): a batch or a
+        # sample is drawn per step, even where an owner's batch happens to hold all its examples
+        self.depends_on_step = config.privacy is not None or config.training.batch_size > 0
 
     def stats_vector(self) -> Floats:
         return self.work.stats_vector()

@@ -80,6 +80,7 @@ def authenticated_shares(
     key: MacKey,
     random_bytes: RandomBytes = os.urandom,
     input_id: bytes = b"",
+    key_id: bytes = b"",
 ) -> list[Send]:
     """A data owner's ``InputShare`` for each server in a MAC round: the ring shares of its
     encoded ``values`` (as in any round) and replicated field shares of its tag.
@@ -95,7 +96,15 @@ def authenticated_shares(
     out = []
     for server, sh, (ma, mb) in zip(config.servers, ring, fields, strict=True):
         msg = m.InputShare(
-            session=config.session, round_no=round_no, shape=x.shape, a=sh.a, b=sh.b, ma=ma, mb=mb, input_id=input_id
+            session=config.session,
+            round_no=round_no,
+            shape=x.shape,
+            a=sh.a,
+            b=sh.b,
+            ma=ma,
+            mb=mb,
+            input_id=input_id,
+            key_id=key_id,
         )
         out.append(Send(server.name, msg))
     return out

@@ -8,7 +8,9 @@ the model owner asks (DESIGN.md, "Faults and trust"):
    ``max(2, min_owners)`` owners (a sum of one owner is that owner's input), and never over
    shares whose ``input_id``s differ: in an honest round every owner answers the same request,
    while a model owner that sent the others a decoy model (one whose gradient encodes to
-   zero) would read the one owner's gradient off the sum.
+   zero) would read the one owner's gradient off the sum. In a MAC round the same holds for the
+   MAC key (``key_id``): with the victim tagging under one key and the others under another,
+   each round's tag sums would give the model owner a linear projection of the victim's input.
 2. **One contributor set per round**: a round's sums are released for one set of owners only.
    The same set may be asked again (in full, after a server was lost: the same sums), another
    set may not: the difference of two sums over the same shares is a sum over fewer owners,
@@ -40,8 +42,11 @@ import numpy as np
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 
-__all__ = ["INPUT_ID_BYTES", "KEEP_PER_OWNER", "ReleaseLedger", "input_id"]
+__all__ = ["INPUT_ID_BYTES", "KEEP_PER_OWNER", "Ids", "ReleaseLedger", "input_id", "key_id"]
 
+Ids = tuple[bytes, bytes]
+"""A share's (``input_id``, ``key_id``)."""
+_NONE: Ids = (b"", b"")
 INPUT_ID_BYTES = 16
 KEEP_PER_OWNER = 1024
 """Input ids remembered per data owner (16 bytes and a set each)."""
@@ -62,6 +67,15 @@ def input_id(request: m.ModelUpdate | m.StatsRequest, *, with_step: bool = True)
     return h.digest()[:INPUT_ID_BYTES]
 
 
+def key_id(mac_key: bytes) -> bytes:
+    """Which MAC key an owner tagged with (empty outside MAC rounds). A model owner that sent
+    the victim one key and the others another would learn <r_victim - r, x_victim> from the sums
+    of a MAC round: one linear projection of the victim's input per round."""
+    if not mac_key:
+        return b""
+    return hashlib.sha256(b"asyncmpc mac key v1" + mac_key).digest()[:INPUT_ID_BYTES]
+
+
 class ReleaseLedger:
     """One server's memory of what it released (rules 1 and 3; rule 2 lives with the round)."""
 
@@ -71,21 +85,21 @@ class ReleaseLedger:
         self._released: dict[str, collections.OrderedDict[bytes, frozenset[str]]] = {}
 
     def refusal(
-        self, contributors: tuple[str, ...], inputs: Mapping[str, bytes], released: frozenset[str] | None
+        self, contributors: tuple[str, ...], inputs: Mapping[str, Ids], released: frozenset[str] | None
     ) -> tuple[Refusal, str] | None:
         """Why a release over ``contributors`` must not go out (None: it may). ``inputs`` maps
-        each contributor to its share's ``input_id``; ``released`` is the set this round was
-        released for already, if any."""
+        each contributor to its share's (``input_id``, ``key_id``); ``released`` is the set
+        this round was released for already, if any."""
         chosen = frozenset(contributors)
         if len(chosen) < self.minimum:
             return Refusal.TOO_FEW, f"{len(chosen)} contributor(s), fewer than the minimum of {self.minimum}"
-        if len({inputs.get(owner, b"") for owner in chosen}) > 1:
-            return Refusal.MIXED, "the contributors' shares answer different requests (their input ids differ)"
+        if len({inputs.get(owner, _NONE) for owner in chosen}) > 1:
+            return Refusal.MIXED, "the contributors' shares answer different requests (their input or key ids differ)"
         if released is not None and chosen != released:
             return Refusal.OTHER_SET, "its sum was released for another set of contributors"
         for owner in sorted(chosen):
             kept = self._released.get(owner)
-            before = None if kept is None else kept.get(inputs.get(owner, b""))
+            before = None if kept is None else kept.get(inputs.get(owner, _NONE)[0])
             if before is not None and before != chosen:
                 return (
                     Refusal.RERUN,
@@ -94,11 +108,11 @@ class ReleaseLedger:
                 )
         return None
 
-    def record(self, contributors: tuple[str, ...], inputs: Mapping[str, bytes]) -> None:
+    def record(self, contributors: tuple[str, ...], inputs: Mapping[str, Ids]) -> None:
         """A release over ``contributors`` went out."""
         chosen = frozenset(contributors)
         for owner in chosen:
-            key = inputs.get(owner, b"")
+            key = inputs.get(owner, _NONE)[0]
             if not key:
                 continue
             kept = self._released.setdefault(owner, collections.OrderedDict())

@@ -377,7 +377,7 @@ class ServerProtocol:
             else:
                 np.add(acc, comp, out=acc)
         rnd.held.add(sender)
-        rnd.inputs[sender] = msg.input_id
+        rnd.inputs[sender] = (msg.input_id, msg.key_id)
         if len(rnd.held) == len(rnd.owners) and not rnd.reported:
             return self._complete(round_no, rnd)
         return []

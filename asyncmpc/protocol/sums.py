@@ -69,8 +69,8 @@ class RunningSums:
     """Under [privacy]: the noise dealt into this round (``protocol.noise``)."""
     released: frozenset[str] | None = None
     """The contributors whose sum went out (``protocol.releases``: one set per round)."""
-    inputs: dict[str, bytes] = field(default_factory=dict)
-    """Held owner -> the ``input_id`` its share carried."""
+    inputs: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    """Held owner -> the ``input_id`` and ``key_id`` its share carried."""
     deferred: tuple[tuple[str, ...], bytes] | None = None
     """Under [privacy]: a result due (contributors, tag key) that waits for a dealer's noise."""
 

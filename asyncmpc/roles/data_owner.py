@@ -35,7 +35,7 @@ from asyncmpc.prf import RandomBytes
 from asyncmpc.protocol.aggregation import contribution_shares, key_messages
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
-from asyncmpc.protocol.releases import input_id
+from asyncmpc.protocol.releases import input_id, key_id
 from asyncmpc.roles.cheat import owner_cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.rss import InputSharer
@@ -43,13 +43,20 @@ from asyncmpc.tls import TlsContexts
 from asyncmpc.wire import messages as m
 from asyncmpc.workload import OwnerWorkload, owner_workload
 
-__all__ = ["MASK_TRACE_ENV", "RERUN_WINDOW", "run_data_owner"]
+__all__ = ["MASK_TRACE_ENV", "MAX_ANSWERS", "RERUN_WINDOW", "run_data_owner"]
 
 RERUN_WINDOW = 2
 """How many of its newest requests a data owner answers again: a dispute re-runs the newest,
 a resumed model owner redoes at most the round in flight and the one it was checkpointing.
 Older ones it refuses (``protocol.releases``: the servers also release such inputs only over
 the contributors they were released over before)."""
+
+MAX_ANSWERS = 8
+"""How often a data owner answers one input id at most: the request, a dispute's re-run, a
+re-run after a server was lost, a resumed model owner's, and (with a full batch, where the id
+leaves out the step) the same model asked again after rounds that yielded nothing. Each answer
+is one more set of shares of the same input; bounding the answers bounds what a model owner
+that strays from the protocol can gather of one input, should another rule fail."""
 
 MASK_TRACE_ENV = "ASYNCMPC_MASK_TRACE"
 """Tests only: a file to which each data owner appends, per masked value, a digest of each
@@ -92,8 +99,8 @@ class _Owner:
         )
         self.contributed = 0
         self.cheat = owner_cheat()
-        self.answered: set[bytes] = set()
-        """The input ids of every request answered (``protocol.releases``)."""
+        self.answered: dict[bytes, int] = {}
+        """The input id of every request answered (``protocol.releases``), and how often."""
         self.latest: collections.deque[bytes] = collections.deque(maxlen=RERUN_WINDOW)
         """The newest of them: the only ones a request may repeat (a re-run, a resume)."""
 
@@ -162,6 +169,9 @@ class _Owner:
         if ident in self.answered and ident not in self.latest:
             why = f"asks again for the inputs of an earlier request (only the newest {RERUN_WINDOW} may be run again)"
             return self._decline(out, m.Refusal.RERUN, why)
+        if self.answered.get(ident, 0) >= MAX_ANSWERS:
+            why = f"asks for the same inputs more than {MAX_ANSWERS} times"
+            return self._decline(out, m.Refusal.RERUN, why)
         try:
             vector = _contribution(self.work, msg)
             if self.plain:
@@ -169,7 +179,8 @@ class _Owner:
                 out.sends = [Send(self.model_owner, gradient)]
             elif msg.mac_key:
                 key = MacKey(msg.mac_key)
-                out.sends = authenticated_shares(config, round_no, vector, self.sharer, key, input_id=ident)
+                kid = key_id(msg.mac_key)
+                out.sends = authenticated_shares(config, round_no, vector, self.sharer, key, input_id=ident, key_id=kid)
             else:
                 out.sends = contribution_shares(config, round_no, vector, self.sharer, ident)
             if self.cheat is not None:
@@ -181,7 +192,7 @@ class _Owner:
             return self._decline(out, m.Refusal.PLUGIN, exc.public, str(exc))  # a plug-in's text stays here
         except ValueError as exc:
             return self._decline(out, m.Refusal.PROTOCOL, str(exc))
-        self.answered.add(ident)
+        self.answered[ident] = self.answered.get(ident, 0) + 1
         if ident not in self.latest:
             self.latest.append(ident)
         return out

@@ -215,6 +215,9 @@ class InputShare(Message):
     """What the shared vector was computed from (``protocol.releases.input_id``: a digest of
     the request's model, scaling and step, the same for a re-run of the same step): a server
     releases a sum holding inputs it released before only over the same contributors."""
+    key_id: bytes = b""
+    """In a MAC round, a digest of the MAC key the owner tagged with (``protocol.releases.key_id``):
+    every contributor of a round must have been sent the same key."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

@@ -17,7 +17,7 @@ from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
 from asyncmpc.protocol.aggregation import Kind, contribution_shares
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.events import Drop
-from asyncmpc.protocol.releases import ReleaseLedger, input_id
+from asyncmpc.protocol.releases import ReleaseLedger, input_id, key_id
 from asyncmpc.ring import encode
 from asyncmpc.roles.rounds import _stop_if_refused
 from asyncmpc.rss import InputSharer
@@ -376,7 +376,28 @@ def test_the_same_model_at_another_step_is_the_same_input_when_the_step_changes_
     same = [input_id(request(step), with_step=False) for step in (5, 6)]
     assert same[0] == same[1] and input_id(request(5)) != input_id(request(6))
     ledger = ReleaseLedger(min_owners=2)
-    ledger.record(OWNERS, dict.fromkeys(OWNERS, same[0]))
+    ledger.record(OWNERS, dict.fromkeys(OWNERS, (same[0], b"")))
     without = tuple(o for o in OWNERS if o != VICTIM)
-    refused = ledger.refusal(without, dict.fromkeys(without, same[1]), None)
+    refused = ledger.refusal(without, dict.fromkeys(without, (same[1], b"")), None)
     assert refused is not None and refused[0] is m.Refusal.RERUN
+
+
+def test_a_model_owner_sending_the_victim_its_own_mac_key_gets_no_sum() -> None:
+    """Attack 4 in a MAC round: the victim tags under one key, the others under another. Each
+    round's tag sums would then give the model owner <r_victim - r, x_victim>, one projection of
+    the victim's input per round, and re-runs of the same step would give it all. Every owner
+    names the key it tagged with (``key_id``): the servers refuse a sum over different keys."""
+    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    xs = gradients()
+    keys = {"victim": MacKey.new(), "others": MacKey.new()}
+    rnd = AggregationRound(CFG, 1, OWNERS, SHAPE, mac_key=keys["others"])
+    router = Logged(rnd, servers)
+    router.post(MO, rnd.open())
+    ident = input_id(request())
+    for owner in OWNERS:
+        key = keys["victim" if owner == VICTIM else "others"]
+        sends = authenticated_shares(CFG, 1, xs[owner], InputSharer(), key, input_id=ident, key_id=key_id(key.key))
+        router.post(owner, sends)
+    router.run()
+    assert not results_to_model_owner(router.to_model_owner)
+    assert rnd.result is not None and rnd.result.total is None and rnd.result.refusal is m.Refusal.MIXED
