@@ -47,6 +47,8 @@ __all__ = [
 MAC_BYTES = 16
 _ENDS_ROUND = frozenset({Refusal.TOO_FEW, Refusal.MIXED, Refusal.RERUN, Refusal.BUDGET, Refusal.NO_MAC})
 """Refusals that end a round without a sum and without a suspect (see ``_refused``)."""
+_RELEASE_RULES = frozenset({Refusal.TOO_FEW, Refusal.MIXED, Refusal.RERUN})
+"""Refusals by the release rules: every honest server decides them alike."""
 Floats = NDArray[np.float64]
 
 
@@ -462,16 +464,28 @@ class AggregationRound:
 
     def _refused(self, sender: str, code: Refusal, reason: str) -> list[Send]:
         """A server refused; its code says what that means (``Refusal``). The release rules
-        (too few contributors, inputs released before over another set) and a spent
-        [privacy] budget end the round without a sum, and blame no one: every honest server
-        keeps them. A server that does not have the round (it restarted) is out of it, as
-        is any server that refuses before an ask. Once the sum was asked for, an ordinary
+        (too few contributors, mixed requests, inputs released before over another set) and
+        a spent [privacy] budget end the round without a sum, and blame no one: every honest
+        server keeps them. But a server that refuses by a release rule what another server
+        released is the odd one out (it lies, or an owner sent it other shares): an ordinary
+        round is disputed with it the suspect, a MAC round goes on without it. A server that
+        does not have the round (it restarted) is out of it, as is any server that refuses
+        before an ask. Once the sum was asked for, an ordinary
         round ends as a dispute, to run again as a MAC round (where any owner can be left
         out): the refusal may come from a server that cannot leave out an owner whose vector
         it summed, because another server denied holding that owner, truly or not, and going
         on with the two others would trust that one unchecked."""
         if self.phase is Phase.ASKED and self._stale.get(sender):
             self._stale[sender] -= 1  # it refused an ask that a later one replaced
+            return []
+        released = [s for s in (*self._early, *self._results) if s != sender]
+        if code in _RELEASE_RULES and released:
+            # every honest server keeps the same rules over the same shares: one that refuses
+            # what another released is the odd one (or was sent other shares): not the round's end
+            if self.mac:
+                return self.lose(sender, f"{sender} refused what {released[0]} released: {reason}")
+            why = f"{sender} refused what {released[0]} released: {reason}"
+            self.result = RoundResult(self.round_no, None, self.contributors, False, why, suspects=(sender,))
             return []
         if code in _ENDS_ROUND:
             return self._fail(f"{sender} refused: {reason}", refusal=code)

@@ -401,3 +401,37 @@ def test_a_model_owner_sending_the_victim_its_own_mac_key_gets_no_sum() -> None:
     router.run()
     assert not results_to_model_owner(router.to_model_owner)
     assert rnd.result is not None and rnd.result.total is None and rnd.result.refusal is m.Refusal.MIXED
+
+
+def test_an_owner_sending_one_server_a_junk_input_id_cannot_stop_the_rounds() -> None:
+    """Attack on liveness by one data owner: its share to server-2 carries a junk input id, so
+    server-2 refuses the round as mixed while the other two release it. A refusal by a release
+    rule that another server contradicts makes the refusing server the odd one: the round is
+    disputed (no one excluded) and its MAC re-run is completed on the other two, with every
+    owner in."""
+    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    xs = gradients()
+    rogue = OWNERS[2]
+
+    def junk(round_no: int, key: MacKey | None) -> list[tuple[str, list[Send]]]:
+        posts = shares(round_no, xs, key=key)
+        for owner, sends in posts:
+            if owner == rogue:
+                for i, send in enumerate(sends):
+                    if send.to == "server-2":
+                        sends[i] = dataclasses.replace(send, msg=dataclasses.replace(send.msg, input_id=bytes(16)))
+        return posts
+
+    first = AggregationRound(CFG, 1, OWNERS, SHAPE)
+    router = Logged(first, servers)
+    router.post(MO, first.open())
+    deliver(router, junk(1, None))
+    assert first.result is not None and first.result.kind is Kind.DISPUTED and first.result.suspects == ("server-2",)
+    key = MacKey.new()
+    rerun = AggregationRound(CFG, 2, OWNERS, SHAPE, mac_key=key)
+    router = Logged(rerun, servers)
+    router.post(MO, rerun.open())
+    deliver(router, junk(2, key))
+    assert rerun.result is not None and rerun.result.kind is Kind.SUMMED and rerun.result.contributors == OWNERS
+    assert rerun.result.servers == ("server-0", "server-1")
+    np.testing.assert_array_equal(rerun.result.total, encoded_sum(xs, OWNERS, mac=True))
