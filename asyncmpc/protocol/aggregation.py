@@ -1,14 +1,15 @@
-"""Layer 4: the two ends of one secure-aggregation round (sans-I/O).
+"""Layer 4: the model owner's side of one secure-aggregation round (sans-I/O).
 
-``input_shares``: what a data owner sends (seed-compressed replicated shares, one per server).
-``AggregationRound``: the model owner's side of a round. It opens the round at the servers,
-collects their ``Holding`` reports, fixes the contributor set S (owners held by every server
-that reported), asks for the sum over S, and reconstructs it from the servers' ``ResultShare``s
-after cross-checking the twice-held components. The runtime calls ``expire`` when a deadline
-passes (the first time, servers that have not reported are told ``CloseInputs``; the second
-time, the round goes on with the servers that answered, if two did) and ``lose`` when a
-server drops out; two servers hold every component, so two are enough for the sum, without
-the cross-check.
+``AggregationRound`` opens the round at the servers, takes their early answers (or their
+``Holding`` reports), fixes the contributor set S (owners held by every server that reported),
+asks for the sum over S when it must, and reconstructs it from the servers' ``ResultShare``s
+after cross-checking the twice-held components (and, in a MAC round, the MAC). The runtime
+calls ``expire`` when a deadline passes (the first time, servers that have not reported are
+told ``CloseInputs``; the second time, the round goes on with the servers that answered, if two
+did) and ``lose`` when a server drops out. An ordinary round that ends on two servers yields
+nothing (``Kind.RECHECK``: two servers' sums are checked only in a MAC round), except under
+[privacy]. What a round came to is ``protocol.outcome``; what a data owner sends,
+``protocol.shares`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,8 +29,10 @@ from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
 from asyncmpc.protocol.authenticated import DIGEST_BYTES, MAC_SHAPE, mismatches
 from asyncmpc.protocol.dispute import Answer, resolve
 from asyncmpc.protocol.events import Send, check_sender
-from asyncmpc.ring import RingArray, as_ring
-from asyncmpc.rss import InputSharer, RShare, SeededShare, reconstruct, suspects
+from asyncmpc.protocol.outcome import Kind, RoundResult
+from asyncmpc.protocol.shares import contribution_shares, input_shares, key_messages, share_messages
+from asyncmpc.ring import RingArray
+from asyncmpc.rss import RShare, reconstruct, suspects
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 
@@ -50,60 +52,6 @@ _ENDS_ROUND = frozenset({Refusal.TOO_FEW, Refusal.MIXED, Refusal.RERUN, Refusal.
 _RELEASE_RULES = frozenset({Refusal.TOO_FEW, Refusal.MIXED, Refusal.RERUN})
 """Refusals by the release rules: every honest server decides them alike."""
 Floats = NDArray[np.float64]
-
-
-def input_shares(
-    config: Config,
-    round_no: int,
-    x: RingArray,
-    random_bytes: RandomBytes = os.urandom,
-    sharer: InputSharer | None = None,
-) -> list[Send]:
-    """A data owner's ``InputShare`` for each of the three servers, for ring vector ``x``.
-
-    ``sharer`` may hold randomness prepared ahead (see ``InputSharer``).
-    """
-    x = as_ring(x)
-    return share_messages(config, round_no, x.shape, (sharer or InputSharer(random_bytes)).share(x, round_no))
-
-
-def contribution_shares(
-    config: Config, round_no: int, values: Floats, sharer: InputSharer, input_id: bytes = b""
-) -> list[Send]:
-    """``input_shares`` for a vector of reals, encoded to fixed point and masked in one pass;
-    ``input_id`` says what the values were computed from (``protocol.releases.input_id``).
-
-    Raises EncodingError naming a NaN, infinite or out-of-range element.
-    """
-    p = config.protocol
-    shares = sharer.share_reals(values, p.frac_bits, max_terms=p.max_owners, round_no=round_no)
-    return share_messages(config, round_no, values.shape, shares, input_id)
-
-
-def key_messages(config: Config, sharer: InputSharer) -> list[Send]:
-    """A keyed data owner's ``ShareKeys`` for each server, sent once before its first share:
-    server i holds components i and i+1, so server 0 gets (k_0, k_1), server 1 gets k_1 (its
-    second component comes as vectors) and server 2 gets k_0."""
-    if sharer.keys is None:
-        raise ValueError("only a keyed sharer registers keys")
-    k0, k1 = (k.key for k in sharer.keys)
-    layout = [(k0, k1), (k1, b""), (b"", k0)]
-    return [
-        Send(server.name, m.ShareKeys(session=config.session, a=a, b=b))
-        for server, (a, b) in zip(config.servers, layout, strict=True)
-    ]
-
-
-def share_messages(
-    config: Config, round_no: int, shape: tuple[int, ...], shares: tuple[SeededShare, ...], input_id: bytes = b""
-) -> list[Send]:
-    """One ``InputShare`` per server, server 0's (two seeds) first: an owner that stops half-way
-    has then reached server 0 with seeds only, which a server can still leave out of its sum."""
-    out = []
-    for server, sh in zip(config.servers, shares, strict=True):
-        msg = m.InputShare(session=config.session, round_no=round_no, shape=shape, a=sh.a, b=sh.b, input_id=input_id)
-        out.append(Send(server.name, msg))
-    return out
 
 
 class Phase(enum.Enum):
@@ -126,72 +74,6 @@ _MOVES = {
     Phase.DONE: set(),
 }
 """The transitions a round may make (asking again, in full, is ASKED -> ASKED)."""
-
-
-class Kind(enum.Enum):
-    """What a round came to (``RoundResult.kind``): callers branch on this, never on text."""
-
-    SUMMED = "summed"
-    """A sum, cross-checked by three servers or verified by a MAC."""
-    UNCHECKED = "unchecked"
-    """A sum from two servers in full, unchecked (only under [privacy]: no MAC rounds there)."""
-    CAUGHT = "caught"
-    """A MAC-verified sum, and a server proved to have lied (``cheater``)."""
-    DISPUTED = "disputed"
-    """No sum: one of ``suspects`` lied (or an owner sent different shares); run it again as a
-    MAC round."""
-    RECHECK = "recheck"
-    """No sum: a server was lost, and two servers' sums are checked only in a MAC round."""
-    REFUSED = "refused"
-    """No sum: a server kept a release rule or its budget (``refusal``); no one is suspected."""
-    FAILED = "failed"
-    """No sum: too few contributors or servers, or nothing verified; no one is suspected."""
-
-
-@dataclass(frozen=True, slots=True)
-class RoundResult:
-    round_no: int
-    total: RingArray | None
-    """Sum over ``contributors`` in the ring; None when the round yielded nothing."""
-    contributors: tuple[str, ...]
-    cross_checked: bool
-    """True when all three servers answered and their twice-held components agreed."""
-    reason: str = ""
-    servers: tuple[str, ...] = ()
-    """The servers whose result shares make up ``total``."""
-    suspects: tuple[str, ...] = ()
-    """An ordinary round's cross-check failed: one of these servers lied (or an owner sent
-    inconsistent shares); the model owner runs the round again as a MAC round."""
-    mac: bool = False
-    """A MAC round (``protocol.authenticated``)."""
-    cheater: str = ""
-    """A MAC round proved that this server lied; ``total`` is the sum without its lie."""
-    inconsistent: tuple[str, ...] = ()
-    """Owners whose two holders of a component reported different digests in a MAC round (the
-    owner or one holder lied): kept in the sum, which the MAC verified."""
-    refusal: Refusal | None = None
-    """The server's refusal code that ended the round without a sum (none blamed for it)."""
-    culprit: str = ""
-    """A data owner proved to misbehave: three servers answered in full, every component they
-    disagree on is one where this owner's holders got different shares, and no reconstruction
-    verifies (leaving out a lying server's versions would have verified). It is left out of
-    the rounds that follow."""
-    recheck: bool = False
-    """An ordinary round lost a server: the two left answered in full, which nothing checks, so
-    the round yields nothing and is to run again as a MAC round on them (not under
-    [privacy], where MAC rounds are refused and such a sum is accepted unchecked)."""
-
-    @property
-    def kind(self) -> Kind:
-        if self.total is not None:
-            if self.cheater:
-                return Kind.CAUGHT
-            return Kind.SUMMED if self.cross_checked or self.mac else Kind.UNCHECKED
-        if self.suspects:
-            return Kind.DISPUTED
-        if self.recheck:
-            return Kind.RECHECK
-        return Kind.REFUSED if self.refusal is not None else Kind.FAILED
 
 
 class AggregationRound:

@@ -32,10 +32,10 @@ from asyncmpc.errors import EncodingError, PeerLost, PluginError
 from asyncmpc.macs import MacKey
 from asyncmpc.net.runtime import Node
 from asyncmpc.prf import RandomBytes
-from asyncmpc.protocol.aggregation import contribution_shares, key_messages
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.protocol.releases import input_id, key_id
+from asyncmpc.protocol.shares import contribution_shares, key_messages
 from asyncmpc.roles.cheat import owner_cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.rss import InputSharer
