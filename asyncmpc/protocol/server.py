@@ -41,8 +41,9 @@ as ordinary rounds do, and also keep each owner's field components and a digest 
 digests (``ResultShare.digests``, or ``Holding.digests``).
 
 Every release, early or asked for, ordinary or MAC, passes the release rules this server keeps
-from its own hosts.toml (``protocol.releases``): at least ``min_owners`` contributors, one
-contributor set per round, inputs released before only over the same set. A refusal is a
+from its own hosts.toml (``protocol.releases``): at least ``min_owners`` contributors, all
+answering the same request (and, in a MAC round, tagging under the same key), one contributor
+set per round, inputs released before only over the same set. A refusal is a
 ``Reject`` with its code (``Refusal``). A share that waited for its round and turns out wrong
 when the round opens is blamed on its owner (``Drop``), not on the model owner whose
 ``OpenRound`` was being handled.
