@@ -174,11 +174,6 @@ class AggregationRound:
         return tuple(s for s in self.live if s not in self._holding)
 
     @property
-    def inputs_closed(self) -> bool:
-        """The servers were told to report what they hold (``CloseInputs``)."""
-        return self.phase is Phase.CLOSED
-
-    @property
     def may_close_inputs(self) -> bool:
         """No sum was asked for yet and inputs are still open: ``expire`` would close them."""
         return self.phase is Phase.OPEN
@@ -233,7 +228,7 @@ class AggregationRound:
         if unknown:
             raise RemoteProtocolError(f"reports owners outside round {self.round_no}: {sorted(unknown)}", peer=sender)
         if self.mac:
-            self._digests[sender] = _digests(sender, msg)
+            self._digests[sender] = _digests(sender, msg.owners, msg.digests)
         self._holding[sender] = frozenset(msg.owners)
         return self._decide() if not self.waiting_on else []
 
@@ -248,7 +243,7 @@ class AggregationRound:
         self._check_result(sender, msg, full=self._full)
         self._holding[sender] = frozenset(msg.contributors)
         if self.mac:
-            self._digests[sender] = dict(zip(msg.contributors, msg.digests, strict=True))
+            self._digests[sender] = _digests(sender, msg.contributors, msg.digests)
         self._early[sender] = msg
         if not self._full:
             self._absorb(self._early, self._open_keys)
@@ -341,22 +336,26 @@ class AggregationRound:
         missing = ", ".join(sorted(both - self._holding[odd]))
         why = f"{odd} reports fewer owners than the other servers hold ({missing} not reported by {odd})"
         self.contributors = tuple(o for o in self._order if o in both)
-        self.result = RoundResult(self.round_no, None, self.contributors, False, why, suspects=(odd,))
+        return self._disputed(why, (odd,))
+
+    def _disputed(self, why: str, suspects: tuple[str, ...], servers: tuple[str, ...] = ()) -> list[Send]:
+        """The round yields nothing; one of ``suspects`` lied (or an owner sent two servers
+        different shares): it is to run again as a MAC round."""
+        self.result = RoundResult(self.round_no, None, self.contributors, False, why, servers, suspects=suspects)
         return []
 
     def _refused(self, sender: str, code: Refusal, reason: str) -> list[Send]:
-        """A server refused; its code says what that means (``Refusal``). The release rules
-        (too few contributors, mixed requests, inputs released before over another set) and
-        a spent [privacy] budget end the round without a sum, and blame no one: every honest
-        server keeps them. But a server that refuses by a release rule what another server
-        released is the odd one out (it lies, or an owner sent it other shares): an ordinary
-        round is disputed with it the suspect, a MAC round goes on without it. A server that
-        does not have the round (it restarted) is out of it, as is any server that refuses
-        before an ask. Once the sum was asked for, an ordinary
-        round ends as a dispute, to run again as a MAC round (where any owner can be left
-        out): the refusal may come from a server that cannot leave out an owner whose vector
-        it summed, because another server denied holding that owner, truly or not, and going
-        on with the two others would trust that one unchecked."""
+        """A server refused; its code says what that means (``Refusal``). The release rules (too few
+        contributors, mixed requests, inputs released before over another set) and a spent [privacy]
+        budget end the round without a sum, and blame no one: every honest server keeps them. But a
+        server that refuses by a release rule what another server released is the odd one out (it
+        lies, or an owner sent it other shares): an ordinary round is disputed with it the suspect,
+        a MAC round goes on without it. A server that does not have the round (it restarted) is out
+        of it, as is any server that refuses before an ask. Once the sum was asked for, an ordinary
+        round ends as a dispute, to run again as a MAC round (which two servers can complete): the
+        refusal may come from a server that cannot leave out an owner whose vector it summed,
+        because another server denied holding that owner, truly or not, and going on with the two
+        others would trust that one unchecked."""
         if self.phase is Phase.ASKED and self._stale.get(sender):
             self._stale[sender] -= 1  # it refused an ask that a later one replaced
             return []
@@ -364,11 +363,8 @@ class AggregationRound:
         if code in _RELEASE_RULES and released:
             # every honest server keeps the same rules over the same shares: one that refuses
             # what another released is the odd one (or was sent other shares): not the round's end
-            if self.mac:
-                return self.lose(sender, f"{sender} refused what {released[0]} released: {reason}")
             why = f"{sender} refused what {released[0]} released: {reason}"
-            self.result = RoundResult(self.round_no, None, self.contributors, False, why, suspects=(sender,))
-            return []
+            return self.lose(sender, why) if self.mac else self._disputed(why, (sender,))
         if code in _ENDS_ROUND:
             return self._fail(f"{sender} refused: {reason}", refusal=code)
         if self.phase is not Phase.ASKED or self.mac or code is Refusal.UNKNOWN_ROUND:
@@ -379,8 +375,7 @@ class AggregationRound:
         why = f"{sender} refused: {reason}"
         if left_out:
             why += f" ({', '.join(sorted(left_out))} not reported by {', '.join(deniers)})"
-        self.result = RoundResult(self.round_no, None, self.contributors, False, why, suspects=deniers)
-        return []
+        return self._disputed(why, deniers)
 
     def _on_result(self, sender: str, msg: m.ResultShare) -> list[Send]:
         if self.phase is not Phase.ASKED:
@@ -395,7 +390,7 @@ class AggregationRound:
         self._check_result(sender, msg, full=self._full)
         self._results[sender] = msg
         if self.mac:
-            self._digests[sender] = dict(zip(msg.contributors, msg.digests, strict=True))
+            self._digests[sender] = _digests(sender, msg.contributors, msg.digests)
         if not self._full:
             self._absorb(self._results, self._keys)
         if len(self._results) == len(self._asked):
@@ -409,12 +404,6 @@ class AggregationRound:
             raise RemoteProtocolError(f"result share without its second component of shape {self.shape}", peer=sender)
         if self.mac != (msg.ma is not None and msg.mb is not None):
             raise RemoteProtocolError(f"result share {'without' if self.mac else 'with'} MAC sums", peer=sender)
-        pairs = len(msg.digests) == len(msg.contributors) and all(len(d) == 2 * DIGEST_BYTES for d in msg.digests)
-        if self.mac and not pairs:
-            raise RemoteProtocolError(
-                f"result share needs one {2 * DIGEST_BYTES}-byte digest pair per contributor in a MAC round",
-                peer=sender,
-            )
         for part in (msg.ma, msg.mb):
             if part is not None and (part.shape != MAC_SHAPE or int(part.min()) < 0):
                 raise RemoteProtocolError("result share with MAC sums that are not one field element", peer=sender)
@@ -442,8 +431,7 @@ class AggregationRound:
         if bad:
             names = tuple(self.servers[i] for i in suspects(bad))
             reason = f"result shares disagree; suspect server(s) {', '.join(names)}"
-            self.result = RoundResult(self.round_no, None, self.contributors, False, reason, servers, suspects=names)
-            return []
+            return self._disputed(reason, names, servers)
         assert self._total is not None and len(self._checked) == len(self._summed) == 3
         self.result = RoundResult(self.round_no, self._total, self.contributors, True, servers=servers)
         return []
@@ -563,10 +551,10 @@ class AggregationRound:
         return []
 
 
-def _digests(sender: str, msg: m.Holding) -> dict[str, bytes]:
-    """A MAC round's ``Holding``: owner -> its digest pair, checked for form."""
-    if len(msg.digests) != len(msg.owners) or any(len(d) != 2 * DIGEST_BYTES for d in msg.digests):
+def _digests(sender: str, owners: tuple[str, ...], digests: tuple[bytes, ...]) -> dict[str, bytes]:
+    """A MAC round's ``Holding`` or ``ResultShare``: owner -> its digest pair, checked for form."""
+    if len(digests) != len(owners) or any(len(d) != 2 * DIGEST_BYTES for d in digests):
         raise RemoteProtocolError(
-            f"holding report needs one {2 * DIGEST_BYTES}-byte digest pair per owner in a MAC round", peer=sender
+            f"a MAC round's answer needs one {2 * DIGEST_BYTES}-byte digest pair per owner", peer=sender
         )
-    return dict(zip(msg.owners, msg.digests, strict=True))
+    return dict(zip(owners, digests, strict=True))

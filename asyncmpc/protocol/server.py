@@ -431,9 +431,14 @@ class ServerProtocol:
             return [self._holding(round_no, rnd)]
         if step is Step.WAIT:
             return []
+        contributors = tuple(sorted(rnd.held))
+        refused = self.ledger.refusal(contributors, rnd.inputs, rnd.released)
+        if refused is not None:
+            rnd.reported = True
+            return [self._refuse(round_no, *refused)]
         key, rnd.mac_key = rnd.mac_key, b""  # one-time: an Aggregate brings a fresh key
         rnd.settle(rnd.held)
-        return self._result(round_no, rnd, tuple(sorted(rnd.held)), key)
+        return self._result(round_no, rnd, contributors, key)
 
     def _inputs_held(self, round_no: int, owners: frozenset[str]) -> m.InputsHeld:
         return m.InputsHeld(session=self.config.session, round_no=round_no, owners=tuple(sorted(owners)))
@@ -452,12 +457,9 @@ class ServerProtocol:
 
     def _result(self, round_no: int, rnd: RunningSums, contributors: tuple[str, ...], key: bytes) -> list[Action]:
         """This server's ``ResultShare``: a in full, b as a tag under ``key`` or (no key) in full.
-        Under [privacy] it waits for every dealer's noise (``deferred``). Every release passes
-        the release rules first (``protocol.releases``)."""
+        Under [privacy] it waits for every dealer's noise (``deferred``). The callers (an early
+        release, an ``Aggregate``) checked the release rules before the sums could change."""
         rnd.reported = True
-        refused = self.ledger.refusal(contributors, rnd.inputs, rnd.released)
-        if refused is not None:
-            return [self._refuse(round_no, *refused)]
         if rnd.noise is not None and not rnd.noise.ready:
             rnd.deferred = (contributors, key)
             return []
