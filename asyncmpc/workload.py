@@ -158,9 +158,6 @@ def workload(config: Config, name: str) -> Workload:
 class OwnerWorkload(Protocol):
     """A data owner's side."""
 
-    depends_on_step: bool
-    """Whether ``contribution`` depends on the step (a batch or a sample drawn per step)."""
-
     def stats_vector(self) -> Floats: ...
     def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats: ...
     def describe(self) -> str: ...
@@ -178,9 +175,6 @@ class LocalTraining:
 
             key = sampling_key(config, player.name)
         self.work = OwnerWork(config, player.index, data, classes, key)
-        # the same for every owner of the deployment (their input ids must agree): a batch or a
-        # sample is drawn per step, even where an owner's batch happens to hold all its examples
-        self.depends_on_step = config.privacy is not None or config.training.batch_size > 0
 
     def stats_vector(self) -> Floats:
         return self.work.stats_vector()
@@ -212,7 +206,6 @@ class SyntheticOwner:
     def __init__(self, config: Config, player: Player) -> None:
         self.base = _synthetic_base(config.training.seed, config.training.parameters)
         self.shift = (player.index or 0) * 7919
-        self.depends_on_step = False
 
     @property
     def gradient(self) -> Floats:

@@ -52,15 +52,18 @@ KEEP_PER_OWNER = 1024
 """Input ids remembered per data owner (16 bytes and a set each)."""
 
 
-def input_id(request: m.ModelUpdate | m.StatsRequest, *, with_step: bool = True) -> bytes:
+def input_id(request: m.ModelUpdate | m.StatsRequest) -> bytes:
     """What a data owner's answer to ``request`` is computed from: the same bytes for a re-run
     of the same step (another round number, MAC key or server list), others for anything else.
-    An owner whose answer does not depend on the step (a full batch, no sampling) leaves it
-    out (``with_step``): the same model at another step is then the same input."""
+    The step is always in it, even where an owner's answer does not depend on it (a full batch):
+    after a round that yielded nothing the model is unchanged, and the next step must be new
+    inputs, or one owner lost mid-round would stop every later round. (A model owner that asks
+    the same model at the next step, over other owners, learns no more than with a model one
+    unit in the last place away, which nothing here can stop: SECURITY.md.)"""
     h = hashlib.sha256(b"asyncmpc input v1")
     h.update(request.KIND.encode())
     if isinstance(request, m.ModelUpdate):
-        h.update(request.step.to_bytes(8, "big") if with_step else b"any step")
+        h.update(request.step.to_bytes(8, "big"))
         for arr in (request.theta, request.mean, request.scale):
             h.update(repr(arr.shape).encode())
             h.update(np.ascontiguousarray(arr).data)

@@ -165,7 +165,7 @@ class _Owner:
         config, round_no = self.config, msg.round_no
         out = _Outgoing(round_no, isinstance(msg, m.ModelUpdate))
         out.targets = set() if self.plain else set(msg.servers or self.servers)
-        ident = input_id(msg, with_step=self.work.depends_on_step)
+        ident = input_id(msg)
         if ident in self.answered and ident not in self.latest:
             why = f"asks again for the inputs of an earlier request (only the newest {RERUN_WINDOW} may be run again)"
             return self._decline(out, m.Refusal.RERUN, why)

@@ -17,7 +17,7 @@ from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
 from asyncmpc.protocol.aggregation import Kind, contribution_shares
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.events import Drop
-from asyncmpc.protocol.releases import ReleaseLedger, input_id, key_id
+from asyncmpc.protocol.releases import input_id, key_id
 from asyncmpc.ring import encode
 from asyncmpc.roles.rounds import _stop_if_refused
 from asyncmpc.rss import InputSharer
@@ -367,19 +367,6 @@ def test_a_model_owner_sending_the_others_a_decoy_model_gets_no_sum() -> None:
     router.run()
     assert not results_to_model_owner(router.to_model_owner)
     assert rnd.result is not None and rnd.result.total is None and rnd.result.refusal is m.Refusal.MIXED
-
-
-def test_the_same_model_at_another_step_is_the_same_input_when_the_step_changes_nothing() -> None:
-    """Attack 4 across steps: with a full batch (no sampling) an owner's gradient does not
-    depend on the step, so asking the same model at the next step, over the others, would open
-    the victim's gradient as the difference. Such an owner leaves the step out of its input id."""
-    same = [input_id(request(step), with_step=False) for step in (5, 6)]
-    assert same[0] == same[1] and input_id(request(5)) != input_id(request(6))
-    ledger = ReleaseLedger(min_owners=2)
-    ledger.record(OWNERS, dict.fromkeys(OWNERS, (same[0], b"")))
-    without = tuple(o for o in OWNERS if o != VICTIM)
-    refused = ledger.refusal(without, dict.fromkeys(without, (same[1], b"")), None)
-    assert refused is not None and refused[0] is m.Refusal.RERUN
 
 
 def test_a_model_owner_sending_the_victim_its_own_mac_key_gets_no_sum() -> None:
