@@ -9,8 +9,8 @@ inverse, so for a uniform secret key, r * d takes each value with probability 1/
 
 Ring values (signed fixed point, int64) stand for integers; ``macs`` reads those within
 [-MAX_ABS, MAX_ABS] as field elements v mod p, which is exact for their sums while the sums
-stay in that range (p is a Mersenne prime, so 61-bit values split into 21-bit limbs whose
-products numpy adds exactly in int64).
+stay in that range (61-bit values split into four 16-bit limbs whose products BLAS adds
+exactly in float64, a block of 2^15 elements at a time).
 """
 
 from __future__ import annotations

@@ -24,22 +24,21 @@ done in Z_2^64 (SPDZ2k, CRYPTO 2018).
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from asyncmpc.field import MAX_ABS, FieldArray, P, reduce_words
-from asyncmpc.prf import NONCE_BYTES, SEED_BYTES, RandomBytes, expand, new_seed
+from asyncmpc.prf import BLOCK, NONCE_BYTES, SEED_BYTES, RandomBytes, expand, keystream_blocks, new_seed
 from asyncmpc.ring import RingArray
 
 __all__ = ["FIELD_MAC_KEY_BYTES", "MacKey", "in_range", "project", "tag", "verify"]
 
 FIELD_MAC_KEY_BYTES = SEED_BYTES
 _PROJECTION_NONCE = b"\x04" + bytes(NONCE_BYTES - 1)
-_LIMB = 21
-_LIMB_MASK = np.int64((1 << _LIMB) - 1)
-_CHUNK = 1 << 20
-"""Elements per exact partial dot product: 2^20 terms below 2^42 each stay below 2^62."""
+_LIMB = 16
+_R_MASK = np.int64((1 << 61) - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,33 +70,58 @@ def in_range(z: RingArray) -> bool:
 
 
 def project(x: RingArray, r: FieldArray) -> int:
-    """<r, x> mod p, exactly, for ring values within [-MAX_ABS, MAX_ABS] (signed integers).
-
-    x mod p and r are split into three 21-bit limbs; each of the nine limb products summed
-    over 2^20 elements stays below 2^62, so numpy's int64 dot product is exact.
-    """
+    """<r, x> mod p, exactly, for ring values within [-MAX_ABS, MAX_ABS] (signed integers) and
+    field elements r (any values below 2^61: r = p counts as 0)."""
     flat = x.reshape(-1)
-    u = flat + ((flat >> np.int64(63)) & np.int64(P))  # x mod p, for |x| < p
-    rv = r.reshape(-1).view(np.int64)
-    total = 0
-    for lo in range(0, flat.size, _CHUNK):
-        xs = _limbs(u[lo : lo + _CHUNK])
-        rs = _limbs(rv[lo : lo + _CHUNK])
-        for i, a in enumerate(xs):
-            for j, b in enumerate(rs):
-                total += int(np.dot(a, b)) << (_LIMB * (i + j))
-    return total % P
+    rv = r.reshape(-1)
+    return sum(_dot(flat[lo : lo + BLOCK], rv[lo : lo + BLOCK]) for lo in range(0, flat.size, BLOCK)) % P
 
 
-def _limbs(v: np.ndarray) -> list[np.ndarray]:
-    return [v & _LIMB_MASK, (v >> np.int64(_LIMB)) & _LIMB_MASK, v >> np.int64(2 * _LIMB)]
+def _dot(x: RingArray, r: np.ndarray) -> int:
+    """<r, x> over one block of at most ``prf.BLOCK`` (2^15) elements, as an exact integer.
+
+    x mod p and r (both below 2^61) are read as four 16-bit limbs each, a view of their
+    little-endian words; a product of two limbs is below 2^32 and a sum of 2^15 such products
+    below 2^47, so one float64 matrix product (BLAS) of the (4 x n) and (n x 4) limb matrices
+    is exact: every partial sum is an integer below 2^53. The limbs go to per-thread scratch
+    buffers: fresh megabyte arrays on every call cost more in page faults than the product.
+    """
+    n = x.size
+    u, xs, rs = _SCRATCH.u[:n], _SCRATCH.x[:n], _SCRATCH.r[:n]
+    np.right_shift(x, 63, out=u)
+    np.bitwise_and(u, np.int64(P), out=u)
+    np.add(u, x, out=u)  # x mod p, for |x| < p
+    np.copyto(xs, _limbs(u), casting="unsafe")
+    np.copyto(rs, _limbs(r), casting="unsafe")
+    m = xs.T @ rs
+    return sum(int(m[i, j]) << (_LIMB * (i + j)) for i in range(4) for j in range(4))
+
+
+def _limbs(v: np.ndarray) -> np.ndarray:
+    """The (n x 4) uint16 view of the 16-bit limbs of n words, least significant first."""
+    return v.view(np.uint64).astype("<u8", copy=False).view("<u2").reshape(-1, 4)
+
+
+class _Scratch(threading.local):
+    def __init__(self) -> None:
+        self.u = np.empty(BLOCK, dtype=np.int64)
+        self.x = np.empty((BLOCK, 4), dtype=np.float64)
+        self.r = np.empty((BLOCK, 4), dtype=np.float64)
+
+
+_SCRATCH = _Scratch()
 
 
 def tag(x: RingArray, key: MacKey) -> int:
     """t = <r, x> in F_p. Raises ValueError if x is out of range."""
     if not in_range(x):
         raise ValueError("a MAC covers values within [-MAX_ABS, MAX_ABS] only")
-    return project(x, key.projection(x.size))
+    flat = x.reshape(-1)
+    total = 0
+    for lo, hi, words in keystream_blocks([key.key], flat.size, nonce=_PROJECTION_NONCE):
+        np.bitwise_and(words, _R_MASK, out=words)  # the words' low 61 bits, as in ``projection``
+        total += _dot(flat[lo:hi], words)
+    return total % P
 
 
 def verify(z: RingArray, key: MacKey, t: int) -> bool:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from asyncmpc.field import MAX_ABS, P, reduce_words
 from asyncmpc.macs import MacKey, project, tag, verify
+from asyncmpc.prf import BLOCK
 
 signed = st.lists(st.integers(-MAX_ABS, MAX_ABS), min_size=1, max_size=40)
 
@@ -33,6 +34,17 @@ def test_the_projection_is_exact_past_one_chunk_and_at_the_extremes() -> None:
     plus, minus = (n + 1) // 2, n // 2
     expected = (MAX_ABS * (plus - minus) * (P - 1)) % P
     assert project(x, r) == expected
+
+
+def test_the_tag_streams_the_key_block_by_block_and_equals_the_projection() -> None:
+    n = 3 * BLOCK + 5  # several keystream blocks and a short last one
+    x = np.random.default_rng(7).integers(-MAX_ABS, MAX_ABS, n, dtype=np.int64, endpoint=True)
+    x[:3] = [MAX_ABS, -MAX_ABS, 0]
+    key = MacKey.new()
+    r = key.projection(n)
+    expected = sum(int(v) * int(w) for v, w in zip(x.tolist(), r.tolist(), strict=True)) % P
+    assert tag(x, key) == project(x, r) == expected
+    assert tag(x[:7], key) == project(x[:7], r[:7])  # the prefix of a longer key's vector
 
 
 @given(st.lists(signed, min_size=2, max_size=5))
