@@ -100,7 +100,7 @@ SPLITS = ("iid", "dirichlet")
 class TrainingSettings:
     dataset: str = "breast_cancer"
     """A data set that ships with scikit-learn, "csv" (each data owner names its file), or a
-    plug-in "module:function" (see ``asyncmpc.data.load_plugin_data``)."""
+    plug-in "module:function" (see ``asyncmpc.learning.data.load_plugin_data``)."""
     classes: tuple[str, ...] = ()
     """With dataset = "csv": every class label, as text (the label column is read as text)."""
     rounds: int = 100
@@ -122,7 +122,7 @@ class TrainingSettings:
     """"plain" sends gradients to the model owner in the clear: the floor for benchmarks, and
     allowed only with dataset = "synthetic"."""
     model: str = "logreg"
-    """"logreg", "mlp", or a plug-in "module:attribute" (see ``asyncmpc.models``)."""
+    """"logreg", "mlp", or a plug-in "module:attribute" (see ``asyncmpc.learning.models``)."""
     model_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     """The ``[training.model_options]`` table, passed to the model's builder."""
     local_steps: int = 1
@@ -140,7 +140,7 @@ class TrainingSettings:
 
 @dataclass(frozen=True, slots=True)
 class PrivacySettings:
-    """The ``[privacy]`` table: differential privacy inside the secure sum (``asyncmpc.privacy``)."""
+    """The ``[privacy]`` table: differential privacy inside the secure sum (``asyncmpc.learning.privacy``)."""
 
     unit: str = "example"
     """What is protected: "example" (any one training example of any owner) or "owner" (a data

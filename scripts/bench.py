@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Secure aggregation against the plaintext floor: ``asyncmpc bench`` (see ``asyncmpc/bench.py``).
+"""Secure aggregation against the plaintext floor: ``asyncmpc bench`` (see ``asyncmpc/cli/benchmark.py``).
 
 Usage: bench.py [--d 10000 1000000] [--owners 3 10] [--rounds 5] [--modes secure plain]
                 [--tls off|on|both] [--repeat 1] [--mac-rounds always] [--mac-window N]

@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asyncmpc.bench import deployment  # noqa: E402
-from asyncmpc.checkpoint import append_round  # noqa: E402
+from asyncmpc.cli.benchmark import deployment  # noqa: E402
 from asyncmpc.cli.progress import BarProgress  # noqa: E402
+from asyncmpc.learning.checkpoint import append_round  # noqa: E402
 
 ASYNCMPC = [sys.executable, "-c", "import sys; from asyncmpc.cli import main; sys.exit(main())"]
 

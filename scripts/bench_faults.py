@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asyncmpc.bench import PLAYER, deployment  # noqa: E402
-from asyncmpc.checkpoint import checkpoint_header, read_rounds  # noqa: E402
+from asyncmpc.cli.benchmark import PLAYER, deployment  # noqa: E402
+from asyncmpc.learning.checkpoint import checkpoint_header, read_rounds  # noqa: E402
 
 
 def rounds_done(out: Path) -> int:
@@ -53,7 +53,7 @@ def main() -> None:
         cfg.write_text(deployment(args.d, args.owners, args.rounds, "secure", 16, args.tls))
         if args.tls:
             from asyncmpc.config import load_config
-            from asyncmpc.tls import make_certs
+            from asyncmpc.net.tls import make_certs
 
             make_certs(load_config(cfg), folder / "certs")
         out = folder / "out"

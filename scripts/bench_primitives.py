@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyncmpc import macs, rss
 from asyncmpc.cli.run import tune_allocator
-from asyncmpc.prf import add_keystreams, expand_into, new_seed
-from asyncmpc.privacy.noise import secure_generator, skellam
+from asyncmpc.crypto import macs, rss
+from asyncmpc.crypto.prf import add_keystreams, expand_into, new_seed
+from asyncmpc.learning.privacy.noise import secure_generator, skellam
 from asyncmpc.protocol.noise import deal
 
 

@@ -34,9 +34,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asyncmpc.bench import loopback_players  # noqa: E402
+from asyncmpc.cli.benchmark import loopback_players  # noqa: E402
 from asyncmpc.config import load_config  # noqa: E402
-from asyncmpc.training import ReferenceTrainer  # noqa: E402
+from asyncmpc.learning.training import ReferenceTrainer  # noqa: E402
 
 SETTINGS = {
     "breast_cancer": {"rounds": 60, "learning_rate": 0.1, "sampling_rate": 0.2},

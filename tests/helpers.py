@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from asyncmpc.bench import free_ports as free_ports  # the benchmarks' own, re-exported
+from asyncmpc.cli.benchmark import free_ports as free_ports  # the benchmarks' own, re-exported
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ROLE = ROOT / "scripts" / "run_role.py"
@@ -62,7 +62,7 @@ def hosts_toml(
 def write_config(directory: Path, text: str | None = None, **kwargs: object) -> Path:
     """Write a deployment file into ``directory``, and its TLS files when it uses TLS."""
     from asyncmpc.config import load_config
-    from asyncmpc.tls import make_certs
+    from asyncmpc.net.tls import make_certs
 
     path = directory / "hosts.toml"
     path.write_text(text if text is not None else hosts_toml(**kwargs))  # type: ignore[arg-type]

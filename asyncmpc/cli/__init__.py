@@ -1,4 +1,4 @@
-"""Layer 7: the ``asyncmpc`` command and its subcommands (argparse: in the standard library,
+"""The ``asyncmpc`` command and its subcommands (argparse: in the standard library,
 fast to import, and enough for subcommands whose help ends in an example).
 
 Exit codes: 0 success, 2 an operational error (one line on stderr: configuration, files,

@@ -1,5 +1,5 @@
-"""Layer 7: ``asyncmpc bench``: secure aggregation against the plaintext floor on this machine
-(``asyncmpc.bench``). The other benchmarks (faults, training accuracy, primitives, the CLI's own
+"""``asyncmpc bench``: secure aggregation against the plaintext floor on this machine
+(``asyncmpc.cli.benchmark``). The other benchmarks (faults, training accuracy, primitives, the CLI's own
 costs) are scripts in ``scripts/``."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     import json
 
-    from asyncmpc.bench import Plan, run_all, table
+    from asyncmpc.cli.benchmark import Plan, run_all, table
     from asyncmpc.errors import AsyncMpcError
 
     cheat = None

@@ -1,4 +1,4 @@
-"""Layer 7: ``asyncmpc certs``: the deployment CA and a key and certificate per player."""
+"""``asyncmpc certs``: the deployment CA and a key and certificate per player."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def ensure_certs(config: Config, folder: str | Path) -> Path | None:
     """Make the deployment's TLS files in ``folder`` unless every one is there; the folder if
     it wrote them."""
-    from asyncmpc.tls import make_certs
+    from asyncmpc.net.tls import make_certs
 
     names = ["ca", *config.players]
     wanted = [Path(folder) / f"{n}.pem" for n in names] + [Path(folder) / f"{n}.key" for n in config.players]
@@ -35,7 +35,7 @@ def ensure_certs(config: Config, folder: str | Path) -> Path | None:
 def command(args: argparse.Namespace) -> int:
     from asyncmpc.config import load_config
     from asyncmpc.errors import ConfigError
-    from asyncmpc.tls import make_certs
+    from asyncmpc.net.tls import make_certs
 
     folder = args.dir
     try:

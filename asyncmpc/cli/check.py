@@ -1,4 +1,4 @@
-"""Layer 7: ``asyncmpc check``: validate a hosts.toml and show the deployment as a table."""
+"""``asyncmpc check``: validate a hosts.toml and show the deployment as a table."""
 
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ def command(args: argparse.Namespace) -> int:
 def _privacy_line(config: Config) -> str:
     """What [privacy] comes to: the noise multiplier (calibrated for a budget), the rounds the
     budget allows, and epsilon at the end of training."""
-    from asyncmpc.privacy.accountant import Accountant
-    from asyncmpc.privacy.plan import noise_multiplier, plan_for
+    from asyncmpc.learning.privacy.accountant import Accountant
+    from asyncmpc.learning.privacy.plan import noise_multiplier, plan_for
 
     p = config.privacy
     assert p is not None
@@ -92,7 +92,7 @@ def _connect(config: Config, name: str | None, timeout: float) -> list[str]:
     from asyncmpc.errors import ConfigError, TlsRefused
     from asyncmpc.net.dialer import tls_failure
     from asyncmpc.net.runtime import dial_targets
-    from asyncmpc.tls import tls_contexts
+    from asyncmpc.net.tls import tls_contexts
 
     if name is None:
         raise ConfigError("--connect needs --name: the player this host runs (whose certificate it presents)")

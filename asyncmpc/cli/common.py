@@ -1,4 +1,4 @@
-"""Layer 7: what every subcommand shares: one-line errors."""
+"""What every subcommand shares: one-line errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Layer 7: ``asyncmpc local``: a whole deployment as processes on this machine, supervised.
+"""``asyncmpc local``: a whole deployment as processes on this machine, supervised.
 
 Starts every player of the file (servers, then the model owner, then the data owners; the
 order is a courtesy, since everyone dials again until the others are up), each logging to

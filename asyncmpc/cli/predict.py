@@ -1,4 +1,4 @@
-"""Layer 7: ``asyncmpc predict``: a saved model on the rows of a CSV file."""
+"""``asyncmpc predict``: a saved model on the rows of a CSV file."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from asyncmpc.data import load_features
     from asyncmpc.errors import ConfigError, PluginError
-    from asyncmpc.training import load_model
+    from asyncmpc.learning.data import load_features
+    from asyncmpc.learning.training import load_model
 
     try:
         try:

@@ -1,4 +1,4 @@
-"""Layer 7: the model owner's progress: a live bar on a terminal, plain lines elsewhere.
+"""The model owner's progress: a live bar on a terminal, plain lines elsewhere.
 
 On a terminal (stderr is a TTY), one tqdm bar over the training rounds shows the loss, the test
 accuracy, the contributors, the servers of the last round, seconds per round and the ETA; log

@@ -1,4 +1,4 @@
-"""Layer 7: ``asyncmpc report``: the summary and plots of a run folder."""
+"""``asyncmpc report``: the summary and plots of a run folder."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     from asyncmpc.errors import OutputError
-    from asyncmpc.report import PLOT, load_run, plot, summary
+    from asyncmpc.learning.report import PLOT, load_run, plot, summary
 
     folder = Path(args.folder)
     try:

@@ -1,4 +1,4 @@
-"""Layer 7: ``asyncmpc run``: one player (what ``scripts/run_role.py`` starts)."""
+"""``asyncmpc run``: one player (what ``scripts/run_role.py`` starts)."""
 
 from __future__ import annotations
 
@@ -197,7 +197,7 @@ def _run_player(
     metrics = run(
         lambda: run_model_owner(config, name, out, fresh=fresh, progress=progress), uvloop_ok=config.protocol.plaintext
     )
-    from asyncmpc.report import PLOT, plot, summary
+    from asyncmpc.learning.report import PLOT, plot, summary
 
     for line in summary(metrics):
         print(line)

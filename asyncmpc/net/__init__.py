@@ -1,4 +1,4 @@
-"""Layer 5: asyncio connections, handshake, dialling with retry, uvloop."""
+"""Asyncio connections, handshake, dialling with retry, uvloop."""
 
 from asyncmpc.net.peer import Connection
 from asyncmpc.net.runtime import Event, Node, dial_targets, may_dial, run

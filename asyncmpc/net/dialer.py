@@ -1,4 +1,4 @@
-"""Layer 5: reaching the players a node dials, with back-off (asyncio only here and in runtime).
+"""Reaching the players a node dials, with back-off (asyncio only here and in runtime).
 
 One retry loop serves both uses: at start-up a role reaches its peers within a deadline
 (``reach`` with a timeout: PeerLost when it passes, and at once when we refuse the peer's

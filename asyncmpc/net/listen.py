@@ -1,4 +1,4 @@
-"""Layer 5: why a player cannot listen, in one line a person can act on."""
+"""Why a player cannot listen, in one line a person can act on."""
 
 from __future__ import annotations
 

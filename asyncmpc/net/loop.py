@@ -1,4 +1,4 @@
-"""Layer 5: the event loop a player runs on (uvloop where it is installed)."""
+"""The event loop a player runs on (uvloop where it is installed)."""
 
 from __future__ import annotations
 

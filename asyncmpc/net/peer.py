@@ -1,4 +1,4 @@
-"""Layer 5: one framed, message-level connection to a named peer (asyncio only here and in runtime).
+"""One framed, message-level connection to a named peer (asyncio only here and in runtime).
 
 Frames are read by a ``BufferedProtocol``: the kernel copies a large frame's body straight into
 one buffer of its final size (no stream buffer, no joining of chunks), and the message's arrays

@@ -1,4 +1,4 @@
-"""Layer 5: who may connect to whom, and how large a frame each peer may send (pure).
+"""Who may connect to whom, and how large a frame each peer may send (pure).
 
 Who dials whom follows DESIGN.md: data owners only dial out (to the model owner and the three
 servers); the model owner dials the servers; between servers the higher index dials the lower.

@@ -1,4 +1,4 @@
-"""Layer 5: a player's network presence: listener, dialler, handshake, inbox, shutdown.
+"""A player's network presence: listener, dialler, handshake, inbox, shutdown.
 
 Who dials whom follows DESIGN.md (``net.policy``). ``maintain`` keeps those connections: it
 dials in the background and dials again, with back-off, whenever a connection closes, so a
@@ -40,8 +40,8 @@ from asyncmpc.net.listen import listen_error
 from asyncmpc.net.loop import run
 from asyncmpc.net.peer import MAX_QUEUED, BodyBudget, Connection, FrameProtocol
 from asyncmpc.net.policy import HANDSHAKE_FRAME, dial_targets, frame_cap, may_dial
+from asyncmpc.net.tls import TlsContexts, tls_contexts
 from asyncmpc.protocol.events import check_sender
-from asyncmpc.tls import TlsContexts, tls_contexts
 from asyncmpc.wire.messages import PROTOCOL_VERSION, Hello, Message, Reject
 
 __all__ = ["Event", "Node", "dial_targets", "may_dial", "run"]  # run: from net.loop, where it lives

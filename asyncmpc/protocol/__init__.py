@@ -1,4 +1,4 @@
-"""Layer 4: each role's state machine, driven by messages (no sockets, no event loop)."""
+"""Each role's state machine, driven by messages (no sockets, no event loop)."""
 
 from asyncmpc.protocol.aggregation import AggregationRound, RoundResult, input_shares
 from asyncmpc.protocol.events import Send, check_sender

@@ -1,4 +1,4 @@
-"""Layer 4: the model owner's side of one secure-aggregation round (sans-I/O).
+"""The model owner's side of one secure-aggregation round (sans-I/O).
 
 ``AggregationRound`` opens the round at the servers, takes their early answers (or their
 ``Holding`` reports), fixes the contributor set S (owners held by every server that reported),
@@ -22,17 +22,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config
+from asyncmpc.crypto.field import P
+from asyncmpc.crypto.macs import MacKey, verify
+from asyncmpc.crypto.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
+from asyncmpc.crypto.ring import RingArray
+from asyncmpc.crypto.rss import RShare, reconstruct, suspects
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.field import P
-from asyncmpc.macs import MacKey, verify
-from asyncmpc.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
 from asyncmpc.protocol.authenticated import DIGEST_BYTES, MAC_SHAPE, mismatches
 from asyncmpc.protocol.dispute import Answer, resolve
 from asyncmpc.protocol.events import Send, check_sender
 from asyncmpc.protocol.outcome import Kind, RoundResult
 from asyncmpc.protocol.shares import contribution_shares, input_shares, key_messages, share_messages
-from asyncmpc.ring import RingArray
-from asyncmpc.rss import RShare, reconstruct, suspects
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 

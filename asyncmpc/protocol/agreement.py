@@ -1,4 +1,4 @@
-"""Layer 4: the servers of a round agree on its contributors before an early release (pure).
+"""The servers of a round agree on its contributors before an early release (pure).
 
 A server that holds every expected owner's share may answer the model owner at once, with
 its ``ResultShare`` under the round's one-time key (no ``Aggregate`` round trip). A release

@@ -1,4 +1,4 @@
-"""Layer 4: MAC rounds, the rounds that can say which server lied (sans-I/O).
+"""MAC rounds, the rounds that can say which server lied (sans-I/O).
 
 An ordinary round cross-checks the twice-held components of the sum; when two holders of a
 component disagree, that says that one of them lied, not which. A MAC round adds what does:
@@ -39,13 +39,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config
+from asyncmpc.crypto.field import P, reduce_words
+from asyncmpc.crypto.macs import MacKey, tag
+from asyncmpc.crypto.prf import RandomBytes
+from asyncmpc.crypto.ring import RingArray, encode
+from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.field import P, reduce_words
-from asyncmpc.macs import MacKey, tag
-from asyncmpc.prf import RandomBytes
 from asyncmpc.protocol.events import Send
-from asyncmpc.ring import RingArray, encode
-from asyncmpc.rss import InputSharer
 from asyncmpc.wire import messages as m
 
 __all__ = [

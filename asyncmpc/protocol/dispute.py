@@ -1,4 +1,4 @@
-"""Layer 4: the model owner's verdict on a MAC round's answers (pure).
+"""The model owner's verdict on a MAC round's answers (pure).
 
 Every server answered in full: its two ring components of the sum and its two field
 components of the sum's MAC. Component j is held by server j (its ``a``) and server j-1 (its
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asyncmpc.field import P
-from asyncmpc.macs import MacKey, verify
-from asyncmpc.ring import RingArray, ring_sum
-from asyncmpc.rss import N_SERVERS, suspects
+from asyncmpc.crypto.field import P
+from asyncmpc.crypto.macs import MacKey, verify
+from asyncmpc.crypto.ring import RingArray, ring_sum
+from asyncmpc.crypto.rss import N_SERVERS, suspects
 
 __all__ = ["Answer", "Verdict", "resolve"]
 

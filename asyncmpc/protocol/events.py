@@ -1,4 +1,4 @@
-"""Layer 4: what a protocol state machine hands back to the runtime (pure)."""
+"""What a protocol state machine hands back to the runtime (pure)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Layer 4: the differential-privacy noise a compute server deals into one round's sums (pure:
-numpy and prf only; the noise itself comes from ``asyncmpc.privacy``).
+"""The differential-privacy noise a compute server deals into one round's sums (pure:
+numpy and prf only; the noise itself comes from ``asyncmpc.learning.privacy``).
 
 Every server of the round (a *dealer*) draws its own integer noise n and shares it, as a data
 owner shares an input, so that the opened sum carries every dealer's n and no other server
@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from asyncmpc.crypto.prf import new_seed
+from asyncmpc.crypto.ring import RingArray
+from asyncmpc.crypto.rss import Component, Keyed, Seed, materialize
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.prf import new_seed
 from asyncmpc.protocol.sums import ZERO_NONCE, Streams, add_streams
-from asyncmpc.ring import RingArray
-from asyncmpc.rss import Component, Keyed, Seed, materialize
 
 __all__ = ["NoiseDraw", "RoundNoise", "deal"]
 

@@ -1,4 +1,4 @@
-"""Layer 4: what a round came to (pure): ``RoundResult``, and its ``Kind``, which callers
+"""What a round came to (pure): ``RoundResult``, and its ``Kind``, which callers
 branch on instead of reading text."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from asyncmpc.ring import RingArray
+from asyncmpc.crypto.ring import RingArray
 from asyncmpc.wire.messages import Refusal
 
 __all__ = ["Kind", "RoundResult"]

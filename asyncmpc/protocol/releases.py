@@ -1,4 +1,4 @@
-"""Layer 4: the release rules a compute server keeps from its own hosts.toml (pure).
+"""The release rules a compute server keeps from its own hosts.toml (pure).
 
 A server's ``ResultShare`` is a *release*: with the other servers' it opens a sum. What a
 release may open protects the data owners, so each honest server enforces it itself, whatever

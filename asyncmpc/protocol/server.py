@@ -1,4 +1,4 @@
-"""Layer 4: the compute server's state machine (sans-I/O: messages in, ``Send`` actions out).
+"""The compute server's state machine (sans-I/O: messages in, ``Send`` actions out).
 
 Per round: the model owner opens it (``OpenRound``: owners, shape); data owners send their
 replicated share (``InputShare``), which is checked (sender expected, shape, no duplicate) and
@@ -54,22 +54,22 @@ from __future__ import annotations
 import numpy as np
 
 from asyncmpc.config import Config
-from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.field import P
-from asyncmpc.prf import (
+from asyncmpc.crypto.field import P
+from asyncmpc.crypto.prf import (
     MAC_KEY_BYTES,
     SEED_BYTES,
     ZeroSharer,
     mac,
     round_nonce,
 )
+from asyncmpc.crypto.rss import Keyed, Seed
+from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.agreement import Agreement, Step
 from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.noise import NoiseDraw, deal
 from asyncmpc.protocol.releases import ReleaseLedger
 from asyncmpc.protocol.sums import ZERO_NONCE, Guess, RunningSums, Streams, add_streams
-from asyncmpc.rss import Keyed, Seed
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 

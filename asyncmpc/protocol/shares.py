@@ -1,4 +1,4 @@
-"""Layer 4: a data owner's side of a round (pure): the shares it sends the servers.
+"""A data owner's side of a round (pure): the shares it sends the servers.
 
 ``input_shares`` (a ring vector), ``contribution_shares`` (reals, encoded and masked in one
 pass), ``share_messages`` (one ``InputShare`` per server, tagged with the request's input id),
@@ -14,10 +14,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config
-from asyncmpc.prf import RandomBytes
+from asyncmpc.crypto.prf import RandomBytes
+from asyncmpc.crypto.ring import RingArray, as_ring
+from asyncmpc.crypto.rss import InputSharer, SeededShare
 from asyncmpc.protocol.events import Send
-from asyncmpc.ring import RingArray, as_ring
-from asyncmpc.rss import InputSharer, SeededShare
 from asyncmpc.wire import messages as m
 
 __all__ = ["contribution_shares", "input_shares", "key_messages", "share_messages"]

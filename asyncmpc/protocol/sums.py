@@ -1,4 +1,4 @@
-"""Layer 4: a compute server's running sums of one ordinary round (pure; numpy and prf only).
+"""A compute server's running sums of one ordinary round (pure; numpy and prf only).
 
 Vector components are added into the sums as they arrive, so memory does not grow with the
 number of owners (a sum starts as the first vector received, when that one is writable: no
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from asyncmpc.prf import NONCE_BYTES, add_keystreams, keystream_blocks
-from asyncmpc.ring import RingArray
+from asyncmpc.crypto.prf import NONCE_BYTES, add_keystreams, keystream_blocks
+from asyncmpc.crypto.ring import RingArray
 
 if TYPE_CHECKING:
     from asyncmpc.protocol.agreement import Agreement

@@ -1,1 +1,1 @@
-"""Layer 6: the players as asyncio programs, gluing protocol state machines to the runtime."""
+"""The players as asyncio programs, gluing protocol state machines to the runtime."""

@@ -1,4 +1,4 @@
-"""Layer 6, for tests only: a compute server that lies, or a data owner that equivocates, to
+"""For tests only: a compute server that lies, or a data owner that equivocates, to
 show that lies are caught and pinned on the liar.
 
 ``ASYNCMPC_TEST_CHEAT=WHAT:WHEN`` in a compute server's environment makes it alter what it
@@ -26,8 +26,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from asyncmpc.crypto.field import P
 from asyncmpc.errors import ConfigError
-from asyncmpc.field import P
 from asyncmpc.protocol.events import Action, Send
 from asyncmpc.wire import messages as m
 

@@ -1,4 +1,4 @@
-"""Layer 6: a compute server process: a ``ServerProtocol`` fed from a ``Node``.
+"""A compute server process: a ``ServerProtocol`` fed from a ``Node``.
 
 It serves until the model owner sends ``Finish``, or until the model owner has been absent or
 silent for ``idle_timeout`` (then it exits with a clear message). It needs no other player to start:
@@ -13,17 +13,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from asyncmpc.config import Config
+from asyncmpc.crypto.prf import new_seed
 from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
-from asyncmpc.prf import new_seed
+from asyncmpc.net.tls import TlsContexts
 from asyncmpc.protocol.server import ServerProtocol
 from asyncmpc.roles.cheat import CHEAT_ENV, Cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, post_all
-from asyncmpc.tls import TlsContexts
 from asyncmpc.wire.messages import Exclude, Finish
 
 if TYPE_CHECKING:
-    from asyncmpc.privacy.noise import NoiseSource
+    from asyncmpc.learning.privacy.noise import NoiseSource
 
 __all__ = ["run_compute_server"]
 
@@ -32,7 +32,7 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
     """Serve until the model owner finishes the session; return this server's traffic."""
     noise, limit = None, None
     if config.privacy is not None:
-        from asyncmpc.privacy.noise import NoiseSource
+        from asyncmpc.learning.privacy.noise import NoiseSource
 
         noise = NoiseSource(config)
         limit = noise.release_limit()

@@ -1,4 +1,4 @@
-"""Layer 6: a data owner process: answers the model owner's requests with shared contributions.
+"""A data owner process: answers the model owner's requests with shared contributions.
 
 It only dials out (to the model owner and the three servers), and keeps those connections:
 a lost peer is dialled again with back-off (``Node.maintain``), and a server is sent this
@@ -28,20 +28,20 @@ from typing import Any
 import numpy as np
 
 from asyncmpc.config import Config
+from asyncmpc.crypto.macs import MacKey
+from asyncmpc.crypto.prf import RandomBytes
+from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import EncodingError, PeerLost, PluginError
-from asyncmpc.macs import MacKey
+from asyncmpc.learning.workload import OwnerWorkload, owner_workload
 from asyncmpc.net.runtime import Node
-from asyncmpc.prf import RandomBytes
+from asyncmpc.net.tls import TlsContexts
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.protocol.releases import input_id, key_id
 from asyncmpc.protocol.shares import contribution_shares, key_messages
 from asyncmpc.roles.cheat import owner_cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
-from asyncmpc.rss import InputSharer
-from asyncmpc.tls import TlsContexts
 from asyncmpc.wire import messages as m
-from asyncmpc.workload import OwnerWorkload, owner_workload
 
 __all__ = ["MASK_TRACE_ENV", "MAX_ANSWERS", "RERUN_WINDOW", "run_data_owner"]
 

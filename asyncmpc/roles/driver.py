@@ -1,4 +1,4 @@
-"""Layer 6: drive one secure-aggregation round from the model owner's node."""
+"""Drive one secure-aggregation round from the model owner's node."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Layer 6: the model owner process: runs the rounds, holds the model, sees only the aggregate.
+"""The model owner process: runs the rounds, holds the model, sees only the aggregate.
 
 With a data set, a statistics round first gathers the global feature statistics. After every
 round it appends the round's row to ``metrics.jsonl`` and writes ``checkpoint.npz`` in the
@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from asyncmpc.checkpoint import (
+from asyncmpc.config import Config
+from asyncmpc.errors import BudgetSpent, OutputError, PeerLost
+from asyncmpc.learning.checkpoint import (
     CHECKPOINT,
     ROUND_LOG,
     append_round,
@@ -41,19 +43,17 @@ from asyncmpc.checkpoint import (
     rewrite_rounds,
     save_checkpoint,
 )
-from asyncmpc.config import Config
-from asyncmpc.errors import BudgetSpent, OutputError, PeerLost
+from asyncmpc.learning.privacy.budget import Budget
+from asyncmpc.learning.privacy.plan import plan_for
+from asyncmpc.learning.training import decode_sum
+from asyncmpc.learning.workload import Workload, workload
 from asyncmpc.net.runtime import Node
-from asyncmpc.privacy.budget import Budget
-from asyncmpc.privacy.plan import plan_for
+from asyncmpc.net.tls import TlsContexts
 from asyncmpc.protocol.aggregation import Kind
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import send_all
 from asyncmpc.roles.rounds import Outcome, PlainRounds, Rounds
-from asyncmpc.tls import TlsContexts
-from asyncmpc.training import decode_sum
 from asyncmpc.wire import messages as m
-from asyncmpc.workload import Workload, workload
 
 __all__ = ["STATS_ROUND", "run_model_owner"]
 

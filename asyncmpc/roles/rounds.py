@@ -1,4 +1,4 @@
-"""Layer 6: the model owner's round runner: one secure aggregation round after another
+"""The model owner's round runner: one secure aggregation round after another
 (``Rounds``), with the data owners' requests beside it, and the plaintext floor
 (``PlainRounds``) for benchmarks. The exceptional flows enter ``Rounds`` at one point each:
 a disputed round is run again as a MAC round (``protocol.authenticated``), a MAC round that
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from asyncmpc.config import Config
+from asyncmpc.crypto.macs import MacKey
 from asyncmpc.errors import BudgetSpent, DisputeError, PeerLost, Refused, RemoteProtocolError
-from asyncmpc.macs import MacKey
+from asyncmpc.learning.privacy.budget import Budget
 from asyncmpc.net.runtime import Node
-from asyncmpc.privacy.budget import Budget
 from asyncmpc.protocol.aggregation import AggregationRound, Kind, RoundResult
 from asyncmpc.protocol.dispute import MacPolicy
 from asyncmpc.protocol.events import Send

@@ -1,4 +1,4 @@
-"""Layer 3: message declarations, msgpack codec and framing (pure: bytes in, messages out)."""
+"""Message declarations, msgpack codec and framing (pure: bytes in, messages out)."""
 
 from asyncmpc.wire.codec import decode_message, encode_message
 from asyncmpc.wire.framing import FrameDecoder, frame, frame_prefix

@@ -1,4 +1,4 @@
-"""Layer 3: messages <-> frame bodies (pure).
+"""Messages <-> frame bodies (pure).
 
 A frame body is ``[u32 header length][msgpack header][padding to 8 bytes][array bytes ...]``.
 The header is one msgpack map: ``kind``, the envelope fields and the message's own fields. A
@@ -20,9 +20,9 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from asyncmpc.crypto.prf import SEED_BYTES
+from asyncmpc.crypto.rss import KEYED, Keyed, Seed
 from asyncmpc.errors import DecodeError
-from asyncmpc.prf import SEED_BYTES
-from asyncmpc.rss import KEYED, Keyed, Seed
 from asyncmpc.wire import messages as m
 
 __all__ = ["ARRAY_EXT", "decode_message", "encode_message", "encode_parts", "field_types"]

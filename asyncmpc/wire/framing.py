@@ -1,4 +1,4 @@
-"""Layer 3: frames = a 4-byte big-endian length prefix and a body (pure, bytes in/out).
+"""Frames = a 4-byte big-endian length prefix and a body (pure, bytes in/out).
 
 The length is checked against the configured maximum *before* any of the body is read.
 """

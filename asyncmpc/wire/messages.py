@@ -1,4 +1,4 @@
-"""Layer 3: every message type, declared once, with its fields and the roles that may send it.
+"""Every message type, declared once, with its fields and the roles that may send it.
 
 Each message is a frozen dataclass with ``KIND`` (its name on the wire) and ``SENDERS`` (roles
 allowed to send it). Every message carries the envelope fields ``session`` (the deployment's
@@ -19,8 +19,8 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.ring import RingArray
-from asyncmpc.rss import Component, Seed
+from asyncmpc.crypto.ring import RingArray
+from asyncmpc.crypto.rss import Component, Seed
 
 __all__ = [
     "ALL_ROLES",

@@ -27,15 +27,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from asyncmpc.config import Config, parse_config
+from asyncmpc.crypto.field import P
+from asyncmpc.crypto.macs import MacKey
+from asyncmpc.crypto.ring import encode
+from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.field import P
-from asyncmpc.macs import MacKey
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
 from asyncmpc.protocol.aggregation import contribution_shares
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.events import Drop
-from asyncmpc.ring import encode
-from asyncmpc.rss import InputSharer
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from tests.helpers import hosts_toml

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asyncmpc.checkpoint import read_rounds
 from asyncmpc.config import load_config
+from asyncmpc.learning.checkpoint import read_rounds
+from asyncmpc.learning.training import ReferenceTrainer
 from asyncmpc.roles.cheat import CHEAT_ENV, WITHHOLD_ENV
-from asyncmpc.training import ReferenceTrainer
 from tests.helpers import players, wait_until, write_config
 
 pytestmark = [pytest.mark.adversarial, pytest.mark.integration, pytest.mark.faults]

@@ -10,17 +10,17 @@ import dataclasses
 import numpy as np
 import pytest
 
+from asyncmpc.crypto.field import P
+from asyncmpc.crypto.macs import MacKey
+from asyncmpc.crypto.ring import encode
+from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import BudgetSpent
-from asyncmpc.field import P
-from asyncmpc.macs import MacKey
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
 from asyncmpc.protocol.aggregation import Kind, contribution_shares
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.events import Drop
 from asyncmpc.protocol.releases import input_id, key_id
-from asyncmpc.ring import encode
 from asyncmpc.roles.rounds import _stop_if_refused
-from asyncmpc.rss import InputSharer
 from asyncmpc.wire import messages as m
 from tests.protocol.test_aggregation import CFG, MO, OWNERS, Router
 from tests.protocol.test_noise import CFG as PRIVATE_CFG

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from asyncmpc.config import load_config
+from asyncmpc.learning.training import ReferenceTrainer
 from asyncmpc.roles.cheat import CHEAT_ENV, EQUIVOCATE_ENV
-from asyncmpc.training import ReferenceTrainer
 from tests.helpers import players, wait_until, write_config
 from tests.integration.test_faults import ALL, OWNERS, SERVERS, finish, kill, rows, saved_theta, start
 

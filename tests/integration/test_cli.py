@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncmpc.training import load_sklearn
+from asyncmpc.learning.training import load_sklearn
 from tests.helpers import ROOT, free_ports, write_config
 from tests.integration.test_errors import one_line
 from tests.integration.test_training import run_deployment
@@ -45,7 +45,7 @@ def test_check_prints_the_deployment_and_refuses_a_broken_file_in_one_line(tmp_p
 
 
 def test_check_tells_what_a_privacy_table_comes_to(tmp_path: Path) -> None:
-    from asyncmpc.privacy.accountant import Accountant
+    from asyncmpc.learning.privacy.accountant import Accountant
 
     config = write_config(tmp_path, owners=2, training='dataset = "breast_cancer"\nrounds = 60')
     base = config.read_text()
@@ -108,7 +108,7 @@ def test_predict_gives_the_predictions_of_the_scikit_learn_model_of_a_run(tmp_pa
 
 def test_predict_works_for_an_mlp_and_for_a_plug_in_model(tmp_path: Path) -> None:
     from asyncmpc.config import parse_config
-    from asyncmpc.training import ReferenceTrainer
+    from asyncmpc.learning.training import ReferenceTrainer
     from tests.helpers import hosts_toml
 
     for spec in ["mlp", "examples.poly_softmax:build"]:
@@ -184,7 +184,7 @@ def test_report_summarizes_a_run_and_plots_it_and_a_run_ends_with_the_same(tmp_p
 
 def test_check_connect_tries_every_peer_with_this_players_certificate(tmp_path: Path) -> None:
     from asyncmpc.config import load_config
-    from asyncmpc.tls import make_certs
+    from asyncmpc.net.tls import make_certs
     from tests.helpers import players, wait_until
 
     ports = free_ports(4)

@@ -140,7 +140,7 @@ _CERTS = "make every player's files with one `asyncmpc certs` and give each play
 )
 def test_a_certificate_that_does_not_match_says_whose_and_what_to_do(tmp_path: Path, case: str, message: str) -> None:
     from asyncmpc.config import load_config
-    from asyncmpc.tls import make_certs
+    from asyncmpc.net.tls import make_certs
 
     ports = free_ports(4)
     config = write_config(tmp_path, owners=2, ports=ports, tls=True, protocol="connect_timeout = 3.0")

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from asyncmpc.checkpoint import read_rounds
 from asyncmpc.config import load_config
-from asyncmpc.training import ReferenceTrainer
-from asyncmpc.workload import SyntheticOwner
+from asyncmpc.learning.checkpoint import read_rounds
+from asyncmpc.learning.training import ReferenceTrainer
+from asyncmpc.learning.workload import SyntheticOwner
 from tests.helpers import ForwardingProxy, Players, free_ports, hosts_toml, players, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

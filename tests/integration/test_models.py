@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from asyncmpc.config import load_config
-from asyncmpc.training import ReferenceTrainer, load_model
+from asyncmpc.learning.training import ReferenceTrainer, load_model
 from tests.helpers import ROOT, players, write_config
 from tests.integration.test_training import ALL, run_deployment
 

@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 from asyncmpc.config import load_config
-from asyncmpc.privacy.accountant import Accountant
-from asyncmpc.privacy.plan import plan_for
+from asyncmpc.learning.privacy.accountant import Accountant
+from asyncmpc.learning.privacy.plan import plan_for
 from tests.helpers import ROOT, hosts_toml, players, write_config
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ def test_a_resumed_private_run_counts_every_round_it_may_have_released(tmp_path:
     import random
     import signal
 
-    from asyncmpc.checkpoint import read_rounds
+    from asyncmpc.learning.checkpoint import read_rounds
     from tests.helpers import wait_until
 
     z, q, rounds = 2.0, 0.2, 200

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 
 from asyncmpc.config import load_config
+from asyncmpc.crypto.ring import encode
+from asyncmpc.crypto.rss import InputSharer, Seed
 from asyncmpc.errors import PeerLost
+from asyncmpc.learning.workload import SyntheticOwner
 from asyncmpc.net.runtime import Node
-from asyncmpc.ring import encode
-from asyncmpc.rss import InputSharer, Seed
-from asyncmpc.tls import make_certs, tls_contexts
+from asyncmpc.net.tls import make_certs, tls_contexts
 from asyncmpc.wire import messages as m
-from asyncmpc.workload import SyntheticOwner
 from tests.helpers import RUN_ROLE, ForwardingProxy, free_ports, hosts_toml, players, wait_until, write_config
 
 pytestmark = pytest.mark.integration

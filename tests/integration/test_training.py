@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asyncmpc.checkpoint import read_rounds
 from asyncmpc.config import load_config
-from asyncmpc.training import ReferenceTrainer, load_sklearn
+from asyncmpc.learning.checkpoint import read_rounds
+from asyncmpc.learning.training import ReferenceTrainer, load_sklearn
+from asyncmpc.learning.workload import SyntheticOwner
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from asyncmpc.wire.framing import FrameDecoder, frame
-from asyncmpc.workload import SyntheticOwner
 from tests.helpers import ROOT, ForwardingProxy, free_ports, hosts_toml, players, wait_until, write_config
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from asyncmpc.models.logreg import LogisticRegression
+from asyncmpc.learning.models.logreg import LogisticRegression
 
 MARKED = 37
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from asyncmpc.config import Config, parse_config
+from asyncmpc.crypto.prf import new_seed
+from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.prf import new_seed
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
 from asyncmpc.protocol.aggregation import key_messages
 from asyncmpc.protocol.events import Action, Drop
-from asyncmpc.rss import InputSharer
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from tests.helpers import hosts_toml

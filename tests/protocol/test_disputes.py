@@ -8,14 +8,14 @@ import dataclasses
 import numpy as np
 import pytest
 
+from asyncmpc.crypto.field import P
+from asyncmpc.crypto.macs import MacKey
+from asyncmpc.crypto.ring import encode
+from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.field import P
-from asyncmpc.macs import MacKey
 from asyncmpc.protocol import AggregationRound, ServerProtocol
 from asyncmpc.protocol.aggregation import Kind, key_messages
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
-from asyncmpc.ring import encode
-from asyncmpc.rss import InputSharer
 from asyncmpc.wire import messages as m
 from tests.protocol.test_aggregation import CFG, MO, OWNERS, Router
 

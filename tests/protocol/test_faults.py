@@ -7,12 +7,12 @@ import os
 import numpy as np
 import pytest
 
-from asyncmpc.macs import MacKey
+from asyncmpc.crypto.macs import MacKey
+from asyncmpc.crypto.ring import encode
+from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
 from asyncmpc.protocol.aggregation import Kind, Phase, key_messages
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
-from asyncmpc.ring import encode
-from asyncmpc.rss import InputSharer
 from asyncmpc.wire import messages as m
 from tests.protocol.test_aggregation import CFG, MO, OWNERS, Router, send_inputs, setup
 

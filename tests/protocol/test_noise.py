@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from asyncmpc.config import Config, parse_config
-from asyncmpc.privacy.noise import NoiseSource
+from asyncmpc.learning.privacy.noise import NoiseSource
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
 from asyncmpc.protocol.events import Drop
 from asyncmpc.wire import messages as m
@@ -194,7 +194,7 @@ def test_zero_inputs_open_to_the_planned_variance_with_two_or_three_servers(
 ) -> None:
     """Real noise: with three servers each deals sigma^2 / 2 (1.5 sigma^2 in all), with two each
     deals sigma^2 (2 sigma^2): either way sigma^2 is left when one server's part is known."""
-    from asyncmpc.privacy.plan import plan_for
+    from asyncmpc.learning.privacy.plan import plan_for
     from asyncmpc.protocol import input_shares
 
     shape = (500,)
@@ -220,8 +220,8 @@ def test_zero_inputs_open_to_the_planned_variance_with_two_or_three_servers(
 
 
 def test_a_noise_part_of_the_wrong_kind_or_shape_is_refused_naming_it() -> None:
+    from asyncmpc.crypto.rss import Seed
     from asyncmpc.errors import RemoteProtocolError
-    from asyncmpc.rss import Seed
 
     server = ServerProtocol(CFG, SERVERS[1], noise=Recorded(0))
     server.feed(MO, m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=SERVERS))

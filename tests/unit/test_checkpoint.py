@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asyncmpc.checkpoint import (
+from asyncmpc.config import parse_config
+from asyncmpc.errors import ConfigError
+from asyncmpc.learning.checkpoint import (
     CHECKPOINT,
     ROUND_LOG,
     append_round,
@@ -19,10 +21,8 @@ from asyncmpc.checkpoint import (
     rewrite_rounds,
     save_checkpoint,
 )
-from asyncmpc.config import parse_config
-from asyncmpc.errors import ConfigError
-from asyncmpc.models import build_model
-from asyncmpc.training import ModelOwnerState
+from asyncmpc.learning.models import build_model
+from asyncmpc.learning.training import ModelOwnerState
 from tests.helpers import hosts_toml
 
 

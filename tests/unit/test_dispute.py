@@ -9,10 +9,10 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncmpc.field import MAX_ABS, P
-from asyncmpc.macs import MacKey, tag
+from asyncmpc.crypto.field import MAX_ABS, P
+from asyncmpc.crypto.macs import MacKey, tag
+from asyncmpc.crypto.rss import share
 from asyncmpc.protocol.dispute import Answer, MacPolicy, resolve
-from asyncmpc.rss import share
 
 small = st.lists(st.integers(-(MAX_ABS >> 4), MAX_ABS >> 4), min_size=1, max_size=12)
 ring_changes = st.one_of(

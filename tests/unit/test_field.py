@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncmpc.field import MAX_ABS, P, reduce_words
-from asyncmpc.macs import MacKey, project, tag, verify
-from asyncmpc.prf import BLOCK
+from asyncmpc.crypto.field import MAX_ABS, P, reduce_words
+from asyncmpc.crypto.macs import MacKey, project, tag, verify
+from asyncmpc.crypto.prf import BLOCK
 
 signed = st.lists(st.integers(-MAX_ABS, MAX_ABS), min_size=1, max_size=40)
 

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncmpc.config import parse_config
-from asyncmpc.data import Dataset
 from asyncmpc.errors import ConfigError, PluginError
-from asyncmpc.models import build_model
-from asyncmpc.training import ModelOwnerState, OwnerWork, ReferenceTrainer, load_model
+from asyncmpc.learning.data import Dataset
+from asyncmpc.learning.models import build_model
+from asyncmpc.learning.training import ModelOwnerState, OwnerWork, ReferenceTrainer, load_model
 from tests.helpers import ROOT, hosts_toml
 
 MODELS = [

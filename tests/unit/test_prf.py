@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from asyncmpc import rss
-from asyncmpc.prf import (
+from asyncmpc.crypto import rss
+from asyncmpc.crypto.prf import (
     BLOCK,
     SEED_BYTES,
     add_keystreams,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from asyncmpc.privacy.accountant import ORDERS, Accountant, noise_multiplier_for, skellam_rdp
-from asyncmpc.privacy.noise import secure_generator, skellam
-from asyncmpc.privacy.plan import rounded_sensitivity
+from asyncmpc.learning.privacy.accountant import ORDERS, Accountant, noise_multiplier_for, skellam_rdp
+from asyncmpc.learning.privacy.noise import secure_generator, skellam
+from asyncmpc.learning.privacy.plan import rounded_sensitivity
 
 
 @pytest.mark.parametrize("variance", [2.0, 50.0, 2.0**20])
@@ -85,8 +85,8 @@ def test_rounds_within_a_budget_stop_before_it_would_be_exceeded() -> None:
 
 
 def test_the_rounded_sensitivity_covers_every_rounding_of_a_clipped_vector() -> None:
-    from asyncmpc.optim import clip
-    from asyncmpc.ring import decode, encode
+    from asyncmpc.crypto.ring import decode, encode
+    from asyncmpc.learning.optim import clip
 
     rng = np.random.default_rng(3)
     frac_bits, size, bound = 8, 500, 1.0

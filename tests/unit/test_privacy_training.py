@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from asyncmpc.config import parse_config
-from asyncmpc.data import load_split
 from asyncmpc.errors import ConfigError, OutputError
-from asyncmpc.optim import clip
-from asyncmpc.privacy.accountant import ORDERS, Accountant
-from asyncmpc.privacy.budget import LEDGER, Budget
-from asyncmpc.privacy.plan import plan_for
-from asyncmpc.privacy.sampling import poisson_sample, sampling_key
-from asyncmpc.training import OwnerWork, ReferenceTrainer, contribution_size, expected_units
+from asyncmpc.learning.data import load_split
+from asyncmpc.learning.optim import clip
+from asyncmpc.learning.privacy.accountant import ORDERS, Accountant
+from asyncmpc.learning.privacy.budget import LEDGER, Budget
+from asyncmpc.learning.privacy.plan import plan_for
+from asyncmpc.learning.privacy.sampling import poisson_sample, sampling_key
+from asyncmpc.learning.training import OwnerWork, ReferenceTrainer, contribution_size, expected_units
 from tests.helpers import hosts_toml
 
 

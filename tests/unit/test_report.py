@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asyncmpc.report import summary
+from asyncmpc.learning.report import summary
 
 
 def test_rounds_without_a_loss_are_not_counted_as_yielding_nothing_only_skipped_ones_are() -> None:

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from asyncmpc.crypto.ring import as_ring, decode, encode, max_abs_value, ring_add, ring_mul_public, ring_sub, ring_sum
 from asyncmpc.errors import EncodingError
-from asyncmpc.ring import as_ring, decode, encode, max_abs_value, ring_add, ring_mul_public, ring_sub, ring_sum
 
 MOD = 1 << 64
 int64s = hnp.arrays(np.int64, st.integers(1, 64), elements=st.integers(-(1 << 63), (1 << 63) - 1))

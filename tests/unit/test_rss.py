@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from asyncmpc import rss
+from asyncmpc.crypto import rss
+from asyncmpc.crypto.prf import ZeroSharer, expand, new_seed, round_nonce
+from asyncmpc.crypto.ring import decode, encode
 from asyncmpc.errors import EncodingError
-from asyncmpc.prf import ZeroSharer, expand, new_seed, round_nonce
-from asyncmpc.ring import decode, encode
 
 ELEM = st.integers(-(1 << 63), (1 << 63) - 1)
 vectors = hnp.arrays(np.int64, st.integers(1, 200), elements=ELEM)

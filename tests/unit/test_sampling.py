@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncmpc.models import build_model
-from asyncmpc.privacy.sampling import clipped_sum, poisson_sample
+from asyncmpc.learning.models import build_model
+from asyncmpc.learning.privacy.sampling import clipped_sum, poisson_sample
 
 KEY = bytes(range(16))
 

@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asyncmpc.config import parse_config
-from asyncmpc.data import _bundled, _bundled_by_sklearn, batch_indices, load_csv, partition, stratified_split
 from asyncmpc.errors import ConfigError
-from asyncmpc.models.logreg import LogisticRegression
-from asyncmpc.optim import clip, make_optimizer
-from asyncmpc.training import ModelOwnerState, ReferenceTrainer, load_sklearn, scaling_from_stats
+from asyncmpc.learning.data import _bundled, _bundled_by_sklearn, batch_indices, load_csv, partition, stratified_split
+from asyncmpc.learning.models.logreg import LogisticRegression
+from asyncmpc.learning.optim import clip, make_optimizer
+from asyncmpc.learning.training import ModelOwnerState, ReferenceTrainer, load_sklearn, scaling_from_stats
 from tests.helpers import hosts_toml
 
 CFG = parse_config(hosts_toml(3, ports=[9000, 9001, 9002, 9003], training="rounds = 20"), "t.toml")

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asyncmpc.crypto.rss import KEYED, Seed
 from asyncmpc.errors import DecodeError, FrameTooLarge
-from asyncmpc.rss import KEYED, Seed
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message, encode_parts, field_types
 from asyncmpc.wire.framing import FrameDecoder, frame

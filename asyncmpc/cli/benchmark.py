@@ -1,4 +1,4 @@
-"""Layer 7: the aggregation benchmark (``asyncmpc bench``): secure aggregation against the
+"""The aggregation benchmark (``asyncmpc bench``): secure aggregation against the
 plaintext floor, with every player a process on localhost.
 
 For each d (parameters) and number of data owners, it runs R rounds of secure aggregation of
@@ -37,9 +37,9 @@ import numpy as np
 
 from asyncmpc.config import load_config
 from asyncmpc.errors import AsyncMpcError
+from asyncmpc.learning.workload import synthetic_mean
+from asyncmpc.net.tls import make_certs
 from asyncmpc.roles.cheat import CHEAT_ENV
-from asyncmpc.tls import make_certs
-from asyncmpc.workload import synthetic_mean
 
 __all__ = ["PLAYER", "Plan", "deployment", "free_ports", "loopback_players", "run_all", "table"]
 

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from asyncmpc.checkpoint import atomic_write
 from asyncmpc.errors import OutputError
-from asyncmpc.privacy.plan import PrivacyPlan
+from asyncmpc.learning.checkpoint import atomic_write
+from asyncmpc.learning.privacy.plan import PrivacyPlan
 
 __all__ = ["LEDGER", "Budget"]
 

@@ -1,7 +1,7 @@
-"""Layer 6: the computations of federated training, shared by the secure roles and the
+"""The computations of federated training, shared by the secure roles and the
 plaintext reference trainer (no I/O, no sharing).
 
-The model is any ``asyncmpc.models`` model (logistic regression by default). A data owner's
+The model is any ``asyncmpc.learning.models`` model (logistic regression by default). A data owner's
 contribution to a round is one float vector: its update, clipped to ``clip_norm``, followed by
 its loss. The update is the mean gradient on its (mini-)batch; with ``local_steps = E > 1`` the
 owner takes E plain SGD steps of ``local_learning_rate`` on its own batches and the update is
@@ -15,7 +15,7 @@ number of examples: no owner's n is revealed. Before training, each owner contri
 no owner reveals its own. The model owner sees only the sum over the contributor set S (as the
 servers reconstruct it), divides by |S| (or the summed n) and takes an optimizer step.
 
-Under ``[privacy]`` (``asyncmpc.privacy``) a contribution is the update alone: with unit
+Under ``[privacy]`` (``asyncmpc.learning.privacy``) a contribution is the update alone: with unit
 "example", the sum over a Poisson sample of the owner's examples of each example's gradient
 clipped to ``[privacy] clip`` (DP-SGD); with unit "owner", the owner's update clipped to the
 bound if the owner sampled itself into the round, else zeros (so no one sees who took part). The
@@ -41,15 +41,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.checkpoint import atomic_write
 from asyncmpc.config import Config
-from asyncmpc.data import Dataset, Split, batch_indices, load_split
+from asyncmpc.crypto.prf import new_seed
+from asyncmpc.crypto.ring import RingArray, decode, encode
 from asyncmpc.errors import PluginError
-from asyncmpc.models import BuiltModel, accuracy, build_model
-from asyncmpc.optim import Optimizer, clip, make_optimizer
-from asyncmpc.prf import new_seed
-from asyncmpc.privacy.sampling import clipped_sum, poisson_sample
-from asyncmpc.ring import RingArray, decode, encode
+from asyncmpc.learning.checkpoint import atomic_write
+from asyncmpc.learning.data import Dataset, Split, batch_indices, load_split
+from asyncmpc.learning.models import BuiltModel, accuracy, build_model
+from asyncmpc.learning.optim import Optimizer, clip, make_optimizer
+from asyncmpc.learning.privacy.sampling import clipped_sum, poisson_sample
 
 __all__ = [
     "ModelOwnerState",
@@ -395,8 +395,8 @@ class ReferenceTrainer:
 
     def _central_noise(self) -> Callable[[], Floats]:
         """Gaussian noise in the clear, of ``central_noise`` times the plan's variance."""
-        from asyncmpc.privacy.noise import secure_generator
-        from asyncmpc.privacy.plan import plan_for
+        from asyncmpc.learning.privacy.noise import secure_generator
+        from asyncmpc.learning.privacy.plan import plan_for
 
         size = self.state.model.size
         std = plan_for(self.config, size).sigma * 2.0**-self.config.protocol.frac_bits * self.central_noise**0.5

@@ -22,7 +22,7 @@ from asyncmpc.config import Config, PrivacySettings
 from asyncmpc.errors import ConfigError
 
 if TYPE_CHECKING:  # imported when used: dp-accounting takes 2 s to import
-    from asyncmpc.privacy.accountant import Accountant
+    from asyncmpc.learning.privacy.accountant import Accountant
 
 __all__ = ["NOISE_TAIL", "PrivacyPlan", "noise_multiplier", "plan_for", "rounded_sensitivity"]
 
@@ -49,7 +49,7 @@ class PrivacyPlan:
         return self.sigma * self.sigma / (dealers - 1)
 
     def accountant(self) -> Accountant:
-        from asyncmpc.privacy.accountant import Accountant
+        from asyncmpc.learning.privacy.accountant import Accountant
 
         return Accountant(self.noise_multiplier, self.sampling_rate, self.settings.delta)
 
@@ -74,7 +74,7 @@ def noise_multiplier(config: Config) -> float:
         raise ValueError("no [privacy] table")
     if p.noise_multiplier:
         return p.noise_multiplier
-    from asyncmpc.privacy.accountant import noise_multiplier_for
+    from asyncmpc.learning.privacy.accountant import noise_multiplier_for
 
     return noise_multiplier_for(p.epsilon, p.delta, config.training.rounds, p.rate)
 
@@ -90,7 +90,7 @@ def plan_for(config: Config, size: int, multiplier: float | None = None) -> Priv
     z = multiplier if multiplier is not None else noise_multiplier(config)
     allowed = rounds
     if p.epsilon:  # the accountant (and dp-accounting, 2 s to import) only with a budget to keep
-        from asyncmpc.privacy.accountant import Accountant
+        from asyncmpc.learning.privacy.accountant import Accountant
 
         allowed = Accountant(z, rate, p.delta).rounds_within(p.epsilon, rounds)
         if allowed == 0:

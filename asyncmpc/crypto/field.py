@@ -1,4 +1,4 @@
-"""Layer 1: the prime field F_p, p = 2^61 - 1, for information-theoretic MACs (numpy only).
+"""The prime field F_p, p = 2^61 - 1, for information-theoretic MACs (numpy only).
 
 Why a field: a linear MAC over the ring Z_2^64 (t = alpha * x, or <r, x>) is unsound, since
 the ring has zero divisors: a change d = 2^63 of x changes alpha * x by alpha * 2^63, which is

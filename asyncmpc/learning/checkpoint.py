@@ -1,4 +1,4 @@
-"""Layer 6: the model owner's state on disk: one atomic write, one resume read.
+"""The model owner's state on disk: one atomic write, one resume read.
 
 After every round the model owner writes ``checkpoint.npz`` in its output folder: the arrays
 training needs (weights, optimizer state, feature scaling) and a JSON header (format, session,

@@ -1,4 +1,4 @@
-"""Layer 5: TLS 1.3 with mutual authentication, and the deployment CA that makes it possible.
+"""TLS 1.3 with mutual authentication, and the deployment CA that makes it possible.
 
 ``make_certs`` creates a deployment CA and, for every player of a hosts.toml, a key and a
 certificate whose subject common name and DNS subject-alternative name are the player's name,

@@ -17,9 +17,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config
-from asyncmpc.models import BuiltModel
-from asyncmpc.optim import clip
-from asyncmpc.prf import expand, new_seed, nonce_for
+from asyncmpc.crypto.prf import expand, new_seed, nonce_for
+from asyncmpc.learning.models import BuiltModel
+from asyncmpc.learning.optim import clip
 
 __all__ = ["clipped_sum", "poisson_sample", "sampling_key"]
 

@@ -24,10 +24,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config
-from asyncmpc.prf import new_seed
+from asyncmpc.crypto.prf import new_seed
 
 if TYPE_CHECKING:
-    from asyncmpc.privacy.plan import PrivacyPlan
+    from asyncmpc.learning.privacy.plan import PrivacyPlan
 
 __all__ = ["MAX_VARIANCE", "NoiseSource", "secure_generator", "skellam"]
 
@@ -65,7 +65,7 @@ class NoiseSource:
     """
 
     def __init__(self, config: Config, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
-        from asyncmpc.privacy.plan import noise_multiplier, plan_for
+        from asyncmpc.learning.privacy.plan import noise_multiplier, plan_for
 
         self._config = config
         self._multiplier = noise_multiplier(config)
@@ -86,7 +86,7 @@ class NoiseSource:
         p = self._config.privacy
         if p is None or not p.epsilon:
             return None
-        from asyncmpc.privacy.accountant import Accountant
+        from asyncmpc.learning.privacy.accountant import Accountant
 
         return Accountant(self._multiplier, p.rate, p.delta).rounds_within(p.epsilon, 1 << 40)
 

@@ -1,8 +1,8 @@
-"""Layer 6: what the model owner trains and what data owners contribute (no I/O, no MPC).
+"""What the model owner trains and what data owners contribute (no I/O, no MPC).
 
-``ModelWorkload`` is federated training of a model (``asyncmpc.models``) on a data set; ``SyntheticWorkload`` sends
-a fixed random gradient of ``[training] parameters`` elements every round, so the aggregation
-itself can be measured at any size without a data set.
+``ModelWorkload`` is federated training of a model (``asyncmpc.learning.models``) on a data
+set; ``SyntheticWorkload`` sends a fixed random gradient of ``[training] parameters`` elements
+every round, so the aggregation itself can be measured at any size without a data set.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.checkpoint import atomic_write
 from asyncmpc.config import Config, Player
-from asyncmpc.data import load_split, owner_data
 from asyncmpc.errors import ConfigError, PluginError
-from asyncmpc.training import (
+from asyncmpc.learning.checkpoint import atomic_write
+from asyncmpc.learning.data import load_split, owner_data
+from asyncmpc.learning.training import (
     ModelOwnerState,
     OwnerWork,
     contribution_size,
@@ -171,7 +171,7 @@ class LocalTraining:
         assert player.index is not None
         key = b""
         if config.privacy is not None:
-            from asyncmpc.privacy.sampling import sampling_key
+            from asyncmpc.learning.privacy.sampling import sampling_key
 
             key = sampling_key(config, player.name)
         self.work = OwnerWork(config, player.index, data, classes, key)

@@ -1,4 +1,4 @@
-"""Layer 6: what a finished run folder says: a short text summary and ``training.png``.
+"""What a finished run folder says: a short text summary and ``training.png``.
 
 Reads ``metrics.json`` (the summary a model owner writes at the end) or, for a run still going
 or stopped, the round log ``metrics.jsonl``. The plot needs matplotlib (the ``plot`` extra,
@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from asyncmpc.checkpoint import read_rounds
 from asyncmpc.errors import OutputError
+from asyncmpc.learning.checkpoint import read_rounds
 
 __all__ = ["PLOT", "load_run", "plot", "summary"]
 

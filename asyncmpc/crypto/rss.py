@@ -1,4 +1,4 @@
-"""Layer 2: 2-of-3 replicated secret sharing over Z_2^64 (pure; imports ring and prf).
+"""2-of-3 replicated secret sharing over Z_2^64 (pure; imports ring and prf).
 
 x = x_0 + x_1 + x_2 (mod 2^64); server i holds the pair (x_i, x_{i+1 mod 3}) as an ``RShare``.
 Any two servers together hold all three components; one server alone sees two uniformly random
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.prf import RandomBytes, ZeroSharer, expand, keystream_blocks, new_seed, round_nonce
-from asyncmpc.ring import RingArray, as_ring, encode, ring_mul_public, ring_sum
+from asyncmpc.crypto.prf import RandomBytes, ZeroSharer, expand, keystream_blocks, new_seed, round_nonce
+from asyncmpc.crypto.ring import RingArray, as_ring, encode, ring_mul_public, ring_sum
 
 __all__ = [
     "N_SERVERS",

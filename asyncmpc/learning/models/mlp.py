@@ -1,4 +1,4 @@
-"""Layer 6 (no I/O, no MPC): a multilayer perceptron in numpy, the second built-in model.
+"""A multilayer perceptron in numpy, the second built-in model.
 
 Hidden layers of ``model_options.hidden_layers`` units (default ``[32]``) with
 ``model_options.activation`` (``relu``, ``tanh``, ``logistic``; default ``relu``), and the
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.models.logreg import cross_entropy, labels_of, n_outputs
+from asyncmpc.learning.models.logreg import cross_entropy, labels_of, n_outputs
 
 __all__ = ["ACTIVATIONS", "Mlp", "build"]
 

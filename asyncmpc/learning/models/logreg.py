@@ -1,4 +1,4 @@
-"""Layer 6 (no I/O, no MPC): logistic regression, the default model.
+"""Logistic regression, the default model.
 
 Binary problems use one sigmoid output; problems with k > 2 classes use a softmax over k
 outputs. Parameters are ``theta = concat(W.ravel(), b)`` with W of shape (n_features,

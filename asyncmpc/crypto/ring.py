@@ -1,4 +1,4 @@
-"""Layer 1: the ring Z_2^64 on int64 ndarrays, and fixed-point encoding.
+"""The ring Z_2^64 on int64 ndarrays, and fixed-point encoding.
 
 Imports numpy only. Every operation is vectorised; int64 arrays wrap modulo 2^64 silently,
 which is exactly ring arithmetic (numpy only warns on overflow of *scalars*, which this module

@@ -1,4 +1,4 @@
-"""Layer 2: a one-time information-theoretic MAC over F_p for sums of ring vectors (pure).
+"""A one-time information-theoretic MAC over F_p for sums of ring vectors (pure).
 
 The building block for resolving a dispute between two servers. The model owner draws a MAC key
 (``MacKey``: 16 bytes from a secure source) and gives it only to the data owners; it stands for
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asyncmpc.field import MAX_ABS, FieldArray, P, reduce_words
-from asyncmpc.prf import BLOCK, NONCE_BYTES, SEED_BYTES, RandomBytes, expand, keystream_blocks, new_seed
-from asyncmpc.ring import RingArray
+from asyncmpc.crypto.field import MAX_ABS, FieldArray, P, reduce_words
+from asyncmpc.crypto.prf import BLOCK, NONCE_BYTES, SEED_BYTES, RandomBytes, expand, keystream_blocks, new_seed
+from asyncmpc.crypto.ring import RingArray
 
 __all__ = ["FIELD_MAC_KEY_BYTES", "MacKey", "in_range", "project", "tag", "verify"]
 

@@ -1,4 +1,4 @@
-"""Layer 6: training data for the players (scikit-learn's bundled data sets, or CSV files).
+"""Training data for the players (scikit-learn's bundled data sets, or CSV files).
 
 With a bundled data set every process loads the same file (scikit-learn's copy, read without
 importing scikit-learn), holds out a stratified test split for the model owner
@@ -189,7 +189,7 @@ def load_plugin_data(config: Config, player: Player) -> Dataset | None:
     example, and one label per row from ``[training] classes`` (compared as text); the model
     owner's call returns its test set, or None for none. PluginError names what is wrong.
     """
-    from asyncmpc.models import checked, load_plugin
+    from asyncmpc.learning.models import checked, load_plugin
 
     spec, classes = config.training.dataset, config.training.classes
     fn = load_plugin(spec, "data")

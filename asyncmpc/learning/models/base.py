@@ -1,10 +1,10 @@
-"""Layer 6: the model interface, plug-ins by import string, and guarded calls into them.
+"""The model interface, plug-ins by import string, and guarded calls into them.
 
 A model is built by a *builder*: ``build(n_features, n_classes, options, seed) -> Model``,
 where ``options`` is ``[training] model_options`` (a table) and ``seed`` is
 ``[training] seed``. The model owner and every data owner build the same model from the same
-file. Built-ins: ``"logreg"`` (``asyncmpc.models.logreg``) and ``"mlp"``
-(``asyncmpc.models.mlp``); anything else is ``"module:attribute"``, imported as Python servers
+file. Built-ins: ``"logreg"`` (``asyncmpc.learning.models.logreg``) and ``"mlp"``
+(``asyncmpc.learning.models.mlp``); anything else is ``"module:attribute"``, imported as Python servers
 do (``uvicorn app:main``): from the working directory or an installed package.
 
 Code from a plug-in is not ours: ``checked`` runs a call into it and turns whatever it raises,
@@ -31,7 +31,7 @@ __all__ = ["BUILT_IN", "Model", "BuiltModel", "accuracy", "build_model", "checke
 Floats = NDArray[np.float64]
 Labels = NDArray[np.int64]
 
-BUILT_IN = {"logreg": "asyncmpc.models.logreg:build", "mlp": "asyncmpc.models.mlp:build"}
+BUILT_IN = {"logreg": "asyncmpc.learning.models.logreg:build", "mlp": "asyncmpc.learning.models.mlp:build"}
 """The names ``[training] model`` accepts besides a ``module:attribute`` plug-in."""
 
 

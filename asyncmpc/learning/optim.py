@@ -1,4 +1,4 @@
-"""Layer 6 (no I/O, no MPC): the model owner's optimizers, and clipping.
+"""The model owner's optimizers, and clipping.
 
 ``step`` takes the current parameters and the mean contribution of a round (a gradient, or
 with local steps the sum of an owner's local gradients: FedOpt's pseudo-gradient, Reddi et

@@ -1,4 +1,4 @@
-"""Layer 2: cryptographically secure randomness for shares (AES-128 counter mode, ``cryptography``).
+"""Cryptographically secure randomness for shares (AES-128 counter mode, ``cryptography``).
 
 A *seed* is 16 bytes from ``os.urandom``. ``expand`` turns a seed into a stream of int64 ring
 elements: the AES-128 counter-mode keystream under the seed as key, starting at counter block
@@ -26,7 +26,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
-from asyncmpc.ring import RingArray
+from asyncmpc.crypto.ring import RingArray
 
 __all__ = [
     "MAC_KEY_BYTES",

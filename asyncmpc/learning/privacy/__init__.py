@@ -1,0 +1,2 @@
+"""Differential privacy inside the secure computation: the noise the compute
+servers add (``noise``) and the privacy accountant (``accountant``)."""

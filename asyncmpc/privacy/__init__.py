@@ -1,2 +1,0 @@
-"""Layer 6 (no I/O): differential privacy inside the secure computation: the noise the compute
-servers add (``noise``) and the privacy accountant (``accountant``)."""
