@@ -14,7 +14,6 @@ __all__ = [
     "FrameTooLarge",
     "PeerLost",
     "TlsRefused",
-    "RoundTimeout",
     "OutputError",
     "ListenError",
     "PluginError",
@@ -75,10 +74,6 @@ class PeerLost(AsyncMpcError):
 class TlsRefused(PeerLost):
     """A peer closed a TLS connection before answering the Hello: with TLS 1.3 that is how a
     client learns that the server did not accept its certificate."""
-
-
-class RoundTimeout(AsyncMpcError):
-    """A round did not complete before its deadline."""
 
 
 class OutputError(AsyncMpcError):

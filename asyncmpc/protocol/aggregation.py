@@ -3,12 +3,11 @@
 ``AggregationRound`` opens the round at the servers, takes their early answers (or their
 ``Holding`` reports), fixes the contributor set S (owners held by every server that reported),
 asks for the sum over S when it must, and reconstructs it from the servers' ``ResultShare``s
-after cross-checking the twice-held components (and, in a MAC round, the MAC). The runtime
-calls ``expire`` when a deadline passes (the first time, servers that have not reported are
-told ``CloseInputs``; the second time, the round goes on with the servers that answered, if two
-did) and ``lose`` when a server drops out. An ordinary round that ends on two servers yields
-nothing (``Kind.RECHECK``: two servers' sums are checked only in a MAC round), except under
-[privacy]. What a round came to is ``protocol.outcome``; what a data owner sends,
+after cross-checking the twice-held components (and, in a MAC round, the MAC). Its deadlines
+are its own (``get_timer`` / ``handle_timer``, see ``protocol.deadlines``); the runtime calls
+``lose`` when a server's connection closes and ``withdraw`` when an owner's does. An ordinary
+round that ends on two servers yields nothing (``Kind.RECHECK``: two servers' sums are checked
+only in a MAC round), except under [privacy]. What a round came to is ``protocol.outcome``; what a data owner sends,
 ``protocol.shares`` (re-exported here).
 """
 
@@ -16,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,8 +28,9 @@ from asyncmpc.crypto.ring import RingArray
 from asyncmpc.crypto.rss import RShare, reconstruct, suspects
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.authenticated import DIGEST_BYTES, MAC_SHAPE, mismatches
+from asyncmpc.protocol.deadlines import Due, RoundClock
 from asyncmpc.protocol.dispute import Answer, resolve
-from asyncmpc.protocol.events import Send, check_sender
+from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.outcome import Kind, RoundResult
 from asyncmpc.protocol.shares import contribution_shares, input_shares, key_messages, share_messages
 from asyncmpc.wire import messages as m
@@ -83,9 +83,10 @@ class AggregationRound:
     The normal flow: ``open`` -> every server answers at once with an early ``ResultShare``
     (or ``Holding`` when owners are missing) -> ``Aggregate`` if needed -> ``ResultShare`` ->
     ``result``. Exceptional flows enter at one point each: ``withdraw`` (an owner is gone),
-    ``expire`` (a deadline passed), ``lose`` (a server's connection closed, it stayed silent
-    past its deadline, or it refused): the round goes on with the servers left, asking them
-    for both components in full, and yields nothing only when fewer than two remain.
+    ``handle_timer`` (a deadline passed: ``expire`` or ``lose``), ``lose`` (a server's
+    connection closed, it stayed silent past its deadline, or it refused): the round goes on
+    with the servers left, asking them for both components in full, and yields nothing only
+    when fewer than two remain or its time is over.
     """
 
     def __init__(
@@ -142,10 +143,16 @@ class AggregationRound:
         """Server -> answers still due to asks that a later ask replaced (ignored when they come)."""
         self.asks = 0
         """How often the round asked for its sum (each ``Aggregate`` starts a new ask)."""
+        self._clock = RoundClock(config.protocol.round_timeout, config.protocol.server_timeout)
 
     @property
     def done(self) -> bool:
         return self.phase is Phase.DONE
+
+    @property
+    def players(self) -> tuple[str, ...]:
+        """The players whose messages the round takes: the servers."""
+        return self.servers
 
     @property
     def result(self) -> RoundResult | None:
@@ -185,9 +192,11 @@ class AggregationRound:
 
     # ------------------------------------------------------------ the normal flow
 
-    def open(self) -> list[Send]:
+    def open(self, now: float = 0.0) -> list[Send]:
         """``OpenRound`` for each live server: with three, each with its own one-time MAC key
-        for an early result; with two, asking for early results in full."""
+        for an early result; with two, asking for early results in full. The round's time runs
+        from ``now`` (the caller's clock)."""
+        self._clock.opened = now
         out = []
         for s in self.live:
             self._open_keys[s] = b"" if self._full else self._random_bytes(MAC_KEY_BYTES)
@@ -493,6 +502,40 @@ class AggregationRound:
                 else:
                     np.add(self._total, r.a, out=self._total)
 
+    # ------------------------------------------------------------ deadlines
+
+    def get_timer(self, now: float) -> float | None:
+        """When ``handle_timer`` is due next, on the caller's clock (None once the round is
+        done). Ask again after every event: a silence counts from the first call that sees it."""
+        return None if self.done else self._due(now)[0]
+
+    def handle_timer(self, now: float) -> Sequence[Action]:
+        """Act on a deadline that passed by ``now``: close inputs, leave silent servers out
+        (and disconnect them), or end the round without a result."""
+        if self.done:
+            return []
+        at, due = self._due(now)
+        if now < at:
+            return []
+        limit = self.config.protocol
+        if due is Due.OVER:
+            waiting = f" (waiting on {', '.join(self.waiting_on)})" if self.waiting_on else ""
+            return self._fail(f"the round did not finish within round_timeout = {limit.round_timeout:g}s{waiting}")
+        if due is Due.CLOSE_INPUTS or self.may_close_inputs:
+            return self.expire()
+        out: list[Action] = []
+        for s in self.waiting_on:
+            why = f"silent for {limit.server_timeout:g}s after the others answered ([protocol] server_timeout)"
+            out.append(Drop(s, RemoteProtocolError(why, peer=s)))
+            out.extend(self.lose(s, f"{s} was {why}"))
+            if self.done:
+                break
+        return out
+
+    def _due(self, now: float) -> tuple[float, Due]:
+        silence = (self.asks, self.phase) if self.answered >= 2 and self.waiting_on else None
+        return self._clock.next(now, inputs_open=self.may_close_inputs, silence=silence)
+
     # ------------------------------------------------------------ exceptional flows
 
     def withdraw(self, owner: str) -> list[Send]:
@@ -523,7 +566,8 @@ class AggregationRound:
         return self._decide()  # in full from the two left (their early or tagged answers cannot be used)
 
     def expire(self) -> list[Send]:
-        """A deadline passed: close inputs first, then go on with the servers that answered."""
+        """Close inputs at the servers that have not reported (or, once closed, go on with the
+        servers that answered)."""
         if self.done:
             return []
         if self.may_close_inputs:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
-from asyncmpc.errors import PeerLost, RemoteProtocolError, RoundTimeout
+from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
-from asyncmpc.protocol.aggregation import AggregationRound, Phase, RoundResult
 from asyncmpc.protocol.events import Action, Drop, Send
+from asyncmpc.protocol.outcome import RoundResult
 from asyncmpc.wire.messages import Message
 
-__all__ = ["ModelOwnerWatch", "drive_round", "post_all", "send_all"]
+__all__ = ["ModelOwnerWatch", "RoundMachine", "drive_round", "post_all", "send_all"]
 
 
 class ModelOwnerWatch:
@@ -84,96 +85,63 @@ async def post_all(node: Node, actions: Sequence[Action], timeout: float | None)
             node.post(action.to, action.msg, timeout)
 
 
+class RoundMachine(Protocol):
+    """What ``drive_round`` needs of a round's state machine (``AggregationRound``,
+    ``PlainRound``): messages and time in, actions out."""
+
+    @property
+    def players(self) -> tuple[str, ...]: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def result(self) -> RoundResult | None: ...
+
+    shape: tuple[int, ...]
+
+    def open(self, now: float) -> Sequence[Action]: ...
+    def feed(self, sender: str, msg: Message) -> Sequence[Action]: ...
+    def lose(self, player: str, reason: str) -> Sequence[Action]: ...
+    def get_timer(self, now: float) -> float | None: ...
+    def handle_timer(self, now: float) -> Sequence[Action]: ...
+
+
 async def drive_round(
     node: Node,
-    rnd: AggregationRound,
-    timeout: float,
+    rnd: RoundMachine,
     on_other: Callable[[str, Message | None], Awaitable[None]] | None = None,
-    requests: list[Send] | None = None,
-    server_timeout: float | None = None,
-    on_silent: Callable[[str], Awaitable[None]] | None = None,
+    requests: Sequence[Send] = (),
 ) -> RoundResult:
-    """Open ``rnd`` at its servers and feed it their answers until it yields a result.
-
-    The deadline is split in two phases (inputs, then results); ``expire`` is called at each.
-    Once two servers have answered a phase, a third that stays silent for ``server_timeout``
-    seconds is first told to close its inputs (it may be waiting for a share that an owner
-    withheld from it: that makes it late, not silent), and only if it stays silent another
-    ``server_timeout`` is it left out of the round (``on_silent`` hears of it); a server whose
-    connection closes is left out at once. ``requests`` go out right after the round is opened at the
-    servers. Events from players other than the servers go to ``on_other`` (a data owner
-    declining, or a connection closing).
-    A result whose cross-check fails yields nothing; its ``suspects`` name the servers of
-    which one lied. Raises RoundTimeout if the round never finished.
+    """Open ``rnd`` (at its servers), send the owners their ``requests``, and feed the round
+    every message of its players and every deadline (its own: ``get_timer`` /
+    ``handle_timer``) until it yields a result. A player whose connection closes is lost to
+    the round; one that breaks the protocol is disconnected and lost. Events from other
+    players go to ``on_other`` (a data owner declining, or a connection closing).
     """
-    node.expect_round(math.prod(rnd.shape))  # the servers' answers may be that large
-    await send_all(node, rnd.open(), timeout=server_timeout)
-    await send_all(node, requests or [], timeout=timeout / 2)  # after the servers know the round
     loop = asyncio.get_running_loop()
-    phase_end = loop.time() + timeout / 2
-    expiries = 0
-    silence = _Silence(server_timeout)
+    p = node.config.protocol
+    node.expect_round(math.prod(rnd.shape))  # the servers' answers may be that large
+    await send_all(node, rnd.open(loop.time()), timeout=p.server_timeout)
+    await send_all(node, requests, timeout=p.round_timeout / 2)  # after the servers know the round
     while not rnd.done:
-        now = loop.time()
-        silent_at = silence.deadline(rnd, now)
-        if silent_at is not None and now >= silent_at:
-            await _leave_out_silent(node, rnd, silence, on_silent)
-            continue
-        deadline = phase_end if silent_at is None else min(phase_end, silent_at)
+        at = rnd.get_timer(loop.time())
+        assert at is not None
         try:
-            sender, msg = await node.recv(timeout=max(0.0, deadline - now))
+            sender, msg = await node.recv(timeout=max(0.0, at - loop.time()))
         except TimeoutError:
-            if loop.time() < phase_end:
-                continue  # the silent-server deadline: handled at the top of the loop
-            expiries += 1
-            if expiries > 3:
-                raise RoundTimeout(f"round {rnd.round_no} did not finish within {timeout:g}s") from None
-            await send_all(node, rnd.expire(), timeout=server_timeout)
-            phase_end = loop.time() + timeout / 2
+            await send_all(node, rnd.handle_timer(loop.time()), timeout=p.server_timeout)
             continue
-        if sender not in rnd.servers:
+        if sender not in rnd.players:
             if on_other is not None:
                 await on_other(sender, msg)
             continue
         if msg is None:
-            await send_all(node, rnd.lose(sender, f"{sender}'s connection closed"), timeout=server_timeout)
+            await send_all(node, rnd.lose(sender, f"{sender}'s connection closed"), timeout=p.server_timeout)
             continue
+        actions: list[Action]
         try:
-            actions = rnd.feed(sender, msg)
+            actions = list(rnd.feed(sender, msg))
         except RemoteProtocolError as exc:
-            await node.drop(sender, exc)  # the round goes on with the other servers
-            continue
-        await send_all(node, actions, timeout=server_timeout)
+            actions = [Drop(sender, exc), *rnd.lose(sender, str(exc))]
+        await send_all(node, actions, timeout=p.server_timeout)
     assert rnd.result is not None
     return rnd.result
-
-
-class _Silence:
-    """Once two servers have answered a phase of a round, the third has ``limit`` seconds (and
-    as many again after it was told to close its inputs)."""
-
-    def __init__(self, limit: float | None) -> None:
-        self.limit = limit
-        self._since: tuple[int, Phase, float] | None = None  # (ask, phase, when it began)
-
-    def deadline(self, rnd: AggregationRound, now: float) -> float | None:
-        """When the servers still awaited count as silent; None while there is no such deadline."""
-        if self.limit is None or rnd.answered < 2 or not rnd.waiting_on:
-            return None
-        if self._since is None or self._since[:2] != (rnd.asks, rnd.phase):
-            self._since = (rnd.asks, rnd.phase, now)
-        return self._since[2] + self.limit
-
-
-async def _leave_out_silent(
-    node: Node, rnd: AggregationRound, silence: _Silence, on_silent: Callable[[str], Awaitable[None]] | None
-) -> None:
-    if rnd.may_close_inputs:  # waiting for inputs: ask for its Holding before calling it silent
-        await send_all(node, rnd.expire(), timeout=silence.limit)
-        return
-    actions: list[Send] = []
-    for silent in rnd.waiting_on:
-        actions += rnd.lose(silent, f"{silent} was silent for {silence.limit:g}s")
-        if on_silent is not None:
-            await on_silent(silent)
-    await send_all(node, actions, timeout=silence.limit)

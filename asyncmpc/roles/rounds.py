@@ -7,13 +7,10 @@ in the ledger before it opens and a dispute stops training (``DisputeError``).""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
-
-import numpy as np
 
 from asyncmpc.config import Config
 from asyncmpc.crypto.macs import MacKey
@@ -23,6 +20,7 @@ from asyncmpc.net.runtime import Node
 from asyncmpc.protocol.aggregation import AggregationRound, Kind, RoundResult
 from asyncmpc.protocol.dispute import MacPolicy
 from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.plain import PlainRound
 from asyncmpc.roles.driver import drive_round, send_all
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
@@ -117,16 +115,7 @@ class Rounds:
         self.current = AggregationRound(self.config, round_no, present, (size,), servers=live, mac_key=key)
         request = _for_round(request, round_no, live, key)
         requests = [Send(o, request) for o in present]
-        p = self.config.protocol
-        return await drive_round(
-            self.node,
-            self.current,
-            p.round_timeout,
-            self.on_other,
-            requests,
-            server_timeout=p.server_timeout,
-            on_silent=self.on_silent,
-        )
+        return await drive_round(self.node, self.current, self.on_other, requests)
 
     async def _judge(self, result: RoundResult) -> None:
         """Act on what a round proved: owners that sent inconsistent shares, a cheating server."""
@@ -213,11 +202,6 @@ class Rounds:
         self.node.log.info("%d data owners connected; rounds go on", len(present()))
         return present()
 
-    async def on_silent(self, server: str) -> None:
-        """A server stayed silent past ``server_timeout``: disconnect it (it is redialled, and
-        rejoins once it answers)."""
-        await self.node.drop(server, RemoteProtocolError("silent past the server deadline", peer=server))
-
     async def on_other(self, sender: str, msg: m.Message | None) -> None:
         """A data owner's message during a round: a ``Decline`` withdraws it from the round."""
         rnd = self.current
@@ -256,27 +240,7 @@ class PlainRounds(Rounds):
 
     async def run(self, size: int, request: m.Message) -> Outcome:
         round_no = next(self._numbers)
-        request = _for_round(request, round_no, (), None)
-        self.node.expect_round(size)  # the owners' gradients come here
-        present = [o for o in self.owners if o in self.node.peers]
-        await send_all(self.node, [Send(o, request) for o in present])
-        total = np.zeros(size, dtype=np.float64)
-        got: list[str] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.protocol.round_timeout
-        while len(got) < len(present):
-            try:
-                sender, msg = await self.node.recv(timeout=max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                break
-            if isinstance(msg, m.PlainGradient) and msg.round_no == round_no and sender in present:
-                if sender in got or msg.values.shape != (size,):
-                    await self.node.drop(sender, RemoteProtocolError("bad plain gradient", peer=sender))
-                    continue
-                total += msg.values
-                got.append(sender)
-            elif msg is not None:
-                await self.on_other(sender, msg)
-        if len(got) < max(2, self.config.protocol.min_owners):
-            return Outcome(RoundResult(round_no, None, tuple(got), False, f"only {len(got)} gradient(s) arrived"))
-        return Outcome(RoundResult(round_no, total, tuple(got), False))  # type: ignore[arg-type]
+        present = tuple(o for o in self.owners if o in self.node.peers)
+        requests = [Send(o, _for_round(request, round_no, (), None)) for o in present]
+        rnd = PlainRound(self.config, round_no, present, (size,))
+        return Outcome(await drive_round(self.node, rnd, self.on_other, requests))

@@ -22,9 +22,7 @@ from asyncmpc.protocol.events import Drop
 from asyncmpc.protocol.releases import input_id, key_id
 from asyncmpc.roles.rounds import _stop_if_refused
 from asyncmpc.wire import messages as m
-from tests.protocol.test_aggregation import CFG, MO, OWNERS, Router
-from tests.protocol.test_noise import CFG as PRIVATE_CFG
-from tests.protocol.test_noise import Recorded
+from tests.protocol.harness import CFG, MO, OWNERS, PRIVATE_CFG, Recorded, Router
 
 pytestmark = pytest.mark.adversarial
 

@@ -43,7 +43,7 @@ async def main(config_path: str, out: str, length: int, rounds: int = 1, zeros: 
         for round_no in range(1, rounds + 1):
             rnd = AggregationRound(cfg, round_no, tuple(owners), (length,))
             result, *_ = await asyncio.gather(
-                drive_round(mo, rnd, cfg.protocol.round_timeout),
+                drive_round(mo, rnd),
                 send_all(d0, input_shares(cfg, round_no, vectors[owners[0]])),
                 send_all(d1, input_shares(cfg, round_no, vectors[owners[1]])),
             )

@@ -17,7 +17,7 @@ from asyncmpc.protocol import AggregationRound, ServerProtocol
 from asyncmpc.protocol.aggregation import Kind, key_messages
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.wire import messages as m
-from tests.protocol.test_aggregation import CFG, MO, OWNERS, Router
+from tests.protocol.harness import CFG, MO, OWNERS, Router
 
 SERVERS = tuple(p.name for p in CFG.servers)
 SHAPE = (40,)

@@ -14,7 +14,7 @@ from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
 from asyncmpc.protocol.aggregation import Kind, Phase, key_messages
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.wire import messages as m
-from tests.protocol.test_aggregation import CFG, MO, OWNERS, Router, send_inputs, setup
+from tests.protocol.harness import CFG, MO, OWNERS, Router, send_inputs, setup
 
 SERVERS = tuple(p.name for p in CFG.servers)
 

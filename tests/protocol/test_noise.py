@@ -9,33 +9,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from asyncmpc.config import Config, parse_config
+from asyncmpc.config import parse_config
 from asyncmpc.learning.privacy.noise import NoiseSource
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
 from asyncmpc.protocol.events import Drop
 from asyncmpc.wire import messages as m
 from tests.helpers import hosts_toml
-from tests.protocol.test_aggregation import MO, OWNERS, Router, send_inputs
+from tests.protocol.harness import MO, OWNERS, PRIVATE_CFG, Recorded, Router, send_inputs
 
-PRIVACY = "\n[privacy]\nnoise_multiplier = 1.0\nclip = 1.0\nexamples = 400\n"
-CFG: Config = parse_config(
-    hosts_toml(4, ports=[9000, 9001, 9002, 9003], training='dataset = "breast_cancer"') + PRIVACY, "test.toml"
-)
+CFG = PRIVATE_CFG
 SERVERS = tuple(p.name for p in CFG.servers)
-
-
-class Recorded:
-    """A noise draw that remembers what it drew (a test's view of one server's secret)."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.drawn: list[np.ndarray] = []
-        self.dealers: list[int] = []
-
-    def __call__(self, dealers: int, shape: tuple[int, ...]) -> np.ndarray:
-        self.dealers.append(dealers)
-        self.drawn.append(self.rng.integers(-(10**6), 10**6, size=shape))
-        return self.drawn[-1]
 
 
 def setup(live: tuple[str, ...] = SERVERS, shape: tuple[int, ...] = (40,)):  # type: ignore[no-untyped-def]

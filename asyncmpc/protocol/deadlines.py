@@ -1,0 +1,55 @@
+"""The deadlines of one round on the model owner's side (pure: times are the caller's clock).
+
+A round has ``round_timeout`` seconds from when it opened: the first half for inputs (then the
+servers that have not reported are told ``CloseInputs``), the second for results; when it is
+over, a round without a result yields nothing. Once two servers have answered a phase, the
+third has ``server_timeout`` seconds: while inputs are open it is first told ``CloseInputs``
+(an owner may have withheld a share from it: that makes it late, not silent) and given as long
+again; after that it is left out of the round and disconnected.
+
+``RoundClock`` only keeps time; ``AggregationRound.get_timer`` / ``handle_timer`` ask it what is
+due and act on it, so the asyncio driver is a generic loop (the shape of aioquic's
+``QuicConnection.get_timer`` / ``handle_timer``) and every deadline is tested with a fake clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+__all__ = ["Due", "RoundClock"]
+
+
+class Due(enum.Enum):
+    """What a deadline that passed asks of the round."""
+
+    CLOSE_INPUTS = "close_inputs"
+    """Half of ``round_timeout`` passed with inputs still open."""
+    SILENT = "silent"
+    """The servers still awaited were silent ``server_timeout`` after the others answered."""
+    OVER = "over"
+    """``round_timeout`` passed: the round yields nothing if it has no result yet."""
+
+
+@dataclass(slots=True)
+class RoundClock:
+    round_timeout: float
+    server_timeout: float
+    opened: float = 0.0
+    _silence: tuple[Hashable, float] | None = None
+
+    def next(self, now: float, *, inputs_open: bool, silence: Hashable | None) -> tuple[float, Due]:
+        """The earliest deadline, as (when, what). ``silence`` names the wait on servers the
+        others already answered (None: there is none); a wait counts from the first call that
+        sees it, so the caller asks after every event."""
+        due = [(self.opened + self.round_timeout, Due.OVER)]
+        if inputs_open:
+            due.append((self.opened + self.round_timeout / 2, Due.CLOSE_INPUTS))
+        if silence is None:
+            self._silence = None
+        else:
+            if self._silence is None or self._silence[0] != silence:
+                self._silence = (silence, now)
+            due.append((self._silence[1] + self.server_timeout, Due.SILENT))
+        return min(due, key=lambda d: d[0])
