@@ -54,7 +54,7 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
