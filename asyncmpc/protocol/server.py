@@ -69,7 +69,7 @@ from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.noise import NoiseDraw, deal
 from asyncmpc.protocol.releases import ReleaseLedger
-from asyncmpc.protocol.sums import ZERO_NONCE, Guess, RunningSums, Streams, add_streams
+from asyncmpc.protocol.sums import ZERO_NONCE, Guess, RoundPhase, RunningSums, Streams, add_streams
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 
@@ -174,10 +174,10 @@ class ServerProtocol:
         """Nothing to read: expand the streams known so far into the open rounds' sums; with
         every round answered, expand the keyed streams of the round that will likely follow."""
         for rnd in self._rounds.values():
-            if not rnd.sent:
+            if rnd.phase is not RoundPhase.SENT:
                 rnd.flush()
         last = self._rounds.get(self._newest)
-        if last is None or not last.sent or (self._guess is not None and self._guess.round_no > self._newest):
+        if last is None or last.phase is not RoundPhase.SENT or (self._guess is not None and self._guess.round_no > self._newest):
             return
         guess = Guess(self._newest + 1, last.shape, {}, [None, None])
         for owner in sorted(last.owners):
@@ -335,8 +335,9 @@ class ServerProtocol:
         rnd = self._rounds.get(msg.round_no)
         if rnd is not None and rnd.noise is not None:
             rnd.noise.receive(dealer, msg.part, sender)
-            if rnd.deferred is not None and rnd.noise.ready:
-                (contributors, key), rnd.deferred = rnd.deferred, None
+            if rnd.phase is RoundPhase.DEFERRED and rnd.noise.ready:
+                assert rnd.due is not None
+                (contributors, key), rnd.due = rnd.due, None
                 return self._result(msg.round_no, rnd, contributors, key)
             return []
         if rnd is None:
@@ -354,7 +355,7 @@ class ServerProtocol:
             raise RemoteProtocolError(f"not an expected owner of round {round_no}", peer=sender)
         if sender in rnd.held:
             raise RemoteProtocolError(f"second input share for round {round_no}", peer=sender)
-        if rnd.reported and len(rnd.held) < len(rnd.owners):
+        if not rnd.inputs_open and len(rnd.held) < len(rnd.owners):
             raise RemoteProtocolError(f"input share for round {round_no} came after its inputs closed", peer=sender)
         if not rnd.mac and (msg.ma is not None or msg.mb is not None):
             raise RemoteProtocolError(f"round {round_no} is not a MAC round, but the share carries one", peer=sender)
@@ -379,7 +380,7 @@ class ServerProtocol:
                 np.add(acc, comp, out=acc)
         rnd.held.add(sender)
         rnd.inputs[sender] = (msg.input_id, msg.key_id)
-        if len(rnd.held) == len(rnd.owners) and not rnd.reported:
+        if len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
             return self._complete(round_no, rnd)
         return []
 
@@ -424,7 +425,7 @@ class ServerProtocol:
 
     def _agreed(self, round_no: int, rnd: RunningSums) -> list[Action]:
         """Release early over the agreed set, report ``Holding`` when no one agrees, or wait."""
-        if rnd.agreement is None or rnd.reported:
+        if rnd.agreement is None or not rnd.inputs_open:
             return []
         step = rnd.agreement.step()
         if step is Step.REPORT:
@@ -434,7 +435,7 @@ class ServerProtocol:
         contributors = tuple(sorted(rnd.held))
         refused = self.ledger.refusal(contributors, rnd.inputs, rnd.released)
         if refused is not None:
-            rnd.reported = True
+            rnd.enter(RoundPhase.REPORTED)
             return [self._refuse(round_no, *refused)]
         key, rnd.mac_key = rnd.mac_key, b""  # one-time: an Aggregate brings a fresh key
         rnd.settle(rnd.held)
@@ -459,12 +460,13 @@ class ServerProtocol:
         """This server's ``ResultShare``: a in full, b as a tag under ``key`` or (no key) in full.
         Under [privacy] it waits for every dealer's noise (``deferred``). The callers (an early
         release, an ``Aggregate``) checked the release rules before the sums could change."""
-        rnd.reported = True
         if rnd.noise is not None and not rnd.noise.ready:
-            rnd.deferred = (contributors, key)
+            rnd.enter(RoundPhase.DEFERRED)
+            rnd.due = (contributors, key)
             return []
         if rnd.noise is not None and not rnd.noise.applied:
             if self._release_limit is not None and self.releases >= self._release_limit:
+                rnd.enter(RoundPhase.REPORTED)
                 why = f"the [privacy] budget allows {self._release_limit} releases, and this server made them all"
                 return [self._refuse(round_no, Refusal.BUDGET, why)]
             self.releases += 1
@@ -473,7 +475,7 @@ class ServerProtocol:
             rnd.noise.apply(rnd.sums)
         rnd.released = frozenset(contributors)
         self.ledger.record(contributors, rnd.inputs)
-        rnd.sent = True
+        rnd.enter(RoundPhase.SENT)
         a, b = rnd.sum(0), rnd.sum(1)
         common = {"session": self.config.session, "round_no": round_no, "contributors": contributors}
         full_b: dict[str, object] = {"b": b} if not key else {"b_tag": mac(key, b)}
@@ -484,7 +486,7 @@ class ServerProtocol:
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Action]:
         rnd = self._round(msg)
-        if rnd is None or rnd.reported:
+        if rnd is None or not rnd.inputs_open:
             return []
         # stop waiting for owners whose share has not come; one that is here stays (the model
         # owner keeps it if every server holds it, and asks the others to leave it out if not)
@@ -497,7 +499,8 @@ class ServerProtocol:
         return []
 
     def _holding(self, round_no: int, rnd: RunningSums) -> Send:
-        rnd.reported = True
+        if rnd.inputs_open:
+            rnd.enter(RoundPhase.REPORTED)
         held = tuple(sorted(rnd.held))
         digests = tuple(rnd.digests[o] for o in held) if rnd.mac else ()
         holding = m.Holding(session=self.config.session, round_no=round_no, owners=held, digests=digests)
@@ -534,7 +537,7 @@ class ServerProtocol:
         refused = self.ledger.refusal(msg.contributors, rnd.inputs, rnd.released)
         if refused is not None:  # before the sums change: the set released may be asked again
             return [self._refuse(msg.round_no, *refused)]
-        if rnd.sent:
+        if rnd.phase is RoundPhase.SENT:
             # a result went out with these arrays, which may still be in a send buffer
             rnd.sums = [rnd.sum(0).copy(), rnd.sum(1).copy()]
         stuck = rnd.settle(set(msg.contributors))

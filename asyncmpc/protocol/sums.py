@@ -11,6 +11,7 @@ subtracted after); a vector, once added, cannot be.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from asyncmpc.protocol.agreement import Agreement
     from asyncmpc.protocol.noise import RoundNoise
 
-__all__ = ["ZERO_NONCE", "Guess", "RunningSums", "Stream", "Streams", "add_streams"]
+__all__ = ["ZERO_NONCE", "Guess", "RoundPhase", "RunningSums", "Stream", "Streams", "add_streams"]
 
 ZERO_NONCE = bytes(NONCE_BYTES)
 """The nonce of explicit seeds."""
@@ -31,6 +32,30 @@ Stream = tuple[bytes, bytes]
 """(key, nonce): a share component given by its pseudo-random stream."""
 Streams = tuple[Stream | None, Stream | None]
 """An owner's streams for components a and b (None: that component comes as a vector)."""
+
+
+class RoundPhase(enum.Enum):
+    """Where a round is at a server (``RunningSums.phase``); every change goes through
+    ``RunningSums.enter``, which keeps to ``_MOVES``."""
+
+    COLLECTING = "collecting"
+    """Inputs are open: shares are taken."""
+    REPORTED = "reported"
+    """Inputs are closed: ``Holding`` went out, or an early release was refused; waiting for
+    ``Aggregate``."""
+    DEFERRED = "deferred"
+    """Under [privacy]: a result is due (``RunningSums.due``) and waits for a dealer's noise."""
+    SENT = "sent"
+    """A ``ResultShare`` went out (its arrays may still sit in a send buffer); the model owner
+    may ask again."""
+
+
+_MOVES: dict[RoundPhase, frozenset[RoundPhase]] = {
+    RoundPhase.COLLECTING: frozenset({RoundPhase.REPORTED, RoundPhase.DEFERRED, RoundPhase.SENT}),
+    RoundPhase.REPORTED: frozenset({RoundPhase.REPORTED, RoundPhase.DEFERRED, RoundPhase.SENT}),
+    RoundPhase.DEFERRED: frozenset({RoundPhase.REPORTED, RoundPhase.DEFERRED, RoundPhase.SENT}),
+    RoundPhase.SENT: frozenset({RoundPhase.SENT}),
+}
 
 
 @dataclass(slots=True)
@@ -50,9 +75,7 @@ class RunningSums:
     """Owners whose streams belong in the sums: held, or keyed and expected."""
     in_sums: set[str] = field(default_factory=set)
     """Owners whose streams are in the sums already."""
-    reported: bool = False
-    sent: bool = False
-    """The running sums went out in a ``ResultShare`` (they may still sit in a send buffer)."""
+    phase: RoundPhase = RoundPhase.COLLECTING
     mac_key: bytes = b""
     full: bool = False
     """Opened for two servers: the early result carries both components in full."""
@@ -71,8 +94,17 @@ class RunningSums:
     """The contributors whose sum went out (``protocol.releases``: one set per round)."""
     inputs: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
     """Held owner -> the ``input_id`` and ``key_id`` its share carried."""
-    deferred: tuple[tuple[str, ...], bytes] | None = None
-    """Under [privacy]: a result due (contributors, tag key) that waits for a dealer's noise."""
+    due: tuple[tuple[str, ...], bytes] | None = None
+    """In ``RoundPhase.DEFERRED``: the result due (contributors, tag key)."""
+
+    def enter(self, phase: RoundPhase) -> None:
+        if phase not in _MOVES[self.phase]:
+            raise AssertionError(f"a server's round cannot go from {self.phase.value} to {phase.value}")
+        self.phase = phase
+
+    @property
+    def inputs_open(self) -> bool:
+        return self.phase is RoundPhase.COLLECTING
 
     def flush(self) -> None:
         """Expand the waiting streams into the sums."""
