@@ -8,7 +8,6 @@ __all__ = [
     "DisputeError",
     "EncodingError",
     "ProtocolError",
-    "LocalProtocolError",
     "RemoteProtocolError",
     "DecodeError",
     "FrameTooLarge",
@@ -34,10 +33,6 @@ class EncodingError(AsyncMpcError, ValueError):
 
 class ProtocolError(AsyncMpcError):
     """Something broke the protocol's rules."""
-
-
-class LocalProtocolError(ProtocolError):
-    """We used the protocol API wrongly (a bug on this side)."""
 
 
 class RemoteProtocolError(ProtocolError):

@@ -24,7 +24,6 @@ __all__ = [
     "max_abs_value",
     "ring_add",
     "ring_mul_public",
-    "ring_neg",
     "ring_sub",
     "ring_sum",
 ]
@@ -58,11 +57,6 @@ def ring_add(x: RingArray, y: RingArray, out: RingArray | None = None) -> RingAr
 def ring_sub(x: RingArray, y: RingArray, out: RingArray | None = None) -> RingArray:
     """x - y mod 2^64."""
     return np.subtract(x, y, out=out)
-
-
-def ring_neg(x: RingArray) -> RingArray:
-    """-x mod 2^64."""
-    return np.negative(x)
 
 
 def ring_mul_public(x: RingArray, k: int | RingArray) -> RingArray:

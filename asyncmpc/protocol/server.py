@@ -58,7 +58,6 @@ from asyncmpc.crypto.field import P
 from asyncmpc.crypto.prf import (
     MAC_KEY_BYTES,
     SEED_BYTES,
-    ZeroSharer,
     mac,
     round_nonce,
 )
@@ -90,7 +89,6 @@ class ServerProtocol:
         self,
         config: Config,
         name: str,
-        own_prf_key: bytes | None = None,
         noise: NoiseDraw | None = None,
         release_limit: int | None = None,
     ) -> None:
@@ -103,8 +101,6 @@ class ServerProtocol:
         """Messages for rounds not opened here yet (shares, noise parts, peers' ``InputsHeld``),
         by round and (sender, kind): handled when their round opens."""
         self._newest = 0
-        self._own_key = own_prf_key
-        self.zeros: ZeroSharer | None = None
         self._keys: dict[str, tuple[bytes, bytes]] = {}
         self._guess: Guess | None = None
         self._noise = noise
@@ -120,15 +116,12 @@ class ServerProtocol:
     # ------------------------------------------------------------ start-up
 
     def greet(self, peer: str) -> list[m.Message]:
-        """Messages for a newly connected ``peer`` before anything else: our PRF key, if it is
-        the previous server (sent again whenever that server reconnects); under [privacy], the
+        """Messages for a newly connected ``peer`` before anything else: under [privacy], the
         noise parts it is owed for the rounds still open here (a round may open before the
         servers have reached each other, or while one reconnects: a part sent then was lost,
-        and one that arrives twice is the same part)."""
+        and one that arrives twice is the same part); in an early release, whom this server
+        holds."""
         out: list[m.Message] = []
-        prev = self.config.servers[(self.index - 1) % 3].name
-        if self._own_key is not None and peer == prev:
-            out.append(m.PrfKey(session=self.config.session, key=self._own_key))
         for round_no, rnd in sorted(self._rounds.items()):
             for to, part in rnd.noise.owed if rnd.noise is not None else ():
                 if self.config.servers[to].name == peer:
@@ -160,13 +153,11 @@ class ServerProtocol:
             return self._withdraw(sender, msg)
         if isinstance(msg, m.ShareKeys):
             return self._share_keys(sender, msg)
-        if isinstance(msg, m.PrfKey):
-            return self._prf_key(sender, msg)
         if isinstance(msg, m.NoiseShare):
             return self._noise_share(sender, msg)
         if isinstance(msg, m.InputsHeld):
             return self._peer_held(sender, msg)
-        if isinstance(msg, (m.Abort, m.Reject)):
+        if isinstance(msg, m.Reject):
             return []
         raise RemoteProtocolError(f"a compute server does not take {msg.KIND!r} messages", peer=sender)
 
@@ -177,7 +168,9 @@ class ServerProtocol:
             if rnd.phase is not RoundPhase.SENT:
                 rnd.flush()
         last = self._rounds.get(self._newest)
-        if last is None or last.phase is not RoundPhase.SENT or (self._guess is not None and self._guess.round_no > self._newest):
+        if last is None or last.phase is not RoundPhase.SENT:
+            return
+        if self._guess is not None and self._guess.round_no > self._newest:
             return
         guess = Guess(self._newest + 1, last.shape, {}, [None, None])
         for owner in sorted(last.owners):
@@ -545,18 +538,6 @@ class ServerProtocol:
             why = f"cannot leave out {', '.join(stuck)}: a vector share of theirs is in this server's sum"
             return [self._refuse(msg.round_no, Refusal.STUCK, why)]
         return self._result(msg.round_no, rnd, tuple(msg.contributors), b"" if msg.full else msg.mac_key)
-
-    def _prf_key(self, sender: str, msg: m.PrfKey) -> list[Action]:
-        nxt = self.config.servers[(self.index + 1) % 3].name
-        if sender != nxt:
-            raise RemoteProtocolError(f"PRF keys come from {nxt!r} only", peer=sender)
-        if self._own_key is None:
-            return []
-        try:  # a second key comes from a restarted next server: it replaces the first
-            self.zeros = ZeroSharer(self._own_key, msg.key)
-        except ValueError as exc:
-            raise RemoteProtocolError(str(exc), peer=sender) from None
-        return []
 
     @property
     def open_rounds(self) -> tuple[int, ...]:

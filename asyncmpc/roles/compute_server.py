@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from asyncmpc.config import Config
-from asyncmpc.crypto.prf import new_seed
 from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
 from asyncmpc.net.tls import TlsContexts
@@ -36,7 +35,7 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
 
         noise = NoiseSource(config)
         limit = noise.release_limit()
-    proto = ServerProtocol(config, name, own_prf_key=new_seed(), noise=noise, release_limit=limit)
+    proto = ServerProtocol(config, name, noise=noise, release_limit=limit)
     try:
         return await _serve(config, name, proto, tls, noise, limit)
     finally:

@@ -213,7 +213,7 @@ class Rounds:
             self.node.log.warning("lost connection to %s", sender)
             if rnd is not None:
                 await send_all(self.node, rnd.withdraw(sender))  # do not wait for it until the deadline
-        elif not isinstance(msg, (m.Reject, m.Abort)):
+        elif not isinstance(msg, m.Reject):
             await self.node.drop(sender, RemoteProtocolError(f"unexpected {msg.KIND!r}", peer=sender))
 
 

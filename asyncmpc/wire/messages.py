@@ -26,7 +26,6 @@ __all__ = [
     "ALL_ROLES",
     "MESSAGES",
     "PROTOCOL_VERSION",
-    "Abort",
     "Aggregate",
     "CloseInputs",
     "Decline",
@@ -45,7 +44,6 @@ __all__ = [
     "NoiseShare",
     "OpenRound",
     "PlainGradient",
-    "PrfKey",
     "Refusal",
     "Reject",
     "ResultShare",
@@ -105,15 +103,6 @@ class Hello(Message):
     version: int = PROTOCOL_VERSION
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class Abort(Message):
-    """The sender stops; ``reason`` says why (no secrets in it)."""
-
-    KIND = "abort"
-    SENDERS = ALL_ROLES
-    reason: str
-
-
 class Refusal(StrEnum):
     """Why a message was refused (``Reject.code``) or a round declined (``Decline.code``): the
     receiver branches on the code, never on the free text beside it (docs/protocol.md)."""
@@ -154,15 +143,6 @@ class Reject(Message):
     SENDERS = ALL_ROLES
     reason: str
     code: Refusal = Refusal.PROTOCOL
-
-
-@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class PrfKey(Message):
-    """Server i's PRF key k_i, sent at start-up to server i-1 (for shares of zero)."""
-
-    KIND = "prf_key"
-    SENDERS = frozenset({CS})
-    key: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -379,10 +359,8 @@ MESSAGES: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (
         Hello,
-        Abort,
         Reject,
         Finish,
-        PrfKey,
         OpenRound,
         NoiseShare,
         InputShare,

@@ -102,7 +102,7 @@ def test_unreachable_peer_fails_naming_it() -> None:
         (frame(encode_message(m.Hello(session="test", player="mallory"))), "unknown player 'mallory'"),
         (frame(encode_message(m.Hello(session="test", player="server-0"))), "a compute-server may not connect"),
         (frame(encode_message(m.Hello(session="other", player="data-owner-0"))), "session 'other'"),
-        (frame(encode_message(m.Abort(session="test", reason="x"))), "first message must be 'hello'"),
+        (frame(encode_message(m.Finish(session="test"))), "first message must be 'hello'"),
         (frame(b"\x00\x00\x00\x08\xc1garbage"), "not a valid msgpack message"),
         (struct.pack(">I", 1 << 31), "above the maximum"),
     ],

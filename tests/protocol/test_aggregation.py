@@ -9,7 +9,6 @@ import random
 import numpy as np
 import pytest
 
-from asyncmpc.crypto.prf import new_seed
 from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
@@ -262,18 +261,6 @@ def test_an_owner_whose_vectors_reached_no_two_servers_alike_is_a_dispute_naming
     router.run()
     assert rnd.result is not None and rnd.result.total is None and rnd.result.suspects
     assert "cannot leave out data-owner-" in rnd.result.reason
-
-
-def test_servers_agree_on_zero_sharing_keys_at_start_up() -> None:
-    servers = {p.name: ServerProtocol(CFG, p.name, own_prf_key=new_seed()) for p in CFG.servers}
-    for name, proto in servers.items():
-        for peer in servers:
-            for msg in proto.greet(peer):
-                servers[peer].feed(name, msg)
-    zeros = [servers[p.name].zeros for p in CFG.servers]
-    assert all(z is not None for z in zeros)
-    total = sum(z.zero_share("t", 10) for z in zeros if z is not None)
-    np.testing.assert_array_equal(total, np.zeros(10, dtype=np.int64))
 
 
 # ------------------------------------------------------------------ keyed owners

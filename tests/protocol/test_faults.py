@@ -232,17 +232,6 @@ def test_requests_for_rounds_a_server_does_not_have_are_refused_politely() -> No
     assert s.feed(MO, m.Withdraw(session="test", round_no=7, owners=(OWNERS[0],))) == []
 
 
-def test_the_prf_key_is_sent_again_to_a_reconnecting_previous_server() -> None:
-    s1 = ServerProtocol(CFG, "server-1", own_prf_key=bytes(16))
-    (msg,) = s1.greet("server-0")
-    assert isinstance(msg, m.PrfKey)
-    assert s1.greet("server-2") == [] and s1.greet(MO) == []
-    s0 = ServerProtocol(CFG, "server-0", own_prf_key=bytes(range(16)))
-    s0.feed("server-1", msg)
-    s0.feed("server-1", m.PrfKey(session="test", key=bytes(range(1, 17))))  # server-1 restarted
-    assert s0.zeros is not None
-
-
 def test_a_restarted_owner_with_new_keys_replaces_streams_expanded_for_its_old_process() -> None:
     """The owner's connection closes (its keys are forgotten) while a round expects it; its new
     process registers other keys and shares under them: the old streams, already in the sums,
