@@ -21,7 +21,8 @@ class _PlayerFilter(logging.Filter):
         self.player = player
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.player = self.player
+        if not hasattr(record, "player"):  # a role's or the network's records name their player
+            record.player = self.player
         return True
 
 

@@ -93,7 +93,12 @@ class Node:
         """Players excluded from the session: never dialled again, their connections refused."""
         self.bytes_sent = 0
         self.bytes_received = 0
-        self.log = logging.LoggerAdapter(log, {"player": name})
+        self.log = self.logger(__name__)
+        """The network layer's log; a role logs through ``logger(__name__)`` of its module."""
+
+    def logger(self, name: str) -> logging.LoggerAdapter[logging.Logger]:
+        """The logger ``name`` (a module's ``__name__``), its records tagged with this player."""
+        return logging.LoggerAdapter(logging.getLogger(name), {"player": self.name})
 
     # ------------------------------------------------------------ lifecycle
 

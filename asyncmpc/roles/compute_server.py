@@ -56,26 +56,28 @@ async def _serve(
     async with Node(config, name, tls=tls, greet=proto.greet) as node:
         if noise is not None:
             budget = "no budget" if limit is None else f"at most {limit} releases within the budget"
-            node.log.info("[privacy]: noise multiplier %.4g, %s", noise.multiplier, budget)
+            node.logger(__name__).info("[privacy]: noise multiplier %.4g, %s", noise.multiplier, budget)
         if cheat is not None:
-            node.log.warning("%s is set: this server lies (%s, %s), for tests only", CHEAT_ENV, cheat.what, cheat.when)
+            node.logger(__name__).warning(
+                "%s is set: this server lies (%s, %s), for tests only", CHEAT_ENV, cheat.what, cheat.when
+            )
         node.maintain()
         watch = ModelOwnerWatch(node)
         while True:
             sender, msg = await watch.recv()
             if msg is None:
                 if sender == model_owner:
-                    node.log.warning("lost the model owner; rounds forgotten, waiting for it to return")
+                    node.logger(__name__).warning("lost the model owner; rounds forgotten, waiting for it to return")
                 proto.forget(sender)
                 continue
             if isinstance(msg, Finish) and sender == model_owner:
-                node.log.info("model owner finished the session: %s", msg.reason)
+                node.logger(__name__).info("model owner finished the session: %s", msg.reason)
                 sent, received = node.traffic()
                 return {"bytes_sent": sent, "bytes_received": received}
             if isinstance(msg, Exclude) and sender == model_owner:
                 if msg.server == name:
                     raise PeerLost(f"{name}: the model owner excluded this server from the session: {msg.reason}")
-                node.log.error("the model owner excluded %s: %s", msg.server, msg.reason)
+                node.logger(__name__).error("the model owner excluded %s: %s", msg.server, msg.reason)
                 await node.shun(msg.server, msg.reason)
                 continue
             try:

@@ -118,11 +118,11 @@ class _Owner:
             try:
                 await node.wait_for_most(self.servers, 2, p.connect_timeout, p.server_timeout)
             except PeerLost as exc:
-                node.log.warning("%s; going on, and dialling them still", exc)
+                node.logger(__name__).warning("%s; going on, and dialling them still", exc)
         node.maintain([self.model_owner])
-        node.log.info("holding %s", self.work.describe())
+        node.logger(__name__).info("holding %s", self.work.describe())
         if self.cheat is not None:
-            node.log.warning("a test switch is set: this owner %s, for tests only", self.cheat[0])
+            node.logger(__name__).warning("a test switch is set: this owner %s, for tests only", self.cheat[0])
 
     async def serve(self, node: Node) -> dict[str, Any]:
         """Answer the model owner's requests until ``Finish``, or until it has been absent or
@@ -132,18 +132,18 @@ class _Owner:
             sender, msg = await watch.recv()
             if sender != self.model_owner:
                 if isinstance(msg, m.Reject):
-                    node.log.warning("%s refused a message: %s", sender, msg.reason)
+                    node.logger(__name__).warning("%s refused a message: %s", sender, msg.reason)
                 elif msg is None:
-                    node.log.info("lost %s; dialling it again", sender)
+                    node.logger(__name__).info("lost %s; dialling it again", sender)
                 continue
             if msg is None:
                 await self.model_owner_lost(node)
             elif isinstance(msg, m.Finish):
-                node.log.info("session finished after %d contributions", self.contributed)
+                node.logger(__name__).info("session finished after %d contributions", self.contributed)
                 sent, received = node.traffic()
                 return {"contributions": self.contributed, "bytes_sent": sent, "bytes_received": received}
             elif isinstance(msg, m.Exclude):
-                node.log.error("the model owner excluded %s: %s", msg.server, msg.reason)
+                node.logger(__name__).error("the model owner excluded %s: %s", msg.server, msg.reason)
                 await node.shun(msg.server, msg.reason)
             elif isinstance(msg, (m.StatsRequest, m.ModelUpdate)):
                 out = self.shares_for(msg)
@@ -154,7 +154,7 @@ class _Owner:
     async def model_owner_lost(self, node: Node) -> None:
         """An epoch ends: new stream keys at once, registered with the servers before any share
         (a resumed model owner may ask again for a round number: fresh streams answer it)."""
-        node.log.warning("lost the model owner; new stream keys, dialling it again")
+        node.logger(__name__).warning("lost the model owner; new stream keys, dialling it again")
         if not self.plain:
             self.sharer.rekey()
             await send_all(node, [s for s in key_messages(self.config, self.sharer) if s.to in node.peers])
@@ -209,7 +209,7 @@ class _Owner:
         """Send what ``shares_for`` made: to the round's servers that are connected."""
         config = self.config
         if out.declined:
-            node.log.error("round %d: cannot contribute: %s", out.round_no, out.declined)
+            node.logger(__name__).error("round %d: cannot contribute: %s", out.round_no, out.declined)
             await send_all(node, out.sends)
             return
         # the round's servers may be (re)connecting just now: give them a moment

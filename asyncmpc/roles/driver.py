@@ -60,7 +60,7 @@ async def send_all(node: Node, actions: Sequence[Action], timeout: float | None 
                 async with asyncio.timeout(timeout):
                     await node.send(action.to, action.msg)
             except PeerLost as exc:
-                node.log.warning("could not send %s: %s", action.msg.KIND, exc)
+                node.logger(__name__).warning("could not send %s: %s", action.msg.KIND, exc)
                 return
             except TimeoutError:
                 stuck = RemoteProtocolError(f"took no {action.msg.KIND!r} for {timeout:g}s", peer=action.to)

@@ -119,9 +119,11 @@ async def run_model_owner(
     servers = [s for s in servers if s not in excluded]
     async with Node(config, name, tls=tls) as node:
         if done >= config.training.rounds:
-            node.log.info("%s: all %d rounds are done already; nothing to train", out_dir / CHECKPOINT, done)
+            node.logger(__name__).info(
+                "%s: all %d rounds are done already; nothing to train", out_dir / CHECKPOINT, done
+            )
         elif done:
-            node.log.info("resuming from %s after round %d", out_dir / CHECKPOINT, done)
+            node.logger(__name__).info("resuming from %s after round %d", out_dir / CHECKPOINT, done)
         if budget is not None:
             _log_plan(node, budget)
         node.maintain(servers)
@@ -148,7 +150,7 @@ async def run_model_owner(
                     row = await _train_round(config, node, rounds, work, t, t + first - 2)
                 except BudgetSpent as exc:
                     metrics["stopped"] = f"stopped at round {t}: a server's [privacy] budget is spent: {exc}"
-                    node.log.warning("%s", metrics["stopped"])
+                    node.logger(__name__).warning("%s", metrics["stopped"])
                     break
                 if budget is not None:
                     row["epsilon"] = budget.epsilon
@@ -189,7 +191,7 @@ async def _statistics(config: Config, node: Node, rounds: Rounds, work: Workload
     work.set_stats(decode_sum(config, stats.total))
     metrics["statistics_contributors"] = list(stats.contributors)
     metrics["scaling"] = "secure statistics round"
-    node.log.info("feature statistics from %d data owners", len(stats.contributors))
+    node.logger(__name__).info("feature statistics from %d data owners", len(stats.contributors))
 
 
 async def _train_round(config: Config, node: Node, rounds: Rounds, work: Workload, t: int, step: int) -> dict[str, Any]:
@@ -202,7 +204,7 @@ async def _train_round(config: Config, node: Node, rounds: Rounds, work: Workloa
     result = outcome.result
     row = _round_row(t, outcome)
     if result.total is None:
-        node.log.warning("round %d yielded nothing: %s", t, result.reason)
+        node.logger(__name__).warning("round %d yielded nothing: %s", t, result.reason)
         row.update(loss=None, test_accuracy=None, skipped=result.reason)
     else:
         plain = config.training.aggregation == "plain"
@@ -223,15 +225,15 @@ async def _wait_for_players(config: Config, node: Node, servers: list[str], owne
         up = await node.wait_for_most(servers, 2, p.connect_timeout, p.server_timeout)
         if len(up) < len(servers):
             down = ", ".join(s for s in servers if s not in up)
-            node.log.warning("%s did not connect; training with two servers until it does", down)
+            node.logger(__name__).warning("%s did not connect; training with two servers until it does", down)
     try:
         await node.wait_for_peers(owners)
     except PeerLost as exc:
         present = [o for o in owners if o in node.peers]
         if len(present) < max(2, config.protocol.min_owners):
             raise
-        node.log.warning("%s; training with the %d data owners present", exc, len(present))
-    node.log.info("%d players connected", len(node.peers))
+        node.logger(__name__).warning("%s; training with the %d data owners present", exc, len(present))
+    node.logger(__name__).info("%d players connected", len(node.peers))
 
 
 def _resume(config: Config, out_dir: Path, work: Workload, metrics: dict[str, Any]) -> int:
@@ -249,7 +251,7 @@ def _resume(config: Config, out_dir: Path, work: Workload, metrics: dict[str, An
 def _log_plan(node: Node, budget: Budget) -> None:
     p, s = budget.plan, budget.plan.settings
     target = f"for epsilon {s.epsilon:g} at delta {s.delta:g} over {p.rounds} rounds" if s.epsilon else "as set"
-    node.log.info(
+    node.logger(__name__).info(
         "[privacy] per %s: clip %g, sampling rate %g, noise multiplier %.4f (%s); epsilon spent so far %.3f",
         s.unit,
         s.clip,
@@ -266,7 +268,7 @@ def _out_of_budget(node: Node, budget: Budget, t: int) -> str:
         f"stopped before round {t}: one more round would spend more than epsilon {s.epsilon:g} "
         f"(delta {s.delta:g}); spent {budget.epsilon:.4f} in {budget.releases} releases"
     )
-    node.log.warning("%s", why)
+    node.logger(__name__).warning("%s", why)
     return why
 
 
@@ -331,7 +333,7 @@ def _log_round(node: Node, config: Config, row: dict[str, Any]) -> None:
     if row.get("servers") and not row.get("cross_checked") and row.get("skipped") is None:
         unchecked = f", not cross-checked (servers {', '.join(row['servers'])})"
     spent = "" if "epsilon" not in row else f", epsilon {row['epsilon']:.3f}"
-    node.log.info(
+    node.logger(__name__).info(
         "round %d/%d: loss %s, test accuracy %s, %d contributors, %.3fs%s%s",
         row["round"],
         config.training.rounds,

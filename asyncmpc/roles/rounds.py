@@ -76,7 +76,9 @@ class Rounds:
         result = await self._aggregate(size, request)
         _stop_if_refused(result)
         if result.kind is Kind.RECHECK:
-            self.node.log.warning("round %d: %s; running it again with MACs", result.round_no, result.reason)
+            self.node.logger(__name__).warning(
+                "round %d: %s; running it again with MACs", result.round_no, result.reason
+            )
             rerun = await self._aggregate(size, request, mac=True)
             _stop_if_refused(rerun)
             await self._judge(rerun)
@@ -90,7 +92,7 @@ class Rounds:
                 f"(it would open the sum without noise): restart without one of {', '.join(result.suspects)}"
             )
         self.macs.disputed()
-        self.node.log.warning(
+        self.node.logger(__name__).warning(
             "round %d: %s; running it again with MACs, and the next %d rounds",
             result.round_no,
             result.reason,
@@ -120,14 +122,14 @@ class Rounds:
     async def _judge(self, result: RoundResult) -> None:
         """Act on what a round proved: owners that sent inconsistent shares, a cheating server."""
         if result.inconsistent:
-            self.node.log.error(
+            self.node.logger(__name__).error(
                 "round %d: the two servers holding a component of %s report different shares of it "
                 "(the owner, or one of them, lied); kept in the sum, which the MAC checked",
                 result.round_no,
                 ", ".join(result.inconsistent),
             )
         if result.culprit and result.culprit in self.owners:
-            self.node.log.error(
+            self.node.logger(__name__).error(
                 "round %d: %s sent its servers different shares that no MAC verifies; left out from now on",
                 result.round_no,
                 result.culprit,
@@ -137,12 +139,14 @@ class Rounds:
         if result.kind is Kind.CAUGHT:
             await self.exclude(result.cheater, f"its result shares of round {result.round_no} failed the MAC check")
         elif result.mac and result.reason and result.total is not None and not result.inconsistent:
-            self.node.log.warning("round %d: %s (a data owner's tag shares are wrong)", result.round_no, result.reason)
+            self.node.logger(__name__).warning(
+                "round %d: %s (a data owner's tag shares are wrong)", result.round_no, result.reason
+            )
 
     async def exclude(self, server: str, reason: str) -> None:
         """Leave ``server`` out for the rest of the session, and have every other player stop
         talking to it; the two left are honest, so MAC rounds end (unless always on)."""
-        self.node.log.error("excluding %s for the rest of the session: %s", server, reason)
+        self.node.logger(__name__).error("excluding %s for the rest of the session: %s", server, reason)
         self.excluded[server] = reason
         self.servers = [s for s in self.servers if s != server]
         self.down_since.pop(server, None)
@@ -158,10 +162,12 @@ class Rounds:
         now = time.time()
         for s in self.servers:
             if s in self.node.peers and s in self.down_since:
-                self.node.log.info("%s is back after %.1fs", s, now - self.down_since.pop(s))
+                self.node.logger(__name__).info("%s is back after %.1fs", s, now - self.down_since.pop(s))
             elif s not in self.node.peers and s not in self.down_since:
                 self.down_since[s] = now
-                self.node.log.warning("%s is down; rounds go on with the other servers, not cross-checked", s)
+                self.node.logger(__name__).warning(
+                    "%s is down; rounds go on with the other servers, not cross-checked", s
+                )
         up = [s for s in self.servers if s in self.node.peers]
         if len(up) < 2:
             down = ", ".join(
@@ -170,7 +176,9 @@ class Rounds:
                 if s in self.down_since
             )
             limit = self.config.protocol.idle_timeout
-            self.node.log.warning("rounds paused: %s down; waiting up to %gs for one to return", down, limit)
+            self.node.logger(__name__).warning(
+                "rounds paused: %s down; waiting up to %gs for one to return", down, limit
+            )
             if not await self.node.wait_until(lambda: sum(s in self.node.peers for s in self.servers) >= 2, limit):
                 raise PeerLost(f"{self.node.name}: fewer than two compute servers for {limit:g}s ({down})")
             return await self._live_servers()
@@ -187,7 +195,7 @@ class Rounds:
         if len(present()) >= minimum:
             return present()
         limit = self.config.protocol.idle_timeout
-        self.node.log.warning(
+        self.node.logger(__name__).warning(
             "rounds paused: %d of %d data owners connected, fewer than min_owners = %d; waiting up to %gs",
             len(present()),
             len(self.owners),
@@ -199,18 +207,18 @@ class Rounds:
                 f"{self.node.name}: fewer than min_owners = {minimum} data owners connected for {limit:g}s "
                 f"({len(present())} of {len(self.owners)})"
             )
-        self.node.log.info("%d data owners connected; rounds go on", len(present()))
+        self.node.logger(__name__).info("%d data owners connected; rounds go on", len(present()))
         return present()
 
     async def on_other(self, sender: str, msg: m.Message | None) -> None:
         """A data owner's message during a round: a ``Decline`` withdraws it from the round."""
         rnd = self.current
         if isinstance(msg, m.Decline) and rnd is not None:
-            self.node.log.warning("%s declined round %d: %s", sender, msg.round_no, msg.reason)
+            self.node.logger(__name__).warning("%s declined round %d: %s", sender, msg.round_no, msg.reason)
             if msg.round_no == rnd.round_no:
                 await send_all(self.node, rnd.withdraw(sender))
         elif msg is None:
-            self.node.log.warning("lost connection to %s", sender)
+            self.node.logger(__name__).warning("lost connection to %s", sender)
             if rnd is not None:
                 await send_all(self.node, rnd.withdraw(sender))  # do not wait for it until the deadline
         elif not isinstance(msg, m.Reject):
