@@ -12,17 +12,15 @@ import ipaddress
 import json
 import tomllib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from asyncmpc.errors import ConfigError
 
 __all__ = [
-    "COMPUTE_SERVER",
-    "DATA_OWNER",
     "LISTENING_ROLES",
-    "MODEL_OWNER",
-    "ROLES",
+    "Role",
     "Config",
     "Player",
     "PrivacySettings",
@@ -32,17 +30,23 @@ __all__ = [
     "parse_config",
 ]
 
-MODEL_OWNER = "model-owner"
-DATA_OWNER = "data-owner"
-COMPUTE_SERVER = "compute-server"
-ROLES = (MODEL_OWNER, DATA_OWNER, COMPUTE_SERVER)
-LISTENING_ROLES = frozenset({MODEL_OWNER, COMPUTE_SERVER})
+
+class Role(StrEnum):
+    """A player's role: the one list of roles (hosts.toml's ``role``, and who may send which
+    message in ``wire.messages``)."""
+
+    MODEL_OWNER = "model-owner"
+    DATA_OWNER = "data-owner"
+    COMPUTE_SERVER = "compute-server"
+
+
+LISTENING_ROLES = frozenset({Role.MODEL_OWNER, Role.COMPUTE_SERVER})
 
 
 @dataclass(frozen=True, slots=True)
 class Player:
     name: str
-    role: str
+    role: Role
     host: str
     port: int | None
     index: int | None = None
@@ -188,20 +192,20 @@ class Config:
 
     @property
     def servers(self) -> tuple[Player, Player, Player]:
-        s = sorted((p for p in self.players.values() if p.role == COMPUTE_SERVER), key=lambda p: p.index or 0)
+        s = sorted((p for p in self.players.values() if p.role == Role.COMPUTE_SERVER), key=lambda p: p.index or 0)
         return (s[0], s[1], s[2])
 
     @property
     def data_owners(self) -> tuple[Player, ...]:
-        return tuple(p for p in self.players.values() if p.role == DATA_OWNER)
+        return tuple(p for p in self.players.values() if p.role == Role.DATA_OWNER)
 
     @property
     def model_owner(self) -> Player:
-        return next(p for p in self.players.values() if p.role == MODEL_OWNER)
+        return next(p for p in self.players.values() if p.role == Role.MODEL_OWNER)
 
     def server_index(self, name: str) -> int:
         p = self.player(name)
-        if p.role != COMPUTE_SERVER or p.index is None:
+        if p.role != Role.COMPUTE_SERVER or p.index is None:
             raise ConfigError(f"{self.path}: player {name!r} is not a compute server")
         return p.index
 
@@ -289,7 +293,7 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
         )
     if training.dataset == "csv":
         for p in players.values():
-            if p.role == DATA_OWNER and p.csv is None:
+            if p.role == Role.DATA_OWNER and p.csv is None:
                 raise ConfigError(f'{path}: [players.{p.name}] csv: missing (the dataset is "csv")')
         if len(training.classes) < 2:
             raise ConfigError(f'{path}: [training] classes: list at least 2 class labels when dataset = "csv"')
@@ -404,15 +408,16 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
         raise ConfigError(f"{path}: [players] must be a table of [players.NAME] tables")
     players: dict[str, Player] = {}
     endpoints: dict[tuple[str, int], str] = {}
-    counts = {role: 0 for role in ROLES}
+    counts = {role: 0 for role in Role}
     for name, entry in table.items():
         where = f"[players.{name}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: {where} must be a table")
         _no_unknown(entry, _PLAYER_KEYS, path, where)
         role = entry.get("role")
-        if role not in ROLES:
-            raise ConfigError(f"{path}: {where} role: unknown role {role!r} (expected one of {', '.join(ROLES)})")
+        if role not in [r.value for r in Role]:
+            raise ConfigError(f"{path}: {where} role: unknown role {role!r} (expected one of {', '.join(Role)})")
+        role = Role(role)
         host = entry.get("host")
         if not isinstance(host, str) or not host:
             raise ConfigError(f"{path}: {where} host: expected a host name or address, got {host!r}")
@@ -428,25 +433,25 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
         elif "port" in entry:
             raise ConfigError(f"{path}: {where} port: a data owner does not listen, remove the key")
         csv = entry.get("csv")
-        if csv is not None and (not isinstance(csv, str) or not csv or role == COMPUTE_SERVER):
+        if csv is not None and (not isinstance(csv, str) or not csv or role == Role.COMPUTE_SERVER):
             raise ConfigError(f"{path}: {where} csv: expected the path of a CSV file (data and model owners only)")
         label_column = entry.get("label_column", "label")
         if not isinstance(label_column, str) or not label_column:
             raise ConfigError(f"{path}: {where} label_column: expected a column name, got {label_column!r}")
         if csv is not None and not Path(csv).is_absolute():
             csv = str(Path(path).resolve().parent / csv)
-        index = counts[role] if role != MODEL_OWNER else None
+        index = counts[role] if role != Role.MODEL_OWNER else None
         counts[role] += 1
         players[name] = Player(
             name=name, role=role, host=host, port=port, index=index, csv=csv, label_column=label_column
         )
-    if counts[MODEL_OWNER] != 1:
-        raise ConfigError(f"{path}: [players] needs exactly 1 model-owner, found {counts[MODEL_OWNER]}")
-    if counts[COMPUTE_SERVER] != 3:
-        found = [p.name for p in players.values() if p.role == COMPUTE_SERVER]
+    if counts[Role.MODEL_OWNER] != 1:
+        raise ConfigError(f"{path}: [players] needs exactly 1 model-owner, found {counts[Role.MODEL_OWNER]}")
+    if counts[Role.COMPUTE_SERVER] != 3:
+        found = [p.name for p in players.values() if p.role == Role.COMPUTE_SERVER]
         raise ConfigError(f"{path}: [players] needs exactly 3 compute-server players, found {len(found)} {found}")
-    if counts[DATA_OWNER] < 2:
-        raise ConfigError(f"{path}: [players] needs at least 2 data-owner players, found {counts[DATA_OWNER]}")
+    if counts[Role.DATA_OWNER] < 2:
+        raise ConfigError(f"{path}: [players] needs at least 2 data-owner players, found {counts[Role.DATA_OWNER]}")
     return players
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncmpc.cli.common import add_config, fail
-from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, Config, load_config
+from asyncmpc.config import Config, Role, load_config
 from asyncmpc.errors import AsyncMpcError
 
 __all__ = ["add_arguments", "command"]
@@ -151,7 +151,7 @@ def command(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         if args.swarm:
-            role = DATA_OWNER
+            role = Role.DATA_OWNER
             stats = _swarm(config)
         else:
             role = config.player(args.name).role
@@ -183,11 +183,11 @@ def _run_player(
 ) -> dict[str, Any]:
     from asyncmpc.net.runtime import run
 
-    if role == COMPUTE_SERVER:
+    if role == Role.COMPUTE_SERVER:
         from asyncmpc.roles.compute_server import run_compute_server
 
         return run(lambda: run_compute_server(config, name), uvloop_ok=config.protocol.plaintext)  # type: ignore[no-any-return]
-    if role == DATA_OWNER:
+    if role == Role.DATA_OWNER:
         from asyncmpc.roles.data_owner import run_data_owner
 
         return run(lambda: run_data_owner(config, name), uvloop_ok=config.protocol.plaintext)  # type: ignore[no-any-return]

@@ -15,7 +15,7 @@ model owner's frames up to ``max_frame_bytes``: the model's size is the model ow
 
 from __future__ import annotations
 
-from asyncmpc.config import COMPUTE_SERVER, DATA_OWNER, LISTENING_ROLES, MODEL_OWNER, Config, Player
+from asyncmpc.config import LISTENING_ROLES, Config, Player, Role
 
 __all__ = ["HANDSHAKE_FRAME", "dial_targets", "frame_cap", "may_dial"]
 
@@ -24,10 +24,10 @@ HANDSHAKE_FRAME = 1 << 16
 _NAME_BYTES = 64
 """Room per player of the deployment in a small message (lists of owners)."""
 _VECTORS = {
-    (COMPUTE_SERVER, DATA_OWNER): 2,  # InputShare: two components
-    (COMPUTE_SERVER, COMPUTE_SERVER): 1,  # NoiseShare: a masked vector
-    (MODEL_OWNER, COMPUTE_SERVER): 2,  # ResultShare: two components in full
-    (MODEL_OWNER, DATA_OWNER): 1,  # PlainGradient (the plaintext benchmark mode)
+    (Role.COMPUTE_SERVER, Role.DATA_OWNER): 2,  # InputShare: two components
+    (Role.COMPUTE_SERVER, Role.COMPUTE_SERVER): 1,  # NoiseShare: a masked vector
+    (Role.MODEL_OWNER, Role.COMPUTE_SERVER): 2,  # ResultShare: two components in full
+    (Role.MODEL_OWNER, Role.DATA_OWNER): 1,  # PlainGradient (the plaintext benchmark mode)
 }
 """(receiver role, sender role) -> the most vectors of a round's size one frame carries."""
 
@@ -36,11 +36,11 @@ def may_dial(config: Config, dialer: Player, listener: Player) -> bool:
     """Whether ``dialer`` is the one to open connections to ``listener``."""
     if listener.role not in LISTENING_ROLES or dialer.name == listener.name:
         return False
-    if dialer.role == DATA_OWNER:
+    if dialer.role == Role.DATA_OWNER:
         return True
-    if dialer.role == MODEL_OWNER:
-        return listener.role == COMPUTE_SERVER
-    if dialer.role == COMPUTE_SERVER and listener.role == COMPUTE_SERVER:
+    if dialer.role == Role.MODEL_OWNER:
+        return listener.role == Role.COMPUTE_SERVER
+    if dialer.role == Role.COMPUTE_SERVER and listener.role == Role.COMPUTE_SERVER:
         return (dialer.index or 0) > (listener.index or 0)
     return False
 
@@ -55,7 +55,7 @@ def frame_cap(config: Config, receiver: str, sender: str, largest: int) -> int:
     largest round (in elements) ``receiver`` knows of."""
     limit = config.protocol.max_frame_bytes
     to, by = config.player(receiver).role, config.player(sender).role
-    if to == DATA_OWNER and by == MODEL_OWNER:
+    if to == Role.DATA_OWNER and by == Role.MODEL_OWNER:
         return limit
     small = HANDSHAKE_FRAME + _NAME_BYTES * len(config.players)
     return min(limit, small + 8 * largest * _VECTORS.get((to, by), 0))

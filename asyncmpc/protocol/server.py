@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asyncmpc.config import Config
+from asyncmpc.config import Config, Role
 from asyncmpc.crypto.field import P
 from asyncmpc.crypto.prf import (
     MAC_KEY_BYTES,
@@ -232,7 +232,7 @@ class ServerProtocol:
         if not msg.owners:
             raise RemoteProtocolError(f"round {msg.round_no} opened with no owners", peer=sender)
         for owner in msg.owners:
-            if owner not in self.config.players or self.config.players[owner].role != m.DO:
+            if owner not in self.config.players or self.config.players[owner].role != Role.DATA_OWNER:
                 raise RemoteProtocolError(f"round {msg.round_no} names {owner!r}, not a data owner", peer=sender)
         if len(set(msg.owners)) != len(msg.owners):
             raise RemoteProtocolError(f"round {msg.round_no} names an owner twice", peer=sender)
@@ -280,7 +280,7 @@ class ServerProtocol:
 
     def _index_of(self, name: str) -> int | None:
         player = self.config.players.get(name)
-        return player.index if player is not None and player.role == m.CS else None
+        return player.index if player is not None and player.role == Role.COMPUTE_SERVER else None
 
     # ------------------------------------------------------------ messages ahead of their round
 

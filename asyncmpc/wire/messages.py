@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from asyncmpc.config import Role
 from asyncmpc.crypto.ring import RingArray
 from asyncmpc.crypto.rss import Component, Seed
 
@@ -65,8 +66,8 @@ set) and agree on the contributors before an early release."""
 FloatArray = NDArray[np.float64]
 
 
-MO, DO, CS = "model-owner", "data-owner", "compute-server"
-ALL_ROLES = frozenset({MO, DO, CS})
+MO, DO, CS = Role.MODEL_OWNER, Role.DATA_OWNER, Role.COMPUTE_SERVER
+ALL_ROLES = frozenset(Role)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
