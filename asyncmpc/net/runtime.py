@@ -41,6 +41,7 @@ from asyncmpc.net.loop import run
 from asyncmpc.net.peer import MAX_QUEUED, BodyBudget, Connection, FrameProtocol
 from asyncmpc.net.policy import HANDSHAKE_FRAME, dial_targets, frame_cap, may_dial
 from asyncmpc.net.tls import TlsContexts, tls_contexts
+from asyncmpc.net.transport import Event, Greeting
 from asyncmpc.protocol.events import check_sender
 from asyncmpc.wire.messages import PROTOCOL_VERSION, Hello, Message, Reject
 
@@ -51,11 +52,6 @@ log = logging.getLogger(__name__)
 LARGE_BODY_BYTES = 32 << 20
 """How many bytes of large frame bodies a connection buffers at once (see ``BodyBudget``); one
 body larger than this is still read, alone (within its sender's frame cap)."""
-
-Event = tuple[str, Message | None]
-"""(player, message) from the inbox; message None means that player's connection closed."""
-Greeting = Callable[[str], list[Message]]
-"""Messages to send a newly connected player before anything else (given its name)."""
 
 
 class Node:
@@ -453,6 +449,10 @@ class Node:
         if conn is None:
             raise PeerLost(f"{self.name}: not connected to {to}")
         await conn.send(msg)
+
+    def quiet(self) -> bool:
+        """Whether no event waits to be received."""
+        return self.inbox.empty()
 
     async def recv(self, timeout: float | None = None) -> Event:
         """The next (player, message) event; TimeoutError after ``timeout`` seconds."""

@@ -10,12 +10,14 @@ told why and disconnected; the server keeps serving everyone else.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from asyncmpc.config import Config
 from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
 from asyncmpc.net.tls import TlsContexts
+from asyncmpc.net.transport import Opener
 from asyncmpc.protocol.server import ServerProtocol
 from asyncmpc.roles.cheat import CHEAT_ENV, Cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, post_all
@@ -27,8 +29,11 @@ if TYPE_CHECKING:
 __all__ = ["run_compute_server"]
 
 
-async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | None = None) -> dict[str, Any]:
-    """Serve until the model owner finishes the session; return this server's traffic."""
+async def run_compute_server(
+    config: Config, name: str, *, tls: TlsContexts | None = None, opener: Opener | None = None
+) -> dict[str, Any]:
+    """Serve until the model owner finishes the session; return this server's traffic. The
+    server's connections come from ``opener`` (default: a TCP ``Node``)."""
     noise, limit = None, None
     if config.privacy is not None:
         from asyncmpc.learning.privacy.noise import NoiseSource
@@ -37,7 +42,7 @@ async def run_compute_server(config: Config, name: str, *, tls: TlsContexts | No
         limit = noise.release_limit()
     proto = ServerProtocol(config, name, noise=noise, release_limit=limit)
     try:
-        return await _serve(config, name, proto, tls, noise, limit)
+        return await _serve(config, name, proto, opener or functools.partial(Node, tls=tls), noise, limit)
     finally:
         if noise is not None:
             noise.close()  # a draw ahead for a round that will not come
@@ -47,13 +52,13 @@ async def _serve(
     config: Config,
     name: str,
     proto: ServerProtocol,
-    tls: TlsContexts | None,
+    opener: Opener,
     noise: NoiseSource | None,
     limit: int | None,
 ) -> dict[str, Any]:
     model_owner = config.model_owner.name
     cheat = Cheat.from_env()
-    async with Node(config, name, tls=tls, greet=proto.greet) as node:
+    async with opener(config, name, greet=proto.greet) as node:
         if noise is not None:
             budget = "no budget" if limit is None else f"at most {limit} releases within the budget"
             node.logger(__name__).info("[privacy]: noise multiplier %.4g, %s", noise.multiplier, budget)
@@ -89,5 +94,5 @@ async def _serve(
             if cheat is not None:
                 actions = cheat(actions)
             await post_all(node, actions, config.protocol.round_timeout)  # a slow peer holds up no one
-            if node.inbox.empty():
+            if node.quiet():
                 proto.idle()

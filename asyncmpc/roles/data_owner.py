@@ -35,6 +35,7 @@ from asyncmpc.errors import EncodingError, PeerLost, PluginError
 from asyncmpc.learning.workload import OwnerWorkload, owner_workload
 from asyncmpc.net.runtime import Node
 from asyncmpc.net.tls import TlsContexts
+from asyncmpc.net.transport import Opener, Transport
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.protocol.releases import input_id, key_id
@@ -68,6 +69,7 @@ async def run_data_owner(
     name: str,
     *,
     tls: TlsContexts | None = None,
+    opener: Opener | None = None,
     prepare_ahead: bool = True,
     random_bytes: RandomBytes = os.urandom,
 ) -> dict[str, Any]:
@@ -75,10 +77,11 @@ async def run_data_owner(
 
     With ``prepare_ahead`` it computes the next round's masks while it waits (two vectors of
     memory kept between rounds); a swarm of owners in one process turns that off.
-    ``random_bytes`` is the source of share seeds (injected by tests).
+    ``random_bytes`` is the source of share seeds (injected by tests). Its connections come
+    from ``opener`` (default: a TCP ``Node``).
     """
     owner = _Owner(config, name, prepare_ahead, random_bytes)
-    async with Node(config, name, tls=tls, greet=owner.greet) as node:
+    async with (opener or functools.partial(Node, tls=tls))(config, name, greet=owner.greet) as node:
         await owner.connect(node)
         return await owner.serve(node)
 
@@ -108,7 +111,7 @@ class _Owner:
         """A server that (re)connects gets this owner's current stream keys first."""
         return [] if self.plain else [s.msg for s in key_messages(self.config, self.sharer) if s.to == peer]
 
-    async def connect(self, node: Node) -> None:
+    async def connect(self, node: Transport) -> None:
         """The servers first (two, and the third for ``server_timeout`` more: the model owner
         counts an owner present once it calls), then the model owner; each is dialled again
         whenever its connection closes."""
@@ -124,7 +127,7 @@ class _Owner:
         if self.cheat is not None:
             node.logger(__name__).warning("a test switch is set: this owner %s, for tests only", self.cheat[0])
 
-    async def serve(self, node: Node) -> dict[str, Any]:
+    async def serve(self, node: Transport) -> dict[str, Any]:
         """Answer the model owner's requests until ``Finish``, or until it has been absent or
         silent for ``idle_timeout``."""
         watch = ModelOwnerWatch(node)
@@ -151,7 +154,7 @@ class _Owner:
                 await self.deliver(node, out)
                 del out
 
-    async def model_owner_lost(self, node: Node) -> None:
+    async def model_owner_lost(self, node: Transport) -> None:
         """An epoch ends: new stream keys at once, registered with the servers before any share
         (a resumed model owner may ask again for a round number: fresh streams answer it)."""
         node.logger(__name__).warning("lost the model owner; new stream keys, dialling it again")
@@ -205,7 +208,7 @@ class _Owner:
         out.sends = [Send(self.model_owner, decline)]
         return out
 
-    async def deliver(self, node: Node, out: _Outgoing) -> None:
+    async def deliver(self, node: Transport, out: _Outgoing) -> None:
         """Send what ``shares_for`` made: to the round's servers that are connected."""
         config = self.config
         if out.declined:
@@ -235,7 +238,7 @@ class _Outgoing:
     declined: str = ""
 
 
-def _all_connected(node: Node, names: set[str]) -> bool:
+def _all_connected(node: Transport, names: set[str]) -> bool:
     return names <= node.peers.keys()
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from asyncmpc.errors import PeerLost, RemoteProtocolError
-from asyncmpc.net.runtime import Node
+from asyncmpc.net.transport import Transport
 from asyncmpc.protocol.events import Action, Drop, Send
 from asyncmpc.protocol.outcome import RoundResult
 from asyncmpc.wire.messages import Message
@@ -20,7 +20,7 @@ class ModelOwnerWatch:
     """What data owners and servers wait on: the next event, as long as the model owner has
     spoken within ``idle_timeout`` (absent or silent longer: PeerLost, one line)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Transport) -> None:
         self.node = node
         self.model_owner = node.config.model_owner.name
         self.idle = node.config.protocol.idle_timeout
@@ -40,7 +40,7 @@ class ModelOwnerWatch:
         return sender, msg
 
 
-async def send_all(node: Node, actions: Sequence[Action], timeout: float | None = None) -> None:
+async def send_all(node: Transport, actions: Sequence[Action], timeout: float | None = None) -> None:
     """Carry out a state machine's actions: drop the players it blames (``Drop``), then send
     every message, to different players at the same time and to each in order.
 
@@ -74,7 +74,7 @@ async def send_all(node: Node, actions: Sequence[Action], timeout: float | None 
         await asyncio.gather(*(to_peer(q) for q in by_peer.values()))
 
 
-async def post_all(node: Node, actions: Sequence[Action], timeout: float | None) -> None:
+async def post_all(node: Transport, actions: Sequence[Action], timeout: float | None) -> None:
     """Carry out a state machine's actions without waiting for any peer to read: drop the
     players it blames, queue every message (``Node.post``; a peer that takes none of its
     messages within ``timeout`` is disconnected, and holds up no one else)."""
@@ -106,7 +106,7 @@ class RoundMachine(Protocol):
 
 
 async def drive_round(
-    node: Node,
+    node: Transport,
     rnd: RoundMachine,
     on_other: Callable[[str, Message | None], Awaitable[None]] | None = None,
     requests: Sequence[Send] = (),

@@ -26,6 +26,7 @@ stops training with ``DisputeError``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ from asyncmpc.learning.training import decode_sum
 from asyncmpc.learning.workload import Workload, workload
 from asyncmpc.net.runtime import Node
 from asyncmpc.net.tls import TlsContexts
+from asyncmpc.net.transport import Opener, Transport
 from asyncmpc.protocol.aggregation import Kind
 from asyncmpc.protocol.events import Send
 from asyncmpc.roles.driver import send_all
@@ -89,10 +91,12 @@ async def run_model_owner(
     out_dir: Path,
     *,
     tls: TlsContexts | None = None,
+    opener: Opener | None = None,
     fresh: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Train for ``config.training.rounds`` rounds; return the metrics written to metrics.json."""
+    """Train for ``config.training.rounds`` rounds; return the metrics written to metrics.json.
+    The model owner's connections come from ``opener`` (default: a TCP ``Node``)."""
     started = time.perf_counter()
     work = workload(config, name)
     try:
@@ -117,7 +121,7 @@ async def run_model_owner(
         raise OutputError(f"{out_dir}: cannot write {ROUND_LOG}: {exc.strerror or exc}") from exc
     excluded: dict[str, str] = metrics.setdefault("excluded_servers", {})  # kept across a resume
     servers = [s for s in servers if s not in excluded]
-    async with Node(config, name, tls=tls) as node:
+    async with (opener or functools.partial(Node, tls=tls))(config, name) as node:
         if done >= config.training.rounds:
             node.logger(__name__).info(
                 "%s: all %d rounds are done already; nothing to train", out_dir / CHECKPOINT, done
@@ -180,7 +184,7 @@ async def run_model_owner(
     return metrics
 
 
-async def _statistics(config: Config, node: Node, rounds: Rounds, work: Workload, metrics: dict[str, Any]) -> None:
+async def _statistics(config: Config, node: Transport, rounds: Rounds, work: Workload, metrics: dict[str, Any]) -> None:
     """The secure statistics round: global feature means and variances, before training."""
     request = m.StatsRequest(session=config.session, round_no=STATS_ROUND)
     outcome = await rounds.run(work.stats_size, request)
@@ -194,7 +198,9 @@ async def _statistics(config: Config, node: Node, rounds: Rounds, work: Workload
     node.logger(__name__).info("feature statistics from %d data owners", len(stats.contributors))
 
 
-async def _train_round(config: Config, node: Node, rounds: Rounds, work: Workload, t: int, step: int) -> dict[str, Any]:
+async def _train_round(
+    config: Config, node: Transport, rounds: Rounds, work: Workload, t: int, step: int
+) -> dict[str, Any]:
     """Training round ``t`` (on the owners' batches of ``step``): send the model, aggregate,
     step; return its row for metrics.json."""
     t0 = time.perf_counter()
@@ -216,7 +222,7 @@ async def _train_round(config: Config, node: Node, rounds: Rounds, work: Workloa
     return row
 
 
-async def _wait_for_players(config: Config, node: Node, servers: list[str], owners: list[str]) -> None:
+async def _wait_for_players(config: Config, node: Transport, servers: list[str], owners: list[str]) -> None:
     """Wait for the servers (two within ``connect_timeout``, the third ``server_timeout`` more)
     and for every data owner (``connect_timeout``); go on with two servers and ``min_owners``
     owners if that is all there is."""
@@ -248,7 +254,7 @@ def _resume(config: Config, out_dir: Path, work: Workload, metrics: dict[str, An
     return ckpt.round
 
 
-def _log_plan(node: Node, budget: Budget) -> None:
+def _log_plan(node: Transport, budget: Budget) -> None:
     p, s = budget.plan, budget.plan.settings
     target = f"for epsilon {s.epsilon:g} at delta {s.delta:g} over {p.rounds} rounds" if s.epsilon else "as set"
     node.logger(__name__).info(
@@ -262,7 +268,7 @@ def _log_plan(node: Node, budget: Budget) -> None:
     )
 
 
-def _out_of_budget(node: Node, budget: Budget, t: int) -> str:
+def _out_of_budget(node: Transport, budget: Budget, t: int) -> str:
     s = budget.plan.settings
     why = (
         f"stopped before round {t}: one more round would spend more than epsilon {s.epsilon:g} "
@@ -328,7 +334,7 @@ def _round_row(t: int, outcome: Outcome) -> dict[str, Any]:
     return row
 
 
-def _log_round(node: Node, config: Config, row: dict[str, Any]) -> None:
+def _log_round(node: Transport, config: Config, row: dict[str, Any]) -> None:
     unchecked = ""
     if row.get("servers") and not row.get("cross_checked") and row.get("skipped") is None:
         unchecked = f", not cross-checked (servers {', '.join(row['servers'])})"

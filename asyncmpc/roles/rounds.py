@@ -16,7 +16,7 @@ from asyncmpc.config import Config
 from asyncmpc.crypto.macs import MacKey
 from asyncmpc.errors import BudgetSpent, DisputeError, PeerLost, Refused, RemoteProtocolError
 from asyncmpc.learning.privacy.budget import Budget
-from asyncmpc.net.runtime import Node
+from asyncmpc.net.transport import Transport
 from asyncmpc.protocol.aggregation import AggregationRound, Kind, RoundResult
 from asyncmpc.protocol.dispute import MacPolicy
 from asyncmpc.protocol.events import Send
@@ -49,7 +49,7 @@ class Rounds:
     def __init__(
         self,
         config: Config,
-        node: Node,
+        node: Transport,
         owners: list[str],
         first_round: int,
         excluded: dict[str, str],
