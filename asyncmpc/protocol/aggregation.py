@@ -7,15 +7,15 @@ after cross-checking the twice-held components (and, in a MAC round, the MAC). I
 are its own (``get_timer`` / ``handle_timer``, see ``protocol.deadlines``); the runtime calls
 ``lose`` when a server's connection closes and ``withdraw`` when an owner's does. An ordinary
 round that ends on two servers yields nothing (``Kind.RECHECK``: two servers' sums are checked
-only in a MAC round), except under [privacy]. What a round came to is ``protocol.outcome``; what a data owner sends,
-``protocol.shares`` (re-exported here).
+only in a MAC round), except under [privacy]. What a round came to is ``protocol.outcome``;
+what a data owner sends, ``protocol.shares``.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,30 +23,20 @@ from numpy.typing import NDArray
 from asyncmpc.config import Config
 from asyncmpc.crypto.field import P
 from asyncmpc.crypto.macs import MacKey, verify
-from asyncmpc.crypto.prf import MAC_KEY_BYTES, RandomBytes, mac_ok
-from asyncmpc.crypto.ring import RingArray
+from asyncmpc.crypto.prf import MAC_KEY_BYTES, RandomBytes
 from asyncmpc.crypto.rss import RShare, reconstruct, suspects
 from asyncmpc.errors import RemoteProtocolError
-from asyncmpc.protocol.authenticated import DIGEST_BYTES, MAC_SHAPE, mismatches
+from asyncmpc.protocol.answers import CrossCheck, Digests, check_answer
+from asyncmpc.protocol.contributors import Reports
 from asyncmpc.protocol.deadlines import Due, RoundClock
 from asyncmpc.protocol.dispute import Answer, resolve
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.outcome import Kind, RoundResult
-from asyncmpc.protocol.shares import contribution_shares, input_shares, key_messages, share_messages
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 
-__all__ = [
-    "AggregationRound",
-    "Kind",
-    "RoundResult",
-    "contribution_shares",
-    "input_shares",
-    "key_messages",
-    "share_messages",
-]
+__all__ = ["AggregationRound", "Kind", "Phase", "RoundResult"]
 
-MAC_BYTES = 16
 _ENDS_ROUND = frozenset({Refusal.TOO_FEW, Refusal.MIXED, Refusal.RERUN, Refusal.BUDGET, Refusal.NO_MAC})
 """Refusals that end a round without a sum and without a suspect (see ``_refused``)."""
 _RELEASE_RULES = frozenset({Refusal.TOO_FEW, Refusal.MIXED, Refusal.RERUN})
@@ -114,15 +104,12 @@ class AggregationRound:
         """The servers the round still counts on."""
         if len(self.live) < 2:
             raise ValueError(f"a round needs two servers, got {self.live}")
-        self._holding: dict[str, frozenset[str]] = {}
+        self._reports = Reports()
+        self._holding = self._reports.holding
         self.mac_key = mac_key
         """The MAC key of a MAC round (None: an ordinary round)."""
         self.mac = mac_key is not None
-        self._digests: dict[str, dict[str, bytes]] = {}
-        self.inconsistent: tuple[str, ...] = ()
-        self._explained: frozenset[int] = frozenset()
-        """Components whose holders may disagree without either lying (``mismatches``)."""
-        self._mismatched: dict[str, tuple[int, ...]] = {}
+        self._digests = Digests(self.servers)
         self._results: dict[str, m.ResultShare] = {}
         self._keys: dict[str, bytes] = {}
         self._open_keys: dict[str, bytes] = {}
@@ -134,11 +121,7 @@ class AggregationRound:
         self.contributors: tuple[str, ...] = ()
         self.phase = Phase.OPEN
         self._result: RoundResult | None = None
-        self._checked: dict[int, bool] = {}
-        """Component j -> whether server j's vector matched server j-1's tag (checked as soon as
-        both arrived, so the last result costs one check and one addition, not three)."""
-        self._total: RingArray | None = None
-        self._summed: set[str] = set()
+        self._check = CrossCheck(self.servers)
         self._stale: dict[str, int] = {}
         """Server -> answers still due to asks that a later ask replaced (ignored when they come)."""
         self.asks = 0
@@ -237,7 +220,7 @@ class AggregationRound:
         if unknown:
             raise RemoteProtocolError(f"reports owners outside round {self.round_no}: {sorted(unknown)}", peer=sender)
         if self.mac:
-            self._digests[sender] = _digests(sender, msg.owners, msg.digests)
+            self._digests.report(sender, msg.owners, msg.digests)
         self._holding[sender] = frozenset(msg.owners)
         return self._decide() if not self.waiting_on else []
 
@@ -249,13 +232,13 @@ class AggregationRound:
             raise RemoteProtocolError(
                 f"result share over {len(msg.contributors)} owner(s) in round {self.round_no}", peer=sender
             )
-        self._check_result(sender, msg, full=self._full)
+        check_answer(sender, msg, self.shape, mac=self.mac, full=self._full)
         self._holding[sender] = frozenset(msg.contributors)
         if self.mac:
-            self._digests[sender] = _digests(sender, msg.contributors, msg.digests)
+            self._digests.report(sender, msg.contributors, msg.digests)
         self._early[sender] = msg
         if not self._full:
-            self._absorb(self._early, self._open_keys)
+            self._check.absorb(self._early, self._open_keys)
         agree = len({frozenset(r.contributors) for r in self._early.values()}) == 1
         usable = self._full or len(self.live) == 3  # tags need all three; a lost server needs full answers
         if len(self._early) == len(self.live) and agree and usable:  # the common case: no Aggregate
@@ -270,23 +253,19 @@ class AggregationRound:
     def _decide(self) -> list[Send]:
         """Fix the contributor set (owners every answering server holds) and ask for its sum:
         tagged from three servers, in full from two."""
-        self._checked, self._total, self._summed = {}, None, set()  # early results do not count
+        self._check = CrossCheck(self.servers)  # early results do not count
         for s in self._asked:  # an answer to the last ask may still come: it is not for this one
             if s not in self._results:
                 self._stale[s] = self._stale.get(s, 0) + 1
         self._results = {}
         self.asks += 1
-        asked, held = self._choose()
-        odd = self._odd_one_out(asked, held)
+        asked, held = self._reports.choose(self.live, self._base, mac=self.mac)
+        odd = None if self.mac else self._reports.odd_one_out(asked, held, self._base)
         if odd is not None:
             return self._dispute(odd, asked)
         self.contributors = tuple(o for o in self._order if o in held)
         if self.mac:  # an owner whose holders report different shares stays in: see mismatches
-            digests = {s: d for s, d in self._digests.items() if s in asked}
-            found = mismatches(self.servers, digests, self.contributors)
-            self.inconsistent = tuple(found)
-            self._mismatched = found
-            self._explained = frozenset(j for components in found.values() for j in components)
+            self._digests.compare(asked, self.contributors)
         if len(self.contributors) < self.minimum:
             return self._fail(f"{len(self.contributors)} contributor(s), fewer than the minimum of {self.minimum}")
         if len(asked) < 2:
@@ -307,41 +286,14 @@ class AggregationRound:
             out.append(Send(s, msg))
         return out
 
-    def _choose(self) -> tuple[tuple[str, ...], frozenset[str]]:
-        """The servers to ask and the owners they all hold. An ordinary round asks every
-        server that reported, for the owners all of them hold. A MAC round may leave out the
-        odd one of three, when the other two hold more between them (any two servers hold
-        every component, and the MAC checks what two servers answer): a server that denies
-        holding an owner, truly or not, then costs that owner nothing."""
-        # an owner withdrawn after its share arrived everywhere still counts; asked before, the
-        # servers may have left the others out already (``_held_by``)
-        asked = tuple(s for s in self.live if s in self._holding)
-        everyone = self._held_by(asked)
-        if not self.mac or len(asked) < 3:
-            return asked, everyone
-        pairs = [(a, b) for i, a in enumerate(asked) for b in asked[i + 1 :]]
-        best = max(pairs, key=lambda pair: len(self._held_by(pair)))
-        most = self._held_by(best)
-        return (best, most) if len(most) > len(everyone) else (asked, everyone)
-
-    def _odd_one_out(self, asked: tuple[str, ...], held: frozenset[str]) -> str | None:
-        """In an ordinary round on three servers: the one server that reports fewer owners
-        than the other two hold between them (None if there is no single such server). Its
-        report cannot be checked here (the share may not have reached it, or it lies), and
-        the two others cannot leave those owners out (their vectors are in the sums): the
-        round is disputed, to run again as a MAC round, which the two can complete."""
-        if self.mac or len(asked) < 3:
-            return None
-        odd = [s for s in asked if len(self._held_by(o for o in asked if o != s)) > len(held)]
-        return odd[0] if len(odd) == 1 else None
-
-    def _held_by(self, servers: Iterable[str]) -> frozenset[str]:
-        """The owners every one of ``servers`` reports (among those the round may still sum)."""
-        base = self._invited & set(self.contributors) if self.contributors else self._invited
-        return base.intersection(*(self._holding[s] for s in servers))
+    @property
+    def _base(self) -> frozenset[str]:
+        """The owners the round may still sum: an owner withdrawn after its share arrived
+        everywhere still counts; once asked, the servers may have left the others out."""
+        return self._invited & set(self.contributors) if self.contributors else self._invited
 
     def _dispute(self, odd: str, asked: tuple[str, ...]) -> list[Send]:
-        both = self._held_by(s for s in asked if s != odd)
+        both = self._reports.held_by((s for s in asked if s != odd), self._base)
         missing = ", ".join(sorted(both - self._holding[odd]))
         why = f"{odd} reports fewer owners than the other servers hold ({missing} not reported by {odd})"
         self.contributors = tuple(o for o in self._order if o in both)
@@ -378,9 +330,8 @@ class AggregationRound:
             return self._fail(f"{sender} refused: {reason}", refusal=code)
         if self.phase is not Phase.ASKED or self.mac or code is Refusal.UNKNOWN_ROUND:
             return self.lose(sender, f"{sender} refused: {reason}")
-        held = set().union(*(self._holding[s] for s in self._asked))
-        left_out = held - set(self.contributors)
-        deniers = tuple(s for s in self._asked if not left_out <= self._holding[s]) or (sender,)
+        deniers, left_out = self._reports.deniers(self._asked, self.contributors)
+        deniers = deniers or (sender,)
         why = f"{sender} refused: {reason}"
         if left_out:
             why += f" ({', '.join(sorted(left_out))} not reported by {', '.join(deniers)})"
@@ -396,30 +347,15 @@ class AggregationRound:
             raise RemoteProtocolError(f"unrequested result share for round {self.round_no}", peer=sender)
         if tuple(msg.contributors) != self.contributors:
             raise RemoteProtocolError(f"result share over the wrong contributors in round {self.round_no}", peer=sender)
-        self._check_result(sender, msg, full=self._full)
+        check_answer(sender, msg, self.shape, mac=self.mac, full=self._full)
         self._results[sender] = msg
         if self.mac:
-            self._digests[sender] = _digests(sender, msg.contributors, msg.digests)
+            self._digests.report(sender, msg.contributors, msg.digests)
         if not self._full:
-            self._absorb(self._results, self._keys)
+            self._check.absorb(self._results, self._keys)
         if len(self._results) == len(self._asked):
             return self._finish()
         return []
-
-    def _check_result(self, sender: str, msg: m.ResultShare, *, full: bool) -> None:
-        if msg.a.shape != self.shape:
-            raise RemoteProtocolError(f"result share of shape {msg.a.shape}, expected {self.shape}", peer=sender)
-        if full and (msg.b is None or msg.b.shape != self.shape):
-            raise RemoteProtocolError(f"result share without its second component of shape {self.shape}", peer=sender)
-        if self.mac != (msg.ma is not None and msg.mb is not None):
-            raise RemoteProtocolError(f"result share {'without' if self.mac else 'with'} MAC sums", peer=sender)
-        for part in (msg.ma, msg.mb):
-            if part is not None and (part.shape != MAC_SHAPE or int(part.min()) < 0):
-                raise RemoteProtocolError("result share with MAC sums that are not one field element", peer=sender)
-        if not full and (msg.b is not None or len(msg.b_tag) != MAC_BYTES):
-            raise RemoteProtocolError(
-                f"result share must carry a {MAC_BYTES}-byte tag of its second component", peer=sender
-            )
 
     def _finish(self) -> list[Send]:
         servers = tuple(s for s in self.servers if s in self._results)
@@ -435,28 +371,28 @@ class AggregationRound:
             shares = [RShare(self.servers.index(s), r.a, r.b) for s, r in self._results.items() if r.b is not None]
             self.result = RoundResult(self.round_no, reconstruct(shares), self.contributors, False, servers=servers)
             return []
-        self._absorb(self._results, self._keys)
-        bad = sorted(j for j, ok in self._checked.items() if not ok)
-        if bad:
-            names = tuple(self.servers[i] for i in suspects(bad))
+        self._check.absorb(self._results, self._keys)
+        if self._check.failed:
+            names = tuple(self.servers[i] for i in suspects(self._check.failed))
             reason = f"result shares disagree; suspect server(s) {', '.join(names)}"
             return self._disputed(reason, names, servers)
-        assert self._total is not None and len(self._checked) == len(self._summed) == 3
-        self.result = RoundResult(self.round_no, self._total, self.contributors, True, servers=servers)
+        assert self._check.total is not None and self._check.complete
+        self.result = RoundResult(self.round_no, self._check.total, self.contributors, True, servers=servers)
         return []
 
     def _mac_checked(self, servers: tuple[str, ...]) -> list[Send]:
         """A MAC round's tagged answers from three servers: accepted when the tags, the field
         sums and the MAC all check; otherwise every server is asked for the same sums in full,
         which ``_verdict`` resolves."""
-        self._absorb(self._results, self._keys)
+        self._check.absorb(self._results, self._keys)
         results = [self._results[s] for s in self.servers]
         ma = [int(r.ma[0]) for r in results if r.ma is not None]
         mb = [int(r.mb[0]) for r in results if r.mb is not None]
         fields_agree = all(mb[j] == ma[(j + 1) % 3] for j in range(3))
-        assert self._total is not None and self.mac_key is not None
-        if all(self._checked.values()) and fields_agree and verify(self._total, self.mac_key, sum(ma) % P):
-            self.result = RoundResult(self.round_no, self._total, self.contributors, True, servers=servers, mac=True)
+        total = self._check.total
+        assert total is not None and self.mac_key is not None
+        if not self._check.failed and fields_agree and verify(total, self.mac_key, sum(ma) % P):
+            self.result = RoundResult(self.round_no, total, self.contributors, True, servers=servers, mac=True)
             return []
         return self._decide()  # in full, over the same contributors (release rule 2 allows it)
 
@@ -467,12 +403,11 @@ class AggregationRound:
             assert r.b is not None and r.ma is not None and r.mb is not None
             answers.append(Answer(self.servers.index(s), r.a, r.b, int(r.ma[0]), int(r.mb[0])))
         assert self.mac_key is not None
-        verdict = resolve(answers, self.mac_key, explained=self._explained)
+        verdict = resolve(answers, self.mac_key, explained=self._digests.explained)
         cheater = "" if verdict.cheater is None else self.servers[verdict.cheater]
         culprit = ""
         if verdict.total is None and len(answers) == 3 and verdict.disputed:
-            owners = [o for o, comps in self._mismatched.items() if set(verdict.disputed) <= set(comps)]
-            culprit = owners[0] if len(owners) == 1 and len(self._mismatched) == 1 else ""
+            culprit = self._digests.culprit(verdict.disputed)
         self.result = RoundResult(
             self.round_no,
             verdict.total,
@@ -482,25 +417,10 @@ class AggregationRound:
             servers,
             mac=True,
             cheater=cheater,
-            inconsistent=self.inconsistent,
+            inconsistent=self._digests.inconsistent,
             culprit=culprit,
         )
         return []
-
-    def _absorb(self, results: dict[str, m.ResultShare], keys: dict[str, bytes]) -> None:
-        """Check the components whose vector and tag are both in, and add new vectors to the
-        running total (component j: vector from server j, tag from server j - 1)."""
-        for j, holder in enumerate(self.servers):
-            tagger = self.servers[(j - 1) % 3]
-            if j not in self._checked and holder in results and tagger in results:
-                self._checked[j] = mac_ok(keys[tagger], results[holder].a, results[tagger].b_tag)
-        for server, r in results.items():
-            if server not in self._summed:
-                self._summed.add(server)
-                if self._total is None:
-                    self._total = r.a.copy()
-                else:
-                    np.add(self._total, r.a, out=self._total)
 
     # ------------------------------------------------------------ deadlines
 
@@ -589,16 +509,7 @@ class AggregationRound:
             False,
             reason,
             mac=self.mac,
-            inconsistent=self.inconsistent,
+            inconsistent=self._digests.inconsistent,
             refusal=refusal,
         )
         return []
-
-
-def _digests(sender: str, owners: tuple[str, ...], digests: tuple[bytes, ...]) -> dict[str, bytes]:
-    """A MAC round's ``Holding`` or ``ResultShare``: owner -> its digest pair, checked for form."""
-    if len(digests) != len(owners) or any(len(d) != 2 * DIGEST_BYTES for d in digests):
-        raise RemoteProtocolError(
-            f"a MAC round's answer needs one {2 * DIGEST_BYTES}-byte digest pair per owner", peer=sender
-        )
-    return dict(zip(owners, digests, strict=True))

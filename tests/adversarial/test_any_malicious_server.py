@@ -33,9 +33,9 @@ from asyncmpc.crypto.ring import encode
 from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
-from asyncmpc.protocol.aggregation import contribution_shares
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.events import Drop
+from asyncmpc.protocol.shares import contribution_shares
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from tests.helpers import hosts_toml

@@ -16,10 +16,11 @@ from asyncmpc.crypto.ring import encode
 from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import BudgetSpent
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
-from asyncmpc.protocol.aggregation import Kind, contribution_shares
+from asyncmpc.protocol.aggregation import Kind
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.events import Drop
 from asyncmpc.protocol.releases import input_id, key_id
+from asyncmpc.protocol.shares import contribution_shares
 from asyncmpc.roles.rounds import _stop_if_refused
 from asyncmpc.wire import messages as m
 from tests.protocol.harness import CFG, MO, OWNERS, PRIVATE_CFG, Recorded, Router

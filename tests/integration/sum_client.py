@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from asyncmpc.config import load_config
 from asyncmpc.net.runtime import Node, run
-from asyncmpc.protocol.aggregation import AggregationRound, input_shares
+from asyncmpc.protocol.aggregation import AggregationRound
 from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.shares import input_shares
 from asyncmpc.roles.driver import drive_round, send_all
 from asyncmpc.wire.messages import Finish
 

@@ -12,7 +12,7 @@ import pytest
 from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
-from asyncmpc.protocol.aggregation import key_messages
+from asyncmpc.protocol.shares import key_messages
 from asyncmpc.wire import messages as m
 from tests.protocol.harness import CFG, MO, OWNERS, Router, send_inputs, setup
 

@@ -14,8 +14,9 @@ from asyncmpc.crypto.ring import encode
 from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol import AggregationRound, ServerProtocol
-from asyncmpc.protocol.aggregation import Kind, key_messages
+from asyncmpc.protocol.aggregation import Kind
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
+from asyncmpc.protocol.shares import key_messages
 from asyncmpc.wire import messages as m
 from tests.protocol.harness import CFG, MO, OWNERS, Router
 

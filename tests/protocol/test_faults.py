@@ -11,8 +11,9 @@ from asyncmpc.crypto.macs import MacKey
 from asyncmpc.crypto.ring import encode
 from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
-from asyncmpc.protocol.aggregation import Kind, Phase, key_messages
+from asyncmpc.protocol.aggregation import Kind, Phase
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
+from asyncmpc.protocol.shares import key_messages
 from asyncmpc.wire import messages as m
 from tests.protocol.harness import CFG, MO, OWNERS, Router, send_inputs, setup
 
