@@ -20,11 +20,8 @@ ahead of the newest round wait, for at most ``MAX_EARLY_ROUNDS`` round numbers. 
 until the next one opens, so the model owner may ask for its sum again (in full, from two
 servers, when the third was lost).
 
-Keyed owners: a data owner that registered long-term keys (``ShareKeys``) sends its seed
-components as ``KEYED``: round r's component is the stream of the key at nonce r. The server
-knows these streams before the shares arrive, so it expands them when it has nothing to read:
-when a round opens, and, after a round's result went out, for the next round with the same
-owners and shape (a guess, corrected when the next round opens). An owner that ends up not
+Keyed owners (``ShareKeys``, ``protocol.keyed``): their seed components are streams the
+server knows ahead and expands while it has nothing to read; an owner that ends up not
 contributing has its streams subtracted again.
 
 Differential privacy (``[privacy]``): every server of a round deals noise into its sums when
@@ -57,7 +54,6 @@ from asyncmpc.config import Config, Role
 from asyncmpc.crypto.field import P
 from asyncmpc.crypto.prf import (
     MAC_KEY_BYTES,
-    SEED_BYTES,
     mac,
     round_nonce,
 )
@@ -66,9 +62,10 @@ from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.agreement import Agreement, Step
 from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
+from asyncmpc.protocol.keyed import KeyedOwners
 from asyncmpc.protocol.noise import NoiseDraw, deal
 from asyncmpc.protocol.releases import ReleaseLedger
-from asyncmpc.protocol.sums import ZERO_NONCE, Guess, RoundPhase, RunningSums, Streams, add_streams
+from asyncmpc.protocol.sums import ZERO_NONCE, RoundPhase, RunningSums, Streams
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 
@@ -101,8 +98,7 @@ class ServerProtocol:
         """Messages for rounds not opened here yet (shares, noise parts, peers' ``InputsHeld``),
         by round and (sender, kind): handled when their round opens."""
         self._newest = 0
-        self._keys: dict[str, tuple[bytes, bytes]] = {}
-        self._guess: Guess | None = None
+        self._keyed = KeyedOwners()
         self._noise = noise
         """Under [privacy]: draws this server's noise for a round (None: no noise)."""
         self._release_limit = release_limit
@@ -168,17 +164,8 @@ class ServerProtocol:
             if rnd.phase is not RoundPhase.SENT:
                 rnd.flush()
         last = self._rounds.get(self._newest)
-        if last is None or last.phase is not RoundPhase.SENT:
-            return
-        if self._guess is not None and self._guess.round_no > self._newest:
-            return
-        guess = Guess(self._newest + 1, last.shape, {}, [None, None])
-        for owner in sorted(last.owners):
-            if owner in self._keys:
-                guess.streams[owner] = self._keyed(owner, guess.round_no)
-        if guess.streams:
-            add_streams(guess.sums, guess.shape, list(guess.streams.values()))
-            self._guess = guess
+        if last is not None and last.phase is RoundPhase.SENT:
+            self._keyed.expand_next(self._newest, last)
 
     def forget(self, player: str) -> None:
         """``player``'s connection closed. A data owner that comes back registers its keys
@@ -186,45 +173,18 @@ class ServerProtocol:
         if player == self.model_owner:
             self._rounds.clear()
             self._ahead.clear()
-            self._guess = None
+            self._keyed.guess = None
             self._newest = 0
             return
-        self._keys.pop(player, None)
+        self._keyed.forget(player)
 
     def _share_keys(self, sender: str, msg: m.ShareKeys) -> list[Action]:
-        for name, key in (("a", msg.a), ("b", msg.b)):
-            if len(key) not in (0, SEED_BYTES):
-                raise RemoteProtocolError(
-                    f"ShareKeys: key {name} of {len(key)} bytes, expected {SEED_BYTES} or none", peer=sender
-                )
-        if not msg.a and not msg.b:
-            raise RemoteProtocolError("ShareKeys registers no key", peer=sender)
-        known = self._keys.get(sender)
-        self._keys[sender] = (msg.a, msg.b)
-        if known != (msg.a, msg.b):
+        if self._keyed.register(sender, msg.a, msg.b):
             # shares waiting from before were made under other keys (or on an older connection)
             for waiting in self._ahead.values():
                 waiting.pop((sender, m.InputShare.KIND), None)
-        self._restream(sender)
+        self._keyed.restream(sender, self._rounds)
         return []
-
-    def _restream(self, owner: str) -> None:
-        """Make every round that still expects ``owner`` (and the guess) use its current keys,
-        taking out streams expanded under others; shares already taken keep their own streams."""
-        for round_no, rnd in self._rounds.items():
-            if owner in rnd.owners and owner not in rnd.held:
-                current = self._keyed(owner, round_no)
-                if rnd.streams.get(owner, current) != current:
-                    rnd.drop_streams(owner)
-                rnd.streams[owner] = current
-        guess = self._guess
-        if guess is not None and guess.streams.get(owner, None) not in (None, self._keyed(owner, guess.round_no)):
-            self._guess = None
-
-    def _keyed(self, owner: str, round_no: int) -> Streams:
-        key_a, key_b = self._keys[owner]
-        nonce = round_nonce(round_no)
-        return ((key_a, nonce) if key_a else None, (key_b, nonce) if key_b else None)
 
     def _open(self, sender: str, msg: m.OpenRound) -> list[Action]:
         if msg.round_no <= self._newest:
@@ -254,14 +214,7 @@ class ServerProtocol:
         rnd = RunningSums(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full, mac=msg.mac)
         if msg.mac_key or msg.full:  # an early release: agreed with the round's other servers first
             rnd.agreement = Agreement(servers - {self.index})
-        guess, self._guess = self._guess, None
-        if guess is not None and guess.round_no == msg.round_no and guess.shape == shape:
-            rnd.sums, rnd.streams, rnd.in_sums = guess.sums, guess.streams, set(guess.streams)
-        for owner in sorted(rnd.owners):
-            if owner in self._keys and owner not in rnd.streams:
-                rnd.streams[owner] = self._keyed(owner, msg.round_no)  # expanded when idle
-        for owner in [o for o in rnd.streams if o not in rnd.owners]:
-            rnd.drop_streams(owner)  # guessed, but not in this round
+        self._keyed.open(rnd, msg.round_no)
         for old in [r for r in self._rounds if r < msg.round_no]:
             del self._rounds[old]  # a newer round supersedes one that never finished
         self._rounds[msg.round_no] = rnd
@@ -390,7 +343,7 @@ class ServerProtocol:
             if isinstance(comp, Seed):
                 parts.append((comp.key, ZERO_NONCE))
             elif isinstance(comp, Keyed):
-                key = self._keys.get(sender, (b"", b""))[i]
+                key = self._keyed.key(sender, i)
                 if not key:
                     raise RemoteProtocolError(
                         f"round {round_no}: component {'ab'[i]} is keyed, but no key was registered for it",
