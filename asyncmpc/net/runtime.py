@@ -29,12 +29,12 @@ import contextlib
 import functools
 import logging
 import socket
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asyncmpc.config import LISTENING_ROLES, Config, Player
 from asyncmpc.errors import ConfigError, ListenError, PeerLost, RemoteProtocolError, TlsRefused
+from asyncmpc.net.acceptor import Acceptor
 from asyncmpc.net.dialer import Dialer
 from asyncmpc.net.listen import listen_error
 from asyncmpc.net.loop import run
@@ -82,8 +82,7 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._peer_changed = asyncio.Condition()
         self._dialer = Dialer(self)
-        self._handshaking: dict[FrameProtocol, None] = {}
-        """Accepted connections in their handshake, oldest first."""
+        self._acceptor = Acceptor(self)
         self._closing = False
         self.shunned: set[str] = set()
         """Players excluded from the session: never dialled again, their connections refused."""
@@ -111,7 +110,7 @@ class Node:
             loop = asyncio.get_running_loop()
             try:
                 self._server = await loop.create_server(
-                    self._accepted_protocol,
+                    self._acceptor.protocol,
                     self.me.host,
                     self.me.port,
                     backlog=4096,  # a swarm of owners dials in at once
@@ -224,101 +223,6 @@ class Node:
         self.largest = elements
         for conn in self.peers.values():
             conn.protocol.recheck()
-
-    def _accepted_protocol(self) -> FrameProtocol:
-        protocol = self._new_protocol()
-
-        def made(transport: asyncio.BaseTransport) -> None:
-            FrameProtocol.connection_made(protocol, transport)
-            if self._closing:
-                transport.close()
-                return
-            if len(self._handshaking) >= self.config.protocol.max_handshakes:
-                # too many at once: the oldest goes, so idle strangers cannot keep a peer out
-                oldest = next(iter(self._handshaking))
-                del self._handshaking[oldest]
-                if oldest.transport is not None:
-                    oldest.transport.abort()
-            if self.tls is not None:
-                transport.pause_reading()  # type: ignore[attr-defined]  # the TLS layer reads first
-            self._handshaking[protocol] = None
-            self._spawn(self._on_accept(protocol), "accept")
-
-        protocol.connection_made = made  # type: ignore[method-assign]
-        return protocol
-
-    async def _on_accept(self, protocol: FrameProtocol) -> None:
-        if protocol not in self._handshaking:
-            return  # closed to make room before its turn came
-        try:
-            async with asyncio.timeout(self.config.protocol.handshake_timeout):
-                conn = await self._accept_handshake(protocol)
-        except TimeoutError:
-            self.log.info(
-                "closed a connection that did not finish its handshake within %gs",
-                self.config.protocol.handshake_timeout,
-            )
-            assert protocol.transport is not None
-            protocol.transport.close()
-            return
-        finally:
-            self._handshaking.pop(protocol, None)
-        if conn is not None:
-            await self._register(conn)
-
-    async def _accept_handshake(self, protocol: FrameProtocol) -> Connection | None:
-        """TLS and ``Hello`` on an accepted connection: the connection, or None if refused."""
-        if self.tls is not None and not await self._start_tls(protocol):
-            return None
-        conn = self._connection(protocol, "?")
-        try:
-            hello = await conn.read()
-            if not isinstance(hello, Hello):
-                raise RemoteProtocolError(f"first message must be 'hello', got {hello.KIND!r}")
-            if hello.player not in self.config.players:
-                raise RemoteProtocolError(f"unknown player {hello.player!r} (not in {self.config.path})")
-            dialer = self.config.players[hello.player]
-            if not may_dial(self.config, dialer, self.me):
-                raise RemoteProtocolError(f"a {dialer.role} may not connect to a {self.me.role}", peer=hello.player)
-            conn.name = hello.player
-            self._check_hello(hello, conn)
-            await conn.send(Hello(session=self.config.session, player=self.name))
-        except (RemoteProtocolError, PeerLost) as exc:
-            self.log.warning("refused connection from %s: %s", conn.address, exc)
-            with contextlib.suppress(PeerLost):
-                await conn.send(Reject(session=self.config.session, reason=str(exc)))
-            await conn.close()
-            return None
-        return conn
-
-    async def _start_tls(self, protocol: FrameProtocol) -> bool:
-        """The server side of the TLS handshake; a refused peer is logged with the reason."""
-        assert self.tls is not None and protocol.transport is not None
-        raw = protocol.transport
-        peer = raw.get_extra_info("peername")
-        where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        try:
-            secured = await asyncio.get_running_loop().start_tls(
-                raw,
-                protocol,
-                self.tls.server,
-                server_side=True,
-                ssl_handshake_timeout=self.config.protocol.handshake_timeout,
-            )
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
-            if protocol not in self._handshaking:
-                return False  # closed to make room for a newer handshake
-            reason = str(exc) or repr(exc)
-            if isinstance(exc, ConnectionError) and not isinstance(exc, ssl.SSLError):
-                reason = f"it closed the connection during the handshake ({reason}); it may not trust this server"
-            self.log.warning("refused TLS connection from %s: %s", where, reason)
-            raw.close()
-            return False
-        if secured is None:
-            raw.close()
-            return False
-        FrameProtocol.connection_made(protocol, secured)  # the class's, not the accept hook
-        return True
 
     def _check_hello(self, hello: Hello, conn: Connection) -> None:
         if hello.player in self.shunned:
