@@ -440,14 +440,19 @@ class AggregationRound:
         limit = self.config.protocol
         if due is Due.OVER:
             waiting = f" (waiting on {', '.join(self.waiting_on)})" if self.waiting_on else ""
-            return self._fail(f"the round did not finish within round_timeout = {limit.round_timeout:g}s{waiting}")
+            return self._fail(f"the round did not finish within 1.5 x round_timeout{waiting}")
         if due is Due.CLOSE_INPUTS or self.may_close_inputs:
             return self.expire()
         out: list[Action] = []
+        late = due is Due.LATE
+        self._clock.late = self._clock.late or late
         for s in self.waiting_on:
-            why = f"silent for {limit.server_timeout:g}s after the others answered ([protocol] server_timeout)"
-            out.append(Drop(s, RemoteProtocolError(why, peer=s)))
-            out.extend(self.lose(s, f"{s} was {why}"))
+            if late:
+                why = f"did not answer within round_timeout = {limit.round_timeout:g}s"
+            else:
+                why = f"silent for {limit.server_timeout:g}s after the others answered ([protocol] server_timeout)"
+                out.append(Drop(s, RemoteProtocolError(why, peer=s)))
+            out.extend(self.lose(s, f"{s} {why}" if late else f"{s} was {why}"))
             if self.done:
                 break
         return out

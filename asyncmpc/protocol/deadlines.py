@@ -1,11 +1,13 @@
 """The deadlines of one round on the model owner's side (pure: times are the caller's clock).
 
 A round has ``round_timeout`` seconds from when it opened: the first half for inputs (then the
-servers that have not reported are told ``CloseInputs``), the second for results; when it is
-over, a round without a result yields nothing. Once two servers have answered a phase, the
-third has ``server_timeout`` seconds: while inputs are open it is first told ``CloseInputs``
-(an owner may have withheld a share from it: that makes it late, not silent) and given as long
-again; after that it is left out of the round and disconnected.
+servers that have not reported are told ``CloseInputs``), the second for results. When that
+passes, the servers still awaited are left out and the round goes on with the others if two
+remain, asking them in full; that last ask has half a ``round_timeout`` more, and a round with
+no result by then yields nothing (so a round takes at most 1.5 ``round_timeout``). Once two
+servers have answered a phase, the third has ``server_timeout`` seconds: while inputs are open
+it is first told ``CloseInputs`` (an owner may have withheld a share from it: that makes it
+late, not silent) and given as long again; after that it is left out and disconnected.
 
 ``RoundClock`` only keeps time; ``AggregationRound.get_timer`` / ``handle_timer`` ask it what is
 due and act on it, so the asyncio driver is a generic loop (the shape of aioquic's
@@ -28,8 +30,10 @@ class Due(enum.Enum):
     """Half of ``round_timeout`` passed with inputs still open."""
     SILENT = "silent"
     """The servers still awaited were silent ``server_timeout`` after the others answered."""
+    LATE = "late"
+    """``round_timeout`` passed: the servers still awaited are left out."""
     OVER = "over"
-    """``round_timeout`` passed: the round yields nothing if it has no result yet."""
+    """1.5 ``round_timeout`` passed: the round yields nothing if it has no result yet."""
 
 
 @dataclass(slots=True)
@@ -37,13 +41,18 @@ class RoundClock:
     round_timeout: float
     server_timeout: float
     opened: float = 0.0
+    late: bool = False
+    """The servers awaited at ``round_timeout`` were left out (``Due.LATE`` was handled)."""
     _silence: tuple[Hashable, float] | None = None
 
     def next(self, now: float, *, inputs_open: bool, silence: Hashable | None) -> tuple[float, Due]:
         """The earliest deadline, as (when, what). ``silence`` names the wait on servers the
         others already answered (None: there is none); a wait counts from the first call that
         sees it, so the caller asks after every event."""
-        due = [(self.opened + self.round_timeout, Due.OVER)]
+        if self.late:
+            due = [(self.opened + 1.5 * self.round_timeout, Due.OVER)]
+        else:
+            due = [(self.opened + self.round_timeout, Due.LATE)]
         if inputs_open:
             due.append((self.opened + self.round_timeout / 2, Due.CLOSE_INPUTS))
         if silence is None:

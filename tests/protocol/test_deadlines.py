@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from asyncmpc.config import parse_config
+from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
 from asyncmpc.protocol.deadlines import Due, RoundClock
 from asyncmpc.protocol.events import Drop, Send
 from asyncmpc.protocol.outcome import Kind
 from asyncmpc.wire import messages as m
-from tests.protocol.harness import CFG, MO, OWNERS, send_inputs, setup
+from tests.helpers import hosts_toml
+from tests.protocol.harness import CFG, MO, OWNERS, Router, send_inputs, setup
 
 T = CFG.protocol.round_timeout
 S = CFG.protocol.server_timeout
@@ -59,7 +62,7 @@ def test_a_silent_server_is_told_to_close_then_left_out_and_disconnected() -> No
     assert rnd.live == ("server-0", "server-1")
 
 
-def test_a_round_with_no_result_by_its_timeout_yields_nothing_naming_whom_it_waited_on() -> None:
+def test_at_the_round_timeout_the_servers_awaited_are_left_out() -> None:
     _, rnd, router, xs = setup()
     for s in ("server-1", "server-2"):
         del router.servers[s]
@@ -70,8 +73,28 @@ def test_a_round_with_no_result_by_its_timeout_yields_nothing_naming_whom_it_wai
     fire(router, rnd, START + T / 2)  # inputs close; still one answer
     assert rnd.get_timer(START + T / 2) == START + T
     actions = fire(router, rnd, START + T)
-    assert actions == [] and rnd.result is not None and rnd.result.kind is Kind.FAILED
-    assert f"within round_timeout = {T:g}s (waiting on server-1, server-2)" in rnd.result.reason
+    assert not [a for a in actions if isinstance(a, Drop)]  # late is not silent: no one is disconnected
+    assert rnd.result is not None and rnd.result.kind is Kind.FAILED
+    assert "fewer than two servers left" in rnd.result.reason
+
+
+def test_the_last_ask_after_the_round_timeout_has_half_a_timeout_more() -> None:
+    config = parse_config(hosts_toml(4, ports=[9000, 9001, 9002, 9003], protocol="server_timeout = 1000.0"))
+    servers = {p.name: ServerProtocol(config, p.name) for p in config.servers if p.name != "server-2"}
+    rnd = AggregationRound(config, 1, OWNERS, (50,))
+    router = Router(rnd, servers)
+    router.post(MO, rnd.open(START))
+    for owner in OWNERS:
+        router.post(owner, input_shares(config, 1, np.arange(50, dtype=np.int64)))
+    router.run()  # servers 0 and 1 answer; server 2 is gone, and its silence outlasts the round
+    fire(router, rnd, START + T / 2)  # inputs close at server 2: nothing comes back
+    assert rnd.get_timer(START + T / 2) == START + T
+    actions = list(rnd.handle_timer(START + T))  # server 2 is left out; servers 0 and 1 are asked in full
+    assert {a.to for a in actions if isinstance(a, Send) and isinstance(a.msg, m.Aggregate)} == {"server-0", "server-1"}
+    assert rnd.get_timer(START + T) == START + 1.5 * T  # their answers never come
+    fire(router, rnd, START + 1.5 * T)
+    assert rnd.result is not None and rnd.result.kind is Kind.FAILED
+    assert "within 1.5 x round_timeout (waiting on server-0, server-1)" in rnd.result.reason
 
 
 def test_the_clock_picks_the_earliest_deadline_and_a_new_wait_starts_a_new_silence() -> None:
@@ -80,5 +103,6 @@ def test_the_clock_picks_the_earliest_deadline_and_a_new_wait_starts_a_new_silen
     assert clock.next(101.0, inputs_open=True, silence=("ask", 0)) == (104.0, Due.SILENT)
     assert clock.next(102.5, inputs_open=True, silence=("ask", 0)) == (104.0, Due.SILENT)  # the same wait
     assert clock.next(103.0, inputs_open=False, silence=("ask", 1)) == (106.0, Due.SILENT)  # a new one
-    assert clock.next(108.0, inputs_open=False, silence=("ask", 2)) == (110.0, Due.OVER)
-    assert clock.next(108.0, inputs_open=False, silence=None) == (110.0, Due.OVER)
+    assert clock.next(108.0, inputs_open=False, silence=("ask", 2)) == (110.0, Due.LATE)
+    clock.late = True
+    assert clock.next(108.0, inputs_open=False, silence=None) == (115.0, Due.OVER)
