@@ -58,9 +58,9 @@ class Cheat:
         return cls(what, when or "every")
 
     def __call__(self, actions: list[Action]) -> list[Action]:
-        return [dataclasses.replace(a, msg=self._alter(a.msg)) if isinstance(a, Send) else a for a in actions]
+        return [dataclasses.replace(a, msg=self.alter(a.msg)) if isinstance(a, Send) else a for a in actions]
 
-    def _alter(self, msg: m.Message) -> m.Message:
+    def alter(self, msg: m.Message) -> m.Message:
         if not isinstance(msg, (m.ResultShare, m.Holding)):
             return msg
         mac = (msg.ma is not None) if isinstance(msg, m.ResultShare) else bool(msg.digests)
