@@ -112,8 +112,10 @@ def decode_sum(config: Config, total: RingArray) -> Floats:
 
 
 def stats_of(x: Floats) -> Floats:
-    """``[n, sum x, sum x^2]`` of the rows of ``x``: what ``scaling_from_stats`` takes."""
-    return np.concatenate([[float(len(x))], x.sum(axis=0), (x * x).sum(axis=0)])
+    """``[n, sum x, sum x^2]`` of the rows of ``x``: what ``scaling_from_stats`` takes. A sum
+    too large for a float is inf, without a warning: encoding it refuses it, naming the element."""
+    with np.errstate(over="ignore"):
+        return np.concatenate([[float(len(x))], x.sum(axis=0), (x * x).sum(axis=0)])
 
 
 def scaling_from_stats(total: Floats, n_features: int) -> tuple[Floats, Floats]:

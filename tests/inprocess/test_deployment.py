@@ -4,12 +4,14 @@ through the codec, no sockets."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from asyncmpc.config import load_config
-from asyncmpc.learning.training import ReferenceTrainer
+from asyncmpc.learning.training import ReferenceTrainer, load_model
 from asyncmpc.wire import messages as m
 from tests.helpers import write_config
 from tests.inprocess.deploy import MO, run_deployment
@@ -43,3 +45,51 @@ def test_a_result_share_changed_in_flight_gets_its_server_excluded_and_training_
     assert set(outcome.errors) == {"server-2"} and "excluded this server" in str(outcome.errors["server-2"])
     with np.load(tmp_path / "out" / "checkpoint.npz") as f:
         np.testing.assert_allclose(f["theta"], ReferenceTrainer(config).run().theta, atol=1e-9, rtol=0)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy, on the 1e300 rows
+def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    header = "a,b,label"
+    rows = {0: ["1.0,2.0,x", "2.0,1.0,y", "1.5,1.0,x"], 1: ["0.5,2.0,y", "3.0,1.0,x", "1.0,0.0,y"]}
+    rows[2] = ["1e300,2.0,x", "-1e300,1.0,y"]  # squares overflow: its statistics are inf
+    extra = {}
+    for i, lines in rows.items():
+        (tmp_path / f"owner{i}.csv").write_text("\n".join([header, *lines]) + "\n")
+        extra[f"data-owner-{i}"] = f'csv = "owner{i}.csv"'
+    (tmp_path / "test.csv").write_text("\n".join([header, "1.0,2.0,x", "2.0,0.5,y"]) + "\n")
+    extra["model-owner"] = 'csv = "test.csv"'
+    training = 'dataset = "csv"\nclasses = ["x", "y"]\nrounds = 3'
+    config = load_config(write_config(tmp_path, owners=3, training=training, extra=extra))
+    with caplog.at_level(logging.INFO):
+        outcome = run_deployment(config, tmp_path / "out")
+    # it cannot encode its statistics (sum of squares overflows): it declines, the others go on
+    assert outcome.errors == {}
+    assert outcome.metrics["statistics_contributors"] == ["data-owner-0", "data-owner-1"]
+    assert "round 1: cannot contribute: cannot encode element" in caplog.text and "is not finite" in caplog.text
+    assert "data-owner-2 declined round 1" in caplog.text
+    # and it keeps serving: its clipped gradients are finite, so it takes part in training
+    assert [r["contributors"] for r in outcome.metrics["rounds"]] == [
+        ["data-owner-0", "data-owner-1", "data-owner-2"]
+    ] * 3
+
+
+MLP = '\nmodel = "mlp"\nlearning_rate = 0.01\n[training.model_options]\nhidden_layers = [32]'
+
+
+@pytest.mark.parametrize("local_steps", [1, 3])
+def test_an_mlp_trained_securely_on_digits_equals_the_reference_and_nears_scikit_learns(
+    tmp_path: Path, local_steps: int
+) -> None:
+    training = f'dataset = "digits"\nrounds = 60\nlocal_steps = {local_steps}' + MLP
+    config = load_config(write_config(tmp_path, owners=3, training=training))
+    metrics = run_deployment(config, tmp_path / "out").metrics
+    assert len(metrics["rounds"]) == 60 and all(len(r["contributors"]) == 3 for r in metrics["rounds"])
+    # the same rounds in one process, with the same fixed-point sums: the same parameters
+    reference = ReferenceTrainer(config).run()
+    saved = load_model(tmp_path / "out" / "model.npz")
+    np.testing.assert_allclose(saved.theta, reference.theta, atol=1e-9, rtol=0)
+    # and within 2 points of scikit-learn's MLPClassifier of the same architecture, pooled data
+    assert metrics["sklearn_pooled_accuracy"] > 0.9
+    assert metrics["final_test_accuracy"] >= metrics["sklearn_pooled_accuracy"] - 0.02
