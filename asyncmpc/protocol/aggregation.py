@@ -20,7 +20,6 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.config import Config
 from asyncmpc.crypto.field import P
 from asyncmpc.crypto.macs import MacKey, verify
 from asyncmpc.crypto.prf import MAC_KEY_BYTES, RandomBytes
@@ -32,6 +31,7 @@ from asyncmpc.protocol.deadlines import Due, RoundClock
 from asyncmpc.protocol.dispute import Answer, resolve
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.outcome import Kind, RoundResult
+from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 
@@ -81,7 +81,7 @@ class AggregationRound:
 
     def __init__(
         self,
-        config: Config,
+        params: Params,
         round_no: int,
         owners: tuple[str, ...],
         shape: tuple[int, ...],
@@ -91,14 +91,14 @@ class AggregationRound:
     ) -> None:
         if round_no < 1:
             raise ValueError("rounds are numbered from 1")
-        self.config = config
+        self.params = params
         self.round_no = round_no
         self.owners = tuple(owners)
         """The owners the round still waits for."""
         self._order = self.owners
         self._invited = frozenset(owners)
         self.shape = tuple(shape)
-        self.servers = tuple(p.name for p in config.servers)
+        self.servers = params.servers
         """Every server of the deployment, in index order."""
         self.live = tuple(s for s in self.servers if servers is None or s in servers)
         """The servers the round still counts on."""
@@ -126,7 +126,7 @@ class AggregationRound:
         """Server -> answers still due to asks that a later ask replaced (ignored when they come)."""
         self.asks = 0
         """How often the round asked for its sum (each ``Aggregate`` starts a new ask)."""
-        self._clock = RoundClock(config.protocol.round_timeout, config.protocol.server_timeout)
+        self._clock = RoundClock(params.round_timeout, params.server_timeout)
 
     @property
     def done(self) -> bool:
@@ -154,7 +154,7 @@ class AggregationRound:
     @property
     def minimum(self) -> int:
         """The fewest contributors a sum may have (every honest server keeps it too)."""
-        return max(2, self.config.protocol.min_owners)
+        return max(2, self.params.min_owners)
 
     @property
     def waiting_on(self) -> tuple[str, ...]:
@@ -184,7 +184,7 @@ class AggregationRound:
         for s in self.live:
             self._open_keys[s] = b"" if self._full else self._random_bytes(MAC_KEY_BYTES)
             msg = m.OpenRound(
-                session=self.config.session,
+                session=self.params.session,
                 round_no=self.round_no,
                 owners=self.owners,
                 shape=self.shape,
@@ -198,7 +198,7 @@ class AggregationRound:
 
     def feed(self, sender: str, msg: m.Message) -> list[Send]:
         """Handle a server's message for this round. Raises RemoteProtocolError."""
-        check_sender(sender, self.config.player(sender).role, msg, self.config.session)
+        check_sender(sender, self.params.role(sender), msg, self.params.session)
         if msg.round_no < self.round_no:
             return []  # late: an answer to a round that ended without waiting for it
         if msg.round_no != self.round_no:
@@ -277,7 +277,7 @@ class AggregationRound:
         for s in asked:
             self._keys[s] = b"" if self._full else self._random_bytes(MAC_KEY_BYTES)
             msg = m.Aggregate(
-                session=self.config.session,
+                session=self.params.session,
                 round_no=self.round_no,
                 contributors=self.contributors,
                 mac_key=self._keys[s],
@@ -363,7 +363,7 @@ class AggregationRound:
             return self._verdict(servers)
         if self.mac:
             return self._mac_checked(servers)
-        if self._full and self.config.privacy is None:
+        if self._full and not self.params.private:
             why = f"only {', '.join(servers)} answered: a sum from two servers is checked only in a MAC round"
             self.result = RoundResult(self.round_no, None, self.contributors, False, why, servers, recheck=True)
             return []
@@ -437,7 +437,7 @@ class AggregationRound:
         at, due = self._due(now)
         if now < at:
             return []
-        limit = self.config.protocol
+        limit = self.params
         if due is Due.OVER:
             waiting = f" (waiting on {', '.join(self.waiting_on)})" if self.waiting_on else ""
             return self._fail(f"the round did not finish within 1.5 x round_timeout{waiting}")
@@ -470,7 +470,7 @@ class AggregationRound:
         if self.phase not in (Phase.OPEN, Phase.CLOSED) or owner not in self.owners:
             return []
         self.owners = tuple(o for o in self.owners if o != owner)
-        msg = m.Withdraw(session=self.config.session, round_no=self.round_no, owners=(owner,))
+        msg = m.Withdraw(session=self.params.session, round_no=self.round_no, owners=(owner,))
         return [Send(s, msg) for s in self.live if s not in self._holding]
 
     def lose(self, server: str, reason: str = "") -> list[Send]:
@@ -497,7 +497,7 @@ class AggregationRound:
             return []
         if self.may_close_inputs:
             self._enter(Phase.CLOSED)
-            msg = m.CloseInputs(session=self.config.session, round_no=self.round_no)
+            msg = m.CloseInputs(session=self.params.session, round_no=self.round_no)
             return [Send(s, msg) for s in self.waiting_on]
         out: list[Send] = []
         for s in self.waiting_on:

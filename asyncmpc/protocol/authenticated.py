@@ -38,7 +38,6 @@ import blake3
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.config import Config
 from asyncmpc.crypto.field import P, reduce_words
 from asyncmpc.crypto.macs import MacKey, tag
 from asyncmpc.crypto.prf import RandomBytes
@@ -46,6 +45,7 @@ from asyncmpc.crypto.ring import RingArray, encode
 from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
 
 __all__ = [
@@ -73,7 +73,7 @@ FieldPart = RingArray
 
 
 def authenticated_shares(
-    config: Config,
+    params: Params,
     round_no: int,
     values: NDArray[np.float64],
     sharer: InputSharer,
@@ -87,16 +87,15 @@ def authenticated_shares(
 
     Raises EncodingError naming a NaN, infinite or out-of-range element.
     """
-    p = config.protocol
-    x = encode(values, p.frac_bits, max_terms=p.max_owners * MAC_HEADROOM)
+    x = encode(values, params.frac_bits, max_terms=params.max_owners * MAC_HEADROOM)
     ring = sharer.share(x, round_no)
     t0, t1 = (reduce_words(np.frombuffer(random_bytes(8), dtype=np.uint64)).view(np.int64) for _ in range(2))
     t2 = np.array([(tag(x, key) - int(t0[0]) - int(t1[0])) % P], dtype=np.int64)
     fields = [(t0, t1), (t1, t2), (t2, t0)]
     out = []
-    for server, sh, (ma, mb) in zip(config.servers, ring, fields, strict=True):
+    for server, sh, (ma, mb) in zip(params.servers, ring, fields, strict=True):
         msg = m.InputShare(
-            session=config.session,
+            session=params.session,
             round_no=round_no,
             shape=x.shape,
             a=sh.a,
@@ -106,7 +105,7 @@ def authenticated_shares(
             input_id=input_id,
             key_id=key_id,
         )
-        out.append(Send(server.name, msg))
+        out.append(Send(server, msg))
     return out
 
 

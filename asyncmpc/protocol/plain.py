@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from asyncmpc.config import Config
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.events import Action, Send, check_sender
 from asyncmpc.protocol.outcome import RoundResult
+from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
 
 __all__ = ["PlainRound"]
 
 
 class PlainRound:
-    def __init__(self, config: Config, round_no: int, owners: tuple[str, ...], shape: tuple[int, ...]) -> None:
-        self.config = config
+    def __init__(self, params: Params, round_no: int, owners: tuple[str, ...], shape: tuple[int, ...]) -> None:
+        self.params = params
         self.round_no = round_no
         self.players = owners
         """The players whose messages the round takes."""
@@ -37,12 +37,12 @@ class PlainRound:
         return self.result is not None
 
     def open(self, now: float = 0.0) -> list[Send]:
-        self._deadline = now + self.config.protocol.round_timeout
+        self._deadline = now + self.params.round_timeout
         return []  # the requests go to the owners; there are no servers to open
 
     def feed(self, sender: str, msg: m.Message) -> list[Send]:
         """An owner's gradient or decline. Raises RemoteProtocolError."""
-        check_sender(sender, self.config.player(sender).role, msg, self.config.session)
+        check_sender(sender, self.params.role(sender), msg, self.params.session)
         if msg.round_no != self.round_no or self.done:
             return []
         if isinstance(msg, m.Decline):
@@ -72,7 +72,7 @@ class PlainRound:
 
     def _finish(self) -> None:
         got = tuple(self._got)
-        if len(got) < max(2, self.config.protocol.min_owners):
+        if len(got) < max(2, self.params.min_owners):
             self.result = RoundResult(self.round_no, None, got, False, f"only {len(got)} gradient(s) arrived")
         else:
             self.result = RoundResult(self.round_no, self._total, got, False)  # type: ignore[arg-type]

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asyncmpc.config import Config, Role
+from asyncmpc.config import Role
 from asyncmpc.crypto.field import P
 from asyncmpc.crypto.prf import (
     MAC_KEY_BYTES,
@@ -64,6 +64,7 @@ from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.keyed import KeyedOwners
 from asyncmpc.protocol.noise import NoiseDraw, deal
+from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.releases import ReleaseLedger
 from asyncmpc.protocol.sums import ZERO_NONCE, RoundPhase, RunningSums, Streams
 from asyncmpc.wire import messages as m
@@ -84,15 +85,15 @@ class ServerProtocol:
 
     def __init__(
         self,
-        config: Config,
+        params: Params,
         name: str,
         noise: NoiseDraw | None = None,
         release_limit: int | None = None,
     ) -> None:
-        self.config = config
+        self.params = params
         self.name = name
-        self.index = config.server_index(name)
-        self.model_owner = config.model_owner.name
+        self.index = params.server_index(name)
+        self.model_owner = params.model_owner
         self._rounds: dict[int, RunningSums] = {}
         self._ahead: dict[int, dict[tuple[str, str], m.Message]] = {}
         """Messages for rounds not opened here yet (shares, noise parts, peers' ``InputsHeld``),
@@ -106,7 +107,7 @@ class ServerProtocol:
         """Under [privacy]: rounds whose noisy sum this server released (this process)."""
         self.largest = 0
         """Elements of the largest round opened here (the runtime caps frames by it)."""
-        self.ledger = ReleaseLedger(config.protocol.min_owners)
+        self.ledger = ReleaseLedger(params.min_owners)
         """What this server released, across the model owner's epochs (``protocol.releases``)."""
 
     # ------------------------------------------------------------ start-up
@@ -120,8 +121,8 @@ class ServerProtocol:
         out: list[m.Message] = []
         for round_no, rnd in sorted(self._rounds.items()):
             for to, part in rnd.noise.owed if rnd.noise is not None else ():
-                if self.config.servers[to].name == peer:
-                    out.append(m.NoiseShare(session=self.config.session, round_no=round_no, part=part))
+                if self.params.servers[to] == peer:
+                    out.append(m.NoiseShare(session=self.params.session, round_no=round_no, part=part))
             agreement = rnd.agreement
             if agreement is not None and agreement.own is not None and self._index_of(peer) in agreement.peers:
                 out.append(self._inputs_held(round_no, agreement.own))
@@ -131,8 +132,7 @@ class ServerProtocol:
 
     def feed(self, sender: str, msg: m.Message) -> list[Action]:
         """Handle one message from ``sender``. Raises RemoteProtocolError if it breaks the rules."""
-        role = self.config.player(sender).role
-        check_sender(sender, role, msg, self.config.session)
+        check_sender(sender, self.params.role(sender), msg, self.params.session)
         return self._dispatch(sender, msg)
 
     def _dispatch(self, sender: str, msg: m.Message) -> list[Action]:
@@ -192,7 +192,7 @@ class ServerProtocol:
         if not msg.owners:
             raise RemoteProtocolError(f"round {msg.round_no} opened with no owners", peer=sender)
         for owner in msg.owners:
-            if owner not in self.config.players or self.config.players[owner].role != Role.DATA_OWNER:
+            if self.params.roles.get(owner) != Role.DATA_OWNER:
                 raise RemoteProtocolError(f"round {msg.round_no} names {owner!r}, not a data owner", peer=sender)
         if len(set(msg.owners)) != len(msg.owners):
             raise RemoteProtocolError(f"round {msg.round_no} names an owner twice", peer=sender)
@@ -224,7 +224,7 @@ class ServerProtocol:
     def _round_servers(self, sender: str, msg: m.OpenRound) -> frozenset[int]:
         """The indices of the round's servers, this one among them (all three when the round
         names none): they agree on its contributors, and under [privacy] deal its noise."""
-        named = msg.servers or tuple(p.name for p in self.config.servers)
+        named = msg.servers or self.params.servers
         indices = {self._index_of(s) for s in named}
         if None in indices or self.index not in indices or len(indices) != len(named) or len(named) < 2:
             why = f"round {msg.round_no} names servers {list(named)}: two or three servers, this one among them"
@@ -232,8 +232,7 @@ class ServerProtocol:
         return frozenset(i for i in indices if i is not None)
 
     def _index_of(self, name: str) -> int | None:
-        player = self.config.players.get(name)
-        return player.index if player is not None and player.role == Role.COMPUTE_SERVER else None
+        return self.params.index(name)
 
     # ------------------------------------------------------------ messages ahead of their round
 
@@ -270,12 +269,12 @@ class ServerProtocol:
         assert self._noise is not None
         rnd.noise = deal(self.index, dealers, rnd.shape, self._noise)
         return [
-            Send(self.config.servers[i].name, m.NoiseShare(session=self.config.session, round_no=round_no, part=part))
+            Send(self.params.servers[i], m.NoiseShare(session=self.params.session, round_no=round_no, part=part))
             for i, part in rnd.noise.owed
         ]
 
     def _noise_share(self, sender: str, msg: m.NoiseShare) -> list[Action]:
-        dealer = self.config.server_index(sender)
+        dealer = self.params.server_index(sender)
         if self._noise is None:
             raise RemoteProtocolError("noise for a deployment without [privacy]", peer=sender)
         rnd = self._rounds.get(msg.round_no)
@@ -366,7 +365,7 @@ class ServerProtocol:
             return [self._holding(round_no, rnd)]
         rnd.agreement.own = frozenset(rnd.held)
         told = self._inputs_held(round_no, rnd.agreement.own)
-        out: list[Action] = [Send(self.config.servers[i].name, told) for i in sorted(rnd.agreement.peers)]
+        out: list[Action] = [Send(self.params.servers[i], told) for i in sorted(rnd.agreement.peers)]
         return out + self._agreed(round_no, rnd)
 
     def _agreed(self, round_no: int, rnd: RunningSums) -> list[Action]:
@@ -388,7 +387,7 @@ class ServerProtocol:
         return self._result(round_no, rnd, contributors, key)
 
     def _inputs_held(self, round_no: int, owners: frozenset[str]) -> m.InputsHeld:
-        return m.InputsHeld(session=self.config.session, round_no=round_no, owners=tuple(sorted(owners)))
+        return m.InputsHeld(session=self.params.session, round_no=round_no, owners=tuple(sorted(owners)))
 
     def _peer_held(self, sender: str, msg: m.InputsHeld) -> list[Action]:
         """Another server of the round holds ``msg.owners``."""
@@ -423,7 +422,7 @@ class ServerProtocol:
         self.ledger.record(contributors, rnd.inputs)
         rnd.enter(RoundPhase.SENT)
         a, b = rnd.sum(0), rnd.sum(1)
-        common = {"session": self.config.session, "round_no": round_no, "contributors": contributors}
+        common = {"session": self.params.session, "round_no": round_no, "contributors": contributors}
         full_b: dict[str, object] = {"b": b} if not key else {"b_tag": mac(key, b)}
         if rnd.mac:
             ma, mb = (np.array([sum(rnd.fields[o][i] for o in contributors) % P], dtype=np.int64) for i in (0, 1))
@@ -449,7 +448,7 @@ class ServerProtocol:
             rnd.enter(RoundPhase.REPORTED)
         held = tuple(sorted(rnd.held))
         digests = tuple(rnd.digests[o] for o in held) if rnd.mac else ()
-        holding = m.Holding(session=self.config.session, round_no=round_no, owners=held, digests=digests)
+        holding = m.Holding(session=self.params.session, round_no=round_no, owners=held, digests=digests)
         return Send(self.model_owner, holding)
 
     def _round(self, msg: m.Message) -> RunningSums | None:
@@ -457,7 +456,7 @@ class ServerProtocol:
 
     def _refuse(self, round_no: int, code: Refusal, why: str) -> Send:
         """A ``Reject`` of the model owner's ask about round ``round_no``."""
-        reject = m.Reject(session=self.config.session, round_no=round_no, reason=f"round {round_no}: {why}", code=code)
+        reject = m.Reject(session=self.params.session, round_no=round_no, reason=f"round {round_no}: {why}", code=code)
         return Send(self.model_owner, reject)
 
     def _unknown(self, msg: m.Message) -> Send:

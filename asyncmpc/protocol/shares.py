@@ -13,11 +13,11 @@ import os
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.config import Config
 from asyncmpc.crypto.prf import RandomBytes
 from asyncmpc.crypto.ring import RingArray, as_ring
 from asyncmpc.crypto.rss import InputSharer, SeededShare
 from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
 
 __all__ = ["contribution_shares", "input_shares", "key_messages", "share_messages"]
@@ -26,7 +26,7 @@ Floats = NDArray[np.float64]
 
 
 def input_shares(
-    config: Config,
+    params: Params,
     round_no: int,
     x: RingArray,
     random_bytes: RandomBytes = os.urandom,
@@ -37,23 +37,22 @@ def input_shares(
     ``sharer`` may hold randomness prepared ahead (see ``InputSharer``).
     """
     x = as_ring(x)
-    return share_messages(config, round_no, x.shape, (sharer or InputSharer(random_bytes)).share(x, round_no))
+    return share_messages(params, round_no, x.shape, (sharer or InputSharer(random_bytes)).share(x, round_no))
 
 
 def contribution_shares(
-    config: Config, round_no: int, values: Floats, sharer: InputSharer, input_id: bytes = b""
+    params: Params, round_no: int, values: Floats, sharer: InputSharer, input_id: bytes = b""
 ) -> list[Send]:
     """``input_shares`` for a vector of reals, encoded to fixed point and masked in one pass;
     ``input_id`` says what the values were computed from (``protocol.releases.input_id``).
 
     Raises EncodingError naming a NaN, infinite or out-of-range element.
     """
-    p = config.protocol
-    shares = sharer.share_reals(values, p.frac_bits, max_terms=p.max_owners, round_no=round_no)
-    return share_messages(config, round_no, values.shape, shares, input_id)
+    shares = sharer.share_reals(values, params.frac_bits, max_terms=params.max_owners, round_no=round_no)
+    return share_messages(params, round_no, values.shape, shares, input_id)
 
 
-def key_messages(config: Config, sharer: InputSharer) -> list[Send]:
+def key_messages(params: Params, sharer: InputSharer) -> list[Send]:
     """A keyed data owner's ``ShareKeys`` for each server, sent once before its first share:
     server i holds components i and i+1, so server 0 gets (k_0, k_1), server 1 gets k_1 (its
     second component comes as vectors) and server 2 gets k_0."""
@@ -62,18 +61,18 @@ def key_messages(config: Config, sharer: InputSharer) -> list[Send]:
     k0, k1 = (k.key for k in sharer.keys)
     layout = [(k0, k1), (k1, b""), (b"", k0)]
     return [
-        Send(server.name, m.ShareKeys(session=config.session, a=a, b=b))
-        for server, (a, b) in zip(config.servers, layout, strict=True)
+        Send(server, m.ShareKeys(session=params.session, a=a, b=b))
+        for server, (a, b) in zip(params.servers, layout, strict=True)
     ]
 
 
 def share_messages(
-    config: Config, round_no: int, shape: tuple[int, ...], shares: tuple[SeededShare, ...], input_id: bytes = b""
+    params: Params, round_no: int, shape: tuple[int, ...], shares: tuple[SeededShare, ...], input_id: bytes = b""
 ) -> list[Send]:
     """One ``InputShare`` per server, server 0's (two seeds) first: an owner that stops half-way
     has then reached server 0 with seeds only, which a server can still leave out of its sum."""
     out = []
-    for server, sh in zip(config.servers, shares, strict=True):
-        msg = m.InputShare(session=config.session, round_no=round_no, shape=shape, a=sh.a, b=sh.b, input_id=input_id)
-        out.append(Send(server.name, msg))
+    for server, sh in zip(params.servers, shares, strict=True):
+        msg = m.InputShare(session=params.session, round_no=round_no, shape=shape, a=sh.a, b=sh.b, input_id=input_id)
+        out.append(Send(server, msg))
     return out

@@ -18,6 +18,7 @@ from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
 from asyncmpc.net.tls import TlsContexts
 from asyncmpc.net.transport import Opener
+from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.server import ServerProtocol
 from asyncmpc.roles.cheat import CHEAT_ENV, Cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, post_all
@@ -40,7 +41,7 @@ async def run_compute_server(
 
         noise = NoiseSource(config)
         limit = noise.release_limit()
-    proto = ServerProtocol(config, name, noise=noise, release_limit=limit)
+    proto = ServerProtocol(Params.of(config), name, noise=noise, release_limit=limit)
     try:
         return await _serve(config, name, proto, opener or functools.partial(Node, tls=tls), noise, limit)
     finally:

@@ -38,6 +38,7 @@ from asyncmpc.net.tls import TlsContexts
 from asyncmpc.net.transport import Opener, Transport
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.releases import input_id, key_id
 from asyncmpc.protocol.shares import contribution_shares, key_messages
 from asyncmpc.roles.cheat import owner_cheat
@@ -93,6 +94,7 @@ class _Owner:
         self.config = config
         self.name = name
         self.work = owner_workload(config, config.player(name))
+        self.params = Params.of(config)
         self.model_owner = config.model_owner.name
         self.servers = [p.name for p in config.servers]
         self.plain = config.training.aggregation == "plain"
@@ -109,7 +111,7 @@ class _Owner:
 
     def greet(self, peer: str) -> list[m.Message]:
         """A server that (re)connects gets this owner's current stream keys first."""
-        return [] if self.plain else [s.msg for s in key_messages(self.config, self.sharer) if s.to == peer]
+        return [] if self.plain else [s.msg for s in key_messages(self.params, self.sharer) if s.to == peer]
 
     async def connect(self, node: Transport) -> None:
         """The servers first (two, and the third for ``server_timeout`` more: the model owner
@@ -160,7 +162,7 @@ class _Owner:
         node.logger(__name__).warning("lost the model owner; new stream keys, dialling it again")
         if not self.plain:
             self.sharer.rekey()
-            await send_all(node, [s for s in key_messages(self.config, self.sharer) if s.to in node.peers])
+            await send_all(node, [s for s in key_messages(self.params, self.sharer) if s.to in node.peers])
 
     def shares_for(self, msg: m.StatsRequest | m.ModelUpdate) -> _Outgoing:
         """This round's contribution, shared for the round's servers, or a ``Decline``. Runs
@@ -183,9 +185,11 @@ class _Owner:
             elif msg.mac_key:
                 key = MacKey(msg.mac_key)
                 kid = key_id(msg.mac_key)
-                out.sends = authenticated_shares(config, round_no, vector, self.sharer, key, input_id=ident, key_id=kid)
+                out.sends = authenticated_shares(
+                    self.params, round_no, vector, self.sharer, key, input_id=ident, key_id=kid
+                )
             else:
-                out.sends = contribution_shares(config, round_no, vector, self.sharer, ident)
+                out.sends = contribution_shares(self.params, round_no, vector, self.sharer, ident)
             if self.cheat is not None:
                 out.sends = self.cheat[1](out.sends)
             out.size = len(vector)

@@ -20,6 +20,7 @@ from asyncmpc.net.transport import Transport
 from asyncmpc.protocol.aggregation import AggregationRound, Kind, RoundResult
 from asyncmpc.protocol.dispute import MacPolicy
 from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.plain import PlainRound
 from asyncmpc.roles.driver import drive_round, send_all
 from asyncmpc.wire import messages as m
@@ -56,6 +57,7 @@ class Rounds:
         budget: Budget | None = None,
     ) -> None:
         self.config = config
+        self.params = Params.of(config)
         self.budget = budget
         self.node = node
         self.owners = owners
@@ -114,7 +116,7 @@ class Rounds:
         present = await self._present_owners()
         two = len(live) < 3 and self.config.privacy is None
         key = MacKey.new() if mac or self.macs.next_is_mac() or two else None
-        self.current = AggregationRound(self.config, round_no, present, (size,), servers=live, mac_key=key)
+        self.current = AggregationRound(self.params, round_no, present, (size,), servers=live, mac_key=key)
         request = _for_round(request, round_no, live, key)
         requests = [Send(o, request) for o in present]
         return await drive_round(self.node, self.current, self.on_other, requests)
@@ -250,5 +252,5 @@ class PlainRounds(Rounds):
         round_no = next(self._numbers)
         present = tuple(o for o in self.owners if o in self.node.peers)
         requests = [Send(o, _for_round(request, round_no, (), None)) for o in present]
-        rnd = PlainRound(self.config, round_no, present, (size,))
+        rnd = PlainRound(self.params, round_no, present, (size,))
         return Outcome(await drive_round(self.node, rnd, self.on_other, requests))

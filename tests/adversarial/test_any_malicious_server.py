@@ -35,6 +35,7 @@ from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.events import Drop
+from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.shares import contribution_shares
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
@@ -43,6 +44,7 @@ from tests.helpers import hosts_toml
 pytestmark = pytest.mark.adversarial
 
 CFG: Config = parse_config(hosts_toml(4, ports=[9000, 9001, 9002, 9003], protocol="min_owners = 3"), "test.toml")
+PARAMS = Params.of(CFG)
 MO = "model-owner"
 SERVERS = tuple(p.name for p in CFG.servers)
 OWNERS = tuple(p.name for p in CFG.data_owners)
@@ -100,15 +102,15 @@ class OneMaliciousServer(RuleBasedStateMachine):
         self.xs = {o: rng.normal(size=SHAPE) for o in OWNERS}
         self.key = None if kind == "ordinary" else MacKey.new()
         live = SERVERS if kind != "mac on two" else tuple(s for s in SERVERS if s != _honest_other(liar))
-        self.servers = {s: ServerProtocol(CFG, s) for s in live}
-        self.rnd = AggregationRound(CFG, 1, OWNERS, SHAPE, servers=live, mac_key=self.key)
+        self.servers = {s: ServerProtocol(PARAMS, s) for s in live}
+        self.rnd = AggregationRound(PARAMS, 1, OWNERS, SHAPE, servers=live, mac_key=self.key)
         self.queue: list[Envelope] = [(MO, a) for a in self.rnd.open()]
         for owner, x in self.xs.items():
             sharer = InputSharer()
             if self.key is None:
-                sends = contribution_shares(CFG, 1, x, sharer)
+                sends = contribution_shares(PARAMS, 1, x, sharer)
             else:
-                sends = authenticated_shares(CFG, 1, x, sharer, self.key)
+                sends = authenticated_shares(PARAMS, 1, x, sharer, self.key)
             self.queue += [(owner, s) for s in sends if s.to in live]
 
     # ------------------------------------------------------------ the network

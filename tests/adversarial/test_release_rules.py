@@ -23,7 +23,7 @@ from asyncmpc.protocol.releases import input_id, key_id
 from asyncmpc.protocol.shares import contribution_shares
 from asyncmpc.roles.rounds import _stop_if_refused
 from asyncmpc.wire import messages as m
-from tests.protocol.harness import CFG, MO, OWNERS, PRIVATE_CFG, Recorded, Router
+from tests.protocol.harness import CFG, MO, OWNERS, PARAMS, PRIVATE_CFG, PRIVATE_PARAMS, Recorded, Router
 
 pytestmark = pytest.mark.adversarial
 
@@ -51,9 +51,9 @@ def shares(
     out = []
     for owner in owners:
         if key is None:
-            sends = contribution_shares(CFG, round_no, xs[owner], InputSharer(), ident)
+            sends = contribution_shares(PARAMS, round_no, xs[owner], InputSharer(), ident)
         else:
-            sends = authenticated_shares(CFG, round_no, xs[owner], InputSharer(), key, input_id=ident)
+            sends = authenticated_shares(PARAMS, round_no, xs[owner], InputSharer(), key, input_id=ident)
         out.append((owner, sends))
     return out
 
@@ -98,9 +98,9 @@ class Logged(Router):
 
 def test_a_model_owner_opening_a_round_for_one_owner_gets_no_sum() -> None:
     """Attack 4: a round (or an Aggregate) that names a single owner would open its input."""
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     xs = gradients()
-    rnd = AggregationRound(CFG, 1, (VICTIM,), SHAPE)
+    rnd = AggregationRound(PARAMS, 1, (VICTIM,), SHAPE)
     router = Logged(rnd, servers)
     router.post(MO, rnd.open())
     deliver(router, shares(1, xs, (VICTIM,)))
@@ -118,10 +118,10 @@ def test_a_model_owner_opening_a_round_for_one_owner_gets_no_sum() -> None:
 def test_a_model_owner_asking_a_mac_round_for_two_sets_gets_the_first_only() -> None:
     """Attack 4: in a MAC round every owner's share is kept apart, so two Aggregates over S and
     S without the victim would open the victim's input as their difference."""
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     key = MacKey.new()
     xs = gradients()
-    opened = AggregationRound(CFG, 1, OWNERS, SHAPE, mac_key=key)
+    opened = AggregationRound(PARAMS, 1, OWNERS, SHAPE, mac_key=key)
     router = Logged(opened, servers)
     router.post(MO, opened.open())
     deliver(router, shares(1, xs, key=key))
@@ -139,15 +139,15 @@ def test_a_model_owner_asking_the_same_step_again_without_the_victim_gets_nothin
     """Attack 4 across rounds: the same model and step asked again in a new round, over the
     others only; the owners compute the same gradients, and the difference would be the
     victim's. Every server remembers which contributors those inputs were released over."""
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     xs = gradients()
-    first = AggregationRound(CFG, 1, OWNERS, SHAPE)
+    first = AggregationRound(PARAMS, 1, OWNERS, SHAPE)
     router = Logged(first, servers)
     router.post(MO, first.open())
     deliver(router, shares(1, xs))
     assert first.result is not None and first.result.cross_checked
     without = tuple(o for o in OWNERS if o != VICTIM)
-    second = AggregationRound(CFG, 2, without, SHAPE)
+    second = AggregationRound(PARAMS, 2, without, SHAPE)
     router = Logged(second, servers)
     router.post(MO, second.open())
     deliver(router, shares(2, xs, without))
@@ -156,7 +156,7 @@ def test_a_model_owner_asking_the_same_step_again_without_the_victim_gets_nothin
     assert second.result.refusal is m.Refusal.RERUN and not second.result.suspects
     # a MAC round of the same inputs over the same set is a legitimate re-run: it is answered
     key = MacKey.new()
-    rerun = AggregationRound(CFG, 3, OWNERS, SHAPE, mac_key=key)
+    rerun = AggregationRound(PARAMS, 3, OWNERS, SHAPE, mac_key=key)
     router = Logged(rerun, servers)
     router.post(MO, rerun.open())
     deliver(router, shares(3, xs, key=key))
@@ -175,7 +175,7 @@ def test_a_server_forcing_a_re_run_without_the_victim_opens_nothing_more(how: st
     The victim stays in (a re-run is over the disputed round's contributors: the honest
     servers release nothing else), the sum is the honest one, checked by the MAC, and no
     honest server is blamed."""
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     xs = gradients()
     liar = "server-2"
 
@@ -184,7 +184,7 @@ def test_a_server_forcing_a_re_run_without_the_victim_opens_nothing_more(how: st
             return dataclasses.replace(msg, b_tag=bytes([msg.b_tag[0] ^ 1]) + msg.b_tag[1:])
         return msg
 
-    disputed = AggregationRound(CFG, 1, OWNERS, SHAPE)
+    disputed = AggregationRound(PARAMS, 1, OWNERS, SHAPE)
     router = Logged(disputed, servers)
     router.post(MO, disputed.open())
     for owner, sends in shares(1, xs):
@@ -207,7 +207,7 @@ def test_a_server_forcing_a_re_run_without_the_victim_opens_nothing_more(how: st
         return msg
 
     key = MacKey.new()
-    rerun = AggregationRound(CFG, 2, OWNERS, SHAPE, mac_key=key)
+    rerun = AggregationRound(PARAMS, 2, OWNERS, SHAPE, mac_key=key)
     router = Logged(rerun, servers)
     router.post(MO, rerun.open())
     for owner, sends in shares(2, xs, key=key):
@@ -232,9 +232,9 @@ def test_owners_withdrawn_down_to_one_leave_the_round_without_a_sum() -> None:
     """Attack 3 without an attacker: three of four owners are lost mid-round; the servers'
     early answers would be over the one left. No server releases it, and the round yields
     nothing (not a zero sum, not that owner's gradient)."""
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     xs = gradients()
-    rnd = AggregationRound(CFG, 1, OWNERS, SHAPE)
+    rnd = AggregationRound(PARAMS, 1, OWNERS, SHAPE)
     router = Logged(rnd, servers)
     router.post(MO, rnd.open())
     deliver(router, shares(1, xs, (OWNERS[0],)))
@@ -250,7 +250,7 @@ def test_owners_withdrawn_down_to_one_leave_the_round_without_a_sum() -> None:
 def test_a_server_answering_early_over_one_owner_is_refused_by_the_model_owner() -> None:
     """A lying server's early result over fewer than ``min_owners`` is a protocol error."""
     xs = gradients()
-    rnd = AggregationRound(CFG, 1, (OWNERS[0],), SHAPE)
+    rnd = AggregationRound(PARAMS, 1, (OWNERS[0],), SHAPE)
     rnd.open()
     fake = m.ResultShare(
         session=CFG.session, round_no=1, contributors=(OWNERS[0],), a=encode(xs[OWNERS[0]]), b_tag=bytes(16)
@@ -267,11 +267,11 @@ def test_an_owner_whose_early_share_is_bad_is_dropped_and_the_model_owner_is_not
     """Attack 5: a share that arrives before its round opens is checked when the round opens;
     a wrong one used to raise while the model owner's OpenRound was handled, so every server
     dropped the model owner. Now its sender is dropped, and the round goes on."""
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     xs = gradients()
     rogue = OWNERS[3]
     invited = OWNERS if how == "wrong shape" else OWNERS[:3]
-    rnd = AggregationRound(CFG, 1, invited, SHAPE)
+    rnd = AggregationRound(PARAMS, 1, invited, SHAPE)
     router = Logged(rnd, servers)
     bad = shares(1, {rogue: np.zeros(1) if how == "wrong shape" else xs[rogue]}, (rogue,))
     deliver(router, bad)  # before the round opens anywhere
@@ -292,15 +292,15 @@ def test_a_server_whose_budget_is_spent_is_not_blamed() -> None:
     """Attack 8: a server that refuses because its own [privacy] budget is spent used to be
     the round's suspect (a dispute naming an honest server). The refusal's code says why:
     the round yields nothing, no one is suspected, and training stops saying so."""
-    servers = {s: ServerProtocol(PRIVATE_CFG, s, noise=Recorded(i), release_limit=0) for i, s in enumerate(SERVERS)}
+    servers = {s: ServerProtocol(PRIVATE_PARAMS, s, noise=Recorded(i), release_limit=0) for i, s in enumerate(SERVERS)}
     owners = tuple(p.name for p in PRIVATE_CFG.data_owners)
-    rnd = AggregationRound(PRIVATE_CFG, 1, owners, SHAPE)
+    rnd = AggregationRound(PRIVATE_PARAMS, 1, owners, SHAPE)
     router = Router(rnd, servers)
     router.post(MO, rnd.open())
     rng = np.random.default_rng(1)
     for owner in owners:
         x = rng.integers(-100, 100, size=SHAPE)
-        router.post(owner, contribution_shares(PRIVATE_CFG, 1, x.astype(np.float64), InputSharer()))
+        router.post(owner, contribution_shares(PRIVATE_PARAMS, 1, x.astype(np.float64), InputSharer()))
     router.run()
     assert rnd.result is not None and rnd.result.total is None
     assert rnd.result.refusal is m.Refusal.BUDGET and not rnd.result.suspects and rnd.result.kind is Kind.REFUSED
@@ -310,7 +310,7 @@ def test_a_server_whose_budget_is_spent_is_not_blamed() -> None:
 
 def test_drop_names_only_the_sender_of_the_bad_message() -> None:
     """A Drop carries the player that sent the bad message, with its error."""
-    server = ServerProtocol(CFG, "server-0")
+    server = ServerProtocol(PARAMS, "server-0")
     early = shares(1, {OWNERS[0]: np.zeros(1)}, (OWNERS[0],))[0][1][0].msg
     assert server.feed(OWNERS[0], early) == []
     out = server.feed(MO, m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=SHAPE, mac_key=bytes(32)))
@@ -324,11 +324,11 @@ def test_an_owner_equivocating_with_a_wrong_tag_is_named_the_culprit_and_no_serv
     disagreement is one its own digests explain, and three servers answered (a lying server's
     versions left out would have verified): the owner is the culprit, to be left out of the
     rounds that follow, and no server is named."""
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     key = MacKey.new()
     xs = gradients()
     rogue = OWNERS[2]
-    rnd = AggregationRound(CFG, 1, OWNERS, SHAPE, mac_key=key)
+    rnd = AggregationRound(PARAMS, 1, OWNERS, SHAPE, mac_key=key)
     router = Logged(rnd, servers)
     router.post(MO, rnd.open())
     for owner, sends in shares(1, xs, key=key):
@@ -354,15 +354,15 @@ def test_a_model_owner_sending_the_others_a_decoy_model_gets_no_sum() -> None:
     gradient encodes to zero (a huge scale), so the round's sum would be the victim's alone.
     In an honest round every contributor answers the same request: the servers refuse a sum
     over shares whose input ids differ."""
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     xs = gradients()
     decoy = dataclasses.replace(request(), scale=np.full(SHAPE, 1e300))
-    rnd = AggregationRound(CFG, 1, OWNERS, SHAPE)
+    rnd = AggregationRound(PARAMS, 1, OWNERS, SHAPE)
     router = Logged(rnd, servers)
     router.post(MO, rnd.open())
     for owner in OWNERS:
         ident = input_id(request() if owner == VICTIM else decoy)
-        router.post(owner, contribution_shares(CFG, 1, xs[owner], InputSharer(), ident))
+        router.post(owner, contribution_shares(PARAMS, 1, xs[owner], InputSharer(), ident))
     router.run()
     assert not results_to_model_owner(router.to_model_owner)
     assert rnd.result is not None and rnd.result.total is None and rnd.result.refusal is m.Refusal.MIXED
@@ -373,16 +373,16 @@ def test_a_model_owner_sending_the_victim_its_own_mac_key_gets_no_sum() -> None:
     round's tag sums would then give the model owner <r_victim - r, x_victim>, one projection of
     the victim's input per round, and re-runs of the same step would give it all. Every owner
     names the key it tagged with (``key_id``): the servers refuse a sum over different keys."""
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     xs = gradients()
     keys = {"victim": MacKey.new(), "others": MacKey.new()}
-    rnd = AggregationRound(CFG, 1, OWNERS, SHAPE, mac_key=keys["others"])
+    rnd = AggregationRound(PARAMS, 1, OWNERS, SHAPE, mac_key=keys["others"])
     router = Logged(rnd, servers)
     router.post(MO, rnd.open())
     ident = input_id(request())
     for owner in OWNERS:
         key = keys["victim" if owner == VICTIM else "others"]
-        sends = authenticated_shares(CFG, 1, xs[owner], InputSharer(), key, input_id=ident, key_id=key_id(key.key))
+        sends = authenticated_shares(PARAMS, 1, xs[owner], InputSharer(), key, input_id=ident, key_id=key_id(key.key))
         router.post(owner, sends)
     router.run()
     assert not results_to_model_owner(router.to_model_owner)
@@ -395,7 +395,7 @@ def test_an_owner_sending_one_server_a_junk_input_id_cannot_stop_the_rounds() ->
     rule that another server contradicts makes the refusing server the odd one: the round is
     disputed (no one excluded) and its MAC re-run is completed on the other two, with every
     owner in."""
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     xs = gradients()
     rogue = OWNERS[2]
 
@@ -408,13 +408,13 @@ def test_an_owner_sending_one_server_a_junk_input_id_cannot_stop_the_rounds() ->
                         sends[i] = dataclasses.replace(send, msg=dataclasses.replace(send.msg, input_id=bytes(16)))
         return posts
 
-    first = AggregationRound(CFG, 1, OWNERS, SHAPE)
+    first = AggregationRound(PARAMS, 1, OWNERS, SHAPE)
     router = Logged(first, servers)
     router.post(MO, first.open())
     deliver(router, junk(1, None))
     assert first.result is not None and first.result.kind is Kind.DISPUTED and first.result.suspects == ("server-2",)
     key = MacKey.new()
-    rerun = AggregationRound(CFG, 2, OWNERS, SHAPE, mac_key=key)
+    rerun = AggregationRound(PARAMS, 2, OWNERS, SHAPE, mac_key=key)
     router = Logged(rerun, servers)
     router.post(MO, rerun.open())
     deliver(router, junk(2, key))

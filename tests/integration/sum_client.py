@@ -25,6 +25,7 @@ from asyncmpc.config import load_config
 from asyncmpc.net.runtime import Node, run
 from asyncmpc.protocol.aggregation import AggregationRound
 from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.shares import input_shares
 from asyncmpc.roles.driver import drive_round, send_all
 from asyncmpc.wire.messages import Finish
@@ -42,11 +43,11 @@ async def main(config_path: str, out: str, length: int, rounds: int = 1, zeros: 
     async with Node(cfg, cfg.model_owner.name) as mo, Node(cfg, owners[0]) as d0, Node(cfg, owners[1]) as d1:
         await asyncio.gather(mo.connect(servers), d0.connect(servers), d1.connect(servers))
         for round_no in range(1, rounds + 1):
-            rnd = AggregationRound(cfg, round_no, tuple(owners), (length,))
+            rnd = AggregationRound(Params.of(cfg), round_no, tuple(owners), (length,))
             result, *_ = await asyncio.gather(
                 drive_round(mo, rnd),
-                send_all(d0, input_shares(cfg, round_no, vectors[owners[0]])),
-                send_all(d1, input_shares(cfg, round_no, vectors[owners[1]])),
+                send_all(d0, input_shares(Params.of(cfg), round_no, vectors[owners[0]])),
+                send_all(d1, input_shares(Params.of(cfg), round_no, vectors[owners[1]])),
             )
             if result.total is None:
                 sys.exit(f"round {round_no} yielded nothing: {result.reason}")

@@ -12,11 +12,13 @@ import numpy as np
 from asyncmpc.config import Config, parse_config
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
 from asyncmpc.protocol.events import Action, Drop
+from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from tests.helpers import hosts_toml
 
 CFG: Config = parse_config(hosts_toml(4, ports=[9000, 9001, 9002, 9003]), "test.toml")
+PARAMS = Params.of(CFG)
 MO = "model-owner"
 OWNERS = tuple(p.name for p in CFG.data_owners)
 Envelope = tuple[str, Action]
@@ -69,8 +71,8 @@ class Router:
 
 
 def setup(round_no: int = 1, owners: tuple[str, ...] = OWNERS, shape: tuple[int, ...] = (50,)):  # type: ignore[no-untyped-def]
-    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
-    rnd = AggregationRound(CFG, round_no, owners, shape)
+    servers = {p.name: ServerProtocol(PARAMS, p.name) for p in CFG.servers}
+    rnd = AggregationRound(PARAMS, round_no, owners, shape)
     router = Router(rnd, servers)
     xs = {o: np.frombuffer(os.urandom(8 * int(np.prod(shape))), dtype=np.int64).reshape(shape) for o in owners}
     return servers, rnd, router, xs
@@ -78,7 +80,7 @@ def setup(round_no: int = 1, owners: tuple[str, ...] = OWNERS, shape: tuple[int,
 
 def send_inputs(router: Router, xs: dict[str, np.ndarray], round_no: int = 1) -> None:
     for owner, x in xs.items():
-        router.post(owner, input_shares(CFG, round_no, x))
+        router.post(owner, input_shares(PARAMS, round_no, x))
 
 
 PRIVACY = "\n[privacy]\nnoise_multiplier = 1.0\nclip = 1.0\nexamples = 400\n"
@@ -86,6 +88,7 @@ PRIVATE_CFG: Config = parse_config(
     hosts_toml(4, ports=[9000, 9001, 9002, 9003], training='dataset = "breast_cancer"') + PRIVACY, "test.toml"
 )
 SERVERS = tuple(p.name for p in CFG.servers)
+PRIVATE_PARAMS = Params.of(PRIVATE_CFG)
 
 
 class Recorded:

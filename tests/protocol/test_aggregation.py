@@ -14,7 +14,7 @@ from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
 from asyncmpc.protocol.shares import key_messages
 from asyncmpc.wire import messages as m
-from tests.protocol.harness import CFG, MO, OWNERS, Router, send_inputs, setup
+from tests.protocol.harness import CFG, MO, OWNERS, PARAMS, Router, send_inputs, setup
 
 
 def test_sum_over_all_owners_in_order() -> None:
@@ -44,7 +44,7 @@ def test_duplicate_input_share_is_refused_naming_the_sender() -> None:
     servers, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     router.run()
-    share = input_shares(CFG, 1, xs[OWNERS[0]])[0]
+    share = input_shares(PARAMS, 1, xs[OWNERS[0]])[0]
     servers["server-0"].feed(OWNERS[0], share.msg)
     with pytest.raises(RemoteProtocolError, match="data-owner-0: second input share for round 1"):
         servers["server-0"].feed(OWNERS[0], share.msg)
@@ -72,7 +72,7 @@ def test_share_missing_at_one_server_makes_the_round_a_dispute() -> None:
     _, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     for owner, x in xs.items():
-        actions = input_shares(CFG, 1, x)
+        actions = input_shares(PARAMS, 1, x)
         if owner == OWNERS[0]:
             actions = [a for a in actions if a.to != "server-2"]  # lost on the way to server 2
         router.post(owner, actions)
@@ -172,7 +172,7 @@ def test_wrong_shape_is_refused_and_the_round_goes_on() -> None:
     servers, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     router.run()
-    bad = input_shares(CFG, 1, np.zeros(49, dtype=np.int64))[1]
+    bad = input_shares(PARAMS, 1, np.zeros(49, dtype=np.int64))[1]
     with pytest.raises(RemoteProtocolError, match=r"shape \(49,\) for round 1, expected \(50,\)"):
         servers[bad.to].feed(OWNERS[0], bad.msg)
     send_inputs(router, xs)
@@ -222,7 +222,7 @@ def test_an_owner_that_reached_only_server_0_is_left_out_of_the_sums(idle: bool)
     _, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     for owner, x in xs.items():
-        actions = input_shares(CFG, 1, x)
+        actions = input_shares(PARAMS, 1, x)
         if owner == OWNERS[1]:
             assert actions[0].to == "server-0"
             actions = actions[:1]  # stopped after its first send
@@ -238,7 +238,7 @@ def test_an_owner_whose_vector_reached_one_server_only_is_a_dispute_naming_the_o
     _, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     for owner, x in xs.items():
-        actions = input_shares(CFG, 1, x)
+        actions = input_shares(PARAMS, 1, x)
         router.post(owner, [a for a in actions if owner != OWNERS[1] or a.to == "server-1"])
     router.run()
     router.post(MO, rnd.expire())
@@ -253,7 +253,7 @@ def test_an_owner_whose_vectors_reached_no_two_servers_alike_is_a_dispute_naming
     _, rnd, router, xs = setup()
     router.post(MO, rnd.open())
     for owner, x in xs.items():
-        actions = input_shares(CFG, 1, x)
+        actions = input_shares(PARAMS, 1, x)
         keep = {OWNERS[1]: "server-1", OWNERS[2]: "server-2"}.get(owner)
         router.post(owner, [a for a in actions if keep is None or a.to == keep])
     router.run()
@@ -270,7 +270,7 @@ def keyed_owners(router: Router, owners: tuple[str, ...] = OWNERS) -> dict[str, 
     """Keyed sharers for ``owners``, their keys registered with the servers."""
     sharers = {o: InputSharer(keyed=True) for o in owners}
     for owner, sharer in sharers.items():
-        router.post(owner, key_messages(CFG, sharer))
+        router.post(owner, key_messages(PARAMS, sharer))
     router.run()
     return sharers
 
@@ -287,12 +287,12 @@ def run_keyed_round(
 ) -> tuple[AggregationRound, dict[str, np.ndarray]]:
     """Open ``round_no`` for ``owners``; ``senders`` (default: all of them) send their shares;
     messages go in a random order, with servers idle now and then."""
-    rnd = AggregationRound(CFG, round_no, owners, shape)
+    rnd = AggregationRound(PARAMS, round_no, owners, shape)
     router = Router(rnd, servers)
     xs = {o: np.frombuffer(os.urandom(8 * int(np.prod(shape))), dtype=np.int64).reshape(shape) for o in owners}
     router.post(MO, rnd.open())
     for owner in senders if senders is not None else owners:
-        router.post(owner, input_shares(CFG, round_no, xs[owner], sharer=sharers[owner]))
+        router.post(owner, input_shares(PARAMS, round_no, xs[owner], sharer=sharers[owner]))
     router.run(pick=lambda q: rng.randrange(len(q)), idle=lambda: rng.random() < 0.5)
     if not rnd.done:
         router.post(MO, rnd.expire())
@@ -308,8 +308,8 @@ def test_keyed_owners_sum_over_rounds_whatever_the_next_round_turns_out_to_be(se
     they expect next; a next round with other owners, another shape or another number is
     corrected for, and the sums stay exact."""
     rng = random.Random(seed)
-    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
-    sharers = keyed_owners(Router(AggregationRound(CFG, 1, OWNERS, (1,)), servers))
+    servers = {p.name: ServerProtocol(PARAMS, p.name) for p in CFG.servers}
+    sharers = keyed_owners(Router(AggregationRound(PARAMS, 1, OWNERS, (1,)), servers))
     plan = [(1, OWNERS, (50,)), (2, OWNERS, (50,)), (3, OWNERS[:3], (50,)), (5, OWNERS, (50,)), (6, OWNERS, (7, 3))]
     for round_no, owners, shape in plan:
         rnd, xs = run_keyed_round(servers, sharers, round_no, owners, shape, rng)
@@ -320,8 +320,8 @@ def test_keyed_owners_sum_over_rounds_whatever_the_next_round_turns_out_to_be(se
 def test_a_keyed_owner_that_never_sends_is_subtracted_from_the_sums() -> None:
     """Its streams were added before its share could arrive; leaving it out takes them out."""
     rng = random.Random(1)
-    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
-    sharers = keyed_owners(Router(AggregationRound(CFG, 1, OWNERS, (1,)), servers))
+    servers = {p.name: ServerProtocol(PARAMS, p.name) for p in CFG.servers}
+    sharers = keyed_owners(Router(AggregationRound(PARAMS, 1, OWNERS, (1,)), servers))
     run_keyed_round(servers, sharers, 1, OWNERS, (50,), rng)  # servers now guess round 2 with everyone
     rnd, xs = run_keyed_round(servers, sharers, 2, OWNERS, (50,), rng, senders=OWNERS[1:])
     assert rnd.result is not None and rnd.result.contributors == OWNERS[1:]
@@ -333,10 +333,10 @@ def test_keyed_components_need_registered_keys() -> None:
     router.post(MO, rnd.open())
     router.run()
     sharer = InputSharer(keyed=True)
-    share = input_shares(CFG, 1, xs[OWNERS[0]], sharer=sharer)[0]
+    share = input_shares(PARAMS, 1, xs[OWNERS[0]], sharer=sharer)[0]
     with pytest.raises(RemoteProtocolError, match="component a is keyed, but no key was registered for it"):
         servers["server-0"].feed(OWNERS[0], share.msg)
-    keys = key_messages(CFG, sharer)[0].msg
+    keys = key_messages(PARAMS, sharer)[0].msg
     servers["server-0"].feed(OWNERS[0], keys)
     servers["server-0"].feed(OWNERS[0], keys)  # registered again (a reconnect): no change
     with pytest.raises(RemoteProtocolError, match="key a of 3 bytes, expected 16 or none"):
@@ -350,12 +350,12 @@ def test_an_owner_that_reconnects_with_new_keys_is_summed_right() -> None:
     """A restarted data owner registers new keys; streams announced with the old ones (in the
     round already open, and in the servers' guess) are taken out when its share arrives."""
     rng = random.Random(2)
-    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
-    sharers = keyed_owners(Router(AggregationRound(CFG, 1, OWNERS, (1,)), servers))
+    servers = {p.name: ServerProtocol(PARAMS, p.name) for p in CFG.servers}
+    sharers = keyed_owners(Router(AggregationRound(PARAMS, 1, OWNERS, (1,)), servers))
     run_keyed_round(servers, sharers, 1, OWNERS, (50,), rng)
     for server in servers.values():
         server.forget(OWNERS[0])  # its connection closed
-    sharers[OWNERS[0]] = keyed_owners(Router(AggregationRound(CFG, 1, OWNERS, (1,)), servers), OWNERS[:1])[OWNERS[0]]
+    sharers[OWNERS[0]] = keyed_owners(Router(AggregationRound(PARAMS, 1, OWNERS, (1,)), servers), OWNERS[:1])[OWNERS[0]]
     rnd, xs = run_keyed_round(servers, sharers, 2, OWNERS, (50,), rng)
     assert rnd.result is not None and rnd.result.cross_checked
     np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
@@ -370,12 +370,12 @@ def test_an_owner_withdrawn_mid_round_counts_exactly_where_its_share_arrived(rea
     router.post(MO, rnd.open())
     gone, late = OWNERS[3], OWNERS[2]
     for owner in OWNERS[:2]:
-        router.post(owner, input_shares(CFG, 1, xs[owner]))
-    router.post(gone, [a for a in input_shares(CFG, 1, xs[gone]) if a.to in reached])
+        router.post(owner, input_shares(PARAMS, 1, xs[owner]))
+    router.post(gone, [a for a in input_shares(PARAMS, 1, xs[gone]) if a.to in reached])
     router.run()
     router.post(MO, rnd.withdraw(gone))  # its connection closed
     router.run()
-    router.post(late, input_shares(CFG, 1, xs[late]))
+    router.post(late, input_shares(PARAMS, 1, xs[late]))
     router.run()
     assert rnd.result is not None and rnd.result.cross_checked
     summed = OWNERS if len(reached) == 3 else OWNERS[:3]

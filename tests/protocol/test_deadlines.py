@@ -10,6 +10,7 @@ from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
 from asyncmpc.protocol.deadlines import Due, RoundClock
 from asyncmpc.protocol.events import Drop, Send
 from asyncmpc.protocol.outcome import Kind
+from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
 from tests.helpers import hosts_toml
 from tests.protocol.harness import CFG, MO, OWNERS, Router, send_inputs, setup
@@ -80,12 +81,12 @@ def test_at_the_round_timeout_the_servers_awaited_are_left_out() -> None:
 
 def test_the_last_ask_after_the_round_timeout_has_half_a_timeout_more() -> None:
     config = parse_config(hosts_toml(4, ports=[9000, 9001, 9002, 9003], protocol="server_timeout = 1000.0"))
-    servers = {p.name: ServerProtocol(config, p.name) for p in config.servers if p.name != "server-2"}
-    rnd = AggregationRound(config, 1, OWNERS, (50,))
+    servers = {p.name: ServerProtocol(Params.of(config), p.name) for p in config.servers if p.name != "server-2"}
+    rnd = AggregationRound(Params.of(config), 1, OWNERS, (50,))
     router = Router(rnd, servers)
     router.post(MO, rnd.open(START))
     for owner in OWNERS:
-        router.post(owner, input_shares(config, 1, np.arange(50, dtype=np.int64)))
+        router.post(owner, input_shares(Params.of(config), 1, np.arange(50, dtype=np.int64)))
     router.run()  # servers 0 and 1 answer; server 2 is gone, and its silence outlasts the round
     fire(router, rnd, START + T / 2)  # inputs close at server 2: nothing comes back
     assert rnd.get_timer(START + T / 2) == START + T

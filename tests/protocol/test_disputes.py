@@ -18,7 +18,7 @@ from asyncmpc.protocol.aggregation import Kind
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.shares import key_messages
 from asyncmpc.wire import messages as m
-from tests.protocol.harness import CFG, MO, OWNERS, Router
+from tests.protocol.harness import CFG, MO, OWNERS, PARAMS, Router
 
 SERVERS = tuple(p.name for p in CFG.servers)
 SHAPE = (40,)
@@ -37,9 +37,9 @@ def honest_sum(xs: dict[str, np.ndarray], owners: tuple[str, ...] = OWNERS) -> n
 def mac_round(
     live: tuple[str, ...] = SERVERS, round_no: int = 1
 ) -> tuple[dict[str, ServerProtocol], AggregationRound, Router, MacKey]:
-    servers = {s: ServerProtocol(CFG, s) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s) for s in SERVERS}
     key = MacKey.new()
-    rnd = AggregationRound(CFG, round_no, OWNERS, SHAPE, servers=live, mac_key=key)
+    rnd = AggregationRound(PARAMS, round_no, OWNERS, SHAPE, servers=live, mac_key=key)
     router = Router(rnd, servers)
     router.post(MO, rnd.open())
     return servers, rnd, router, key
@@ -47,7 +47,7 @@ def mac_round(
 
 def send(router: Router, xs: dict[str, np.ndarray], key: MacKey, round_no: int = 1) -> None:
     for owner, x in xs.items():
-        router.post(owner, authenticated_shares(CFG, round_no, x, InputSharer(), key))
+        router.post(owner, authenticated_shares(PARAMS, round_no, x, InputSharer(), key))
 
 
 def cheat(server: str, *fields: str):  # type: ignore[no-untyped-def]
@@ -110,7 +110,7 @@ def test_an_owner_that_sends_two_holders_different_shares_is_named_and_no_server
     xs = values()
     liar = OWNERS[1]
     for owner, x in xs.items():
-        sends = authenticated_shares(CFG, 1, x, InputSharer(), key)
+        sends = authenticated_shares(PARAMS, 1, x, InputSharer(), key)
         if owner == liar:  # component 2 (a vector) goes to servers 1 and 2: give server 2 another
             s2 = sends[2].msg
             assert isinstance(s2, m.InputShare) and isinstance(s2.a, np.ndarray)
@@ -193,9 +193,9 @@ def test_keyed_owners_take_part_in_mac_rounds_with_their_registered_streams() ->
     xs = values()
     for owner, x in xs.items():
         sharer = InputSharer(keyed=True)
-        for k in key_messages(CFG, sharer):
+        for k in key_messages(PARAMS, sharer):
             servers[k.to].feed(owner, k.msg)
-        router.post(owner, authenticated_shares(CFG, 3, x, sharer, key))
+        router.post(owner, authenticated_shares(PARAMS, 3, x, sharer, key))
     router.run(tamper=cheat("server-0", "b"))
     r = rnd.result
     assert r is not None and r.cheater == "server-0"
@@ -205,7 +205,7 @@ def test_keyed_owners_take_part_in_mac_rounds_with_their_registered_streams() ->
 def test_a_mac_round_refuses_field_values_outside_the_field_naming_the_owner() -> None:
     servers, _rnd, router, key = mac_round()
     router.run()  # the round is open at the servers
-    send_one = authenticated_shares(CFG, 1, values()[OWNERS[0]], InputSharer(), key)[1].msg
+    send_one = authenticated_shares(PARAMS, 1, values()[OWNERS[0]], InputSharer(), key)[1].msg
     assert isinstance(send_one, m.InputShare) and isinstance(send_one.mb, np.ndarray)
     bad = dataclasses.replace(send_one, mb=np.array([P], dtype=np.int64))
     with pytest.raises(RemoteProtocolError, match=f"{OWNERS[0]}: round 1: mb holds values outside F_p"):
@@ -222,7 +222,7 @@ def test_answers_for_another_round_never_count_and_a_future_one_is_a_protocol_er
     router.run()  # every server reported; the round asked for the sum (Aggregate) and got it
     assert rnd.result is not None
     late = m.ResultShare(session="test", round_no=4, contributors=OWNERS, a=np.zeros(SHAPE, dtype=np.int64))
-    fresh = AggregationRound(CFG, 5, OWNERS, SHAPE, mac_key=key)
+    fresh = AggregationRound(PARAMS, 5, OWNERS, SHAPE, mac_key=key)
     assert fresh.feed("server-0", late) == []  # an earlier round's answer is ignored
     ahead = dataclasses.replace(late, round_no=6)
     with pytest.raises(RemoteProtocolError, match="server-0: 'result_share' for round 6, expected 5"):

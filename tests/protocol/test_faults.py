@@ -15,7 +15,7 @@ from asyncmpc.protocol.aggregation import Kind, Phase
 from asyncmpc.protocol.authenticated import MAC_HEADROOM, authenticated_shares
 from asyncmpc.protocol.shares import key_messages
 from asyncmpc.wire import messages as m
-from tests.protocol.harness import CFG, MO, OWNERS, Router, send_inputs, setup
+from tests.protocol.harness import CFG, MO, OWNERS, PARAMS, Router, send_inputs, setup
 
 SERVERS = tuple(p.name for p in CFG.servers)
 
@@ -93,14 +93,14 @@ def test_a_server_lost_after_aggregate_is_asked_again_in_full_and_late_answers_a
 
 
 def test_a_two_server_mac_round_answers_at_once_in_full() -> None:
-    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
+    servers = {p.name: ServerProtocol(PARAMS, p.name) for p in CFG.servers}
     key = MacKey.new()
-    rnd = AggregationRound(CFG, 1, OWNERS, (50,), servers=("server-0", "server-2"), mac_key=key)
+    rnd = AggregationRound(PARAMS, 1, OWNERS, (50,), servers=("server-0", "server-2"), mac_key=key)
     router = Recording(rnd, {s: servers[s] for s in rnd.live})
     xs = {o: np.random.default_rng(i).normal(size=50) for i, o in enumerate(OWNERS)}
     router.post(MO, rnd.open())
     for owner, x in xs.items():
-        router.post(owner, [a for a in authenticated_shares(CFG, 1, x, InputSharer(), key) if a.to in rnd.live])
+        router.post(owner, [a for a in authenticated_shares(PARAMS, 1, x, InputSharer(), key) if a.to in rnd.live])
     router.run()
     assert rnd.result is not None and rnd.result.servers == ("server-0", "server-2") and rnd.result.mac
     p = CFG.protocol
@@ -118,7 +118,7 @@ def test_losing_two_servers_fails_the_round_with_a_reason() -> None:
     assert rnd.result is not None and rnd.result.total is None
     assert rnd.result.reason == "server-1 was silent for 5s; fewer than two servers left"
     with pytest.raises(ValueError, match="needs two servers"):
-        AggregationRound(CFG, 2, OWNERS, (5,), servers=("server-1",))
+        AggregationRound(PARAMS, 2, OWNERS, (5,), servers=("server-1",))
 
 
 def test_messages_from_a_lost_server_are_ignored() -> None:
@@ -156,7 +156,7 @@ def test_losing_the_model_owner_ends_the_epoch_and_round_numbers_may_come_again(
         assert s.open_rounds == (5,)
         s.forget(MO)  # the model owner's connection closed
         assert s.open_rounds == ()
-    rnd2 = AggregationRound(CFG, 5, OWNERS, (50,))
+    rnd2 = AggregationRound(PARAMS, 5, OWNERS, (50,))
     router2 = Router(rnd2, servers)
     router2.post(MO, rnd2.open())
     send_inputs(router2, xs, round_no=5)
@@ -170,21 +170,21 @@ def test_stale_shares_are_ignored_and_early_ones_are_bounded() -> None:
     router.post(MO, rnd.open())
     router.run()
     s0 = servers["server-0"]
-    stale = input_shares(CFG, 2, xs[OWNERS[0]])[0].msg
+    stale = input_shares(PARAMS, 2, xs[OWNERS[0]])[0].msg
     assert s0.feed(OWNERS[0], stale) == []  # round 2 never opened here and is behind: dropped
     for r in (10, 11, 12):
-        assert s0.feed(OWNERS[0], input_shares(CFG, r, xs[OWNERS[0]])[0].msg) == []
+        assert s0.feed(OWNERS[0], input_shares(PARAMS, r, xs[OWNERS[0]])[0].msg) == []
     assert sorted(s0._ahead) == [11, 12]  # at most two round numbers wait
 
 
 def keyed_round_opened() -> tuple[dict[str, ServerProtocol], AggregationRound, Router, dict[str, InputSharer]]:
     """Keyed owners registered with three servers, and round 1 opened for them."""
-    servers = {p.name: ServerProtocol(CFG, p.name) for p in CFG.servers}
-    rnd = AggregationRound(CFG, 1, OWNERS, (50,))
+    servers = {p.name: ServerProtocol(PARAMS, p.name) for p in CFG.servers}
+    rnd = AggregationRound(PARAMS, 1, OWNERS, (50,))
     router = Router(rnd, servers)
     sharers = {o: InputSharer(keyed=True) for o in OWNERS}
     for owner, sharer in sharers.items():
-        router.post(owner, key_messages(CFG, sharer))
+        router.post(owner, key_messages(PARAMS, sharer))
     router.run()
     router.post(MO, rnd.open())
     router.run()
@@ -195,7 +195,7 @@ def assert_keyed_round_exact(rnd: AggregationRound, router: Router, sharers: dic
     """Every owner shares round 1 under its sharer's current keys: the sum is exact."""
     xs = vectors()
     for owner, x in xs.items():
-        router.post(owner, input_shares(CFG, 1, x, sharer=sharers[owner]))
+        router.post(owner, input_shares(PARAMS, 1, x, sharer=sharers[owner]))
     router.run(idle=lambda: True)
     assert rnd.result is not None and rnd.result.cross_checked
     np.testing.assert_array_equal(rnd.result.total, sum(xs.values()))
@@ -208,7 +208,7 @@ def test_a_replaced_key_takes_the_old_streams_out_of_rounds_not_yet_held() -> No
     for s in servers.values():
         s.idle()  # streams of every owner expanded into the sums
     sharers[OWNERS[2]].rekey()
-    router.post(OWNERS[2], key_messages(CFG, sharers[OWNERS[2]]))
+    router.post(OWNERS[2], key_messages(PARAMS, sharers[OWNERS[2]]))
     assert_keyed_round_exact(rnd, router, sharers)
 
 
@@ -242,5 +242,5 @@ def test_a_restarted_owner_with_new_keys_replaces_streams_expanded_for_its_old_p
         s.idle()  # the old process's streams are in the sums
         s.forget(OWNERS[1])
     sharers[OWNERS[1]] = InputSharer(keyed=True)  # the new process
-    router.post(OWNERS[1], key_messages(CFG, sharers[OWNERS[1]]))
+    router.post(OWNERS[1], key_messages(PARAMS, sharers[OWNERS[1]]))
     assert_keyed_round_exact(rnd, router, sharers)

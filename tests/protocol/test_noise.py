@@ -13,18 +13,20 @@ from asyncmpc.config import parse_config
 from asyncmpc.learning.privacy.noise import NoiseSource
 from asyncmpc.protocol import AggregationRound, Send, ServerProtocol
 from asyncmpc.protocol.events import Drop
+from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
 from tests.helpers import hosts_toml
-from tests.protocol.harness import MO, OWNERS, PRIVATE_CFG, Recorded, Router, send_inputs
+from tests.protocol.harness import MO, OWNERS, PRIVATE_CFG, PRIVATE_PARAMS, Recorded, Router, send_inputs
 
 CFG = PRIVATE_CFG
+PARAMS = PRIVATE_PARAMS
 SERVERS = tuple(p.name for p in CFG.servers)
 
 
 def setup(live: tuple[str, ...] = SERVERS, shape: tuple[int, ...] = (40,)):  # type: ignore[no-untyped-def]
     draws = {s: Recorded(i) for i, s in enumerate(SERVERS)}
-    servers = {s: ServerProtocol(CFG, s, noise=draws[s]) for s in live}
-    rnd = AggregationRound(CFG, 1, OWNERS, shape, servers=live)
+    servers = {s: ServerProtocol(PARAMS, s, noise=draws[s]) for s in live}
+    rnd = AggregationRound(PARAMS, 1, OWNERS, shape, servers=live)
     router = Router(rnd, servers)
     rng = np.random.default_rng(7)
     xs = {o: rng.integers(-(10**9), 10**9, size=shape) for o in OWNERS}
@@ -111,7 +113,7 @@ def test_a_result_waits_for_a_dealers_noise() -> None:
 
 
 def test_mac_rounds_are_refused_under_privacy() -> None:
-    server = ServerProtocol(CFG, SERVERS[0], noise=Recorded(0))
+    server = ServerProtocol(PARAMS, SERVERS[0], noise=Recorded(0))
     open_mac = m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), mac=True, servers=SERVERS)
     (refusal,) = server.feed(MO, open_mac)
     assert isinstance(refusal.msg, m.Reject) and "MAC round" in refusal.msg.reason
@@ -120,7 +122,7 @@ def test_mac_rounds_are_refused_under_privacy() -> None:
 def test_a_round_without_its_servers_is_refused_under_privacy() -> None:
     from asyncmpc.errors import RemoteProtocolError
 
-    server = ServerProtocol(CFG, SERVERS[0], noise=Recorded(0))
+    server = ServerProtocol(PARAMS, SERVERS[0], noise=Recorded(0))
     for servers in ((SERVERS[0],), (SERVERS[1], SERVERS[2]), (SERVERS[0], OWNERS[0]), (SERVERS[0],) * 2):
         msg = m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=servers)
         with pytest.raises(RemoteProtocolError, match=r"two or three servers, this one among them"):
@@ -182,14 +184,14 @@ def test_zero_inputs_open_to_the_planned_variance_with_two_or_three_servers(
 
     shape = (500,)
     sources = {s: NoiseSource(CFG) for s in live}
-    servers = {s: ServerProtocol(CFG, s, noise=sources[s]) for s in live}
+    servers = {s: ServerProtocol(PARAMS, s, noise=sources[s]) for s in live}
     totals = []
     for round_no in range(1, 31):
-        rnd = AggregationRound(CFG, round_no, OWNERS, shape, servers=live)
+        rnd = AggregationRound(PARAMS, round_no, OWNERS, shape, servers=live)
         router = Router(rnd, servers)
         router.post(MO, rnd.open())
         for owner in OWNERS:
-            router.post(owner, input_shares(CFG, round_no, np.zeros(shape, dtype=np.int64)))
+            router.post(owner, input_shares(PARAMS, round_no, np.zeros(shape, dtype=np.int64)))
         router.run(hold=lambda e: e[1].to not in live and e[1].to != MO)
         assert rnd.result is not None and rnd.result.total is not None
         totals.append(rnd.result.total.astype(np.float64))
@@ -206,7 +208,7 @@ def test_a_noise_part_of_the_wrong_kind_or_shape_is_refused_naming_it() -> None:
     from asyncmpc.crypto.rss import Seed
     from asyncmpc.errors import RemoteProtocolError
 
-    server = ServerProtocol(CFG, SERVERS[1], noise=Recorded(0))
+    server = ServerProtocol(PARAMS, SERVERS[1], noise=Recorded(0))
     server.feed(MO, m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=SERVERS))
     cases = [
         (SERVERS[0], np.zeros(4, dtype=np.int64), "server 0 owes a seed"),  # the previous server sends a seed
@@ -216,7 +218,7 @@ def test_a_noise_part_of_the_wrong_kind_or_shape_is_refused_naming_it() -> None:
     for sender, part, why in cases:
         with pytest.raises(RemoteProtocolError, match=why):
             server.feed(sender, m.NoiseShare(session=CFG.session, round_no=1, part=part))
-    plain = ServerProtocol(parse_config(hosts_toml(4, ports=[9000, 9001, 9002, 9003])), SERVERS[1])
+    plain = ServerProtocol(Params.of(parse_config(hosts_toml(4, ports=[9000, 9001, 9002, 9003]))), SERVERS[1])
     with pytest.raises(RemoteProtocolError, match="without \\[privacy\\]"):
         plain.feed(SERVERS[0], m.NoiseShare(session="test", round_no=1, part=Seed(bytes(16))))
 
@@ -233,7 +235,7 @@ def test_the_same_contributors_in_another_order_get_the_same_noisy_sum() -> None
 
 
 def test_a_wrong_noise_part_that_came_early_blames_its_dealer_not_the_model_owner() -> None:
-    server = ServerProtocol(CFG, SERVERS[1], noise=Recorded(0))
+    server = ServerProtocol(PARAMS, SERVERS[1], noise=Recorded(0))
     server.feed(SERVERS[0], m.NoiseShare(session=CFG.session, round_no=1, part=np.zeros(4, dtype=np.int64)))
     out = server.feed(MO, m.OpenRound(session=CFG.session, round_no=1, owners=OWNERS, shape=(4,), servers=SERVERS))
     assert {type(s.msg) for s in out if isinstance(s, Send)} == {m.NoiseShare}  # it dealt, and waits
@@ -244,10 +246,10 @@ def test_a_wrong_noise_part_that_came_early_blames_its_dealer_not_the_model_owne
 def test_a_server_releases_no_more_rounds_than_the_budget_allows() -> None:
     """A model owner that ignores its ledger gets no more from the honest servers."""
     draws = {s: Recorded(i) for i, s in enumerate(SERVERS)}
-    servers = {s: ServerProtocol(CFG, s, noise=draws[s], release_limit=2) for s in SERVERS}
+    servers = {s: ServerProtocol(PARAMS, s, noise=draws[s], release_limit=2) for s in SERVERS}
     rng = np.random.default_rng(3)
     for round_no in (1, 2, 3):
-        rnd = AggregationRound(CFG, round_no, OWNERS, (8,))
+        rnd = AggregationRound(PARAMS, round_no, OWNERS, (8,))
         router = Router(rnd, servers)
         router.post(MO, rnd.open())
         send_inputs(router, {o: rng.integers(-100, 100, size=8) for o in OWNERS}, round_no)
