@@ -354,6 +354,8 @@ class Connection:
         self.name = name
         self.bytes_sent = 0
         self.counted = False
+        self.leaving = False
+        """Dropped: its ``Reject`` is on the way, then it closes (``Node.drop``)."""
         self._send_lock = asyncio.Lock()
         self._closed = False
         self._outbox: collections.deque[tuple[Message, float | None]] = collections.deque()

@@ -309,6 +309,9 @@ class Node:
             role = self.config.players[conn.name].role
             while True:
                 msg, held = await conn.read_held()
+                if conn.leaving:  # dropped: nothing more from it reaches the role
+                    conn.protocol.budget.give_back(held)
+                    break
                 try:
                     # authorization by role, and the session, for every message: see messages.py
                     check_sender(conn.name, role, msg, self.config.session)
@@ -323,8 +326,9 @@ class Node:
         except PeerLost as exc:
             self.log.info("%s", exc)
         finally:
-            await conn.close()
-            self._count(conn)
+            if not conn.leaving:  # a dropped connection is closed by its farewell
+                await conn.close()
+                self._count(conn)
             if self.peers.get(conn.name) is conn:
                 del self.peers[conn.name]
                 await self.inbox.put((conn.name, None, 0, None))
@@ -381,14 +385,22 @@ class Node:
         conn = self.peers.pop(player, None)
         if conn is None:
             return
-        with contextlib.suppress(PeerLost, TimeoutError):
-            async with asyncio.timeout(1.0):  # a peer that reads nothing does not get to wait us out
-                await conn.send(Reject(session=self.config.session, reason=str(error)))
-        await conn.close()
-        self._count(conn)
+        conn.leaving = True
+        self._spawn(self._farewell(conn, str(error)), f"drop:{player}")
         await self.inbox.put((player, None, 0, None))
         async with self._peer_changed:
             self._peer_changed.notify_all()  # a dialler keeping this peer dials it again
+
+    async def _farewell(self, conn: Connection, reason: str) -> None:
+        """Send a dropped peer its ``Reject``, then close: in the background, and for at most
+        ``server_timeout`` (a peer that reads nothing does not get to wait anyone out)."""
+        try:
+            with contextlib.suppress(PeerLost, TimeoutError):
+                async with asyncio.timeout(self.config.protocol.server_timeout):
+                    await conn.send(Reject(session=self.config.session, reason=reason))
+        finally:  # also when the node closes first
+            await conn.close()
+            self._count(conn)
 
     def _count(self, conn: Connection) -> None:
         """Fold a closed connection's byte counts into the node's totals (once)."""
