@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from asyncmpc import config
+from asyncmpc.config import parse
 from tests.helpers import ROOT
 
 
@@ -26,8 +26,8 @@ def test_the_readme_documents_every_key_of_hosts_toml_and_no_other() -> None:
     assert documented() == {
         "top level": {"session"},
         "[tls]": {"dir"},
-        "[protocol]": set(config._PROTOCOL_KEYS),
-        "[training]": set(config._TRAINING_KEYS),
-        "[privacy]": set(config._PRIVACY_KEYS),
-        "[players.NAME]": set(config._PLAYER_KEYS),
+        "[protocol]": set(parse.PROTOCOL_KEYS),
+        "[training]": set(parse.TRAINING_KEYS),
+        "[privacy]": set(parse.PRIVACY_KEYS),
+        "[players.NAME]": set(parse.PLAYER_KEYS),
     }

@@ -1,4 +1,4 @@
-"""hosts.toml -> frozen dataclasses, validated once (imports errors only; uses tomllib).
+"""hosts.toml -> ``Config``, validated once (uses tomllib).
 
 A deployment file has a ``[protocol]`` table of settings and one ``[players.NAME]`` table per
 player with ``role``, ``host`` and (for listening roles) ``port``. Compute servers get their index
@@ -8,209 +8,33 @@ and the key.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import tomllib
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from asyncmpc.config.settings import (
+    AGGREGATIONS,
+    DATASETS,
+    LISTENING_ROLES,
+    MAC_ROUNDS,
+    MODELS,
+    OPTIMIZERS,
+    PRIVACY_UNITS,
+    SPLITS,
+    WEIGHTINGS,
+    Config,
+    Player,
+    PrivacySettings,
+    ProtocolSettings,
+    Role,
+    TrainingSettings,
+)
 from asyncmpc.errors import ConfigError
 
-__all__ = [
-    "LISTENING_ROLES",
-    "Role",
-    "Config",
-    "Player",
-    "PrivacySettings",
-    "ProtocolSettings",
-    "TrainingSettings",
-    "load_config",
-    "parse_config",
-]
+__all__ = ["PLAYER_KEYS", "PRIVACY_KEYS", "PROTOCOL_KEYS", "TRAINING_KEYS", "load_config", "parse_config"]
 
-
-class Role(StrEnum):
-    """A player's role: the one list of roles (hosts.toml's ``role``, and who may send which
-    message in ``wire.messages``)."""
-
-    MODEL_OWNER = "model-owner"
-    DATA_OWNER = "data-owner"
-    COMPUTE_SERVER = "compute-server"
-
-
-LISTENING_ROLES = frozenset({Role.MODEL_OWNER, Role.COMPUTE_SERVER})
-
-
-@dataclass(frozen=True, slots=True)
-class Player:
-    name: str
-    role: Role
-    host: str
-    port: int | None
-    index: int | None = None
-    """Server index 0..2 for compute servers, data-owner index for data owners, else None."""
-    csv: str | None = None
-    """A data owner's training file (or the model owner's test file) when dataset = "csv"."""
-    label_column: str = "label"
-
-    @property
-    def is_loopback(self) -> bool:
-        return _is_loopback(self.host)
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolSettings:
-    frac_bits: int = 16
-    min_owners: int = 2
-    max_owners: int = 1000
-    connect_timeout: float = 30.0
-    """Seconds to wait at start-up for the players a role needs before it gives up."""
-    round_timeout: float = 60.0
-    """Seconds a round may take; also the deadline for a frame, once begun, to arrive whole."""
-    server_timeout: float = 5.0
-    """Seconds a compute server may stay silent after two others answered a round, before the
-    round goes on without it (and it is disconnected, to be redialled)."""
-    idle_timeout: float = 600.0
-    """Seconds a data owner or compute server waits for an absent or silent model owner before
-    it exits; also how long a model owner pauses with fewer than two servers before it gives up."""
-    handshake_timeout: float = 10.0
-    """Seconds an accepted connection may take to finish TLS and ``Hello``."""
-    max_handshakes: int = 32
-    """Accepted connections that may be in their handshake at once; beyond that, the oldest
-    is closed to make room."""
-    max_frame_bytes: int = 1 << 30
-    plaintext: bool = False
-    mac_rounds: str = "after-dispute"
-    """When rounds carry MACs that can name a cheating server: "after-dispute" (the re-run of a
-    disputed round and a window of rounds after it, doubling with each dispute, until a server
-    is excluded; ``protocol.dispute.MacPolicy``) or "always"."""
-    mac_window: int = 10
-    """MAC rounds after the first dispute (doubling with each further one)."""
-
-
-DATASETS = ("breast_cancer", "digits", "wine", "iris", "csv", "synthetic")
-AGGREGATIONS = ("secure", "plain")
-WEIGHTINGS = ("owners", "examples")
-MODELS = ("logreg", "mlp")
-MAC_ROUNDS = ("after-dispute", "always")
-PRIVACY_UNITS = ("example", "owner")
-OPTIMIZERS = ("sgd", "adam")
-SPLITS = ("iid", "dirichlet")
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingSettings:
-    dataset: str = "breast_cancer"
-    """A data set that ships with scikit-learn, "csv" (each data owner names its file), or a
-    plug-in "module:function" (see ``asyncmpc.learning.data.load_plugin_data``)."""
-    classes: tuple[str, ...] = ()
-    """With dataset = "csv": every class label, as text (the label column is read as text)."""
-    rounds: int = 100
-    optimizer: str = "adam"
-    learning_rate: float = 0.1
-    momentum: float = 0.9
-    l2: float = 1e-3
-    batch_size: int = 0
-    """Examples per data owner per round; 0 means the owner's whole local data (full batch)."""
-    clip_norm: float = 100.0
-    """Each owner's gradient is scaled down to at most this L2 norm before it is encoded."""
-    split: str = "iid"
-    dirichlet_alpha: float = 0.5
-    seed: int = 0
-    test_fraction: float = 0.25
-    parameters: int = 1000
-    """With dataset = "synthetic": length of the random gradient each owner sends every round."""
-    aggregation: str = "secure"
-    """"plain" sends gradients to the model owner in the clear: the floor for benchmarks, and
-    allowed only with dataset = "synthetic"."""
-    model: str = "logreg"
-    """"logreg", "mlp", or a plug-in "module:attribute" (see ``asyncmpc.learning.models``)."""
-    model_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    """The ``[training.model_options]`` table, passed to the model's builder."""
-    local_steps: int = 1
-    """Optimizer steps each data owner takes on its own data per round (FedAvg); 1: a gradient."""
-    local_learning_rate: float = 0.1
-    """The step size of those local steps (plain SGD)."""
-    weighting: str = ""
-    """"owners" (each contributor counts once) or "examples" (each owner by its number of
-    examples, kept secret: only sums are opened); "" means "examples" when local_steps > 1."""
-
-    @property
-    def weighted(self) -> bool:
-        return self.weighting == "examples" or (not self.weighting and self.local_steps > 1)
-
-
-@dataclass(frozen=True, slots=True)
-class PrivacySettings:
-    """The ``[privacy]`` table: differential privacy inside the secure sum (``asyncmpc.learning.privacy``)."""
-
-    unit: str = "example"
-    """What is protected: "example" (any one training example of any owner) or "owner" (a data
-    owner's whole contribution)."""
-    epsilon: float = 0.0
-    """The budget for the whole training (0: none; then ``noise_multiplier`` is required)."""
-    delta: float = 1e-5
-    noise_multiplier: float = 0.0
-    """Noise standard deviation over the clipping bound; 0: the smallest that keeps
-    ``[training] rounds`` rounds within (epsilon, delta)."""
-    clip: float = 1.0
-    """The L2 bound of one example's gradient (unit "example") or one owner's update ("owner")."""
-    sampling_rate: float = 0.0
-    """The probability that a unit takes part in a round; 0: 0.1 for examples, 1 for owners."""
-    examples: int = 0
-    """The public total number of training examples (unit "example"); the model owner divides
-    the noisy sum by sampling_rate * examples. 0: the bundled data set's training split."""
-
-    @property
-    def rate(self) -> float:
-        if self.sampling_rate:
-            return self.sampling_rate
-        return 0.1 if self.unit == "example" else 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    path: str
-    session: str
-    protocol: ProtocolSettings
-    players: dict[str, Player] = field(hash=False)
-    training: TrainingSettings = TrainingSettings()
-    privacy: PrivacySettings | None = None
-    """None: no ``[privacy]`` table, no differential privacy."""
-    tls_dir: str | None = None
-    """Folder with ca.pem and each player's NAME.pem and NAME.key ([tls] dir)."""
-
-    def player(self, name: str) -> Player:
-        """The player called ``name``; ConfigError if the file has none."""
-        try:
-            return self.players[name]
-        except KeyError:
-            known = ", ".join(self.players)
-            raise ConfigError(f"{self.path}: no player named {name!r} (players: {known})") from None
-
-    @property
-    def servers(self) -> tuple[Player, Player, Player]:
-        s = sorted((p for p in self.players.values() if p.role == Role.COMPUTE_SERVER), key=lambda p: p.index or 0)
-        return (s[0], s[1], s[2])
-
-    @property
-    def data_owners(self) -> tuple[Player, ...]:
-        return tuple(p for p in self.players.values() if p.role == Role.DATA_OWNER)
-
-    @property
-    def model_owner(self) -> Player:
-        return next(p for p in self.players.values() if p.role == Role.MODEL_OWNER)
-
-    def server_index(self, name: str) -> int:
-        p = self.player(name)
-        if p.role != Role.COMPUTE_SERVER or p.index is None:
-            raise ConfigError(f"{self.path}: player {name!r} is not a compute server")
-        return p.index
-
-
-_PROTOCOL_KEYS: dict[str, tuple[type, Any]] = {
+PROTOCOL_KEYS: dict[str, tuple[type, Any]] = {
     "frac_bits": (int, (1, 40)),
     "min_owners": (int, (2, 1_000_000)),
     "max_owners": (int, (2, 1_000_000)),
@@ -225,7 +49,7 @@ _PROTOCOL_KEYS: dict[str, tuple[type, Any]] = {
     "mac_rounds": (str, MAC_ROUNDS),
     "mac_window": (int, (0, 1_000_000)),
 }
-_TRAINING_KEYS: dict[str, tuple[type, Any]] = {
+TRAINING_KEYS: dict[str, tuple[type, Any]] = {
     "dataset": (str, None),
     "classes": (list, None),
     "rounds": (int, (1, 1_000_000)),
@@ -247,7 +71,7 @@ _TRAINING_KEYS: dict[str, tuple[type, Any]] = {
     "local_learning_rate": (float, (0.0, 1e6)),
     "weighting": (str, WEIGHTINGS),
 }
-_PRIVACY_KEYS: dict[str, tuple[type, Any]] = {
+PRIVACY_KEYS: dict[str, tuple[type, Any]] = {
     "unit": (str, PRIVACY_UNITS),
     "epsilon": (float, (0.0, 1e6)),
     "delta": (float, (1e-300, 0.5)),
@@ -256,7 +80,7 @@ _PRIVACY_KEYS: dict[str, tuple[type, Any]] = {
     "sampling_rate": (float, (0.0, 1.0)),
     "examples": (int, (0, 1 << 50)),
 }
-_PLAYER_KEYS = {"role", "host", "port", "csv", "label_column"}
+PLAYER_KEYS = {"role", "host", "port", "csv", "label_column"}
 
 
 def load_config(path: str | Path) -> Config:
@@ -336,7 +160,7 @@ def _table(table: Any, keys: dict[str, tuple[type, Any]], path: str, where: str)
 
 def _parse_protocol(table: Any, path: str) -> ProtocolSettings:
     where = "[protocol]"
-    settings = ProtocolSettings(**_table(table, _PROTOCOL_KEYS, path, where))
+    settings = ProtocolSettings(**_table(table, PROTOCOL_KEYS, path, where))
     if settings.min_owners > settings.max_owners:
         raise ConfigError(
             f"{path}: {where} min_owners: {settings.min_owners} is above max_owners {settings.max_owners}"
@@ -352,7 +176,7 @@ def _parse_tls(table: Any, path: str) -> str | None:
 
 
 def _parse_training(table: Any, path: str) -> TrainingSettings:
-    settings = TrainingSettings(**_table(table, _TRAINING_KEYS, path, "[training]"))
+    settings = TrainingSettings(**_table(table, TRAINING_KEYS, path, "[training]"))
     for key, names, what in (("dataset", DATASETS, "function"), ("model", MODELS, "builder")):
         value = getattr(settings, key)
         if value not in names and not _is_import_string(value):
@@ -366,7 +190,7 @@ def _parse_training(table: Any, path: str) -> TrainingSettings:
 
 def _parse_privacy(table: Any, training: TrainingSettings, path: str) -> PrivacySettings:
     """The ``[privacy]`` table, checked against the training it protects."""
-    settings = PrivacySettings(**_table(table, _PRIVACY_KEYS, path, "[privacy]"))
+    settings = PrivacySettings(**_table(table, PRIVACY_KEYS, path, "[privacy]"))
 
     def refuse(key: str, why: str) -> ConfigError:
         return ConfigError(f"{path}: {key}: {why}")
@@ -413,7 +237,7 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
         where = f"[players.{name}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: {where} must be a table")
-        _no_unknown(entry, _PLAYER_KEYS, path, where)
+        _no_unknown(entry, PLAYER_KEYS, path, where)
         role = entry.get("role")
         if role not in [r.value for r in Role]:
             raise ConfigError(f"{path}: {where} role: unknown role {role!r} (expected one of {', '.join(Role)})")
@@ -502,12 +326,3 @@ def _no_unknown(table: dict[str, Any], known: set[str], path: str, where: str) -
     extra = sorted(set(table) - known)
     if extra:
         raise ConfigError(f"{path}: {where}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
