@@ -6,11 +6,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asyncmpc.cli.common import add_config, fail
 from asyncmpc.config import Config, Role, load_config
 from asyncmpc.errors import AsyncMpcError
+
+if TYPE_CHECKING:  # the player's modules are imported when it runs, so a player starts fast
+    from asyncmpc.net.transport import Opener
 
 __all__ = ["add_arguments", "command"]
 
@@ -143,7 +146,8 @@ def tune_allocator() -> None:
     mallopt(m_trim_threshold, 1 << 30)
 
 
-def command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace, *, opener: Opener | None = None) -> int:
+    """Run the player ``args`` names (its connections from ``opener``: default a TCP ``Node``)."""
     tune_allocator()
     who = "data-owner swarm" if args.swarm else args.name
     level = args.log_level or ("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO")
@@ -156,7 +160,7 @@ def command(args: argparse.Namespace) -> int:
         else:
             role = config.player(args.name).role
             quiet = args.quiet or args.log_format == "json"
-            stats = _run_player(config, args.name, role, Path(args.out), fresh=args.fresh, quiet=quiet)
+            stats = _run_player(config, args.name, role, Path(args.out), fresh=args.fresh, quiet=quiet, opener=opener)
         if args.stats:
             _write_stats(args.stats, who, role, stats)
     except AsyncMpcError as exc:
@@ -179,24 +183,32 @@ def _leaves(group: BaseExceptionGroup[AsyncMpcError]) -> list[AsyncMpcError]:
 
 
 def _run_player(
-    config: Config, name: str, role: str, out: Path, *, fresh: bool = False, quiet: bool = False
+    config: Config,
+    name: str,
+    role: str,
+    out: Path,
+    *,
+    fresh: bool = False,
+    quiet: bool = False,
+    opener: Opener | None = None,
 ) -> dict[str, Any]:
     from asyncmpc.net.runtime import run
 
     if role == Role.COMPUTE_SERVER:
         from asyncmpc.roles.compute_server import run_compute_server
 
-        return run(lambda: run_compute_server(config, name), uvloop_ok=config.protocol.plaintext)  # type: ignore[no-any-return]
+        return run(lambda: run_compute_server(config, name, opener=opener), uvloop_ok=config.protocol.plaintext)  # type: ignore[no-any-return]
     if role == Role.DATA_OWNER:
         from asyncmpc.roles.data_owner import run_data_owner
 
-        return run(lambda: run_data_owner(config, name), uvloop_ok=config.protocol.plaintext)  # type: ignore[no-any-return]
+        return run(lambda: run_data_owner(config, name, opener=opener), uvloop_ok=config.protocol.plaintext)  # type: ignore[no-any-return]
     from asyncmpc.cli.progress import progress_for
     from asyncmpc.roles.model_owner import run_model_owner
 
     progress = progress_for(sys.stderr, quiet=quiet)
     metrics = run(
-        lambda: run_model_owner(config, name, out, fresh=fresh, progress=progress), uvloop_ok=config.protocol.plaintext
+        lambda: run_model_owner(config, name, out, opener=opener, fresh=fresh, progress=progress),
+        uvloop_ok=config.protocol.plaintext,
     )
     from asyncmpc.learning.report import PLOT, plot, summary
 

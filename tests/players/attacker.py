@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""A player that attacks, for tests and benchmarks: ``asyncmpc run``'s options, and one of
+
+    --lie WHAT:WHEN      a compute server that lies to the model owner (tests/attackers.py: Liar)
+    --equivocate         a data owner that sends two servers different copies of its vector
+    --withhold SERVER    a data owner that sends SERVER nothing
+    --mask-trace FILE    a data owner that records the masks it used (not an attack)
+
+The player is the real one; only what it sends is changed, on its way out.
+
+    python tests/players/attacker.py --lie vector:every --config hosts.toml --name server-1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from asyncmpc.cli import build_parser  # noqa: E402
+from asyncmpc.cli import run as run_command  # noqa: E402
+from asyncmpc.config import load_config  # noqa: E402
+from tests.attackers import Alter, Liar, MaskTrace, chain, equivocate, tampering_opener, withhold  # noqa: E402
+
+
+def main(argv: list[str]) -> int:
+    attack = argparse.ArgumentParser(add_help=False)
+    attack.add_argument("--lie", metavar="WHAT:WHEN")
+    attack.add_argument("--equivocate", action="store_true")
+    attack.add_argument("--withhold", metavar="SERVER")
+    attack.add_argument("--mask-trace", metavar="FILE")
+    ours, rest = attack.parse_known_args(argv)
+    args = build_parser().parse_args(["run", *rest])
+    model_owner = load_config(args.config).model_owner.name
+    alters: list[Alter] = []
+    if ours.lie:
+        what, _, when = ours.lie.partition(":")
+        liar = Liar(what, when or "every")
+        alters.append(lambda to, msg: liar.alter(msg) if to == model_owner else msg)
+    if ours.equivocate:
+        alters.append(equivocate)
+    if ours.withhold:
+        alters.append(withhold(ours.withhold))
+    if ours.mask_trace:
+        trace = MaskTrace(Path(ours.mask_trace), args.name)
+        alters.append(trace.observe)
+    alter: Alter = chain(*alters) if alters else (lambda to, msg: msg)
+    return run_command.command(args, opener=tampering_opener(alter))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
