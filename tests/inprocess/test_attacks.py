@@ -13,8 +13,8 @@ import pytest
 from asyncmpc.config import load_config
 from asyncmpc.learning.training import ReferenceTrainer
 from asyncmpc.net.memory import Tamper
-from asyncmpc.roles.cheat import Cheat
 from asyncmpc.wire import messages as m
+from tests.attackers import Liar
 from tests.helpers import write_config
 from tests.inprocess.deploy import MO, run_deployment
 
@@ -57,7 +57,7 @@ def test_a_server_reporting_that_it_holds_no_one_is_outvoted(tmp_path: Path) -> 
     """Attack 6: server-1 answers every round with an empty ``Holding``. Its report is the odd
     one out: the round is disputed and completed, checked by the MAC, on the other two;
     training goes on over every owner."""
-    cheat = Cheat("nothing", "every")
+    cheat = Liar("nothing", "every")
 
     def lie(sender: str, to: str, msg: m.Message) -> m.Message:
         return cheat.alter(msg) if sender == "server-1" and to == MO else msg

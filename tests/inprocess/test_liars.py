@@ -6,7 +6,6 @@ liar is ever excluded. (tests/integration/test_cheating.py runs a liar as a proc
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,8 @@ import pytest
 
 from asyncmpc.config import Config, load_config
 from asyncmpc.learning.training import ReferenceTrainer
-from asyncmpc.roles.cheat import Cheat
 from asyncmpc.wire import messages as m
+from tests.attackers import Liar, equivocate
 from tests.helpers import write_config
 from tests.inprocess.deploy import MO, Outcome, run_deployment
 
@@ -42,7 +41,7 @@ def run_with_liar(tmp_path: Path, liar: str, what: str, when: str, *, mac_rounds
     """Train with ``liar`` altering what it sends the model owner; check what holds whatever
     the lie: every round has a result, the weights are an honest run's, only the liar is out."""
     config = deployment(tmp_path, mac_rounds=mac_rounds)
-    cheat = Cheat(what, when)
+    cheat = Liar(what, when)
 
     def lie(sender: str, to: str, msg: m.Message) -> m.Message:
         return cheat.alter(msg) if sender == liar and to == MO else msg
@@ -118,15 +117,10 @@ def test_an_owner_that_sends_two_servers_different_shares_is_named_and_no_server
     config = deployment(tmp_path)
     liar = "data-owner-1"
 
-    def equivocate(sender: str, to: str, msg: m.Message) -> m.Message:
-        vector_pair = isinstance(msg, m.InputShare) and isinstance(msg.a, np.ndarray)
-        if sender == liar and vector_pair and not isinstance(msg.b, np.ndarray):  # type: ignore[union-attr]
-            a = msg.a.copy()  # type: ignore[union-attr]  # the copy of the vector the last server gets
-            a.reshape(-1)[0] += 1
-            return dataclasses.replace(msg, a=a)
-        return msg
+    def equivocating(sender: str, to: str, msg: m.Message) -> m.Message:
+        return equivocate(to, msg) if sender == liar else msg
 
-    outcome = run_deployment(config, tmp_path / "out", tamper=equivocate)
+    outcome = run_deployment(config, tmp_path / "out", tamper=equivocating)
     metrics = outcome.metrics
     log = [metrics["statistics_round"], *metrics["rounds"]]
     assert outcome.errors == {}

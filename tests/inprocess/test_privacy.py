@@ -12,8 +12,8 @@ import pytest
 from asyncmpc.config import Config, load_config
 from asyncmpc.errors import DisputeError
 from asyncmpc.learning.privacy.accountant import Accountant
-from asyncmpc.roles.cheat import Cheat
 from asyncmpc.wire import messages as m
+from tests.attackers import Liar
 from tests.helpers import hosts_toml, write_config
 from tests.inprocess.deploy import MO, run_deployment
 
@@ -56,7 +56,7 @@ def test_a_lying_server_under_privacy_stops_training_naming_the_suspects(tmp_pat
     """No MAC round may open the noise-free sum, so a failed cross-check ends training with an
     error that says why and names the suspects."""
     config = private_config(tmp_path, "noise_multiplier = 2.0", "rounds = 20", "idle_timeout = 30.0")
-    cheat = Cheat("vector", "once")
+    cheat = Liar("vector", "once")
 
     def lie(sender: str, to: str, msg: m.Message) -> m.Message:
         return cheat.alter(msg) if sender == "server-1" and to == MO else msg
