@@ -21,8 +21,7 @@ from asyncmpc.roles.compute_server import run_compute_server
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import encode_message
 from asyncmpc.wire.framing import frame
-from tests.helpers import hosts_toml
-from tests.net.test_runtime import config, within
+from tests.helpers import hosts_toml, loopback_config, within
 
 pytestmark = pytest.mark.adversarial
 
@@ -43,7 +42,7 @@ def test_a_server_announcing_a_frame_it_never_finishes_stalls_only_its_own_conne
     its cap the frame is not even taken in; within it (a round of 2.2 million parameters,
     a 17.6 MB frame) it holds only its own connection's budget, and the owner's 35 MB share
     still goes through."""
-    cfg = config(protocol="round_timeout = 60.0")
+    cfg = loopback_config(protocol="round_timeout = 60.0")
     d = D if announced == "1 GiB" else 2_200_000
 
     async def body() -> None:
@@ -72,7 +71,7 @@ def test_a_frame_larger_than_any_open_round_waits_for_one_and_fails_without_it()
     """A data owner's frame of 16 MB to a server that has no round that large: its bytes are
     not taken in (reading paused); when a round that large opens it goes on; an owner that
     sends one for no round is dropped at the frame deadline, naming the cap."""
-    cfg = config(protocol="round_timeout = 1.0")
+    cfg = loopback_config(protocol="round_timeout = 1.0")
 
     async def body() -> None:
         async with Node(cfg, "server-0") as srv, Node(cfg, "data-owner-0") as owner:
@@ -101,7 +100,7 @@ def test_a_peer_that_reads_nothing_cannot_hold_a_greeting_forever(caplog: pytest
     """Attack 10: a player greets every new connection (keys, noise parts owed); a peer that
     completes the handshake and then reads nothing used to keep that send waiting forever.
     The greeting has the handshake's deadline: the connection is closed, the node serves on."""
-    cfg = config(protocol="handshake_timeout = 1.0")
+    cfg = loopback_config(protocol="handshake_timeout = 1.0")
     big = m.NoiseShare(session=cfg.session, round_no=1, part=np.zeros(8 << 20, dtype=np.int64))  # 64 MiB
 
     async def body() -> None:

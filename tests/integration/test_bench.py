@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 
 def bench(*args: str) -> list[dict]:  # type: ignore[type-arg]

@@ -4,7 +4,7 @@ honest one, training ends with the weights of an honest run, and only the liar i
 The liar is a real compute server started with ``ASYNCMPC_TEST_CHEAT`` (``roles.cheat``): it
 alters its result vector, its tag, both, or its holding report; once, in every round, only in
 ordinary rounds, or only in MAC rounds. Every process is killed when a test ends, also when it
-fails (``players``).
+fails (the ``procs`` fixture).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from asyncmpc.config import load_config
+from asyncmpc.learning.checkpoint import read_rounds
 from asyncmpc.learning.training import ReferenceTrainer
 from asyncmpc.roles.cheat import CHEAT_ENV, EQUIVOCATE_ENV
-from tests.helpers import players, wait_until, write_config
-from tests.integration.test_faults import ALL, OWNERS, SERVERS, finish, kill, rows, saved_theta, start
+from tests.helpers import ALL, OWNERS, SERVERS, Players, finish, saved_theta, start, wait_until, write_config
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.process]
 
 ROUNDS = 8
 
@@ -33,18 +33,17 @@ def deployment(tmp_path: Path, *, mac_rounds: str = "after-dispute", rounds: int
     return write_config(tmp_path, owners=3, tls=True, training=training, protocol=protocol)
 
 
-def run_with_liar(tmp_path: Path, liar: str, cheat: str, *, mac_rounds: str = "after-dispute") -> dict[str, Any]:
+def run_with_liar(procs: Players, liar: str, cheat: str, *, mac_rounds: str = "after-dispute") -> dict[str, Any]:
     """Train with ``liar`` cheating as ``cheat``; return metrics.json after checking that every
     honest player finished cleanly and the final weights are those of an honest run over the
     same contributors."""
-    config = deployment(tmp_path, mac_rounds=mac_rounds)
-    out = tmp_path / "out"
-    with players(tmp_path) as procs:
-        start(procs, config, out, [n for n in ALL if n != liar])
-        start(procs, config, out, [liar], env={CHEAT_ENV: cheat})
-        finish(procs, [n for n in ALL if n != liar])
-        liar_exit = procs.wait(liar, 60)
-        liar_log = procs.log(liar)
+    config = deployment(procs.log_dir, mac_rounds=mac_rounds)
+    out = procs.log_dir / "out"
+    start(procs, config, out, [n for n in ALL if n != liar])
+    start(procs, config, out, [liar], env={CHEAT_ENV: cheat})
+    finish(procs, [n for n in ALL if n != liar])
+    liar_exit = procs.wait(liar, 60)
+    liar_log = procs.log(liar)
     metrics: dict[str, Any] = json.loads((out / "metrics.json").read_text())
     log = metrics["rounds"]
     assert len(log) == ROUNDS and all(r.get("skipped") is None for r in log), "every round has a result"
@@ -65,9 +64,9 @@ WHATS = ["vector", "tag", "both", "holding"]
 
 
 @pytest.mark.parametrize("what", WHATS)
-def test_a_liar_in_every_round_is_excluded_or_harmless(tmp_path: Path, what: str) -> None:
+def test_a_liar_in_every_round_is_excluded_or_harmless(procs: Players, what: str) -> None:
     liar = SERVERS[WHATS.index(what) % 3]
-    metrics = run_with_liar(tmp_path, liar, f"{what}:every")
+    metrics = run_with_liar(procs, liar, f"{what}:every")
     log = [metrics["statistics_round"], *metrics["rounds"]]
     if what == "holding":  # a denied share looks like a lost one: never proof of a lie
         assert not metrics["excluded_servers"]
@@ -79,9 +78,9 @@ def test_a_liar_in_every_round_is_excluded_or_harmless(tmp_path: Path, what: str
 
 
 @pytest.mark.parametrize("what", WHATS)
-def test_a_liar_in_ordinary_rounds_only_costs_re_runs_and_is_never_excluded(tmp_path: Path, what: str) -> None:
+def test_a_liar_in_ordinary_rounds_only_costs_re_runs_and_is_never_excluded(procs: Players, what: str) -> None:
     liar = SERVERS[(WHATS.index(what) + 1) % 3]
-    metrics = run_with_liar(tmp_path, liar, f"{what}:ordinary")
+    metrics = run_with_liar(procs, liar, f"{what}:ordinary")
     log = [metrics["statistics_round"], *metrics["rounds"]]
     assert not metrics["excluded_servers"]
     disputed = [r for r in log if r.get("disputed")]
@@ -90,9 +89,9 @@ def test_a_liar_in_ordinary_rounds_only_costs_re_runs_and_is_never_excluded(tmp_
 
 
 @pytest.mark.parametrize("what", WHATS)
-def test_a_liar_in_mac_rounds_only_is_excluded_at_its_first_lie(tmp_path: Path, what: str) -> None:
+def test_a_liar_in_mac_rounds_only_is_excluded_at_its_first_lie(procs: Players, what: str) -> None:
     liar = SERVERS[(WHATS.index(what) + 2) % 3]
-    metrics = run_with_liar(tmp_path, liar, f"{what}:mac", mac_rounds="always")
+    metrics = run_with_liar(procs, liar, f"{what}:mac", mac_rounds="always")
     log = [metrics["statistics_round"], *metrics["rounds"]]
     if what == "holding":  # the other two complete every round: no one pays for the denial
         assert not metrics["excluded_servers"]
@@ -103,26 +102,27 @@ def test_a_liar_in_mac_rounds_only_is_excluded_at_its_first_lie(tmp_path: Path, 
 
 
 @pytest.mark.parametrize("what", WHATS)
-def test_a_liar_that_lies_once_costs_one_re_run(tmp_path: Path, what: str) -> None:
+def test_a_liar_that_lies_once_costs_one_re_run(procs: Players, what: str) -> None:
     liar = SERVERS[WHATS.index(what) % 3]
-    metrics = run_with_liar(tmp_path, liar, f"{what}:once")
+    metrics = run_with_liar(procs, liar, f"{what}:once")
     log = [metrics["statistics_round"], *metrics["rounds"]]
     assert not metrics["excluded_servers"]  # its lie was in an ordinary round: no proof
     assert len([r for r in log if r.get("disputed")]) <= 1
 
 
-def test_an_owner_that_sends_two_servers_different_shares_is_named_and_no_server_is(tmp_path: Path) -> None:
+def test_an_owner_that_sends_two_servers_different_shares_is_named_and_no_server_is(
+    tmp_path: Path, procs: Players
+) -> None:
     """The owner's holders report different digests of its share in the MAC re-run: it is
     named, stays in (its input is the version its own MAC tag verifies), and no server is
     blamed for the component it made differ."""
     config = deployment(tmp_path)
     out = tmp_path / "out"
     liar = OWNERS[1]
-    with players(tmp_path) as procs:
-        start(procs, config, out, [n for n in ALL if n != liar])
-        start(procs, config, out, [liar], env={EQUIVOCATE_ENV: "1"})
-        finish(procs)
-        mo_log = procs.log("model-owner")
+    start(procs, config, out, [n for n in ALL if n != liar])
+    start(procs, config, out, [liar], env={EQUIVOCATE_ENV: "1"})
+    finish(procs)
+    mo_log = procs.log("model-owner")
     metrics = json.loads((out / "metrics.json").read_text())
     log = [metrics["statistics_round"], *metrics["rounds"]]
     assert not metrics["excluded_servers"] and not any(r.get("excluded") for r in log)
@@ -136,22 +136,23 @@ def test_an_owner_that_sends_two_servers_different_shares_is_named_and_no_server
     np.testing.assert_allclose(saved_theta(out), theta, atol=1e-9, rtol=0)
 
 
-def test_an_exclusion_outlasts_a_model_owner_restart_and_a_restarted_liar_stays_out(tmp_path: Path) -> None:
+def test_an_exclusion_outlasts_a_model_owner_restart_and_a_restarted_liar_stays_out(
+    tmp_path: Path, procs: Players
+) -> None:
     liar = SERVERS[1]
     config = deployment(tmp_path, rounds=200)
     out = tmp_path / "out"
-    with players(tmp_path) as procs:
-        start(procs, config, out, [n for n in ALL if n != liar])
-        start(procs, config, out, [liar], env={CHEAT_ENV: "vector:every"})
-        wait_until(lambda: len(rows(out)) >= 3, 120, "three rounds after the exclusion")
-        kill(procs, "model-owner")
-        assert procs.wait(liar, 60) == 2  # it was told, and left
-        before = len(rows(out))
-        assert before < 200, "the model owner was killed while it trained"
-        start(procs, config, out, [liar], env={CHEAT_ENV: "vector:every"})  # it comes back, still lying
-        start(procs, config, out, ["model-owner"])
-        finish(procs, [n for n in ALL if n != liar])
-        mo_log, liar_log = procs.log("model-owner"), procs.log(liar)
+    start(procs, config, out, [n for n in ALL if n != liar])
+    start(procs, config, out, [liar], env={CHEAT_ENV: "vector:every"})
+    wait_until(lambda: len(read_rounds(out)) >= 3, 120, "three rounds after the exclusion")
+    procs.kill("model-owner")
+    assert procs.wait(liar, 60) == 2  # it was told, and left
+    before = len(read_rounds(out))
+    assert before < 200, "the model owner was killed while it trained"
+    start(procs, config, out, [liar], env={CHEAT_ENV: "vector:every"})  # it comes back, still lying
+    start(procs, config, out, ["model-owner"])
+    finish(procs, [n for n in ALL if n != liar])
+    mo_log, liar_log = procs.log("model-owner"), procs.log(liar)
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["excluded_servers"]) == {liar} and metrics["resumed_after"]
     log = metrics["rounds"]

@@ -11,11 +11,20 @@ from pathlib import Path
 import pytest
 
 from asyncmpc.learning.training import load_sklearn
-from tests.helpers import ROOT, free_ports, write_config
-from tests.integration.test_errors import one_line
-from tests.integration.test_training import run_deployment
+from tests.helpers import (
+    ROOT,
+    RUN_ROLE,
+    Players,
+    free_ports,
+    hosts_toml,
+    one_line,
+    players,
+    run_deployment,
+    wait_until,
+    write_config,
+)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 ASYNCMPC = [sys.executable, "-c", "import sys; from asyncmpc.cli import main; sys.exit(main())"]
 
@@ -79,9 +88,9 @@ def test_certs_writes_a_ca_and_one_certificate_per_player_and_leaves_them_if_ask
     assert missing.returncode == 2 and "nope.toml" in one_line(missing)
 
 
-def test_predict_gives_the_predictions_of_the_scikit_learn_model_of_a_run(tmp_path: Path) -> None:
+def test_predict_gives_the_predictions_of_the_scikit_learn_model_of_a_run(tmp_path: Path, procs: Players) -> None:
     config = write_config(tmp_path, owners=3, training='dataset = "breast_cancer"\nrounds = 3')
-    run_deployment(tmp_path, config)
+    run_deployment(procs, config)
     model = tmp_path / "out" / "model.npz"
     from sklearn.datasets import load_breast_cancer
 
@@ -109,7 +118,6 @@ def test_predict_gives_the_predictions_of_the_scikit_learn_model_of_a_run(tmp_pa
 def test_predict_works_for_an_mlp_and_for_a_plug_in_model(tmp_path: Path) -> None:
     from asyncmpc.config import parse_config
     from asyncmpc.learning.training import ReferenceTrainer
-    from tests.helpers import hosts_toml
 
     for spec in ["mlp", "examples.poly_softmax:build"]:
         training = f'dataset = "wine"\nmodel = "{spec}"\nrounds = 5'
@@ -132,9 +140,6 @@ def test_predict_works_for_an_mlp_and_for_a_plug_in_model(tmp_path: Path) -> Non
 
 def test_the_model_owner_shows_a_progress_bar_on_a_terminal_and_plain_lines_in_a_pipe(tmp_path: Path) -> None:
     import shlex
-    import shutil
-
-    from tests.helpers import RUN_ROLE, players
 
     if shutil.which("script") is None:
         pytest.skip("needs script(1) for a pseudo-terminal")
@@ -162,9 +167,9 @@ def test_the_model_owner_shows_a_progress_bar_on_a_terminal_and_plain_lines_in_a
                 assert f"round {t}/{rounds}: loss" in screen
 
 
-def test_report_summarizes_a_run_and_plots_it_and_a_run_ends_with_the_same(tmp_path: Path) -> None:
+def test_report_summarizes_a_run_and_plots_it_and_a_run_ends_with_the_same(tmp_path: Path, procs: Players) -> None:
     config = write_config(tmp_path, owners=3, training='dataset = "breast_cancer"\nrounds = 4')
-    run_deployment(tmp_path, config)
+    run_deployment(procs, config)
     out = tmp_path / "out"
     assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the run plotted itself
     (out / "training.png").unlink()
@@ -182,21 +187,19 @@ def test_report_summarizes_a_run_and_plots_it_and_a_run_ends_with_the_same(tmp_p
     )
 
 
-def test_check_connect_tries_every_peer_with_this_players_certificate(tmp_path: Path) -> None:
+def test_check_connect_tries_every_peer_with_this_players_certificate(tmp_path: Path, procs: Players) -> None:
     from asyncmpc.config import load_config
     from asyncmpc.net.tls import make_certs
-    from tests.helpers import players, wait_until
 
     ports = free_ports(4)
     config = write_config(tmp_path, owners=2, tls=True, ports=ports)
-    with players(tmp_path) as procs:
-        procs.start_role(config, "server-0")
-        wait_until(lambda: "listening on" in procs.log("server-0"), 60, "server-0 to listen")
-        result = asyncmpc("check", "--config", str(config), "--connect", "--name", "data-owner-0", "--timeout", "2")
-        make_certs(load_config(config), tmp_path / "other")  # data-owner-0's files from another CA
-        for ext in ("pem", "key"):
-            shutil.copy(tmp_path / "other" / f"data-owner-0.{ext}", tmp_path / "certs" / f"data-owner-0.{ext}")
-        stranger = asyncmpc("check", "--config", str(config), "--connect", "--name", "data-owner-0")
+    procs.start_role(config, "server-0")
+    wait_until(lambda: "listening on" in procs.log("server-0"), 60, "server-0 to listen")
+    result = asyncmpc("check", "--config", str(config), "--connect", "--name", "data-owner-0", "--timeout", "2")
+    make_certs(load_config(config), tmp_path / "other")  # data-owner-0's files from another CA
+    for ext in ("pem", "key"):
+        shutil.copy(tmp_path / "other" / f"data-owner-0.{ext}", tmp_path / "certs" / f"data-owner-0.{ext}")
+    stranger = asyncmpc("check", "--config", str(config), "--connect", "--name", "data-owner-0")
     refused = "server-0 closed the connection after the handshake (it does not accept data-owner-0's certificate"
     assert f"TLS with server-0 at 127.0.0.1:{ports[1]} failed: {refused}" in stranger.stdout
     assert result.returncode == 2

@@ -11,22 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, RUN_ROLE, free_ports, players, wait_until, write_config
+from tests.helpers import ROOT, RUN_ROLE, Players, free_ports, one_line, wait_until, write_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 
 def run_role(config: Path, name: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", name]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The error line on stderr, after checking that it is the only output of note."""
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("asyncmpc:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def test_a_port_in_use_names_the_player_the_address_and_what_to_do(tmp_path: Path) -> None:
@@ -138,7 +130,9 @@ _CERTS = "make every player's files with one `asyncmpc certs` and give each play
         ),
     ],
 )
-def test_a_certificate_that_does_not_match_says_whose_and_what_to_do(tmp_path: Path, case: str, message: str) -> None:
+def test_a_certificate_that_does_not_match_says_whose_and_what_to_do(
+    tmp_path: Path, procs: Players, case: str, message: str
+) -> None:
     from asyncmpc.config import load_config
     from asyncmpc.net.tls import make_certs
 
@@ -153,16 +147,15 @@ def test_a_certificate_that_does_not_match_says_whose_and_what_to_do(tmp_path: P
         folder = certs
     for ext in ("pem", "key"):
         shutil.copy(folder / f"{source}.{ext}", certs / f"{player}.{ext}")
-    with players(tmp_path) as procs:
-        procs.start_role(config, "server-0")
-        wait_until(lambda: "listening on" in procs.log("server-0"), 30, "server-0 to listen")
-        argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", "model-owner"]
-        result = subprocess.run(
-            [*argv, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
-        )
-        if player == "model-owner":  # the server says why in its log
-            assert "refused TLS connection from 127.0.0.1" in procs.log("server-0")
-            assert "certificate verify failed" in procs.log("server-0")
+    procs.start_role(config, "server-0")
+    wait_until(lambda: "listening on" in procs.log("server-0"), 30, "server-0 to listen")
+    argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", "model-owner"]
+    result = subprocess.run(
+        [*argv, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
+    if player == "model-owner":  # the server says why in its log
+        assert "refused TLS connection from 127.0.0.1" in procs.log("server-0")
+        assert "certificate verify failed" in procs.log("server-0")
     assert result.returncode == 2
     where = f"asyncmpc: model-owner: TLS with server-0 at 127.0.0.1:{ports[1]} failed: "
     assert one_line(result) == where + message

@@ -2,7 +2,8 @@
 
 Each test starts every player with scripts/run_role.py, kills or stops some of them by PID
 while rounds run, and checks the round log (metrics.json), that training completes, and the
-final model. Every process is killed when the test ends, also when it fails (``players``).
+final model. Every process is killed when the test ends, also when it fails (the ``procs``
+fixture).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,24 @@ from asyncmpc.config import load_config
 from asyncmpc.learning.checkpoint import read_rounds
 from asyncmpc.learning.training import ReferenceTrainer
 from asyncmpc.learning.workload import SyntheticOwner
-from tests.helpers import ForwardingProxy, Players, free_ports, hosts_toml, players, wait_until, write_config
+from tests.helpers import (
+    ALL,
+    OWNERS,
+    SERVERS,
+    ForwardingProxy,
+    Players,
+    finish,
+    free_ports,
+    hosts_toml,
+    players,
+    saved_theta,
+    start,
+    wait_until,
+    write_config,
+)
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.process]
 
-SERVERS = ["server-0", "server-1", "server-2"]
-OWNERS = ["data-owner-0", "data-owner-1", "data-owner-2"]
-ALL = [*SERVERS, "model-owner", *OWNERS]
 SERVER_TIMEOUT = 1.5
 
 
@@ -44,43 +55,20 @@ def deployment(tmp_path: Path, rounds: int, *, extra_training: str = "") -> Path
     return write_config(tmp_path, owners=3, tls=True, training=training, protocol=protocol)
 
 
-def rows(out: Path) -> list[dict[str, Any]]:
-    """The rounds logged so far (metrics.jsonl grows by a line per round)."""
-    return read_rounds(out)
-
-
-def start(procs: Players, config: Path, out: Path, names: list[str] = ALL, env: dict[str, str] | None = None) -> None:
-    for name in names:
-        procs.start_role(config, name, "--out", str(out), env=env)
-
-
-def finish(procs: Players, names: list[str] = ALL, timeout: float = 240) -> None:
-    for name in names:
-        assert procs.wait(name, timeout) == 0, f"{name} failed:\n{procs.log(name)}"
-
-
-def kill(procs: Players, name: str, sig: int = signal.SIGKILL) -> None:
-    procs.procs[name].send_signal(sig)
-    if sig == signal.SIGKILL:
-        procs.procs[name].wait()
-
-
-@contextlib.contextmanager
-def training(tmp_path: Path, rounds: int, until: int = 20) -> Iterator[tuple[Players, Path, Path]]:
-    """A TLS deployment of every player, training; yields (players, config, out) once ``until``
-    rounds are done. Every process is killed on the way out."""
-    config = deployment(tmp_path, rounds)
-    out = tmp_path / "out"
-    with players(tmp_path) as procs:
-        start(procs, config, out)
-        wait_until(lambda: len(rows(out)) >= until, 120, f"round {until}")
-        yield procs, config, out
+def start_training(procs: Players, rounds: int, until: int = 20) -> tuple[Path, Path]:
+    """Start a TLS deployment of every player, training, in the log folder; return (its file,
+    the model owner's output folder) once ``until`` rounds are done."""
+    config = deployment(procs.log_dir, rounds)
+    out = procs.log_dir / "out"
+    start(procs, config, out)
+    wait_until(lambda: len(read_rounds(out)) >= until, 120, f"round {until}")
+    return config, out
 
 
 def every_round_done(out: Path, rounds: int) -> list[dict[str, Any]]:
     """The round log, after checking that every round has a result and that no server was
     excluded (these faults are honest: crashes, hangs, cuts, restarts; never proof of a lie)."""
-    log = rows(out)
+    log = read_rounds(out)
     assert len(log) == rounds and all(r.get("skipped") is None for r in log), "every round has a result"
     metrics = json.loads((out / "metrics.json").read_text())
     assert not metrics["excluded_servers"] and not any(r.get("excluded") for r in log), "no one excluded"
@@ -100,19 +88,14 @@ def reference_accuracy(config: Path) -> float:
     return accuracy
 
 
-def saved_theta(out: Path) -> np.ndarray:
-    with np.load(out / "checkpoint.npz") as f:
-        return f["theta"]
-
-
-def test_a_killed_server_costs_one_short_round_and_rejoins_when_restarted(tmp_path: Path) -> None:
+def test_a_killed_server_costs_one_short_round_and_rejoins_when_restarted(procs: Players) -> None:
     rounds = 500
-    with training(tmp_path, rounds, until=random.Random().randrange(20, 60)) as (procs, config, out):
-        kill(procs, "server-1")
-        died = len(rows(out))
-        wait_until(lambda: len(rows(out)) >= died + 3, 60, "three rounds after the kill")
-        procs.start_role(config, "server-1", "--out", str(out))
-        finish(procs)
+    config, out = start_training(procs, rounds, until=random.Random().randrange(20, 60))
+    procs.kill("server-1")
+    died = len(read_rounds(out))
+    wait_until(lambda: len(read_rounds(out)) >= died + 3, 60, "three rounds after the kill")
+    procs.start_role(config, "server-1", "--out", str(out))
+    finish(procs)
     log = every_round_done(out, rounds)
     two = [r for r in log if r["servers"] == ["server-0", "server-2"]]
     assert two and all(not r["cross_checked"] for r in two)
@@ -124,16 +107,16 @@ def test_a_killed_server_costs_one_short_round_and_rejoins_when_restarted(tmp_pa
     assert_reference_weights(out, config)
 
 
-def test_a_stopped_server_is_left_out_after_its_deadline_and_taken_back_after_it_resumes(tmp_path: Path) -> None:
+def test_a_stopped_server_is_left_out_after_its_deadline_and_taken_back_after_it_resumes(procs: Players) -> None:
     rounds = 500
-    with training(tmp_path, rounds) as (procs, config, out):
-        kill(procs, "server-2", signal.SIGSTOP)
-        try:
-            stopped = len(rows(out))
-            wait_until(lambda: len(rows(out)) >= stopped + 10, 60, "rounds without server-2")
-        finally:
-            kill(procs, "server-2", signal.SIGCONT)
-        finish(procs)
+    config, out = start_training(procs, rounds)
+    procs.kill("server-2", signal.SIGSTOP)
+    try:
+        stopped = len(read_rounds(out))
+        wait_until(lambda: len(read_rounds(out)) >= stopped + 10, 60, "rounds without server-2")
+    finally:
+        procs.kill("server-2", signal.SIGCONT)
+    finish(procs)
     log = every_round_done(out, rounds)
     without = [i for i, r in enumerate(log) if r["servers"] == ["server-0", "server-1"]]
     assert without, "rounds went on without server-2"
@@ -144,18 +127,18 @@ def test_a_stopped_server_is_left_out_after_its_deadline_and_taken_back_after_it
     assert_reference_weights(out, config)
 
 
-def test_with_two_servers_killed_rounds_pause_and_go_on_when_one_returns(tmp_path: Path) -> None:
+def test_with_two_servers_killed_rounds_pause_and_go_on_when_one_returns(procs: Players) -> None:
     rounds = 300
-    with training(tmp_path, rounds) as (procs, config, out):
-        kill(procs, "server-1")
-        kill(procs, "server-2")
-        wait_until(lambda: "rounds paused" in procs.log("model-owner"), 30, "the pause")
-        paused = len(rows(out))
-        procs.start_role(config, "server-2", "--out", str(out))
-        finish(procs, ["server-0", "server-2", "model-owner", *OWNERS])
+    config, out = start_training(procs, rounds)
+    procs.kill("server-1")
+    procs.kill("server-2")
+    wait_until(lambda: "rounds paused" in procs.log("model-owner"), 30, "the pause")
+    paused = len(read_rounds(out))
+    procs.start_role(config, "server-2", "--out", str(out))
+    finish(procs, ["server-0", "server-2", "model-owner", *OWNERS])
     line = next(x for x in procs.log("model-owner").splitlines() if "rounds paused" in x)
     assert "server-1 since" in line and "server-2 since" in line
-    log = rows(out)
+    log = read_rounds(out)
     assert len(log) == rounds and len(log) > paused
     assert sum(r.get("skipped") is not None for r in log) <= 1  # at most the round they died in
     assert all(r["servers"] == ["server-0", "server-2"] for r in log[paused + 1 :])
@@ -163,16 +146,16 @@ def test_with_two_servers_killed_rounds_pause_and_go_on_when_one_returns(tmp_pat
     assert final == pytest.approx(reference_accuracy(config), abs=0.02)
 
 
-def test_a_killed_model_owner_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_a_killed_model_owner_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(procs: Players) -> None:
     rounds = 400
-    with training(tmp_path, rounds, until=random.Random().randrange(20, 100)) as (procs, config, out):
-        kill(procs, "model-owner")
-        done = rows(out)[-1]["round"]
-        others = [n for n in ALL if n != "model-owner"]
-        assert all(procs.procs[n].poll() is None for n in others), "nobody else exited"
-        procs.start_role(config, "model-owner", "--out", str(out))
-        wait_until(lambda: "resuming from" in procs.log("model-owner"), 60, "the resume")
-        finish(procs)
+    config, out = start_training(procs, rounds, until=random.Random().randrange(20, 100))
+    procs.kill("model-owner")
+    done = read_rounds(out)[-1]["round"]
+    others = [n for n in ALL if n != "model-owner"]
+    assert all(procs.procs[n].poll() is None for n in others), "nobody else exited"
+    procs.start_role(config, "model-owner", "--out", str(out))
+    wait_until(lambda: "resuming from" in procs.log("model-owner"), 60, "the resume")
+    finish(procs)
     metrics = json.loads((out / "metrics.json").read_text())
     resumed = metrics["resumed_after"][0]
     assert resumed in (done, done - 1)
@@ -181,30 +164,29 @@ def test_a_killed_model_owner_resumes_and_ends_with_the_weights_of_an_uninterrup
     assert_reference_weights(out, config)
 
 
-def test_no_mask_stream_is_used_twice_when_every_role_restarts(tmp_path: Path) -> None:
+def test_no_mask_stream_is_used_twice_when_every_role_restarts(tmp_path: Path, procs: Players) -> None:
     rounds = 400
     config = deployment(tmp_path, rounds)
     out = tmp_path / "out"
     trace = tmp_path / "masks.txt"
     env = {"ASYNCMPC_MASK_TRACE": str(trace)}
-    with players(tmp_path) as procs:
-        start(procs, config, out, env=env)
-        back = {
-            "data-owner-1": lambda r: "data-owner-1" in r["contributors"],
-            "server-1": lambda r: r.get("servers") == SERVERS,
-            "model-owner": lambda r: True,
-        }
-        for name, rejoined in back.items():
-            wait_until(lambda: len(rows(out)) >= 30, 120, "round 30")
-            kill(procs, name)
-            killed_at = len(rows(out))
-            procs.start_role(config, name, "--out", str(out), env=env)
-            wait_until(
-                lambda rejoined=rejoined, after=killed_at + 1: any(rejoined(r) for r in rows(out)[after:]),  # type: ignore[misc]
-                120,
-                f"{name} to take part again",
-            )
-        finish(procs)
+    start(procs, config, out, env=env)
+    back = {
+        "data-owner-1": lambda r: "data-owner-1" in r["contributors"],
+        "server-1": lambda r: r.get("servers") == SERVERS,
+        "model-owner": lambda r: True,
+    }
+    for name, rejoined in back.items():
+        wait_until(lambda: len(read_rounds(out)) >= 30, 120, "round 30")
+        procs.kill(name)
+        killed_at = len(read_rounds(out))
+        procs.start_role(config, name, "--out", str(out), env=env)
+        wait_until(
+            lambda rejoined=rejoined, after=killed_at + 1: any(rejoined(r) for r in read_rounds(out)[after:]),  # type: ignore[misc]
+            120,
+            f"{name} to take part again",
+        )
+    finish(procs)
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["round"] for r in metrics["rounds"]] == list(range(1, rounds + 1))
     uses = [tuple(line.split()[1:]) for line in trace.read_text().splitlines()]
@@ -341,7 +323,7 @@ class CutOnce:
         return data
 
 
-def test_a_connection_cut_mid_frame_costs_one_re_run_and_nothing_else(tmp_path: Path) -> None:
+def test_a_connection_cut_mid_frame_costs_one_re_run_and_nothing_else(tmp_path: Path, procs: Players) -> None:
     """Plaintext (a proxy cannot sit inside TLS): the model owner reaches server-2 through a
     proxy that cuts the connection once, in the middle of a result frame. The round ends on two
     servers, which nothing checks, so it runs again as a MAC round; the model owner dials
@@ -358,7 +340,7 @@ def test_a_connection_cut_mid_frame_costs_one_re_run_and_nothing_else(tmp_path: 
     mo_config.write_text(hosts_toml(3, training=training, protocol=protocol, ports=[*ports[:3], ports[4]]))
     out = tmp_path / "out"
     cut = CutOnce(after=40)
-    with ForwardingProxy(ports[4], ports[3], downstream=cut), players(tmp_path) as procs:
+    with ForwardingProxy(ports[4], ports[3], downstream=cut):
         for name in ALL:
             procs.start_role(mo_config if name == "model-owner" else config, name, "--out", str(out))
         finish(procs)
@@ -374,13 +356,13 @@ def test_a_connection_cut_mid_frame_costs_one_re_run_and_nothing_else(tmp_path: 
         np.testing.assert_allclose(f["theta"], -lr * rounds * mean, rtol=0, atol=rounds * lr * 2.0**-16)
 
 
-def test_a_model_owner_restarted_while_a_server_is_down_resumes_with_two(tmp_path: Path) -> None:
+def test_a_model_owner_restarted_while_a_server_is_down_resumes_with_two(procs: Players) -> None:
     rounds = 300
-    with training(tmp_path, rounds) as (procs, config, out):
-        kill(procs, "server-1")
-        kill(procs, "model-owner")
-        procs.start_role(config, "model-owner", "--out", str(out))
-        finish(procs, ["server-0", "server-2", "model-owner", *OWNERS])
+    config, out = start_training(procs, rounds)
+    procs.kill("server-1")
+    procs.kill("model-owner")
+    procs.start_role(config, "model-owner", "--out", str(out))
+    finish(procs, ["server-0", "server-2", "model-owner", *OWNERS])
     log = every_round_done(out, rounds)
     resumed = json.loads((out / "metrics.json").read_text())["resumed_after"][0]
     assert all(r["servers"] == ["server-0", "server-2"] for r in log[resumed:])

@@ -11,21 +11,20 @@ import pytest
 
 from asyncmpc.config import load_config
 from asyncmpc.learning.training import ReferenceTrainer, load_model
-from tests.helpers import ROOT, players, write_config
-from tests.integration.test_training import ALL, run_deployment
+from tests.helpers import ALL, ROOT, Players, run_deployment, write_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 MLP = '\nmodel = "mlp"\nlearning_rate = 0.01\n[training.model_options]\nhidden_layers = [32]'
 
 
 @pytest.mark.parametrize("local_steps", [1, 3])
 def test_an_mlp_trained_securely_on_digits_equals_the_reference_and_nears_scikit_learns(
-    tmp_path: Path, local_steps: int
+    tmp_path: Path, procs: Players, local_steps: int
 ) -> None:
     training = f'dataset = "digits"\nrounds = 60\nlocal_steps = {local_steps}' + MLP
     config = write_config(tmp_path, owners=3, training=training)
-    metrics = run_deployment(tmp_path, config)
+    metrics = run_deployment(procs, config)
     assert len(metrics["rounds"]) == 60 and all(len(r["contributors"]) == 3 for r in metrics["rounds"])
     # the same rounds in one process, with the same fixed-point sums: the same parameters
     reference = ReferenceTrainer(load_config(config)).run()
@@ -36,13 +35,13 @@ def test_an_mlp_trained_securely_on_digits_equals_the_reference_and_nears_scikit
     assert metrics["final_test_accuracy"] >= metrics["sklearn_pooled_accuracy"] - 0.02
 
 
-def test_the_example_plug_ins_train_end_to_end_as_separate_processes(tmp_path: Path) -> None:
+def test_the_example_plug_ins_train_end_to_end_as_separate_processes(tmp_path: Path, procs: Players) -> None:
     example = (ROOT / "examples" / "hosts.toml").read_text()
     text = example.split("[players.model-owner]")[0].replace("rounds = 60", "rounds = 40")
     config = write_config(tmp_path, owners=3, training="")  # for the player tables and free ports
     players_part = "[players.model-owner]" + config.read_text().split("[players.model-owner]", 1)[1]
     config.write_text(text + players_part)
-    metrics = run_deployment(tmp_path, config)
+    metrics = run_deployment(procs, config)
     assert len(metrics["rounds"]) == 40
     saved = load_model(tmp_path / "out" / "model.npz")
     assert type(saved.model.impl).__name__ == "PolySoftmax" and saved.model.size == (13 * 2 + 1) * 3
@@ -86,7 +85,7 @@ FAULTY = 'dataset = "tests.plugins.faulty:data"\nclasses = ["malignant", "benign
     ],
 )
 def test_a_broken_plug_in_is_one_line_on_its_player_and_the_others_train_on(
-    tmp_path: Path, fault: str, model: str, line: str
+    tmp_path: Path, procs: Players, fault: str, model: str, line: str
 ) -> None:
     good = f'{FAULTY}model = "{"logreg" if fault == "import" else model}"'
     config = write_config(tmp_path, owners=3, training=good, protocol="connect_timeout = 5.0")
@@ -95,13 +94,12 @@ def test_a_broken_plug_in_is_one_line_on_its_player_and_the_others_train_on(
     owner_config = own / "hosts.toml"  # data-owner-2's copy names the plug-in that breaks
     owner_config.write_text(config.read_text().replace(good, f'{FAULTY}model = "{model}"'))
     out = tmp_path / "out"
-    with players(tmp_path) as procs:
-        for name in ALL:
-            procs.start_role(owner_config if name == "data-owner-2" else config, name, "--out", str(out))
-        for name in ALL:
-            expected = 2 if (name == "data-owner-2" and fault == "import") else 0
-            assert procs.wait(name, 120) == expected, f"{name}:\n{procs.log(name)}"
-        owner_log, mo_log = procs.log("data-owner-2"), procs.log("model-owner")
+    for name in ALL:
+        procs.start_role(owner_config if name == "data-owner-2" else config, name, "--out", str(out))
+    for name in ALL:
+        expected = 2 if (name == "data-owner-2" and fault == "import") else 0
+        assert procs.wait(name, 120) == expected, f"{name}:\n{procs.log(name)}"
+    owner_log, mo_log = procs.log("data-owner-2"), procs.log("model-owner")
     assert "Traceback" not in owner_log
     assert line in owner_log
     metrics = json.loads((out / "metrics.json").read_text())

@@ -25,9 +25,9 @@ from asyncmpc.learning.workload import SyntheticOwner
 from asyncmpc.net.runtime import Node
 from asyncmpc.net.tls import make_certs, tls_contexts
 from asyncmpc.wire import messages as m
-from tests.helpers import RUN_ROLE, ForwardingProxy, free_ports, hosts_toml, players, wait_until, write_config
+from tests.helpers import RUN_ROLE, ForwardingProxy, Players, free_ports, hosts_toml, wait_until, write_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 
 def listening(port: int | None) -> bool:
@@ -35,13 +35,13 @@ def listening(port: int | None) -> bool:
         return s.connect_ex(("127.0.0.1", port or 0)) == 0
 
 
-def start_server(procs, config: Path, name: str = "server-0") -> None:  # type: ignore[no-untyped-def]
+def start_server(procs: Players, config: Path, name: str = "server-0") -> None:
     procs.start_role(config, name)
     port = load_config(config).player(name).port
     wait_until(lambda: listening(port), 30, f"{name} to listen")
 
 
-def test_a_certificate_from_another_ca_is_refused_and_logged(tmp_path: Path) -> None:
+def test_a_certificate_from_another_ca_is_refused_and_logged(tmp_path: Path, procs: Players) -> None:
     config = write_config(tmp_path, owners=2, tls=True)
     cfg = load_config(config)
     other = tmp_path / "other-ca"
@@ -52,46 +52,44 @@ def test_a_certificate_from_another_ca_is_refused_and_logged(tmp_path: Path) -> 
     stranger.minimum_version = ssl.TLSVersion.TLSv1_3
     stranger.load_verify_locations(cafile=str(tmp_path / "certs" / "ca.pem"))
     stranger.load_cert_chain(str(other / "data-owner-0.pem"), str(other / "data-owner-0.key"))
-    with players(tmp_path) as procs:
-        start_server(procs, config)
+    start_server(procs, config)
 
-        async def dial() -> None:
-            tls = dataclasses.replace(own, client=stranger)
-            async with Node(cfg, "data-owner-0", tls=tls) as node:
-                await node.connect(["server-0"], timeout=10)
+    async def dial() -> None:
+        tls = dataclasses.replace(own, client=stranger)
+        async with Node(cfg, "data-owner-0", tls=tls) as node:
+            await node.connect(["server-0"], timeout=10)
 
-        with pytest.raises(ExceptionGroup) as info:
-            asyncio.run(dial())
-        assert isinstance(info.value.exceptions[0], PeerLost)
-        wait_until(lambda: "refused TLS connection from 127.0.0.1" in procs.log("server-0"), 10, "the log line")
-        assert "certificate verify failed" in procs.log("server-0")
-        assert "connected to data-owner-0" not in procs.log("server-0")
+    with pytest.raises(ExceptionGroup) as info:
+        asyncio.run(dial())
+    assert isinstance(info.value.exceptions[0], PeerLost)
+    wait_until(lambda: "refused TLS connection from 127.0.0.1" in procs.log("server-0"), 10, "the log line")
+    assert "certificate verify failed" in procs.log("server-0")
+    assert "connected to data-owner-0" not in procs.log("server-0")
 
 
-def test_a_player_using_another_players_certificate_is_refused(tmp_path: Path) -> None:
+def test_a_player_using_another_players_certificate_is_refused(tmp_path: Path, procs: Players) -> None:
     config = write_config(tmp_path, owners=2, tls=True)
     cfg = load_config(config)
-    with players(tmp_path) as procs:
-        start_server(procs, config)
+    start_server(procs, config)
 
-        async def dial() -> None:
-            # claims data-owner-0 in its Hello, presents data-owner-1's certificate
-            async with Node(cfg, "data-owner-0", tls=tls_contexts(cfg, "data-owner-1")) as node:
-                await node.connect(["server-0"], timeout=10)
+    async def dial() -> None:
+        # claims data-owner-0 in its Hello, presents data-owner-1's certificate
+        async with Node(cfg, "data-owner-0", tls=tls_contexts(cfg, "data-owner-1")) as node:
+            await node.connect(["server-0"], timeout=10)
 
-        with pytest.raises(ExceptionGroup) as info:
-            asyncio.run(dial())
-        assert "claims to be 'data-owner-0' but its certificate names data-owner-1" in str(info.value.exceptions[0])
-        wait_until(lambda: "claims to be 'data-owner-0'" in procs.log("server-0"), 10, "the log line")
+    with pytest.raises(ExceptionGroup) as info:
+        asyncio.run(dial())
+    assert "claims to be 'data-owner-0' but its certificate names data-owner-1" in str(info.value.exceptions[0])
+    wait_until(lambda: "claims to be 'data-owner-0'" in procs.log("server-0"), 10, "the log line")
 
 
-def run_with_rogue(tmp_path: Path, rogue: str, act) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def run_with_rogue(procs: Players, rogue: str, act) -> dict:  # type: ignore[no-untyped-def,type-arg]
     """A TLS deployment in which the test itself plays ``rogue``; the others are processes."""
     config = write_config(
-        tmp_path, owners=3, tls=True, protocol="round_timeout = 4.0", training='dataset = "iris"\nrounds = 2'
+        procs.log_dir, owners=3, tls=True, protocol="round_timeout = 4.0", training='dataset = "iris"\nrounds = 2'
     )
     cfg = load_config(config)
-    out = tmp_path / "out"
+    out = procs.log_dir / "out"
     names = [n for n in cfg.players if n != rogue]
     done = threading.Event()
 
@@ -102,45 +100,48 @@ def run_with_rogue(tmp_path: Path, rogue: str, act) -> dict:  # type: ignore[no-
             await asyncio.to_thread(done.wait, 120)
 
     thread = threading.Thread(target=lambda: asyncio.run(play()), daemon=True)
-    with players(tmp_path) as procs:
-        thread.start()
+    thread.start()
+    try:
         for name in names:
             procs.start_role(config, name, "--out", str(out))
         assert procs.wait("model-owner", 120) == 0, procs.log("model-owner")
+    finally:
         done.set()
         thread.join(30)
-        logs = {n: procs.log(n) for n in names}
+    logs = {n: procs.log(n) for n in names}
     return {"metrics": json.loads((out / "metrics.json").read_text()), "logs": logs}
 
 
-def test_a_data_owner_sending_a_result_share_is_disconnected_and_the_rounds_complete(tmp_path: Path) -> None:
+def test_a_data_owner_sending_a_result_share_is_disconnected_and_the_rounds_complete(procs: Players) -> None:
     async def act(cfg, node: Node) -> None:  # type: ignore[no-untyped-def]
         sender, request = await node.recv(timeout=60)  # the first round has begun
         assert sender == "model-owner" and isinstance(request, m.StatsRequest)
         fake = m.ResultShare(session=cfg.session, round_no=1, contributors=("data-owner-2",), a=np.zeros(3, np.int64))
         await node.send("model-owner", fake)
 
-    run = run_with_rogue(tmp_path, "data-owner-2", act)
+    run = run_with_rogue(procs, "data-owner-2", act)
     assert "a data-owner may not send 'result_share'" in run["logs"]["model-owner"]
     rounds = run["metrics"]["rounds"]
     assert len(rounds) == 2 and all(r["contributors"] == ["data-owner-0", "data-owner-1"] for r in rounds)
     assert run["metrics"]["final_test_accuracy"] is not None
 
 
-def test_a_server_opening_a_round_is_disconnected_and_the_rounds_complete(tmp_path: Path) -> None:
+def test_a_server_opening_a_round_is_disconnected_and_the_rounds_complete(procs: Players) -> None:
     async def act(cfg, node: Node) -> None:  # type: ignore[no-untyped-def]
         await node.wait_for_peers(["server-0", "server-1"], timeout=30)
         rogue = m.OpenRound(session=cfg.session, round_no=99, owners=("data-owner-0",), shape=(3,))
         await node.send("server-0", rogue)
 
-    run = run_with_rogue(tmp_path, "server-2", act)
+    run = run_with_rogue(procs, "server-2", act)
     assert "a compute-server may not send 'open_round'" in run["logs"]["server-0"]
     rounds = run["metrics"]["rounds"]
     assert len(rounds) == 2 and all(r["loss"] is not None for r in rounds)
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "plaintext-control"])
-def test_an_eavesdropper_sees_neither_message_structure_nor_share_values(tmp_path: Path, tls: bool) -> None:
+def test_an_eavesdropper_sees_neither_message_structure_nor_share_values(
+    tmp_path: Path, procs: Players, tls: bool
+) -> None:
     """data-owner-0 (played here, with known seeds) reaches server-1 through a recording proxy.
 
     The plaintext run is the control: there the same checks must find what TLS hides.
@@ -175,7 +176,7 @@ def test_an_eavesdropper_sees_neither_message_structure_nor_share_values(tmp_pat
 
     from asyncmpc.roles.data_owner import run_data_owner
 
-    with players(tmp_path) as procs, ForwardingProxy(ports[4], ports[2]) as proxy:
+    with ForwardingProxy(ports[4], ports[2]) as proxy:
         for name in ["server-0", "server-1", "server-2", "model-owner", "data-owner-1"]:
             procs.start_role(config, name, "--out", str(tmp_path / "out"))
         wait_until(lambda: listening(ports[2]), 30, "server-1 to listen")

@@ -18,31 +18,20 @@ from asyncmpc.learning.workload import SyntheticOwner
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from asyncmpc.wire.framing import FrameDecoder, frame
-from tests.helpers import ROOT, ForwardingProxy, free_ports, hosts_toml, players, wait_until, write_config
+from tests.helpers import (
+    ALL,
+    ROOT,
+    ForwardingProxy,
+    Players,
+    finish,
+    free_ports,
+    hosts_toml,
+    run_deployment,
+    wait_until,
+    write_config,
+)
 
-pytestmark = pytest.mark.integration
-
-ALL = ["server-0", "server-1", "server-2", "model-owner", "data-owner-0", "data-owner-1", "data-owner-2"]
-
-
-def run_deployment(  # type: ignore[type-arg]
-    tmp_path: Path,
-    config: Path,
-    *,
-    mo_config: Path | None = None,
-    timeout: float = 180,
-    expect_failures: frozenset[str] | set[str] = frozenset(),
-) -> dict:
-    """Run every player; each must exit 0, except those in ``expect_failures``, which must exit 2."""
-    out = tmp_path / "out"
-    with players(tmp_path) as procs:
-        for name in ALL:
-            cfg = mo_config if (mo_config is not None and name == "model-owner") else config
-            procs.start_role(cfg, name, "--out", str(out))
-        for name in ALL:
-            expected = 2 if name in expect_failures else 0
-            assert procs.wait(name, timeout) == expected, f"{name} exited otherwise:\n{procs.log(name)}"
-    return json.loads((out / "metrics.json").read_text())  # type: ignore[no-any-return]
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 
 @pytest.mark.parametrize(
@@ -50,10 +39,10 @@ def run_deployment(  # type: ignore[type-arg]
     [("breast_cancer", 60, 0.02), ("digits", 60, 0.03)],
 )
 def test_secure_training_matches_the_reference_and_scikit_learn(
-    tmp_path: Path, dataset: str, rounds: int, points: float
+    tmp_path: Path, procs: Players, dataset: str, rounds: int, points: float
 ) -> None:
     config = write_config(tmp_path, owners=3, tls=True, training=f'dataset = "{dataset}"\nrounds = {rounds}')
-    metrics = run_deployment(tmp_path, config)
+    metrics = run_deployment(procs, config)
 
     assert len(metrics["rounds"]) == rounds
     assert all(len(r["contributors"]) == 3 for r in metrics["rounds"])
@@ -95,7 +84,7 @@ class ResultTamperer:
         return b"".join(out)
 
 
-def test_a_result_share_tampered_in_transit_is_caught_and_its_server_excluded(tmp_path: Path) -> None:
+def test_a_result_share_tampered_in_transit_is_caught_and_its_server_excluded(tmp_path: Path, procs: Players) -> None:
     """A lying server, simulated by a proxy on plaintext loopback (TLS would stop a proxy): the
     first training round fails its cross-check, its MAC re-run names server-2, which is
     excluded; training ends with the weights of an honest run."""
@@ -109,7 +98,7 @@ def test_a_result_share_tampered_in_transit_is_caught_and_its_server_excluded(tm
     mo_config.write_text(hosts_toml(3, training=f"rounds = {rounds}", ports=[*ports[:3], ports[4]]))
     tamper = ResultTamperer()
     with ForwardingProxy(ports[4], ports[3], downstream=tamper):
-        metrics = run_deployment(tmp_path, config, mo_config=mo_config, expect_failures={"server-2"})
+        metrics = run_deployment(procs, config, mo_config=mo_config, expect_failures={"server-2"})
     assert tamper.tampered == 3  # the disputed round, its MAC re-run's early answer and the one in full
     first = metrics["rounds"][0]
     assert first["disputed"] == ["server-2"] and first["mac"] and first["excluded"] == "server-2"
@@ -121,7 +110,7 @@ def test_a_result_share_tampered_in_transit_is_caught_and_its_server_excluded(tm
         np.testing.assert_allclose(f["theta"], theta, atol=1e-9, rtol=0)
 
 
-def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(tmp_path: Path) -> None:
+def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(tmp_path: Path, procs: Players) -> None:
     header = "a,b,label"
     rows = {0: ["1.0,2.0,x", "2.0,1.0,y", "1.5,1.0,x"], 1: ["0.5,2.0,y", "3.0,1.0,x", "1.0,0.0,y"]}
     rows[2] = ["1e300,2.0,x", "-1e300,1.0,y"]  # squares overflow: its statistics are inf
@@ -133,7 +122,7 @@ def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(tmp_pa
     extra["model-owner"] = 'csv = "test.csv"'
     training = 'dataset = "csv"\nclasses = ["x", "y"]\nrounds = 3'
     config = write_config(tmp_path, owners=3, tls=True, training=training, extra=extra)
-    metrics = run_deployment(tmp_path, config)
+    metrics = run_deployment(procs, config)
     # it cannot encode its statistics (sum of squares overflows): it declines, the others go on
     assert metrics["statistics_contributors"] == ["data-owner-0", "data-owner-1"]
     log = (tmp_path / "data-owner-2.log").read_text()
@@ -232,7 +221,9 @@ def test_local_sh_stops_every_player_on_ctrl_c(tmp_path: Path) -> None:
     assert leftover.stdout.strip() == "", "players left running"
 
 
-def test_a_data_owner_that_restarts_mid_session_rejoins_and_every_round_stays_exact(tmp_path: Path) -> None:
+def test_a_data_owner_that_restarts_mid_session_rejoins_and_every_round_stays_exact(
+    tmp_path: Path, procs: Players
+) -> None:
     """data-owner-1 is killed and started again while rounds run: the model owner stops waiting
     for it, it comes back with new stream keys, and every round's sum is exactly the mean of
     that round's contributors (the model is checked against them)."""
@@ -244,15 +235,12 @@ def test_a_data_owner_that_restarts_mid_session_rejoins_and_every_round_stays_ex
     def rounds_done() -> int:
         return len(read_rounds(out))
 
-    with players(tmp_path) as procs:
-        for name in ALL:
-            procs.start_role(config, name, "--out", str(out))
-        wait_until(lambda: rounds_done() >= 20, 60, "20 rounds")
-        procs.procs["data-owner-1"].kill()
-        procs.procs["data-owner-1"].wait()
-        procs.start_role(config, "data-owner-1", "--out", str(out))
-        for name in ALL:
-            assert procs.wait(name, 180) == 0, f"{name} failed:\n{procs.log(name)}"
+    for name in ALL:
+        procs.start_role(config, name, "--out", str(out))
+    wait_until(lambda: rounds_done() >= 20, 60, "20 rounds")
+    procs.kill("data-owner-1")
+    procs.start_role(config, "data-owner-1", "--out", str(out))
+    finish(procs, timeout=180)
     rows = json.loads((out / "metrics.json").read_text())["rounds"]
     assert len(rows) == rounds
     missed = [i for i, r in enumerate(rows) if "data-owner-1" not in r["contributors"]]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +15,7 @@ from asyncmpc.net.runtime import Node
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
 from asyncmpc.wire.framing import frame
-from tests.helpers import hosts_toml
-
-LIMIT = 20.0
-
-
-def config(**kwargs: object) -> Config:
-    return parse_config(hosts_toml(3, **kwargs), "test.toml")  # type: ignore[arg-type]
-
-
-def within(coro_fn: Callable[[], Awaitable[None]]) -> None:
-    async def guarded() -> None:
-        async with asyncio.timeout(LIMIT):
-            await coro_fn()
-
-    asyncio.run(guarded())
+from tests.helpers import hosts_toml, loopback_config, within
 
 
 async def raw_exchange(cfg: Config, payload: bytes) -> list[m.Message]:
@@ -51,7 +36,7 @@ async def raw_exchange(cfg: Config, payload: bytes) -> list[m.Message]:
 
 
 def test_handshake_and_a_message_with_an_array() -> None:
-    cfg = config()
+    cfg = loopback_config()
 
     async def body() -> None:
         async with Node(cfg, "server-0") as srv, Node(cfg, "data-owner-0") as owner:
@@ -68,7 +53,7 @@ def test_handshake_and_a_message_with_an_array() -> None:
 
 
 def test_dialling_retries_until_the_listener_starts() -> None:
-    cfg = config()
+    cfg = loopback_config()
 
     async def body() -> None:
         async with Node(cfg, "data-owner-1") as owner:
@@ -84,7 +69,7 @@ def test_dialling_retries_until_the_listener_starts() -> None:
 
 
 def test_unreachable_peer_fails_naming_it() -> None:
-    cfg = config()
+    cfg = loopback_config()
 
     async def body() -> None:
         async with Node(cfg, "data-owner-0") as owner:
@@ -108,7 +93,7 @@ def test_unreachable_peer_fails_naming_it() -> None:
     ],
 )
 def test_bad_peers_are_refused_and_the_listener_keeps_serving(payload: bytes, reason: str) -> None:
-    cfg = config(protocol="max_frame_bytes = 1048576")
+    cfg = loopback_config(protocol="max_frame_bytes = 1048576")
 
     async def body() -> None:
         async with Node(cfg, "server-0") as srv:
@@ -123,7 +108,7 @@ def test_bad_peers_are_refused_and_the_listener_keeps_serving(payload: bytes, re
 
 
 def test_a_peer_breaking_the_wire_after_the_handshake_is_dropped() -> None:
-    cfg = config()
+    cfg = loopback_config()
 
     async def body() -> None:
         async with Node(cfg, "server-0") as srv, Node(cfg, "data-owner-0") as owner:
@@ -161,7 +146,7 @@ async def _closed_by_peer(reader: asyncio.StreamReader) -> bool:
 
 
 def test_a_stranger_that_says_nothing_is_closed_after_the_handshake_deadline() -> None:
-    cfg = config(protocol="handshake_timeout = 0.3")
+    cfg = loopback_config(protocol="handshake_timeout = 0.3")
 
     async def body() -> None:
         async with Node(cfg, "server-0"):
@@ -175,7 +160,7 @@ def test_a_stranger_that_says_nothing_is_closed_after_the_handshake_deadline() -
 
 
 def test_beyond_max_handshakes_the_oldest_gives_way_and_a_player_still_gets_in() -> None:
-    cfg = config(protocol="max_handshakes = 2\nhandshake_timeout = 30.0")
+    cfg = loopback_config(protocol="max_handshakes = 2\nhandshake_timeout = 30.0")
 
     async def body() -> None:
         async with Node(cfg, "server-0") as srv:
@@ -193,7 +178,7 @@ def test_beyond_max_handshakes_the_oldest_gives_way_and_a_player_still_gets_in()
 
 
 def test_half_a_frame_is_dropped_after_the_frame_deadline() -> None:
-    cfg = config(protocol="round_timeout = 0.5")
+    cfg = loopback_config(protocol="round_timeout = 0.5")
 
     async def body() -> None:
         async with Node(cfg, "server-0") as srv, Node(cfg, "data-owner-0") as owner:
@@ -209,7 +194,7 @@ def test_half_a_frame_is_dropped_after_the_frame_deadline() -> None:
 
 
 def test_a_restarted_player_replaces_its_old_connection_and_a_kept_one_is_dialled_again() -> None:
-    cfg = config()
+    cfg = loopback_config()
 
     async def body() -> None:
         async with Node(cfg, "server-0") as srv, Node(cfg, "data-owner-0") as first:
