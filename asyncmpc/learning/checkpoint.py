@@ -10,6 +10,11 @@ write a temporary file beside the target, flush and fsync it, rename it over the
 fsync the folder, so a crash at any moment leaves the old file or the new one, never a torn one.
 The round log ``metrics.jsonl`` grows by one line per round instead (``append_round``), so a
 long run does not rewrite a growing file; a torn last line is ignored when it is read back.
+
+The rows live on disk only: ``RoundLog`` is the round log as a sequence that reads its rows
+back from the file when asked and keeps only their number in memory, and ``write_metrics``
+writes ``metrics.json`` (the summary, every row included) by streaming the rows from the round
+log, so the model owner's memory does not grow with the number of rounds.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,14 +40,17 @@ __all__ = [
     "CHECKPOINT",
     "ROUND_LOG",
     "Checkpoint",
+    "RoundLog",
     "append_round",
     "atomic_write",
     "checkpoint_header",
     "fingerprint",
+    "iter_rounds",
     "load_checkpoint",
     "read_rounds",
     "rewrite_rounds",
     "save_checkpoint",
+    "write_metrics",
 ]
 
 CHECKPOINT = "checkpoint.npz"
@@ -75,31 +84,129 @@ def append_round(out_dir: Path, row: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def read_rounds(out_dir: Path) -> list[dict[str, Any]]:
-    """The rows of the round log (none if it does not exist); a torn last line is left out."""
+def iter_rounds(out_dir: Path) -> Iterator[dict[str, Any]]:
+    """The rows of the round log, one at a time (none if it does not exist); a torn last line
+    is left out, damage anywhere else raises ``json.JSONDecodeError``."""
     try:
-        lines = (out_dir / ROUND_LOG).read_bytes().splitlines()
+        fh = open(out_dir / ROUND_LOG, "rb")  # noqa: SIM115 (the with below closes it)
     except FileNotFoundError:
-        return []
-    rows = []
-    for i, line in enumerate(lines):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break  # written while the process died
-            raise
-    return rows
+        return
+    with fh:
+        torn: json.JSONDecodeError | None = None
+        for line in fh:
+            if torn is not None:
+                raise torn  # not the last line: damage, said, not hidden
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                torn = exc  # written while the process died, if nothing follows
+                continue
+            yield row
 
 
-def rewrite_rounds(out_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Replace the round log with ``rows`` (at a fresh start, none; at a resume, those kept)."""
-    text = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+def read_rounds(out_dir: Path) -> list[dict[str, Any]]:
+    """The rows of the round log as a list (none if it does not exist); a torn last line is
+    left out."""
+    return list(iter_rounds(out_dir))
+
+
+def rewrite_rounds(out_dir: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Replace the round log with ``rows`` (at a fresh start, none; at a resume, those kept),
+    written as they come (``rows`` may be read from the round log itself); return how many."""
+    count = 0
 
     def write(fh: IO[bytes]) -> None:
-        fh.write(text)
+        nonlocal count
+        for row in rows:
+            fh.write(json.dumps(row).encode() + b"\n")
+            count += 1
 
     atomic_write(out_dir / ROUND_LOG, write)
+    return count
+
+
+class RoundLog(Sequence[dict[str, Any]]):
+    """A run's round log as a sequence of rows that stay on disk: ``append`` writes a row to
+    ``metrics.jsonl`` and only the count is kept; reading a row or iterating reads the file
+    again (from its start: fine for a summary at the end, slow for many random reads)."""
+
+    def __init__(self, out_dir: Path, count: int = 0) -> None:
+        self.out_dir = out_dir
+        self._count = count
+
+    @classmethod
+    def restart(cls, out_dir: Path, after: int = 0) -> RoundLog:
+        """The round log of a run that starts after training round ``after``: the rows of
+        rounds up to ``after`` are kept (a resume), the rest dropped (0: a fresh start, none).
+        Raises OSError if the file cannot be written."""
+        kept = (r for r in iter_rounds(out_dir) if r.get("round", 0) <= after) if after else iter(())
+        return cls(out_dir, rewrite_rounds(out_dir, kept))
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append a finished round's row to the file, durably (``append_round``)."""
+        append_round(self.out_dir, row)
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return itertools.islice(iter_rounds(self.out_dir), self._count)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        i = index + self._count if index < 0 else index
+        if not 0 <= i < self._count:
+            raise IndexError(f"round log index {index} out of range ({self._count} rows)")
+        return next(itertools.islice(iter(self), i, None))
+
+    def __repr__(self) -> str:
+        return f"RoundLog({str(self.out_dir)!r}, {self._count} rows)"
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    """Write ``metrics`` as ``json.dumps(metrics, indent=2)`` would, plus a newline, atomically;
+    a ``RoundLog`` value is written row by row, read from its file, never held whole."""
+
+    def write(fh: IO[bytes]) -> None:
+        if not metrics:
+            fh.write(b"{}\n")
+            return
+        sep = "{"
+        for key, value in metrics.items():
+            if not isinstance(key, str):
+                raise TypeError(f"metrics keys are strings, not {key!r}")
+            fh.write(f"{sep}\n  {json.dumps(key)}: ".encode())
+            sep = ","
+            if isinstance(value, RoundLog):
+                _write_rows(fh, value)
+            else:
+                fh.write(_nested(value, 1).encode())
+        fh.write(b"\n}\n")
+
+    atomic_write(path, write)
+
+
+def _write_rows(fh: IO[bytes], rows: Iterable[dict[str, Any]]) -> None:
+    """A list of rows at depth 1, as ``json.dumps(..., indent=2)`` lays it out."""
+    sep = "["
+    for row in rows:
+        fh.write(f"{sep}\n    {_nested(row, 2)}".encode())
+        sep = ","
+    fh.write(b"[]" if sep == "[" else b"\n  ]")
+
+
+def _nested(value: Any, depth: int) -> str:
+    """``json.dumps(value, indent=2)`` as it appears ``depth`` levels down (a newline in the
+    text is always layout: JSON strings escape theirs)."""
+    return json.dumps(value, indent=2).replace("\n", "\n" + "  " * depth)
 
 
 def fingerprint(config: Config) -> dict[str, Any]:

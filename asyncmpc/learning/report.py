@@ -4,11 +4,15 @@ Reads ``metrics.json`` (the summary a model owner writes at the end) or, for a r
 or stopped, the round log ``metrics.jsonl``. The plot needs matplotlib (the ``plot`` extra,
 which ``scripts/setup.sh`` installs); without it the summary still works and the plot is
 skipped with one line saying how to get it.
+
+Both go over the rows once and keep counts and the plotted numbers only, so a model owner's
+``RoundLog`` (rows read back from disk) is never held whole.
 """
 
 from __future__ import annotations
 
 import json
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +39,32 @@ def load_run(folder: Path) -> dict[str, Any]:
 
 def summary(metrics: dict[str, Any]) -> list[str]:
     """A few lines: accuracy against the pooled baseline, rounds, time, bytes, faults."""
-    rows = metrics.get("rounds", [])
-    done = [r for r in rows if r.get("skipped") is None]
+    count = skipped = two = disputed = 0
+    last: dict[str, Any] | None = None  # the last round that was not skipped
+    for r in metrics.get("rounds", []):
+        count += 1
+        if r.get("skipped") is None:
+            last = r
+        else:
+            skipped += 1
+        if r.get("servers") and len(r["servers"]) < 3:
+            two += 1
+        if r.get("disputed"):
+            disputed += 1
     lines = []
     final, base = metrics.get("final_test_accuracy"), metrics.get("sklearn_pooled_accuracy")
     if final is not None:
         lines.append(f"final test accuracy {final:.4f}" + (f", scikit-learn pooled {base:.4f}" if base else ""))
-    elif done and done[-1].get("test_accuracy") is not None:  # a run that has not ended
-        lines.append(f"test accuracy {done[-1]['test_accuracy']:.4f} after round {done[-1]['round']} (run not ended)")
-    skipped = len(rows) - len(done)
+    elif last is not None and last.get("test_accuracy") is not None:  # a run that has not ended
+        lines.append(f"test accuracy {last['test_accuracy']:.4f} after round {last['round']} (run not ended)")
     model = metrics.get("model")
     what = f" of {model}" + (f", {metrics['local_steps']} local steps" if metrics.get("local_steps", 1) > 1 else "")
-    lines.append(f"{len(rows)} rounds" + (what if model else "") + (f", {skipped} yielded nothing" if skipped else ""))
+    lines.append(f"{count} rounds" + (what if model else "") + (f", {skipped} yielded nothing" if skipped else ""))
     if "wall_seconds" in metrics:
         lines.append(f"wall time {metrics['wall_seconds']:.2f}s")
     mo = metrics.get("model_owner_bytes")
     if mo:
         lines.append(f"model owner sent {mo['sent']:,} bytes and received {mo['received']:,}")
-    two = sum(1 for r in rows if r.get("servers") and len(r["servers"]) < 3)
-    disputed = sum(1 for r in rows if r.get("disputed"))
     if two or disputed or metrics.get("excluded_servers"):
         excluded = ", ".join(metrics.get("excluded_servers", {})) or "none"
         lines.append(f"{two} rounds on two servers, {disputed} disputed, excluded: {excluded}")
@@ -70,12 +81,19 @@ def plot(metrics: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    rows = [r for r in metrics.get("rounds", []) if r.get("loss") is not None]
+    at, loss, at_acc, acc = array("d"), array("d"), array("d"), array("d")
+    for r in metrics.get("rounds", []):
+        if r.get("loss") is None:
+            continue
+        at.append(r["round"])
+        loss.append(r["loss"])
+        if r.get("test_accuracy") is not None:
+            at_acc.append(r["round"])
+            acc.append(r["test_accuracy"])
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot([r["round"] for r in rows], [r["loss"] for r in rows])
+    ax_loss.plot(at, loss)
     ax_loss.set(xlabel="round", ylabel="training loss", title="loss")
-    acc = [r for r in rows if r.get("test_accuracy") is not None]
-    ax_acc.plot([r["round"] for r in acc], [r["test_accuracy"] for r in acc], label="secure training")
+    ax_acc.plot(at_acc, acc, label="secure training")
     base = metrics.get("sklearn_pooled_accuracy")
     if base is not None:
         ax_acc.axhline(base, color="gray", linestyle="--", label="scikit-learn, pooled data")

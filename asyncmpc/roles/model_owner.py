@@ -5,8 +5,10 @@ round it appends the round's row to ``metrics.jsonl`` and writes ``checkpoint.np
 output folder (durably, while the next round runs), and ``model.npz`` and ``metrics.json`` (the
 summary, every row included) at the end; started again with the same config and folder, it
 resumes at the next round (``fresh=True`` starts afresh). A disputed round runs again as a MAC
-round under the next round number (``roles.rounds``). With
-``aggregation = "plain"`` (synthetic benchmarks only) data owners send their gradients straight
+round under the next round number (``roles.rounds``). The rows stay on disk:
+``metrics["rounds"]`` is a ``RoundLog`` over ``metrics.jsonl``, and metrics.json is written by
+streaming them from it, so the model owner's memory does not grow with the number of rounds.
+With ``aggregation = "plain"`` (synthetic benchmarks only) data owners send their gradients straight
 here: the plaintext floor that secure aggregation is measured against.
 
 Servers: it keeps dialling every server (``Node.maintain``) and runs each round on the servers
@@ -30,19 +32,17 @@ import functools
 import json
 import time
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from asyncmpc.config import Config
 from asyncmpc.errors import BudgetSpent, OutputError, PeerLost
 from asyncmpc.learning.checkpoint import (
     CHECKPOINT,
     ROUND_LOG,
-    append_round,
-    atomic_write,
+    RoundLog,
     load_checkpoint,
-    read_rounds,
-    rewrite_rounds,
     save_checkpoint,
+    write_metrics,
 )
 from asyncmpc.learning.privacy.budget import Budget
 from asyncmpc.learning.privacy.plan import plan_for
@@ -111,12 +111,12 @@ async def run_model_owner(
         "aggregation": config.training.aggregation,
         "parameters": work.size,
         "data_owners": len(owners),
-        "rounds": [],
+        "rounds": None,  # the round log, set below; the key keeps its place in metrics.json
     }
     done = 0 if fresh else _resume(config, out_dir, work, metrics)
     budget = None if config.privacy is None else Budget(plan_for(config, work.size), out_dir, fresh=fresh)
     try:
-        rewrite_rounds(out_dir, metrics["rounds"])  # none at a fresh start; those kept at a resume
+        log = metrics["rounds"] = RoundLog.restart(out_dir, done)  # no rows at a fresh start; at a resume, those kept
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot write {ROUND_LOG}: {exc.strerror or exc}") from exc
     excluded: dict[str, str] = metrics.setdefault("excluded_servers", {})  # kept across a resume
@@ -137,7 +137,7 @@ async def run_model_owner(
         rounds: Rounds = (PlainRounds if plain else Rounds)(config, node, owners, start, excluded, budget)
         for server, reason in list(excluded.items()):
             await rounds.exclude(server, reason)  # tell everyone again: they may have restarted
-        checkpoints = _Checkpointer(config, out_dir)
+        checkpoints = _Checkpointer(config, out_dir, log)
 
         if work.stats_size and "scaling" not in metrics:
             await _statistics(config, node, rounds, work, metrics)
@@ -159,10 +159,9 @@ async def run_model_owner(
                 if budget is not None:
                     row["epsilon"] = budget.epsilon
                     metrics["privacy"] = budget.summary()
-                metrics["rounds"].append(row)
                 if not shown.round(row):
                     _log_round(node, config, row)
-                await checkpoints.after_round(work, metrics, t)
+                await checkpoints.after_round(work, metrics, row, t)
         finally:
             shown.close()
         await checkpoints.flush()
@@ -178,7 +177,7 @@ async def run_model_owner(
     metrics["model_owner_bytes"] = {"sent": sent, "received": received}
     try:
         work.save(out_dir / "model.npz")
-        _write_json(out_dir / "metrics.json", metrics)
+        write_metrics(out_dir / "metrics.json", metrics)
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot write the model: {exc.strerror or exc}") from exc
     return metrics
@@ -249,7 +248,6 @@ def _resume(config: Config, out_dir: Path, work: Workload, metrics: dict[str, An
         return 0
     work.restore(ckpt.arrays)
     metrics.update({k: v for k, v in ckpt.meta.items() if k != "rounds"})
-    metrics["rounds"] = [r for r in read_rounds(out_dir) if r.get("round", 0) <= ckpt.round]
     metrics["resumed_after"] = [*ckpt.meta.get("resumed_after", []), ckpt.round]
     return ckpt.round
 
@@ -279,7 +277,7 @@ def _out_of_budget(node: Transport, budget: Budget, t: int) -> str:
 
 
 class _Checkpointer:
-    """Appends the round's row to metrics.jsonl, then writes checkpoint.npz, after each round,
+    """Appends the round's row to the round log, then writes checkpoint.npz, after each round,
     on a worker thread while the next round runs (a durable write of an 8 MB model takes tens
     of milliseconds, mostly fsync, which releases the GIL). One write at a time: a round's
     write waits for the last one, so a crash loses at most the round in flight and the one
@@ -287,14 +285,14 @@ class _Checkpointer:
     then). The arrays handed over are never changed in place (each optimizer step makes new
     ones), so the thread writes a consistent state."""
 
-    def __init__(self, config: Config, out_dir: Path) -> None:
+    def __init__(self, config: Config, out_dir: Path, log: RoundLog) -> None:
         self.config = config
         self.out_dir = out_dir
+        self.log = log
         self._pending: asyncio.Future[None] | None = None
 
-    async def after_round(self, work: Workload, metrics: dict[str, Any], t: int) -> None:
+    async def after_round(self, work: Workload, metrics: dict[str, Any], row: dict[str, Any], t: int) -> None:
         await self.flush()
-        row = metrics["rounds"][-1]
         meta = json.loads(json.dumps({k: v for k, v in metrics.items() if k != "rounds"}))  # a snapshot
         state = dict(work.state())
         self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, row, meta, state, t))
@@ -302,7 +300,7 @@ class _Checkpointer:
     def _write(self, row: dict[str, Any], meta: dict[str, Any], state: dict[str, Any], t: int) -> None:
         # the row first: a crash in between redoes round t, whose row is then dropped
         try:
-            append_round(self.out_dir, row)
+            self.log.append(row)
             save_checkpoint(self.out_dir, self.config, t, state, meta)
         except OSError as exc:
             raise OutputError(f"{self.out_dir}: cannot write the checkpoint: {exc.strerror or exc}") from exc
@@ -354,12 +352,3 @@ def _log_round(node: Transport, config: Config, row: dict[str, Any]) -> None:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    text = (json.dumps(doc, indent=2) + "\n").encode()
-
-    def write(fh: IO[bytes]) -> None:
-        fh.write(text)
-
-    atomic_write(path, write)

@@ -13,6 +13,7 @@ from asyncmpc.errors import ConfigError
 from asyncmpc.learning.checkpoint import (
     CHECKPOINT,
     ROUND_LOG,
+    RoundLog,
     append_round,
     atomic_write,
     checkpoint_header,
@@ -20,6 +21,7 @@ from asyncmpc.learning.checkpoint import (
     read_rounds,
     rewrite_rounds,
     save_checkpoint,
+    write_metrics,
 )
 from asyncmpc.learning.models import build_model
 from asyncmpc.learning.training import ModelOwnerState
@@ -129,3 +131,40 @@ def test_the_checkpoint_header_is_read_without_the_arrays(tmp_path: Path) -> Non
     save_checkpoint(tmp_path, config(), 7, {"theta": np.zeros(3)}, {"resumed_after": [5]})
     header = checkpoint_header(tmp_path)
     assert header is not None and header["round"] == 7 and header["meta"] == {"resumed_after": [5]}
+
+
+def test_a_round_log_keeps_its_rows_on_disk_and_a_resume_keeps_those_up_to_the_checkpoint(tmp_path: Path) -> None:
+    log = RoundLog.restart(tmp_path)
+    assert len(log) == 0 and list(log) == [] and (tmp_path / ROUND_LOG).read_bytes() == b""
+    for t in range(1, 6):
+        log.append({"round": t, "loss": 1.0 / t})
+    assert len(log) == 5 and [r["round"] for r in log] == [1, 2, 3, 4, 5]
+    assert log[0]["round"] == 1 and log[-1]["round"] == 5 and [r["round"] for r in log[1:3]] == [2, 3]
+    with pytest.raises(IndexError):
+        log[5]
+    with open(tmp_path / ROUND_LOG, "ab") as fh:
+        fh.write(b'{"round": 6, "lo')  # the process died mid-line
+    resumed = RoundLog.restart(tmp_path, 3)  # the checkpoint says round 3: rounds 4 and 5 are redone
+    assert len(resumed) == 3 and read_rounds(tmp_path) == list(resumed) == [
+        {"round": t, "loss": 1.0 / t} for t in (1, 2, 3)
+    ]
+    assert len(RoundLog.restart(tmp_path)) == 0 and read_rounds(tmp_path) == []  # a fresh start
+
+
+def test_metrics_json_is_written_as_json_dumps_would_with_the_rows_streamed_from_the_round_log(tmp_path: Path) -> None:
+    rows = [
+        {"round": 1, "contributors": ["data-owner-0", "data-owner-1"], "loss": 0.5, "servers": ["server-0"]},
+        {"round": 2, "contributors": [], "loss": None, "skipped": 'no "sum"\nat all', "nan": float("nan")},
+        {"round": 3, "nested": {"a": [1, {"b": []}], "c": {}}, "text": "caf\u00e9"},
+    ]
+    log = RoundLog.restart(tmp_path)
+    for row in rows:
+        log.append(row)
+    (tmp_path / "none").mkdir()
+    for rounds in (log, RoundLog.restart(tmp_path / "none")):
+        metrics = {"dataset": "x", "parameters": 31, "rounds": rounds, "excluded_servers": {}, "end": [1.5, None]}
+        write_metrics(tmp_path / "metrics.json", metrics)
+        expected = json.dumps({**metrics, "rounds": list(rounds)}, indent=2) + "\n"
+        assert (tmp_path / "metrics.json").read_text() == expected
+    write_metrics(tmp_path / "metrics.json", {})
+    assert (tmp_path / "metrics.json").read_text() == "{}\n"
