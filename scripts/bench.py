@@ -3,7 +3,7 @@
 
 Usage: bench.py [--d 10000 1000000] [--owners 3 10] [--rounds 5] [--modes secure plain]
                 [--tls off|on|both] [--repeat 1] [--mac-rounds always] [--mac-window N]
-                [--down-server SERVER] [--cheat SERVER=WHAT:WHEN] [--json]
+                [--down-server SERVER] [--program PLAYER=COMMAND] [--json]
 """
 
 import sys

@@ -26,6 +26,7 @@ from asyncmpc.config import Config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ROLE = ROOT / "scripts" / "run_role.py"
+ATTACKER = ROOT / "tests" / "players" / "attacker.py"
 
 SERVERS = ["server-0", "server-1", "server-2"]
 OWNERS = ["data-owner-0", "data-owner-1", "data-owner-2"]
@@ -179,9 +180,17 @@ class Players:
         return proc
 
     def start_role(
-        self, config: Path, name: str, *extra: str, env: dict[str, str] | None = None
+        self,
+        config: Path,
+        name: str,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        attack: list[str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", name, *extra]
+        """Start player ``name``; with ``attack`` (tests/players/attacker.py's options, e.g.
+        ``["--lie", "vector:every"]``) as the attacker that changes what it sends."""
+        program = [str(RUN_ROLE)] if attack is None else [str(ATTACKER), *attack]
+        argv = [sys.executable, *program, "--config", str(config), "--name", name, *extra]
         return self.start(name, argv, env)
 
     def wait(self, name: str, timeout: float) -> int:
@@ -219,10 +228,11 @@ def players(log_dir: Path) -> Iterator[Players]:
         p.kill_all()
 
 
-def start(procs: Players, config: Path, out: Path, names: list[str] = ALL, env: dict[str, str] | None = None) -> None:
-    """Start ``names`` (default every player) with ``config``, the model owner writing to ``out``."""
+def start(procs: Players, config: Path, out: Path, names: list[str] = ALL, attack: list[str] | None = None) -> None:
+    """Start ``names`` (default every player) with ``config``, the model owner writing to ``out``
+    (with ``attack``, each as ``tests/players/attacker.py`` with those options)."""
     for name in names:
-        procs.start_role(config, name, "--out", str(out), env=env)
+        procs.start_role(config, name, "--out", str(out), attack=attack)
 
 
 def finish(procs: Players, names: list[str] = ALL, timeout: float = 240) -> None:

@@ -27,22 +27,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--mac-rounds", choices=["after-dispute", "always"], default="after-dispute")
     parser.add_argument("--mac-window", type=int, default=10, help="MAC rounds after a dispute (default: 10)")
-    parser.add_argument("--cheat", metavar="SERVER=WHAT:WHEN", help="that server lies (see asyncmpc/roles/cheat.py)")
+    parser.add_argument(
+        "--program",
+        metavar="PLAYER=COMMAND",
+        action="append",
+        default=[],
+        help="start PLAYER with COMMAND (split as a shell would) in place of `python -m asyncmpc run`, "
+        "its options after it; e.g. a lying server: server-1='python tests/players/attacker.py --lie vector:ordinary'",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per configuration and mode")
 
 
 def command(args: argparse.Namespace) -> int:
     import json
+    import shlex
 
     from asyncmpc.cli.benchmark import Plan, run_all, table
     from asyncmpc.errors import AsyncMpcError
 
-    cheat = None
-    if args.cheat:
-        server, _, what = args.cheat.partition("=")
-        if server not in SERVERS or not what:
-            return fail("bench", ValueError(f"--cheat {args.cheat!r}: expected SERVER=WHAT:WHEN with a server name"))
-        cheat = (server, what)
+    programs = []
+    for spec in args.program:
+        player, _, line = spec.partition("=")
+        known = [*SERVERS, "model-owner"] + [f"data-owner-{i}" for i in range(max(args.owners))]
+        if player not in known or not line.strip():
+            return fail(
+                "bench", ValueError(f"--program {spec!r}: expected PLAYER=COMMAND with one of {', '.join(known)}")
+            )
+        programs.append((player, tuple(shlex.split(line))))
     plan = Plan(
         ds=tuple(args.d),
         owners=tuple(args.owners),
@@ -54,7 +65,7 @@ def command(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         down_server=args.down_server,
         protocol=(f'mac_rounds = "{args.mac_rounds}"', f"mac_window = {args.mac_window}"),
-        cheat=cheat,
+        programs=tuple(programs),
     )
     try:
         results = run_all(plan)

@@ -15,15 +15,15 @@ is the cost of differential privacy inside the MPC (its error column is the nois
 
 With ``repeat`` N each configuration is launched N times, secure and plain alternating, and the
 round times of all launches are pooled (the machine's noise moves single launches by 20-30%).
-A ``cheat`` (SERVER, WHAT:WHEN) makes that server lie (the tests' fault injection,
-``roles.cheat``), e.g. ``server-1=vector:ordinary`` with ``mac_window = 0`` makes every round a
-disputed round plus its MAC re-run.
+``programs`` start some players with another command line in place of ``python -m asyncmpc
+run`` (the same options follow): e.g. server-1 as the tests' lying server,
+``python tests/players/attacker.py --lie vector:ordinary``, which with ``mac_window = 0``
+makes every round a disputed round plus its MAC re-run.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -39,7 +39,6 @@ from asyncmpc.config import load_config
 from asyncmpc.errors import AsyncMpcError
 from asyncmpc.learning.workload import synthetic_mean
 from asyncmpc.net.tls import make_certs
-from asyncmpc.roles.cheat import CHEAT_ENV
 
 __all__ = ["PLAYER", "Plan", "deployment", "free_ports", "loopback_players", "run_all", "table"]
 
@@ -62,7 +61,8 @@ class Plan:
     down_server: str | None = None
     protocol: tuple[str, ...] = ()
     """Extra ``[protocol]`` lines for the secure runs (MAC round policy)."""
-    cheat: tuple[str, str] | None = None
+    programs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(player, command line): players started with another program, options as for PLAYER."""
 
 
 def free_ports(n: int) -> list[int]:
@@ -130,7 +130,7 @@ def run_one(tmp: Path, plan: Plan, d: int, owners: int, tls: bool, mode: str) ->
     parameters in ``mode``; every player a process, its stats and the model read back."""
     rounds, down = plan.rounds, plan.down_server
     secure = mode != "plain"
-    protocol, cheat = (plan.protocol, plan.cheat) if secure else ((), None)
+    protocol, programs = (plan.protocol, dict(plan.programs)) if secure else ((), {})
     folder = tmp / f"{mode}-{d}-{owners}-{'tls' if tls else 'plaintext'}"
     folder.mkdir(parents=True)
     cfg = folder / "hosts.toml"
@@ -143,7 +143,7 @@ def run_one(tmp: Path, plan: Plan, d: int, owners: int, tls: bool, mode: str) ->
     swarm = owners > plan.swarm_above
     if not swarm:
         names += [f"data-owner-{i}" for i in range(owners)]
-    _run_players(folder, cfg, names, swarm, cheat, f"{mode} d={d} owners={owners}")
+    _run_players(folder, cfg, names, swarm, programs, f"{mode} d={d} owners={owners}")
     metrics = json.loads((folder / "metrics.json").read_text())
     secs = [r["seconds"] for r in metrics["rounds"]]
     ends = [r["time"] for r in metrics["rounds"] if "time" in r]
@@ -177,22 +177,24 @@ def run_one(tmp: Path, plan: Plan, d: int, owners: int, tls: bool, mode: str) ->
 
 
 def _run_players(
-    folder: Path, cfg: Path, names: list[str], swarm: bool, cheat: tuple[str, str] | None, what: str
+    folder: Path, cfg: Path, names: list[str], swarm: bool, programs: dict[str, tuple[str, ...]], what: str
 ) -> None:
-    """Start every player (and the swarm), wait for all; AsyncMpcError if one fails (a cheat may)."""
+    """Start every player (and the swarm), wait for all; AsyncMpcError if one fails (one started
+    by another program may: a liar is excluded)."""
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    base = [*PLAYER, "--config", str(cfg), "--log-level", "WARNING"]
+    options = ["--config", str(cfg), "--log-level", "WARNING"]
+    base = [*PLAYER, *options]
     try:
         for name in names:
-            argv = [*base, "--name", name, "--stats", str(folder / f"{name}.stats.json"), "--out", str(folder)]
+            program = [*programs[name], *options] if name in programs else base
+            argv = [*program, "--name", name, "--stats", str(folder / f"{name}.stats.json"), "--out", str(folder)]
             log = open(folder / f"{name}.log", "wb")  # noqa: SIM115
-            env = {**os.environ, CHEAT_ENV: cheat[1]} if cheat and cheat[0] == name else None
-            procs[name] = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+            procs[name] = subprocess.Popen(argv, stdout=log, stderr=log)
         if swarm:
             argv = [*base, "--swarm", "--stats", str(folder / "swarm.stats.json")]
             procs["swarm"] = subprocess.Popen(argv, stderr=open(folder / "swarm.log", "wb"))  # noqa: SIM115
         for name, proc in procs.items():
-            if proc.wait(timeout=3600) != 0 and not (cheat and cheat[0] == name):
+            if proc.wait(timeout=3600) != 0 and name not in programs:
                 last = ((folder / f"{name}.log").read_text(errors="replace").strip().splitlines() or [""])[-1]
                 raise AsyncMpcError(f"{what}: {name} exited with status {proc.returncode}: {last}")
     finally:

@@ -20,7 +20,6 @@ from asyncmpc.net.tls import TlsContexts
 from asyncmpc.net.transport import Opener
 from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.server import ServerProtocol
-from asyncmpc.roles.cheat import CHEAT_ENV, Cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, post_all
 from asyncmpc.wire.messages import Exclude, Finish
 
@@ -58,15 +57,10 @@ async def _serve(
     limit: int | None,
 ) -> dict[str, Any]:
     model_owner = config.model_owner.name
-    cheat = Cheat.from_env()
     async with opener(config, name, greet=proto.greet) as node:
         if noise is not None:
             budget = "no budget" if limit is None else f"at most {limit} releases within the budget"
             node.logger(__name__).info("[privacy]: noise multiplier %.4g, %s", noise.multiplier, budget)
-        if cheat is not None:
-            node.logger(__name__).warning(
-                "%s is set: this server lies (%s, %s), for tests only", CHEAT_ENV, cheat.what, cheat.when
-            )
         node.maintain()
         watch = ModelOwnerWatch(node)
         while True:
@@ -92,8 +86,6 @@ async def _serve(
                 await node.drop(sender, exc)
                 continue
             node.expect_round(proto.largest)  # shares and noise of an open round may be that large
-            if cheat is not None:
-                actions = cheat(actions)
             await post_all(node, actions, config.protocol.round_timeout)  # a slow peer holds up no one
             if node.quiet():
                 proto.idle()

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import collections
 import functools
-import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +39,10 @@ from asyncmpc.protocol.events import Send
 from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.releases import input_id, key_id
 from asyncmpc.protocol.shares import contribution_shares, key_messages
-from asyncmpc.roles.cheat import owner_cheat
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.wire import messages as m
 
-__all__ = ["MASK_TRACE_ENV", "MAX_ANSWERS", "RERUN_WINDOW", "run_data_owner"]
+__all__ = ["MAX_ANSWERS", "RERUN_WINDOW", "run_data_owner"]
 
 RERUN_WINDOW = 2
 """How many of its newest requests a data owner answers again: a dispute re-runs the newest,
@@ -59,10 +56,6 @@ re-run after a server was lost, a resumed model owner's, and (with a full batch,
 leaves out the step) the same model asked again after rounds that yielded nothing. Each answer
 is one more set of shares of the same input; bounding the answers bounds what a model owner
 that strays from the protocol can gather of one input, should another rule fail."""
-
-MASK_TRACE_ENV = "ASYNCMPC_MASK_TRACE"
-"""Tests only: a file to which each data owner appends, per masked value, a digest of each
-stream key and the nonce used (never the key), to check that no (key, nonce) pair repeats."""
 
 
 async def run_data_owner(
@@ -99,11 +92,8 @@ class _Owner:
         self.servers = [p.name for p in config.servers]
         self.plain = config.training.aggregation == "plain"
         self.prepare_ahead = prepare_ahead and not self.plain
-        self.sharer = InputSharer(
-            random_bytes, keep_buffers=prepare_ahead, keyed=not self.plain, on_use=_mask_trace(name)
-        )
+        self.sharer = InputSharer(random_bytes, keep_buffers=prepare_ahead, keyed=not self.plain)
         self.contributed = 0
-        self.cheat = owner_cheat()
         self.answered: dict[bytes, int] = {}
         """The input id of every request answered (``protocol.releases``), and how often."""
         self.latest: collections.deque[bytes] = collections.deque(maxlen=RERUN_WINDOW)
@@ -126,8 +116,6 @@ class _Owner:
                 node.logger(__name__).warning("%s; going on, and dialling them still", exc)
         node.maintain([self.model_owner])
         node.logger(__name__).info("holding %s", self.work.describe())
-        if self.cheat is not None:
-            node.logger(__name__).warning("a test switch is set: this owner %s, for tests only", self.cheat[0])
 
     async def serve(self, node: Transport) -> dict[str, Any]:
         """Answer the model owner's requests until ``Finish``, or until it has been absent or
@@ -190,8 +178,6 @@ class _Owner:
                 )
             else:
                 out.sends = contribution_shares(self.params, round_no, vector, self.sharer, ident)
-            if self.cheat is not None:
-                out.sends = self.cheat[1](out.sends)
             out.size = len(vector)
         except EncodingError as exc:
             return self._decline(out, m.Refusal.ENCODING, str(exc))  # indexes, never values
@@ -250,16 +236,3 @@ def _contribution(work: OwnerWorkload, msg: m.StatsRequest | m.ModelUpdate) -> n
     if isinstance(msg, m.StatsRequest):
         return work.stats_vector()
     return work.contribution(msg.theta, msg.mean, msg.scale, msg.step)
-
-
-def _mask_trace(name: str) -> Callable[[bytes, bytes], None] | None:
-    path = os.environ.get(MASK_TRACE_ENV)
-    if not path:
-        return None
-
-    def record(key: bytes, nonce: bytes) -> None:
-        digest = hashlib.sha256(b"asyncmpc mask trace" + key).hexdigest()[:32]
-        with open(path, "a") as fh:
-            fh.write(f"{name} {digest} {nonce.hex()}\n")
-
-    return record

@@ -15,7 +15,6 @@ import pytest
 from asyncmpc.config import load_config
 from asyncmpc.learning.checkpoint import read_rounds
 from asyncmpc.learning.training import ReferenceTrainer
-from asyncmpc.roles.cheat import CHEAT_ENV, WITHHOLD_ENV
 from tests.helpers import Players, wait_until, write_config
 
 pytestmark = [pytest.mark.adversarial, pytest.mark.integration, pytest.mark.faults, pytest.mark.process]
@@ -52,13 +51,13 @@ def test_three_of_four_owners_crashing_never_opens_the_last_ones_gradient(tmp_pa
     assert len(rows) - len(summed) <= 2, "at most the rounds in flight when the owners died yielded nothing"
 
 
-def run_attack(procs: Players, attacker: str, env: dict[str, str], rounds: int = 20) -> tuple[list[dict], str]:  # type: ignore[type-arg]
-    """Train breast_cancer with ``attacker`` started under ``env``; every honest player must
+def run_attack(procs: Players, attacker: str, attack: list[str], rounds: int = 20) -> tuple[list[dict], str]:  # type: ignore[type-arg]
+    """Train breast_cancer with ``attacker`` started as the attacker ``attack`` says; every honest player must
     finish cleanly. Returns (the statistics round and every training round, the model owner's log)."""
     protocol = "server_timeout = 1.0\nidle_timeout = 120.0\nmac_window = 2"
     config, out, names = deployment(procs.log_dir, 3, rounds, protocol)
     for name in names:
-        procs.start_role(config, name, "--out", str(out), env=env if name == attacker else None)
+        procs.start_role(config, name, "--out", str(out), attack=attack if name == attacker else None)
     for name in names:
         if name != attacker:
             assert procs.wait(name, 240) == 0, f"{name} failed:\n{procs.log(name)}"
@@ -81,7 +80,7 @@ def test_an_owner_withholding_its_share_from_one_server_forces_no_unchecked_roun
     is told to close its inputs, reports what it holds, and the round is disputed and
     completed, checked by the MAC, on the two servers that hold every share; no server is
     dropped and the withholding owner costs only time."""
-    log, mo_log = run_attack(procs, "data-owner-0", {WITHHOLD_ENV: "server-2"})
+    log, mo_log = run_attack(procs, "data-owner-0", ["--withhold", "server-2"])
     assert "silent" not in mo_log and "closing connection to server-2" not in mo_log
     assert any(r.get("disputed") == ["server-2"] for r in log)
 
@@ -91,6 +90,6 @@ def test_a_server_reporting_that_it_holds_no_one_is_outvoted(procs: Players) -> 
     fail with "0 contributor(s)", naming no one. Now its report is the odd one out: the round
     is disputed and completed, checked by the MAC, on the other two; training goes on over
     every owner."""
-    log, _ = run_attack(procs, "server-1", {CHEAT_ENV: "nothing:every"})
+    log, _ = run_attack(procs, "server-1", ["--lie", "nothing:every"])
     assert all(len(r["contributors"]) == 3 for r in log), "no owner paid for the lie"
     assert any(r.get("disputed") == ["server-1"] for r in log)

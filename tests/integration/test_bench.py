@@ -60,15 +60,34 @@ def test_bench_swarm_of_owners_in_one_process() -> None:
     assert run["max_abs_error_vs_exact_mean"] <= 2 * 0.1 * 2.0**-17 + 1e-12
 
 
-def test_bench_refuses_a_cheat_that_names_no_server_in_one_line() -> None:
+def test_bench_refuses_a_program_for_no_player_in_one_line() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "asyncmpc", "bench", "--cheat", "model-owner=vector:every"],
+        [sys.executable, "-m", "asyncmpc", "bench", "--owners", "3", "--program", "server-9=python x.py"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr == (
-        "asyncmpc: bench: --cheat 'model-owner=vector:every': expected SERVER=WHAT:WHEN with a server name\n"
+    assert proc.stderr.startswith(
+        "asyncmpc: bench: --program 'server-9=python x.py': expected PLAYER=COMMAND with one of"
     )
+    assert proc.stderr.count("\n") == 1
+
+
+BENCH = [sys.executable, "-m", "asyncmpc", "bench"]
+LIAR_RUN = ["--d", "1000", "--owners", "3", "--rounds", "6", "--modes", "secure", "--mac-window", "0"]
+
+
+def test_bench_runs_a_player_as_another_program_a_lying_server_here() -> None:
+    program = f"{sys.executable} tests/players/attacker.py --lie vector:ordinary"
+    proc = subprocess.run(
+        [*BENCH, *LIAR_RUN, "--program", f"server-1={program}", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    kinds = json.loads(proc.stdout.splitlines()[0])["round_kinds"]
+    assert kinds["disputed"] == 6 and kinds["mac"] == 6 and kinds["excluded"] == []  # every round re-run, no one out

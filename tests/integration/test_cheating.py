@@ -1,7 +1,7 @@
 """A lying compute server, as a real process over TLS: every sum the model owner accepts is the
 honest one, training ends with the weights of an honest run, and only the liar is ever excluded.
 
-The liar is a real compute server started with ``ASYNCMPC_TEST_CHEAT`` (``roles.cheat``): it
+The liar is a real compute server started as ``tests/players/attacker.py --lie`` (``tests/attackers.py``): it
 alters its result vector, its tag, both, or its holding report; once, in every round, only in
 ordinary rounds, or only in MAC rounds. Every process is killed when a test ends, also when it
 fails (the ``procs`` fixture).
@@ -19,7 +19,6 @@ import pytest
 from asyncmpc.config import load_config
 from asyncmpc.learning.checkpoint import read_rounds
 from asyncmpc.learning.training import ReferenceTrainer
-from asyncmpc.roles.cheat import CHEAT_ENV, EQUIVOCATE_ENV
 from tests.helpers import ALL, OWNERS, SERVERS, Players, finish, saved_theta, start, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.process]
@@ -40,7 +39,7 @@ def run_with_liar(procs: Players, liar: str, cheat: str, *, mac_rounds: str = "a
     config = deployment(procs.log_dir, mac_rounds=mac_rounds)
     out = procs.log_dir / "out"
     start(procs, config, out, [n for n in ALL if n != liar])
-    start(procs, config, out, [liar], env={CHEAT_ENV: cheat})
+    start(procs, config, out, [liar], attack=["--lie", cheat])
     finish(procs, [n for n in ALL if n != liar])
     liar_exit = procs.wait(liar, 60)
     liar_log = procs.log(liar)
@@ -120,7 +119,7 @@ def test_an_owner_that_sends_two_servers_different_shares_is_named_and_no_server
     out = tmp_path / "out"
     liar = OWNERS[1]
     start(procs, config, out, [n for n in ALL if n != liar])
-    start(procs, config, out, [liar], env={EQUIVOCATE_ENV: "1"})
+    start(procs, config, out, [liar], attack=["--equivocate"])
     finish(procs)
     mo_log = procs.log("model-owner")
     metrics = json.loads((out / "metrics.json").read_text())
@@ -143,13 +142,13 @@ def test_an_exclusion_outlasts_a_model_owner_restart_and_a_restarted_liar_stays_
     config = deployment(tmp_path, rounds=200)
     out = tmp_path / "out"
     start(procs, config, out, [n for n in ALL if n != liar])
-    start(procs, config, out, [liar], env={CHEAT_ENV: "vector:every"})
+    start(procs, config, out, [liar], attack=["--lie", "vector:every"])
     wait_until(lambda: len(read_rounds(out)) >= 3, 120, "three rounds after the exclusion")
     procs.kill("model-owner")
     assert procs.wait(liar, 60) == 2  # it was told, and left
     before = len(read_rounds(out))
     assert before < 200, "the model owner was killed while it trained"
-    start(procs, config, out, [liar], env={CHEAT_ENV: "vector:every"})  # it comes back, still lying
+    start(procs, config, out, [liar], attack=["--lie", "vector:every"])  # it comes back, still lying
     start(procs, config, out, ["model-owner"])
     finish(procs, [n for n in ALL if n != liar])
     mo_log, liar_log = procs.log("model-owner"), procs.log(liar)

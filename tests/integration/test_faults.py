@@ -169,8 +169,13 @@ def test_no_mask_stream_is_used_twice_when_every_role_restarts(tmp_path: Path, p
     config = deployment(tmp_path, rounds)
     out = tmp_path / "out"
     trace = tmp_path / "masks.txt"
-    env = {"ASYNCMPC_MASK_TRACE": str(trace)}
-    start(procs, config, out, env=env)
+    traced = ["--mask-trace", str(trace)]  # each data owner records the masks it sends
+
+    def attack(name: str) -> list[str] | None:
+        return traced if name.startswith("data-owner") else None
+
+    for name in ALL:
+        procs.start_role(config, name, "--out", str(out), attack=attack(name))
     back = {
         "data-owner-1": lambda r: "data-owner-1" in r["contributors"],
         "server-1": lambda r: r.get("servers") == SERVERS,
@@ -180,7 +185,7 @@ def test_no_mask_stream_is_used_twice_when_every_role_restarts(tmp_path: Path, p
         wait_until(lambda: len(read_rounds(out)) >= 30, 120, "round 30")
         procs.kill(name)
         killed_at = len(read_rounds(out))
-        procs.start_role(config, name, "--out", str(out), env=env)
+        procs.start_role(config, name, "--out", str(out), attack=attack(name))
         wait_until(
             lambda rejoined=rejoined, after=killed_at + 1: any(rejoined(r) for r in read_rounds(out)[after:]),  # type: ignore[misc]
             120,

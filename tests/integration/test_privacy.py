@@ -131,11 +131,9 @@ def test_a_resumed_private_run_counts_every_round_it_may_have_released(tmp_path:
 def test_a_lying_server_under_privacy_stops_training_in_one_line(tmp_path: Path, procs: Players) -> None:
     """No MAC round may open the noise-free sum, so a failed cross-check ends training, with a
     line that says why and names the suspects, and status 2 (an operational stop, not a bug)."""
-    from asyncmpc.roles.cheat import CHEAT_ENV
-
     config = private_config(tmp_path, "noise_multiplier = 2.0", "rounds = 20", protocol="idle_timeout = 30.0")
     out = tmp_path / "out"
-    procs.start_role(config, "server-1", env={CHEAT_ENV: "vector:once"})
+    procs.start_role(config, "server-1", attack=["--lie", "vector:once"])
     for name in ["server-0", "server-2", "model-owner", *OWNERS]:
         procs.start_role(config, name, "--out", str(out))
     assert procs.wait("model-owner", 120) == 2, procs.log("model-owner")
