@@ -1,5 +1,6 @@
 """A lying compute server, as a real process over TLS: every sum the model owner accepts is the
-honest one, training ends with the weights of an honest run, and only the liar is ever excluded.
+honest one, training ends with the weights of an honest run, and only the liar is ever excluded
+(every other what and when runs in process: tests/inprocess/test_liars.py).
 
 The liar is a real compute server started as ``tests/players/attacker.py --lie`` (``tests/attackers.py``): it
 alters its result vector, its tag, both, or its holding report; once, in every round, only in
@@ -74,39 +75,6 @@ def test_a_liar_in_every_round_is_excluded_or_harmless(procs: Players, what: str
         assert set(metrics["excluded_servers"]) == {liar}
         assert sum(1 for r in log if r.get("excluded") == liar) <= 1
         assert all(len(r["contributors"]) == len(OWNERS) for r in log), "no owner paid for the lie"
-
-
-@pytest.mark.parametrize("what", WHATS)
-def test_a_liar_in_ordinary_rounds_only_costs_re_runs_and_is_never_excluded(procs: Players, what: str) -> None:
-    liar = SERVERS[(WHATS.index(what) + 1) % 3]
-    metrics = run_with_liar(procs, liar, f"{what}:ordinary")
-    log = [metrics["statistics_round"], *metrics["rounds"]]
-    assert not metrics["excluded_servers"]
-    disputed = [r for r in log if r.get("disputed")]
-    assert disputed and all(r["mac"] for r in disputed), "each disputed round ends as a MAC round"
-    assert any(r.get("mac") and not r.get("disputed") for r in log), "MAC rounds stay on after a dispute"
-
-
-@pytest.mark.parametrize("what", WHATS)
-def test_a_liar_in_mac_rounds_only_is_excluded_at_its_first_lie(procs: Players, what: str) -> None:
-    liar = SERVERS[(WHATS.index(what) + 2) % 3]
-    metrics = run_with_liar(procs, liar, f"{what}:mac", mac_rounds="always")
-    log = [metrics["statistics_round"], *metrics["rounds"]]
-    if what == "holding":  # the other two complete every round: no one pays for the denial
-        assert not metrics["excluded_servers"]
-        assert all(len(r["contributors"]) == len(OWNERS) and liar not in r["servers"] for r in log)
-    else:
-        assert set(metrics["excluded_servers"]) == {liar}
-        assert all(len(r["contributors"]) == len(OWNERS) for r in log)
-
-
-@pytest.mark.parametrize("what", WHATS)
-def test_a_liar_that_lies_once_costs_one_re_run(procs: Players, what: str) -> None:
-    liar = SERVERS[WHATS.index(what) % 3]
-    metrics = run_with_liar(procs, liar, f"{what}:once")
-    log = [metrics["statistics_round"], *metrics["rounds"]]
-    assert not metrics["excluded_servers"]  # its lie was in an ordinary round: no proof
-    assert len([r for r in log if r.get("disputed")]) <= 1
 
 
 def test_an_owner_that_sends_two_servers_different_shares_is_named_and_no_server_is(

@@ -58,40 +58,6 @@ def run_training(procs: Players, config: Path, servers: tuple[int, ...] = (0, 1,
     return json.loads((out / "metrics.json").read_text())  # type: ignore[no-any-return]
 
 
-def test_a_private_run_logs_dp_accountings_epsilon_and_stops_at_its_budget(tmp_path: Path, procs: Players) -> None:
-    z, q, stop = 1.5, 0.2, 8
-    budget = (Accountant(z, q, 1e-5).epsilon(stop) + Accountant(z, q, 1e-5).epsilon(stop + 1)) / 2
-    config = private_config(tmp_path, f"noise_multiplier = {z}\nsampling_rate = {q}\nepsilon = {budget}", "rounds = 30")
-    metrics = run_training(procs, config)
-
-    rows = metrics["rounds"]
-    assert len(rows) == stop, metrics.get("stopped")
-    assert f"one more round would spend more than epsilon {budget:g}" in metrics["stopped"]
-    for t, row in enumerate(rows, start=1):  # the ledger's epsilon is dp-accounting's, round by round
-        assert row["epsilon"] == pytest.approx(Accountant(z, q, 1e-5).epsilon(t), rel=1e-12)
-        assert row["loss"] is not None and row["cross_checked"]
-    assert metrics["privacy"]["releases"] == stop and metrics["privacy"]["epsilon"] <= budget
-    assert json.loads((tmp_path / "out" / "privacy.json").read_text()) == {"releases": stop}
-    assert "statistics_round" not in metrics  # the scaling comes from the model owner's test set
-
-
-def test_with_a_server_down_the_two_left_deal_the_noise_and_training_goes_on(tmp_path: Path, procs: Players) -> None:
-    config = private_config(
-        tmp_path,
-        "epsilon = 8.0\nsampling_rate = 0.3",
-        "rounds = 25\nlearning_rate = 0.1",
-        protocol="server_timeout = 2.0",
-    )
-    metrics = run_training(procs, config, servers=(0, 2))  # server-1 never comes
-
-    rows = metrics["rounds"]
-    assert len(rows) == 25 and all(r["servers"] == ["server-0", "server-2"] for r in rows)
-    assert metrics["privacy"]["epsilon"] <= 8.0
-    assert metrics["final_test_accuracy"] > 0.85
-    logs = (tmp_path / "server-0.log").read_text()
-    assert "noise multiplier" in logs
-
-
 @pytest.mark.faults
 def test_a_resumed_private_run_counts_every_round_it_may_have_released(tmp_path: Path, procs: Players) -> None:
     """The model owner is killed mid-training and started again: the ledger goes on from
@@ -141,15 +107,3 @@ def test_a_lying_server_under_privacy_stops_training_in_one_line(tmp_path: Path,
     assert "Traceback" not in log
     assert "under [privacy] a MAC round cannot find the liar" in log and "server-1" in log
     assert json.loads((out / "privacy.json").read_text())["releases"] >= 1
-
-
-def test_owner_level_privacy_trains_end_to_end_with_each_owner_clipped_whole(tmp_path: Path, procs: Players) -> None:
-    z, rounds = 1.0, 10
-    config = private_config(tmp_path, f'unit = "owner"\nnoise_multiplier = {z}\nclip = 1.0', f"rounds = {rounds}")
-    metrics = run_training(procs, config)
-    assert metrics["privacy"]["unit"] == "owner" and metrics["privacy"]["sampling_rate"] == 1.0
-    assert len(metrics["rounds"]) == rounds and "stopped" not in metrics
-    accountant = Accountant(z, 1.0, 1e-5)  # every owner every round: no amplification by sampling
-    for t, row in enumerate(metrics["rounds"], start=1):
-        assert row["epsilon"] == pytest.approx(accountant.epsilon(t), rel=1e-12) and len(row["contributors"]) == 3
-    assert (tmp_path / "out" / "model.npz").exists()
