@@ -17,7 +17,6 @@ then sends z_i to server i-1 (``reshare``), restoring the replicated form.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,9 +139,6 @@ class InputSharer:
     keys (round numbers may then start again): a data owner does so whenever it loses the
     model owner, so a resumed model owner that asks again for a round number gets a mask
     from fresh streams.
-
-    ``on_use(key, nonce)``, if given, hears of every (key, nonce) whose stream masked a value
-    (for tests that check that none repeats; it must not record the key itself).
     """
 
     def __init__(
@@ -151,11 +147,9 @@ class InputSharer:
         *,
         keep_buffers: bool = True,
         keyed: bool = False,
-        on_use: Callable[[bytes, bytes], None] | None = None,
     ) -> None:
         self._random_bytes = random_bytes
         self._keep = keep_buffers
-        self._on_use = on_use
         self.keys: tuple[Seed, Seed] | None = None
         if keyed:
             self.rekey()
@@ -224,14 +218,6 @@ class InputSharer:
         seeds, self._seeds = self._seeds, None
         if self.keys is not None and round_no is not None:
             self._last_round = round_no
-        if self._on_use is not None:
-            if self.keys is not None and round_no is not None:
-                for k in self.keys:
-                    self._on_use(k.key, round_nonce(round_no))
-            else:
-                for c in seeds:
-                    if isinstance(c, Seed):
-                        self._on_use(c.key, bytes(12))
         if not self._keep:
             self._mask = None
         return seeds
