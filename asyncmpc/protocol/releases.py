@@ -26,9 +26,10 @@ the model owner asks (DESIGN.md, "Faults and trust"):
 
 Rule 3 needs the input ids of earlier rounds, across the model owner's epochs (a model owner
 that reconnects must not start afresh): ``ReleaseLedger`` keeps, per data owner, the sets its
-last ``KEEP_PER_OWNER`` inputs were released over. An owner refuses itself to compute again
-for a request older than its newest (``data_owner``), so a model owner that waits out the
-ledger gets nothing either.
+last ``KEEP_PER_OWNER`` inputs were released over. A data owner keeps the other half itself
+(``OwnerAnswers``): it computes again only for its ``RERUN_WINDOW`` newest requests, and never
+for a step at or below the highest it answered, so a model owner that waits out the servers'
+ledger gets nothing either. That rule takes two ids and one number, however long the run.
 """
 
 from __future__ import annotations
@@ -42,7 +43,17 @@ import numpy as np
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 
-__all__ = ["INPUT_ID_BYTES", "KEEP_PER_OWNER", "Ids", "ReleaseLedger", "input_id", "key_id"]
+__all__ = [
+    "INPUT_ID_BYTES",
+    "KEEP_PER_OWNER",
+    "MAX_ANSWERS",
+    "RERUN_WINDOW",
+    "Ids",
+    "OwnerAnswers",
+    "ReleaseLedger",
+    "input_id",
+    "key_id",
+]
 
 Ids = tuple[bytes, bytes]
 """A share's (``input_id``, ``key_id``)."""
@@ -50,6 +61,17 @@ _NONE: Ids = (b"", b"")
 INPUT_ID_BYTES = 16
 KEEP_PER_OWNER = 1024
 """Input ids remembered per data owner (16 bytes and a set each)."""
+RERUN_WINDOW = 2
+"""How many of its newest requests a data owner answers again: a dispute re-runs the newest,
+a resumed model owner redoes at most the round in flight and the one it was checkpointing."""
+MAX_ANSWERS = 8
+"""How often a data owner answers one input id at most: the request, a dispute's re-run, a
+re-run after a server was lost, a resumed model owner's, and (with a full batch, where the
+answer does not depend on the step) the same model asked again. Each answer is one more set of
+shares of the same input; bounding the answers bounds what a model owner that strays from the
+protocol can gather of one input, should another rule fail."""
+STATS_STEP = -1
+"""The step a statistics request counts as: before every training step."""
 
 
 def input_id(request: m.ModelUpdate | m.StatsRequest) -> bytes:
@@ -123,3 +145,46 @@ class ReleaseLedger:
             kept.move_to_end(key)
             while len(kept) > self.keep:
                 kept.popitem(last=False)
+
+
+class OwnerAnswers:
+    """A data owner's own rule on what it computes (the other half of rule 3), in constant
+    memory: the ``RERUN_WINDOW`` newest input ids with how often each was answered, and the
+    highest step answered.
+
+    A request is answered when it repeats one of the newest (a re-run; at most ``MAX_ANSWERS``
+    times) or asks for a step above every step answered so far. Everything else is refused: an
+    earlier request (its step is at or below the highest), and also a new model at an old
+    step, which an honest model owner never sends (its steps only grow; a resume repeats the
+    newest requests as they were)."""
+
+    def __init__(self, window: int = RERUN_WINDOW, most: int = MAX_ANSWERS) -> None:
+        self.most = most
+        self._newest: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+        self._window = window
+        self._step: int | None = None
+
+    @staticmethod
+    def step_of(request: m.ModelUpdate | m.StatsRequest) -> int:
+        return request.step if isinstance(request, m.ModelUpdate) else STATS_STEP
+
+    def refusal(self, ident: bytes, step: int) -> str | None:
+        """Why the request with input id ``ident`` at ``step`` must not be answered (None: it
+        may be)."""
+        times = self._newest.get(ident)
+        if times is not None:
+            return f"asks for the same inputs more than {self.most} times" if times >= self.most else None
+        if self._step is not None and step <= self._step:
+            return (
+                f"asks for step {step}, at or below step {self._step} answered already "
+                f"(only the newest {self._window} requests may be run again)"
+            )
+        return None
+
+    def record(self, ident: bytes, step: int) -> None:
+        """The request was answered."""
+        self._newest[ident] = self._newest.get(ident, 0) + 1
+        self._newest.move_to_end(ident)
+        while len(self._newest) > self._window:
+            self._newest.popitem(last=False)
+        self._step = step if self._step is None else max(self._step, step)

@@ -17,7 +17,6 @@ owner instead.)
 
 from __future__ import annotations
 
-import collections
 import functools
 import os
 from dataclasses import dataclass, field
@@ -37,25 +36,12 @@ from asyncmpc.net.transport import Opener, Transport
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.protocol.params import Params
-from asyncmpc.protocol.releases import input_id, key_id
+from asyncmpc.protocol.releases import OwnerAnswers, input_id, key_id
 from asyncmpc.protocol.shares import contribution_shares, key_messages
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.wire import messages as m
 
-__all__ = ["MAX_ANSWERS", "RERUN_WINDOW", "run_data_owner"]
-
-RERUN_WINDOW = 2
-"""How many of its newest requests a data owner answers again: a dispute re-runs the newest,
-a resumed model owner redoes at most the round in flight and the one it was checkpointing.
-Older ones it refuses (``protocol.releases``: the servers also release such inputs only over
-the contributors they were released over before)."""
-
-MAX_ANSWERS = 8
-"""How often a data owner answers one input id at most: the request, a dispute's re-run, a
-re-run after a server was lost, a resumed model owner's, and (with a full batch, where the id
-leaves out the step) the same model asked again after rounds that yielded nothing. Each answer
-is one more set of shares of the same input; bounding the answers bounds what a model owner
-that strays from the protocol can gather of one input, should another rule fail."""
+__all__ = ["run_data_owner"]
 
 
 async def run_data_owner(
@@ -94,10 +80,8 @@ class _Owner:
         self.prepare_ahead = prepare_ahead and not self.plain
         self.sharer = InputSharer(random_bytes, keep_buffers=prepare_ahead, keyed=not self.plain)
         self.contributed = 0
-        self.answered: dict[bytes, int] = {}
-        """The input id of every request answered (``protocol.releases``), and how often."""
-        self.latest: collections.deque[bytes] = collections.deque(maxlen=RERUN_WINDOW)
-        """The newest of them: the only ones a request may repeat (a re-run, a resume)."""
+        self.answers = OwnerAnswers()
+        """Which requests it computes for (``protocol.releases``: the newest again, or a new step)."""
 
     def greet(self, peer: str) -> list[m.Message]:
         """A server that (re)connects gets this owner's current stream keys first."""
@@ -158,12 +142,9 @@ class _Owner:
         config, round_no = self.config, msg.round_no
         out = _Outgoing(round_no, isinstance(msg, m.ModelUpdate))
         out.targets = set() if self.plain else set(msg.servers or self.servers)
-        ident = input_id(msg)
-        if ident in self.answered and ident not in self.latest:
-            why = f"asks again for the inputs of an earlier request (only the newest {RERUN_WINDOW} may be run again)"
-            return self._decline(out, m.Refusal.RERUN, why)
-        if self.answered.get(ident, 0) >= MAX_ANSWERS:
-            why = f"asks for the same inputs more than {MAX_ANSWERS} times"
+        ident, step = input_id(msg), OwnerAnswers.step_of(msg)
+        why = self.answers.refusal(ident, step)
+        if why is not None:
             return self._decline(out, m.Refusal.RERUN, why)
         try:
             vector = _contribution(self.work, msg)
@@ -185,9 +166,7 @@ class _Owner:
             return self._decline(out, m.Refusal.PLUGIN, exc.public, str(exc))  # a plug-in's text stays here
         except ValueError as exc:
             return self._decline(out, m.Refusal.PROTOCOL, str(exc))
-        self.answered[ident] = self.answered.get(ident, 0) + 1
-        if ident not in self.latest:
-            self.latest.append(ident)
+        self.answers.record(ident, step)
         return out
 
     def _decline(self, out: _Outgoing, code: m.Refusal, reason: str, logged: str = "") -> _Outgoing:

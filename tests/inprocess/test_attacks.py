@@ -1,10 +1,11 @@
 """One malicious player doing one exact thing, whole deployments in process (the attacks that
-need a killed process are tests/adversarial/test_processes.py's). Each asserts the guarantee
-from the round log: every round has a sum, checked, equal to an honest run's bit for bit, and
-no honest server is excluded or dropped."""
+need a killed process are tests/adversarial/test_processes.py's). Each server's attack asserts
+the guarantee from the round log: every round has a sum, checked, equal to an honest run's bit
+for bit, and no honest server is excluded or dropped."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,23 @@ def test_a_server_reporting_that_it_holds_no_one_is_outvoted(tmp_path: Path) -> 
     log = run_attack(tmp_path, lie)
     assert all(len(r["contributors"]) == 3 for r in log), "no owner paid for the lie"
     assert any(r.get("disputed") == ["server-1"] for r in log)
+
+
+def test_a_model_owner_that_goes_back_a_step_gets_nothing_from_the_owner(tmp_path: Path) -> None:
+    """A model owner asks data-owner-0, from round 6 on, for step 2 again (with the current
+    model, so the request's input id is new): that owner declines every such request itself,
+    whatever the servers remember, and the others' rounds go on without it."""
+
+    def go_back(sender: str, to: str, msg: m.Message) -> m.Message:
+        if sender == MO and to == "data-owner-0" and isinstance(msg, m.ModelUpdate) and msg.step >= 6:
+            return dataclasses.replace(msg, step=2)
+        return msg
+
+    training = 'dataset = "breast_cancer"\nrounds = 10\nbatch_size = 64'
+    config = load_config(write_config(tmp_path, owners=3, training=training, protocol="idle_timeout = 120.0"))
+    outcome = run_deployment(config, tmp_path / "out", tamper=go_back)
+    assert outcome.errors == {}
+    rounds = outcome.metrics["rounds"]
+    assert len(rounds) == 10
+    assert all("data-owner-0" in r["contributors"] for r in rounds[:5])
+    assert all(r["contributors"] == ["data-owner-1", "data-owner-2"] for r in rounds[5:]), rounds
