@@ -65,7 +65,7 @@ class Hub:
                 other = self.nodes.get(target)
                 if other is None or target in node.peers or target in node.shunned or node.name in other.shunned:
                     continue
-                node.peers[target] = other.peers[node.name] = None
+                node.peers[target] = other.peers[node.name] = _Link()
                 for a, b in ((node, other), (other, node)):
                     a.log.info("connected to %s", b.name)
                     for msg in a.greet(b.name) if a.greet is not None else ():
@@ -113,7 +113,7 @@ class MemoryNode:
         self.config = config
         self.name = name
         self.greet = greet
-        self.peers: dict[str, None] = {}
+        self.peers: dict[str, _Link] = {}
         self.wanted: list[str] = []
         self.shunned: set[str] = set()
         self.inbox: asyncio.Queue[Event] = asyncio.Queue()
@@ -190,3 +190,7 @@ class MemoryNode:
 
     def traffic(self) -> tuple[int, int]:
         return self.sent, self.received
+
+
+class _Link:
+    """One connection between two nodes: a new one is another object (``Transport.peers``)."""

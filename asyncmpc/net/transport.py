@@ -34,7 +34,8 @@ class Transport(Protocol):
     def config(self) -> Config: ...
     @property
     def peers(self) -> Mapping[str, object]:
-        """The players connected now (by name)."""
+        """The players connected now (by name), each with its connection: a player that
+        connects again has another connection object."""
         ...
 
     def logger(self, name: str) -> logging.LoggerAdapter[logging.Logger]:

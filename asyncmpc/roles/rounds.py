@@ -71,6 +71,8 @@ class Rounds:
         """Servers proved to have lied, with why (the dict is metrics.json's ``excluded_servers``)."""
         self.left_out: list[str] = []
         """Data owners proved to send inconsistent shares, asked no more this session."""
+        self._asked_over: dict[str, object] = {}
+        """The connection over which each owner was sent the current round's request."""
 
     async def run(self, size: int, request: m.Message) -> Outcome:
         """Aggregate the owners' answers to ``request``; a disputed round is run again at once
@@ -119,6 +121,7 @@ class Rounds:
         self.current = AggregationRound(self.params, round_no, present, (size,), servers=live, mac_key=key)
         request = _for_round(request, round_no, live, key)
         requests = [Send(o, request) for o in present]
+        self._asked_over = {o: self.node.peers.get(o) for o in present}
         return await drive_round(self.node, self.current, self.on_other, requests)
 
     async def _judge(self, result: RoundResult) -> None:
@@ -220,11 +223,21 @@ class Rounds:
             if msg.round_no == rnd.round_no:
                 await send_all(self.node, rnd.withdraw(sender))
         elif msg is None:
+            if self._reconnected_before_asked(sender):
+                return  # an older connection's notice, read late: the request went over the new one
             self.node.logger(__name__).warning("lost connection to %s", sender)
             if rnd is not None:
                 await send_all(self.node, rnd.withdraw(sender))  # do not wait for it until the deadline
         elif not isinstance(msg, m.Reject):
             await self.node.drop(sender, RemoteProtocolError(f"unexpected {msg.KIND!r}", peer=sender))
+
+    def _reconnected_before_asked(self, owner: str) -> bool:
+        """Whether a closed-connection notice from ``owner`` is about an older connection than
+        the one this round's request went over (that one is still open). The notice waits in
+        the inbox until a round reads it; by then the owner may have reconnected, been asked
+        over the new connection, and be answering."""
+        conn = self.node.peers.get(owner)
+        return conn is not None and conn is self._asked_over.get(owner)
 
 
 def _stop_if_refused(result: RoundResult) -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,45 @@ class Outcome:
     """Players that stopped with an error (an excluded server, say), by name."""
 
 
-def run_deployment(config: Config, out: Path, *, tamper: Tamper | None = None, absent: tuple[str, ...] = ()) -> Outcome:
+AfterRound = Callable[[Hub, dict[str, Any]], None]
+"""Called with the hub and each training round's row, as the model owner ends the round."""
+
+
+def run_deployment(
+    config: Config,
+    out: Path,
+    *,
+    tamper: Tamper | None = None,
+    absent: tuple[str, ...] = (),
+    after_round: AfterRound | None = None,
+) -> Outcome:
     """Train ``config`` with every player but ``absent`` in this process; return the model
     owner's metrics and the other players' errors. A model owner's error is raised."""
-    return asyncio.run(_deployment(config, out, tamper, absent))
+    return asyncio.run(_deployment(config, out, tamper, absent, after_round))
 
 
-async def _deployment(config: Config, out: Path, tamper: Tamper | None, absent: tuple[str, ...]) -> Outcome:
+class _Rounds:
+    """The model owner's progress display, turned into a hook between rounds."""
+
+    def __init__(self, hub: Hub, after_round: AfterRound) -> None:
+        self.hub, self.after_round = hub, after_round
+
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def round(self, row: dict[str, Any]) -> bool:
+        self.after_round(self.hub, row)
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+async def _deployment(
+    config: Config, out: Path, tamper: Tamper | None, absent: tuple[str, ...], after_round: AfterRound | None
+) -> Outcome:
     hub = Hub(config, tamper)
+    progress = None if after_round is None else _Rounds(hub, after_round)
     errors: dict[str, BaseException] = {}
 
     async def player(name: str, run: Awaitable[Any]) -> None:
@@ -49,7 +80,7 @@ async def _deployment(config: Config, out: Path, tamper: Tamper | None, absent: 
         if p.name not in absent:
             others.append(asyncio.create_task(player(p.name, run_data_owner(config, p.name, opener=hub.open))))
     try:
-        metrics = await run_model_owner(config, MO, out, opener=hub.open)
+        metrics = await run_model_owner(config, MO, out, opener=hub.open, progress=progress)
         await asyncio.gather(*others)  # every player exits on Finish
     finally:
         for task in others:

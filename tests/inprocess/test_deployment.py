@@ -12,6 +12,7 @@ import pytest
 
 from asyncmpc.config import load_config
 from asyncmpc.learning.training import ReferenceTrainer, load_model
+from asyncmpc.net.memory import Hub
 from asyncmpc.wire import messages as m
 from tests.helpers import write_config
 from tests.inprocess.deploy import MO, run_deployment
@@ -93,3 +94,27 @@ def test_an_mlp_trained_securely_on_digits_equals_the_reference_and_nears_scikit
     # and within 2 points of scikit-learn's MLPClassifier of the same architecture, pooled data
     assert metrics["sklearn_pooled_accuracy"] > 0.9
     assert metrics["final_test_accuracy"] >= metrics["sklearn_pooled_accuracy"] - 0.02
+
+
+def test_an_owner_that_reconnected_between_rounds_is_not_withdrawn_from_the_next(tmp_path: Path) -> None:
+    """data-owner-0's connection to the model owner closes after round 4 and is made again
+    before round 5 starts: the model owner reads that it closed only during round 5, whose
+    request went over the new connection. That stale notice must not withdraw the owner
+    (over TCP its shares may reach the servers after the ``Withdraw``: it is left out)."""
+    config = load_config(write_config(tmp_path, owners=3, training='dataset = "breast_cancer"\nrounds = 8'))
+    withdrawn: list[tuple[int, tuple[str, ...]]] = []
+
+    def reconnect(hub: Hub, row: dict[str, object]) -> None:
+        if row["round"] == 4:
+            hub.cut("data-owner-0", MO)
+            hub.link()
+
+    def watch(sender: str, to: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, m.Withdraw):
+            withdrawn.append((msg.round_no, msg.owners))
+        return msg
+
+    outcome = run_deployment(config, tmp_path / "out", tamper=watch, after_round=reconnect)
+    assert outcome.errors == {}
+    assert [len(r["contributors"]) for r in outcome.metrics["rounds"]] == [3] * 8
+    assert withdrawn == []
