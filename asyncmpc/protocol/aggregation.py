@@ -20,15 +20,14 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.crypto.field import P
-from asyncmpc.crypto.macs import MacKey, verify
+from asyncmpc.crypto.macs import MacKey
 from asyncmpc.crypto.prf import MAC_KEY_BYTES, RandomBytes
 from asyncmpc.crypto.rss import RShare, reconstruct, suspects
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.answers import CrossCheck, Digests, check_answer
 from asyncmpc.protocol.contributors import Reports
 from asyncmpc.protocol.deadlines import Due, RoundClock
-from asyncmpc.protocol.dispute import Answer, resolve
+from asyncmpc.protocol.dispute import full_verdict, tagged_mac_ok
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.outcome import Kind, RoundResult
 from asyncmpc.protocol.params import Params
@@ -360,7 +359,7 @@ class AggregationRound:
     def _finish(self) -> list[Send]:
         servers = tuple(s for s in self.servers if s in self._results)
         if self.mac and self._full:
-            return self._verdict(servers)
+            return self._verdict()
         if self.mac:
             return self._mac_checked(servers)
         if self._full and not self.params.private:
@@ -385,40 +384,18 @@ class AggregationRound:
         sums and the MAC all check; otherwise every server is asked for the same sums in full,
         which ``_verdict`` resolves."""
         self._check.absorb(self._results, self._keys)
-        results = [self._results[s] for s in self.servers]
-        ma = [int(r.ma[0]) for r in results if r.ma is not None]
-        mb = [int(r.mb[0]) for r in results if r.mb is not None]
-        fields_agree = all(mb[j] == ma[(j + 1) % 3] for j in range(3))
         total = self._check.total
         assert total is not None and self.mac_key is not None
-        if not self._check.failed and fields_agree and verify(total, self.mac_key, sum(ma) % P):
+        if not self._check.failed and tagged_mac_ok(total, [self._results[s] for s in self.servers], self.mac_key):
             self.result = RoundResult(self.round_no, total, self.contributors, True, servers=servers, mac=True)
             return []
         return self._decide()  # in full, over the same contributors (release rule 2 allows it)
 
-    def _verdict(self, servers: tuple[str, ...]) -> list[Send]:
+    def _verdict(self) -> list[Send]:
         """A MAC round's answers, all in full: the verified sum, and the cheater if one lied."""
-        answers = []
-        for s, r in self._results.items():
-            assert r.b is not None and r.ma is not None and r.mb is not None
-            answers.append(Answer(self.servers.index(s), r.a, r.b, int(r.ma[0]), int(r.mb[0])))
         assert self.mac_key is not None
-        verdict = resolve(answers, self.mac_key, explained=self._digests.explained)
-        cheater = "" if verdict.cheater is None else self.servers[verdict.cheater]
-        culprit = ""
-        if verdict.total is None and len(answers) == 3 and verdict.disputed:
-            culprit = self._digests.culprit(verdict.disputed)
-        self.result = RoundResult(
-            self.round_no,
-            verdict.total,
-            self.contributors,
-            verdict.agreed,
-            verdict.reason,
-            servers,
-            mac=True,
-            cheater=cheater,
-            inconsistent=self._digests.inconsistent,
-            culprit=culprit,
+        self.result = full_verdict(
+            self.round_no, self._results, self.servers, self.mac_key, self._digests, self.contributors
         )
         return []
 

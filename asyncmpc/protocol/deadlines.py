@@ -9,6 +9,9 @@ servers have answered a phase, the third has ``server_timeout`` seconds: while i
 it is first told ``CloseInputs`` (an owner may have withheld a share from it: that makes it
 late, not silent) and given as long again; after that it is left out and disconnected.
 
+The players other than the model owner have one deadline of their own, ``IdleClock``: the
+model owner must speak within ``idle_timeout`` (a session it abandoned ends).
+
 ``RoundClock`` only keeps time; ``AggregationRound.get_timer`` / ``handle_timer`` ask it what is
 due and act on it, so the asyncio driver is a generic loop (the shape of aioquic's
 ``QuicConnection.get_timer`` / ``handle_timer``) and every deadline is tested with a fake clock.
@@ -20,7 +23,7 @@ import enum
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-__all__ = ["Due", "RoundClock"]
+__all__ = ["Due", "IdleClock", "RoundClock"]
 
 
 class Due(enum.Enum):
@@ -62,3 +65,22 @@ class RoundClock:
                 self._silence = (silence, now)
             due.append((self._silence[1] + self.server_timeout, Due.SILENT))
         return min(due, key=lambda d: d[0])
+
+
+@dataclass(slots=True)
+class IdleClock:
+    """When a data owner or a server gives up on a model owner that stopped speaking: ``limit``
+    (``idle_timeout``) seconds after it last did, or after the player started."""
+
+    limit: float
+    heard: float
+    """When the model owner last spoke (or the player started)."""
+
+    def spoke(self, now: float) -> None:
+        self.heard = now
+
+    def get_timer(self) -> float:
+        return self.heard + self.limit
+
+    def expired(self, now: float) -> bool:
+        return now >= self.get_timer()

@@ -22,6 +22,7 @@ verify, or the round yields nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,11 @@ from asyncmpc.crypto.field import P
 from asyncmpc.crypto.macs import MacKey, verify
 from asyncmpc.crypto.ring import RingArray, ring_sum
 from asyncmpc.crypto.rss import N_SERVERS, suspects
+from asyncmpc.protocol.answers import Digests
+from asyncmpc.protocol.outcome import RoundResult
+from asyncmpc.wire import messages as m
 
-__all__ = ["Answer", "Verdict", "resolve"]
+__all__ = ["Answer", "MacPolicy", "Verdict", "full_verdict", "resolve", "tagged_mac_ok"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,49 @@ def _pick(versions: dict[int, dict[int, _Version]], leave_out: int | None) -> tu
         others = [v for s, v in sorted(held.items()) if s != leave_out]
         chosen.append(others[0] if others else next(iter(held.values())))
     return ring_sum([c[0] for c in chosen]), sum(c[1] for c in chosen) % P
+
+
+def tagged_mac_ok(total: RingArray, results: Sequence[m.ResultShare], key: MacKey) -> bool:
+    """A MAC round's tagged answers from the three servers (in index order), whose ring sum
+    ``total`` passed the cross-check: every field component's two holders agree, and the MAC
+    of ``total`` verifies."""
+    ma = [int(r.ma[0]) for r in results if r.ma is not None]
+    mb = [int(r.mb[0]) for r in results if r.mb is not None]
+    fields_agree = len(ma) == len(mb) == N_SERVERS and all(mb[j] == ma[(j + 1) % 3] for j in range(3))
+    return fields_agree and verify(total, key, sum(ma) % P)
+
+
+def full_verdict(
+    round_no: int,
+    results: Mapping[str, m.ResultShare],
+    servers: tuple[str, ...],
+    key: MacKey,
+    digests: Digests,
+    contributors: tuple[str, ...],
+) -> RoundResult:
+    """What a MAC round's answers in full (``results``, by server; ``servers`` every server in
+    index order) prove: the verified sum, the cheater if one lied, and the owner to blame
+    when the components that disagree are where its holders reported different digests."""
+    answers = []
+    for s, r in results.items():
+        assert r.b is not None and r.ma is not None and r.mb is not None
+        answers.append(Answer(servers.index(s), r.a, r.b, int(r.ma[0]), int(r.mb[0])))
+    verdict = resolve(answers, key, explained=digests.explained)
+    culprit = ""
+    if verdict.total is None and len(answers) == N_SERVERS and verdict.disputed:
+        culprit = digests.culprit(verdict.disputed)
+    return RoundResult(
+        round_no,
+        verdict.total,
+        contributors,
+        verdict.agreed,
+        verdict.reason,
+        tuple(s for s in servers if s in results),
+        mac=True,
+        cheater="" if verdict.cheater is None else servers[verdict.cheater],
+        inconsistent=digests.inconsistent,
+        culprit=culprit,
+    )
 
 
 class MacPolicy:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.transport import Transport
+from asyncmpc.protocol.deadlines import IdleClock
 from asyncmpc.protocol.events import Action, Drop, Send
 from asyncmpc.protocol.outcome import RoundResult
 from asyncmpc.wire.messages import Message
@@ -18,25 +19,25 @@ __all__ = ["ModelOwnerWatch", "RoundMachine", "drive_round", "post_all", "send_a
 
 class ModelOwnerWatch:
     """What data owners and servers wait on: the next event, as long as the model owner has
-    spoken within ``idle_timeout`` (absent or silent longer: PeerLost, one line)."""
+    spoken within ``idle_timeout`` (``deadlines.IdleClock``; absent or silent longer:
+    PeerLost, one line)."""
 
     def __init__(self, node: Transport) -> None:
         self.node = node
         self.model_owner = node.config.model_owner.name
-        self.idle = node.config.protocol.idle_timeout
         self._loop = asyncio.get_running_loop()
-        self._heard = self._loop.time()  # when the model owner last spoke (or we started)
+        self.clock = IdleClock(node.config.protocol.idle_timeout, self._loop.time())
 
     async def recv(self) -> tuple[str, Message | None]:
         try:
-            sender, msg = await self.node.recv(timeout=max(0.0, self._heard + self.idle - self._loop.time()))
+            sender, msg = await self.node.recv(timeout=max(0.0, self.clock.get_timer() - self._loop.time()))
         except TimeoutError:
             state = "silent" if self.model_owner in self.node.peers else "absent"
             raise PeerLost(
-                f"{self.node.name}: the model owner was {state} for {self.idle:g}s ([protocol] idle_timeout)"
+                f"{self.node.name}: the model owner was {state} for {self.clock.limit:g}s ([protocol] idle_timeout)"
             ) from None
         if sender == self.model_owner:
-            self._heard = self._loop.time()
+            self.clock.spoke(self._loop.time())
         return sender, msg
 
 

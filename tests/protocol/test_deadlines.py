@@ -7,7 +7,7 @@ import numpy as np
 
 from asyncmpc.config import parse_config
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
-from asyncmpc.protocol.deadlines import Due, RoundClock
+from asyncmpc.protocol.deadlines import Due, IdleClock, RoundClock
 from asyncmpc.protocol.events import Drop, Send
 from asyncmpc.protocol.outcome import Kind
 from asyncmpc.protocol.params import Params
@@ -107,3 +107,10 @@ def test_the_clock_picks_the_earliest_deadline_and_a_new_wait_starts_a_new_silen
     assert clock.next(108.0, inputs_open=False, silence=("ask", 2)) == (110.0, Due.LATE)
     clock.late = True
     assert clock.next(108.0, inputs_open=False, silence=None) == (115.0, Due.OVER)
+
+
+def test_the_idle_clock_counts_from_when_the_model_owner_last_spoke() -> None:
+    clock = IdleClock(limit=30.0, heard=100.0)
+    assert clock.get_timer() == 130.0 and not clock.expired(129.9) and clock.expired(130.0)
+    clock.spoke(125.0)
+    assert clock.get_timer() == 155.0 and not clock.expired(130.0)
