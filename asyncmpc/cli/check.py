@@ -61,24 +61,26 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _privacy_line(config: Config) -> str:
-    """What [privacy] comes to: the noise multiplier (calibrated for a budget), the rounds the
-    budget allows, and epsilon at the end of training."""
-    from asyncmpc.learning.privacy.accountant import Accountant
-    from asyncmpc.learning.privacy.plan import noise_multiplier, plan_for
+    """What [privacy] comes to for the model owner's model: the noise multiplier (calibrated for
+    a budget, to the model's size), the proven epsilon at the end of training with the
+    Gaussian-equivalent figure beside it, and the rounds the budget allows."""
+    from asyncmpc.learning.privacy.plan import plan_for
+    from asyncmpc.learning.workload import workload
 
     p = config.privacy
     assert p is not None
-    z = noise_multiplier(config)
-    plan_for(config, 1, z)  # ConfigError if the budget cannot hold one round
-    accountant = Accountant(z, p.rate, p.delta)
+    size = workload(config, config.model_owner.name).size
+    plan = plan_for(config, size)  # ConfigError if the budget cannot hold one round
+    accountant = plan.accountant()
     rounds = config.training.rounds
     spent = accountant.epsilon(rounds)
     line = (
-        f"[privacy] per {p.unit}: clip {p.clip:g}, sampling rate {p.rate:g}, noise multiplier {z:.4f}; "
-        f"{rounds} rounds spend epsilon {spent:.3f} at delta {p.delta:g}"
+        f"[privacy] per {p.unit}: clip {p.clip:g}, sampling rate {p.rate:g}, noise multiplier "
+        f"{plan.noise_multiplier:.4f} for {size} parameters; {rounds} rounds spend epsilon {spent:.3f} at delta "
+        f"{p.delta:g} (Gaussian-equivalent {accountant.gaussian_epsilon(rounds):.3f})"
     )
     if p.epsilon and spent > p.epsilon:
-        line += f"; the budget {p.epsilon:g} stops training after {accountant.rounds_within(p.epsilon, rounds)} rounds"
+        line += f"; the budget {p.epsilon:g} stops training after {plan.rounds} rounds"
     return line
 
 

@@ -48,6 +48,9 @@ when the round opens is blamed on its owner (``Drop``), not on the model owner w
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import numpy as np
 
 from asyncmpc.config import Role
@@ -88,7 +91,7 @@ class ServerProtocol:
         params: Params,
         name: str,
         noise: NoiseDraw | None = None,
-        release_limit: int | None = None,
+        release_limit: int | Callable[[int], int | None] | None = None,
     ) -> None:
         self.params = params
         self.name = name
@@ -410,9 +413,12 @@ class ServerProtocol:
             rnd.due = (contributors, key)
             return []
         if rnd.noise is not None and not rnd.noise.applied:
-            if self._release_limit is not None and self.releases >= self._release_limit:
+            limit = self._release_limit
+            if callable(limit):  # by the contribution's size: the noise is calibrated per size
+                limit = limit(math.prod(rnd.shape))
+            if limit is not None and self.releases >= limit:
                 rnd.enter(RoundPhase.REPORTED)
-                why = f"the [privacy] budget allows {self._release_limit} releases, and this server made them all"
+                why = f"the [privacy] budget allows {limit} releases, and this server made them all"
                 return [self._refuse(round_no, Refusal.BUDGET, why)]
             self.releases += 1
         rnd.flush()

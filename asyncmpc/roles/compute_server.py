@@ -34,15 +34,16 @@ async def run_compute_server(
 ) -> dict[str, Any]:
     """Serve until the model owner finishes the session; return this server's traffic. The
     server's connections come from ``opener`` (default: a TCP ``Node``)."""
-    noise, limit = None, None
+    noise = None
     if config.privacy is not None:
         from asyncmpc.learning.privacy.noise import NoiseSource
 
         noise = NoiseSource(config)
-        limit = noise.release_limit()
+    # the release limit follows from the contribution's size, which the first round gives
+    limit = None if noise is None else noise.release_limit
     proto = ServerProtocol(Params.of(config), name, noise=noise, release_limit=limit)
     try:
-        return await _serve(config, name, proto, opener or functools.partial(Node, tls=tls), noise, limit)
+        return await _serve(config, name, proto, opener or functools.partial(Node, tls=tls), noise)
     finally:
         if noise is not None:
             noise.close()  # a draw ahead for a round that will not come
@@ -54,13 +55,15 @@ async def _serve(
     proto: ServerProtocol,
     opener: Opener,
     noise: NoiseSource | None,
-    limit: int | None,
 ) -> dict[str, Any]:
     model_owner = config.model_owner.name
     async with opener(config, name, greet=proto.greet) as node:
-        if noise is not None:
-            budget = "no budget" if limit is None else f"at most {limit} releases within the budget"
-            node.logger(__name__).info("[privacy]: noise multiplier %.4g, %s", noise.multiplier, budget)
+        p = config.privacy
+        if noise is not None and p is not None:
+            budget = f"epsilon {p.epsilon:g} at delta {p.delta:g}" if p.epsilon else "no budget"
+            node.logger(__name__).info(
+                "[privacy]: %s; noise multiplier and release limit from the first round's size", budget
+            )
         node.maintain()
         watch = ModelOwnerWatch(node)
         while True:

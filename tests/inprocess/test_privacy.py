@@ -11,7 +11,7 @@ import pytest
 
 from asyncmpc.config import Config, load_config
 from asyncmpc.errors import DisputeError
-from asyncmpc.learning.privacy.accountant import Accountant
+from asyncmpc.learning.privacy.plan import plan_for
 from asyncmpc.wire import messages as m
 from tests.attackers import Liar
 from tests.helpers import hosts_toml, write_config
@@ -23,17 +23,19 @@ def private_config(tmp_path: Path, privacy: str, training: str = "", protocol: s
     return load_config(write_config(tmp_path, text + "\n[privacy]\n" + privacy))
 
 
-def test_a_private_run_logs_dp_accountings_epsilon_and_stops_at_its_budget(tmp_path: Path) -> None:
+def test_a_private_run_logs_the_proven_epsilon_and_stops_at_its_budget(tmp_path: Path) -> None:
     z, q, stop = 1.5, 0.2, 8
-    budget = (Accountant(z, q, 1e-5).epsilon(stop) + Accountant(z, q, 1e-5).epsilon(stop + 1)) / 2
-    config = private_config(tmp_path, f"noise_multiplier = {z}\nsampling_rate = {q}\nepsilon = {budget}", "rounds = 30")
+    set_noise = f"noise_multiplier = {z}\nsampling_rate = {q}"
+    accountant = plan_for(private_config(tmp_path, set_noise, "rounds = 30"), 31).accountant()
+    budget = (accountant.epsilon(stop) + accountant.epsilon(stop + 1)) / 2
+    config = private_config(tmp_path, f"{set_noise}\nepsilon = {budget}", "rounds = 30")
     outcome = run_deployment(config, tmp_path / "out")
     metrics = outcome.metrics
     rows = metrics["rounds"]
     assert outcome.errors == {} and len(rows) == stop, metrics.get("stopped")
     assert f"one more round would spend more than epsilon {budget:g}" in metrics["stopped"]
-    for t, row in enumerate(rows, start=1):  # the ledger's epsilon is dp-accounting's, round by round
-        assert row["epsilon"] == pytest.approx(Accountant(z, q, 1e-5).epsilon(t), rel=1e-12)
+    for t, row in enumerate(rows, start=1):  # the ledger's epsilon is the proven one, round by round
+        assert row["epsilon"] == pytest.approx(accountant.epsilon(t), rel=1e-12)
         assert row["loss"] is not None and row["cross_checked"]
     assert metrics["privacy"]["releases"] == stop and metrics["privacy"]["epsilon"] <= budget
     assert json.loads((tmp_path / "out" / "privacy.json").read_text()) == {"releases": stop}
@@ -72,7 +74,8 @@ def test_owner_level_privacy_trains_end_to_end_with_each_owner_clipped_whole(tmp
     metrics = run_deployment(config, tmp_path / "out").metrics
     assert metrics["privacy"]["unit"] == "owner" and metrics["privacy"]["sampling_rate"] == 1.0
     assert len(metrics["rounds"]) == rounds and "stopped" not in metrics
-    accountant = Accountant(z, 1.0, 1e-5)  # every owner every round: no amplification by sampling
+    accountant = plan_for(config, 31).accountant()  # every owner every round: no amplification by sampling
+    assert accountant.sampling_rate == 1.0
     for t, row in enumerate(metrics["rounds"], start=1):
         assert row["epsilon"] == pytest.approx(accountant.epsilon(t), rel=1e-12) and len(row["contributors"]) == 3
     with np.load(tmp_path / "out" / "model.npz") as f:

@@ -54,18 +54,20 @@ def test_check_prints_the_deployment_and_refuses_a_broken_file_in_one_line(tmp_p
 
 
 def test_check_tells_what_a_privacy_table_comes_to(tmp_path: Path) -> None:
-    from asyncmpc.learning.privacy.accountant import Accountant
+    from asyncmpc.config import load_config
+    from asyncmpc.learning.privacy.plan import plan_for
 
     config = write_config(tmp_path, owners=2, training='dataset = "breast_cancer"\nrounds = 60')
     base = config.read_text()
     config.write_text(base + "\n[privacy]\nnoise_multiplier = 1.5\nsampling_rate = 0.2\nepsilon = 3.0\n")
     result = asyncmpc("check", "--config", str(config))
     assert result.returncode == 0, result.stderr
-    spent = Accountant(1.5, 0.2, 1e-5).epsilon(60)
-    stop = Accountant(1.5, 0.2, 1e-5).rounds_within(3.0, 60)
+    plan = plan_for(load_config(config), 31)  # breast_cancer's logistic regression
+    spent, gaussian = plan.accountant().epsilon(60), plan.accountant().gaussian_epsilon(60)
     assert result.stdout.rstrip().splitlines()[-1] == (
-        "[privacy] per example: clip 1, sampling rate 0.2, noise multiplier 1.5000; "
-        f"60 rounds spend epsilon {spent:.3f} at delta 1e-05; the budget 3 stops training after {stop} rounds"
+        "[privacy] per example: clip 1, sampling rate 0.2, noise multiplier 1.5000 for 31 parameters; "
+        f"60 rounds spend epsilon {spent:.3f} at delta 1e-05 (Gaussian-equivalent {gaussian:.3f}); "
+        f"the budget 3 stops training after {plan.rounds} rounds"
     )
     config.write_text(base + "\n[privacy]\nnoise_multiplier = 0.5\nepsilon = 0.01\n")
     broken = asyncmpc("check", "--config", str(config))

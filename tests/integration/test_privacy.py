@@ -11,7 +11,6 @@ import pytest
 from scipy import stats
 
 from asyncmpc.config import load_config
-from asyncmpc.learning.privacy.accountant import Accountant
 from asyncmpc.learning.privacy.plan import plan_for
 from tests.helpers import OWNERS, ROOT, Players, hosts_toml, wait_until, write_config
 
@@ -87,7 +86,7 @@ def test_a_resumed_private_run_counts_every_round_it_may_have_released(tmp_path:
     releases = metrics["privacy"]["releases"]
     assert releases == before + (rounds - resumed) >= rounds  # the redone rounds count again
     assert json.loads((out / "privacy.json").read_text()) == {"releases": releases}
-    accountant = Accountant(z, q, 1e-5)
+    accountant = plan_for(load_config(config), metrics["parameters"]).accountant()
     assert metrics["privacy"]["epsilon"] == pytest.approx(accountant.epsilon(releases), rel=1e-12)
     after = [r for r in metrics["rounds"] if r["round"] > resumed]
     assert after[0]["epsilon"] == pytest.approx(accountant.epsilon(before + 1), rel=1e-12)

@@ -65,10 +65,9 @@ class NoiseSource:
     """
 
     def __init__(self, config: Config, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
-        from asyncmpc.learning.privacy.plan import noise_multiplier, plan_for
+        from asyncmpc.learning.privacy.plan import plan_for
 
         self._config = config
-        self._multiplier = noise_multiplier(config)
         self._plan_for = plan_for
         self._plans: dict[int, PrivacyPlan] = {}
         self._rng = secure_generator(random_bytes)
@@ -76,25 +75,25 @@ class NoiseSource:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="noise")
         self._ahead: tuple[tuple[int, tuple[int, ...]], Future[NDArray[np.int64]]] | None = None
 
-    @property
-    def multiplier(self) -> float:
-        return self._multiplier
+    def plan(self, size: int) -> PrivacyPlan:
+        """The plan for contributions of ``size`` elements: the noise multiplier calibrated to
+        the proven epsilon depends on the size, which a server learns from the first round."""
+        plan = self._plans.get(size)
+        if plan is None:
+            plan = self._plans[size] = self._plan_for(self._config, size)
+        return plan
 
-    def release_limit(self) -> int | None:
-        """How many rounds the budget allows (None without ``epsilon``): a server refuses to
-        release more, whatever the model owner asks."""
+    def release_limit(self, size: int) -> int | None:
+        """How many rounds of contributions of ``size`` elements the budget allows by the proven
+        epsilon (None without ``epsilon``): a server refuses to release more, whatever the
+        model owner asks."""
         p = self._config.privacy
         if p is None or not p.epsilon:
             return None
-        from asyncmpc.learning.privacy.accountant import Accountant
-
-        return Accountant(self._multiplier, p.rate, p.delta).rounds_within(p.epsilon, 1 << 40)
+        return self.plan(size).accountant().rounds_within(p.epsilon, 1 << 40)
 
     def variance(self, dealers: int, size: int) -> float:
-        plan = self._plans.get(size)
-        if plan is None:
-            plan = self._plans[size] = self._plan_for(self._config, size, self._multiplier)
-        return plan.dealer_variance(dealers)
+        return self.plan(size).dealer_variance(dealers)
 
     def __call__(self, dealers: int, shape: tuple[int, ...]) -> NDArray[np.int64]:
         want = (dealers, shape)

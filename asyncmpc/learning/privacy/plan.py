@@ -10,6 +10,11 @@ part, and the k - 1 others still add up to sigma^2 (Skellam is closed under summ
 three servers the opened sum carries 1.5 sigma^2, with two 2 sigma^2; the model owner alone
 faces that larger variance. A server computes the variance itself from its own copy of the
 configuration: the model owner only says which servers deal (``OpenRound.servers``).
+
+The epsilon calibrated to and enforced is the proven one for the Skellam noise run, with the
+Gaussian-equivalent figure beside it (``accountant.SkellamAccountant``). It depends on the
+sensitivity in fixed-point units, so on the contribution's size: calibrating to ``[privacy]
+epsilon`` needs the size (``noise_multiplier(config, size)``, ``plan_for``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from asyncmpc.config import Config, PrivacySettings
 from asyncmpc.errors import ConfigError
 
 if TYPE_CHECKING:  # imported when used: dp-accounting takes 2 s to import
-    from asyncmpc.learning.privacy.accountant import Accountant
+    from asyncmpc.learning.privacy.accountant import SkellamAccountant
 
-__all__ = ["NOISE_TAIL", "PrivacyPlan", "noise_multiplier", "plan_for", "rounded_sensitivity"]
+__all__ = ["NOISE_TAIL", "PrivacyPlan", "noise_multiplier", "plan_for", "rounded_sensitivity", "sensitivity"]
 
 NOISE_TAIL = 64.0
 """Noise beyond this many standard deviations is treated as impossible (its probability is
@@ -41,6 +46,10 @@ class PrivacyPlan:
     sampling_rate: float
     rounds: int
     """The rounds the budget allows (``[training] rounds`` when there is no budget)."""
+    l2: float
+    """The L2 sensitivity in units of the fixed point (``sensitivity``): sigma over the multiplier."""
+    l1: float
+    """The L1 sensitivity in the same units."""
 
     def dealer_variance(self, dealers: int) -> float:
         """The variance each of ``dealers`` servers adds (see the module docstring)."""
@@ -48,10 +57,12 @@ class PrivacyPlan:
             raise ValueError(f"{dealers} noise dealer(s): a round needs two servers")
         return self.sigma * self.sigma / (dealers - 1)
 
-    def accountant(self) -> Accountant:
-        from asyncmpc.learning.privacy.accountant import Accountant
+    def accountant(self) -> SkellamAccountant:
+        """The proven epsilon's accountant (``epsilon``), with the Gaussian-equivalent figure
+        beside it (``gaussian_epsilon``)."""
+        from asyncmpc.learning.privacy.accountant import SkellamAccountant
 
-        return Accountant(self.noise_multiplier, self.sampling_rate, self.settings.delta)
+        return SkellamAccountant(self.noise_multiplier, self.sampling_rate, self.settings.delta, self.l2, self.l1)
 
 
 def rounded_sensitivity(bound: float, size: int, frac_bits: int, roundings: int = 1) -> tuple[float, float]:
@@ -66,39 +77,57 @@ def rounded_sensitivity(bound: float, size: int, frac_bits: int, roundings: int 
     return l2, math.sqrt(size) * l2
 
 
-def noise_multiplier(config: Config) -> float:
-    """``[privacy] noise_multiplier``, or the smallest that keeps ``[training] rounds`` rounds
-    within (epsilon, delta) (a second or two)."""
+def sensitivity(config: Config, size: int) -> tuple[float, float]:
+    """The L2 and L1 sensitivity, in units of the fixed point, of the released sum of
+    contributions of ``size`` elements: one unit's clipped part, rounded twice for an example
+    (its owner's sum with and without it), once for an owner (``rounded_sensitivity``)."""
+    p = config.privacy
+    if p is None:
+        raise ValueError("no [privacy] table")
+    return rounded_sensitivity(p.clip, size, config.protocol.frac_bits, 2 if p.unit == "example" else 1)
+
+
+def noise_multiplier(config: Config, size: int) -> float:
+    """``[privacy] noise_multiplier``, or the smallest whose proven epsilon keeps ``[training]
+    rounds`` rounds of contributions of ``size`` elements within (epsilon, delta) (30 ms);
+    ConfigError if no noise multiplier can."""
     p = config.privacy
     if p is None:
         raise ValueError("no [privacy] table")
     if p.noise_multiplier:
         return p.noise_multiplier
-    from asyncmpc.learning.privacy.accountant import noise_multiplier_for
+    from asyncmpc.learning.privacy.accountant import MOST_NOISE, SkellamAccountant, skellam_noise_multiplier_for
 
-    return noise_multiplier_for(p.epsilon, p.delta, config.training.rounds, p.rate)
+    rounds = config.training.rounds
+    l2, l1 = sensitivity(config, size)
+    if SkellamAccountant(MOST_NOISE, p.rate, p.delta, l2, l1).epsilon(rounds) > p.epsilon:
+        raise ConfigError(
+            f"{config.path}: [privacy] epsilon {p.epsilon:g}: no noise multiplier keeps {rounds} rounds within "
+            f"it at delta {p.delta:g}; raise epsilon or delta"
+        )
+    return skellam_noise_multiplier_for(p.epsilon, p.delta, rounds, p.rate, l2, l1)
 
 
 def plan_for(config: Config, size: int, multiplier: float | None = None) -> PrivacyPlan:
     """The plan for contributions of ``size`` elements (``multiplier``: the noise multiplier,
-    if computed already); ConfigError if the budget cannot hold one round, or the ring cannot
-    hold the noise."""
+    if computed already for this size); ConfigError if the budget cannot hold one round, or the
+    ring cannot hold the noise."""
     p = config.privacy
     if p is None:
         raise ValueError("no [privacy] table")
     rounds, rate = config.training.rounds, p.rate
-    z = multiplier if multiplier is not None else noise_multiplier(config)
+    z = multiplier if multiplier is not None else noise_multiplier(config, size)
+    l2, l1 = sensitivity(config, size)
     allowed = rounds
     if p.epsilon:  # the accountant (and dp-accounting, 2 s to import) only with a budget to keep
-        from asyncmpc.learning.privacy.accountant import Accountant
+        from asyncmpc.learning.privacy.accountant import SkellamAccountant
 
-        allowed = Accountant(z, rate, p.delta).rounds_within(p.epsilon, rounds)
+        allowed = SkellamAccountant(z, rate, p.delta, l2, l1).rounds_within(p.epsilon, rounds)
         if allowed == 0:
             raise ConfigError(
                 f"{config.path}: [privacy] noise_multiplier {z:g}: one round already spends more than "
                 f"epsilon {p.epsilon:g}; raise noise_multiplier or epsilon"
             )
-    l2, _ = rounded_sensitivity(p.clip, size, config.protocol.frac_bits, 2 if p.unit == "example" else 1)
     sigma = z * l2
     room = 2.0**62  # encoding keeps the contributions' sum within half the ring under [privacy]
     if NOISE_TAIL * sigma * math.sqrt(2.0) >= room:
@@ -106,4 +135,4 @@ def plan_for(config: Config, size: int, multiplier: float | None = None) -> Priv
             f"{config.path}: [privacy] noise of standard deviation {sigma:.3g} (fixed point) does not fit "
             f"the ring; lower [protocol] frac_bits or [privacy] clip"
         )
-    return PrivacyPlan(p, z, sigma, rate, allowed)
+    return PrivacyPlan(p, z, sigma, rate, allowed, l2, l1)
