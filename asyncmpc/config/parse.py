@@ -16,6 +16,7 @@ from typing import Any
 from asyncmpc.config.settings import (
     AGGREGATIONS,
     DATASETS,
+    DEFAULT_LEDGER_DIR,
     LISTENING_ROLES,
     MAC_ROUNDS,
     MODELS,
@@ -79,6 +80,7 @@ PRIVACY_KEYS: dict[str, tuple[type, Any]] = {
     "clip": (float, (1e-9, 1e9)),
     "sampling_rate": (float, (0.0, 1.0)),
     "examples": (int, (0, 1 << 50)),
+    "ledger_dir": (str, None),
 }
 PLAYER_KEYS = {"role", "host", "port", "csv", "label_column"}
 
@@ -121,6 +123,12 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
                 raise ConfigError(f'{path}: [players.{p.name}] csv: missing (the dataset is "csv")')
         if len(training.classes) < 2:
             raise ConfigError(f'{path}: [training] classes: list at least 2 class labels when dataset = "csv"')
+    owners = sum(p.role == Role.DATA_OWNER for p in players.values())
+    if owners > protocol.max_owners:
+        raise ConfigError(
+            f"{path}: [protocol] max_owners: {protocol.max_owners}, but [players] lists {owners} data owners "
+            "(the encoding keeps room for max_owners inputs in the sum)"
+        )
     tls_dir = _parse_tls(doc.get("tls", {}), path)
     if not protocol.plaintext and tls_dir is None:
         raise ConfigError(
@@ -190,7 +198,10 @@ def _parse_training(table: Any, path: str) -> TrainingSettings:
 
 def _parse_privacy(table: Any, training: TrainingSettings, path: str) -> PrivacySettings:
     """The ``[privacy]`` table, checked against the training it protects."""
-    settings = PrivacySettings(**_table(table, PRIVACY_KEYS, path, "[privacy]"))
+    values = _table(table, PRIVACY_KEYS, path, "[privacy]")
+    folder = Path(values.get("ledger_dir", DEFAULT_LEDGER_DIR))
+    values["ledger_dir"] = str(folder if folder.is_absolute() else Path(path).resolve().parent / folder)
+    settings = PrivacySettings(**values)
 
     def refuse(key: str, why: str) -> ConfigError:
         return ConfigError(f"{path}: {key}: {why}")

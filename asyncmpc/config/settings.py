@@ -23,6 +23,7 @@ __all__ = [
     "TrainingSettings",
     "AGGREGATIONS",
     "DATASETS",
+    "DEFAULT_LEDGER_DIR",
     "MAC_ROUNDS",
     "MODELS",
     "OPTIMIZERS",
@@ -143,6 +144,9 @@ class TrainingSettings:
         return self.weighting == "examples" or (not self.weighting and self.local_steps > 1)
 
 
+DEFAULT_LEDGER_DIR = "privacy-ledger"
+
+
 @dataclass(frozen=True, slots=True)
 class PrivacySettings:
     """The ``[privacy]`` table: differential privacy inside the secure sum (``asyncmpc.learning.privacy``)."""
@@ -163,6 +167,9 @@ class PrivacySettings:
     examples: int = 0
     """The public total number of training examples (unit "example"); the model owner divides
     the noisy sum by sampling_rate * examples. 0: the bundled data set's training split."""
+    ledger_dir: str = DEFAULT_LEDGER_DIR
+    """Where a data owner keeps its own ledger of its data's releases, one file per data set,
+    across runs (relative to the hosts.toml; ``learning.privacy.budget``)."""
 
     @property
     def rate(self) -> float:
@@ -203,6 +210,12 @@ class Config:
     @property
     def model_owner(self) -> Player:
         return next(p for p in self.players.values() if p.role == Role.MODEL_OWNER)
+
+    @property
+    def input_terms(self) -> int:
+        """How many encoded inputs the ring must hold summed: ``max_owners``, twice that under
+        ``[privacy]`` (the owners' sum keeps to half the ring; the noise has the other half)."""
+        return self.protocol.max_owners * (1 if self.privacy is None else 2)
 
     def server_index(self, name: str) -> int:
         p = self.player(name)

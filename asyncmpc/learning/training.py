@@ -18,8 +18,8 @@ servers reconstruct it), divides by |S| (or the summed n) and takes an optimizer
 Under ``[privacy]`` (``asyncmpc.learning.privacy``) a contribution is the update alone: with unit
 "example", the sum over a Poisson sample of the owner's examples of each example's gradient
 clipped to ``[privacy] clip`` (DP-SGD); with unit "owner", the owner's update clipped to the
-bound if the owner sampled itself into the round, else zeros (so no one sees who took part). The
-sample is drawn under a key only the owner holds. No loss and no count are opened: the model
+bound times the owner's sampled bit (so no one sees who took part). Each answer draws its sample
+afresh (``privacy.sampling``), and does the same work whoever is in it. No loss and no count are opened: the model
 owner divides the noisy sum by the expected number of units, which is public, and reports the
 loss on its own test set. Feature scaling then comes from the model owner's own test data, not
 from a statistics round over the owners' data, which the noise would not protect.
@@ -33,6 +33,7 @@ the ring, so its weights equal the secure run's up to float rounding (the test o
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,14 +43,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config
-from asyncmpc.crypto.prf import new_seed
+from asyncmpc.crypto.prf import RandomBytes, new_seed
 from asyncmpc.crypto.ring import RingArray, decode, encode
 from asyncmpc.errors import PluginError
 from asyncmpc.learning.checkpoint import atomic_write
 from asyncmpc.learning.data import Dataset, Split, batch_indices, load_split
 from asyncmpc.learning.models import BuiltModel, accuracy, build_model
 from asyncmpc.learning.optim import Optimizer, clip, make_optimizer
-from asyncmpc.learning.privacy.sampling import clipped_sum, poisson_sample
+from asyncmpc.learning.privacy.sampling import clipped_sum, poisson_bits
 
 __all__ = [
     "ModelOwnerState",
@@ -93,8 +94,7 @@ def contribution_size(config: Config, model: BuiltModel) -> int:
 def encode_contribution(config: Config, vector: Floats) -> RingArray:
     """Fixed point for the ring; EncodingError names a NaN, inf or out-of-range element.
     Under [privacy] the owners' sum keeps to half the ring: the noise has the other half."""
-    p = config.protocol
-    return encode(vector, p.frac_bits, max_terms=p.max_owners * (1 if config.privacy is None else 2))
+    return encode(vector, config.protocol.frac_bits, max_terms=config.input_terms)
 
 
 def expected_units(config: Config, examples: int) -> float:
@@ -136,14 +136,19 @@ class OwnerWork:
     """What a data owner computes locally, round after round."""
 
     def __init__(
-        self, config: Config, index: int, data: Dataset, classes: tuple[str, ...], sampling_key: bytes = b""
+        self,
+        config: Config,
+        index: int,
+        data: Dataset,
+        classes: tuple[str, ...],
+        random_bytes: RandomBytes = os.urandom,
     ) -> None:
         self.config = config
         self.index = index
         self.data = data
         self.model = model_for(config, data.x.shape[1], len(classes))
-        self.sampling_key = sampling_key or new_seed()
-        """Under [privacy]: the key of this owner's Poisson samples (never sent anywhere)."""
+        self.random_bytes = random_bytes
+        """Under [privacy]: the source of each sample's key (never sent anywhere)."""
 
     def stats_vector(self) -> Floats:
         return stats_of(self.data.x)
@@ -181,16 +186,17 @@ class OwnerWork:
         return update, first_loss
 
     def private_contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
-        """The update under [privacy] (see the module docstring)."""
+        """The update under [privacy] (see the module docstring): a fresh sample, and the same
+        work whether anything was sampled or not."""
         p = self.config.privacy
         assert p is not None
+        key = new_seed(self.random_bytes)
         if p.unit == "example":
-            rows = poisson_sample(len(self.data.y), p.rate, self.sampling_key, round_no)
-            x = (self.data.x[rows] - mean) / scale
-            return clipped_sum(self.model, theta, x, self.data.y[rows], p.clip)[0]
-        if not poisson_sample(1, p.rate, self.sampling_key, round_no).size:
-            return np.zeros(self.model.size)
-        return clip(self._local_update(theta, mean, scale, round_no)[0], p.clip)
+            bits = poisson_bits(len(self.data.y), p.rate, key)
+            x = (self.data.x - mean) / scale
+            return clipped_sum(self.model, theta, x, self.data.y, p.clip, bits)[0]
+        update = clip(self._local_update(theta, mean, scale, round_no)[0], p.clip)
+        return update * float(poisson_bits(1, p.rate, key)[0])
 
 
 @dataclass

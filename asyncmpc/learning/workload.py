@@ -8,6 +8,7 @@ every round, so the aggregation itself can be measured at any size without a dat
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,9 +16,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config, Player
+from asyncmpc.crypto.prf import new_seed
 from asyncmpc.errors import ConfigError, PluginError
 from asyncmpc.learning.checkpoint import atomic_write
 from asyncmpc.learning.data import load_split, owner_data
+from asyncmpc.learning.optim import clip
+from asyncmpc.learning.privacy.sampling import poisson_bits
 from asyncmpc.learning.training import (
     ModelOwnerState,
     OwnerWork,
@@ -100,16 +104,21 @@ class ModelWorkload:
         self.model_state.restore(state)
 
     def final(self) -> dict[str, Any]:
-        t = self.model_state.config.training
+        """The summary for metrics.json. Under [privacy] it has no scikit-learn model fitted
+        on the owners' pooled raw data: the outputs hold nothing computed from their data but
+        the noisy sums."""
+        config = self.model_state.config
+        t = config.training
+        pooled = None
+        if config.privacy is None:
+            pooled = pooled_baseline(self.split, self.model_state.mean, self.model_state.scale, self.model_state.model)
         return {
             "model": t.model,
             "local_steps": t.local_steps,
             "weighting": "examples" if t.weighted else "owners",
             "classes": list(self.split.classes),
             "final_test_accuracy": self.model_state.accuracy(self.split.test),
-            "sklearn_pooled_accuracy": pooled_baseline(
-                self.split, self.model_state.mean, self.model_state.scale, self.model_state.model
-            ),
+            "sklearn_pooled_accuracy": pooled,
         }
 
 
@@ -161,6 +170,14 @@ class OwnerWorkload(Protocol):
     def stats_vector(self) -> Floats: ...
     def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats: ...
     def describe(self) -> str: ...
+    @property
+    def size(self) -> int:
+        """The length of a training contribution."""
+        ...
+
+    def fingerprint(self) -> bytes:
+        """A digest of the data this owner holds: its own privacy ledger is kept per data set."""
+        ...
 
 
 class LocalTraining:
@@ -169,12 +186,7 @@ class LocalTraining:
     def __init__(self, config: Config, player: Player) -> None:
         data, classes = owner_data(config, player)
         assert player.index is not None
-        key = b""
-        if config.privacy is not None:
-            from asyncmpc.learning.privacy.sampling import sampling_key
-
-            key = sampling_key(config, player.name)
-        self.work = OwnerWork(config, player.index, data, classes, key)
+        self.work = OwnerWork(config, player.index, data, classes)
 
     def stats_vector(self) -> Floats:
         return self.work.stats_vector()
@@ -186,6 +198,13 @@ class LocalTraining:
         if theta.shape != (model.size,):
             raise ValueError(f"model update has {theta.shape[0]} parameters, expected {model.size}")
         return self.work.contribution(theta, mean, scale, round_no)
+
+    @property
+    def size(self) -> int:
+        return contribution_size(self.work.config, self.work.model)
+
+    def fingerprint(self) -> bytes:
+        return _digest(self.work.data.x, self.work.data.y)
 
     def describe(self) -> str:
         x = self.work.data.x
@@ -201,11 +220,13 @@ def _synthetic_base(seed: int, size: int) -> Floats:
 
 class SyntheticOwner:
     """A fixed gradient in [-1, 1): one random vector (seeded, not a secret), rotated by the
-    owner's index, so a swarm of owners in one process shares one vector's memory."""
+    owner's index, so a swarm of owners in one process shares one vector's memory. Under
+    ``[privacy]`` it is clipped and sampled as an owner's update is."""
 
     def __init__(self, config: Config, player: Player) -> None:
         self.base = _synthetic_base(config.training.seed, config.training.parameters)
         self.shift = (player.index or 0) * 7919
+        self.privacy = config.privacy
 
     @property
     def gradient(self) -> Floats:
@@ -217,10 +238,29 @@ class SyntheticOwner:
     def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
         if theta.shape != self.base.shape:
             raise ValueError(f"model update has {theta.shape[0]} parameters, expected {self.base.size}")
-        return self.gradient
+        if self.privacy is None:
+            return self.gradient
+        # as a data owner under [privacy] (unit "owner"): clipped, times a fresh sampled bit
+        bit = float(poisson_bits(1, self.privacy.rate, new_seed())[0])
+        return clip(self.gradient, self.privacy.clip) * bit
+
+    @property
+    def size(self) -> int:
+        return int(self.base.size)
+
+    def fingerprint(self) -> bytes:
+        return _digest(self.gradient)
 
     def describe(self) -> str:
         return f"a synthetic gradient of {self.base.size} parameters"
+
+
+def _digest(*arrays: NDArray[Any]) -> bytes:
+    h = hashlib.sha256(b"asyncmpc data v1")
+    for a in arrays:
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.digest()
 
 
 def owner_workload(config: Config, player: Player) -> OwnerWorkload:

@@ -23,6 +23,8 @@ class Params:
     """Every player's role, by name."""
     min_owners: int
     max_owners: int
+    input_terms: int
+    """How many encoded inputs the ring must hold summed (``Config.input_terms``)."""
     frac_bits: int
     round_timeout: float
     server_timeout: float
@@ -39,6 +41,7 @@ class Params:
             roles={name: player.role for name, player in config.players.items()},
             min_owners=p.min_owners,
             max_owners=p.max_owners,
+            input_terms=config.input_terms,
             frac_bits=p.frac_bits,
             round_timeout=p.round_timeout,
             server_timeout=p.server_timeout,

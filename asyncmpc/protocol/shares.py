@@ -48,7 +48,7 @@ def contribution_shares(
 
     Raises EncodingError naming a NaN, infinite or out-of-range element.
     """
-    shares = sharer.share_reals(values, params.frac_bits, max_terms=params.max_owners, round_no=round_no)
+    shares = sharer.share_reals(values, params.frac_bits, max_terms=params.input_terms, round_no=round_no)
     return share_messages(params, round_no, values.shape, shares, input_id)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from asyncmpc.crypto.macs import MacKey
 from asyncmpc.crypto.prf import RandomBytes
 from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import EncodingError, PeerLost, PluginError
+from asyncmpc.learning.privacy.budget import DataLedger
 from asyncmpc.learning.workload import OwnerWorkload, owner_workload
 from asyncmpc.net.runtime import Node
 from asyncmpc.net.tls import TlsContexts
@@ -82,6 +84,8 @@ class _Owner:
         self.contributed = 0
         self.answers = OwnerAnswers()
         """Which requests it computes for (``protocol.releases``: the newest again, or a new step)."""
+        self.ledger = None if config.privacy is None or self.plain else _data_ledger(config, self.work)
+        """Under [privacy]: its own ledger of its data's releases, across runs."""
 
     def greet(self, peer: str) -> list[m.Message]:
         """A server that (re)connects gets this owner's current stream keys first."""
@@ -100,6 +104,13 @@ class _Owner:
                 node.logger(__name__).warning("%s; going on, and dialling them still", exc)
         node.maintain([self.model_owner])
         node.logger(__name__).info("holding %s", self.work.describe())
+        if self.ledger is not None:
+            node.logger(__name__).info(
+                "[privacy] this data's own ledger: %d releases so far, epsilon %.3f (%s)",
+                self.ledger.releases,
+                self.ledger.epsilon,
+                self.ledger.path,
+            )
 
     async def serve(self, node: Transport) -> dict[str, Any]:
         """Answer the model owner's requests until ``Finish``, or until it has been absent or
@@ -118,7 +129,15 @@ class _Owner:
             elif isinstance(msg, m.Finish):
                 node.logger(__name__).info("session finished after %d contributions", self.contributed)
                 sent, received = node.traffic()
-                return {"contributions": self.contributed, "bytes_sent": sent, "bytes_received": received}
+                stats: dict[str, Any] = {
+                    "contributions": self.contributed,
+                    "bytes_sent": sent,
+                    "bytes_received": received,
+                }
+                if self.ledger is not None:
+                    node.logger(__name__).info("[privacy] this data has spent epsilon %.3f", self.ledger.epsilon)
+                    stats["epsilon"] = self.ledger.epsilon
+                return stats
             elif isinstance(msg, m.Exclude):
                 node.logger(__name__).error("the model owner excluded %s: %s", msg.server, msg.reason)
                 await node.shun(msg.server, msg.reason)
@@ -142,10 +161,12 @@ class _Owner:
         config, round_no = self.config, msg.round_no
         out = _Outgoing(round_no, isinstance(msg, m.ModelUpdate))
         out.targets = set() if self.plain else set(msg.servers or self.servers)
-        ident, step = input_id(msg), OwnerAnswers.step_of(msg)
-        why = self.answers.refusal(ident, step)
-        if why is not None:
-            return self._decline(out, m.Refusal.RERUN, why)
+        ident = input_id(msg)
+        refused = self._refusal(msg, ident)
+        if refused is not None:
+            return self._decline(out, *refused)
+        if self.ledger is not None:
+            self.ledger.spend()  # durably, before anything of the data leaves
         try:
             vector = _contribution(self.work, msg)
             if self.plain:
@@ -160,14 +181,35 @@ class _Owner:
             else:
                 out.sends = contribution_shares(self.params, round_no, vector, self.sharer, ident)
             out.size = len(vector)
-        except EncodingError as exc:
-            return self._decline(out, m.Refusal.ENCODING, str(exc))  # indexes, never values
+        except EncodingError as exc:  # indexes, never values; under [privacy] not even where
+            public = "its contribution cannot be encoded" if self.config.privacy is not None else str(exc)
+            return self._decline(out, m.Refusal.ENCODING, public, str(exc))
         except PluginError as exc:
             return self._decline(out, m.Refusal.PLUGIN, exc.public, str(exc))  # a plug-in's text stays here
         except ValueError as exc:
             return self._decline(out, m.Refusal.PROTOCOL, str(exc))
-        self.answers.record(ident, step)
+        self.answers.record(ident, OwnerAnswers.step_of(msg))
         return out
+
+    def _refusal(self, msg: m.StatsRequest | m.ModelUpdate, ident: bytes) -> tuple[m.Refusal, str] | None:
+        """Why this owner does not answer ``msg`` (None: it does): under [privacy] nothing the
+        noise does not protect and nothing beyond its own ledger; never an earlier request
+        (``OwnerAnswers``)."""
+        if self.config.privacy is not None and isinstance(msg, m.StatsRequest):
+            return (
+                m.Refusal.PRIVATE,
+                "under [privacy] it shares no statistics of its data (the noise would not protect them)",
+            )
+        why = self.answers.refusal(ident, OwnerAnswers.step_of(msg))
+        if why is not None:
+            return m.Refusal.RERUN, why
+        if self.ledger is not None and not self.ledger.allows_another():
+            spent = self.ledger.epsilon
+            return m.Refusal.LEDGER, (
+                f"its own ledger of this data's releases allows no more: {self.ledger.releases} made, epsilon "
+                f"{spent:.3g} of [privacy] epsilon {self.ledger.plan.settings.epsilon:g}"
+            )
+        return None
 
     def _decline(self, out: _Outgoing, code: m.Refusal, reason: str, logged: str = "") -> _Outgoing:
         """A ``Decline`` for the model owner instead of shares; ``logged`` (default: the reason)
@@ -205,6 +247,14 @@ class _Outgoing:
     sends: list[Send] = field(default_factory=list)
     size: int = 0
     declined: str = ""
+
+
+def _data_ledger(config: Config, work: OwnerWorkload) -> DataLedger:
+    """This owner's ledger for the data it holds, under the plan its own hosts.toml gives."""
+    from asyncmpc.learning.privacy.plan import plan_for
+
+    assert config.privacy is not None
+    return DataLedger(plan_for(config, work.size), Path(config.privacy.ledger_dir), work.fingerprint())
 
 
 def _all_connected(node: Transport, names: set[str]) -> bool:

@@ -53,7 +53,7 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 7
+PROTOCOL_VERSION = 8
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
@@ -62,7 +62,10 @@ InputShare and ResultShare, digests in Holding), ModelUpdate.step, Exclude.
 5: differential privacy: OpenRound.servers, NoiseShare.
 6: refusal codes (Reject.code, Decline.code), InputShare.input_id, InputsHeld; servers enforce
 the release rules (minimum contributors, one contributor set per round, re-runs over the same
-set) and agree on the contributors before an early release."""
+set) and agree on the contributors before an early release.
+7: BLAKE3 digests of an owner's components (Holding.digests, ResultShare.digests).
+8: refusal codes ``private`` and ``ledger``: under [privacy] a data owner declines what the
+noise does not protect, and anything beyond its own ledger of its data's releases."""
 FloatArray = NDArray[np.float64]
 
 
@@ -129,6 +132,11 @@ class Refusal(StrEnum):
     """The server's own ``[privacy]`` budget allows no more releases."""
     NO_MAC = "no_mac"
     """Under ``[privacy]`` a MAC round would open the sum without noise: refused."""
+    PRIVATE = "private"
+    """Under ``[privacy]`` a data owner answers nothing the noise does not protect: a
+    statistics request is declined."""
+    LEDGER = "ledger"
+    """Under ``[privacy]`` the data owner's own ledger of its data's releases allows no more."""
     ENCODING = "encoding"
     """A data owner's values cannot be encoded (NaN, infinite, out of range)."""
     PLUGIN = "plugin"

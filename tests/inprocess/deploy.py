@@ -36,10 +36,12 @@ def run_deployment(
     tamper: Tamper | None = None,
     absent: tuple[str, ...] = (),
     after_round: AfterRound | None = None,
+    model_owner_config: Config | None = None,
 ) -> Outcome:
     """Train ``config`` with every player but ``absent`` in this process; return the model
-    owner's metrics and the other players' errors. A model owner's error is raised."""
-    return asyncio.run(_deployment(config, out, tamper, absent, after_round))
+    owner's metrics and the other players' errors. A model owner's error is raised. The model
+    owner may read another configuration (``model_owner_config``: one that deviates)."""
+    return asyncio.run(_deployment(config, out, tamper, absent, after_round, model_owner_config))
 
 
 class _Rounds:
@@ -60,7 +62,12 @@ class _Rounds:
 
 
 async def _deployment(
-    config: Config, out: Path, tamper: Tamper | None, absent: tuple[str, ...], after_round: AfterRound | None
+    config: Config,
+    out: Path,
+    tamper: Tamper | None,
+    absent: tuple[str, ...],
+    after_round: AfterRound | None,
+    model_owner_config: Config | None,
 ) -> Outcome:
     hub = Hub(config, tamper)
     progress = None if after_round is None else _Rounds(hub, after_round)
@@ -80,7 +87,7 @@ async def _deployment(
         if p.name not in absent:
             others.append(asyncio.create_task(player(p.name, run_data_owner(config, p.name, opener=hub.open))))
     try:
-        metrics = await run_model_owner(config, MO, out, opener=hub.open, progress=progress)
+        metrics = await run_model_owner(model_owner_config or config, MO, out, opener=hub.open, progress=progress)
         await asyncio.gather(*others)  # every player exits on Finish
     finally:
         for task in others:

@@ -8,31 +8,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncmpc.learning.models import build_model
-from asyncmpc.learning.privacy.sampling import clipped_sum, poisson_sample
+from asyncmpc.learning.privacy.sampling import clipped_sum, poisson_bits
 
 KEY = bytes(range(16))
 
 
-@given(n=st.integers(0, 2000), rate=st.floats(0.001, 1.0), round_no=st.integers(1, 10**6))
-def test_a_rounds_sample_is_a_set_of_indices_that_repeats_for_the_same_round(
-    n: int, rate: float, round_no: int
-) -> None:
-    rows = poisson_sample(n, rate, KEY, round_no)
-    assert rows.dtype == np.int64 and np.all(np.diff(rows) > 0) and (len(rows) == 0 or 0 <= rows[0] <= rows[-1] < n)
-    assert np.array_equal(rows, poisson_sample(n, rate, KEY, round_no))
+@given(n=st.integers(0, 2000), rate=st.floats(0.001, 1.0))
+def test_a_sample_is_a_bit_per_unit_and_the_same_key_draws_it_again(n: int, rate: float) -> None:
+    bits = poisson_bits(n, rate, KEY)
+    assert bits.shape == (n,) and set(np.unique(bits)) <= {0.0, 1.0}
+    assert np.array_equal(bits, poisson_bits(n, rate, KEY))
     if rate == 1.0:
-        assert np.array_equal(rows, np.arange(n))
+        assert bits.all()
 
 
-def test_samples_have_the_rate_and_differ_between_rounds_and_keys() -> None:
+def test_samples_have_the_rate_and_differ_between_keys() -> None:
     n, rate = 100_000, 0.1
-    a, b = poisson_sample(n, rate, KEY, 1), poisson_sample(n, rate, KEY, 2)
-    other = poisson_sample(n, rate, bytes(16), 1)
+    a, b = (np.flatnonzero(poisson_bits(n, rate, key)) for key in (KEY, bytes(16)))
     sd = (n * rate * (1 - rate)) ** 0.5
-    assert all(abs(len(s) - n * rate) < 5 * sd for s in (a, b, other))
+    assert all(abs(len(s) - n * rate) < 5 * sd for s in (a, b))
     # independent draws overlap in about rate^2 of the examples
-    for s, t in ((a, b), (a, other)):
-        assert abs(len(np.intersect1d(s, t)) - n * rate * rate) < 5 * (n * rate * rate) ** 0.5
+    assert abs(len(np.intersect1d(a, b)) - n * rate * rate) < 5 * (n * rate * rate) ** 0.5
 
 
 @settings(max_examples=25, deadline=None)
@@ -54,3 +50,16 @@ def test_the_clipped_sum_bounds_each_examples_influence(seed: int, bound: float)
     assert loss == pytest.approx(loose_loss)
     empty, nothing = clipped_sum(model, theta, x[:0], y[:0], bound)
     assert not empty.any() and nothing == 0.0
+
+
+def test_the_clipped_sum_weights_each_example_by_its_bit() -> None:
+    rng = np.random.default_rng(5)
+    model = build_model("logreg", 3, 2, {}, 0)
+    theta = rng.normal(size=model.size)
+    x, y = rng.normal(size=(9, 3)), rng.integers(0, 2, size=9)
+    bits = poisson_bits(9, 0.5, KEY)
+    rows = np.flatnonzero(bits)
+    weighted, weighted_loss = clipped_sum(model, theta, x, y, 0.3, bits)
+    sampled, sampled_loss = clipped_sum(model, theta, x[rows], y[rows], 0.3)
+    np.testing.assert_allclose(weighted, sampled, rtol=1e-12, atol=1e-15)
+    assert weighted_loss == pytest.approx(sampled_loss)

@@ -1,11 +1,23 @@
-"""The model owner's privacy ledger: how many times the owners' data was released, the
-epsilon that has cost, and whether one more release stays within the budget.
+"""Privacy ledgers: how many times data was released, the epsilon that has cost, and whether
+one more release stays within the budget. ``Budget`` is the model owner's, for one training;
+``DataLedger`` a data owner's own, for its data across every training it takes part in.
 
 Every round the model owner opens counts as a release, whether or not it yielded a sum (a
 server may have answered before the round failed), and it is counted *before* the round opens:
 the count is written durably to ``privacy.json`` in the output folder first (write-ahead), so
 a model owner that crashes and resumes knows every round it may have released, including the
 one in flight, which it asks again under fresh noise: a second release the accountant sees.
+
+A data owner cannot rely on the model owner's ledger (a deviating model owner ignores it, or
+starts afresh) nor on the servers' counts (a restarted server counts from zero). So each data
+owner keeps its own, per data set (a digest of the data it holds), in ``[privacy] ledger_dir``,
+across runs: it counts, durably and before anything leaves, every answer it gives under
+``[privacy]`` (each one an independently sampled release, ``sampling``), and declines once one
+more would exceed ``[privacy] epsilon``. It keeps the RDP spent at each order rather than a
+count, since RDP adds up whatever each run's settings were.
+
+The epsilon kept within the budget is the proven one for the noise run; the Gaussian-equivalent
+figure is reported beside it (``accountant.SkellamAccountant``).
 """
 
 from __future__ import annotations
@@ -14,11 +26,13 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from asyncmpc.errors import OutputError
 from asyncmpc.learning.checkpoint import atomic_write
 from asyncmpc.learning.privacy.plan import PrivacyPlan
 
-__all__ = ["LEDGER", "Budget"]
+__all__ = ["LEDGER", "Budget", "DataLedger"]
 
 LEDGER = "privacy.json"
 
@@ -31,18 +45,18 @@ class Budget:
         self.path = None if folder is None else folder / LEDGER
         self.releases = 0
         if self.path is not None and not fresh and self.path.exists():
-            try:
-                self.releases = int(json.loads(self.path.read_text())["releases"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise OutputError(
-                    f"{self.path}: cannot read the privacy ledger ({exc}); it is needed to resume"
-                ) from None
+            self.releases = int(_read(self.path, "it is needed to resume", "releases")[0])
         self._accountant = plan.accountant()
 
     @property
     def epsilon(self) -> float:
-        """Epsilon spent so far (at the plan's delta)."""
+        """The proven epsilon spent so far (at the plan's delta)."""
         return self._accountant.epsilon(self.releases)
+
+    @property
+    def gaussian_epsilon(self) -> float:
+        """The Gaussian-equivalent epsilon of the releases so far (never above ``epsilon``)."""
+        return self._accountant.gaussian_epsilon(self.releases)
 
     def allows_another(self) -> bool:
         """Whether one more release stays within ``[privacy] epsilon`` (always, with none)."""
@@ -54,15 +68,7 @@ class Budget:
         self.releases += 1
         if self.path is None:
             return
-        text = json.dumps({"releases": self.releases}).encode()
-
-        def write(fh: IO[bytes]) -> None:
-            fh.write(text)
-
-        try:
-            atomic_write(self.path, write)
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write the privacy ledger: {exc.strerror or exc}") from exc
+        _write(self.path, {"releases": self.releases})
 
     def summary(self) -> dict[str, Any]:
         """What metrics.json records."""
@@ -76,4 +82,69 @@ class Budget:
             "epsilon_budget": s.epsilon or None,
             "releases": self.releases,
             "epsilon": self.epsilon,
+            "gaussian_epsilon": self.gaussian_epsilon,
         }
+
+
+class DataLedger:
+    """A data owner's own ledger for the data with digest ``fingerprint`` (see the module
+    docstring): ``folder/<digest>.json`` holds the releases and the RDP they spent."""
+
+    def __init__(self, plan: PrivacyPlan, folder: Path, fingerprint: bytes) -> None:
+        from asyncmpc.learning.privacy.accountant import ORDERS
+
+        self.plan = plan
+        self.path = folder / f"{fingerprint.hex()[:32]}.json"
+        self.releases = 0
+        self.rdp = np.zeros(len(ORDERS))
+        self._round = plan.accountant().round_rdp
+        if self.path.exists():
+            releases, orders, rdp = _read(self.path, "it is this data's privacy budget", "releases", "orders", "rdp")
+            if orders != list(ORDERS) or len(rdp) != len(ORDERS):
+                raise OutputError(f"{self.path}: the privacy ledger was kept at other Renyi orders")
+            self.releases, self.rdp = int(releases), np.asarray(rdp, dtype=np.float64)
+
+    @property
+    def epsilon(self) -> float:
+        """The proven epsilon this data has spent, over every run (at this run's delta)."""
+        from asyncmpc.learning.privacy.accountant import epsilon_of
+
+        return epsilon_of(self.rdp, self.plan.settings.delta)
+
+    def allows_another(self) -> bool:
+        """Whether one more release stays within ``[privacy] epsilon`` (always, with none)."""
+        from asyncmpc.learning.privacy.accountant import epsilon_of
+
+        budget = self.plan.settings.epsilon
+        return not budget or epsilon_of(self.rdp + self._round, self.plan.settings.delta) <= budget
+
+    def spend(self) -> None:
+        """Count one release, durably, before anything of it leaves."""
+        from asyncmpc.learning.privacy.accountant import ORDERS
+
+        self.releases += 1
+        self.rdp = self.rdp + self._round
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _write(self.path, {"releases": self.releases, "orders": list(ORDERS), "rdp": self.rdp.tolist()})
+
+
+def _read(path: Path, why: str, *keys: str) -> list[Any]:
+    """The values of ``keys`` in a ledger file; OutputError saying ``why`` it is needed."""
+    try:
+        state = json.loads(path.read_text())
+        return [state[k] for k in keys]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OutputError(f"{path}: cannot read the privacy ledger ({exc}); {why}") from None
+
+
+def _write(path: Path, state: dict[str, Any]) -> None:
+    """Write a ledger atomically (the old one or the new one, never half of either)."""
+    text = json.dumps(state).encode()
+
+    def write(fh: IO[bytes]) -> None:
+        fh.write(text)
+
+    try:
+        atomic_write(path, write)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the privacy ledger: {exc.strerror or exc}") from exc
