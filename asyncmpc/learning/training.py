@@ -44,13 +44,13 @@ from numpy.typing import NDArray
 
 from asyncmpc.config import Config
 from asyncmpc.crypto.prf import RandomBytes, new_seed
-from asyncmpc.crypto.ring import RingArray, decode, encode
+from asyncmpc.crypto.ring import RingArray, decode, encode, max_abs_value
 from asyncmpc.errors import PluginError
 from asyncmpc.learning.checkpoint import atomic_write
 from asyncmpc.learning.data import Dataset, Split, batch_indices, load_split
 from asyncmpc.learning.models import BuiltModel, accuracy, build_model
 from asyncmpc.learning.optim import Optimizer, clip, make_optimizer
-from asyncmpc.learning.privacy.sampling import clipped_sum, poisson_bits
+from asyncmpc.learning.privacy.sampling import clippable, clipped_sum, poisson_bits
 
 __all__ = [
     "ModelOwnerState",
@@ -186,17 +186,31 @@ class OwnerWork:
         return update, first_loss
 
     def private_contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
-        """The update under [privacy] (see the module docstring): a fresh sample, and the same
-        work whether anything was sampled or not."""
+        """The update under [privacy] (see the module docstring): a fresh sample, the same work
+        whether anything was sampled or not, and a finite vector within the encoding's range
+        whatever the data (``sampling.safe_gradient``): the answer depends on the data only
+        through the clipped sum. ValueError (a decline) only for a model or scaling that is
+        not finite, which says nothing about the data."""
         p = self.config.privacy
         assert p is not None
+        for name, arr in (("model", theta), ("mean", mean), ("scale", scale)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"the model update's {name} is not finite")
         key = new_seed(self.random_bytes)
         if p.unit == "example":
             bits = poisson_bits(len(self.data.y), p.rate, key)
-            x = (self.data.x - mean) / scale
-            return clipped_sum(self.model, theta, x, self.data.y, p.clip, bits)[0]
-        update = clip(self._local_update(theta, mean, scale, round_no)[0], p.clip)
-        return update * float(poisson_bits(1, p.rate, key)[0])
+            with np.errstate(all="ignore"):
+                x = (self.data.x - mean) / scale
+            total = clipped_sum(self.model, theta, x, self.data.y, p.clip, bits)[0]
+        else:
+            try:
+                with np.errstate(all="ignore"):
+                    update = self._local_update(theta, mean, scale, round_no)[0]
+            except Exception:  # a plug-in's failure may depend on the data
+                update = np.zeros(self.model.size)
+            total = clip(clippable(update), p.clip) * float(poisson_bits(1, p.rate, key)[0])
+        bound = max_abs_value(self.config.protocol.frac_bits, self.config.input_terms)
+        return np.clip(total, -bound, bound)  # a contraction: the sensitivity holds
 
 
 @dataclass

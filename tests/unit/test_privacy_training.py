@@ -3,6 +3,7 @@ but the ledger file)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +258,34 @@ def test_the_deployed_encoding_keeps_half_the_ring_for_the_noise() -> None:
     contribution_shares(plain, 1, value, InputSharer())
     with pytest.raises(EncodingError):
         contribution_shares(private, 1, value, InputSharer())
+
+
+def test_what_an_owner_answers_under_privacy_never_depends_on_its_data_but_through_the_noise(tmp_path: Path) -> None:
+    """A model owner that picks the scaling so that one example's standardised feature
+    overflows (scale t / DBL_MAX: |x_j| > t gives inf, its gradient NaN) must not learn
+    whether any example exceeds t from whether the owner declines: every answer is shares of a
+    finite vector within the encoding's range, whatever the data and the model sent."""
+    from asyncmpc.roles.data_owner import _Owner
+    from asyncmpc.wire import messages as m
+
+    cfg = parse_config(
+        text(f'epsilon = 8.0\nsampling_rate = 0.1\nledger_dir = "{tmp_path}"', 'dataset = "breast_cancer"\nrounds = 60'),
+        str(tmp_path / "hosts.toml"),
+    )
+    owner = _Owner(cfg, "data-owner-0", False, os.urandom)
+    work = owner.work.work  # type: ignore[attr-defined]
+    d, j = work.model.size, 3
+    largest = float(np.abs(work.data.x[:, j]).max())
+    for step, t in enumerate((largest / 2, largest * 2, 1e-300, 1e300), start=1):
+        mean, scale = np.zeros(d - 1), np.ones(d - 1)
+        scale[j] = t / np.finfo(np.float64).max
+        theta = np.full(d, 1e-3)
+        msg = m.ModelUpdate(session=cfg.session, round_no=step, theta=theta, mean=mean, scale=scale, step=step)
+        out = owner.shares_for(msg)
+        assert not out.declined, (t, out.declined)
+        assert all(isinstance(s.msg, m.InputShare) for s in out.sends)
+    bad = m.ModelUpdate(
+        session=cfg.session, round_no=9, theta=np.full(d, np.nan), mean=np.zeros(d - 1), scale=np.ones(d - 1), step=9
+    )
+    out = owner.shares_for(bad)  # a model that is not finite is refused whatever the data: no value named
+    assert out.declined and "not finite" in out.declined

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncmpc.learning.models import build_model
-from asyncmpc.learning.privacy.sampling import clipped_sum, poisson_bits
+from asyncmpc.learning.privacy.sampling import clippable, clipped_sum, poisson_bits
 
 KEY = bytes(range(16))
 
@@ -63,3 +63,12 @@ def test_the_clipped_sum_weights_each_example_by_its_bit() -> None:
     sampled, sampled_loss = clipped_sum(model, theta, x[rows], y[rows], 0.3)
     np.testing.assert_allclose(weighted, sampled, rtol=1e-12, atol=1e-15)
     assert weighted_loss == pytest.approx(sampled_loss)
+
+
+def test_a_gradient_that_is_not_finite_counts_as_zero_and_one_that_overflows_keeps_its_direction() -> None:
+    nan, huge = np.array([1.0, np.nan]), np.array([1e308, -1e308])
+    assert not clippable(nan).any()
+    assert np.isfinite(np.linalg.norm(clippable(huge)))
+    np.testing.assert_allclose(clippable(huge), [1.0, -1.0])
+    fine = np.array([3.0, 4.0])
+    assert clippable(fine) is fine

@@ -24,7 +24,7 @@ from asyncmpc.crypto.prf import expand
 from asyncmpc.learning.models import BuiltModel
 from asyncmpc.learning.optim import clip
 
-__all__ = ["clipped_sum", "poisson_bits"]
+__all__ = ["clippable", "clipped_sum", "poisson_bits", "safe_gradient"]
 
 Floats = NDArray[np.float64]
 Labels = NDArray[np.int64]
@@ -47,12 +47,40 @@ def clipped_sum(
 ) -> tuple[Floats, float]:
     """The sum over the rows of (x, y) of each example's gradient scaled down to L2 norm
     ``bound`` (times its weight, a sampled bit), and the sum of their losses (likewise). No
-    rows: zeros."""
+    rows: zeros. An example whose gradient is not finite, or whose model raises, counts as a
+    zero gradient (``safe_gradient``)."""
     total = np.zeros(model.size, dtype=np.float64)
     loss_sum = 0.0
     for i in range(len(y)):  # one example at a time: every model, plug-ins too, gives a mean gradient
-        loss, grad = model.gradient(theta, x[i : i + 1], y[i : i + 1])
+        loss, grad = safe_gradient(model, theta, x[i : i + 1], y[i : i + 1])
         w = 1.0 if weights is None else float(weights[i])
         total += w * clip(grad, bound)
         loss_sum += w * loss
     return total, loss_sum
+
+
+def safe_gradient(model: BuiltModel, theta: Floats, x: Floats, y: Labels) -> tuple[float, Floats]:
+    """The model's loss and gradient on (x, y), or (0, zeros) when either is not finite or the
+    model raises. Under [privacy] nothing an owner sends may depend on its data but through
+    the clipped, noised sum: a model owner that chose the scaling so that one example
+    overflows must not see a decline (a noise-free answer to "is some |x_ij| above t?").
+    Replacing one example's gradient by zeros moves the sum by at most the clip bound, as any
+    example does, so the sensitivity holds."""
+    try:
+        with np.errstate(all="ignore"):
+            loss, grad = model.gradient(theta, x, y)
+    except Exception:  # a plug-in's failure may depend on the data: it is not reported either
+        return 0.0, np.zeros(model.size)
+    if not np.isfinite(loss):
+        return 0.0, np.zeros(model.size)
+    return float(loss), clippable(grad)
+
+
+def clippable(vector: Floats) -> Floats:
+    """``vector`` if every element and its L2 norm are finite; a vector of the same direction
+    if only the norm overflows (the clip keeps it); zeros otherwise."""
+    if not np.all(np.isfinite(vector)):
+        return np.zeros_like(vector)
+    with np.errstate(over="ignore"):
+        finite_norm = np.isfinite(np.linalg.norm(vector))
+    return vector if finite_norm else vector / np.max(np.abs(vector))
