@@ -64,6 +64,7 @@ from asyncmpc.crypto.rss import Keyed, Seed
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.agreement import Agreement, Step
 from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
+from asyncmpc.protocol.commitment import Commitment, Release, Verdict
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.keyed import KeyedOwners
 from asyncmpc.protocol.noise import NoiseDraw, deal
@@ -129,6 +130,9 @@ class ServerProtocol:
             agreement = rnd.agreement
             if agreement is not None and agreement.own is not None and self._index_of(peer) in agreement.peers:
                 out.append(self._inputs_held(round_no, agreement.own))
+            pledge = rnd.commitment
+            if pledge is not None and pledge.own is not None and self._index_of(peer) in pledge.peers:
+                out.append(self._release_set(round_no, pledge.own))
         return out
 
     # ------------------------------------------------------------ messages
@@ -156,6 +160,8 @@ class ServerProtocol:
             return self._noise_share(sender, msg)
         if isinstance(msg, m.InputsHeld):
             return self._peer_held(sender, msg)
+        if isinstance(msg, m.ReleaseSet):
+            return self._peer_committed(sender, msg)
         if isinstance(msg, m.Reject):
             return []
         raise RemoteProtocolError(f"a compute server does not take {msg.KIND!r} messages", peer=sender)
@@ -215,7 +221,10 @@ class ServerProtocol:
             why = "a MAC round opens the sum without noise; [privacy] forbids it"
             return [self._refuse(msg.round_no, Refusal.NO_MAC, why)]
         rnd = RunningSums(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full, mac=msg.mac)
-        if msg.mac_key or msg.full:  # an early release: agreed with the round's other servers first
+        rnd.servers = servers
+        if self._noise is not None:  # no early release: every server commits to one release first
+            rnd.commitment = Commitment(servers - {self.index})
+        elif msg.mac_key or msg.full:  # an early release: agreed with the round's other servers first
             rnd.agreement = Agreement(servers - {self.index})
         self._keyed.open(rnd, msg.round_no)
         for old in [r for r in self._rounds if r < msg.round_no]:
@@ -307,6 +316,8 @@ class ServerProtocol:
             raise RemoteProtocolError(f"input share for round {round_no} came after its inputs closed", peer=sender)
         if not rnd.mac and (msg.ma is not None or msg.mb is not None):
             raise RemoteProtocolError(f"round {round_no} is not a MAC round, but the share carries one", peer=sender)
+        if self._told(sender, msg) != rnd.servers:
+            return []  # the owner was told other servers than this round's: not for this round
         parts = self._ring_parts(sender, msg, round_no, rnd.shape)
         if rnd.mac:  # before a vector is added: the sum may be that vector's own buffer
             rnd.fields[sender] = field_parts(sender, round_no, msg)
@@ -331,6 +342,14 @@ class ServerProtocol:
         if len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
             return self._complete(round_no, rnd)
         return []
+
+    def _told(self, sender: str, msg: m.InputShare) -> frozenset[int]:
+        """The servers (indices) the owner was told the round has (all three when it names none)."""
+        named = msg.servers or self.params.servers
+        indices = {self._index_of(s) for s in named}
+        if None in indices or len(indices) != len(named):
+            raise RemoteProtocolError(f"round {msg.round_no}: names servers {list(named)}", peer=sender)
+        return frozenset(i for i in indices if i is not None)
 
     def _ring_parts(
         self, sender: str, msg: m.InputShare, round_no: int, shape: tuple[int, ...]
@@ -408,10 +427,21 @@ class ServerProtocol:
         """This server's ``ResultShare``: a in full, b as a tag under ``key`` or (no key) in full.
         Under [privacy] it waits for every dealer's noise (``deferred``). The callers (an early
         release, an ``Aggregate``) checked the release rules before the sums could change."""
+        out: list[Action] = []
+        if rnd.commitment is not None and rnd.noise is not None and not rnd.noise.applied:
+            out, verdict = self._commit(round_no, rnd, contributors)
+            if verdict is Verdict.DIFFER:
+                rnd.enter(RoundPhase.REPORTED)
+                why = "the round's other servers were asked for another release (servers or contributors)"
+                return [*out, self._refuse(round_no, Refusal.OTHER_SET, why)]
+            if verdict is Verdict.WAIT:
+                rnd.enter(RoundPhase.DEFERRED)
+                rnd.due = (contributors, key)
+                return out
         if rnd.noise is not None and not rnd.noise.ready:
             rnd.enter(RoundPhase.DEFERRED)
             rnd.due = (contributors, key)
-            return []
+            return out
         if rnd.noise is not None and not rnd.noise.applied:
             limit = self._release_limit
             if callable(limit):  # by the contribution's size: the noise is calibrated per size
@@ -433,7 +463,38 @@ class ServerProtocol:
         if rnd.mac:
             ma, mb = (np.array([sum(rnd.fields[o][i] for o in contributors) % P], dtype=np.int64) for i in (0, 1))
             full_b.update(ma=ma, mb=mb, digests=tuple(rnd.digests[o] for o in contributors))
-        return [Send(self.model_owner, m.ResultShare(**common, **full_b, a=a))]  # type: ignore[arg-type]
+        return [*out, Send(self.model_owner, m.ResultShare(**common, **full_b, a=a))]  # type: ignore[arg-type]
+
+    def _commit(self, round_no: int, rnd: RunningSums, contributors: tuple[str, ...]) -> tuple[list[Action], Verdict]:
+        """Under [privacy]: commit to releasing over ``contributors`` on the round's servers,
+        telling the others the first time; whether they all committed to the same."""
+        assert rnd.commitment is not None
+        release = (tuple(self.params.servers[i] for i in sorted(rnd.servers)), contributors)
+        first = rnd.commitment.own is None
+        if not rnd.commitment.commit(release):
+            return [], Verdict.DIFFER
+        told = self._release_set(round_no, release)
+        out: list[Action] = [Send(self.params.servers[i], told) for i in sorted(rnd.commitment.peers)] if first else []
+        return out, rnd.commitment.verdict()
+
+    def _release_set(self, round_no: int, release: Release) -> m.ReleaseSet:
+        servers, contributors = release
+        return m.ReleaseSet(session=self.params.session, round_no=round_no, servers=servers, contributors=contributors)
+
+    def _peer_committed(self, sender: str, msg: m.ReleaseSet) -> list[Action]:
+        """Another server of the round committed to ``msg``'s release: a result that waited
+        for it may go out (or is refused, if the releases differ)."""
+        rnd = self._rounds.get(msg.round_no)
+        if rnd is None:
+            return self._hold_ahead(sender, msg)
+        peer = self._index_of(sender)
+        release = (tuple(msg.servers), tuple(msg.contributors))
+        if rnd.commitment is None or peer is None or not rnd.commitment.hear(peer, release, sender):
+            return []
+        if rnd.phase is RoundPhase.DEFERRED and rnd.due is not None:
+            (contributors, key), rnd.due = rnd.due, None
+            return self._result(msg.round_no, rnd, contributors, key)
+        return []
 
     def _withdraw(self, sender: str, msg: m.Withdraw) -> list[Action]:
         rnd = self._round(msg)

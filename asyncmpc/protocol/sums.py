@@ -22,6 +22,7 @@ from asyncmpc.crypto.ring import RingArray
 
 if TYPE_CHECKING:
     from asyncmpc.protocol.agreement import Agreement
+    from asyncmpc.protocol.commitment import Commitment
     from asyncmpc.protocol.noise import RoundNoise
 
 __all__ = ["ZERO_NONCE", "Guess", "RoundPhase", "RunningSums", "Stream", "Streams", "add_streams"]
@@ -44,7 +45,8 @@ class RoundPhase(enum.Enum):
     """Inputs are closed: ``Holding`` went out, or an early release was refused; waiting for
     ``Aggregate``."""
     DEFERRED = "deferred"
-    """Under [privacy]: a result is due (``RunningSums.due``) and waits for a dealer's noise."""
+    """Under [privacy]: a result is due (``RunningSums.due``) and waits for a dealer's noise, or
+    for the other servers' commitment to the same release."""
     SENT = "sent"
     """A ``ResultShare`` went out (its arrays may still sit in a send buffer); the model owner
     may ask again."""
@@ -96,6 +98,10 @@ class RunningSums:
     """Held owner -> the ``input_id`` and ``key_id`` its share carried."""
     due: tuple[tuple[str, ...], bytes] | None = None
     """In ``RoundPhase.DEFERRED``: the result due (contributors, tag key)."""
+    servers: frozenset[int] = frozenset()
+    """The round's servers (indices), as its ``OpenRound`` named them."""
+    commitment: Commitment | None = None
+    """Under [privacy]: the one release this server commits to, and its peers' (``protocol.commitment``)."""
 
     def enter(self, phase: RoundPhase) -> None:
         if phase not in _MOVES[self.phase]:

@@ -17,6 +17,7 @@ owner instead.)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass, field
@@ -180,6 +181,7 @@ class _Owner:
                 )
             else:
                 out.sends = contribution_shares(self.params, round_no, vector, self.sharer, ident)
+            out.sends = [_naming(send, msg.servers) for send in out.sends]
             out.size = len(vector)
         except EncodingError as exc:  # indexes, never values; under [privacy] not even where
             public = "its contribution cannot be encoded" if self.config.privacy is not None else str(exc)
@@ -255,6 +257,14 @@ def _data_ledger(config: Config, work: OwnerWorkload) -> DataLedger:
 
     assert config.privacy is not None
     return DataLedger(plan_for(config, work.size), Path(config.privacy.ledger_dir), work.fingerprint())
+
+
+def _naming(send: Send, servers: tuple[str, ...]) -> Send:
+    """An ``InputShare`` names the round's servers this owner was told: a server opened for
+    other servers does not take it (``protocol.commitment``)."""
+    if isinstance(send.msg, m.InputShare) and servers:
+        return Send(send.to, dataclasses.replace(send.msg, servers=servers))
+    return send
 
 
 def _all_connected(node: Transport, names: set[str]) -> bool:

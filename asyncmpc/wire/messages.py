@@ -41,6 +41,7 @@ __all__ = [
     "Holding",
     "InputShare",
     "InputsHeld",
+    "ReleaseSet",
     "Message",
     "NoiseShare",
     "OpenRound",
@@ -53,7 +54,7 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 8
+PROTOCOL_VERSION = 9
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
@@ -65,7 +66,9 @@ the release rules (minimum contributors, one contributor set per round, re-runs 
 set) and agree on the contributors before an early release.
 7: BLAKE3 digests of an owner's components (Holding.digests, ResultShare.digests).
 8: refusal codes ``private`` and ``ledger``: under [privacy] a data owner declines what the
-noise does not protect, and anything beyond its own ledger of its data's releases."""
+noise does not protect, and anything beyond its own ledger of its data's releases.
+9: InputShare.servers (the servers the owner was told) and ReleaseSet: under [privacy] the
+servers of a round commit to one release and release only when all of them committed to it."""
 FloatArray = NDArray[np.float64]
 
 
@@ -207,6 +210,9 @@ class InputShare(Message):
     key_id: bytes = b""
     """In a MAC round, a digest of the MAC key the owner tagged with (``protocol.releases.key_id``):
     every contributor of a round must have been sent the same key."""
+    servers: tuple[str, ...] = ()
+    """The round's servers as the model owner told this owner (empty: all three): a server whose
+    round was opened for other servers does not take the share (``protocol.commitment``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -249,6 +255,17 @@ class InputsHeld(Message):
     KIND = "inputs_held"
     SENDERS = frozenset({CS})
     owners: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class ReleaseSet(Message):
+    """Under [privacy], a server tells the round's other servers the one release it committed
+    to: it releases only when every one of them committed to the same (``protocol.commitment``)."""
+
+    KIND = "release_set"
+    SENDERS = frozenset({CS})
+    servers: tuple[str, ...]
+    contributors: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -377,6 +394,7 @@ MESSAGES: dict[str, type[Message]] = {
         CloseInputs,
         Holding,
         InputsHeld,
+        ReleaseSet,
         Aggregate,
         ResultShare,
         StatsRequest,

@@ -4,6 +4,7 @@ with a fake clock for the round's deadlines. No sockets, no event loop."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from asyncmpc.config import Config, parse_config
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
-from asyncmpc.protocol.events import Action, Drop
+from asyncmpc.protocol.events import Action, Drop, Send
 from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.codec import decode_message, encode_message
@@ -30,6 +31,8 @@ class Router:
     def __init__(self, rnd: AggregationRound, servers: dict[str, ServerProtocol]) -> None:
         self.rnd = rnd
         self.servers = servers
+        self.told = tuple(rnd.live)
+        """The servers the owners were told, as the round opened."""
         self.queue: list[Envelope] = []
         self.dropped: list[Drop] = []
         """Players a server blamed for a message that waited for its round."""
@@ -38,7 +41,12 @@ class Router:
         then keep a received vector as its sum); small frames arrive read-only."""
 
     def post(self, sender: str, actions: Sequence[Action]) -> None:
-        self.queue += [(sender, a) for a in actions]
+        """Queue ``sender``'s actions. An owner's ``InputShare`` names the round's servers, as a
+        data owner names the servers its request named."""
+        for a in actions:
+            if isinstance(a, Send) and isinstance(a.msg, m.InputShare) and not a.msg.servers:
+                a = Send(a.to, dataclasses.replace(a.msg, servers=self.told))
+            self.queue.append((sender, a))
 
     def run(
         self,

@@ -268,10 +268,8 @@ def test_what_an_owner_answers_under_privacy_never_depends_on_its_data_but_throu
     from asyncmpc.roles.data_owner import _Owner
     from asyncmpc.wire import messages as m
 
-    cfg = parse_config(
-        text(f'epsilon = 8.0\nsampling_rate = 0.1\nledger_dir = "{tmp_path}"', 'dataset = "breast_cancer"\nrounds = 60'),
-        str(tmp_path / "hosts.toml"),
-    )
+    privacy = f'epsilon = 8.0\nsampling_rate = 0.1\nledger_dir = "{tmp_path}"'
+    cfg = parse_config(text(privacy, 'dataset = "breast_cancer"\nrounds = 60'), str(tmp_path / "hosts.toml"))
     owner = _Owner(cfg, "data-owner-0", False, os.urandom)
     work = owner.work.work  # type: ignore[attr-defined]
     d, j = work.model.size, 3

@@ -1,0 +1,74 @@
+"""Under [privacy], the servers of a round agree on what it releases before any of them does
+(pure).
+
+Each component of a share is held by two servers, and both add the same noise to it. If two
+honest servers released one round over different contributor sets, the difference of their
+answers would be an owner's component without noise; a model owner with one colluding server
+(which holds the other two components) would read that owner's input exactly. Release rule 2
+(one set per round) is kept by each server alone, so it cannot stop this; nor can agreeing with
+one peer, which may be the colluder.
+
+So under [privacy] a server *commits* to one (servers, contributors) for a round the first
+time it would release, tells every other server of the round (``ReleaseSet``), and releases
+only once each of them has committed to the same. It never commits to another: asked for
+another set, it refuses. Two honest servers of a round therefore release over the same set or
+not at all, whatever the model owner and a colluding server tell each. The servers named are
+part of it: every honest server then counts the same dealers, so none deals less noise than
+the others assume. (A server that was told a two-server round that leaves out an honest one is
+kept from releasing an owner's shares by the owner, whose shares name the servers it was told:
+``InputShare.servers``.)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from asyncmpc.errors import RemoteProtocolError
+
+__all__ = ["Commitment", "Release", "Verdict"]
+
+Release = tuple[tuple[str, ...], tuple[str, ...]]
+"""(the round's servers, its contributors), both in a fixed order."""
+
+
+class Verdict(enum.Enum):
+    WAIT = "wait"
+    """Not every other server of the round has committed yet."""
+    AGREED = "agreed"
+    """Every other server committed to this server's release."""
+    DIFFER = "differ"
+    """Another server committed to another release: this round releases nothing here."""
+
+
+@dataclass(slots=True)
+class Commitment:
+    """One round's commitment at one server, and its peers'."""
+
+    peers: frozenset[int]
+    """The other servers of the round (indices)."""
+    own: Release | None = None
+    heard: dict[int, Release] = field(default_factory=dict)
+
+    def commit(self, release: Release) -> bool:
+        """Commit to ``release`` (True), or say it is another than the one committed to."""
+        if self.own is None:
+            self.own = release
+        return self.own == release
+
+    def hear(self, peer: int, release: Release, sender: str) -> bool:
+        """Peer ``peer`` (player ``sender``) committed to ``release``; False if it is not a
+        server of the round. RemoteProtocolError if it committed to another before."""
+        if peer not in self.peers:
+            return False
+        if self.heard.get(peer, release) != release:
+            raise RemoteProtocolError("committed to another release for the same round", peer=sender)
+        self.heard[peer] = release
+        return True
+
+    def verdict(self) -> Verdict:
+        if self.own is None:
+            return Verdict.WAIT
+        if any(release != self.own for release in self.heard.values()):
+            return Verdict.DIFFER
+        return Verdict.AGREED if set(self.heard) >= self.peers else Verdict.WAIT
