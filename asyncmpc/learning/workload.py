@@ -204,7 +204,7 @@ class LocalTraining:
         return contribution_size(self.work.config, self.work.model)
 
     def fingerprint(self) -> bytes:
-        return _digest(self.work.data.x, self.work.data.y)
+        return _rows_digest(self.work.data.x)
 
     def describe(self) -> str:
         x = self.work.data.x
@@ -249,17 +249,21 @@ class SyntheticOwner:
         return int(self.base.size)
 
     def fingerprint(self) -> bytes:
-        return _digest(self.gradient)
+        return _rows_digest(self.gradient[None, :])
 
     def describe(self) -> str:
         return f"a synthetic gradient of {self.base.size} parameters"
 
 
-def _digest(*arrays: NDArray[Any]) -> bytes:
-    h = hashlib.sha256(b"asyncmpc data v1")
-    for a in arrays:
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(np.ascontiguousarray(a).data)
+def _rows_digest(x: NDArray[np.float64]) -> bytes:
+    """A digest of the examples' features as a set: the same data gives the same digest
+    whatever the order of its rows and however its labels are named (``[training] classes``),
+    so an owner's privacy ledger follows its data, not how a run reads it."""
+    rows = sorted(hashlib.sha256(np.ascontiguousarray(row, dtype=np.float64).tobytes()).digest() for row in x)
+    h = hashlib.sha256(b"asyncmpc data v2")
+    h.update(str(x.shape[1:]).encode())
+    for row in rows:
+        h.update(row)
     return h.digest()
 
 

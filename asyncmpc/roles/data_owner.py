@@ -166,8 +166,8 @@ class _Owner:
         refused = self._refusal(msg, ident)
         if refused is not None:
             return self._decline(out, *refused)
-        if self.ledger is not None:
-            self.ledger.spend()  # durably, before anything of the data leaves
+        if self.ledger is not None and not self.ledger.spend():  # durably, before anything leaves
+            return self._decline(out, m.Refusal.LEDGER, self._spent())
         try:
             vector = _contribution(self.work, msg)
             if self.plain:
@@ -195,8 +195,8 @@ class _Owner:
 
     def _refusal(self, msg: m.StatsRequest | m.ModelUpdate, ident: bytes) -> tuple[m.Refusal, str] | None:
         """Why this owner does not answer ``msg`` (None: it does): under [privacy] nothing the
-        noise does not protect and nothing beyond its own ledger; never an earlier request
-        (``OwnerAnswers``)."""
+        noise does not protect; never an earlier request (``OwnerAnswers``). (Its own ledger is
+        asked as it spends.)"""
         if self.config.privacy is not None and isinstance(msg, m.StatsRequest):
             return (
                 m.Refusal.PRIVATE,
@@ -205,13 +205,14 @@ class _Owner:
         why = self.answers.refusal(ident, OwnerAnswers.step_of(msg))
         if why is not None:
             return m.Refusal.RERUN, why
-        if self.ledger is not None and not self.ledger.allows_another():
-            spent = self.ledger.epsilon
-            return m.Refusal.LEDGER, (
-                f"its own ledger of this data's releases allows no more: {self.ledger.releases} made, epsilon "
-                f"{spent:.3g} of [privacy] epsilon {self.ledger.plan.settings.epsilon:g}"
-            )
         return None
+
+    def _spent(self) -> str:
+        assert self.ledger is not None
+        return (
+            f"its own ledger of this data's releases allows no more: {self.ledger.releases} made, epsilon "
+            f"{self.ledger.epsilon:.3g} of [privacy] epsilon {self.ledger.plan.settings.epsilon:g}"
+        )
 
     def _decline(self, out: _Outgoing, code: m.Refusal, reason: str, logged: str = "") -> _Outgoing:
         """A ``Decline`` for the model owner instead of shares; ``logged`` (default: the reason)

@@ -3,6 +3,7 @@ but the ledger file)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -109,29 +110,49 @@ def test_the_ledger_counts_before_each_release_and_survives_a_restart(tmp_path: 
 def test_a_data_owners_ledger_spans_runs_and_adds_up_rdp_across_settings(tmp_path: Path) -> None:
     """The owner's own ledger: kept per data set across runs (a second run, or a model owner
     that starts afresh, continues its count), declining once one more release would exceed
-    the budget; a run under other settings adds its own RDP."""
+    the budget; a run under other settings adds its own RDP; two processes on the same data
+    add up; a ledger kept for another unit is refused."""
     plan = plan_for(config("epsilon = 2.0\nnoise_multiplier = 2.0"), 31)
     data = b"\x01" * 32
     first = DataLedger(plan, tmp_path / "ledgers", data)
-    assert first.epsilon == 0.0 and first.allows_another()
+    assert first.epsilon == 0.0
     for _ in range(5):
-        first.spend()
+        assert first.spend()
     second = DataLedger(plan, tmp_path / "ledgers", data)  # another run on the same data
     assert second.releases == 5 and second.epsilon == pytest.approx(plan.accountant().epsilon(5), rel=1e-9)
-    while second.allows_another():
-        second.spend()
+    assert first.spend() and second.spend()  # two processes at once: neither loses the other's
+    assert second.releases == 7 and DataLedger(plan, tmp_path / "ledgers", data).releases == 7
+    while second.spend():
+        pass
     assert second.epsilon <= 2.0 < plan.accountant().epsilon(second.releases + 1)
     assert second.releases == plan.accountant().rounds_within(2.0, 10_000)
     assert DataLedger(plan, tmp_path / "ledgers", b"\x02" * 32).releases == 0  # other data, its own
     noisier = plan_for(config("epsilon = 4.0\nnoise_multiplier = 8.0"), 31)
     later = DataLedger(noisier, tmp_path / "ledgers", data)  # a later run with more noise
-    later.spend()
+    assert later.spend()
     spent = second.releases * plan.accountant().round_rdp + noisier.accountant().round_rdp
     np.testing.assert_allclose(later.rdp, spent, rtol=1e-12)
     assert later.releases == second.releases + 1 and later.epsilon > second.epsilon
+    owners = plan_for(config('epsilon = 50.0\nnoise_multiplier = 2.0\nunit = "owner"'), 31)
+    with pytest.raises(OutputError, match="kept for \\[privacy\\] unit = 'example'"):
+        DataLedger(owners, tmp_path / "ledgers", data)
     later.path.write_text("{")
     with pytest.raises(OutputError, match="cannot read the privacy ledger"):
         DataLedger(plan, tmp_path / "ledgers", data)
+
+
+def test_an_owners_data_has_one_fingerprint_whatever_the_row_order_or_the_label_names() -> None:
+    from asyncmpc.learning.workload import LocalTraining
+
+    cfg = config("epsilon = 1.0")
+    owner = LocalTraining(cfg, cfg.player("data-owner-0"))
+    before = owner.fingerprint()
+    data = owner.work.data
+    order = np.random.default_rng(3).permutation(len(data.y))
+    owner.work.data = dataclasses.replace(data, x=data.x[order], y=1 - data.y[order])
+    assert owner.fingerprint() == before
+    owner.work.data = dataclasses.replace(data, x=data.x[1:], y=data.y[1:])
+    assert owner.fingerprint() != before
 
 
 class Keys:

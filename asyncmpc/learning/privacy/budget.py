@@ -22,6 +22,7 @@ figure is reported beside it (``accountant.SkellamAccountant``).
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 from typing import IO, Any
@@ -88,7 +89,10 @@ class Budget:
 
 class DataLedger:
     """A data owner's own ledger for the data with digest ``fingerprint`` (see the module
-    docstring): ``folder/<digest>.json`` holds the releases and the RDP they spent."""
+    docstring): ``folder/<digest>.json`` holds the releases, the RDP they spent and the unit
+    protected (a ledger kept for one unit bounds nothing for the other: mixing them is
+    refused). Several processes holding the same data share it: a spend takes a lock on the
+    file and adds to what it holds then."""
 
     def __init__(self, plan: PrivacyPlan, folder: Path, fingerprint: bytes) -> None:
         from asyncmpc.learning.privacy.accountant import ORDERS
@@ -98,11 +102,24 @@ class DataLedger:
         self.releases = 0
         self.rdp = np.zeros(len(ORDERS))
         self._round = plan.accountant().round_rdp
-        if self.path.exists():
-            releases, orders, rdp = _read(self.path, "it is this data's privacy budget", "releases", "orders", "rdp")
-            if orders != list(ORDERS) or len(rdp) != len(ORDERS):
-                raise OutputError(f"{self.path}: the privacy ledger was kept at other Renyi orders")
-            self.releases, self.rdp = int(releases), np.asarray(rdp, dtype=np.float64)
+        self._load()
+
+    def _load(self) -> None:
+        from asyncmpc.learning.privacy.accountant import ORDERS
+
+        if not self.path.exists():
+            return
+        why = "it is this data's privacy budget"
+        releases, orders, rdp, unit = _read(self.path, why, "releases", "orders", "rdp", "unit")
+        if orders != list(ORDERS) or len(rdp) != len(ORDERS):
+            raise OutputError(f"{self.path}: the privacy ledger was kept at other Renyi orders")
+        if unit != self.plan.settings.unit:
+            raise OutputError(
+                f"{self.path}: this data's privacy ledger was kept for [privacy] unit = {unit!r}, which bounds "
+                f"nothing for unit = {self.plan.settings.unit!r}; use that unit, or another ledger_dir only if "
+                "this data may be released afresh"
+            )
+        self.releases, self.rdp = int(releases), np.asarray(rdp, dtype=np.float64)
 
     @property
     def epsilon(self) -> float:
@@ -111,21 +128,23 @@ class DataLedger:
 
         return epsilon_of(self.rdp, self.plan.settings.delta)
 
-    def allows_another(self) -> bool:
-        """Whether one more release stays within ``[privacy] epsilon`` (always, with none)."""
-        from asyncmpc.learning.privacy.accountant import epsilon_of
+    def spend(self) -> bool:
+        """Count one release, durably, before anything of it leaves: True; or False when one
+        more would exceed ``[privacy] epsilon`` (nothing counted)."""
+        from asyncmpc.learning.privacy.accountant import ORDERS, epsilon_of
 
-        budget = self.plan.settings.epsilon
-        return not budget or epsilon_of(self.rdp + self._round, self.plan.settings.delta) <= budget
-
-    def spend(self) -> None:
-        """Count one release, durably, before anything of it leaves."""
-        from asyncmpc.learning.privacy.accountant import ORDERS
-
-        self.releases += 1
-        self.rdp = self.rdp + self._round
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _write(self.path, {"releases": self.releases, "orders": list(ORDERS), "rdp": self.rdp.tolist()})
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            self._load()  # another process on the same data may have spent since
+            budget = self.plan.settings.epsilon
+            if budget and epsilon_of(self.rdp + self._round, self.plan.settings.delta) > budget:
+                return False
+            self.releases += 1
+            self.rdp = self.rdp + self._round
+            state = {"releases": self.releases, "unit": self.plan.settings.unit, "orders": list(ORDERS)}
+            _write(self.path, {**state, "rdp": self.rdp.tolist()})
+        return True
 
 
 def _read(path: Path, why: str, *keys: str) -> list[Any]:
