@@ -45,7 +45,10 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from numpy.typing import NDArray
 
 __all__ = [
+    "TreeAccountant",
     "epsilon_of",
+    "tree_epoch_rdp",
+    "tree_noise_multiplier_for",
     "LEAST_NOISE",
     "MOST_NOISE",
     "ORDERS",
@@ -290,15 +293,19 @@ def skellam_noise_multiplier_for(
     def within(z: float) -> bool:
         return SkellamAccountant(z, sampling_rate, delta, l2, l1).epsilon(rounds) <= epsilon
 
+    return _smallest(within, f"epsilon {epsilon:g} at delta {delta:g} over {rounds} rounds")
+
+
+def _smallest(within: Callable[[float], bool], what: str) -> float:
+    """The smallest noise multiplier in [``LEAST_NOISE``, ``MOST_NOISE``], to a relative 1e-4
+    and rounded up, for which ``within`` holds (it holds for all larger ones): bisection on the
+    multiplier's logarithm. ValueError naming ``what`` if even ``MOST_NOISE`` is not enough."""
     if within(LEAST_NOISE):
         return LEAST_NOISE
     low, high = LEAST_NOISE, 1.0
     while not within(high):
         if high >= MOST_NOISE:
-            raise ValueError(
-                f"epsilon {epsilon:g} at delta {delta:g} over {rounds} rounds: out of reach of the proven "
-                f"bound at any noise multiplier up to {MOST_NOISE:g}"
-            )
+            raise ValueError(f"{what}: out of reach of the proven bound at any noise multiplier up to {MOST_NOISE:g}")
         low, high = high, min(2 * high, MOST_NOISE)
     while high - low > 1e-4 * high:  # within(high), not within(low)
         mid = math.sqrt(low * high)
@@ -307,3 +314,70 @@ def skellam_noise_multiplier_for(
         else:
             low = mid
     return high
+
+
+def tree_epoch_rdp(steps: int, l2: float, l1: float, variance: float) -> Floats:
+    """The Renyi DP at each of ``ORDERS`` of one tree of DP-FTRL noise over ``steps`` rounds
+    (``tree``): an example is in one leaf, so in at most depth(steps) nodes, each a Skellam
+    mechanism of sensitivity (``l2``, ``l1``) and ``variance``; the releases are a function of
+    the nodes, so the tree costs depth(steps) times one node (adaptive composition; Kairouz et
+    al. 2021, Appendix D, for the Gaussian; dp-accounting's ``SingleEpochTreeAggregationDpEvent``
+    is the same with the Gaussian's RDP). Adjacency is zero-out: an example replaced by one
+    that contributes nothing, as the tree's analysis needs (the batches stay aligned)."""
+    from asyncmpc.learning.privacy.tree import depth
+
+    own = _skellam_rdps(max(ORDERS), l2, l1, variance)
+    return np.asarray(depth(steps) * own[np.asarray(ORDERS) - 2], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class TreeAccountant:
+    """The proven epsilon of DP-FTRL with Skellam tree noise: ``epochs`` trees of ``steps``
+    rounds each, every example in one round of each tree; the Gaussian-equivalent figure beside
+    it (dp-accounting's tree aggregation event, zero-out adjacency)."""
+
+    noise_multiplier: float
+    steps: int
+    delta: float
+    l2: float
+    l1: float
+
+    def __post_init__(self) -> None:
+        _check(self.noise_multiplier, 1.0, self.delta)
+        if self.steps < 1:
+            raise ValueError(f"{self.steps} steps per tree: must be at least 1")
+
+    @functools.cached_property
+    def epoch_rdp(self) -> Floats:
+        """One tree's RDP at each of ``ORDERS``."""
+        return tree_epoch_rdp(self.steps, self.l2, self.l1, (self.noise_multiplier * self.l2) ** 2)
+
+    def epsilon(self, epochs: int) -> float:
+        """The proven epsilon at ``delta`` after ``epochs`` trees (0 for none)."""
+        return _epsilon(self.epoch_rdp, epochs, self.delta)
+
+    def gaussian_epsilon(self, epochs: int) -> float:
+        """The Gaussian-equivalent epsilon after ``epochs`` trees."""
+        if epochs <= 0:
+            return 0.0
+        accountant = rdp.RdpAccountant(ORDERS, dp_accounting.NeighboringRelation.REPLACE_SPECIAL)
+        tree = dp_accounting.SingleEpochTreeAggregationDpEvent(self.noise_multiplier, self.steps)
+        accountant.compose(dp_accounting.SelfComposedDpEvent(tree, epochs))
+        return float(accountant.get_epsilon(self.delta))
+
+    def epochs_within(self, budget: float, most: int) -> int:
+        """The largest number of trees, at most ``most``, whose proven epsilon is within ``budget``."""
+        return _rounds_within(self.epsilon, budget, most)
+
+
+def tree_noise_multiplier_for(epsilon: float, delta: float, epochs: int, steps: int, l2: float, l1: float) -> float:
+    """The smallest noise multiplier, to a relative 1e-4 and rounded up, whose proven epsilon
+    (``TreeAccountant``) over ``epochs`` trees of ``steps`` rounds is within (epsilon, delta);
+    ValueError if even ``MOST_NOISE`` is not enough."""
+    if not epsilon > 0:
+        raise ValueError(f"epsilon {epsilon}: must be positive")
+
+    def within(z: float) -> bool:
+        return TreeAccountant(z, steps, delta, l2, l1).epsilon(epochs) <= epsilon
+
+    return _smallest(within, f"epsilon {epsilon:g} at delta {delta:g} over {epochs} trees of {steps} rounds")
