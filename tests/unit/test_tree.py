@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -84,3 +85,28 @@ def test_the_tree_calibration_proves_its_target_and_one_percent_less_noise_does_
         z = tree_noise_multiplier_for(target, 1e-5, 10, 10, l2, l1)
         assert TreeAccountant(z, 10, 1e-5, l2, l1).epsilon(10) <= target
         assert TreeAccountant(z * 0.99, 10, 1e-5, l2, l1).epsilon(10) > target
+
+
+def test_a_servers_tree_noise_gives_every_prefix_its_decomposition_and_each_node_its_variance() -> None:
+    from asyncmpc.config import parse_config
+    from asyncmpc.learning.privacy.noise import TreeNoise
+    from tests.helpers import hosts_toml
+
+    cfg = parse_config(
+        hosts_toml(3, ports=[9000, 9001, 9002, 9003], training='dataset = "breast_cancer"')
+        + "\n[privacy]\nnoise_multiplier = 2.0\n"
+    )
+    steps, shape = 6, (31,)
+    noise = TreeNoise(cfg, steps)
+    for tree in (0, 3):
+        total = np.zeros(shape, dtype=np.int64)
+        for leaf in range(steps):
+            total += noise.draw(tree * steps + leaf, 3, shape)
+            want = sum(
+                (noise.node(tree, node, 3, shape) for node in decomposition(leaf + 1)), np.zeros(shape, np.int64)
+            )
+            np.testing.assert_array_equal(total, want)  # exactly, in the ring
+    big = noise.node(0, (2, 0), 3, (20_000,))
+    assert np.var(big) == pytest.approx(noise.variance(3, 20_000), rel=0.05)
+    assert not np.array_equal(noise.node(0, (0, 0), 3, shape), noise.node(1, (0, 0), 3, shape))
+    assert not np.array_equal(noise.node(0, (0, 0), 3, shape), TreeNoise(cfg, steps).node(0, (0, 0), 3, shape))

@@ -14,6 +14,7 @@ which is not a cryptographic generator, and never a seed anyone else knows.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from asyncmpc.crypto.prf import new_seed
 if TYPE_CHECKING:
     from asyncmpc.learning.privacy.plan import PrivacyPlan
 
-__all__ = ["MAX_VARIANCE", "NoiseSource", "secure_generator", "skellam"]
+__all__ = ["MAX_VARIANCE", "NoiseSource", "TreeNoise", "secure_generator", "skellam"]
 
 MAX_VARIANCE = 2.0**120
 """numpy's Poisson sampler accepts means below about 9.2e18 (2^63); the ring leaves room for
@@ -117,3 +118,51 @@ class NoiseSource:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class TreeNoise:
+    """A compute server's DP-FTRL noise (``tree``): for the round at ``position`` (tree
+    ``position // steps``, leaf ``position % steps``), the noise of the node that leaf closes
+    minus that of the nodes it covers, so the prefix sums of its rounds carry each tree's
+    decomposition noise. Each node's Skellam noise comes from a generator keyed by this
+    process's secret key and the node (with the round's dealers and shape: a node drawn for
+    other dealers is another, independent node), so it is the same every time it is needed
+    and nothing is stored; a restarted server draws other nodes, which adds independent noise
+    and takes none away. Under [privacy] the variance each dealer draws is the plan's
+    ``dealer_variance``."""
+
+    def __init__(self, config: Config, steps: int, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+        from asyncmpc.learning.privacy.plan import plan_for
+
+        self._config = config
+        self._plan_for = plan_for
+        self._plans: dict[int, PrivacyPlan] = {}
+        self.steps = steps
+        self._key = new_seed(random_bytes)
+
+    def variance(self, dealers: int, size: int) -> float:
+        plan = self._plans.get(size)
+        if plan is None:
+            plan = self._plans[size] = self._plan_for(self._config, size)
+        return plan.dealer_variance(dealers)
+
+    def node(self, tree: int, node: tuple[int, int], dealers: int, shape: tuple[int, ...]) -> NDArray[np.int64]:
+        """The noise of ``node`` (level, index) of tree ``tree``, for ``dealers`` dealers."""
+        label = f"asyncmpc tree node {tree} {node[0]} {node[1]} {dealers} {shape}".encode()
+        seed = hashlib.blake2b(label, key=self._key, digest_size=16).digest()
+        size = int(np.prod(shape))
+        return skellam(self.variance(dealers, size), size, secure_generator(lambda n: seed[:n])).reshape(shape)
+
+    def draw(self, position: int, dealers: int, shape: tuple[int, ...]) -> NDArray[np.int64]:
+        """This server's noise for the round at ``position`` (``protocol.noise.NoiseDraw`` with
+        the position bound)."""
+        from asyncmpc.learning.privacy.tree import increment
+
+        tree, leaf = divmod(position, self.steps)
+        plus, minus = increment(leaf)
+        noise = np.zeros(shape, dtype=np.int64)
+        for node in plus:
+            noise += self.node(tree, node, dealers, shape)
+        for node in minus:
+            noise -= self.node(tree, node, dealers, shape)
+        return noise
