@@ -59,8 +59,20 @@ SETTINGS = {
 CLIP, DELTA = 1.0, 1e-5
 
 
-def deployment(dataset: str, seed: int, epsilon: float | None, unit: str = "example", rate: float | None = None) -> str:
+TREE_LEARNING_RATE = 0.1
+"""DP-FTRL's step: SGD with momentum 0.9 on the noisy increments (FTRL on the prefix sums)."""
+
+
+def deployment(
+    dataset: str,
+    seed: int,
+    epsilon: float | None,
+    unit: str = "example",
+    rate: float | None = None,
+    tree: bool = False,
+) -> str:
     s = SETTINGS[dataset]
+    rate = s["sampling_rate"] if rate is None else rate
     lines = [
         'session = "bench-privacy"',
         "[protocol]",
@@ -68,25 +80,24 @@ def deployment(dataset: str, seed: int, epsilon: float | None, unit: str = "exam
         "[training]",
         f'dataset = "{dataset}"',
         f"rounds = {s['rounds']}",
-        f"learning_rate = {s['learning_rate']}",
+        f"learning_rate = {TREE_LEARNING_RATE if tree else s['learning_rate']}",
         f"seed = {seed}",
     ]
+    if tree:
+        lines.append('optimizer = "sgd"')
     if epsilon is not None:
-        lines += [
-            "[privacy]",
-            f'unit = "{unit}"',
-            f"epsilon = {epsilon}",
-            f"delta = {DELTA}",
-            f"clip = {CLIP}",
-            f"sampling_rate = {s['sampling_rate'] if rate is None else rate!r}",
-        ]
+        lines += ["[privacy]", f'unit = "{unit}"', f"epsilon = {epsilon}", f"delta = {DELTA}", f"clip = {CLIP}"]
+        if tree:  # an epoch of 1 / rate rounds: every example once, as often as the sampled runs on average
+            lines += ['mechanism = "tree"', f"epoch_steps = {round(1 / rate)}"]
+        else:
+            lines.append(f"sampling_rate = {rate!r}")
     return "\n".join(lines + loopback_players(3)) + "\n"
 
 
-def secure(dataset: str, seed: int, epsilon: float | None) -> dict[str, Any]:
+def secure(dataset: str, seed: int, epsilon: float | None, tree: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="asyncmpc-privacy-") as tmp:
         cfg, out = Path(tmp) / "hosts.toml", Path(tmp) / "out"
-        cfg.write_text(deployment(dataset, seed, epsilon))
+        cfg.write_text(deployment(dataset, seed, epsilon, tree=tree))
         argv = [sys.executable, "-m", "asyncmpc", "local", str(cfg), "--out", str(out)]
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
@@ -164,6 +175,21 @@ def answer_times(datasets: list[str], calls: int) -> None:
             print(f"| {dataset} | {unit} | {len(works[0].data.y)} | {none:.3f} | {every:.3f} | {every / none:.3f} |")
 
 
+def trees(datasets: list[str], epsilons: list[float], seeds: list[int]) -> None:
+    """Secure DP-FTRL at the same (epsilon, delta), rounds and data: an epoch of 1 / rate
+    rounds, SGD with momentum (``TREE_LEARNING_RATE``)."""
+    print("| data set | epsilon | noise multiplier (tree) | epoch_steps | secure DP-FTRL | epsilon spent |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for dataset in datasets:
+        for epsilon in epsilons:
+            runs = [secure(dataset, seed, epsilon, tree=True) for seed in seeds]
+            z = runs[0]["privacy"]["noise_multiplier"]
+            steps = round(1 / SETTINGS[dataset]["sampling_rate"])
+            spent = max(r["privacy"]["epsilon"] for r in runs)
+            accuracy = spread([r["final_test_accuracy"] for r in runs])
+            print(f"| {dataset} | {epsilon:g} | {z:.3f} | {steps} | {accuracy} | {spent:.3f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
@@ -173,9 +199,13 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     ap.add_argument("--answer-time", action="store_true", help="time a data owner's answer instead (see above)")
     ap.add_argument("--calls", type=int, default=50, help="--answer-time: calls per sampling rate")
+    ap.add_argument("--tree", action="store_true", help='secure DP-FTRL ([privacy] mechanism = "tree") only')
     args = ap.parse_args()
     if args.answer_time:
         answer_times(args.datasets, args.calls)
+        return
+    if args.tree:
+        trees(args.datasets, args.epsilons, args.seeds)
         return
 
     rows = []

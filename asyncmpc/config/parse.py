@@ -21,6 +21,7 @@ from asyncmpc.config.settings import (
     MAC_ROUNDS,
     MODELS,
     OPTIMIZERS,
+    PRIVACY_MECHANISMS,
     PRIVACY_UNITS,
     SPLITS,
     WEIGHTINGS,
@@ -81,6 +82,8 @@ PRIVACY_KEYS: dict[str, tuple[type, Any]] = {
     "sampling_rate": (float, (0.0, 1.0)),
     "examples": (int, (0, 1 << 50)),
     "ledger_dir": (str, None),
+    "mechanism": (str, PRIVACY_MECHANISMS),
+    "epoch_steps": (int, (1, 1 << 20)),
 }
 PLAYER_KEYS = {"role", "host", "port", "csv", "label_column"}
 
@@ -220,6 +223,14 @@ def _parse_privacy(table: Any, training: TrainingSettings, path: str) -> Privacy
             '"examples" opens the number of examples, which [privacy] keeps secret (the model owner '
             "divides by the expected number instead)",
         )
+    if settings.mechanism == "tree":
+        if settings.unit != "example":
+            raise refuse("[privacy] unit", 'mechanism = "tree" protects examples: every owner answers every round')
+        if "sampling_rate" in table:
+            raise refuse(
+                "[privacy] sampling_rate",
+                'mechanism = "tree" samples nothing: each example is in one round of every epoch_steps',
+            )
     if settings.unit == "example":
         if training.local_steps > 1:
             raise refuse("[training] local_steps", 'with [privacy] unit = "example" each round is one clipped gradient')

@@ -27,6 +27,7 @@ __all__ = [
     "MAC_ROUNDS",
     "MODELS",
     "OPTIMIZERS",
+    "PRIVACY_MECHANISMS",
     "PRIVACY_UNITS",
     "SPLITS",
     "WEIGHTINGS",
@@ -98,6 +99,7 @@ WEIGHTINGS = ("owners", "examples")
 MODELS = ("logreg", "mlp")
 MAC_ROUNDS = ("after-dispute", "always")
 PRIVACY_UNITS = ("example", "owner")
+PRIVACY_MECHANISMS = ("sampled", "tree")
 OPTIMIZERS = ("sgd", "adam")
 SPLITS = ("iid", "dirichlet")
 
@@ -170,9 +172,18 @@ class PrivacySettings:
     ledger_dir: str = DEFAULT_LEDGER_DIR
     """Where a data owner keeps its own ledger of its data's releases, one file per data set,
     across runs (relative to the hosts.toml; ``learning.privacy.budget``)."""
+    mechanism: str = "sampled"
+    """"sampled": every round a Poisson sample (amplification by sampling, which trusts each
+    owner's coin); "tree": DP-FTRL, no sampling: each example in one round of every
+    ``epoch_steps``, the noise of a binary tree over them (``learning.privacy.tree``)."""
+    epoch_steps: int = 10
+    """With mechanism "tree": the rounds of one tree (an epoch: every example once)."""
 
     @property
     def rate(self) -> float:
+        """The share of the units in a round: the sampling rate, or 1 / epoch_steps for a tree."""
+        if self.mechanism == "tree":
+            return 1.0 / self.epoch_steps
         if self.sampling_rate:
             return self.sampling_rate
         return 0.1 if self.unit == "example" else 1.0

@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config
-from asyncmpc.crypto.prf import RandomBytes, new_seed
+from asyncmpc.crypto.prf import RandomBytes, expand, new_seed
 from asyncmpc.crypto.ring import RingArray, decode, encode, max_abs_value
 from asyncmpc.errors import PluginError
 from asyncmpc.learning.checkpoint import atomic_write
@@ -153,11 +153,13 @@ class OwnerWork:
     def stats_vector(self) -> Floats:
         return stats_of(self.data.x)
 
-    def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
+    def contribution(
+        self, theta: Floats, mean: Floats, scale: Floats, round_no: int, rows: NDArray[np.int64] | None = None
+    ) -> Floats:
         """This round's clipped update, then the loss at theta (each times n when weighted,
-        then n); under [privacy], ``private_contribution``."""
+        then n); under [privacy], ``private_contribution`` (``rows``: a tree leaf's examples)."""
         if self.config.privacy is not None:
-            return self.private_contribution(theta, mean, scale, round_no)
+            return self.private_contribution(theta, mean, scale, round_no, rows)
         t = self.config.training
         n = len(self.data.y)
         update, first_loss = self._local_update(theta, mean, scale, round_no)
@@ -185,7 +187,9 @@ class OwnerWork:
         assert update is not None
         return update, first_loss
 
-    def private_contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
+    def private_contribution(
+        self, theta: Floats, mean: Floats, scale: Floats, round_no: int, rows: NDArray[np.int64] | None = None
+    ) -> Floats:
         """The update under [privacy] (see the module docstring): a fresh sample, the same work
         whether anything was sampled or not, and a finite vector within the encoding's range
         whatever the data (``sampling.safe_gradient``): the answer depends on the data only
@@ -198,7 +202,13 @@ class OwnerWork:
                 raise ValueError(f"the model update's {name} is not finite")
         key = new_seed(self.random_bytes)
         if p.unit == "example":
-            bits = poisson_bits(len(self.data.y), p.rate, key)
+            if p.mechanism == "tree":  # the leaf's examples; every example computed all the same
+                if rows is None:
+                    raise ValueError("a tree round needs its leaf's examples")
+                bits = np.zeros(len(self.data.y))
+                bits[rows] = 1.0
+            else:
+                bits = poisson_bits(len(self.data.y), p.rate, key)
             with np.errstate(all="ignore"):
                 x = (self.data.x - mean) / scale
             total = clipped_sum(self.model, theta, x, self.data.y, p.clip, bits)[0]
@@ -406,9 +416,12 @@ class ReferenceTrainer:
             st.scale_like(self.split.test.x if self.split.test is not None else np.zeros((0, 0)))
         else:
             st.set_scaling(self._sum([o.stats_vector() for o in only(statistics)]))
+        leaves = _TreeLeaves(self.config)
         for round_no in range(1, self.config.training.rounds + 1):
             chosen = only(None if contributors is None else contributors[round_no - 1])
-            total = self._sum([o.contribution(st.theta, st.mean, st.scale, round_no) for o in chosen])
+            total = self._sum(
+                [o.contribution(st.theta, st.mean, st.scale, round_no, leaves.rows(o, round_no)) for o in chosen]
+            )
             loss = st.apply(total + noise(), len(chosen), units) if private else st.apply(total, len(chosen))
             if loss is None:
                 loss = st.test_loss(self.split.test)
@@ -427,3 +440,23 @@ class ReferenceTrainer:
 
     def report(self) -> str:
         return json.dumps(self.history)
+
+
+class _TreeLeaves:
+    """With [privacy] mechanism "tree", each owner's examples of round t's leaf, in an order
+    drawn afresh for each tree (as a data owner's ledger draws it); None otherwise."""
+
+    def __init__(self, config: Config) -> None:
+        p = config.privacy
+        self.steps = p.epoch_steps if p is not None and p.mechanism == "tree" else 0
+        self._orders: dict[tuple[int, int], NDArray[np.int64]] = {}
+
+    def rows(self, owner: OwnerWork, round_no: int) -> NDArray[np.int64] | None:
+        if not self.steps:
+            return None
+        tree, leaf = divmod(round_no - 1, self.steps)
+        key = (owner.index, tree)
+        if key not in self._orders:
+            n = len(owner.data.y)
+            self._orders[key] = np.argsort(expand(new_seed(), n).view(np.uint64), kind="stable")
+        return np.array_split(self._orders[key], self.steps)[leaf].astype(np.int64)

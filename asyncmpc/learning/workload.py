@@ -168,8 +168,18 @@ class OwnerWorkload(Protocol):
     """A data owner's side."""
 
     def stats_vector(self) -> Floats: ...
-    def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats: ...
+    def contribution(
+        self, theta: Floats, mean: Floats, scale: Floats, round_no: int, rows: NDArray[np.int64] | None = None
+    ) -> Floats:
+        """This round's contribution; ``rows``: with a DP-FTRL tree, the examples of its leaf."""
+        ...
+
     def describe(self) -> str: ...
+    @property
+    def examples(self) -> int:
+        """How many examples this owner holds (a tree's leaves split them)."""
+        ...
+
     @property
     def size(self) -> int:
         """The length of a training contribution."""
@@ -191,13 +201,19 @@ class LocalTraining:
     def stats_vector(self) -> Floats:
         return self.work.stats_vector()
 
-    def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
+    @property
+    def examples(self) -> int:
+        return len(self.work.data.y)
+
+    def contribution(
+        self, theta: Floats, mean: Floats, scale: Floats, round_no: int, rows: NDArray[np.int64] | None = None
+    ) -> Floats:
         model = self.work.model
         if mean.shape != (model.n_features,) or scale.shape != (model.n_features,):
             raise ValueError(f"model update has scaling for {mean.shape} features, this owner has {model.n_features}")
         if theta.shape != (model.size,):
             raise ValueError(f"model update has {theta.shape[0]} parameters, expected {model.size}")
-        return self.work.contribution(theta, mean, scale, round_no)
+        return self.work.contribution(theta, mean, scale, round_no, rows)
 
     @property
     def size(self) -> int:
@@ -235,7 +251,13 @@ class SyntheticOwner:
     def stats_vector(self) -> Floats:
         raise ValueError("a synthetic workload has no statistics round")
 
-    def contribution(self, theta: Floats, mean: Floats, scale: Floats, round_no: int) -> Floats:
+    @property
+    def examples(self) -> int:
+        return 1
+
+    def contribution(
+        self, theta: Floats, mean: Floats, scale: Floats, round_no: int, rows: NDArray[np.int64] | None = None
+    ) -> Floats:
         if theta.shape != self.base.shape:
             raise ValueError(f"model update has {theta.shape[0]} parameters, expected {self.base.size}")
         if self.privacy is None:

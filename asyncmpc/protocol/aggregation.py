@@ -87,6 +87,7 @@ class AggregationRound:
         random_bytes: RandomBytes = os.urandom,
         servers: tuple[str, ...] | None = None,
         mac_key: MacKey | None = None,
+        position: int = 0,
     ) -> None:
         if round_no < 1:
             raise ValueError("rounds are numbered from 1")
@@ -126,6 +127,8 @@ class AggregationRound:
         self.asks = 0
         """How often the round asked for its sum (each ``Aggregate`` starts a new ask)."""
         self._clock = RoundClock(params.round_timeout, params.server_timeout)
+        self.position = position
+        """Under [privacy] mechanism "tree": the round's position (from 1; 0: none)."""
 
     @property
     def done(self) -> bool:
@@ -191,6 +194,7 @@ class AggregationRound:
                 full=self._full,
                 mac=self.mac,
                 servers=self.live,
+                position=self.position,
             )
             out.append(Send(s, msg))
         return out

@@ -28,8 +28,8 @@ from asyncmpc.errors import RemoteProtocolError
 
 __all__ = ["Commitment", "Release", "Verdict"]
 
-Release = tuple[tuple[str, ...], tuple[str, ...]]
-"""(the round's servers, its contributors), both in a fixed order."""
+Release = tuple[tuple[str, ...], tuple[str, ...], int]
+"""(the round's servers, its contributors, both in a fixed order; its DP-FTRL position, or 0)."""
 
 
 class Verdict(enum.Enum):

@@ -33,12 +33,15 @@ from asyncmpc.crypto.rss import Component, Keyed, Seed, materialize
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.sums import ZERO_NONCE, Streams, add_streams
 
-__all__ = ["NoiseDraw", "RoundNoise", "deal"]
+__all__ = ["NoiseDraw", "PositionedDraw", "RoundNoise", "deal"]
 
 N_SERVERS = 3
 
 NoiseDraw = Callable[[int, tuple[int, ...]], RingArray]
 """(number of dealers, shape) -> this server's noise for a round (``privacy.noise``)."""
+PositionedDraw = Callable[[int, int, tuple[int, ...]], RingArray]
+"""(position, number of dealers, shape) -> this server's DP-FTRL noise for the round at that
+position (``privacy.noise.TreeNoise.draw``)."""
 
 
 @dataclass(slots=True)

@@ -48,6 +48,7 @@ when the round opens is blamed on its owner (``Drop``), not on the model owner w
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -67,8 +68,9 @@ from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
 from asyncmpc.protocol.commitment import Commitment, Release, Verdict
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.keyed import KeyedOwners
-from asyncmpc.protocol.noise import NoiseDraw, deal
+from asyncmpc.protocol.noise import NoiseDraw, PositionedDraw, deal
 from asyncmpc.protocol.params import Params
+from asyncmpc.protocol.positions import Positions
 from asyncmpc.protocol.releases import ReleaseLedger
 from asyncmpc.protocol.sums import ZERO_NONCE, RoundPhase, RunningSums, Streams
 from asyncmpc.wire import messages as m
@@ -93,6 +95,7 @@ class ServerProtocol:
         name: str,
         noise: NoiseDraw | None = None,
         release_limit: int | Callable[[int], int | None] | None = None,
+        tree: tuple[PositionedDraw, Positions] | None = None,
     ) -> None:
         self.params = params
         self.name = name
@@ -107,6 +110,9 @@ class ServerProtocol:
         self._noise = noise
         """Under [privacy]: draws this server's noise for a round (None: no noise)."""
         self._release_limit = release_limit
+        self._tree = tree
+        """Under [privacy] mechanism "tree": the tree noise (position, dealers, shape) and the
+        positions dealt (``protocol.positions``)."""
         self.releases = 0
         """Under [privacy]: rounds whose noisy sum this server released (this process)."""
         self.largest = 0
@@ -220,8 +226,17 @@ class ServerProtocol:
         if msg.mac and self._noise is not None:
             why = "a MAC round opens the sum without noise; [privacy] forbids it"
             return [self._refuse(msg.round_no, Refusal.NO_MAC, why)]
+        draw = self._noise
+        if self._tree is not None or msg.position:
+            if self._tree is None or not msg.position:
+                why = f'round {msg.round_no}: a position is for [privacy] mechanism = "tree", and only there'
+                raise RemoteProtocolError(why, peer=sender)
+            refused = self._tree[1].take(msg.position, size)
+            if refused is not None:
+                return [self._refuse(msg.round_no, *refused)]
+            draw = functools.partial(self._tree[0], msg.position)
         rnd = RunningSums(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full, mac=msg.mac)
-        rnd.servers = servers
+        rnd.servers, rnd.position = servers, msg.position
         if self._noise is not None:  # no early release: every server commits to one release first
             rnd.commitment = Commitment(servers - {self.index})
         elif msg.mac_key or msg.full:  # an early release: agreed with the round's other servers first
@@ -230,7 +245,7 @@ class ServerProtocol:
         for old in [r for r in self._rounds if r < msg.round_no]:
             del self._rounds[old]  # a newer round supersedes one that never finished
         self._rounds[msg.round_no] = rnd
-        out: list[Action] = [] if dealers is None else self._deal(msg.round_no, rnd, dealers)
+        out: list[Action] = [] if dealers is None or draw is None else self._deal(msg.round_no, rnd, dealers, draw)
         return out + self._replay(msg.round_no)
 
     def _round_servers(self, sender: str, msg: m.OpenRound) -> frozenset[int]:
@@ -276,10 +291,9 @@ class ServerProtocol:
 
     # ------------------------------------------------------------ noise ([privacy])
 
-    def _deal(self, round_no: int, rnd: RunningSums, dealers: frozenset[int]) -> list[Action]:
+    def _deal(self, round_no: int, rnd: RunningSums, dealers: frozenset[int], draw: NoiseDraw) -> list[Action]:
         """Draw this server's noise for the round; the parts it owes the other dealers."""
-        assert self._noise is not None
-        rnd.noise = deal(self.index, dealers, rnd.shape, self._noise)
+        rnd.noise = deal(self.index, dealers, rnd.shape, draw)
         return [
             Send(self.params.servers[i], m.NoiseShare(session=self.params.session, round_no=round_no, part=part))
             for i, part in rnd.noise.owed
@@ -316,8 +330,8 @@ class ServerProtocol:
             raise RemoteProtocolError(f"input share for round {round_no} came after its inputs closed", peer=sender)
         if not rnd.mac and (msg.ma is not None or msg.mb is not None):
             raise RemoteProtocolError(f"round {round_no} is not a MAC round, but the share carries one", peer=sender)
-        if self._told(sender, msg) != rnd.servers:
-            return []  # the owner was told other servers than this round's: not for this round
+        if self._told(sender, msg) != rnd.servers or msg.position != rnd.position:
+            return []  # the owner was told other servers, or another position: not for this round
         parts = self._ring_parts(sender, msg, round_no, rnd.shape)
         if rnd.mac:  # before a vector is added: the sum may be that vector's own buffer
             rnd.fields[sender] = field_parts(sender, round_no, msg)
@@ -469,7 +483,7 @@ class ServerProtocol:
         """Under [privacy]: commit to releasing over ``contributors`` on the round's servers,
         telling the others the first time; whether they all committed to the same."""
         assert rnd.commitment is not None
-        release = (tuple(self.params.servers[i] for i in sorted(rnd.servers)), contributors)
+        release = (tuple(self.params.servers[i] for i in sorted(rnd.servers)), contributors, rnd.position)
         first = rnd.commitment.own is None
         if not rnd.commitment.commit(release):
             return [], Verdict.DIFFER
@@ -478,8 +492,14 @@ class ServerProtocol:
         return out, rnd.commitment.verdict()
 
     def _release_set(self, round_no: int, release: Release) -> m.ReleaseSet:
-        servers, contributors = release
-        return m.ReleaseSet(session=self.params.session, round_no=round_no, servers=servers, contributors=contributors)
+        servers, contributors, position = release
+        return m.ReleaseSet(
+            session=self.params.session,
+            round_no=round_no,
+            servers=servers,
+            contributors=contributors,
+            position=position,
+        )
 
     def _peer_committed(self, sender: str, msg: m.ReleaseSet) -> list[Action]:
         """Another server of the round committed to ``msg``'s release: a result that waited
@@ -488,7 +508,7 @@ class ServerProtocol:
         if rnd is None:
             return self._hold_ahead(sender, msg)
         peer = self._index_of(sender)
-        release = (tuple(msg.servers), tuple(msg.contributors))
+        release = (tuple(msg.servers), tuple(msg.contributors), msg.position)
         if rnd.commitment is None or peer is None or not rnd.commitment.hear(peer, release, sender):
             return []
         if rnd.phase is RoundPhase.DEFERRED and rnd.due is not None:

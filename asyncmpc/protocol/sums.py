@@ -100,6 +100,8 @@ class RunningSums:
     """In ``RoundPhase.DEFERRED``: the result due (contributors, tag key)."""
     servers: frozenset[int] = frozenset()
     """The round's servers (indices), as its ``OpenRound`` named them."""
+    position: int = 0
+    """Under [privacy] mechanism "tree": the round's position (from 1; 0: none)."""
     commitment: Commitment | None = None
     """Under [privacy]: the one release this server commits to, and its peers' (``protocol.commitment``)."""
 

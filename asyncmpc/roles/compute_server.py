@@ -19,6 +19,7 @@ from asyncmpc.net.runtime import Node
 from asyncmpc.net.tls import TlsContexts
 from asyncmpc.net.transport import Opener
 from asyncmpc.protocol.params import Params
+from asyncmpc.protocol.positions import Positions
 from asyncmpc.protocol.server import ServerProtocol
 from asyncmpc.roles.driver import ModelOwnerWatch, post_all
 from asyncmpc.wire.messages import Exclude, Finish
@@ -35,18 +36,33 @@ async def run_compute_server(
     """Serve until the model owner finishes the session; return this server's traffic. The
     server's connections come from ``opener`` (default: a TCP ``Node``)."""
     noise = None
+    tree = None
     if config.privacy is not None:
-        from asyncmpc.learning.privacy.noise import NoiseSource
+        from asyncmpc.learning.privacy.noise import NoiseSource, TreeNoise
 
         noise = NoiseSource(config)
+        if config.privacy.mechanism == "tree":
+            steps = config.privacy.epoch_steps
+            tree = (TreeNoise(config, steps).draw, Positions(steps, functools.partial(_trees, noise)))
     # the release limit follows from the contribution's size, which the first round gives
-    limit = None if noise is None else noise.release_limit
-    proto = ServerProtocol(Params.of(config), name, noise=noise, release_limit=limit)
+    limit = None if noise is None or tree is not None else noise.release_limit
+    proto = ServerProtocol(Params.of(config), name, noise=noise, release_limit=limit, tree=tree)
     try:
         return await _serve(config, name, proto, opener or functools.partial(Node, tls=tls), noise)
     finally:
         if noise is not None:
             noise.close()  # a draw ahead for a round that will not come
+
+
+def _trees(noise: NoiseSource, size: int) -> int | None:
+    """How many DP-FTRL trees of contributions of ``size`` elements the budget allows."""
+    from asyncmpc.learning.privacy.accountant import TreeRounds
+
+    p = noise.plan(size).settings
+    accountant = noise.plan(size).accountant()
+    if not p.epsilon or not isinstance(accountant, TreeRounds):
+        return None
+    return accountant.tree.epochs_within(p.epsilon, 1 << 30)
 
 
 async def _serve(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from asyncmpc.config import Config
 from asyncmpc.crypto.macs import MacKey
@@ -166,10 +167,14 @@ class _Owner:
         refused = self._refusal(msg, ident)
         if refused is not None:
             return self._decline(out, *refused)
-        if self.ledger is not None and not self.ledger.spend():  # durably, before anything leaves
-            return self._decline(out, m.Refusal.LEDGER, self._spent())
+        rows = None
+        if self.ledger is not None:  # durably, before anything leaves
+            why = self.ledger.spend(OwnerAnswers.step_of(msg) + 1)  # a tree position counts from 1
+            if why is not None:
+                return self._decline(out, m.Refusal.LEDGER, why)
+            rows = self._tree_batch()
         try:
-            vector = _contribution(self.work, msg)
+            vector = _contribution(self.work, msg, rows)
             if self.plain:
                 gradient = m.PlainGradient(session=config.session, round_no=round_no, values=vector)
                 out.sends = [Send(self.model_owner, gradient)]
@@ -181,7 +186,8 @@ class _Owner:
                 )
             else:
                 out.sends = contribution_shares(self.params, round_no, vector, self.sharer, ident)
-            out.sends = [_naming(send, msg.servers) for send in out.sends]
+            position = msg.step + 1 if rows is not None and isinstance(msg, m.ModelUpdate) else 0
+            out.sends = [_naming(send, msg.servers, position) for send in out.sends]
             out.size = len(vector)
         except EncodingError as exc:  # indexes, never values; under [privacy] not even where
             public = "its contribution cannot be encoded" if self.config.privacy is not None else str(exc)
@@ -207,12 +213,13 @@ class _Owner:
             return m.Refusal.RERUN, why
         return None
 
-    def _spent(self) -> str:
-        assert self.ledger is not None
-        return (
-            f"its own ledger of this data's releases allows no more: {self.ledger.releases} made, epsilon "
-            f"{self.ledger.epsilon:.3g} of [privacy] epsilon {self.ledger.plan.settings.epsilon:g}"
-        )
+    def _tree_batch(self) -> NDArray[np.int64] | None:
+        """With mechanism "tree", the examples of the leaf just spent (``DataLedger.batch``)."""
+        if self.ledger is None or self.ledger.tree is None or self.config.privacy is None:
+            return None
+        if self.config.privacy.mechanism != "tree":
+            return None
+        return self.ledger.batch(self.work.examples)
 
     def _decline(self, out: _Outgoing, code: m.Refusal, reason: str, logged: str = "") -> _Outgoing:
         """A ``Decline`` for the model owner instead of shares; ``logged`` (default: the reason)
@@ -260,11 +267,11 @@ def _data_ledger(config: Config, work: OwnerWorkload) -> DataLedger:
     return DataLedger(plan_for(config, work.size), Path(config.privacy.ledger_dir), work.fingerprint())
 
 
-def _naming(send: Send, servers: tuple[str, ...]) -> Send:
-    """An ``InputShare`` names the round's servers this owner was told: a server opened for
-    other servers does not take it (``protocol.commitment``)."""
-    if isinstance(send.msg, m.InputShare) and servers:
-        return Send(send.to, dataclasses.replace(send.msg, servers=servers))
+def _naming(send: Send, servers: tuple[str, ...], position: int) -> Send:
+    """An ``InputShare`` names the round's servers this owner was told, and with a tree the
+    position it answered: a server whose round differs does not take it (``protocol.commitment``)."""
+    if isinstance(send.msg, m.InputShare) and (servers or position):
+        return Send(send.to, dataclasses.replace(send.msg, servers=servers, position=position))
     return send
 
 
@@ -272,7 +279,9 @@ def _all_connected(node: Transport, names: set[str]) -> bool:
     return names <= node.peers.keys()
 
 
-def _contribution(work: OwnerWorkload, msg: m.StatsRequest | m.ModelUpdate) -> np.ndarray:
+def _contribution(
+    work: OwnerWorkload, msg: m.StatsRequest | m.ModelUpdate, rows: NDArray[np.int64] | None
+) -> np.ndarray:
     if isinstance(msg, m.StatsRequest):
         return work.stats_vector()
-    return work.contribution(msg.theta, msg.mean, msg.scale, msg.step)
+    return work.contribution(msg.theta, msg.mean, msg.scale, msg.step, rows)

@@ -255,14 +255,17 @@ def _resume(config: Config, out_dir: Path, work: Workload, metrics: dict[str, An
 def _log_plan(node: Transport, budget: Budget) -> None:
     p, s = budget.plan, budget.plan.settings
     target = f"for epsilon {s.epsilon:g} at delta {s.delta:g} over {p.rounds} rounds" if s.epsilon else "as set"
+    how = f"DP-FTRL trees of {s.epoch_steps} rounds" if s.mechanism == "tree" else f"sampling rate {p.sampling_rate:g}"
     node.logger(__name__).info(
-        "[privacy] per %s: clip %g, sampling rate %g, noise multiplier %.4f (%s); epsilon spent so far %.3f",
+        "[privacy] per %s: clip %g, %s, noise multiplier %.4f (%s); proven epsilon spent so far %.3f "
+        "(Gaussian-equivalent %.3f)",
         s.unit,
         s.clip,
-        p.sampling_rate,
+        how,
         p.noise_multiplier,
         target,
         budget.epsilon,
+        budget.gaussian_epsilon,
     )
 
 

@@ -118,7 +118,12 @@ class Rounds:
         present = await self._present_owners()
         two = len(live) < 3 and self.config.privacy is None
         key = MacKey.new() if mac or self.macs.next_is_mac() or two else None
-        self.current = AggregationRound(self.params, round_no, present, (size,), servers=live, mac_key=key)
+        p = self.config.privacy
+        tree = p is not None and p.mechanism == "tree" and isinstance(request, m.ModelUpdate)
+        position = request.step + 1 if tree and isinstance(request, m.ModelUpdate) else 0
+        self.current = AggregationRound(
+            self.params, round_no, present, (size,), servers=live, mac_key=key, position=position
+        )
         request = _for_round(request, round_no, live, key)
         requests = [Send(o, request) for o in present]
         self._asked_over = {o: self.node.peers.get(o) for o in present}

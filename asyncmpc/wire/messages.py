@@ -54,7 +54,7 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 9
+PROTOCOL_VERSION = 10
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
@@ -68,7 +68,8 @@ set) and agree on the contributors before an early release.
 8: refusal codes ``private`` and ``ledger``: under [privacy] a data owner declines what the
 noise does not protect, and anything beyond its own ledger of its data's releases.
 9: InputShare.servers (the servers the owner was told) and ReleaseSet: under [privacy] the
-servers of a round commit to one release and release only when all of them committed to it."""
+servers of a round commit to one release and release only when all of them committed to it.
+10: position in OpenRound, InputShare and ReleaseSet: DP-FTRL (mechanism "tree")."""
 FloatArray = NDArray[np.float64]
 
 
@@ -177,6 +178,10 @@ class OpenRound(Message):
     answers ``Aggregate`` with both components and both field sums in full."""
     servers: tuple[str, ...] = ()
     """The servers the round runs on (under [privacy] each of them deals noise into it)."""
+    position: int = 0
+    """Under [privacy] mechanism "tree": the round's position p, from 1 (leaf (p - 1) % epoch_steps
+    of tree (p - 1) // epoch_steps; the model owner's step plus 1); 0 otherwise. A server takes
+    positions in increasing order only (``protocol.positions``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -213,6 +218,9 @@ class InputShare(Message):
     servers: tuple[str, ...] = ()
     """The round's servers as the model owner told this owner (empty: all three): a server whose
     round was opened for other servers does not take the share (``protocol.commitment``)."""
+    position: int = 0
+    """Under [privacy] mechanism "tree": the position the owner answered (its request's step + 1);
+    a server whose round is at another position does not take the share."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -266,6 +274,7 @@ class ReleaseSet(Message):
     SENDERS = frozenset({CS})
     servers: tuple[str, ...]
     contributors: tuple[str, ...]
+    position: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

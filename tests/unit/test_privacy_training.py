@@ -117,19 +117,19 @@ def test_a_data_owners_ledger_spans_runs_and_adds_up_rdp_across_settings(tmp_pat
     first = DataLedger(plan, tmp_path / "ledgers", data)
     assert first.epsilon == 0.0
     for _ in range(5):
-        assert first.spend()
+        assert first.spend() is None
     second = DataLedger(plan, tmp_path / "ledgers", data)  # another run on the same data
     assert second.releases == 5 and second.epsilon == pytest.approx(plan.accountant().epsilon(5), rel=1e-9)
-    assert first.spend() and second.spend()  # two processes at once: neither loses the other's
+    assert first.spend() is None and second.spend() is None  # two processes at once: neither loses the other's
     assert second.releases == 7 and DataLedger(plan, tmp_path / "ledgers", data).releases == 7
-    while second.spend():
+    while second.spend() is None:
         pass
     assert second.epsilon <= 2.0 < plan.accountant().epsilon(second.releases + 1)
     assert second.releases == plan.accountant().rounds_within(2.0, 10_000)
     assert DataLedger(plan, tmp_path / "ledgers", b"\x02" * 32).releases == 0  # other data, its own
     noisier = plan_for(config("epsilon = 4.0\nnoise_multiplier = 8.0"), 31)
     later = DataLedger(noisier, tmp_path / "ledgers", data)  # a later run with more noise
-    assert later.spend()
+    assert later.spend() is None
     spent = second.releases * plan.accountant().round_rdp + noisier.accountant().round_rdp
     np.testing.assert_allclose(later.rdp, spent, rtol=1e-12)
     assert later.releases == second.releases + 1 and later.epsilon > second.epsilon

@@ -46,6 +46,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "TreeAccountant",
+    "TreeRounds",
     "epsilon_of",
     "tree_epoch_rdp",
     "tree_noise_multiplier_for",
@@ -368,6 +369,29 @@ class TreeAccountant:
     def epochs_within(self, budget: float, most: int) -> int:
         """The largest number of trees, at most ``most``, whose proven epsilon is within ``budget``."""
         return _rounds_within(self.epsilon, budget, most)
+
+
+@dataclass(frozen=True)
+class TreeRounds:
+    """A ``TreeAccountant`` seen round by round, as the ledgers count: ``rounds`` rounds touch
+    at most ceil(rounds / steps) trees."""
+
+    tree: TreeAccountant
+
+    def epsilon(self, rounds: int) -> float:
+        return self.tree.epsilon(-(-rounds // self.tree.steps))
+
+    def gaussian_epsilon(self, rounds: int) -> float:
+        return self.tree.gaussian_epsilon(-(-rounds // self.tree.steps))
+
+    def rounds_within(self, budget: float, most: int) -> int:
+        return min(most, self.tree.epochs_within(budget, -(-most // self.tree.steps)) * self.tree.steps)
+
+    @property
+    def round_rdp(self) -> Floats:
+        """What a data owner's ledger adds when it starts a tree (an epoch): the whole tree's
+        RDP; the tree's other rounds add nothing (``budget.DataLedger``)."""
+        return self.tree.epoch_rdp
 
 
 def tree_noise_multiplier_for(epsilon: float, delta: float, epochs: int, steps: int, l2: float, l1: float) -> float:

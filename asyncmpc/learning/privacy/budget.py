@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from asyncmpc.crypto.prf import expand, new_seed
 from asyncmpc.errors import OutputError
 from asyncmpc.learning.checkpoint import atomic_write
 from asyncmpc.learning.privacy.plan import PrivacyPlan
@@ -92,7 +94,13 @@ class DataLedger:
     docstring): ``folder/<digest>.json`` holds the releases, the RDP they spent and the unit
     protected (a ledger kept for one unit bounds nothing for the other: mixing them is
     refused). Several processes holding the same data share it: a spend takes a lock on the
-    file and adds to what it holds then."""
+    file and adds to what it holds then.
+
+    With mechanism "tree" (DP-FTRL) it also keeps the owner's current tree: a round at
+    position p (from 1) is leaf (p - 1) mod T of tree (p - 1) // T (T = ``epoch_steps``). The owner answers each
+    leaf of its current tree at most once and in order, with the leaf's part of its examples
+    in an order drawn afresh for each tree (``order``); a round of any other tree starts a new
+    one, which costs a whole tree's RDP; the tree's other rounds cost nothing."""
 
     def __init__(self, plan: PrivacyPlan, folder: Path, fingerprint: bytes) -> None:
         from asyncmpc.learning.privacy.accountant import ORDERS
@@ -101,6 +109,8 @@ class DataLedger:
         self.path = folder / f"{fingerprint.hex()[:32]}.json"
         self.releases = 0
         self.rdp = np.zeros(len(ORDERS))
+        self.tree: tuple[int, int, bytes] | None = None
+        """With mechanism "tree": (the tree, its last leaf answered, the order of its examples' key)."""
         self._round = plan.accountant().round_rdp
         self._load()
 
@@ -110,7 +120,7 @@ class DataLedger:
         if not self.path.exists():
             return
         why = "it is this data's privacy budget"
-        releases, orders, rdp, unit = _read(self.path, why, "releases", "orders", "rdp", "unit")
+        releases, orders, rdp, unit, tree = _read(self.path, why, "releases", "orders", "rdp", "unit", "tree?")
         if orders != list(ORDERS) or len(rdp) != len(ORDERS):
             raise OutputError(f"{self.path}: the privacy ledger was kept at other Renyi orders")
         if unit != self.plan.settings.unit:
@@ -120,6 +130,7 @@ class DataLedger:
                 "this data may be released afresh"
             )
         self.releases, self.rdp = int(releases), np.asarray(rdp, dtype=np.float64)
+        self.tree = None if tree is None else (int(tree[0]), int(tree[1]), bytes.fromhex(tree[2]))
 
     @property
     def epsilon(self) -> float:
@@ -128,30 +139,53 @@ class DataLedger:
 
         return epsilon_of(self.rdp, self.plan.settings.delta)
 
-    def spend(self) -> bool:
-        """Count one release, durably, before anything of it leaves: True; or False when one
-        more would exceed ``[privacy] epsilon`` (nothing counted)."""
+    def spend(self, position: int = 1) -> str | None:
+        """Count one release, durably, before anything of it leaves: None; or why not (one more
+        would exceed ``[privacy] epsilon``; with a tree, a leaf answered already). ``position``:
+        the round's position, with mechanism "tree"."""
         from asyncmpc.learning.privacy.accountant import ORDERS, epsilon_of
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             self._load()  # another process on the same data may have spent since
+            cost, tree = self._round, None
+            if self.plan.settings.mechanism == "tree":
+                number, leaf = divmod(position - 1, self.plan.settings.epoch_steps)
+                if self.tree is not None and self.tree[0] == number:
+                    if leaf <= self.tree[1]:
+                        return f"position {position}: leaf {leaf} of tree {number} was answered already"
+                    cost, tree = np.zeros_like(self._round), (number, leaf, self.tree[2])
+                else:
+                    tree = (number, leaf, new_seed())
             budget = self.plan.settings.epsilon
-            if budget and epsilon_of(self.rdp + self._round, self.plan.settings.delta) > budget:
-                return False
+            if budget and epsilon_of(self.rdp + cost, self.plan.settings.delta) > budget:
+                return (
+                    f"its own ledger of this data's releases allows no more: {self.releases} made, epsilon "
+                    f"{self.epsilon:.3g} of [privacy] epsilon {budget:g}"
+                )
             self.releases += 1
-            self.rdp = self.rdp + self._round
-            state = {"releases": self.releases, "unit": self.plan.settings.unit, "orders": list(ORDERS)}
+            self.rdp = self.rdp + cost
+            self.tree = tree
+            state: dict[str, Any] = {"releases": self.releases, "unit": self.plan.settings.unit, "orders": list(ORDERS)}
+            state["tree"] = None if tree is None else [tree[0], tree[1], tree[2].hex()]
             _write(self.path, {**state, "rdp": self.rdp.tolist()})
-        return True
+        return None
+
+    def batch(self, examples: int) -> NDArray[np.int64]:
+        """With a tree, the examples of the leaf just spent: its part of the tree's order."""
+        assert self.tree is not None
+        _, leaf, key = self.tree
+        order = np.argsort(expand(key, examples).view(np.uint64), kind="stable")
+        return np.array_split(order, self.plan.settings.epoch_steps)[leaf].astype(np.int64)
 
 
 def _read(path: Path, why: str, *keys: str) -> list[Any]:
-    """The values of ``keys`` in a ledger file; OutputError saying ``why`` it is needed."""
+    """The values of ``keys`` in a ledger file (a key ending in "?" may be absent: None);
+    OutputError saying ``why`` it is needed."""
     try:
         state = json.loads(path.read_text())
-        return [state[k] for k in keys]
+        return [state.get(k[:-1]) if k.endswith("?") else state[k] for k in keys]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise OutputError(f"{path}: cannot read the privacy ledger ({exc}); {why}") from None
 

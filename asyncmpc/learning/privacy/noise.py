@@ -121,9 +121,9 @@ class NoiseSource:
 
 
 class TreeNoise:
-    """A compute server's DP-FTRL noise (``tree``): for the round at ``position`` (tree
-    ``position // steps``, leaf ``position % steps``), the noise of the node that leaf closes
-    minus that of the nodes it covers, so the prefix sums of its rounds carry each tree's
+    """A compute server's DP-FTRL noise (``tree``): for the round at ``position`` (from 1:
+    tree ``(position - 1) // steps``, leaf ``(position - 1) % steps``), the noise of the node
+    that leaf closes minus that of the nodes it covers, so the prefix sums of its rounds carry each tree's
     decomposition noise. Each node's Skellam noise comes from a generator keyed by this
     process's secret key and the node (with the round's dealers and shape: a node drawn for
     other dealers is another, independent node), so it is the same every time it is needed
@@ -158,7 +158,7 @@ class TreeNoise:
         the position bound)."""
         from asyncmpc.learning.privacy.tree import increment
 
-        tree, leaf = divmod(position, self.steps)
+        tree, leaf = divmod(position - 1, self.steps)
         plus, minus = increment(leaf)
         noise = np.zeros(shape, dtype=np.int64)
         for node in plus:

@@ -19,15 +19,17 @@ epsilon`` needs the size (``noise_multiplier(config, size)``, ``plan_for``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from asyncmpc.config import Config, PrivacySettings
 from asyncmpc.errors import ConfigError
+from asyncmpc.learning.privacy.tree import depth
 
 if TYPE_CHECKING:  # imported when used: dp-accounting takes 2 s to import
-    from asyncmpc.learning.privacy.accountant import SkellamAccountant
+    from asyncmpc.learning.privacy.accountant import SkellamAccountant, TreeRounds
 
 __all__ = ["NOISE_TAIL", "PrivacyPlan", "noise_multiplier", "plan_for", "rounded_sensitivity", "sensitivity"]
 
@@ -57,12 +59,15 @@ class PrivacyPlan:
             raise ValueError(f"{dealers} noise dealer(s): a round needs two servers")
         return self.sigma * self.sigma / (dealers - 1)
 
-    def accountant(self) -> SkellamAccountant:
-        """The proven epsilon's accountant (``epsilon``), with the Gaussian-equivalent figure
-        beside it (``gaussian_epsilon``)."""
-        from asyncmpc.learning.privacy.accountant import SkellamAccountant
+    def accountant(self) -> SkellamAccountant | TreeRounds:
+        """The proven epsilon's accountant (``epsilon``, by rounds), with the Gaussian-equivalent
+        figure beside it (``gaussian_epsilon``): the sampled mechanism's, or the tree's."""
+        from asyncmpc.learning.privacy.accountant import SkellamAccountant, TreeAccountant, TreeRounds
 
-        return SkellamAccountant(self.noise_multiplier, self.sampling_rate, self.settings.delta, self.l2, self.l1)
+        s = self.settings
+        if s.mechanism == "tree":
+            return TreeRounds(TreeAccountant(self.noise_multiplier, s.epoch_steps, s.delta, self.l2, self.l1))
+        return SkellamAccountant(self.noise_multiplier, self.sampling_rate, s.delta, self.l2, self.l1)
 
 
 def rounded_sensitivity(bound: float, size: int, frac_bits: int, roundings: int = 1) -> tuple[float, float]:
@@ -96,16 +101,23 @@ def noise_multiplier(config: Config, size: int) -> float:
         raise ValueError("no [privacy] table")
     if p.noise_multiplier:
         return p.noise_multiplier
-    from asyncmpc.learning.privacy.accountant import MOST_NOISE, SkellamAccountant, skellam_noise_multiplier_for
+    from asyncmpc.learning.privacy import accountant as a
 
     rounds = config.training.rounds
     l2, l1 = sensitivity(config, size)
-    if SkellamAccountant(MOST_NOISE, p.rate, p.delta, l2, l1).epsilon(rounds) > p.epsilon:
+    tree = p.mechanism == "tree"
+    trees = -(-rounds // p.epoch_steps)
+    most = a.TreeAccountant(a.MOST_NOISE, p.epoch_steps, p.delta, l2, l1).epsilon(trees) if tree else None
+    if most is None:
+        most = a.SkellamAccountant(a.MOST_NOISE, p.rate, p.delta, l2, l1).epsilon(rounds)
+    if most > p.epsilon:
         raise ConfigError(
             f"{config.path}: [privacy] epsilon {p.epsilon:g}: no noise multiplier keeps {rounds} rounds within "
             f"it at delta {p.delta:g}; raise epsilon or delta"
         )
-    return skellam_noise_multiplier_for(p.epsilon, p.delta, rounds, p.rate, l2, l1)
+    if tree:
+        return a.tree_noise_multiplier_for(p.epsilon, p.delta, trees, p.epoch_steps, l2, l1)
+    return a.skellam_noise_multiplier_for(p.epsilon, p.delta, rounds, p.rate, l2, l1)
 
 
 def plan_for(config: Config, size: int, multiplier: float | None = None) -> PrivacyPlan:
@@ -119,10 +131,9 @@ def plan_for(config: Config, size: int, multiplier: float | None = None) -> Priv
     z = multiplier if multiplier is not None else noise_multiplier(config, size)
     l2, l1 = sensitivity(config, size)
     allowed = rounds
+    plan = PrivacyPlan(p, z, z * l2, rate, rounds, l2, l1)
     if p.epsilon:  # the accountant (and dp-accounting, 2 s to import) only with a budget to keep
-        from asyncmpc.learning.privacy.accountant import SkellamAccountant
-
-        allowed = SkellamAccountant(z, rate, p.delta, l2, l1).rounds_within(p.epsilon, rounds)
+        allowed = plan.accountant().rounds_within(p.epsilon, rounds)
         if allowed == 0:
             raise ConfigError(
                 f"{config.path}: [privacy] noise_multiplier {z:g}: one round already spends more than "
@@ -130,9 +141,10 @@ def plan_for(config: Config, size: int, multiplier: float | None = None) -> Priv
             )
     sigma = z * l2
     room = 2.0**62  # encoding keeps the contributions' sum within half the ring under [privacy]
-    if NOISE_TAIL * sigma * math.sqrt(2.0) >= room:
+    nodes = 1 if p.mechanism != "tree" else 1 + depth(p.epoch_steps)  # a tree round: one node in, some out
+    if NOISE_TAIL * sigma * math.sqrt(2.0 * nodes) >= room:
         raise ConfigError(
             f"{config.path}: [privacy] noise of standard deviation {sigma:.3g} (fixed point) does not fit "
             f"the ring; lower [protocol] frac_bits or [privacy] clip"
         )
-    return PrivacyPlan(p, z, sigma, rate, allowed, l2, l1)
+    return dataclasses.replace(plan, rounds=allowed)
