@@ -111,6 +111,8 @@ class DataLedger:
         self.rdp = np.zeros(len(ORDERS))
         self.tree: tuple[int, int, bytes] | None = None
         """With mechanism "tree": (the tree, its last leaf answered, the order of its examples' key)."""
+        self._tree_terms: list[Any] | None = None
+        """What the current tree was paid for (``_terms``): another run goes on with it only under the same."""
         self._round = plan.accountant().round_rdp
         self._load()
 
@@ -131,6 +133,7 @@ class DataLedger:
             )
         self.releases, self.rdp = int(releases), np.asarray(rdp, dtype=np.float64)
         self.tree = None if tree is None else (int(tree[0]), int(tree[1]), bytes.fromhex(tree[2]))
+        self._tree_terms = None if tree is None or len(tree) < 5 else [int(tree[3]), list(tree[4])]
 
     @property
     def epsilon(self) -> float:
@@ -152,7 +155,8 @@ class DataLedger:
             cost, tree = self._round, None
             if self.plan.settings.mechanism == "tree":
                 number, leaf = divmod(position - 1, self.plan.settings.epoch_steps)
-                if self.tree is not None and self.tree[0] == number:
+                same = self.tree is not None and self.tree[0] == number and self._tree_terms == self._terms()
+                if self.tree is not None and same:  # another epoch_steps or noise: a new tree, paid
                     if leaf <= self.tree[1]:
                         return f"position {position}: leaf {leaf} of tree {number} was answered already"
                     cost, tree = np.zeros_like(self._round), (number, leaf, self.tree[2])
@@ -168,9 +172,14 @@ class DataLedger:
             self.rdp = self.rdp + cost
             self.tree = tree
             state: dict[str, Any] = {"releases": self.releases, "unit": self.plan.settings.unit, "orders": list(ORDERS)}
-            state["tree"] = None if tree is None else [tree[0], tree[1], tree[2].hex()]
+            state["tree"] = None if tree is None else [tree[0], tree[1], tree[2].hex(), *self._terms()]
+            self._tree_terms = None if tree is None else self._terms()
             _write(self.path, {**state, "rdp": self.rdp.tolist()})
         return None
+
+    def _terms(self) -> list[Any]:
+        """What a tree's cost was paid for: its leaves and its RDP (a tree goes on only under both)."""
+        return [self.plan.settings.epoch_steps, [float(v) for v in self._round]]
 
     def batch(self, examples: int) -> NDArray[np.int64]:
         """With a tree, the examples of the leaf just spent: its part of the tree's order."""
