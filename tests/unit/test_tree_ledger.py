@@ -18,7 +18,7 @@ def _plan(steps: int, z: float):  # type: ignore[no-untyped-def]
     return plan_for(cfg, 31)
 
 
-def test_other_epoch_steps_puts_an_example_in_two_leaves_of_one_paid_tree(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_tree_under_another_epoch_steps_is_a_new_paid_tree(tmp_path) -> None:  # type: ignore[no-untyped-def]
     n = 100
     run1 = DataLedger(_plan(10, 3.0), tmp_path, b"\x07" * 32)
     released: list[set[int]] = []
@@ -27,16 +27,16 @@ def test_other_epoch_steps_puts_an_example_in_two_leaves_of_one_paid_tree(tmp_pa
         released.append(set(run1.batch(n).tolist()))
     paid = run1.rdp.copy()
     run2 = DataLedger(_plan(20, 3.0), tmp_path, b"\x07" * 32)  # a later run, T = 20, same data
-    assert run2.spend(7) is None  # tree 0, leaf 6 of 20: "the same tree", free
+    assert run2.spend(7) is None  # tree 0 by number, but cut for T = 20: a new tree, paid
     again = set(run2.batch(n).tolist())  # order[30:35]: released in run 1 already (leaf 3 of 10)
     twice = any(again & r for r in released)
     assert not twice or np.all(run2.rdp > paid), f"examples {sorted(again)} released again, nothing paid"
 
 
-def test_less_noise_continues_a_tree_paid_at_more_noise(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_tree_paid_at_more_noise_does_not_go_on_at_less(tmp_path) -> None:  # type: ignore[no-untyped-def]
     run1 = DataLedger(_plan(10, 8.0), tmp_path, b"\x07" * 32)
     assert run1.spend(1) is None
     run2 = DataLedger(_plan(10, 0.5), tmp_path, b"\x07" * 32)  # 16x less noise
     assert run2.spend(2) is None
-    # leaves 1..9 of tree 0 now released at z = 0.5, yet the ledger holds z = 8's cost
-    assert np.all(run2.rdp >= run2._round - 1e-12), "a tree released at z=0.5 charged at z=8"
+    # the tree at z = 0.5 is paid for at z = 0.5
+    assert np.all(run2.rdp >= run2.plan.accountant().round_rdp - 1e-12), "a tree released at z=0.5 charged at z=8"
