@@ -25,8 +25,10 @@ import enum
 from dataclasses import dataclass, field
 
 from asyncmpc.errors import RemoteProtocolError
+from asyncmpc.protocol.events import Send
+from asyncmpc.wire import messages as m
 
-__all__ = ["Commitment", "Release", "Verdict"]
+__all__ = ["Commitment", "Release", "Verdict", "release_set"]
 
 Release = tuple[tuple[str, ...], tuple[str, ...], int]
 """(the round's servers, its contributors, both in a fixed order; its DP-FTRL position, or 0)."""
@@ -50,6 +52,17 @@ class Commitment:
     own: Release | None = None
     heard: dict[int, Release] = field(default_factory=dict)
 
+    def pledge(
+        self, release: Release, session: str, round_no: int, names: tuple[str, ...]
+    ) -> tuple[list[Send], Verdict]:
+        """Commit to ``release`` and tell the round's other servers (``names``: every server by
+        index) the first time; whether they all committed to the same."""
+        first = self.own is None
+        if not self.commit(release):
+            return [], Verdict.DIFFER
+        told = release_set(session, round_no, release)
+        return ([Send(names[i], told) for i in sorted(self.peers)] if first else []), self.verdict()
+
     def commit(self, release: Release) -> bool:
         """Commit to ``release`` (True), or say it is another than the one committed to."""
         if self.own is None:
@@ -72,3 +85,10 @@ class Commitment:
         if any(release != self.own for release in self.heard.values()):
             return Verdict.DIFFER
         return Verdict.AGREED if set(self.heard) >= self.peers else Verdict.WAIT
+
+
+def release_set(session: str, round_no: int, release: Release) -> m.ReleaseSet:
+    servers, contributors, position = release
+    return m.ReleaseSet(
+        session=session, round_no=round_no, servers=servers, contributors=contributors, position=position
+    )

@@ -59,20 +59,20 @@ from asyncmpc.crypto.field import P
 from asyncmpc.crypto.prf import (
     MAC_KEY_BYTES,
     mac,
-    round_nonce,
 )
-from asyncmpc.crypto.rss import Keyed, Seed
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.agreement import Agreement, Step
-from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
-from asyncmpc.protocol.commitment import Commitment, Release, Verdict
+from asyncmpc.protocol.authenticated import digest_pair, field_parts
+from asyncmpc.protocol.commitment import Commitment, Verdict, release_set
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.keyed import KeyedOwners
 from asyncmpc.protocol.noise import NoiseDraw, PositionedDraw, deal
 from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.positions import Positions
+from asyncmpc.protocol.received import ring_parts, told_servers
 from asyncmpc.protocol.releases import ReleaseLedger
-from asyncmpc.protocol.sums import ZERO_NONCE, RoundPhase, RunningSums, Streams
+from asyncmpc.protocol.sums import RoundPhase, RunningSums, Streams
+from asyncmpc.protocol.waiting import Waiting
 from asyncmpc.wire import messages as m
 from asyncmpc.wire.messages import Refusal
 
@@ -80,10 +80,6 @@ __all__ = ["ServerProtocol"]
 
 MAX_ELEMENTS = 1 << 31
 """The largest vector a round may aggregate (16 GiB per component)."""
-
-MAX_EARLY_ROUNDS = 2
-"""Input shares for at most this many round numbers ahead of the newest opened round wait
-for their round to open; the lowest are dropped when more arrive."""
 
 
 class ServerProtocol:
@@ -102,9 +98,8 @@ class ServerProtocol:
         self.index = params.server_index(name)
         self.model_owner = params.model_owner
         self._rounds: dict[int, RunningSums] = {}
-        self._ahead: dict[int, dict[tuple[str, str], m.Message]] = {}
-        """Messages for rounds not opened here yet (shares, noise parts, peers' ``InputsHeld``),
-        by round and (sender, kind): handled when their round opens."""
+        self.waiting = Waiting()
+        """Messages for rounds not opened here yet (shares, noise parts, peers' reports)."""
         self._newest = 0
         self._keyed = KeyedOwners()
         self._noise = noise
@@ -138,7 +133,7 @@ class ServerProtocol:
                 out.append(self._inputs_held(round_no, agreement.own))
             pledge = rnd.commitment
             if pledge is not None and pledge.own is not None and self._index_of(peer) in pledge.peers:
-                out.append(self._release_set(round_no, pledge.own))
+                out.append(release_set(self.params.session, round_no, pledge.own))
         return out
 
     # ------------------------------------------------------------ messages
@@ -187,7 +182,7 @@ class ServerProtocol:
         again; losing the model owner ends the epoch: every round is forgotten."""
         if player == self.model_owner:
             self._rounds.clear()
-            self._ahead.clear()
+            self.waiting.clear()
             self._keyed.guess = None
             self._newest = 0
             return
@@ -196,8 +191,7 @@ class ServerProtocol:
     def _share_keys(self, sender: str, msg: m.ShareKeys) -> list[Action]:
         if self._keyed.register(sender, msg.a, msg.b):
             # shares waiting from before were made under other keys (or on an older connection)
-            for waiting in self._ahead.values():
-                waiting.pop((sender, m.InputShare.KIND), None)
+            self.waiting.drop_shares_of(sender)
         self._keyed.restream(sender, self._rounds)
         return []
 
@@ -264,29 +258,18 @@ class ServerProtocol:
     # ------------------------------------------------------------ messages ahead of their round
 
     def _hold_ahead(self, sender: str, msg: m.Message) -> list[Action]:
-        """Keep a message for a round that has not opened here yet (bounded: the lowest rounds
-        go when more than ``MAX_EARLY_ROUNDS`` wait); a stale one is ignored."""
-        if msg.round_no <= self._newest:
-            return []  # stale: a round closed, superseded, or from before the model owner restarted
-        waiting = self._ahead.setdefault(msg.round_no, {})
-        if isinstance(msg, m.InputShare) and (sender, msg.KIND) in waiting:
-            raise RemoteProtocolError(f"second input share for round {msg.round_no}", peer=sender)
-        waiting[(sender, msg.KIND)] = msg  # a noise part or report that comes again is the same
-        while len(self._ahead) > MAX_EARLY_ROUNDS:
-            del self._ahead[min(self._ahead)]
+        self.waiting.hold(sender, msg, self._newest)
         return []
 
     def _replay(self, round_no: int) -> list[Action]:
         """Handle what waited for ``round_no``, which just opened: a message that turns out
         wrong now is its sender's fault (``Drop``), not the model owner's."""
         out: list[Action] = []
-        for (sender, _), msg in self._ahead.pop(round_no, {}).items():
+        for sender, msg in self.waiting.take(round_no):
             try:
                 out += self._dispatch(sender, msg)
             except RemoteProtocolError as exc:
                 out.append(Drop(sender, exc.with_peer(sender)))
-        for old in [r for r in self._ahead if r < round_no]:
-            del self._ahead[old]
         return out
 
     # ------------------------------------------------------------ noise ([privacy])
@@ -330,9 +313,9 @@ class ServerProtocol:
             raise RemoteProtocolError(f"input share for round {round_no} came after its inputs closed", peer=sender)
         if not rnd.mac and (msg.ma is not None or msg.mb is not None):
             raise RemoteProtocolError(f"round {round_no} is not a MAC round, but the share carries one", peer=sender)
-        if self._told(sender, msg) != rnd.servers or msg.position != rnd.position:
+        if told_servers(self.params, sender, msg) != rnd.servers or msg.position != rnd.position:
             return []  # the owner was told other servers, or another position: not for this round
-        parts = self._ring_parts(sender, msg, round_no, rnd.shape)
+        parts = ring_parts(self._keyed, sender, msg, round_no, rnd.shape)
         if rnd.mac:  # before a vector is added: the sum may be that vector's own buffer
             rnd.fields[sender] = field_parts(sender, round_no, msg)
             rnd.digests[sender] = digest_pair(parts, rnd.fields[sender])
@@ -356,42 +339,6 @@ class ServerProtocol:
         if len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
             return self._complete(round_no, rnd)
         return []
-
-    def _told(self, sender: str, msg: m.InputShare) -> frozenset[int]:
-        """The servers (indices) the owner was told the round has (all three when it names none)."""
-        named = msg.servers or self.params.servers
-        indices = {self._index_of(s) for s in named}
-        if None in indices or len(indices) != len(named):
-            raise RemoteProtocolError(f"round {msg.round_no}: names servers {list(named)}", peer=sender)
-        return frozenset(i for i in indices if i is not None)
-
-    def _ring_parts(
-        self, sender: str, msg: m.InputShare, round_no: int, shape: tuple[int, ...]
-    ) -> tuple[RingPart, RingPart]:
-        """The share's two ring components as streams (key, nonce) or vectors, checked."""
-        if tuple(msg.shape) != shape:
-            raise RemoteProtocolError(
-                f"input share of shape {tuple(msg.shape)} for round {round_no}, expected {shape}", peer=sender
-            )
-        parts: list[RingPart] = []
-        for i, comp in enumerate((msg.a, msg.b)):
-            if isinstance(comp, Seed):
-                parts.append((comp.key, ZERO_NONCE))
-            elif isinstance(comp, Keyed):
-                key = self._keyed.key(sender, i)
-                if not key:
-                    raise RemoteProtocolError(
-                        f"round {round_no}: component {'ab'[i]} is keyed, but no key was registered for it",
-                        peer=sender,
-                    )
-                parts.append((key, round_nonce(round_no)))
-            elif comp.shape != shape:
-                raise RemoteProtocolError(
-                    f"round {round_no}: component of shape {comp.shape}, expected {shape}", peer=sender
-                )
-            else:
-                parts.append(comp)
-        return parts[0], parts[1]
 
     def _complete(self, round_no: int, rnd: RunningSums) -> list[Action]:
         """Every expected owner is in: with an early release, tell the round's other servers
@@ -480,26 +427,11 @@ class ServerProtocol:
         return [*out, Send(self.model_owner, m.ResultShare(**common, **full_b, a=a))]  # type: ignore[arg-type]
 
     def _commit(self, round_no: int, rnd: RunningSums, contributors: tuple[str, ...]) -> tuple[list[Action], Verdict]:
-        """Under [privacy]: commit to releasing over ``contributors`` on the round's servers,
-        telling the others the first time; whether they all committed to the same."""
+        """Under [privacy]: commit to releasing over ``contributors`` (``protocol.commitment``)."""
         assert rnd.commitment is not None
         release = (tuple(self.params.servers[i] for i in sorted(rnd.servers)), contributors, rnd.position)
-        first = rnd.commitment.own is None
-        if not rnd.commitment.commit(release):
-            return [], Verdict.DIFFER
-        told = self._release_set(round_no, release)
-        out: list[Action] = [Send(self.params.servers[i], told) for i in sorted(rnd.commitment.peers)] if first else []
-        return out, rnd.commitment.verdict()
-
-    def _release_set(self, round_no: int, release: Release) -> m.ReleaseSet:
-        servers, contributors, position = release
-        return m.ReleaseSet(
-            session=self.params.session,
-            round_no=round_no,
-            servers=servers,
-            contributors=contributors,
-            position=position,
-        )
+        sends, verdict = rnd.commitment.pledge(release, self.params.session, round_no, self.params.servers)
+        return list(sends), verdict
 
     def _peer_committed(self, sender: str, msg: m.ReleaseSet) -> list[Action]:
         """Another server of the round committed to ``msg``'s release: a result that waited

@@ -174,7 +174,7 @@ def test_stale_shares_are_ignored_and_early_ones_are_bounded() -> None:
     assert s0.feed(OWNERS[0], stale) == []  # round 2 never opened here and is behind: dropped
     for r in (10, 11, 12):
         assert s0.feed(OWNERS[0], input_shares(PARAMS, r, xs[OWNERS[0]])[0].msg) == []
-    assert sorted(s0._ahead) == [11, 12]  # at most two round numbers wait
+    assert s0.waiting.rounds == [11, 12]  # at most two round numbers wait
 
 
 def keyed_round_opened() -> tuple[dict[str, ServerProtocol], AggregationRound, Router, dict[str, InputSharer]]:
