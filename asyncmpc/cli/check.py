@@ -74,8 +74,9 @@ def _privacy_line(config: Config) -> str:
     accountant = plan.accountant()
     rounds = config.training.rounds
     spent = accountant.epsilon(rounds)
+    how = f"DP-FTRL trees of {p.epoch_steps} rounds" if p.mechanism == "tree" else f"sampling rate {p.rate:g}"
     line = (
-        f"[privacy] per {p.unit}: clip {p.clip:g}, sampling rate {p.rate:g}, noise multiplier "
+        f"[privacy] per {p.unit}: clip {p.clip:g}, {how}, noise multiplier "
         f"{plan.noise_multiplier:.4f} for {size} parameters; {rounds} rounds spend epsilon {spent:.3f} at delta "
         f"{p.delta:g} (Gaussian-equivalent {accountant.gaussian_epsilon(rounds):.3f})"
     )
