@@ -66,6 +66,11 @@ class PeerLost(AsyncMpcError):
     """A connection closed or could not be made in time."""
 
 
+class SettingsMismatch(RemoteProtocolError):
+    """A peer's shared settings differ from this player's (``config.shared``): it will not
+    change by dialling again."""
+
+
 class TlsRefused(PeerLost):
     """A peer closed a TLS connection before answering the Hello: with TLS 1.3 that is how a
     client learns that the server did not accept its certificate."""

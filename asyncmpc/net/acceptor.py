@@ -14,10 +14,10 @@ import contextlib
 import ssl
 from typing import TYPE_CHECKING
 
-from asyncmpc.errors import PeerLost, RemoteProtocolError
+from asyncmpc.errors import PeerLost, RemoteProtocolError, SettingsMismatch
 from asyncmpc.net.peer import Connection, FrameProtocol
 from asyncmpc.net.policy import may_dial
-from asyncmpc.wire.messages import Hello, Reject
+from asyncmpc.wire.messages import Hello, Refusal, Reject
 
 if TYPE_CHECKING:
     from asyncmpc.net.runtime import Node
@@ -93,11 +93,12 @@ class Acceptor:
                 raise RemoteProtocolError(f"a {dialer.role} may not connect to a {node.me.role}", peer=hello.player)
             conn.name = hello.player
             node._check_hello(hello, conn)
-            await conn.send(Hello(session=config.session, player=node.name))
+            await conn.send(node.hello())
         except (RemoteProtocolError, PeerLost) as exc:
             node.log.warning("refused connection from %s: %s", conn.address, exc)
+            code = Refusal.SETTINGS if isinstance(exc, SettingsMismatch) else Refusal.PROTOCOL
             with contextlib.suppress(PeerLost):
-                await conn.send(Reject(session=config.session, reason=str(exc)))
+                await conn.send(Reject(session=config.session, reason=str(exc), code=code))
             await conn.close()
             return None
         return conn

@@ -14,7 +14,7 @@ import ssl
 from typing import TYPE_CHECKING
 
 from asyncmpc.config import Player
-from asyncmpc.errors import PeerLost, RemoteProtocolError, TlsRefused
+from asyncmpc.errors import PeerLost, RemoteProtocolError, SettingsMismatch, TlsRefused
 
 if TYPE_CHECKING:
     from asyncmpc.net.runtime import Node
@@ -53,6 +53,10 @@ class Dialer:
                 self.tls_failures[peer.name] = error = tls_failure(node.name, peer, exc)
                 if deadline is not None and isinstance(exc, ssl.SSLError):
                     raise PeerLost(error) from exc  # a certificate we refuse will not fix itself
+            except SettingsMismatch as exc:  # another hosts.toml will not fix itself either
+                self.tls_failures[peer.name] = error = f"{node.name}: {exc}"
+                if deadline is not None:
+                    raise PeerLost(error) from exc
             except (OSError, TimeoutError, PeerLost, RemoteProtocolError) as exc:
                 self.tls_failures.pop(peer.name, None)
                 error = str(exc) or type(exc).__name__

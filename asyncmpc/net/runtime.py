@@ -33,7 +33,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asyncmpc.config import LISTENING_ROLES, Config, Player
-from asyncmpc.errors import ConfigError, ListenError, PeerLost, RemoteProtocolError, TlsRefused
+from asyncmpc.config.shared import first_difference, shared_settings
+from asyncmpc.errors import ConfigError, ListenError, PeerLost, RemoteProtocolError, SettingsMismatch, TlsRefused
 from asyncmpc.net.acceptor import Acceptor
 from asyncmpc.net.dialer import Dialer
 from asyncmpc.net.listen import listen_error
@@ -43,7 +44,7 @@ from asyncmpc.net.policy import HANDSHAKE_FRAME, dial_targets, frame_cap, may_di
 from asyncmpc.net.tls import TlsContexts, tls_contexts
 from asyncmpc.net.transport import Event, Greeting
 from asyncmpc.protocol.events import check_sender
-from asyncmpc.wire.messages import PROTOCOL_VERSION, Hello, Message, Reject
+from asyncmpc.wire.messages import PROTOCOL_VERSION, Hello, Message, Refusal, Reject
 
 __all__ = ["Event", "Node", "dial_targets", "may_dial", "run"]  # run: from net.loop, where it lives
 
@@ -174,10 +175,11 @@ class Node:
             )
         conn = self._connection(protocol, peer.name)
         try:
-            await conn.send(Hello(session=self.config.session, player=self.name))
+            await conn.send(self.hello())
             hello = await conn.read(timeout=max(0.01, deadline - loop.time()))
             if isinstance(hello, Reject):
-                raise RemoteProtocolError(f"refused the connection: {hello.reason}", peer=peer.name)
+                refused = SettingsMismatch if hello.code is Refusal.SETTINGS else RemoteProtocolError
+                raise refused(f"refused the connection: {hello.reason}", peer=peer.name)
             if not isinstance(hello, Hello) or hello.player != peer.name:
                 shown = getattr(hello, "player", hello.KIND)
                 raise RemoteProtocolError(f"answered the handshake as {shown!r}", peer=peer.name)
@@ -233,8 +235,19 @@ class Node:
             raise RemoteProtocolError(
                 f"protocol version {hello.version}, expected {PROTOCOL_VERSION}", peer=hello.player
             )
+        differs = first_difference(self._settings, hello.settings, self.name, hello.player)
+        if differs is not None:
+            raise SettingsMismatch(f"{differs} (every player's hosts.toml must agree)")
         if self.tls is not None:
             self.tls.verify_peer(conn.extra("peercert"), hello.player)
+
+    def hello(self) -> Hello:
+        """This player's ``Hello``: its name and its shared settings."""
+        return Hello(session=self.config.session, player=self.name, settings=self._settings)
+
+    @functools.cached_property
+    def _settings(self) -> str:
+        return shared_settings(self.config)
 
     def _connection(self, protocol: FrameProtocol, name: str) -> Connection:
         _keepalive(protocol.transport)

@@ -54,7 +54,7 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 10
+PROTOCOL_VERSION = 11
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
@@ -69,7 +69,8 @@ set) and agree on the contributors before an early release.
 noise does not protect, and anything beyond its own ledger of its data's releases.
 9: InputShare.servers (the servers the owner was told) and ReleaseSet: under [privacy] the
 servers of a round commit to one release and release only when all of them committed to it.
-10: position in OpenRound, InputShare and ReleaseSet: DP-FTRL (mechanism "tree")."""
+10: position in OpenRound, InputShare and ReleaseSet: DP-FTRL (mechanism "tree").
+11: Hello.settings, refusal code ``settings``: every player checks its peers' shared settings."""
 FloatArray = NDArray[np.float64]
 
 
@@ -109,6 +110,8 @@ class Hello(Message):
     SENDERS = ALL_ROLES
     player: str
     version: int = PROTOCOL_VERSION
+    settings: str = ""
+    """The sender's shared settings (``config.shared``): a peer whose settings differ is refused."""
 
 
 class Refusal(StrEnum):
@@ -136,6 +139,8 @@ class Refusal(StrEnum):
     """The server's own ``[privacy]`` budget allows no more releases."""
     NO_MAC = "no_mac"
     """Under ``[privacy]`` a MAC round would open the sum without noise: refused."""
+    SETTINGS = "settings"
+    """The peer's shared settings differ from the receiver's (``config.shared``)."""
     PRIVATE = "private"
     """Under ``[privacy]`` a data owner answers nothing the noise does not protect: a
     statistics request is declined."""

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from asyncmpc.config import Config, parse_config
+from asyncmpc.config.shared import shared_settings
 from asyncmpc.errors import PeerLost
 from asyncmpc.net.policy import frame_cap
 from asyncmpc.net.runtime import Node
@@ -110,7 +111,9 @@ def test_a_peer_that_reads_nothing_cannot_hold_a_greeting_forever(caplog: pytest
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.setblocking(False)
             await asyncio.get_running_loop().sock_connect(sock, (me.host, me.port))
-            hello = frame(encode_message(m.Hello(session=cfg.session, player="data-owner-0")))
+            hello = frame(
+                encode_message(m.Hello(session=cfg.session, player="data-owner-0", settings=shared_settings(cfg)))
+            )
             await asyncio.get_running_loop().sock_sendall(sock, hello)
             try:
                 while not any("while greeting it" in r.getMessage() for r in caplog.records):

@@ -215,3 +215,28 @@ def test_a_restarted_player_replaces_its_old_connection_and_a_kept_one_is_dialle
             assert await first.wait_until(lambda: "server-0" in first.peers, 10)
 
     within(body)
+
+
+def test_a_peer_whose_hosts_toml_differs_is_refused_on_both_sides_naming_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """data-owner-0 reads frac_bits = 20 where everyone else reads 16: its shares would be
+    weighted 16x. The server refuses it, saying which key differs; the owner's start-up wait
+    ends with the same line (not "could not reach")."""
+    text = hosts_toml(3)
+    server_cfg = parse_config(text, "server.toml")
+    owner_cfg = parse_config(text.replace("[protocol]", "[protocol]\nfrac_bits = 20", 1), "owner.toml")
+    assert server_cfg.protocol.frac_bits != owner_cfg.protocol.frac_bits
+
+    async def body() -> None:
+        async with Node(server_cfg, "server-0") as srv, Node(owner_cfg, "data-owner-0") as owner:
+            owner.maintain(["server-0"])
+            with pytest.raises(PeerLost, match=r"\[protocol\] frac_bits differs: 16 at server-0, 20 at data-owner-0"):
+                await owner.wait_for_most(["server-0"], 1, 2.0, 0.0)  # what a role's start-up waits do
+            assert not srv.peers
+
+    with caplog.at_level("WARNING"):
+        within(body)
+    assert any(
+        "[protocol] frac_bits differs: 16 at server-0, 20 at data-owner-0" in r.getMessage() for r in caplog.records
+    )

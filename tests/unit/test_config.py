@@ -103,3 +103,23 @@ def test_csv_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     cfg = load_config(tmp_path / "hosts.toml")
     assert cfg.player("data-owner-1").csv == str(tmp_path.resolve() / "d.csv")
     assert cfg.training.classes == ("a", "b")
+
+
+def test_the_shared_settings_name_the_first_key_that_differs_and_ignore_each_hosts_own() -> None:
+    from asyncmpc.config.shared import first_difference, shared_settings
+
+    text = hosts_toml(3, ports=[9000, 9001, 9002, 9003], training='dataset = "breast_cancer"')
+    base = parse_config(text + '\n[privacy]\nepsilon = 3.0\nledger_dir = "a"\n', "a/hosts.toml")
+    mine = shared_settings(base)
+    own = parse_config(text + '\n[privacy]\nepsilon = 3.0\nledger_dir = "elsewhere"\n', "b/hosts.toml")
+    assert first_difference(mine, shared_settings(own), "x", "y") is None  # where a ledger lives is each host's
+    seed = parse_config(
+        text.replace('dataset = "breast_cancer"', 'dataset = "breast_cancer"\nseed = 7')
+        + "\n[privacy]\nepsilon = 3.0\n"
+    )
+    assert first_difference(mine, shared_settings(seed), "model-owner", "data-owner-1") == (
+        "[training] seed differs: 0 at model-owner, 7 at data-owner-1"
+    )
+    alone = parse_config(text)
+    assert first_difference(mine, shared_settings(alone), "a", "b").startswith("[privacy] differs: {")  # type: ignore[union-attr]
+    assert first_difference(mine, "not json", "a", "b") == "b sent settings that are not readable"
