@@ -55,7 +55,7 @@ def test_the_example_plug_ins_train_end_to_end_as_separate_processes(tmp_path: P
     pooled = baseline.score((x_test - saved.mean) / saved.scale, y_test)
     assert metrics["sklearn_pooled_accuracy"] is None
     assert metrics["final_test_accuracy"] > 0.9 and metrics["final_test_accuracy"] >= pooled - 0.05
-    assert np.mean(saved.predict(x_test) == y_test.astype(str)) == metrics["final_test_accuracy"]
+    assert np.mean(saved.predict(x_test) == y_test.astype(int)) == metrics["final_test_accuracy"]  # labels as integers
 
 
 FAULTY = 'dataset = "tests.plugins.faulty:data"\nclasses = ["malignant", "benign"]\nrounds = 4\n'
