@@ -21,10 +21,25 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from asyncmpc.errors import RemoteProtocolError
 
-__all__ = ["Agreement", "Step"]
+__all__ = ["Agreement", "Step", "hear_once"]
+
+_T = TypeVar("_T")
+
+
+def hear_once(reports: dict[int, _T], peers: frozenset[int], peer: int, value: _T, sender: str, what: str) -> bool:
+    """Record that server ``peer`` (player ``sender``) says ``value`` for a round; False if it is
+    not one of the round's ``peers`` (ignored). A peer says one thing per round: another
+    ``what`` than before is a RemoteProtocolError."""
+    if peer not in peers:
+        return False
+    if reports.get(peer, value) != value:
+        raise RemoteProtocolError(f"{what} for the same round", peer=sender)
+    reports[peer] = value
+    return True
 
 
 class Step(enum.Enum):
@@ -51,12 +66,7 @@ class Agreement:
     def hear(self, peer: int, owners: frozenset[str], sender: str) -> bool:
         """Peer ``peer`` (player ``sender``) holds ``owners``; False if it is not a server of
         the round (ignored). RemoteProtocolError if it reported another set before."""
-        if peer not in self.peers:
-            return False
-        if self.reports.get(peer, owners) != owners:
-            raise RemoteProtocolError("reported another set of owners for the same round", peer=sender)
-        self.reports[peer] = owners
-        return True
+        return hear_once(self.reports, self.peers, peer, owners, sender, "reported another set of owners")
 
     def step(self) -> Step:
         if self.own is None:

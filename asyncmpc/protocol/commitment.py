@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from asyncmpc.errors import RemoteProtocolError
+from asyncmpc.protocol.agreement import hear_once
 from asyncmpc.protocol.events import Send
 from asyncmpc.wire import messages as m
 
@@ -72,12 +72,7 @@ class Commitment:
     def hear(self, peer: int, release: Release, sender: str) -> bool:
         """Peer ``peer`` (player ``sender``) committed to ``release``; False if it is not a
         server of the round. RemoteProtocolError if it committed to another before."""
-        if peer not in self.peers:
-            return False
-        if self.heard.get(peer, release) != release:
-            raise RemoteProtocolError("committed to another release for the same round", peer=sender)
-        self.heard[peer] = release
-        return True
+        return hear_once(self.heard, self.peers, peer, release, sender, "committed to another release")
 
     def verdict(self) -> Verdict:
         if self.own is None:
