@@ -58,6 +58,7 @@ def command(args: argparse.Namespace) -> int:
     for name in names:
         players.start(name, ["--fresh"] if name == mo and args.fresh else [], show=name == mo)
     print(f"local: started {len(names)} players from {config.path}; logs in {out / 'logs'}", flush=True)
+    before = _written(out / "metrics.json")
     status = players.supervise(mo)
     if players.interrupted.is_set():
         print("local: interrupted, stopping every player", file=sys.stderr)
@@ -69,8 +70,22 @@ def command(args: argparse.Namespace) -> int:
         if traffic:
             print("local: traffic per player")
             print("\n".join(traffic))
-        print(f"local: training finished; wrote {out}/metrics.json, model.npz and training.png (asyncmpc report {out})")
+        if before is not None and _written(out / "metrics.json") == before:
+            print(f"local: the run in {out} had finished already; its outputs are left as they were", end="")
+            print(" (--fresh trains again)")
+        else:
+            print(f"local: training finished; wrote {out}/metrics.json, model.npz and training.png", end="")
+            print(f" (asyncmpc report {out})")
     return status
+
+
+def _written(path: Path) -> tuple[int, int] | None:
+    """When and how large ``path`` was written (None: it is not there)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 class _Players:

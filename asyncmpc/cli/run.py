@@ -214,9 +214,12 @@ def _run_player(
 
     for line in summary(metrics):
         print(line)
-    if plot(metrics, out / PLOT):
-        print(f"wrote {out / PLOT}")
-    print(f"wrote {out}")
+    if metrics.get("finished_before"):
+        print(f"{out}: every round was done already; its outputs are left as they were (--fresh trains again)")
+    else:
+        if plot(metrics, out / PLOT):
+            print(f"wrote {out / PLOT}")
+        print(f"wrote {out}")
     return {
         "bytes_sent": metrics["model_owner_bytes"]["sent"],
         "bytes_received": metrics["model_owner_bytes"]["received"],

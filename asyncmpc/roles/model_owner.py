@@ -114,6 +114,8 @@ async def run_model_owner(
         "rounds": None,  # the round log, set below; the key keeps its place in metrics.json
     }
     done = 0 if fresh else _resume(config, out_dir, work, metrics)
+    finished = done >= config.training.rounds and (out_dir / "metrics.json").exists()
+    """A finished run is left as it was: its outputs are not written again."""
     budget = None if config.privacy is None else Budget(plan_for(config, work.size), out_dir, fresh=fresh)
     try:
         log = metrics["rounds"] = RoundLog.restart(out_dir, done)  # no rows at a fresh start; at a resume, those kept
@@ -124,7 +126,10 @@ async def run_model_owner(
     async with (opener or functools.partial(Node, tls=tls))(config, name) as node:
         if done >= config.training.rounds:
             node.logger(__name__).info(
-                "%s: all %d rounds are done already; nothing to train", out_dir / CHECKPOINT, done
+                "%s: all %d rounds are done already; nothing to train%s",
+                out_dir / CHECKPOINT,
+                done,
+                "; its outputs are left as they were (--fresh trains again)" if finished else "",
             )
         elif done:
             node.logger(__name__).info("resuming from %s after round %d", out_dir / CHECKPOINT, done)
@@ -172,6 +177,8 @@ async def run_model_owner(
         await send_all(node, [Send(p, finish) for p in servers + owners if p in node.peers])
         sent, received = node.traffic()
 
+    if finished:
+        return _finished_before(out_dir)
     metrics.update(work.final())
     metrics["wall_seconds"] = time.perf_counter() - started
     metrics["model_owner_bytes"] = {"sent": sent, "received": received}
@@ -180,6 +187,17 @@ async def run_model_owner(
         write_metrics(out_dir / "metrics.json", metrics)
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot write the model: {exc.strerror or exc}") from exc
+    return metrics
+
+
+def _finished_before(out_dir: Path) -> dict[str, Any]:
+    """The metrics of a run that had finished before, as it wrote them (``finished_before``
+    marks them for the command line; the file is not written again)."""
+    try:
+        metrics: dict[str, Any] = json.loads((out_dir / "metrics.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{out_dir}: cannot read metrics.json: {exc}") from exc
+    metrics["finished_before"] = True
     return metrics
 
 

@@ -130,10 +130,12 @@ def test_local_sh_runs_a_deployment_and_writes_its_outputs(tmp_path: Path) -> No
     for name in ["model-owner", "server-0", "server-1", "server-2", "data-owner-0", "data-owner-1", "data-owner-2"]:
         assert f"  {name}: sent " in proc.stdout
 
-    # again: the checkpoint says every round is done; with --fresh, training starts over
+    # again: the checkpoint says every round is done, and the finished run is left as it was;
+    # with --fresh, training starts over
+    written = {f: (out / f).read_bytes() for f in ("metrics.json", "model.npz")}
     again = local_sh(config, out)
-    assert "all 5 rounds are done already" in again.stdout, again.stdout + again.stderr
-    assert json.loads((out / "metrics.json").read_text())["resumed_after"] == [5]
+    assert "had finished already; its outputs are left as they were" in again.stdout, again.stdout + again.stderr
+    assert {f: (out / f).read_bytes() for f in written} == written
     fresh = local_sh(config, out, "--fresh")
     assert "round 1/5" in fresh.stdout and "round 5/5" in fresh.stdout
     assert "resumed_after" not in json.loads((out / "metrics.json").read_text())
