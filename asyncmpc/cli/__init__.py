@@ -63,5 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0].startswith("-") and args[0] not in ("-h", "--help"):
         args = ["run", *args]  # the player options alone: as before subcommands
-    ns = build_parser().parse_args(args)
+    parser = build_parser()
+    ns = parser.parse_args(args)
+    if hasattr(ns, "config_file"):
+        from asyncmpc.cli.common import config_path
+
+        config_path(ns, parser)
     return int(_module(ns.command).command(ns))

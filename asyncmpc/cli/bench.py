@@ -13,20 +13,25 @@ __all__ = ["add_arguments", "command"]
 SERVERS = ["server-0", "server-1", "server-2"]
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The examples as written, and every option's default."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d", type=int, nargs="+", default=[10_000, 100_000, 1_000_000], help="parameters per model")
     parser.add_argument("--owners", type=int, nargs="+", default=[3, 10], help="numbers of data owners")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per launch (default: 5)")
+    parser.formatter_class = _Formatter
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per launch")
     parser.add_argument("--modes", nargs="+", default=["secure", "plain"], choices=["secure", "plain", "secure-dp"])
     parser.add_argument("--swarm-above", type=int, default=10, help="more owners than this run as one swarm process")
-    parser.add_argument("--frac-bits", type=int, default=16, help="fixed-point fractional bits (default: 16)")
+    parser.add_argument("--frac-bits", type=int, default=16, help="fixed-point fractional bits")
     parser.add_argument("--tls", choices=["off", "on", "both"], default="off", help="TLS on every connection")
     parser.add_argument("--repeat", type=int, default=1, help="launches per configuration, round times pooled")
     parser.add_argument(
         "--down-server", choices=SERVERS, help="never start this server: secure rounds run on the other two"
     )
     parser.add_argument("--mac-rounds", choices=["after-dispute", "always"], default="after-dispute")
-    parser.add_argument("--mac-window", type=int, default=10, help="MAC rounds after a dispute (default: 10)")
+    parser.add_argument("--mac-window", type=int, default=10, help="MAC rounds after a dispute")
     parser.add_argument(
         "--program",
         metavar="PLAYER=COMMAND",

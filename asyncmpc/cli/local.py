@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", default="hosts.toml", help="deployment file (default: hosts.toml)")
     parser.add_argument("--out", default="runs/latest", help="outputs and logs/ (default: runs/latest)")
     parser.add_argument("--fresh", action="store_true", help="train afresh instead of resuming OUT/checkpoint.npz")
+    parser.add_argument("-q", "--quiet", action="store_true", help="the model owner's warnings and errors only")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -56,7 +57,8 @@ def command(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):  # a flag, not an exception at any bytecode
         signal.signal(signum, players.interrupt)
     for name in names:
-        players.start(name, ["--fresh"] if name == mo and args.fresh else [], show=name == mo)
+        extra = (["--fresh"] if args.fresh else []) + (["--quiet"] if args.quiet else []) if name == mo else []
+        players.start(name, extra, show=name == mo)
     print(f"local: started {len(names)} players from {config.path}; logs in {out / 'logs'}", flush=True)
     before = _written(out / "metrics.json")
     status = players.supervise(mo)

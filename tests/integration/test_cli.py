@@ -213,3 +213,19 @@ def test_check_connect_tries_every_peer_with_this_players_certificate(tmp_path: 
     )
     needs_name = asyncmpc("check", "--config", str(config), "--connect")
     assert needs_name.returncode == 2 and "--connect needs --name" in one_line(needs_name)
+
+
+def test_the_deployment_file_is_taken_alone_or_as_config_and_two_are_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path, owners=2, ports=[47310, 47311, 47312, 47313])
+    alone = asyncmpc("check", str(config))
+    assert alone.returncode == 0 and alone.stdout == asyncmpc("check", "--config", str(config)).stdout
+    both = asyncmpc("check", str(config), "--config", str(tmp_path / "other.toml"))
+    assert both.returncode == 2 and "two deployment files" in both.stderr
+
+
+def test_bench_help_shows_every_default_and_local_takes_quiet() -> None:
+    bench = asyncmpc("bench", "--help").stdout
+    assert "(default: 5)" in bench and "(default: [3, 10])" in bench and "(default: 16)" in bench
+    assert "(default: 5) (default: 5)" not in bench
+    local = asyncmpc("local", "--help").stdout
+    assert "-q, --quiet" in local
