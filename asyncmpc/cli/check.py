@@ -28,11 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     from asyncmpc.config import load_config
-    from asyncmpc.errors import ConfigError
+    from asyncmpc.errors import ConfigError, PluginError
 
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
+        _import_plugins(config)
+    except (ConfigError, PluginError) as exc:
         return fail("check", exc)
     rows = [("player", "role", "address", "data")]
     for p in config.players.values():
@@ -58,6 +59,17 @@ def command(args: argparse.Namespace) -> int:
     if failed:
         return fail("check", ConfigError(f"cannot reach {', '.join(failed)} from this host as {args.name}"))
     return 0
+
+
+def _import_plugins(config: Config) -> None:
+    """Import the model and data plug-ins the file names (PluginError naming one that fails),
+    as every player will at start-up."""
+    from asyncmpc.learning.models.base import load_plugin
+
+    t = config.training
+    load_plugin(t.model)
+    if ":" in t.dataset:
+        load_plugin(t.dataset, "data")
 
 
 def _privacy_line(config: Config) -> str:

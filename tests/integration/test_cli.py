@@ -229,3 +229,13 @@ def test_bench_help_shows_every_default_and_local_takes_quiet() -> None:
     assert "(default: 5) (default: 5)" not in bench
     local = asyncmpc("local", "--help").stdout
     assert "-q, --quiet" in local
+
+
+def test_check_imports_the_plug_ins_a_file_names(tmp_path: Path) -> None:
+    """A model or data plug-in that cannot be imported is a check failure, in one line, not a
+    run-time failure later."""
+    for training in ('model = "no_such_module:build"', 'dataset = "no_such_module:load"\nclasses = ["a", "b"]'):
+        config = write_config(tmp_path, owners=2, ports=[47320, 47321, 47322, 47323], training=training)
+        result = asyncmpc("check", str(config))
+        assert result.returncode == 2 and "cannot import no_such_module" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
