@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config
-from asyncmpc.crypto.prf import RandomBytes, expand, new_seed
+from asyncmpc.crypto.prf import RandomBytes, new_seed
 from asyncmpc.crypto.ring import RingArray, decode, encode, max_abs_value
 from asyncmpc.errors import PluginError
 from asyncmpc.learning.checkpoint import atomic_write
@@ -51,6 +51,7 @@ from asyncmpc.learning.data import Dataset, Split, batch_indices, load_split
 from asyncmpc.learning.models import BuiltModel, accuracy, build_model
 from asyncmpc.learning.optim import Optimizer, clip, make_optimizer
 from asyncmpc.learning.privacy.sampling import clippable, clipped_sum, poisson_bits
+from asyncmpc.learning.privacy.tree import leaf_rows
 
 __all__ = [
     "ModelOwnerState",
@@ -478,14 +479,11 @@ class _TreeLeaves:
     def __init__(self, config: Config) -> None:
         p = config.privacy
         self.steps = p.epoch_steps if p is not None and p.mechanism == "tree" else 0
-        self._orders: dict[tuple[int, int], NDArray[np.int64]] = {}
+        self._keys: dict[tuple[int, int], bytes] = {}
 
     def rows(self, owner: OwnerWork, round_no: int) -> NDArray[np.int64] | None:
         if not self.steps:
             return None
         tree, leaf = divmod(round_no - 1, self.steps)
-        key = (owner.index, tree)
-        if key not in self._orders:
-            n = len(owner.data.y)
-            self._orders[key] = np.argsort(expand(new_seed(), n).view(np.uint64), kind="stable")
-        return np.array_split(self._orders[key], self.steps)[leaf].astype(np.int64)
+        key = self._keys.setdefault((owner.index, tree), new_seed())
+        return leaf_rows(key, len(owner.data.y), self.steps, leaf)

@@ -30,7 +30,7 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.crypto.prf import expand, new_seed
+from asyncmpc.crypto.prf import new_seed
 from asyncmpc.errors import OutputError
 from asyncmpc.learning.checkpoint import atomic_write
 from asyncmpc.learning.privacy.plan import PrivacyPlan
@@ -184,9 +184,10 @@ class DataLedger:
     def batch(self, examples: int) -> NDArray[np.int64]:
         """With a tree, the examples of the leaf just spent: its part of the tree's order."""
         assert self.tree is not None
+        from asyncmpc.learning.privacy.tree import leaf_rows
+
         _, leaf, key = self.tree
-        order = np.argsort(expand(key, examples).view(np.uint64), kind="stable")
-        return np.array_split(order, self.plan.settings.epoch_steps)[leaf].astype(np.int64)
+        return leaf_rows(key, examples, self.plan.settings.epoch_steps, leaf)
 
 
 def _read(path: Path, why: str, *keys: str) -> list[Any]:

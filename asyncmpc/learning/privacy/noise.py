@@ -14,6 +14,7 @@ which is not a cryptographic generator, and never a seed anyone else knows.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -35,6 +36,14 @@ __all__ = ["MAX_VARIANCE", "NoiseSource", "TreeNoise", "secure_generator", "skel
 MAX_VARIANCE = 2.0**120
 """numpy's Poisson sampler accepts means below about 9.2e18 (2^63); the ring leaves room for
 far less noise than that anyway (see ``ring.MAX_ABS``)."""
+
+
+def plans(config: Config) -> Callable[[int], PrivacyPlan]:
+    """``plan_for(config, size)``, computed once per contribution size (a calibration takes tens
+    of milliseconds)."""
+    from asyncmpc.learning.privacy.plan import plan_for
+
+    return functools.cache(functools.partial(plan_for, config))
 
 
 def secure_generator(random_bytes: Callable[[int], bytes] = os.urandom) -> np.random.Generator:
@@ -66,23 +75,14 @@ class NoiseSource:
     """
 
     def __init__(self, config: Config, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
-        from asyncmpc.learning.privacy.plan import plan_for
-
         self._config = config
-        self._plan_for = plan_for
-        self._plans: dict[int, PrivacyPlan] = {}
+        self.plan = plans(config)
+        """The plan for contributions of a size: the noise multiplier calibrated to the proven
+        epsilon depends on the size, which a server learns from the first round."""
         self._rng = secure_generator(random_bytes)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="noise")
         self._ahead: tuple[tuple[int, tuple[int, ...]], Future[NDArray[np.int64]]] | None = None
-
-    def plan(self, size: int) -> PrivacyPlan:
-        """The plan for contributions of ``size`` elements: the noise multiplier calibrated to
-        the proven epsilon depends on the size, which a server learns from the first round."""
-        plan = self._plans.get(size)
-        if plan is None:
-            plan = self._plans[size] = self._plan_for(self._config, size)
-        return plan
 
     def release_limit(self, size: int) -> int | None:
         """How many rounds of contributions of ``size`` elements the budget allows by the proven
@@ -132,19 +132,12 @@ class TreeNoise:
     ``dealer_variance``."""
 
     def __init__(self, config: Config, steps: int, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
-        from asyncmpc.learning.privacy.plan import plan_for
-
-        self._config = config
-        self._plan_for = plan_for
-        self._plans: dict[int, PrivacyPlan] = {}
+        self._plan = plans(config)
         self.steps = steps
         self._key = new_seed(random_bytes)
 
     def variance(self, dealers: int, size: int) -> float:
-        plan = self._plans.get(size)
-        if plan is None:
-            plan = self._plans[size] = self._plan_for(self._config, size)
-        return plan.dealer_variance(dealers)
+        return self._plan(size).dealer_variance(dealers)
 
     def node(self, tree: int, node: tuple[int, int], dealers: int, shape: tuple[int, ...]) -> NDArray[np.int64]:
         """The noise of ``node`` (level, index) of tree ``tree``, for ``dealers`` dealers."""

@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["Node", "decomposition", "depth", "increment"]
+import numpy as np
+from numpy.typing import NDArray
+
+from asyncmpc.crypto.prf import expand
+
+__all__ = ["Node", "decomposition", "depth", "increment", "leaf_rows"]
 
 Node = tuple[int, int]
 """(level l, index m): the node covering leaves [m 2^l, (m + 1) 2^l)."""
@@ -53,3 +58,11 @@ def increment(step: int) -> tuple[list[Node], list[Node]]:
         raise ValueError(f"step {step}")
     before, after = set(decomposition(step)), set(decomposition(step + 1))
     return sorted(after - before), sorted(before - after)
+
+
+def leaf_rows(key: bytes, examples: int, steps: int, leaf: int) -> NDArray[np.int64]:
+    """An owner's examples in leaf ``leaf`` of a tree of ``steps`` leaves: its part of the order
+    of the ``examples`` drawn by AES-CTR under ``key`` (new for each tree), so each example is
+    in one leaf of the tree."""
+    order = np.argsort(expand(key, examples).view(np.uint64), kind="stable")
+    return np.array_split(order, steps)[leaf].astype(np.int64)
