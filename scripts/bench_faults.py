@@ -53,7 +53,7 @@ def main() -> None:
         cfg.write_text(deployment(args.d, args.owners, args.rounds, "secure", 16, args.tls))
         if args.tls:
             from asyncmpc.config import load_config
-            from asyncmpc.net.tls import make_certs
+            from asyncmpc.net.pki import make_certs
 
             make_certs(load_config(cfg), folder / "certs")
         out = folder / "out"

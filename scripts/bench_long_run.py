@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from asyncmpc.cli.benchmark import PLAYER, loopback_players  # noqa: E402
 from asyncmpc.config import load_config  # noqa: E402
 from asyncmpc.learning.checkpoint import ROUND_LOG, iter_rounds  # noqa: E402
-from asyncmpc.net.tls import make_certs  # noqa: E402
+from asyncmpc.net.pki import make_certs  # noqa: E402
 
 
 def deployment(dataset: str, rounds: int, owners: int, tls: bool) -> str:

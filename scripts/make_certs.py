@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Create a deployment CA and a key and certificate for every player of a hosts.toml.
 
-Usage: make_certs.py [--config hosts.toml] [--dir DIR] [--if-missing] (as ``asyncmpc certs``).
-DIR defaults to the file's [tls] dir. Keys are written owner-only (0600). With --if-missing,
-nothing is written when every file is already there (what scripts/local.sh uses).
+Usage: make_certs.py [hosts.toml] [--dir DIR] [--days N] [--force | --if-missing], and the
+``ca``, ``request`` and ``sign`` forms: exactly ``asyncmpc certs`` (see its --help). DIR
+defaults to the file's [tls] dir. Keys are written owner-only (0600); nothing is overwritten
+without --force.
 """
 
 import sys

@@ -144,7 +144,7 @@ def hosts_toml(
 def write_config(directory: Path, text: str | None = None, **kwargs: object) -> Path:
     """Write a deployment file into ``directory``, and its TLS files when it uses TLS."""
     from asyncmpc.config import load_config
-    from asyncmpc.net.tls import make_certs
+    from asyncmpc.net.pki import make_certs
 
     path = directory / "hosts.toml"
     path.write_text(text if text is not None else hosts_toml(**kwargs))  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ import numpy as np
 from asyncmpc.config import load_config
 from asyncmpc.errors import AsyncMpcError
 from asyncmpc.learning.workload import synthetic_mean
-from asyncmpc.net.tls import make_certs
+from asyncmpc.net.pki import make_certs
 
 __all__ = ["PLAYER", "Plan", "deployment", "free_ports", "loopback_players", "run_all", "table"]
 

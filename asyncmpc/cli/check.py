@@ -35,13 +35,19 @@ def command(args: argparse.Namespace) -> int:
         _import_plugins(config)
     except (ConfigError, PluginError) as exc:
         return fail("check", exc)
-    rows = [("player", "role", "address", "data")]
+    try:
+        certificates = _certificates(config)
+    except ConfigError as exc:
+        return fail("check", exc)
+    rows = [("player", "role", "address", "data", "certificate" if certificates else "")]
     for p in config.players.values():
         address = f"{p.host}:{p.port}" if p.port is not None else f"{p.host} (dials out)"
-        rows.append((p.name, p.role, address, p.csv or ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows.append((p.name, p.role, address, p.csv or "", certificates.get(p.name, "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    if "ca" in certificates:
+        print(f"deployment CA: {certificates['ca']}")
     pr, tr = config.protocol, config.training
     tls = "off (loopback only)" if pr.plaintext else f"TLS 1.3, certificates in {config.tls_dir}"
     print(f"session {config.session!r}; {tls}; {tr.rounds} rounds on {tr.dataset}; {config.path} is valid")
@@ -59,6 +65,23 @@ def command(args: argparse.Namespace) -> int:
     if failed:
         return fail("check", ConfigError(f"cannot reach {', '.join(failed)} from this host as {args.name}"))
     return 0
+
+
+def _certificates(config: Config) -> dict[str, str]:
+    """Each certificate this host has in the [tls] dir (``ca`` for ``ca.pem``): when it
+    expires, warned within ``pki.WARN_DAYS``; ConfigError for one that cannot be read."""
+    from pathlib import Path
+
+    from asyncmpc.net.pki import read_certificate
+
+    if config.protocol.plaintext or config.tls_dir is None:
+        return {}
+    folder = Path(config.tls_dir)
+    found = {n: folder / f"{n}.pem" for n in ["ca", *config.players] if (folder / f"{n}.pem").is_file()}
+    shown = {n: read_certificate(path).expiry() for n, path in found.items()}
+    if found and "ca" in found:
+        shown.update({n: "not on this host" for n in config.players if n not in found})
+    return shown
 
 
 def _import_plugins(config: Config) -> None:

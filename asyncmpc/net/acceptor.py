@@ -109,7 +109,7 @@ class Acceptor:
         assert tls is not None and protocol.transport is not None
         raw = protocol.transport
         peer = raw.get_extra_info("peername")
-        where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         try:
             secured = await asyncio.get_running_loop().start_tls(
                 raw,
@@ -124,11 +124,12 @@ class Acceptor:
             reason = str(exc) or repr(exc)
             if isinstance(exc, ConnectionError) and not isinstance(exc, ssl.SSLError):
                 reason = f"it closed the connection during the handshake ({reason}); it may not trust this server"
-            self.node.log.warning("refused TLS connection from %s: %s", where, reason)
+            self.node.refused(host, reason)
             raw.close()
             return False
         if secured is None:
             raw.close()
             return False
+        self.node.accepted_tls(host)
         FrameProtocol.connection_made(protocol, secured)  # the class's, not the accept hook
         return True

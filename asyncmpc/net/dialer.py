@@ -87,7 +87,10 @@ def tls_failure(me: str, peer: Player, exc: ssl.SSLError | TlsRefused) -> str:
     """One line that says which certificate is wrong and what to do about it (``me`` dialled
     ``peer``): for the dialler's logs and errors, and for ``asyncmpc check --connect``."""
     where = f"{me}: TLS with {peer.name} at {peer.host}:{peer.port} failed"
-    certs = "make every player's files with one `asyncmpc certs` and give each player its own"
+    certs = (
+        "every player needs the one deployment CA's ca.pem and a certificate for its own name signed by "
+        "that CA (`asyncmpc certs`, or `certs request` and `certs sign`)"
+    )
     if isinstance(exc, TlsRefused):
         return (
             f"{where}: {peer.name} closed the connection after the handshake (it does not accept "

@@ -114,6 +114,7 @@ class MemoryNode:
         self.name = name
         self.greet = greet
         self.peers: dict[str, _Link] = {}
+        self.tls_refusals: dict[str, str] = {}
         self.wanted: list[str] = []
         self.shunned: set[str] = set()
         self.inbox: asyncio.Queue[Event] = asyncio.Queue()

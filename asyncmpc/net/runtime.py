@@ -29,7 +29,7 @@ import contextlib
 import functools
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from asyncmpc.config import LISTENING_ROLES, Config, Player
@@ -40,6 +40,7 @@ from asyncmpc.net.dialer import Dialer
 from asyncmpc.net.listen import listen_error
 from asyncmpc.net.loop import run
 from asyncmpc.net.peer import MAX_QUEUED, BodyBudget, Connection, FrameProtocol
+from asyncmpc.net.pki import WARN_DAYS
 from asyncmpc.net.policy import HANDSHAKE_FRAME, dial_targets, frame_cap, may_dial
 from asyncmpc.net.tls import TlsContexts, tls_contexts
 from asyncmpc.net.transport import Event, Greeting
@@ -85,6 +86,8 @@ class Node:
         self._dialer = Dialer(self)
         self._acceptor = Acceptor(self)
         self._closing = False
+        self._refused: dict[str, str] = {}
+        """Hosts whose every TLS handshake with this listener failed so far, and why (``refused``)."""
         self.shunned: set[str] = set()
         """Players excluded from the session: never dialled again, their connections refused."""
         self.bytes_sent = 0
@@ -107,6 +110,9 @@ class Node:
 
     async def start(self) -> None:
         """Listen, if this role listens (on the configured host and port; port 0 in tests)."""
+        own = None if self.tls is None else self.tls.own
+        if own is not None and own.days_left() < WARN_DAYS:
+            self.log.warning("this player's certificate %s %s", own.path, own.expiry())
         if self.me.role in LISTENING_ROLES:
             loop = asyncio.get_running_loop()
             try:
@@ -119,6 +125,22 @@ class Node:
             except OSError as exc:
                 raise ListenError(listen_error(self.config, self.me, exc)) from None
             self.log.info("listening on %s:%s", self.me.host, self.port)
+
+    @property
+    def tls_refusals(self) -> Mapping[str, str]:
+        """Hosts whose every handshake with this listener failed, and players this node could not
+        dial for TLS reasons, each with why."""
+        return {**self._refused, **self._dialer.tls_failures}
+
+    def refused(self, host: str, reason: str) -> None:
+        """A TLS handshake from ``host`` failed: logged as a warning the first time for that host
+        and reason, at debug level after that (a peer retries every few seconds)."""
+        again = self._refused.get(host) == reason
+        self._refused[host] = reason
+        self.log.log(logging.DEBUG if again else logging.WARNING, "refused TLS connection from %s: %s", host, reason)
+
+    def accepted_tls(self, host: str) -> None:
+        self._refused.pop(host, None)
 
     @property
     def port(self) -> int | None:

@@ -38,6 +38,12 @@ class Transport(Protocol):
         connects again has another connection object."""
         ...
 
+    @property
+    def tls_refusals(self) -> Mapping[str, str]:
+        """Why TLS failed with connections from each address (host) whose every handshake
+        failed so far; empty where there is no TLS."""
+        ...
+
     def logger(self, name: str) -> logging.LoggerAdapter[logging.Logger]:
         """The logger ``name`` (a module's ``__name__``), its records tagged with this player."""
         ...

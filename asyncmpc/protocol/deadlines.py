@@ -9,8 +9,11 @@ servers have answered a phase, the third has ``server_timeout`` seconds: while i
 it is first told ``CloseInputs`` (an owner may have withheld a share from it: that makes it
 late, not silent) and given as long again; after that it is left out and disconnected.
 
-The players other than the model owner have one deadline of their own, ``IdleClock``: the
-model owner must speak within ``idle_timeout`` (a session it abandoned ends).
+The players other than the model owner have two deadlines of their own: ``IdleClock``, the
+model owner must speak within ``idle_timeout`` (a session it abandoned ends); and
+``ContactClock``, a player that in its first ``connect_timeout`` seconds met no peer and saw
+only TLS handshakes fail gives up (its own CA or certificate is the likely fault, and waiting
+will not mend it).
 
 ``RoundClock`` only keeps time; ``AggregationRound.get_timer`` / ``handle_timer`` ask it what is
 due and act on it, so the asyncio driver is a generic loop (the shape of aioquic's
@@ -23,7 +26,7 @@ import enum
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-__all__ = ["Due", "IdleClock", "RoundClock"]
+__all__ = ["ContactClock", "Due", "IdleClock", "RoundClock"]
 
 
 class Due(enum.Enum):
@@ -84,3 +87,29 @@ class IdleClock:
 
     def expired(self, now: float) -> bool:
         return now >= self.get_timer()
+
+
+@dataclass(slots=True)
+class ContactClock:
+    """When a player gives up because no peer can talk to it: ``limit`` (``connect_timeout``)
+    seconds after it started, if no peer has connected by then and TLS handshakes failed. A
+    player that merely waits for peers that are not up yet (no handshake failed) waits on."""
+
+    limit: float
+    started: float
+    met: bool = False
+    """A peer connected, or the limit passed without a failed handshake: the clock is done."""
+
+    def get_timer(self) -> float | None:
+        return None if self.met else self.started + self.limit
+
+    def expired(self, now: float, *, connected: bool, refused: bool) -> bool:
+        """Whether to give up now; once a peer connected (or the limit passed with no refusal)
+        never again."""
+        if self.met or connected:
+            self.met = True
+            return False
+        if now < self.started + self.limit:
+            return False
+        self.met = not refused
+        return refused

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.transport import Transport
-from asyncmpc.protocol.deadlines import IdleClock
+from asyncmpc.protocol.deadlines import ContactClock, IdleClock
 from asyncmpc.protocol.events import Action, Drop, Send
 from asyncmpc.protocol.outcome import RoundResult
 from asyncmpc.wire.messages import Message
@@ -20,25 +20,44 @@ __all__ = ["ModelOwnerWatch", "RoundMachine", "drive_round", "post_all", "send_a
 class ModelOwnerWatch:
     """What data owners and servers wait on: the next event, as long as the model owner has
     spoken within ``idle_timeout`` (``deadlines.IdleClock``; absent or silent longer:
-    PeerLost, one line)."""
+    PeerLost, one line), and some peer could connect within ``connect_timeout`` unless only
+    TLS failures were seen (``deadlines.ContactClock``)."""
 
     def __init__(self, node: Transport) -> None:
         self.node = node
         self.model_owner = node.config.model_owner.name
         self._loop = asyncio.get_running_loop()
-        self.clock = IdleClock(node.config.protocol.idle_timeout, self._loop.time())
+        now = self._loop.time()
+        self.clock = IdleClock(node.config.protocol.idle_timeout, now)
+        self.contact = ContactClock(node.config.protocol.connect_timeout, now)
 
     async def recv(self) -> tuple[str, Message | None]:
-        try:
-            sender, msg = await self.node.recv(timeout=max(0.0, self.clock.get_timer() - self._loop.time()))
-        except TimeoutError:
-            state = "silent" if self.model_owner in self.node.peers else "absent"
-            raise PeerLost(
-                f"{self.node.name}: the model owner was {state} for {self.clock.limit:g}s ([protocol] idle_timeout)"
-            ) from None
+        while True:
+            due = min(t for t in (self.clock.get_timer(), self.contact.get_timer()) if t is not None)
+            try:
+                sender, msg = await self.node.recv(timeout=max(0.0, due - self._loop.time()))
+                break
+            except TimeoutError:
+                self._expired()
+        self.contact.met = True  # a peer connected: whatever fails later is not this player's certificate
         if sender == self.model_owner:
             self.clock.spoke(self._loop.time())
         return sender, msg
+
+    def _expired(self) -> None:
+        """PeerLost if a deadline passed; else (the contact clock is done) wait on."""
+        node, now = self.node, self._loop.time()
+        if self.contact.expired(now, connected=bool(node.peers), refused=bool(node.tls_refusals)):
+            address, reason = next(iter(node.tls_refusals.items()))
+            raise PeerLost(
+                f"{node.name}: no player could connect within {self.contact.limit:g}s ([protocol] connect_timeout), "
+                f"and TLS failed with {len(node.tls_refusals)} address(es), first {address}: {reason}; check that "
+                "this player's ca.pem is the deployment CA's and its certificate is signed by it"
+            )
+        if self.clock.expired(now):
+            state = "silent" if self.model_owner in node.peers else "absent"
+            limit = self.clock.limit
+            raise PeerLost(f"{node.name}: the model owner was {state} for {limit:g}s ([protocol] idle_timeout)")
 
 
 async def send_all(node: Transport, actions: Sequence[Action], timeout: float | None = None) -> None:

@@ -191,18 +191,18 @@ def test_report_summarizes_a_run_and_plots_it_and_a_run_ends_with_the_same(tmp_p
 
 def test_check_connect_tries_every_peer_with_this_players_certificate(tmp_path: Path, procs: Players) -> None:
     from asyncmpc.config import load_config
-    from asyncmpc.net.tls import make_certs
+    from asyncmpc.net.pki import make_certs
 
     ports = free_ports(4)
     config = write_config(tmp_path, owners=2, tls=True, ports=ports)
     procs.start_role(config, "server-0")
     wait_until(lambda: "listening on" in procs.log("server-0"), 60, "server-0 to listen")
     result = asyncmpc("check", "--config", str(config), "--connect", "--name", "data-owner-0", "--timeout", "2")
-    make_certs(load_config(config), tmp_path / "other")  # data-owner-0's files from another CA
-    for ext in ("pem", "key"):
-        shutil.copy(tmp_path / "other" / f"data-owner-0.{ext}", tmp_path / "certs" / f"data-owner-0.{ext}")
-    stranger = asyncmpc("check", "--config", str(config), "--connect", "--name", "data-owner-0")
-    refused = "server-0 closed the connection after the handshake (it does not accept data-owner-0's certificate"
+    make_certs(load_config(config), tmp_path / "other")  # data-owner-0 has another deployment's CA and files
+    other = tmp_path / "hosts-other.toml"
+    other.write_text(config.read_text().replace('dir = "certs"', 'dir = "other"'))
+    stranger = asyncmpc("check", "--config", str(other), "--connect", "--name", "data-owner-0")
+    refused = "its certificate is not signed by this deployment's CA (certificate signature failure)"
     assert f"TLS with server-0 at 127.0.0.1:{ports[1]} failed: {refused}" in stranger.stdout
     assert result.returncode == 2
     assert f"server-0 at 127.0.0.1:{ports[1]}: reachable; TLS TLSv1.3, its certificate names server-0" in result.stdout

@@ -112,53 +112,81 @@ def test_verbose_shows_the_traceback_too_and_json_logs_are_one_object_per_line(t
     assert lines[-1].startswith("asyncmpc: model-owner: could not reach")
 
 
-_CERTS = "make every player's files with one `asyncmpc certs` and give each player its own"
+_CERTS = (
+    "every player needs the one deployment CA's ca.pem and a certificate for its own name signed by "
+    "that CA (`asyncmpc certs`, or `certs request` and `certs sign`)"
+)
+
+
+@pytest.mark.parametrize("player", ["server-0", "model-owner"])
+def test_a_player_with_another_cas_files_is_named_by_the_one_that_dials_it(
+    tmp_path: Path, procs: Players, player: str
+) -> None:
+    from asyncmpc.config import load_config
+    from asyncmpc.net.pki import make_certs
+
+    ports = free_ports(4)
+    config = write_config(tmp_path, owners=2, ports=ports, tls=True, protocol="connect_timeout = 3.0")
+    make_certs(load_config(config), tmp_path / "other")  # another deployment's CA and files
+    other = tmp_path / "hosts-other.toml"
+    other.write_text(config.read_text().replace('dir = "certs"', 'dir = "other"'))
+    procs.start_role(other if player == "server-0" else config, "server-0")
+    wait_until(lambda: "listening on" in procs.log("server-0"), 30, "server-0 to listen")
+    argv = [sys.executable, str(RUN_ROLE), "--config", str(config if player == "server-0" else other)]
+    argv += ["--name", "model-owner", "--out", str(tmp_path / "out")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert result.returncode == 2
+    where = f"asyncmpc: model-owner: TLS with server-0 at 127.0.0.1:{ports[1]} failed: "
+    message = "its certificate is not signed by this deployment's CA (certificate signature failure); " + _CERTS
+    assert one_line(result) == where + message
+    wait_until(lambda: "refused TLS connection from 127.0.0.1" in procs.log("server-0"), 10, "server-0's log")
+
+
+def test_a_server_that_no_player_can_talk_to_reports_it_once_and_gives_up(tmp_path: Path, procs: Players) -> None:
+    from asyncmpc.config import load_config
+    from asyncmpc.net.pki import make_certs
+
+    config = write_config(tmp_path, owners=2, tls=True, protocol="connect_timeout = 4.0")
+    make_certs(load_config(config), tmp_path / "other")  # server-0 has another deployment's CA and files
+    other = tmp_path / "hosts-other.toml"
+    other.write_text(config.read_text().replace('dir = "certs"', 'dir = "other"'))
+    procs.start_role(other, "server-0")
+    wait_until(lambda: "listening on" in procs.log("server-0"), 30, "server-0 to listen")
+    for name in ("server-1", "server-2"):  # they dial server-0, again and again, and are refused
+        procs.start_role(config, name)
+    assert procs.wait("server-0", 60) == 2
+    log = procs.log("server-0")
+    last = log.rstrip().splitlines()[-1]
+    assert last.startswith("asyncmpc: server-0: no player could connect within 4s ([protocol] connect_timeout)")
+    assert "first 127.0.0.1: it closed the connection during the handshake" in last
+    assert last.endswith("check that this player's ca.pem is the deployment CA's and its certificate is signed by it")
+    assert log.count("WARNING asyncmpc.net.runtime: refused TLS connection from 127.0.0.1") == 1
 
 
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        (
-            "server-0 from another CA",
-            "its certificate is not signed by this deployment's CA (certificate signature failure); " + _CERTS,
-        ),
-        ("server-0 as server-1", "its certificate does not name server-0 (is it another player's?); " + _CERTS),
-        (
-            "model-owner from another CA",
-            "server-0 closed the connection after the handshake (it does not accept model-owner's certificate, "
-            "or it was stopping: its log says which); " + _CERTS,
-        ),
+        ("another player's", "names server-1, not server-0 (is it another player's certificate?)"),
+        ("another CA's", "is not signed by the deployment CA in"),
     ],
 )
-def test_a_certificate_that_does_not_match_says_whose_and_what_to_do(
-    tmp_path: Path, procs: Players, case: str, message: str
-) -> None:
+def test_a_player_checks_its_own_certificate_at_start(tmp_path: Path, case: str, message: str) -> None:
     from asyncmpc.config import load_config
-    from asyncmpc.net.tls import make_certs
+    from asyncmpc.net.pki import make_certs
 
-    ports = free_ports(4)
-    config = write_config(tmp_path, owners=2, ports=ports, tls=True, protocol="connect_timeout = 3.0")
-    certs = tmp_path / "certs"
-    player, source = case.split(" from " if " from " in case else " as ")
-    if source == "another CA":
+    config = write_config(tmp_path, owners=2, tls=True)
+    folder = tmp_path / "certs"
+    if case == "another CA's":
         make_certs(load_config(config), tmp_path / "other")
-        source, folder = player, tmp_path / "other"
-    else:
-        folder = certs
+        folder = tmp_path / "other"
+    source = "server-1" if case == "another player's" else "server-0"
     for ext in ("pem", "key"):
-        shutil.copy(folder / f"{source}.{ext}", certs / f"{player}.{ext}")
-    procs.start_role(config, "server-0")
-    wait_until(lambda: "listening on" in procs.log("server-0"), 30, "server-0 to listen")
-    argv = [sys.executable, str(RUN_ROLE), "--config", str(config), "--name", "model-owner"]
-    result = subprocess.run(
-        [*argv, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
-    )
-    if player == "model-owner":  # the server says why in its log
-        assert "refused TLS connection from 127.0.0.1" in procs.log("server-0")
-        assert "certificate verify failed" in procs.log("server-0")
+        shutil.copy(folder / f"{source}.{ext}", tmp_path / "certs" / f"server-0.{ext}")
+    result = run_role(config, "server-0")
     assert result.returncode == 2
-    where = f"asyncmpc: model-owner: TLS with server-0 at 127.0.0.1:{ports[1]} failed: "
-    assert one_line(result) == where + message
+    line = one_line(result)
+    assert line.startswith(f"asyncmpc: server-0: {config}: [tls] dir: {tmp_path / 'certs' / 'server-0.pem'} ")
+    assert message in line
 
 
 def test_missing_certificate_files_are_one_line_naming_the_file(tmp_path: Path) -> None:
@@ -168,5 +196,7 @@ def test_missing_certificate_files_are_one_line_naming_the_file(tmp_path: Path) 
     assert result.returncode == 2
     missing = tmp_path / "certs" / "server-1.key"
     assert one_line(result) == (
-        f"asyncmpc: server-1: {config}: [tls] dir: {missing} is missing (create the files with asyncmpc certs)"
+        f"asyncmpc: server-1: {config}: [tls] dir: {missing} is missing: make the key here with `asyncmpc certs "
+        f"request --name server-1 --dir {missing.parent}` and have the CA host sign the request; or, for a "
+        "deployment on one host, `asyncmpc certs` makes every file"
     )

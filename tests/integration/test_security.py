@@ -22,8 +22,9 @@ from asyncmpc.crypto.ring import encode
 from asyncmpc.crypto.rss import InputSharer, Seed
 from asyncmpc.errors import PeerLost
 from asyncmpc.learning.workload import SyntheticOwner
+from asyncmpc.net.pki import make_certs
 from asyncmpc.net.runtime import Node
-from asyncmpc.net.tls import make_certs, tls_contexts
+from asyncmpc.net.tls import tls_contexts
 from asyncmpc.wire import messages as m
 from tests.helpers import RUN_ROLE, ForwardingProxy, Players, free_ports, hosts_toml, wait_until, write_config
 

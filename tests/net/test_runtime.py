@@ -131,7 +131,7 @@ def test_plaintext_needs_to_be_asked_for() -> None:
 
 def test_missing_tls_files_are_named(tmp_path: Path) -> None:
     cfg = parse_config(hosts_toml(3, tls=True), str(tmp_path / "hosts.toml"))
-    with pytest.raises(ConfigError, match=r"\[tls\] dir: .*ca\.pem is missing \(create the files with"):
+    with pytest.raises(ConfigError, match=r"\[tls\] dir: .*ca\.pem is missing: copy the deployment's ca\.pem from"):
         Node(cfg, "server-0")
 
 

@@ -1,0 +1,114 @@
+"""Deployments run by separate organisations: each host makes its own key and signing request,
+the CA host signs, no private key leaves its host; ``asyncmpc certs`` and ``check`` as a person
+runs them, then every player as a process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ALL, ROOT, Players, hosts_toml, one_line
+
+pytestmark = [pytest.mark.integration, pytest.mark.process]
+
+ORGS = {
+    "org-a": ["model-owner", "server-0"],
+    "org-b": ["server-1", "data-owner-0"],
+    "org-c": ["server-2", "data-owner-1"],
+}
+
+
+def asyncmpc(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-c", "import sys; from asyncmpc.cli import main; sys.exit(main())", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_certs_never_overwrites_and_adds_a_new_player_with_the_kept_ca(tmp_path: Path) -> None:
+    config = tmp_path / "hosts.toml"
+    config.write_text(hosts_toml(2, tls=True))
+    ok(asyncmpc("certs", str(config)))
+    certs = tmp_path / "certs"
+    assert stat.S_IMODE((certs / "ca.key").stat().st_mode) == 0o600
+    before = {p.name: p.read_bytes() for p in certs.iterdir()}
+    again = asyncmpc("certs", str(config))
+    assert again.returncode == 2
+    assert one_line(again) == (
+        f"asyncmpc: certs: {certs}: the CA and every player's files are there already; nothing was written "
+        "(--force makes a new CA and keys, which cuts off every player holding the old files)"
+    )
+    assert {p.name: p.read_bytes() for p in certs.iterdir()} == before
+    config.write_text(hosts_toml(3, tls=True))  # a third data owner joins
+    added = ok(asyncmpc("certs", str(config)))
+    assert added.startswith(f"wrote 1 player certificate(s) to {certs}: data-owner-2")
+    assert all((certs / name).read_bytes() == data for name, data in before.items())
+    ok(asyncmpc("certs", str(config), "--force"))
+    assert (certs / "ca.pem").read_bytes() != before["ca.pem"]
+
+
+def test_check_shows_when_each_certificate_expires_and_warns_within_30_days(tmp_path: Path) -> None:
+    config = tmp_path / "hosts.toml"
+    config.write_text(hosts_toml(2, tls=True))
+    ok(asyncmpc("certs", str(config), "--days", "10"))
+    shown = ok(asyncmpc("check", str(config)))
+    server = next(line for line in shown.splitlines() if line.startswith("server-1 "))
+    assert server.endswith("(10 days) - renew it soon")
+    assert "deployment CA: expires" in shown
+    (tmp_path / "certs" / "server-2.pem").unlink()
+    assert "not on this host" in next(
+        line for line in ok(asyncmpc("check", str(config))).splitlines() if "server-2" in line
+    )
+    bad = asyncmpc("certs", str(config), "--days", "0", "--force")
+    assert bad.returncode == 2 and "--days" in one_line(bad)
+
+
+def organisations(tmp_path: Path, text: str) -> dict[str, Path]:
+    """The CA host signs every organisation's requests (only .csr and .pem files travel);
+    each organisation's hosts.toml, with its own TLS folder."""
+    ca_host = tmp_path / "ca-host"
+    ca_host.mkdir()
+    (ca_host / "hosts.toml").write_text(text)
+    ok(asyncmpc("certs", "ca", cwd=ca_host))
+    configs = {}
+    for org, names in ORGS.items():
+        home = tmp_path / org
+        home.mkdir()
+        (home / "hosts.toml").write_text(text)
+        for name in names:
+            ok(asyncmpc("certs", "request", "--name", name, cwd=home))
+            request = ca_host / "inbox" / f"{name}.csr"
+            request.parent.mkdir(exist_ok=True)
+            shutil.copy(home / "certs" / f"{name}.csr", request)  # the request goes to the CA host
+            ok(asyncmpc("certs", "sign", str(request), "--out", str(ca_host / "outbox"), cwd=ca_host))
+            shutil.copy(ca_host / "outbox" / f"{name}.pem", home / "certs")  # the certificate comes back
+        shutil.copy(ca_host / "certs" / "ca.pem", home / "certs")
+        configs.update(dict.fromkeys(names, home / "hosts.toml"))
+    keys = {p.name for p in ca_host.rglob("*.key")}
+    assert keys == {"ca.key"}, "a player's private key reached the CA host"
+    return configs
+
+
+def test_three_organisations_train_with_keys_that_never_left_their_hosts(tmp_path: Path, procs: Players) -> None:
+    text = hosts_toml(2, tls=True, training='dataset = "breast_cancer"\nrounds = 20')
+    configs = organisations(tmp_path, text)
+    for org in ORGS:
+        shown = ok(asyncmpc("check", "hosts.toml", cwd=tmp_path / org))
+        assert "expires" in shown and "not on this host" in shown
+    out = tmp_path / "out"
+    for name in ALL[:6]:
+        procs.start_role(configs[name], name, *(["--out", str(out)] if name == "model-owner" else []))
+    for name in ALL[:6]:
+        assert procs.wait(name, 180) == 0, procs.log(name)
+    assert "connected to server-0" in procs.log("server-1")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final_test_accuracy"] == metrics["sklearn_pooled_accuracy"]
