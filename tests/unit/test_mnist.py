@@ -11,8 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asyncmpc.config import load_config, parse_config
+from asyncmpc.config.shared import first_difference, shared_settings
 from asyncmpc.errors import ConfigError
+from asyncmpc.learning.data import load_split, owner_data
 from asyncmpc.learning.mnist import Mnist, load_mnist
+from tests.helpers import hosts_toml
 from tests.mnist_files import digits, idx_bytes, write_idx, write_npz
 
 TRAIN, TEST = digits(120, seed=1), digits(40, seed=2)
@@ -169,3 +173,75 @@ def test_what_is_not_an_npz_archive_is_one_error_naming_it(tmp_path: Path) -> No
         load_mnist(str(objects))
     with pytest.raises(ConfigError, match=r"/nowhere: no such file or folder \(\[training\] dataset_path: "):
         load_mnist(str(tmp_path / "nowhere"))
+
+
+def mnist_config(folder: Path, where: str, training: str = "", owners: int = 3) -> Path:
+    text = hosts_toml(owners, training=f'dataset = "mnist"\ndataset_path = "{where}"\n{training}')
+    (folder / "hosts.toml").write_text(text)
+    return folder / "hosts.toml"
+
+
+def test_the_split_keeps_mnists_test_set_and_deals_its_training_set(tmp_path: Path) -> None:
+    write_idx(tmp_path / "data", TRAIN, TEST, gz=True)
+    config = load_config(mnist_config(tmp_path, "data", 'split = "dirichlet"'))
+    assert config.training.dataset_path == str(tmp_path.resolve() / "data")  # beside the hosts.toml
+    split = load_split(config)
+    assert split.classes == tuple("0123456789") and split.n_features == 784
+    assert split.features[0] == "pixel1" and split.features[-1] == "pixel784" and len(split.features) == 784
+    assert split.test is not None
+    np.testing.assert_array_equal(split.test.x, TEST[0].reshape(40, 784) / 255.0)
+    np.testing.assert_array_equal(split.test.y, TEST[1])
+    dealt = np.concatenate([d.x for d in split.owners])
+    assert dealt.min() >= 0.0 and dealt.max() <= 1.0 and len(dealt) == 120
+    order = np.lexsort(dealt.T[::-1])
+    expected = TRAIN[0].reshape(120, 784) / 255.0
+    np.testing.assert_array_equal(dealt[order], expected[np.lexsort(expected.T[::-1])])
+    for owner in config.data_owners:  # a data owner builds only its own part, the same one
+        data, classes = owner_data(config, owner)
+        assert owner.index is not None and classes == split.classes
+        np.testing.assert_array_equal(data.x, split.owners[owner.index].x)
+        np.testing.assert_array_equal(data.y, split.owners[owner.index].y)
+
+
+def test_the_npz_and_the_idx_files_make_the_same_split(tmp_path: Path) -> None:
+    write_idx(tmp_path / "idx", TRAIN, TEST)
+    write_npz(tmp_path / "mnist.npz", TRAIN, TEST)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    from_idx = load_split(load_config(mnist_config(tmp_path / "a", "../idx")))
+    from_npz = load_split(load_config(mnist_config(tmp_path / "b", str(tmp_path / "mnist.npz"))))
+    for a, b in zip(from_idx.owners, from_npz.owners, strict=True):
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.y, b.y)
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ('dataset = "mnist"', r'\[training\] dataset_path: missing: the folder of .* \(dataset = "mnist"\)$'),
+        (
+            'dataset = "digits"\ndataset_path = "x"',
+            r"\[training\] dataset_path: only with dataset = \"mnist\", not 'digits'$",
+        ),
+        (
+            'dataset = "mnist"\ndataset_path = "x"\ntest_fraction = 0.2',
+            r"\[training\] test_fraction: MNIST keeps its own test set .*; remove the key$",
+        ),
+        ('dataset = "mnist"\ndataset_path = 3', r"\[training\] dataset_path: expected a non-empty string, got 3$"),
+    ],
+)
+def test_the_mnist_keys_are_checked_by_name(training: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"^t\.toml: " + message):
+        parse_config(hosts_toml(3, ports=[9000, 9001, 9002, 9003], training=training), "t.toml")
+
+
+def test_each_host_has_its_own_mnist_path_but_every_player_the_same_dataset() -> None:
+    def settings(training: str, path: str) -> str:
+        return shared_settings(parse_config(hosts_toml(3, ports=[9000, 9001, 9002, 9003], training=training), path))
+
+    mine = settings('dataset = "mnist"\ndataset_path = "mnist.npz"', "a/hosts.toml")
+    elsewhere = settings('dataset = "mnist"\ndataset_path = "/data/mnist"', "b/hosts.toml")
+    assert first_difference(mine, elsewhere, "x", "y") is None
+    assert first_difference(mine, settings('dataset = "digits"', "a/hosts.toml"), "model-owner", "data-owner-0") == (
+        '[training] dataset differs: "mnist" at model-owner, "digits" at data-owner-0'
+    )
