@@ -22,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also try, from this host, the address and the TLS certificate of every player --name dials",
     )
-    parser.add_argument("--name", help="with --connect: the player this host runs (its certificate is presented)")
+    parser.add_argument(
+        "--name",
+        help="the player this host runs: with --connect its certificate is presented; a compute server's host "
+        'needs no data files (dataset = "mnist")',
+    )
     parser.add_argument("--timeout", type=float, default=3.0, help="with --connect: seconds per attempt (default: 3)")
 
 
@@ -51,6 +55,10 @@ def command(args: argparse.Namespace) -> int:
     pr, tr = config.protocol, config.training
     tls = "off (loopback only)" if pr.plaintext else f"TLS 1.3, certificates in {config.tls_dir}"
     print(f"session {config.session!r}; {tls}; {tr.rounds} rounds on {tr.dataset}; {config.path} is valid")
+    try:
+        _check_data(config, args.name)
+    except ConfigError as exc:
+        return fail("check", exc)
     if config.privacy is not None:
         try:
             print(_privacy_line(config))
@@ -93,6 +101,22 @@ def _import_plugins(config: Config) -> None:
     load_plugin(t.model)
     if ":" in t.dataset:
         load_plugin(t.dataset, "data")
+
+
+def _check_data(config: Config, name: str | None) -> None:
+    """With dataset = "mnist", read this host's MNIST files and say what they hold (ConfigError
+    naming a file that is wrong); not for a compute server, which holds no data."""
+    from asyncmpc.config import Role
+    from asyncmpc.learning.mnist import load_mnist
+
+    t = config.training
+    if t.dataset != "mnist" or (name is not None and config.player(name).role == Role.COMPUTE_SERVER):
+        return
+    mnist = load_mnist(t.dataset_path)
+    print(
+        f"mnist in {t.dataset_path}: {len(mnist.y_train)} training and {len(mnist.y_test)} test images "
+        f"of {mnist.x_train.shape[1]} pixels"
+    )
 
 
 def _privacy_line(config: Config) -> str:

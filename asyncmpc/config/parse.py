@@ -53,6 +53,7 @@ PROTOCOL_KEYS: dict[str, tuple[type, Any]] = {
 }
 TRAINING_KEYS: dict[str, tuple[type, Any]] = {
     "dataset": (str, None),
+    "dataset_path": (str, None),
     "classes": (list, None),
     "rounds": (int, (1, 1_000_000)),
     "optimizer": (str, OPTIMIZERS),
@@ -115,6 +116,7 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
     protocol = _parse_protocol(doc.get("protocol", {}), path)
     players = _parse_players(doc.get("players"), path)
     training = _parse_training(doc.get("training", {}), path)
+    _check_mnist(doc.get("training", {}), training, path)
     if training.aggregation == "plain" and training.dataset != "synthetic":
         raise ConfigError(
             f'{path}: [training] aggregation: "plain" reveals every gradient and is allowed only '
@@ -187,7 +189,10 @@ def _parse_tls(table: Any, path: str) -> str | None:
 
 
 def _parse_training(table: Any, path: str) -> TrainingSettings:
-    settings = TrainingSettings(**_table(table, TRAINING_KEYS, path, "[training]"))
+    values = _table(table, TRAINING_KEYS, path, "[training]")
+    if "dataset_path" in values and not Path(values["dataset_path"]).is_absolute():
+        values["dataset_path"] = str(Path(path).resolve().parent / values["dataset_path"])
+    settings = TrainingSettings(**values)
     for key, names, what in (("dataset", DATASETS, "function"), ("model", MODELS, "builder")):
         value = getattr(settings, key)
         if value not in names and not _is_import_string(value):
@@ -197,6 +202,23 @@ def _parse_training(table: Any, path: str) -> TrainingSettings:
     if settings.dataset not in DATASETS and len(settings.classes) < 2:
         raise ConfigError(f"{path}: [training] classes: list at least 2 class labels for a data plug-in")
     return settings
+
+
+def _check_mnist(table: dict[str, Any], settings: TrainingSettings, path: str) -> None:
+    """``dataset_path`` is given exactly when dataset = "mnist", which keeps MNIST's own test set."""
+    where = f"{path}: [training]"
+    if settings.dataset != "mnist":
+        if settings.dataset_path:
+            raise ConfigError(f'{where} dataset_path: only with dataset = "mnist", not {settings.dataset!r}')
+        return
+    if not settings.dataset_path:
+        raise ConfigError(
+            f'{where} dataset_path: missing: the folder of MNIST\'s IDX files, or mnist.npz (dataset = "mnist")'
+        )
+    if "test_fraction" in table:
+        raise ConfigError(
+            f"{where} test_fraction: MNIST keeps its own test set (the t10k files, x_test in mnist.npz); remove the key"
+        )
 
 
 def _parse_privacy(table: Any, training: TrainingSettings, path: str) -> PrivacySettings:

@@ -93,7 +93,7 @@ class ProtocolSettings:
     """MAC rounds after the first dispute (doubling with each further one)."""
 
 
-DATASETS = ("breast_cancer", "digits", "wine", "iris", "csv", "synthetic")
+DATASETS = ("breast_cancer", "digits", "wine", "iris", "mnist", "csv", "synthetic")
 AGGREGATIONS = ("secure", "plain")
 WEIGHTINGS = ("owners", "examples")
 MODELS = ("logreg", "mlp")
@@ -107,8 +107,12 @@ SPLITS = ("iid", "dirichlet")
 @dataclass(frozen=True, slots=True)
 class TrainingSettings:
     dataset: str = "breast_cancer"
-    """A data set that ships with scikit-learn, "csv" (each data owner names its file), or a
-    plug-in "module:function" (see ``asyncmpc.learning.data.load_plugin_data``)."""
+    """A data set that ships with scikit-learn, "mnist" (from ``dataset_path``), "csv" (each
+    data owner names its file), or a plug-in "module:function" (see
+    ``asyncmpc.learning.data.load_plugin_data``)."""
+    dataset_path: str = ""
+    """With dataset = "mnist": this host's folder of MNIST's IDX files, or its mnist.npz
+    (relative to the hosts.toml; ``asyncmpc.learning.mnist``). Each host's own: not shared."""
     classes: tuple[str, ...] = ()
     """With dataset = "csv": every class label, as text (the label column is read as text)."""
     rounds: int = 100

@@ -7,8 +7,9 @@ weighted wrongly, one with another ``seed`` would train on the model owner's tes
 ``[privacy]`` alone would answer nothing. So every player sends its settings in its ``Hello``
 (``shared_settings``), and each side refuses a peer whose settings differ, naming the first table
 and key that differ (``first_difference``). Left out: what is each host's own (a data owner's
-CSV file and label column, where its privacy ledger lives, where the TLS files are) and the
-addresses, which each host may see differently (through NAT, a proxy, or a name of its own).
+CSV file and label column, where its MNIST files and its privacy ledger are, where the TLS files
+are) and the addresses, which each host may see differently (through NAT, a proxy, or a name of
+its own).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from asyncmpc.config.settings import Config
 
 __all__ = ["first_difference", "shared_settings"]
 
-_OWN = {"privacy": {"ledger_dir"}}
+_OWN = {"privacy": {"ledger_dir"}, "training": {"dataset_path"}}
 """Keys each host sets for itself, by table."""
 
 
@@ -30,7 +31,7 @@ def shared_settings(config: Config) -> str:
     doc: dict[str, Any] = {
         "session": config.session,
         "protocol": dataclasses.asdict(config.protocol),
-        "training": dataclasses.asdict(config.training),
+        "training": _without(dataclasses.asdict(config.training), "training"),
         "privacy": None if config.privacy is None else _without(dataclasses.asdict(config.privacy), "privacy"),
         "players": {name: {"role": str(p.role), "index": p.index} for name, p in sorted(config.players.items())},
         "tls": config.tls_dir is not None,

@@ -214,6 +214,7 @@ def fingerprint(config: Config) -> dict[str, Any]:
     settings."""
     settings = dataclasses.asdict(config.training)
     settings.pop("rounds")  # a run may be resumed with more rounds
+    settings.pop("dataset_path")  # where MNIST's files are is the host's own; they may move between runs
     training = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
     found = {"session": config.session, "frac_bits": config.protocol.frac_bits, "training": training}
     if config.privacy is not None:  # the ledger's releases were made under these settings

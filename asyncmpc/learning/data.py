@@ -1,11 +1,14 @@
-"""Training data for the players (scikit-learn's bundled data sets, or CSV files).
+"""Training data for the players (scikit-learn's bundled data sets, MNIST, or CSV files).
 
 With a bundled data set every process loads the same file (scikit-learn's copy, read without
 importing scikit-learn), holds out a stratified test split for the model owner
 (``test_fraction``, ``seed``) and deals the rest among the data owners,
 IID or label-skewed by a Dirichlet(alpha) draw per class; each data owner then keeps only its
-own part. With ``dataset = "csv"`` each data owner reads its own file (and the model owner its
-test file, if it names one). Labels become class indices 0..k-1.
+own part. MNIST (``dataset = "mnist"``) is read from the files at ``[training] dataset_path``
+on each host (``mnist``) and dealt the same way, but keeps its own test set (the 10000 t10k
+images) for the model owner; its pixels become features in [0, 1]. With ``dataset = "csv"``
+each data owner reads its own file (and the model owner its test file, if it names one).
+Labels become class indices 0..k-1.
 
 Data splits and mini-batches use numpy's seeded generators on purpose: they must be
 reproducible and they are not secrets. Shares never come from here.
@@ -15,12 +18,15 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config, Player, TrainingSettings
 from asyncmpc.errors import ConfigError, PluginError
+from asyncmpc.learning.mnist import CLASSES as MNIST_CLASSES
+from asyncmpc.learning.mnist import feature_names, load_mnist
 
 __all__ = [
     "Dataset",
@@ -54,6 +60,8 @@ class Split:
     owners: tuple[Dataset, ...]
     """Each data owner's training part (empty tuple for CSV data: owners read their own)."""
     test: Dataset | None
+    features: tuple[str, ...] = ()
+    """The features' names, where the data set names them (MNIST: ``pixel1`` .. ``pixel784``)."""
 
 
 _BUNDLED = {
@@ -142,8 +150,8 @@ def partition(y: Labels, owners: int, settings: TrainingSettings) -> list[NDArra
 
 
 def load_split(config: Config) -> Split:
-    """The deployment's data as described by ``config.training`` (bundled data sets; with
-    CSV files or a data plug-in, only the model owner's test set)."""
+    """The deployment's data as described by ``config.training`` (bundled data sets and MNIST;
+    with CSV files or a data plug-in, only the model owner's test set)."""
     t = config.training
     if t.dataset == "csv" or is_plugin(t.dataset):
         mo = config.model_owner
@@ -153,12 +161,11 @@ def load_split(config: Config) -> Split:
             test = load_plugin_data(config, mo)
         n_features = test.x.shape[1] if test is not None else -1
         return Split(t.classes, n_features, (), test)
-    x, y, classes = _bundled(t.dataset)
-    train_rows, test_rows = stratified_split(y, t.test_fraction, t.seed)
-    x_train, x_test, y_train, y_test = x[train_rows], x[test_rows], y[train_rows], y[test_rows]
-    parts = partition(y_train, len(config.data_owners), t)
-    owners = tuple(Dataset(x_train[p], y_train[p]) for p in parts)
-    return Split(classes, x.shape[1], owners, Dataset(x_test, y_test))
+    source = _source(config)
+    parts = partition(source.y_train, len(config.data_owners), t)
+    owners = tuple(source.train(p) for p in parts)
+    test = Dataset(_floats(source.x_test), source.y_test)
+    return Split(source.classes, source.x_train.shape[1], owners, test, source.features)
 
 
 def owner_data(config: Config, player: Player) -> tuple[Dataset, tuple[str, ...]]:
@@ -172,9 +179,44 @@ def owner_data(config: Config, player: Player) -> tuple[Dataset, tuple[str, ...]
         if data is None:
             raise PluginError(f"data plug-in {t.dataset!r} returned no examples for {player.name}")
         return data, t.classes
-    split = load_split(config)
     assert player.index is not None
-    return split.owners[player.index], split.classes
+    source = _source(config)
+    part = partition(source.y_train, len(config.data_owners), t)[player.index]
+    return source.train(part), source.classes
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A bundled data set's training and test parts before the training part is dealt.
+    MNIST's pixels stay bytes until a part is taken: all 60000 images as floats are 376 MB."""
+
+    x_train: NDArray[Any]
+    y_train: Labels
+    x_test: NDArray[Any]
+    y_test: Labels
+    classes: tuple[str, ...]
+    features: tuple[str, ...] = ()
+
+    def train(self, rows: NDArray[np.int64]) -> Dataset:
+        return Dataset(_floats(self.x_train[rows]), self.y_train[rows])
+
+
+def _source(config: Config) -> _Source:
+    t = config.training
+    if t.dataset == "mnist":
+        mnist = load_mnist(t.dataset_path)
+        features = feature_names(mnist.x_train.shape[1])
+        return _Source(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test, MNIST_CLASSES, features)
+    x, y, classes = _bundled(t.dataset)
+    train_rows, test_rows = stratified_split(y, t.test_fraction, t.seed)
+    return _Source(x[train_rows], y[train_rows], x[test_rows], y[test_rows], classes)
+
+
+def _floats(x: NDArray[Any]) -> Floats:
+    """Features as floats: bytes (MNIST's pixels) scaled to [0, 1]."""
+    if x.dtype == np.uint8:
+        return x / 255.0
+    return np.asarray(x, dtype=np.float64)
 
 
 def is_plugin(dataset: str) -> bool:

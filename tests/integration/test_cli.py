@@ -239,3 +239,25 @@ def test_check_imports_the_plug_ins_a_file_names(tmp_path: Path) -> None:
         result = asyncmpc("check", str(config))
         assert result.returncode == 2 and "cannot import no_such_module" in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_check_reads_this_hosts_mnist_files_and_names_a_broken_one(tmp_path: Path) -> None:
+    from tests.mnist_files import digits, write_npz
+
+    training = 'dataset = "mnist"\ndataset_path = "data/mnist.npz"'
+    config = write_config(tmp_path, owners=2, ports=[47330, 47331, 47332, 47333], training=training)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_npz(data / "mnist.npz", digits(60, seed=1), digits(20, seed=2))
+    result = asyncmpc("check", str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        f"mnist in {data.resolve() / 'mnist.npz'}: 60 training and 20 test images of 784 pixels"
+    )
+    (data / "mnist.npz").write_bytes(b"half an archive")
+    broken = asyncmpc("check", str(config))
+    assert broken.returncode == 2
+    assert one_line(broken).startswith(f"asyncmpc: check: {data.resolve() / 'mnist.npz'}: not a readable npz archive")
+    # a compute server's host holds no data: its check does not look for the files
+    server = asyncmpc("check", str(config), "--name", "server-0")
+    assert server.returncode == 0 and "mnist in" not in server.stdout, server.stderr

@@ -200,3 +200,18 @@ def test_missing_certificate_files_are_one_line_naming_the_file(tmp_path: Path) 
         f"request --name server-1 --dir {missing.parent}` and have the CA host sign the request; or, for a "
         "deployment on one host, `asyncmpc certs` makes every file"
     )
+
+
+def test_a_data_owner_whose_mnist_file_is_truncated_names_it_and_exits_2(tmp_path: Path) -> None:
+    from tests.mnist_files import digits, write_idx
+
+    training = 'dataset = "mnist"\ndataset_path = "mnist"'
+    config = write_config(tmp_path, owners=2, training=training)
+    images = write_idx(tmp_path / "mnist", digits(60, seed=1), digits(20, seed=2))["train-images-idx3-ubyte"]
+    images.write_bytes(images.read_bytes()[:-784])
+    result = run_role(config, "data-owner-1")
+    assert result.returncode == 2
+    assert one_line(result) == (
+        f"asyncmpc: data-owner-1: {images.resolve()}: truncated: its header gives 60 images of 28x28 pixels "
+        "(47056 bytes), the file has 46272"
+    )
