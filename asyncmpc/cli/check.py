@@ -45,7 +45,8 @@ def command(args: argparse.Namespace) -> int:
         return fail("check", exc)
     rows = [("player", "role", "address", "data", "certificate" if certificates else "")]
     for p in config.players.values():
-        address = f"{p.host}:{p.port}" if p.port is not None else f"{p.host} (dials out)"
+        address = f"{p.host}:{p.port}" if p.port is not None else f"{p.host or 'no host'} (dials out)"
+        address += f" (listens on {p.bind})" if p.bind else ""
         rows.append((p.name, p.role, address, p.csv or "", certificates.get(p.name, "")))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:

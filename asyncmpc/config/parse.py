@@ -8,7 +8,9 @@ and the key.
 
 from __future__ import annotations
 
+import functools
 import json
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from asyncmpc.config.settings import (
     ProtocolSettings,
     Role,
     TrainingSettings,
+    is_loopback_address,
 )
 from asyncmpc.errors import ConfigError
 
@@ -86,7 +89,9 @@ PRIVACY_KEYS: dict[str, tuple[type, Any]] = {
     "mechanism": (str, PRIVACY_MECHANISMS),
     "epoch_steps": (int, (1, 1 << 20)),
 }
-PLAYER_KEYS = {"role", "host", "port", "csv", "label_column"}
+PLAYER_KEYS = {"role", "host", "bind", "port", "csv", "label_column"}
+WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", "*"})
+"""Addresses a player may listen on (``bind``) but nobody can dial."""
 
 
 def load_config(path: str | Path) -> Config:
@@ -152,9 +157,10 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
     )
     if protocol.plaintext and not all(p.is_loopback for p in players.values()):
         bad = next(p for p in players.values() if not p.is_loopback)
+        key = "bind" if bad.bind and not is_loopback_address(bad.bind) else "host"
         raise ConfigError(
             f"{path}: [protocol] plaintext: allowed only when every player is on loopback, "
-            f"but [players.{bad.name}] host is {bad.host!r}"
+            f"but [players.{bad.name}] {key} is {getattr(bad, key)!r}"
         )
     return cfg
 
@@ -275,7 +281,8 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [players] must be a table of [players.NAME] tables")
     players: dict[str, Player] = {}
-    endpoints: dict[tuple[str, int], str] = {}
+    endpoints: dict[str, tuple[frozenset[str], int, str]] = {}
+    """A listening player's addresses (its host name resolved), port and host."""
     counts = {role: 0 for role in Role}
     for name, entry in table.items():
         where = f"[players.{name}]"
@@ -286,20 +293,15 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
         if role not in [r.value for r in Role]:
             raise ConfigError(f"{path}: {where} role: unknown role {role!r} (expected one of {', '.join(Role)})")
         role = Role(role)
-        host = entry.get("host")
-        if not isinstance(host, str) or not host:
-            raise ConfigError(f"{path}: {where} host: expected a host name or address, got {host!r}")
-        port: int | None = None
-        if role in LISTENING_ROLES:
-            if "port" not in entry:
-                raise ConfigError(f"{path}: {where} port: missing (a {role} listens)")
-            port = _typed(entry["port"], int, (1, 65535), path, where, "port")
-            other = endpoints.get((host, port))
+        host, bind, port = _address(entry, role, path, where)
+        if port is not None:
+            other = next((n for n, e in endpoints.items() if e[1] == port and e[0] & _resolved(host)), None)
             if other is not None:
-                raise ConfigError(f"{path}: {where} port: {host}:{port} is already used by [players.{other}]")
-            endpoints[(host, port)] = name
-        elif "port" in entry:
-            raise ConfigError(f"{path}: {where} port: a data owner does not listen, remove the key")
+                raise ConfigError(
+                    f"{path}: {where} port: {host}:{port} is the address of [players.{other}] "
+                    f"({endpoints[other][2]}:{port})"
+                )
+            endpoints[name] = (_resolved(host), port, host)
         csv = entry.get("csv")
         if csv is not None and (not isinstance(csv, str) or not csv or role == Role.COMPUTE_SERVER):
             raise ConfigError(f"{path}: {where} csv: expected the path of a CSV file (data and model owners only)")
@@ -311,7 +313,7 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
         index = counts[role] if role != Role.MODEL_OWNER else None
         counts[role] += 1
         players[name] = Player(
-            name=name, role=role, host=host, port=port, index=index, csv=csv, label_column=label_column
+            name=name, role=role, host=host, port=port, index=index, csv=csv, label_column=label_column, bind=bind
         )
     if counts[Role.MODEL_OWNER] != 1:
         raise ConfigError(f"{path}: [players] needs exactly 1 model-owner, found {counts[Role.MODEL_OWNER]}")
@@ -321,6 +323,42 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
     if counts[Role.DATA_OWNER] < 2:
         raise ConfigError(f"{path}: [players] needs at least 2 data-owner players, found {counts[Role.DATA_OWNER]}")
     return players
+
+
+def _address(entry: dict[str, Any], role: Role, path: str, where: str) -> tuple[str, str, int | None]:
+    """A player's ``host`` (the address others dial: required for a listening player, optional
+    for a data owner), ``bind`` (where a listening player listens; default its host) and port."""
+    listens = role in LISTENING_ROLES
+    host, bind = entry.get("host", ""), entry.get("bind", "")
+    if not isinstance(host, str) or (listens and not host):
+        raise ConfigError(f"{path}: {where} host: expected the host name or address others dial, got {host!r}")
+    if host in WILDCARDS:
+        raise ConfigError(
+            f"{path}: {where} host: {host} is every address of a host and cannot be dialled; put the address "
+            f"others dial in host, and {host} in bind to listen on every address"
+        )
+    if not isinstance(bind, str) or (bind and not listens) or (listens and "bind" in entry and not bind):
+        what = "a data owner does not listen, remove the key" if not listens else f"expected an address, got {bind!r}"
+        raise ConfigError(f"{path}: {where} bind: {what}")
+    if not listens:
+        if "port" in entry:
+            raise ConfigError(f"{path}: {where} port: a data owner does not listen, remove the key")
+        return host, "", None
+    if "port" not in entry:
+        raise ConfigError(f"{path}: {where} port: missing (a {role} listens)")
+    return host, "" if bind in ("", host) else bind, _typed(entry["port"], int, (1, 65535), path, where, "port")
+
+
+@functools.cache
+def _resolved(host: str) -> frozenset[str]:
+    """The addresses ``host`` names here (itself too), so ``localhost`` and ``127.0.0.1`` are
+    seen as one; a name this host cannot resolve stands for itself (it may resolve only where
+    the player runs)."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return frozenset({host})
+    return frozenset({host, *(str(info[4][0]) for info in found)})
 
 
 def _typed(value: Any, kind: type, allowed: Any, path: str, where: str, key: str) -> Any:

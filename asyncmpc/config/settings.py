@@ -14,6 +14,7 @@ from typing import Any
 from asyncmpc.errors import ConfigError
 
 __all__ = [
+    "is_loopback_address",
     "LISTENING_ROLES",
     "Role",
     "Config",
@@ -51,16 +52,25 @@ class Player:
     name: str
     role: Role
     host: str
+    """The address others dial (empty for a data owner that gives none: it only dials out)."""
     port: int | None
     index: int | None = None
     """Server index 0..2 for compute servers, data-owner index for data owners, else None."""
     csv: str | None = None
     """A data owner's training file (or the model owner's test file) when dataset = "csv"."""
     label_column: str = "label"
+    bind: str = ""
+    """The address a listening player listens on (``bind``; default: ``host``)."""
+
+    @property
+    def listen_host(self) -> str:
+        return self.bind or self.host
 
     @property
     def is_loopback(self) -> bool:
-        return _is_loopback(self.host)
+        """Whether every address of this player is on loopback (a data owner without a
+        ``host`` only dials out, to the addresses of the others)."""
+        return all(is_loopback_address(a) for a in (self.host, self.bind) if a)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +249,8 @@ class Config:
         return p.index
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_address(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback."""
     if host == "localhost":
         return True
     try:

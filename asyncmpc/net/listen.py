@@ -11,8 +11,8 @@ __all__ = ["listen_error"]
 
 def listen_error(config: Config, me: Player, exc: OSError) -> str:
     """One line on why ``me`` cannot listen, and what to do about it."""
-    where = f"{me.host}:{me.port}"
-    key = f"[players.{me.name}] host and port in {config.path}"
+    where = f"{me.listen_host}:{me.port}"
+    key = f"[players.{me.name}] {'bind' if me.bind else 'host'} and port in {config.path}"
     if exc.errno == errno.EADDRINUSE:
         return (
             f"cannot listen on {where}: the port is in use (is {me.name} running already? "

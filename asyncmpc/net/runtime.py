@@ -118,13 +118,13 @@ class Node:
             try:
                 self._server = await loop.create_server(
                     self._acceptor.protocol,
-                    self.me.host,
+                    self.me.listen_host,
                     self.me.port,
                     backlog=4096,  # a swarm of owners dials in at once
                 )
             except OSError as exc:
                 raise ListenError(listen_error(self.config, self.me, exc)) from None
-            self.log.info("listening on %s:%s", self.me.host, self.port)
+            self.log.info("listening on %s:%s", self.me.listen_host, self.port)
 
     @property
     def tls_refusals(self) -> Mapping[str, str]:

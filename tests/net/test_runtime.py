@@ -138,6 +138,27 @@ def test_missing_tls_files_are_named(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ bounds and restarts
 
 
+def test_a_server_listens_on_its_bind_address_and_is_dialled_at_its_host(tmp_path: Path) -> None:
+    from asyncmpc.net.pki import make_certs
+
+    text = hosts_toml(2, tls=True, extra={"server-0": 'bind = "0.0.0.0"'})
+    text = text.replace(
+        '[players.data-owner-0]\nrole = "data-owner"\nhost = "127.0.0.1"', '[players.data-owner-0]\nrole = "data-owner"'
+    )
+    cfg = parse_config(text, str(tmp_path / "hosts.toml"))
+    assert cfg.player("data-owner-0").host == "" and cfg.player("server-0").listen_host == "0.0.0.0"
+    make_certs(cfg, tmp_path / "certs")
+
+    async def body() -> None:
+        async with Node(cfg, "server-0") as srv, Node(cfg, "data-owner-0") as owner:
+            assert srv._server is not None
+            assert srv._server.sockets[0].getsockname()[0] == "0.0.0.0"
+            await owner.connect(["server-0"])  # dialled at its host, 127.0.0.1
+            await srv.wait_for_peers(["data-owner-0"])
+
+    within(body)
+
+
 async def _closed_by_peer(reader: asyncio.StreamReader) -> bool:
     try:
         return await reader.read(1 << 16) == b""

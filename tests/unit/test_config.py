@@ -36,7 +36,28 @@ def test_a_good_file_parses() -> None:
         ),
         (
             lambda t: t.replace("port = 9002", "port = 9001"),
-            r"\[players.server-1\] port: 127.0.0.1:9001 is already used by \[players.server-0\]",
+            r"\[players.server-1\] port: 127.0.0.1:9001 is the address of \[players.server-0\] \(127.0.0.1:9001\)",
+        ),
+        (  # a name and an address of the same host are one endpoint
+            lambda t: t.replace('host = "127.0.0.1"\nport = 9002', 'host = "localhost"\nport = 9001'),
+            r"\[players.server-1\] port: localhost:9001 is the address of \[players.server-0\] \(127.0.0.1:9001\)",
+        ),
+        (
+            lambda t: t.replace('host = "127.0.0.1"\nport = 9002', 'host = "0.0.0.0"\nport = 9002'),
+            r"\[players.server-1\] host: 0.0.0.0 is every address of a host and cannot be dialled; put the address "
+            r"others dial in host, and 0.0.0.0 in bind",
+        ),
+        (
+            lambda t: t.replace('host = "127.0.0.1"\nport = 9002', 'host = "127.0.0.1"\nbind = "0.0.0.0"\nport = 9002'),
+            r"plaintext: allowed only when every player is on loopback, but \[players.server-1\] bind is '0.0.0.0'",
+        ),
+        (
+            lambda t: t + '\n[players.data-owner-9]\nrole = "data-owner"\nbind = "0.0.0.0"\n',
+            r"\[players.data-owner-9\] bind: a data owner does not listen, remove the key",
+        ),
+        (
+            lambda t: t.replace('host = "127.0.0.1"\nport = 9002', "port = 9002"),
+            r"\[players.server-1\] host: expected the host name or address others dial, got ''",
         ),
         (lambda t: t.replace("port = 9001", 'port = "x"'), r"\[players.server-0\] port: expected int, got 'x'"),
         (lambda t: t.replace("port = 9001", "port = 70000"), r"\[players.server-0\] port: 70000 is outside 1..65535"),
