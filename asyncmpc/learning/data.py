@@ -17,6 +17,7 @@ reproducible and they are not secrets. Shares never come from here.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +33,10 @@ __all__ = [
     "Dataset",
     "Split",
     "batch_indices",
+    "feature_names",
     "is_plugin",
     "load_csv",
+    "load_features",
     "load_plugin_data",
     "load_split",
     "owner_data",
@@ -49,6 +52,8 @@ Labels = NDArray[np.int64]
 class Dataset:
     x: Floats
     y: Labels
+    features: tuple[str, ...] = ()
+    """The columns' names, when the data names them (a CSV file's header)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,22 @@ def _bundled_by_sklearn(name: str) -> tuple[Floats, Labels, tuple[str, ...]]:
     x = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target, dtype=np.int64)
     return x, y, tuple(str(c) for c in bunch.target_names)
+
+
+def feature_names(dataset: str, n_features: int) -> tuple[str, ...]:
+    """The names of a data set's features as scikit-learn gives them (``feature_names``),
+    read through its loader (so only when a model is saved), or ``f0 .. f{n-1}`` for data
+    that names none (a data plug-in's, or a bundled set scikit-learn does not know)."""
+    default = tuple(f"f{i}" for i in range(n_features))
+    if dataset not in _BUNDLED:
+        return default
+    from sklearn import datasets
+
+    loader = getattr(datasets, f"load_{dataset}", None)
+    names = None if loader is None else getattr(loader(), "feature_names", None)
+    if names is None or len(names) != n_features:
+        return default
+    return tuple(str(n) for n in names)
 
 
 def stratified_split(y: Labels, test_fraction: float, seed: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -267,6 +288,7 @@ def load_csv(path: str, label_column: str, classes: tuple[str, ...]) -> Dataset:
     if label_column not in header:
         raise ConfigError(f"{path}: no column {label_column!r} in the header {header}")
     label_at = header.index(label_column)
+    columns = [c for c in range(len(header)) if c != label_at]
     index = {c: i for i, c in enumerate(classes)}
     xs: list[list[float]] = []
     ys: list[int] = []
@@ -275,48 +297,102 @@ def load_csv(path: str, label_column: str, classes: tuple[str, ...]) -> Dataset:
         if label not in index:
             raise ConfigError(f"{path}: line {line}: label {label!r} is not one of the classes {list(classes)}")
         ys.append(index[label])
-        xs.append(_numbers(path, line, header, row, skip=label_at))
+        xs.append(_numbers(path, line, header, row, columns))
     if not ys:
         raise ConfigError(f"{path}: no data rows")
-    return Dataset(np.array(xs, dtype=np.float64), np.array(ys, dtype=np.int64))
+    features = tuple(header[c] for c in columns)
+    return Dataset(np.array(xs, dtype=np.float64), np.array(ys, dtype=np.int64), features)
 
 
-def load_features(path: str, label_column: str) -> Floats:
-    """The numeric feature columns of a CSV file with a header row (a label column, if there
-    is one, is left out). Raises ConfigError naming the file, row and column of a bad value."""
-    header, rows = _read_rows(path)
-    skip = header.index(label_column) if label_column in header else None
-    xs = [_numbers(path, line, header, row, skip=skip) for line, row in rows]
+def load_features(
+    path: str, label_column: str, names: Sequence[str] | None = None, *, no_header: bool = False
+) -> Floats:
+    """The columns of a CSV file that a saved model takes (what ``asyncmpc predict`` reads).
+
+    With ``names`` (the model's feature names), the header's columns of those names, in the
+    model's order; other columns are left out. Without (a model saved before names were kept),
+    every column but ``label_column``, in the file's order. With ``no_header`` the file has no
+    header: every line is a row of ``names``, in that order. Raises ConfigError naming the
+    columns the header lacks, a file whose first line is numbers (no header), or the file, row
+    and column of a bad value.
+    """
+    if no_header:
+        if names is None:
+            raise ValueError("reading a file without a header needs the names of its columns")
+        header, rows = _read_rows(path, list(names))
+        columns = list(range(len(header)))
+    else:
+        header, rows = _read_rows(path)
+        columns = _columns(path, header, label_column, names)
+    xs = [_numbers(path, line, header, row, columns) for line, row in rows]
     if not xs:
         raise ConfigError(f"{path}: no data rows")
     return np.array(xs, dtype=np.float64)
 
 
-def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header and the non-empty rows (with their line numbers), each as long as the header."""
+def _columns(path: str, header: list[str], label_column: str, names: Sequence[str] | None) -> list[int]:
+    """Where each of the model's features is in the header."""
+    if names is None:
+        skip = header.index(label_column) if label_column in header else None
+        return [c for c in range(len(header)) if c != skip]
+    missing = [n for n in names if n not in header]
+    if not missing:
+        twice = [n for n in names if header.count(n) > 1]
+        if twice:
+            raise ConfigError(f"{path}: the header has column {twice[0]!r} {header.count(twice[0])} times")
+        return [header.index(n) for n in names]
+    if header and all(_is_number(h) for h in header):
+        raise ConfigError(
+            f"{path}: line 1 is numbers, not a header naming the model's {len(names)} features "
+            f"({_listed(names)}): add that header row, or pass --no-header if every line holds those "
+            "features in that order"
+        )
+    raise ConfigError(f"{path}: the header has no column {_listed(missing)} (the model takes {len(names)} features)")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _listed(names: Sequence[str], most: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
+
+
+def _read_rows(path: str, header: list[str] | None = None) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the non-empty rows (with their line numbers), each as long as the header.
+    With ``header`` given the file has none: every line is a row."""
     try:
         with open(path, newline="") as fh:
             rows = list(csv.reader(fh))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if not rows:
-        raise ConfigError(f"{path}: empty file (expected a header row)")
-    header = [h.strip() for h in rows[0]]
+    first = 1
+    if header is None:
+        if not rows:
+            raise ConfigError(f"{path}: empty file (expected a header row)")
+        header, rows, first = [h.strip() for h in rows[0]], rows[1:], 2
+        width = f"the header has {len(header)}"
+    else:
+        width = f"the model takes {len(header)} features"
     out = []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in enumerate(rows, start=first):
         if not row:
             continue
         if len(row) != len(header):
-            raise ConfigError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}")
+            raise ConfigError(f"{path}: line {line} has {len(row)} fields, {width}")
         out.append((line, row))
     return header, out
 
 
-def _numbers(path: str, line: int, header: list[str], row: list[str], skip: int | None) -> list[float]:
+def _numbers(path: str, line: int, header: list[str], row: list[str], columns: Sequence[int]) -> list[float]:
     values = []
-    for col, cell in enumerate(row):
-        if col == skip:
-            continue
+    for col in columns:
+        cell = row[col]
         try:
             v = float(cell)
         except ValueError:

@@ -45,9 +45,9 @@ from numpy.typing import NDArray
 from asyncmpc.config import Config
 from asyncmpc.crypto.prf import RandomBytes, new_seed
 from asyncmpc.crypto.ring import RingArray, decode, encode, max_abs_value
-from asyncmpc.errors import PluginError
 from asyncmpc.learning.checkpoint import atomic_write
-from asyncmpc.learning.data import Dataset, Split, batch_indices, load_split
+from asyncmpc.learning.data import Dataset, Split, batch_indices, feature_names, load_split
+from asyncmpc.learning.export import SavedModel, class_labels, load_model, load_sklearn  # the last three: re-exported
 from asyncmpc.learning.models import BuiltModel, accuracy, build_model
 from asyncmpc.learning.optim import Optimizer, clip, make_optimizer
 from asyncmpc.learning.privacy.sampling import clippable, clipped_sum, poisson_bits
@@ -231,6 +231,9 @@ class ModelOwnerState:
     config: Config
     model: BuiltModel
     classes: tuple[str, ...]
+    features: tuple[str, ...] = ()
+    """The features' names, when the data names them (a CSV file's header); otherwise
+    ``save`` asks ``data.feature_names``."""
     theta: Floats = field(init=False)
     optimizer: Optimizer = field(init=False)
     mean: Floats = field(init=False)
@@ -280,9 +283,10 @@ class ModelOwnerState:
 
     def save(self, path: Path) -> None:
         """model.npz: what any model needs to predict (``load_model``): the parameters, the
-        model's name, options and shape, the classes and the feature scaling; and what the
-        model exports (logistic regression: weights and intercept, for ``load_sklearn``)."""
+        model's name, options and shape, the classes, the features' names and scaling; and
+        what the model exports (logistic regression: weights and intercept)."""
         t = self.config.training
+        features = self.features or feature_names(t.dataset, self.model.n_features)
         arrays = {
             **self.model.export(self.theta),
             "theta": self.theta,
@@ -292,6 +296,7 @@ class ModelOwnerState:
             "n_features": np.array(self.model.n_features),
             "classes": np.array(self.classes),
             "labels": class_labels(self.config, self.classes),
+            "features": np.array(features),
             "mean": self.mean,
             "scale": self.scale,
         }
@@ -308,85 +313,6 @@ class ModelOwnerState:
             raise ValueError(f"checkpoint has {self.theta.shape} parameters, the model {self.model.size}")
         prefix = "optimizer."
         self.optimizer.load_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
-
-
-@dataclass(frozen=True)
-class SavedModel:
-    """A model.npz read back: it predicts class labels from raw (unscaled) features, as the
-    training data gives them (``class_labels``: a bundled data set's 0 .. k-1, a CSV's labels
-    as integers when they all are)."""
-
-    model: BuiltModel
-    theta: Floats
-    classes: NDArray[Any]
-    mean: Floats
-    scale: Floats
-
-    def predict(self, x: Floats) -> NDArray[Any]:
-        return self.classes[self.model.predict(self.theta, (x - self.mean) / self.scale)]
-
-
-def class_labels(config: Config, classes: Sequence[str]) -> NDArray[Any]:
-    """The label of each class as the training data gives it: a bundled data set's targets are
-    0 .. k-1 (its names stay in ``classes``); a CSV's or a plug-in's labels are text, read as
-    integers when every one is an integer (so they compare with the integer labels a user
-    holds), else kept as text."""
-    if config.training.dataset not in ("csv", "synthetic") and ":" not in config.training.dataset:
-        return np.arange(len(classes))
-    try:
-        return np.array([int(c) for c in classes])
-    except ValueError:
-        return np.array(list(classes))
-
-
-def load_model(path: str | Path) -> SavedModel:
-    """Read a model.npz and rebuild its model (a plug-in is imported again); ValueError or
-    KeyError if it is not one, PluginError if its model cannot be built."""
-    with np.load(path) as f:
-        classes, mean, scale = f["labels"] if "labels" in f else f["classes"], f["mean"], f["scale"]
-        if "theta" in f:
-            spec, options = str(f["model"]), json.loads(str(f["model_options"]))
-            theta, seed = f["theta"], int(f["seed"])
-        else:  # written before models were plug-ins: logistic regression
-            spec, options, seed = "logreg", {}, 0
-            theta = np.concatenate([f["weights"].ravel(), f["intercept"]])
-    model = build_model(spec, len(mean), len(classes), options, seed)
-    if theta.shape != (model.size,):
-        raise PluginError(f"{path}: {theta.shape[0]} parameters, but model {spec!r} has {model.size}")
-    return SavedModel(model, theta, classes, mean, scale)
-
-
-def load_sklearn(path: str | Path) -> Any:
-    """A fitted scikit-learn LogisticRegression equivalent to a saved model.npz.
-
-    The feature scaling is folded into the coefficients, so it takes raw (unscaled) features.
-    Its ``classes_`` are the training labels (``class_labels``), sorted as scikit-learn keeps
-    them, with the weights in the same order, so its scorers (ROC AUC, log loss) read the
-    right column for each class.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    with np.load(path) as f:
-        w, b, mean, scale = f["weights"], f["intercept"], f["mean"], f["scale"]
-        labels = f["labels"] if "labels" in f else f["classes"]
-    order = np.argsort(labels, kind="stable")
-    coef = (w / scale[:, None]).T
-    intercept = b - coef @ mean
-    clf = LogisticRegression()
-    clf.classes_ = labels[order]
-    if coef.shape[0] == 1:  # binary: one row, for the class at index 1; scikit-learn's is classes_[1]
-        sign = 1.0 if order[1] == 1 else -1.0
-        clf.coef_, clf.intercept_ = sign * coef, sign * intercept
-    elif len(labels) == 2:  # two rows: scikit-learn's binary form is their difference
-        hi, lo = order[1], order[0]
-        clf.coef_ = (coef[hi] - coef[lo])[None, :]
-        clf.intercept_ = np.array([intercept[hi] - intercept[lo]])
-    else:
-        clf.coef_ = coef[order]
-        clf.intercept_ = intercept[order]
-    clf.n_features_in_ = w.shape[0]
-    clf.n_iter_ = np.array([0])
-    return clf
 
 
 def pooled_baseline(split: Split, mean: Floats, scale: Floats, model: BuiltModel) -> float | None:

@@ -72,7 +72,8 @@ class ModelWorkload:
                 )
             raise PluginError(f"data plug-in {config.training.dataset!r} returned no test set for {name}")
         model = model_for(config, self.split.n_features, len(self.split.classes))
-        self.model_state = ModelOwnerState(config, model, self.split.classes)
+        features = self.split.test.features if self.split.test is not None else ()
+        self.model_state = ModelOwnerState(config, model, self.split.classes, features)
         self.stats_size = stats_size(self.split.n_features)
         self.size = contribution_size(config, model)
         self.units = 0.0

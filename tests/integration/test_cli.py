@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from asyncmpc.learning.training import load_sklearn
@@ -90,6 +91,13 @@ def test_certs_writes_a_ca_and_one_certificate_per_player_and_leaves_them_if_ask
     assert missing.returncode == 2 and "nope.toml" in one_line(missing)
 
 
+def write_table(path: Path, header: list[str] | None, rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerows([header, *rows] if header is not None else rows)
+    return path
+
+
 def test_predict_gives_the_predictions_of_the_scikit_learn_model_of_a_run(tmp_path: Path, procs: Players) -> None:
     config = write_config(tmp_path, owners=3, training='dataset = "breast_cancer"\nrounds = 3')
     run_deployment(procs, config)
@@ -98,11 +106,8 @@ def test_predict_gives_the_predictions_of_the_scikit_learn_model_of_a_run(tmp_pa
 
     data = load_breast_cancer()
     x = data.data[:50]
-    table = tmp_path / "new.csv"
-    with open(table, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([*(f"f{i}" for i in range(x.shape[1])), "label"])
-        writer.writerows([[*(repr(float(v)) for v in row), "?"] for row in x])  # the label column is left out
+    rows = [[*(repr(float(v)) for v in row), "?"] for row in x]  # the label column is left out
+    table = write_table(tmp_path / "new.csv", [*data.feature_names, "label"], rows)
     result = asyncmpc("predict", str(model), str(table))
     assert result.returncode == 0, result.stderr
     expected = load_sklearn(model).predict(x)
@@ -110,15 +115,73 @@ def test_predict_gives_the_predictions_of_the_scikit_learn_model_of_a_run(tmp_pa
     out = tmp_path / "p.txt"
     assert asyncmpc("predict", str(model), str(table), "--out", str(out)).returncode == 0
     assert out.read_text() == result.stdout
-    narrow = tmp_path / "narrow.csv"
-    narrow.write_text("a,b\n1,2\n")
-    wrong = asyncmpc("predict", str(model), str(narrow))
-    assert wrong.returncode == 2
-    assert one_line(wrong) == f"asyncmpc: predict: {narrow}: 2 feature columns, but the model in {model} takes 30"
 
 
-def test_predict_works_for_an_mlp_and_for_a_plug_in_model(tmp_path: Path) -> None:
+def test_predict_finds_the_models_columns_by_name_and_refuses_a_file_it_cannot_match(tmp_path: Path) -> None:
     from asyncmpc.config import parse_config
+    from asyncmpc.learning.data import feature_names
+    from asyncmpc.learning.training import ReferenceTrainer
+
+    trainer = ReferenceTrainer(
+        parse_config(hosts_toml(3, ports=[9000, 9001, 9002, 9003], training='dataset = "breast_cancer"\nrounds = 10'))
+    )
+    model = tmp_path / "model.npz"
+    trainer.run().save(model)
+    assert trainer.split.test is not None
+    x = trainer.split.test.x[:20]
+    names = list(feature_names("breast_cancer", 30))
+    expected = [str(c) for c in load_sklearn(model).predict(x)]
+    assert [str(c) for c in load_sklearn(model).predict(x[:, ::-1])] != expected  # the order matters
+    # reversed columns, and an id column the model does not take
+    reordered = [[f"id{i}", *(repr(float(v)) for v in row[::-1])] for i, row in enumerate(x)]
+    table = write_table(tmp_path / "reordered.csv", ["id", *names[::-1]], reordered)
+    result = asyncmpc("predict", str(model), str(table))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == expected
+    # a column missing
+    keep = [names.index(n) for n in names if n != "worst area"]
+    table = write_table(
+        tmp_path / "missing.csv", [names[i] for i in keep], [[repr(float(row[i])) for i in keep] for row in x]
+    )
+    result = asyncmpc("predict", str(model), str(table))
+    assert result.returncode == 2
+    assert one_line(result) == (
+        f"asyncmpc: predict: {table}: the header has no column 'worst area' (the model takes 30 features)"
+    )
+    # no header: refused, saying what to do; with --no-header, every line is a row
+    table = write_table(tmp_path / "bare.csv", None, [[repr(float(v)) for v in row] for row in x])
+    result = asyncmpc("predict", str(model), str(table))
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith(f"asyncmpc: predict: {table}: line 1 is numbers, not a header naming the model's 30 ")
+    assert "'mean radius', 'mean texture'" in line and line.endswith(
+        "or pass --no-header if every line holds those features in that order"
+    )
+    result = asyncmpc("predict", str(model), str(table), "--no-header")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == expected  # all 20 rows, the first one too
+    # a model.npz saved before feature names were kept goes by the number of columns, as before
+    with np.load(model) as f:
+        old = {k: f[k] for k in f.files if k != "features"}
+    np.savez(tmp_path / "old.npz", **old)
+    table = write_table(
+        tmp_path / "plain.csv", [f"c{i}" for i in range(30)], [[repr(float(v)) for v in row] for row in x]
+    )
+    result = asyncmpc("predict", str(tmp_path / "old.npz"), str(table))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == expected
+    narrow = write_table(tmp_path / "narrow.csv", ["a", "b"], [["1", "2"]])
+    wrong = asyncmpc("predict", str(tmp_path / "old.npz"), str(narrow))
+    assert wrong.returncode == 2
+    assert (
+        one_line(wrong)
+        == f"asyncmpc: predict: {narrow}: 2 feature columns, but the model in {tmp_path / 'old.npz'} takes 30"
+    )
+
+
+def test_predict_works_for_an_mlp_and_for_a_plug_in_model_and_gives_probabilities(tmp_path: Path) -> None:
+    from asyncmpc.config import parse_config
+    from asyncmpc.learning.data import feature_names
     from asyncmpc.learning.training import ReferenceTrainer
 
     for spec in ["mlp", "examples.poly_softmax:build"]:
@@ -129,15 +192,26 @@ def test_predict_works_for_an_mlp_and_for_a_plug_in_model(tmp_path: Path) -> Non
         state.save(model)
         test = trainer.split.test
         assert test is not None
-        table = tmp_path / "new.csv"
-        with open(table, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow([f"f{i}" for i in range(test.x.shape[1])])
-            writer.writerows([[repr(float(v)) for v in row] for row in test.x])
+        rows = [[repr(float(v)) for v in row] for row in test.x]
+        table = write_table(tmp_path / "new.csv", list(feature_names("wine", 13)), rows)
         result = asyncmpc("predict", str(model), str(table))
         assert result.returncode == 0, result.stderr
         expected = state.model.predict(state.theta, (test.x - state.mean) / state.scale)
         assert result.stdout.split() == [str(i) for i in expected]  # the data set's own labels
+        out = tmp_path / "proba.csv"
+        result = asyncmpc("predict", str(model), str(table), "--proba", "--out", str(out))
+        if spec == "mlp":
+            assert result.returncode == 0, result.stderr
+            with open(out, newline="") as fh:
+                header, *lines = list(csv.reader(fh))
+            assert header == ["0", "1", "2"] and len(lines) == len(test.x)
+            proba = np.array([[float(v) for v in line] for line in lines])
+            np.testing.assert_allclose(proba, load_sklearn(model).predict_proba(test.x), rtol=1e-12, atol=1e-15)
+        else:
+            assert result.returncode == 2
+            assert one_line(result) == (
+                f"asyncmpc: predict: model plug-in {spec!r} has no predict_proba: it gives no probabilities"
+            )
 
 
 def test_the_model_owner_shows_a_progress_bar_on_a_terminal_and_plain_lines_in_a_pipe(tmp_path: Path) -> None:

@@ -63,6 +63,10 @@ class Model(Protocol):
         """Which parameters ``[training] l2`` applies to (weights, not intercepts)."""
         ...
 
+    # Optional: ``predict_proba(theta, x)``, each class's probability (a column per class
+    # index); ``baseline()``, an unfitted scikit-learn estimator; ``export(theta)``, extra
+    # arrays for model.npz.
+
 
 _T = TypeVar("_T")
 
@@ -103,6 +107,23 @@ class BuiltModel:
         if labels.size and (labels.min() < 0 or labels.max() >= self.n_classes):
             raise PluginError(f"model plug-in {self.spec!r}: predict returned a class outside 0..{self.n_classes - 1}")
         return labels.astype(np.int64)
+
+    def predict_proba(self, theta: Floats, x: Floats) -> Floats:
+        """Each class's probability, a row per row of x and a column per class index (the
+        model's optional ``predict_proba``); PluginError if it has none or its rows are not
+        probabilities."""
+        make = getattr(self.impl, "predict_proba", None)
+        if make is None:
+            raise PluginError(f"model plug-in {self.spec!r} has no predict_proba: it gives no probabilities")
+        proba = _matrix(self.spec, "predict_proba", checked(self.spec, "predict_proba", lambda: make(theta, x)))
+        if proba.shape != (len(x), self.n_classes):
+            raise PluginError(
+                f"model plug-in {self.spec!r}: predict_proba returned shape {proba.shape}, "
+                f"expected ({len(x)}, {self.n_classes})"
+            )
+        if not (np.all(proba >= 0) and np.allclose(proba.sum(axis=1), 1.0)):
+            raise PluginError(f"model plug-in {self.spec!r}: predict_proba returned rows that are not probabilities")
+        return proba
 
     def baseline(self) -> Any:
         """An unfitted scikit-learn estimator to train on the pooled data in the clear, for
@@ -145,6 +166,14 @@ def _vector(spec: str, call: str, value: object, size: int) -> Floats:
     if arr.shape != (size,):
         raise PluginError(f"model plug-in {spec!r}: {call} returned shape {arr.shape}, expected ({size},)")
     return arr
+
+
+def _matrix(spec: str, call: str, value: object) -> Floats:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        shown = type(value).__name__
+        raise PluginError(f"model plug-in {spec!r}: {call} returned {shown}, not a float matrix") from None
 
 
 def load_plugin(spec: str, what: str = "model") -> Callable[..., Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["LogisticRegression", "build", "cross_entropy", "n_outputs"]
+__all__ = ["LogisticRegression", "build", "cross_entropy", "labels_of", "n_outputs", "probabilities_of"]
 
 Floats = NDArray[np.float64]
 Labels = NDArray[np.int64]
@@ -51,6 +51,16 @@ def labels_of(z: Floats) -> Labels:
     return np.asarray((z[:, 0] > 0) if z.shape[1] == 1 else np.argmax(z, axis=1), dtype=np.int64)
 
 
+def probabilities_of(z: Floats) -> Floats:
+    """Each class's probability from logits, a column per class (one logit column: the
+    sigmoid's ``[1 - p, p]``; k columns: the softmax)."""
+    if z.shape[1] == 1:
+        zz = z[:, 0]  # 1 / (1 + e^-z) and 1 / (1 + e^z), without overflow
+        return np.column_stack([np.exp(-np.logaddexp(0.0, zz)), np.exp(-np.logaddexp(0.0, -zz))])
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
 @dataclass(frozen=True, slots=True)
 class LogisticRegression:
     """Shapes of the model, and how a flat theta splits into W and b."""
@@ -82,6 +92,9 @@ class LogisticRegression:
     def predict(self, theta: Floats, x: Floats) -> Labels:
         return labels_of(self.logits(theta, x))
 
+    def predict_proba(self, theta: Floats, x: Floats) -> Floats:
+        return probabilities_of(self.logits(theta, x))
+
     def loss_and_gradient(self, theta: Floats, x: Floats, y: Labels) -> tuple[float, Floats]:
         loss, err = cross_entropy(self.logits(theta, x), y)
         return loss, np.concatenate([(x.T @ err / len(y)).ravel(), err.mean(axis=0)])
@@ -97,7 +110,8 @@ class LogisticRegression:
         return Sklearn(max_iter=5000)
 
     def export(self, theta: Floats) -> dict[str, Floats]:
-        """``weights`` and ``intercept``, which ``training.load_sklearn`` reads."""
+        """``weights`` and ``intercept``, for a reader of model.npz that does not rebuild the
+        model (old model files held only these)."""
         w, b = self.split(theta)
         return {"weights": w, "intercept": b}
 

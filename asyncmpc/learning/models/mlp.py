@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from asyncmpc.learning.models.logreg import cross_entropy, labels_of, n_outputs
+from asyncmpc.learning.models.logreg import cross_entropy, labels_of, n_outputs, probabilities_of
 
 __all__ = ["ACTIVATIONS", "Mlp", "build"]
 
@@ -92,6 +92,9 @@ class Mlp:
 
     def predict(self, theta: Floats, x: Floats) -> Labels:
         return labels_of(self._forward(theta, x)[1])
+
+    def predict_proba(self, theta: Floats, x: Floats) -> Floats:
+        return probabilities_of(self._forward(theta, x)[1])
 
     def loss_and_gradient(self, theta: Floats, x: Floats, y: Labels) -> tuple[float, Floats]:
         acts, z = self._forward(theta, x)
