@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from asyncmpc.config import Config, Player, TrainingSettings
 from asyncmpc.errors import ConfigError, PluginError
 from asyncmpc.learning.mnist import CLASSES as MNIST_CLASSES
-from asyncmpc.learning.mnist import feature_names, load_mnist
+from asyncmpc.learning.mnist import load_mnist, pixel_names
 
 __all__ = [
     "Dataset",
@@ -53,7 +53,7 @@ class Dataset:
     x: Floats
     y: Labels
     features: tuple[str, ...] = ()
-    """The columns' names, when the data names them (a CSV file's header)."""
+    """The columns' names, when the data names them (a CSV file's header, MNIST's pixels)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ class Split:
     owners: tuple[Dataset, ...]
     """Each data owner's training part (empty tuple for CSV data: owners read their own)."""
     test: Dataset | None
-    features: tuple[str, ...] = ()
-    """The features' names, where the data set names them (MNIST: ``pixel1`` .. ``pixel784``)."""
+    """The model owner's test set; its ``features`` name the columns where the data does (a CSV
+    file's header, MNIST's ``pixel1`` .. ``pixel784``)."""
 
 
 _BUNDLED = {
@@ -185,8 +185,8 @@ def load_split(config: Config) -> Split:
     source = _source(config)
     parts = partition(source.y_train, len(config.data_owners), t)
     owners = tuple(source.train(p) for p in parts)
-    test = Dataset(_floats(source.x_test), source.y_test)
-    return Split(source.classes, source.x_train.shape[1], owners, test, source.features)
+    test = Dataset(_floats(source.x_test), source.y_test, source.features)
+    return Split(source.classes, source.x_train.shape[1], owners, test)
 
 
 def owner_data(config: Config, player: Player) -> tuple[Dataset, tuple[str, ...]]:
@@ -226,7 +226,7 @@ def _source(config: Config) -> _Source:
     t = config.training
     if t.dataset == "mnist":
         mnist = load_mnist(t.dataset_path)
-        features = feature_names(mnist.x_train.shape[1])
+        features = pixel_names(mnist.x_train.shape[1])
         return _Source(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test, MNIST_CLASSES, features)
     x, y, classes = _bundled(t.dataset)
     train_rows, test_rows = stratified_split(y, t.test_fraction, t.seed)

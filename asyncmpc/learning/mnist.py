@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from asyncmpc.errors import ConfigError
 
-__all__ = ["CLASSES", "IDX_FILES", "NPZ_KEYS", "Mnist", "feature_names", "load_mnist"]
+__all__ = ["CLASSES", "IDX_FILES", "NPZ_KEYS", "Mnist", "load_mnist", "pixel_names"]
 
 Pixels = NDArray[np.uint8]
 Labels = NDArray[np.int64]
@@ -46,7 +46,7 @@ class Mnist:
     y_test: Labels
 
 
-def feature_names(pixels: int) -> tuple[str, ...]:
+def pixel_names(pixels: int) -> tuple[str, ...]:
     """The pixels' names, ``pixel1`` .. ``pixelN`` in row-major order (as OpenML's ``mnist_784``)."""
     return tuple(f"pixel{i}" for i in range(1, pixels + 1))
 

@@ -232,7 +232,7 @@ class ModelOwnerState:
     model: BuiltModel
     classes: tuple[str, ...]
     features: tuple[str, ...] = ()
-    """The features' names, when the data names them (a CSV file's header); otherwise
+    """The features' names, when the data names them (the test set's: a CSV header, MNIST's pixels); otherwise
     ``save`` asks ``data.feature_names``."""
     theta: Floats = field(init=False)
     optimizer: Optimizer = field(init=False)

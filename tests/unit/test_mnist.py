@@ -187,7 +187,9 @@ def test_the_split_keeps_mnists_test_set_and_deals_its_training_set(tmp_path: Pa
     assert config.training.dataset_path == str(tmp_path.resolve() / "data")  # beside the hosts.toml
     split = load_split(config)
     assert split.classes == tuple("0123456789") and split.n_features == 784
-    assert split.features[0] == "pixel1" and split.features[-1] == "pixel784" and len(split.features) == 784
+    assert split.test is not None
+    names = split.test.features
+    assert names[0] == "pixel1" and names[-1] == "pixel784" and len(names) == 784
     assert split.test is not None
     np.testing.assert_array_equal(split.test.x, TEST[0].reshape(40, 784) / 255.0)
     np.testing.assert_array_equal(split.test.y, TEST[1])
