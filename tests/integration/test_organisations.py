@@ -5,15 +5,18 @@ runs them, then every player as a process."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ALL, ROOT, Players, hosts_toml, one_line
+from tests.helpers import ALL, ROOT, RUN_ROLE, Players, hosts_toml, one_line
 
 pytestmark = [pytest.mark.integration, pytest.mark.process]
 
@@ -110,5 +113,98 @@ def test_three_organisations_train_with_keys_that_never_left_their_hosts(tmp_pat
     for name in ALL[:6]:
         assert procs.wait(name, 180) == 0, procs.log(name)
     assert "connected to server-0" in procs.log("server-1")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final_test_accuracy"] == metrics["sklearn_pooled_accuracy"]
+
+
+# --- three hosts in network namespaces ------------------------------------------------------
+
+HOSTS = {"org-a": "10.77.0.1", "org-b": "10.77.0.2", "org-c": "10.77.0.3"}
+"""Each organisation's host and its address on the namespaces' shared link."""
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+
+
+@contextmanager
+def network(tag: str) -> Iterator[dict[str, str]]:
+    """A namespace per organisation's host (``NS``: its name), linked through a bridge in a
+    namespace of its own, each resolving the others' names (``org-a.test`` ..) through its
+    own /etc/netns hosts file, as ``ip netns exec`` provides. Everything is removed after."""
+    switch = f"am{tag}sw"
+    spaces = {org: f"am{tag}{org[-1]}" for org in HOSTS}
+    made: list[str] = []
+    names = "".join(f"{ip} {org}.test\n" for org, ip in HOSTS.items())
+    try:
+        for ns in (switch, *spaces.values()):
+            _ip("netns", "add", ns)
+            made.append(ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", switch, "link", "add", "br0", "type", "bridge")
+        _ip("-n", switch, "link", "set", "br0", "up")
+        for org, ns in spaces.items():
+            inside, outside = f"v{tag}{org[-1]}", f"w{tag}{org[-1]}"
+            _ip("-n", ns, "link", "add", inside, "type", "veth", "peer", "name", outside, "netns", switch)
+            _ip("-n", switch, "link", "set", outside, "master", "br0", "up")
+            _ip("-n", ns, "addr", "add", f"{HOSTS[org]}/24", "dev", inside)
+            _ip("-n", ns, "link", "set", inside, "up")
+            Path(f"/etc/netns/{ns}").mkdir(parents=True, exist_ok=True)
+            Path(f"/etc/netns/{ns}/hosts").write_text(f"127.0.0.1 localhost\n{names}")
+        yield spaces
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
+            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
+
+
+def _can_make_namespaces() -> str | None:
+    """Why this machine cannot run the namespace test, or None if it can."""
+    if sys.platform != "linux" or shutil.which("ip") is None:
+        return "needs Linux with iproute2 (ip)"
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    probe = f"amprobe{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=30, check=False)
+    if made.returncode != 0:
+        return f"cannot create a network namespace here: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=30, check=False)
+    return None
+
+
+def _multi_host_toml() -> str:
+    """Three organisations' hosts; server-0 listens on every address and is dialled by name;
+    data owners give no host (they only dial out)."""
+    text = hosts_toml(2, tls=True, training='dataset = "breast_cancer"\nrounds = 30')
+    where = {"model-owner": "org-a", "server-0": "org-a", "server-1": "org-b", "server-2": "org-c"}
+    for name, org in where.items():
+        table = f"[players.{name}]\n"
+        start = text.index(table)
+        host_line = text.index('host = "127.0.0.1"', start)
+        new = f'host = "{org}.test"\nbind = "0.0.0.0"' if name == "server-0" else f'host = "{HOSTS[org]}"'
+        text = text[:host_line] + new + text[host_line + len('host = "127.0.0.1"') :]
+    for owner in ("data-owner-0", "data-owner-1"):
+        text = text.replace(
+            f'[players.{owner}]\nrole = "data-owner"\nhost = "127.0.0.1"', f'[players.{owner}]\nrole = "data-owner"'
+        )
+    return text
+
+
+def test_three_organisations_on_three_hosts_train_to_the_pooled_accuracy(tmp_path: Path, procs: Players) -> None:
+    why = _can_make_namespaces()
+    if why is not None:
+        pytest.skip(why)
+    text = _multi_host_toml()
+    configs = organisations(tmp_path, text)
+    org_of = {name: org for org, names in ORGS.items() for name in names}
+    out = tmp_path / "out"
+    with network(str(os.getpid() % 100000)) as spaces:
+        for name in ALL[:6]:
+            argv = ["ip", "netns", "exec", spaces[org_of[name]], sys.executable, str(RUN_ROLE)]
+            argv += ["--config", str(configs[name]), "--name", name]
+            procs.start(name, argv + (["--out", str(out)] if name == "model-owner" else []))
+        for name in ALL[:6]:
+            assert procs.wait(name, 240) == 0, procs.log(name)
+    assert "listening on 0.0.0.0:" in procs.log("server-0")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final_test_accuracy"] == metrics["sklearn_pooled_accuracy"]
