@@ -10,6 +10,7 @@ fi
 stamp=.venv/.asyncmpc-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[test,plot]'
+    # setuptools prints its editable-install banner as a warning, which --quiet lets through
+    PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet -e '.[test,plot]'
     touch "$stamp"
 fi
