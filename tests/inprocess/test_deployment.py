@@ -4,6 +4,7 @@ through the codec, no sockets."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from asyncmpc.config import load_config
+from asyncmpc.learning.report import summary
 from asyncmpc.learning.training import ReferenceTrainer, load_model
 from asyncmpc.net.memory import Hub
 from asyncmpc.wire import messages as m
@@ -74,6 +76,23 @@ def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(
     assert [r["contributors"] for r in outcome.metrics["rounds"]] == [
         ["data-owner-0", "data-owner-1", "data-owner-2"]
     ] * 3
+
+
+def test_metrics_count_each_owners_contributed_rounds_and_the_summary_names_who_gave_fewer(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, owners=3, training="rounds = 5"))
+
+    def short_model(sender: str, to: str, msg: m.Message) -> m.Message:
+        # data-owner-1 is sent a model of the wrong size at steps 2 and 3: it declines those rounds
+        if to == "data-owner-1" and isinstance(msg, m.ModelUpdate) and msg.step in (2, 3):
+            return dataclasses.replace(msg, theta=msg.theta[:-1])
+        return msg
+
+    metrics = run_deployment(config, tmp_path / "out", tamper=short_model).metrics
+    assert [len(r["contributors"]) for r in metrics["rounds"]] == [3, 2, 2, 3, 3]
+    assert metrics["contributed_rounds"] == {"data-owner-0": 5, "data-owner-1": 3, "data-owner-2": 5}
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert written["contributed_rounds"] == metrics["contributed_rounds"]
+    assert "contributed rounds of the 5 that released a sum: data-owner-1 3; the other 2 all 5" in summary(written)
 
 
 MLP = '\nmodel = "mlp"\nlearning_rate = 0.01\n[training.model_options]\nhidden_layers = [32]'
