@@ -26,6 +26,7 @@ __all__ = [
     "Dataset",
     "Split",
     "batch_indices",
+    "csv_cell",
     "is_plugin",
     "load_csv",
     "load_plugin_data",
@@ -248,6 +249,14 @@ def load_features(path: str, label_column: str) -> Floats:
     if not xs:
         raise ConfigError(f"{path}: no data rows")
     return np.array(xs, dtype=np.float64)
+
+
+def csv_cell(path: str, label_column: str, row: int, feature: int) -> tuple[int, str]:
+    """The line number and the column name, in the CSV file ``load_csv`` read, of example
+    ``row``'s feature ``feature`` (to name a value in a message; the file is read again)."""
+    header, rows = _read_rows(path)
+    names = [h for h in header if h != label_column]
+    return rows[row][0], names[feature]
 
 
 def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:

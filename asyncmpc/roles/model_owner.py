@@ -207,7 +207,8 @@ def _finished_before(out_dir: Path) -> dict[str, Any]:
 
 async def _statistics(config: Config, node: Transport, rounds: Rounds, work: Workload, metrics: dict[str, Any]) -> None:
     """The secure statistics round: global feature means and variances, before training."""
-    request = m.StatsRequest(session=config.session, round_no=STATS_ROUND)
+    features = (work.stats_size - 1) // 2  # the statistics are [n, sum x, sum x^2]
+    request = m.StatsRequest(session=config.session, round_no=STATS_ROUND, features=features)
     outcome = await rounds.run(work.stats_size, request)
     stats = outcome.result
     metrics["statistics_round"] = _round_row(0, outcome)
