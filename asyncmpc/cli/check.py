@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import TYPE_CHECKING
 
 from asyncmpc.cli.common import add_config, fail
 
 if TYPE_CHECKING:
+    import socket
     import ssl
 
-    from asyncmpc.config import Config
+    from asyncmpc.config import Config, Player
 
 __all__ = ["add_arguments", "command"]
 
@@ -71,8 +73,9 @@ def command(args: argparse.Namespace) -> int:
         failed = _connect(config, args.name, args.timeout)
     except ConfigError as exc:
         return fail("check", exc)
-    if failed:
-        return fail("check", ConfigError(f"cannot reach {', '.join(failed)} from this host as {args.name}"))
+    if any(failed.values()):
+        how = "; ".join(f"{what}: {', '.join(names)}" for what, names in failed.items() if names)
+        return fail("check", ConfigError(f"from this host as {args.name}, {how}"))
     return 0
 
 
@@ -145,15 +148,14 @@ def _privacy_line(config: Config) -> str:
     return line
 
 
-def _connect(config: Config, name: str | None, timeout: float) -> list[str]:
-    """Try every player ``name`` dials: TCP, then the TLS handshake with ``name``'s certificate
-    (no ``Hello``: a running peer sees a handshake that ends, nothing more). Print a line per
-    peer; return those that failed."""
+def _connect(config: Config, name: str | None, timeout: float) -> dict[str, list[str]]:
+    """Try every player ``name`` dials: TCP, then the TLS handshake with ``name``'s certificate,
+    and close (no ``Hello``: a running peer sees a connection that closes before its first
+    byte, which it logs at DEBUG only). Print a line per peer; return those that failed, by
+    how: ``unreachable`` (no TCP connection) and ``refused TLS`` (the handshake failed)."""
     import socket
-    import ssl
 
-    from asyncmpc.errors import ConfigError, TlsRefused
-    from asyncmpc.net.dialer import tls_failure
+    from asyncmpc.errors import ConfigError
     from asyncmpc.net.runtime import dial_targets
     from asyncmpc.net.tls import tls_contexts
 
@@ -161,24 +163,51 @@ def _connect(config: Config, name: str | None, timeout: float) -> list[str]:
         raise ConfigError("--connect needs --name: the player this host runs (whose certificate it presents)")
     me = config.player(name)
     client = None if config.protocol.plaintext else tls_contexts(config, name).client
-    failed = []
+    failed: dict[str, list[str]] = {"unreachable": [], "refused TLS": []}
     for peer in dial_targets(config, me):
-        where = f"{peer.host}:{peer.port}"
+        where = f"{peer.name} at {peer.host}:{peer.port}"
         try:
-            with socket.create_connection((peer.host, peer.port or 0), timeout=timeout) as sock:
-                if client is None:
-                    print(f"{peer.name} at {where}: reachable (plaintext)")
-                    continue
-                with client.wrap_socket(sock, server_hostname=peer.name) as tls:
-                    _accepted(tls, min(timeout, 0.5))
-                    print(f"{peer.name} at {where}: reachable; TLS {tls.version()}, its certificate names {peer.name}")
-        except (ssl.SSLError, TlsRefused) as exc:
-            print(tls_failure(name, peer, exc).split(": ", 1)[1])
-            failed.append(peer.name)
+            sock = socket.create_connection((peer.host, peer.port or 0), timeout=timeout)
         except OSError as exc:
-            print(f"{peer.name} at {where}: not reachable: {exc.strerror or exc}")
-            failed.append(peer.name)
+            print(f"{where}: unreachable: {exc.strerror or exc}")
+            failed["unreachable"].append(peer.name)
+            continue
+        with sock:
+            if client is None:
+                print(f"{where}: reachable (plaintext)")
+                continue
+            accepted, said = _handshake(client, sock, name, peer, timeout)
+        if accepted:
+            print(f"{where}: reachable; TLS {said}, its certificate names {peer.name}")
+        else:
+            print(f"{where}: refused TLS: {said}")
+            failed["refused TLS"].append(peer.name)
     return failed
+
+
+def _handshake(
+    client: ssl.SSLContext, sock: socket.socket, name: str, peer: Player, timeout: float
+) -> tuple[bool, str]:
+    """The TLS handshake with ``peer`` over ``sock``, then a clean close: (True, the TLS
+    version) if both sides accepted the other's certificate, else (False, what went wrong, in
+    ``tls_failure``'s words)."""
+    import ssl
+
+    from asyncmpc.errors import TlsRefused
+    from asyncmpc.net.dialer import tls_failure
+
+    try:
+        with client.wrap_socket(sock, server_hostname=peer.name) as tls:
+            _accepted(tls, min(timeout, 0.5))
+            version = str(tls.version())
+            with contextlib.suppress(OSError):
+                tls.unwrap()  # close_notify: a clean end, not a reset
+    except (ssl.SSLError, TlsRefused) as exc:
+        line = tls_failure(name, peer, exc)
+        return False, line.partition(" failed: ")[2] or line
+    except OSError as exc:  # reset or silent in the handshake: not a TLS peer, or it refused us
+        return False, f"the connection ended in the handshake ({exc.strerror or exc}): is {peer.name} listening there?"
+    return True, version
 
 
 def _accepted(tls: ssl.SSLSocket, wait: float) -> None:

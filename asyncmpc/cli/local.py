@@ -26,7 +26,9 @@ from asyncmpc.cli.common import fail
 
 __all__ = ["add_arguments", "command"]
 
-_SHOWN = re.compile(r"round \d+/|statistics|final test accuracy| is down| is back|paused|resum|done already|rror")
+_SHOWN = re.compile(
+    r"round \d+/|statistics|final test accuracy|contribut| is down| is back|paused|resum|done already|rror"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

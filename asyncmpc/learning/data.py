@@ -34,6 +34,7 @@ __all__ = [
     "Split",
     "batch_indices",
     "feature_names",
+    "csv_cell",
     "is_plugin",
     "load_csv",
     "load_features",
@@ -328,6 +329,14 @@ def load_features(
     if not xs:
         raise ConfigError(f"{path}: no data rows")
     return np.array(xs, dtype=np.float64)
+
+
+def csv_cell(path: str, label_column: str, row: int, feature: int) -> tuple[int, str]:
+    """The line number and the column name, in the CSV file ``load_csv`` read, of example
+    ``row``'s feature ``feature`` (to name a value in a message; the file is read again)."""
+    header, rows = _read_rows(path)
+    names = [h for h in header if h != label_column]
+    return rows[row][0], names[feature]
 
 
 def _columns(path: str, header: list[str], label_column: str, names: Sequence[str] | None) -> list[int]:

@@ -6,22 +6,27 @@ which ``scripts/setup.sh`` installs); without it the summary still works and the
 skipped with one line saying how to get it.
 
 Both go over the rows once and keep counts and the plotted numbers only, so a model owner's
-``RoundLog`` (rows read back from disk) is never held whole.
+``RoundLog`` (rows read back from disk) is never held whole. ``contributed_rounds`` counts, per
+data owner, the rounds whose released sum held its input (metrics.json's ``contributed_rounds``),
+so an owner that contributed nothing shows.
 """
 
 from __future__ import annotations
 
 import json
 from array import array
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from asyncmpc.errors import OutputError
 from asyncmpc.learning.checkpoint import read_rounds
 
-__all__ = ["PLOT", "load_run", "plot", "summary"]
+__all__ = ["PLOT", "contributed_rounds", "load_run", "plot", "summary"]
 
 PLOT = "training.png"
+_NAMED = 10
+"""The most owners the summary names one by one (the rest are counted)."""
 
 
 def load_run(folder: Path) -> dict[str, Any]:
@@ -37,8 +42,21 @@ def load_run(folder: Path) -> dict[str, Any]:
         raise OutputError(f"{folder}/metrics.json: cannot read: {exc}") from None
 
 
+def contributed_rounds(owners: Iterable[str], rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """For each of ``owners``, in the rounds ``rows`` record, how many released a sum that
+    held its input (a round that yielded nothing counts for no one)."""
+    counts = dict.fromkeys(owners, 0)
+    for r in rows:
+        if r.get("skipped") is None:
+            for owner in r.get("contributors", ()):
+                if owner in counts:
+                    counts[owner] += 1
+    return counts
+
+
 def summary(metrics: dict[str, Any]) -> list[str]:
-    """A few lines: accuracy against the pooled baseline, rounds, time, bytes, faults."""
+    """A few lines: accuracy against the pooled baseline, rounds, time, bytes, each data
+    owner's contributed rounds, faults."""
     count = skipped = two = disputed = 0
     last: dict[str, Any] | None = None  # the last round that was not skipped
     for r in metrics.get("rounds", []):
@@ -60,6 +78,8 @@ def summary(metrics: dict[str, Any]) -> list[str]:
     model = metrics.get("model")
     what = f" of {model}" + (f", {metrics['local_steps']} local steps" if metrics.get("local_steps", 1) > 1 else "")
     lines.append(f"{count} rounds" + (what if model else "") + (f", {skipped} yielded nothing" if skipped else ""))
+    if metrics.get("contributed_rounds"):
+        lines.append(_contributions(metrics["contributed_rounds"], count - skipped))
     if "wall_seconds" in metrics:
         lines.append(f"wall time {metrics['wall_seconds']:.2f}s")
     mo = metrics.get("model_owner_bytes")
@@ -69,6 +89,19 @@ def summary(metrics: dict[str, Any]) -> list[str]:
         excluded = ", ".join(metrics.get("excluded_servers", {})) or "none"
         lines.append(f"{two} rounds on two servers, {disputed} disputed, excluded: {excluded}")
     return lines
+
+
+def _contributions(counts: dict[str, int], released: int) -> str:
+    """One line: the owners that contributed to fewer than the ``released`` rounds, fewest
+    first (at most ``_NAMED`` by name), and how many contributed to all of them."""
+    short = sorted((c, o) for o, c in counts.items() if c < released)
+    if not short:
+        return f"each of the {len(counts)} data owners contributed to all {released} rounds that released a sum"
+    named = ", ".join(f"{o} {c}" for c, o in short[:_NAMED])
+    more = f" and {len(short) - _NAMED} more" if len(short) > _NAMED else ""
+    rest = len(counts) - len(short)
+    others = f"; the other {rest} all {released}" if rest else ""
+    return f"contributed rounds of the {released} that released a sum: {named}{more}{others}"
 
 
 def plot(metrics: dict[str, Any], path: Path) -> bool:

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from asyncmpc.config import Config, Player
 from asyncmpc.crypto.prf import new_seed
 from asyncmpc.errors import ConfigError, PluginError
+from asyncmpc.learning.bounds import check_statistics
 from asyncmpc.learning.checkpoint import atomic_write
 from asyncmpc.learning.data import load_split, owner_data
 from asyncmpc.learning.optim import clip
@@ -177,6 +178,11 @@ class OwnerWorkload(Protocol):
 
     def describe(self) -> str: ...
     @property
+    def features(self) -> int:
+        """How many features its examples have (0: none, a synthetic gradient)."""
+        ...
+
+    @property
     def examples(self) -> int:
         """How many examples this owner holds (a tree's leaves split them)."""
         ...
@@ -197,10 +203,15 @@ class LocalTraining:
     def __init__(self, config: Config, player: Player) -> None:
         data, classes = owner_data(config, player)
         assert player.index is not None
+        check_statistics(config, player, data.x)
         self.work = OwnerWork(config, player.index, data, classes)
 
     def stats_vector(self) -> Floats:
         return self.work.stats_vector()
+
+    @property
+    def features(self) -> int:
+        return self.work.model.n_features
 
     @property
     def examples(self) -> int:
@@ -251,6 +262,10 @@ class SyntheticOwner:
 
     def stats_vector(self) -> Floats:
         raise ValueError("a synthetic workload has no statistics round")
+
+    @property
+    def features(self) -> int:
+        return 0
 
     @property
     def examples(self) -> int:

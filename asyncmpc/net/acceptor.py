@@ -4,7 +4,9 @@ here, in dialer.py and in runtime.py).
 A listener takes at most ``max_handshakes`` connections in their handshake at once (the oldest
 goes to make room, so idle strangers cannot keep a peer out), gives each ``handshake_timeout``
 seconds, checks the caller is a player that may dial this one, and hands a connection that
-passed to ``Node._register``; the dialling side is ``dialer.Dialer``.
+passed to ``Node._register``; the dialling side is ``dialer.Dialer``. A refused caller is a
+warning, except one that closes before sending a byte (after TLS, when the deployment uses it):
+that is a probe (``asyncmpc check --connect``), logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ class Acceptor:
             node._check_hello(hello, conn)
             await conn.send(node.hello())
         except (RemoteProtocolError, PeerLost) as exc:
+            if isinstance(exc, PeerLost) and conn.bytes_received == 0:
+                # closed before sending a byte (after TLS, if any): a probe such as `asyncmpc
+                # check --connect`, or a health check; it tried nothing, and there is no one to answer
+                node.log.debug("a connection from %s closed before its Hello (a probe)", conn.address)
+                await conn.close()
+                return None
             node.log.warning("refused connection from %s: %s", conn.address, exc)
             code = Refusal.SETTINGS if isinstance(exc, SettingsMismatch) else Refusal.PROTOCOL
             with contextlib.suppress(PeerLost):

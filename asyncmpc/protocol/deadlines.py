@@ -11,9 +11,9 @@ late, not silent) and given as long again; after that it is left out and disconn
 
 The players other than the model owner have two deadlines of their own: ``IdleClock``, the
 model owner must speak within ``idle_timeout`` (a session it abandoned ends); and
-``ContactClock``, a player that in its first ``connect_timeout`` seconds met no peer and saw
-only TLS handshakes fail gives up (its own CA or certificate is the likely fault, and waiting
-will not mend it).
+``ContactClock``, a player that has met no peer and, ``connect_timeout`` seconds after it
+started (or any ``connect_timeout`` later), has seen TLS handshakes fail gives up (its own CA
+or certificate is the likely fault, and waiting will not mend it).
 
 ``RoundClock`` only keeps time; ``AggregationRound.get_timer`` / ``handle_timer`` ask it what is
 due and act on it, so the asyncio driver is a generic loop (the shape of aioquic's
@@ -91,25 +91,27 @@ class IdleClock:
 
 @dataclass(slots=True)
 class ContactClock:
-    """When a player gives up because no peer can talk to it: ``limit`` (``connect_timeout``)
-    seconds after it started, if no peer has connected by then and TLS handshakes failed. A
-    player that merely waits for peers that are not up yet (no handshake failed) waits on."""
+    """When a player gives up because no peer can talk to it: at ``limit``
+    (``connect_timeout``) seconds after it started, or after each further ``limit``, if no peer
+    has connected by then and TLS handshakes failed. A player that merely waits for peers that
+    are not up yet (no handshake failed) waits on, and once a peer connected the clock is done."""
 
     limit: float
     started: float
     met: bool = False
-    """A peer connected, or the limit passed without a failed handshake: the clock is done."""
+    """A peer connected: whatever fails later is not this player's certificate."""
 
     def get_timer(self) -> float | None:
         return None if self.met else self.started + self.limit
 
     def expired(self, now: float, *, connected: bool, refused: bool) -> bool:
-        """Whether to give up now; once a peer connected (or the limit passed with no refusal)
-        never again."""
+        """Whether to give up now (else, past the limit, look again one ``limit`` later)."""
         if self.met or connected:
             self.met = True
             return False
         if now < self.started + self.limit:
             return False
-        self.met = not refused
-        return refused
+        if refused:
+            return True
+        self.started = now
+        return False

@@ -31,7 +31,8 @@ from asyncmpc.config import Config
 from asyncmpc.crypto.macs import MacKey
 from asyncmpc.crypto.prf import RandomBytes
 from asyncmpc.crypto.rss import InputSharer
-from asyncmpc.errors import EncodingError, PeerLost, PluginError
+from asyncmpc.errors import ConfigError, EncodingError, PeerLost, PluginError
+from asyncmpc.learning.bounds import feature_misfit
 from asyncmpc.learning.privacy.budget import DataLedger
 from asyncmpc.learning.workload import OwnerWorkload, owner_workload
 from asyncmpc.net.runtime import Node
@@ -144,6 +145,7 @@ class _Owner:
                 node.logger(__name__).error("the model owner excluded %s: %s", msg.server, msg.reason)
                 await node.shun(msg.server, msg.reason)
             elif isinstance(msg, (m.StatsRequest, m.ModelUpdate)):
+                await self.stop_if_misfit(node, msg)
                 out = self.shares_for(msg)
                 del msg  # the model's frame is not kept while the shares go out (nor while we wait)
                 await self.deliver(node, out)
@@ -156,6 +158,19 @@ class _Owner:
         if not self.plain:
             self.sharer.rekey()
             await send_all(node, [s for s in key_messages(self.params, self.sharer) if s.to in node.peers])
+
+    async def stop_if_misfit(self, node: Transport, msg: m.StatsRequest | m.ModelUpdate) -> None:
+        """A request for another number of features than this owner's data has: no request
+        will ever fit (another file, another data set), so it tells the model owner (a
+        ``Decline``, code ``data``) and stops with ConfigError naming its data."""
+        have = self.work.features
+        want = msg.features if isinstance(msg, m.StatsRequest) else _features(msg.mean)
+        if not have or not want or have == want:
+            return
+        reason = f"its data has {have} features, the model takes {want}: it stops"
+        decline = m.Decline(session=self.config.session, round_no=msg.round_no, reason=reason, code=m.Refusal.DATA)
+        await send_all(node, [Send(self.model_owner, decline)])
+        raise ConfigError(feature_misfit(self.config, self.config.player(self.name), have, want))
 
     def shares_for(self, msg: m.StatsRequest | m.ModelUpdate) -> _Outgoing:
         """This round's contribution, shared for the round's servers, or a ``Decline``. Runs
@@ -273,6 +288,11 @@ def _naming(send: Send, servers: tuple[str, ...], position: int) -> Send:
     if isinstance(send.msg, m.InputShare) and (servers or position):
         return Send(send.to, dataclasses.replace(send.msg, servers=servers, position=position))
     return send
+
+
+def _features(mean: np.ndarray) -> int:
+    """The number of features a model update's scaling is for (0: not a vector)."""
+    return int(mean.shape[0]) if mean.ndim == 1 else 0
 
 
 def _all_connected(node: Transport, names: set[str]) -> bool:

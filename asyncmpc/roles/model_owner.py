@@ -3,8 +3,9 @@
 With a data set, a statistics round first gathers the global feature statistics. After every
 round it appends the round's row to ``metrics.jsonl`` and writes ``checkpoint.npz`` in the
 output folder (durably, while the next round runs), and ``model.npz`` and ``metrics.json`` (the
-summary, every row included) at the end; started again with the same config and folder, it
-resumes at the next round (``fresh=True`` starts afresh). A disputed round runs again as a MAC
+summary, every row included, and each data owner's contributed rounds) at the end; started
+again with the same config and folder, it resumes at the next round (``fresh=True`` starts
+afresh). A disputed round runs again as a MAC
 round under the next round number (``roles.rounds``). The rows stay on disk:
 ``metrics["rounds"]`` is a ``RoundLog`` over ``metrics.jsonl``, and metrics.json is written by
 streaming them from it, so the model owner's memory does not grow with the number of rounds.
@@ -46,6 +47,7 @@ from asyncmpc.learning.checkpoint import (
 )
 from asyncmpc.learning.privacy.budget import Budget
 from asyncmpc.learning.privacy.plan import plan_for
+from asyncmpc.learning.report import contributed_rounds
 from asyncmpc.learning.training import decode_sum
 from asyncmpc.learning.workload import Workload, workload
 from asyncmpc.net.runtime import Node
@@ -172,6 +174,8 @@ async def run_model_owner(
         await checkpoints.flush()
         if rounds.left_out:
             metrics["left_out_owners"] = list(rounds.left_out)
+        if not finished:
+            metrics["contributed_rounds"] = _contributions(node, owners, log)
 
         finish = m.Finish(session=config.session)
         await send_all(node, [Send(p, finish) for p in servers + owners if p in node.peers])
@@ -203,7 +207,8 @@ def _finished_before(out_dir: Path) -> dict[str, Any]:
 
 async def _statistics(config: Config, node: Transport, rounds: Rounds, work: Workload, metrics: dict[str, Any]) -> None:
     """The secure statistics round: global feature means and variances, before training."""
-    request = m.StatsRequest(session=config.session, round_no=STATS_ROUND)
+    features = (work.stats_size - 1) // 2  # the statistics are [n, sum x, sum x^2]
+    request = m.StatsRequest(session=config.session, round_no=STATS_ROUND, features=features)
     outcome = await rounds.run(work.stats_size, request)
     stats = outcome.result
     metrics["statistics_round"] = _round_row(0, outcome)
@@ -268,6 +273,17 @@ def _resume(config: Config, out_dir: Path, work: Workload, metrics: dict[str, An
     metrics.update({k: v for k, v in ckpt.meta.items() if k != "rounds"})
     metrics["resumed_after"] = [*ckpt.meta.get("resumed_after", []), ckpt.round]
     return ckpt.round
+
+
+def _contributions(node: Transport, owners: list[str], log: RoundLog) -> dict[str, int]:
+    """Each data owner's contributed rounds (``report.contributed_rounds``, from the round log
+    on disk, so a resumed run counts the rounds before it too); a warning names the owners
+    whose input no released sum held."""
+    counts = contributed_rounds(owners, log)
+    if any(counts.values()):  # some sum was released
+        for owner in (o for o, c in counts.items() if c == 0):
+            node.logger(__name__).warning("%s contributed to no round: no released sum holds its input", owner)
+    return counts
 
 
 def _log_plan(node: Transport, budget: Budget) -> None:

@@ -54,7 +54,7 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 11
+PROTOCOL_VERSION = 12
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
@@ -150,6 +150,9 @@ class Refusal(StrEnum):
     """A data owner's values cannot be encoded (NaN, infinite, out of range)."""
     PLUGIN = "plugin"
     """A data owner's model plug-in failed."""
+    DATA = "data"
+    """A data owner's data can answer no request of this deployment (another number of
+    features than the model takes): it stops."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -325,6 +328,9 @@ class StatsRequest(Message):
     """The servers of the round, to which the owner sends its shares (empty: all three)."""
     mac_key: bytes = b""
     """In a MAC round: the MAC key (``macs.MacKey``), for the data owners only (empty: no MAC)."""
+    features: int = 0
+    """How many features the model owner's model takes (0: not said): an owner whose data has
+    another number stops (``Refusal.DATA``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

@@ -4,6 +4,7 @@ through the codec, no sockets."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from asyncmpc.config import load_config
+from asyncmpc.learning.report import summary
 from asyncmpc.learning.training import ReferenceTrainer, load_model
 from asyncmpc.net.memory import Hub
 from asyncmpc.wire import messages as m
@@ -48,13 +50,12 @@ def test_a_result_share_changed_in_flight_gets_its_server_excluded_and_training_
         np.testing.assert_allclose(f["theta"], ReferenceTrainer(config).run().theta, atol=1e-9, rtol=0)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy, on the 1e300 rows
-def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(
+def test_a_data_owner_whose_values_never_fit_the_ring_stops_at_start_and_is_counted_as_contributing_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     header = "a,b,label"
     rows = {0: ["1.0,2.0,x", "2.0,1.0,y", "1.5,1.0,x"], 1: ["0.5,2.0,y", "3.0,1.0,x", "1.0,0.0,y"]}
-    rows[2] = ["1e300,2.0,x", "-1e300,1.0,y"]  # squares overflow: its statistics are inf
+    rows[2] = ["2.0,1e300,x", "", "1.0,-2e300,y"]  # squares overflow: its statistics cannot be encoded
     extra = {}
     for i, lines in rows.items():
         (tmp_path / f"owner{i}.csv").write_text("\n".join([header, *lines]) + "\n")
@@ -62,18 +63,61 @@ def test_a_data_owner_with_unencodable_values_declines_and_the_rest_train(
     (tmp_path / "test.csv").write_text("\n".join([header, "1.0,2.0,x", "2.0,0.5,y"]) + "\n")
     extra["model-owner"] = 'csv = "test.csv"'
     training = 'dataset = "csv"\nclasses = ["x", "y"]\nrounds = 3'
-    config = load_config(write_config(tmp_path, owners=3, training=training, extra=extra))
-    with caplog.at_level(logging.INFO):
+    path = write_config(tmp_path, owners=3, training=training, extra=extra, protocol="connect_timeout = 1.0")
+    config = load_config(path)
+    with caplog.at_level(logging.WARNING):
         outcome = run_deployment(config, tmp_path / "out")
-    # it cannot encode its statistics (sum of squares overflows): it declines, the others go on
+    # column a is in range; b's largest value is on line 4 (line 3 is empty), and the line says no value
+    error = str(outcome.errors.pop("data-owner-2"))
+    where = f"{config.player('data-owner-2').csv}: line 4, column 'b'"
+    assert error.startswith(f"{where}: too large for the fixed-point ring: the statistics round sums the squares")
+    assert "[protocol] frac_bits = 16 and max_owners = 1000" in error and "e+300" not in error
     assert outcome.errors == {}
-    assert outcome.metrics["statistics_contributors"] == ["data-owner-0", "data-owner-1"]
-    assert "round 1: cannot contribute: cannot encode element" in caplog.text and "is not finite" in caplog.text
-    assert "data-owner-2 declined round 1" in caplog.text
-    # and it keeps serving: its clipped gradients are finite, so it takes part in training
-    assert [r["contributors"] for r in outcome.metrics["rounds"]] == [
-        ["data-owner-0", "data-owner-1", "data-owner-2"]
-    ] * 3
+    assert [r["contributors"] for r in outcome.metrics["rounds"]] == [["data-owner-0", "data-owner-1"]] * 3
+    assert outcome.metrics["contributed_rounds"] == {"data-owner-0": 3, "data-owner-1": 3, "data-owner-2": 0}
+    assert "data-owner-2 contributed to no round" in caplog.text
+    assert "cannot encode" not in caplog.text  # no owner declined a round
+
+
+def test_metrics_count_each_owners_contributed_rounds_and_the_summary_names_who_gave_fewer(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, owners=3, training="rounds = 5"))
+
+    def short_model(sender: str, to: str, msg: m.Message) -> m.Message:
+        # data-owner-1 is sent a model of the wrong size at steps 2 and 3: it declines those rounds
+        if to == "data-owner-1" and isinstance(msg, m.ModelUpdate) and msg.step in (2, 3):
+            return dataclasses.replace(msg, theta=msg.theta[:-1])
+        return msg
+
+    metrics = run_deployment(config, tmp_path / "out", tamper=short_model).metrics
+    assert [len(r["contributors"]) for r in metrics["rounds"]] == [3, 2, 2, 3, 3]
+    assert metrics["contributed_rounds"] == {"data-owner-0": 5, "data-owner-1": 3, "data-owner-2": 5}
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert written["contributed_rounds"] == metrics["contributed_rounds"]
+    assert "contributed rounds of the 5 that released a sum: data-owner-1 3; the other 2 all 5" in summary(written)
+
+
+def test_an_owner_sent_a_model_for_another_number_of_features_declines_with_code_data_and_stops(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write_config(tmp_path, owners=3, training="rounds = 4"))
+    declines: list[m.Decline] = []
+
+    def narrow(sender: str, to: str, msg: m.Message) -> m.Message:
+        if to == "data-owner-2" and isinstance(msg, m.ModelUpdate) and msg.step == 3:
+            return dataclasses.replace(msg, mean=msg.mean[:-1], scale=msg.scale[:-1])
+        if isinstance(msg, m.Decline):
+            declines.append(msg)
+        return msg
+
+    outcome = run_deployment(config, tmp_path / "out", tamper=narrow)
+    assert str(outcome.errors.pop("data-owner-2")) == (
+        "[training] dataset 'breast_cancer' has 30 features here, but the model owner's model takes 29"
+    )
+    assert outcome.errors == {}
+    assert [(d.code, d.reason) for d in declines] == [
+        (m.Refusal.DATA, "its data has 30 features, the model takes 29: it stops")
+    ]
+    assert outcome.metrics["contributed_rounds"] == {"data-owner-0": 4, "data-owner-1": 4, "data-owner-2": 2}
 
 
 MLP = '\nmodel = "mlp"\nlearning_rate = 0.01\n[training.model_options]\nhidden_layers = [32]'

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -263,30 +269,69 @@ def test_report_summarizes_a_run_and_plots_it_and_a_run_ends_with_the_same(tmp_p
     )
 
 
-def test_check_connect_tries_every_peer_with_this_players_certificate(tmp_path: Path, procs: Players) -> None:
+def test_check_connect_tells_unreachable_from_refused_tls_and_its_probes_leave_no_warning(
+    tmp_path: Path, procs: Players
+) -> None:
     from asyncmpc.config import load_config
     from asyncmpc.net.pki import make_certs
 
     ports = free_ports(4)
     config = write_config(tmp_path, owners=2, tls=True, ports=ports)
-    procs.start_role(config, "server-0")
+    make_certs(load_config(config), tmp_path / "other")  # every player's files again, from another CA
+    procs.start_role(config, "server-0", "--log-level", "DEBUG")
     wait_until(lambda: "listening on" in procs.log("server-0"), 60, "server-0 to listen")
-    result = asyncmpc("check", "--config", str(config), "--connect", "--name", "data-owner-0", "--timeout", "2")
-    make_certs(load_config(config), tmp_path / "other")  # data-owner-0 has another deployment's CA and files
+    # at server-1's address, a listener with server-1's certificate from the other CA
+    with _tls_listener(ports[2], tmp_path / "other", "server-1"):
+        result = asyncmpc("check", "--config", str(config), "--connect", "--name", "data-owner-0", "--timeout", "2")
+    assert result.returncode == 2
+    assert f"server-0 at 127.0.0.1:{ports[1]}: reachable; TLS TLSv1.3, its certificate names server-0" in result.stdout
+    assert (
+        f"server-1 at 127.0.0.1:{ports[2]}: refused TLS: its certificate is not signed by this deployment's CA ("
+        in result.stdout
+    )
+    assert f"model-owner at 127.0.0.1:{ports[0]}: unreachable: Connection refused" in result.stdout
+    assert f"server-2 at 127.0.0.1:{ports[3]}: unreachable: Connection refused" in result.stdout
+    assert one_line(result) == (
+        "asyncmpc: check: from this host as data-owner-0, unreachable: model-owner, server-2; refused TLS: server-1"
+    )
+    # the probe is in server-0's log at DEBUG, and nothing of it above
+    wait_until(lambda: "closed before its Hello (a probe)" in procs.log("server-0"), 30, "server-0 to see the probe")
+    assert [line for line in procs.log("server-0").splitlines() if " WARNING " in line or " ERROR " in line] == []
+    # a caller with another deployment's CA and files refuses server-0's certificate, and server-0 warns of it
     other = tmp_path / "hosts-other.toml"
     other.write_text(config.read_text().replace('dir = "certs"', 'dir = "other"'))
     stranger = asyncmpc("check", "--config", str(other), "--connect", "--name", "data-owner-0")
     refused = "its certificate is not signed by this deployment's CA (certificate signature failure)"
-    assert f"TLS with server-0 at 127.0.0.1:{ports[1]} failed: {refused}" in stranger.stdout
-    assert result.returncode == 2
-    assert f"server-0 at 127.0.0.1:{ports[1]}: reachable; TLS TLSv1.3, its certificate names server-0" in result.stdout
-    assert f"model-owner at 127.0.0.1:{ports[0]}: not reachable: Connection refused" in result.stdout
-    assert (
-        one_line(result)
-        == "asyncmpc: check: cannot reach model-owner, server-1, server-2 from this host as data-owner-0"
-    )
+    assert f"server-0 at 127.0.0.1:{ports[1]}: refused TLS: {refused}" in stranger.stdout
+    assert "refused TLS: server-0" in one_line(stranger)
+    wait_until(lambda: " WARNING " in procs.log("server-0"), 30, "server-0 to warn of the stranger")
+    assert "refused TLS connection from 127.0.0.1" in procs.log("server-0")
     needs_name = asyncmpc("check", "--config", str(config), "--connect")
     assert needs_name.returncode == 2 and "--connect needs --name" in one_line(needs_name)
+
+
+@contextmanager
+def _tls_listener(port: int, certs: Path, name: str) -> Iterator[None]:
+    """A TLS listener on ``port`` presenting ``name``'s certificate from ``certs``, for one
+    connection (its handshake may fail: the caller refusing the certificate is the point)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs / f"{name}.pem", certs / f"{name}.key")
+    listener = socket.create_server(("127.0.0.1", port))
+    listener.settimeout(60)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn, context.wrap_socket(conn, server_side=True):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join(60)
+        listener.close()
 
 
 def test_the_deployment_file_is_taken_alone_or_as_config_and_two_are_refused(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, RUN_ROLE, Players, free_ports, one_line, wait_until, write_config
+from tests.helpers import ROOT, RUN_ROLE, Players, free_ports, one_line, run_deployment, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.process]
 
@@ -71,8 +71,15 @@ def test_a_swarm_whose_model_owner_never_comes_reports_one_line_not_a_task_group
         (None, "{path}: cannot read: No such file or directory"),
         ("a,b,label\n1,x,0\n2,3,1\n", "{path}: line 2, column 'b': 'x' is not a number"),
         ("a,c\n1,0\n2,1\n", "{path}: no column 'label' in the header ['a', 'c']"),
+        (
+            "a,label\n1,0\n1e300,1\n",
+            "{path}: line 3, column 'a': too large for the fixed-point ring: the statistics round sums the squares "
+            "of this column's 2 values, which must stay within 1.41e+11 with [protocol] frac_bits = 16 and "
+            "max_owners = 1000 (values up to 2.65e+05 in magnitude fit); this is the column's largest value: "
+            "scale the column down, or lower frac_bits or max_owners",
+        ),
     ],
-    ids=["missing", "not-a-number", "no-label-column"],
+    ids=["missing", "not-a-number", "no-label-column", "beyond-the-ring"],
 )
 def test_a_bad_data_file_is_one_line_naming_the_file_and_what_is_wrong(
     tmp_path: Path, content: str | None, message: str
@@ -85,6 +92,33 @@ def test_a_bad_data_file_is_one_line_naming_the_file_and_what_is_wrong(
     result = run_role(config, "data-owner-0")
     assert result.returncode == 2
     assert one_line(result) == "asyncmpc: data-owner-0: " + message.format(path=tmp_path / "owner.csv")
+
+
+def test_a_data_owner_whose_file_has_another_feature_count_stops_at_once_and_the_summary_says_it_gave_nothing(
+    tmp_path: Path, procs: Players
+) -> None:
+    files = {"test": "a,b,c,label\n1,2,3,x\n2,1,0,y\n", "data-owner-2": "a,b,label\n1,2,x\n2,1,y\n"}
+    for i in range(2):
+        files[f"data-owner-{i}"] = "a,b,c,label\n1,2,3,x\n2,1,0,y\n3,0,1,x\n"
+    extra = {}
+    for name, text in files.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+        extra["model-owner" if name == "test" else name] = f'csv = "{name}.csv"'
+    training = 'dataset = "csv"\nclasses = ["x", "y"]\nrounds = 3'
+    config = write_config(tmp_path, owners=3, training=training, extra=extra)  # round_timeout = 60
+    metrics = run_deployment(procs, config, expect_failures={"data-owner-2"})
+    assert procs.log("data-owner-2").rstrip().splitlines()[-1] == (
+        f"asyncmpc: data-owner-2: {tmp_path / 'data-owner-2.csv'}: 2 feature columns besides 'label', but the "
+        "model owner's model takes 3 (as many as its test file has): is this the file meant for this deployment?"
+    )
+    # it told the model owner at the statistics round, which did not wait for it until the deadline
+    mo = procs.log("model-owner")
+    assert "data-owner-2 declined round 1: its data has 2 features, the model takes 3: it stops" in mo
+    assert metrics["statistics_contributors"] == ["data-owner-0", "data-owner-1"]
+    assert metrics["wall_seconds"] < 60
+    assert metrics["contributed_rounds"] == {"data-owner-0": 3, "data-owner-1": 3, "data-owner-2": 0}
+    assert "data-owner-2 contributed to no round" in mo
+    assert "contributed rounds of the 3 that released a sum: data-owner-2 0; the other 2 all 3" in mo
 
 
 def test_verbose_shows_the_traceback_too_and_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
@@ -130,7 +164,13 @@ def test_a_player_with_another_cas_files_is_named_by_the_one_that_dials_it(
     make_certs(load_config(config), tmp_path / "other")  # another deployment's CA and files
     other = tmp_path / "hosts-other.toml"
     other.write_text(config.read_text().replace('dir = "certs"', 'dir = "other"'))
-    procs.start_role(other if player == "server-0" else config, "server-0")
+    # server-0 waits longer than the model owner, so that it is there whenever the model owner
+    # dials (it would give up after connect_timeout, seeing only TLS fail); TLS fails before the
+    # two files' settings are compared
+    server = tmp_path / "hosts-server.toml"
+    server_text = (other if player == "server-0" else config).read_text()
+    server.write_text(server_text.replace("connect_timeout = 3.0", "connect_timeout = 60.0"))
+    procs.start_role(server, "server-0")
     wait_until(lambda: "listening on" in procs.log("server-0"), 30, "server-0 to listen")
     argv = [sys.executable, str(RUN_ROLE), "--config", str(config if player == "server-0" else other)]
     argv += ["--name", "model-owner", "--out", str(tmp_path / "out")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from pathlib import Path
 
@@ -178,6 +179,34 @@ def test_a_stranger_that_says_nothing_is_closed_after_the_handshake_deadline() -
             writer.close()
 
     within(body)
+
+
+def test_a_caller_that_closes_before_its_first_byte_is_a_probe_logged_at_debug_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = loopback_config()
+    server = cfg.player("server-0")
+
+    async def logged(text: str) -> None:
+        while text not in caplog.text:
+            await asyncio.sleep(0.01)  # the listener's task runs meanwhile; `within` bounds the wait
+
+    async def body() -> None:
+        async with Node(cfg, "server-0"):
+            _, writer = await asyncio.open_connection(server.host, server.port)
+            writer.close()  # what `asyncmpc check --connect` does on a plaintext deployment
+            await logged("closed before its Hello (a probe)")
+            _, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(b"\x00\x00")  # half a length prefix, then gone: not a probe
+            writer.close()
+            await logged("refused connection from")
+
+    with caplog.at_level(logging.DEBUG):
+        within(body)
+    probes = [r.levelno for r in caplog.records if "(a probe)" in r.getMessage()]
+    refused = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert probes == [logging.DEBUG]
+    assert [r.getMessage().split(": ", 1)[1] for r in refused] == ["connection closed inside a frame"]
 
 
 def test_beyond_max_handshakes_the_oldest_gives_way_and_a_player_still_gets_in() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 
 from asyncmpc.config import parse_config
 from asyncmpc.protocol import AggregationRound, ServerProtocol, input_shares
-from asyncmpc.protocol.deadlines import Due, IdleClock, RoundClock
+from asyncmpc.protocol.deadlines import ContactClock, Due, IdleClock, RoundClock
 from asyncmpc.protocol.events import Drop, Send
 from asyncmpc.protocol.outcome import Kind
 from asyncmpc.protocol.params import Params
@@ -114,3 +114,15 @@ def test_the_idle_clock_counts_from_when_the_model_owner_last_spoke() -> None:
     assert clock.get_timer() == 130.0 and not clock.expired(129.9) and clock.expired(130.0)
     clock.spoke(125.0)
     assert clock.get_timer() == 155.0 and not clock.expired(130.0)
+
+
+def test_the_contact_clock_gives_up_only_on_tls_failures_before_any_peer_connected() -> None:
+    waiting = ContactClock(limit=30.0, started=100.0)
+    assert waiting.get_timer() == 130.0
+    assert not waiting.expired(129.0, connected=False, refused=True)  # not yet
+    assert not waiting.expired(130.0, connected=False, refused=False)  # peers not up yet: wait on
+    assert waiting.get_timer() == 160.0  # and look again a limit later
+    assert waiting.expired(160.0, connected=False, refused=True)  # by then only TLS failed
+    met = ContactClock(limit=30.0, started=100.0)
+    assert not met.expired(130.0, connected=True, refused=True)  # a peer connected: not its certificate
+    assert met.get_timer() is None and not met.expired(500.0, connected=False, refused=True)
