@@ -87,11 +87,23 @@ class _AboveBar(logging.Handler):
 
 
 def progress_for(stream: IO[str] = sys.stderr, *, quiet: bool = False) -> BarProgress | None:
-    """A bar when ``stream`` is a terminal (and not ``quiet``); None: the model owner's lines."""
+    """A bar when ``stream`` is a terminal (and not ``quiet``); None: the model owner's lines.
+    With a bar, the network layer's comings and goings (``connected to server-0``, ``closed the
+    connection``) are left out of the terminal unless debug lines are on (``-v``): the model
+    owner's own lines say how many players are connected, and a player lost is a warning."""
     isatty = getattr(stream, "isatty", None)
     if quiet or isatty is None or not isatty():
         return None
+    root = logging.getLogger()
+    if root.getEffectiveLevel() > logging.DEBUG:
+        for handler in root.handlers:
+            handler.addFilter(_quiet_network)
     return BarProgress(stream)
+
+
+def _quiet_network(record: logging.LogRecord) -> bool:
+    """Whether a record is shown on the terminal with the bar: not the network layer's INFO."""
+    return not (record.name.startswith("asyncmpc.net.") and record.levelno == logging.INFO)
 
 
 def _fmt(value: float | None) -> str:

@@ -243,8 +243,11 @@ def test_the_model_owner_shows_a_progress_bar_on_a_terminal_and_plain_lines_in_a
             assert (f"{rounds}/{rounds}" in screen and "round/s" in screen) or "s/round" in screen
             assert "loss " in screen and "owners, 3 servers" in screen
             assert f"round {rounds}/{rounds}: loss" not in screen  # the bar, not the lines
+            assert "players connected" in screen  # the model owner's own line
+            assert "connected to server-0" not in screen and "closed the connection" not in screen
         else:
             assert "owners, 3 servers" not in screen
+            assert "connected to server-0" in screen  # a log keeps the network layer's lines
             for t in range(1, rounds + 1):
                 assert f"round {t}/{rounds}: loss" in screen
 
