@@ -66,12 +66,13 @@ def ensure_certs(config: Config, folder: str | Path) -> list[str]:
 
 def command(args: argparse.Namespace) -> int:
     from asyncmpc.errors import ConfigError
+    from asyncmpc.net.pki import MAX_DAYS
 
     action = args.words[0] if args.words and args.words[0] in _ACTIONS else None
     rest = args.words[1:] if action else args.words
     try:
-        if args.days is not None and args.days < 1:
-            raise ConfigError(f"--days: expected a whole number of days >= 1, got {args.days}")
+        if args.days is not None and not 1 <= args.days <= MAX_DAYS:
+            raise ConfigError(f"--days: expected a whole number of days from 1 to {MAX_DAYS}, got {args.days}")
         if action == "sign":
             return _sign(args, rest)
         if len(rest) > 1 or (action and rest):
@@ -164,8 +165,9 @@ def _sign(args: argparse.Namespace, rest: list[str]) -> int:
 
     if len(rest) != 1:
         raise ConfigError("sign needs one argument: the request file (NAME.csr)")
-    config = _config(args, None, required=False)
-    players = None if config is None else frozenset(config.players)
+    config = _config(args, None, required=True)  # the request must name one of its players
+    assert config is not None
+    players = frozenset(config.players)
     cert = sign_request(
         _folder(args, config), rest[0], players=players, out=args.out, days=_days(args), force=args.force
     )

@@ -9,6 +9,7 @@ and the key.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import socket
 import tomllib
@@ -23,6 +24,7 @@ from asyncmpc.config.settings import (
     MAC_ROUNDS,
     MODELS,
     OPTIMIZERS,
+    PLAYER_NAME,
     PRIVACY_MECHANISMS,
     PRIVACY_UNITS,
     SPLITS,
@@ -90,8 +92,6 @@ PRIVACY_KEYS: dict[str, tuple[type, Any]] = {
     "epoch_steps": (int, (1, 1 << 20)),
 }
 PLAYER_KEYS = {"role", "host", "bind", "port", "csv", "label_column"}
-WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", "*"})
-"""Addresses a player may listen on (``bind``) but nobody can dial."""
 
 
 def load_config(path: str | Path) -> Config:
@@ -286,6 +286,11 @@ def _parse_players(table: Any, path: str) -> dict[str, Player]:
     counts = {role: 0 for role in Role}
     for name, entry in table.items():
         where = f"[players.{name}]"
+        if not PLAYER_NAME.fullmatch(name) or name == "ca":
+            raise ConfigError(
+                f"{path}: {where}: a player's name is letters, digits, '.', '_' and '-' (up to 64, not 'ca'): "
+                "it names the player's certificate and files"
+            )
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: {where} must be a table")
         _no_unknown(entry, PLAYER_KEYS, path, where)
@@ -332,7 +337,7 @@ def _address(entry: dict[str, Any], role: Role, path: str, where: str) -> tuple[
     host, bind = entry.get("host", ""), entry.get("bind", "")
     if not isinstance(host, str) or (listens and not host):
         raise ConfigError(f"{path}: {where} host: expected the host name or address others dial, got {host!r}")
-    if host in WILDCARDS:
+    if _unspecified(host):
         raise ConfigError(
             f"{path}: {where} host: {host} is every address of a host and cannot be dialled; put the address "
             f"others dial in host, and {host} in bind to listen on every address"
@@ -347,6 +352,15 @@ def _address(entry: dict[str, Any], role: Role, path: str, where: str) -> tuple[
     if "port" not in entry:
         raise ConfigError(f"{path}: {where} port: missing (a {role} listens)")
     return host, "" if bind in ("", host) else bind, _typed(entry["port"], int, (1, 65535), path, where, "port")
+
+
+def _unspecified(host: str) -> bool:
+    """Whether ``host`` means every address of a host (``0.0.0.0``, ``::``): a player may listen
+    there (``bind``) but nobody can dial it."""
+    try:
+        return host == "*" or ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return host.strip("[]") in {"0", "::0"}
 
 
 @functools.cache

@@ -7,6 +7,7 @@ reads them.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from asyncmpc.errors import ConfigError
 
 __all__ = [
+    "PLAYER_NAME",
     "is_loopback_address",
     "LISTENING_ROLES",
     "Role",
@@ -247,6 +249,10 @@ class Config:
         if p.role != Role.COMPUTE_SERVER or p.index is None:
             raise ConfigError(f"{self.path}: player {name!r} is not a compute server")
         return p.index
+
+
+PLAYER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""What a player's name may be: it names its certificate (a DNS name) and its files."""
 
 
 def is_loopback_address(host: str) -> bool:

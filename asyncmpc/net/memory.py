@@ -115,6 +115,7 @@ class MemoryNode:
         self.greet = greet
         self.peers: dict[str, _Link] = {}
         self.tls_refusals: dict[str, str] = {}
+        self.refused_callers: dict[str, str] = {}
         self.wanted: list[str] = []
         self.shunned: set[str] = set()
         self.inbox: asyncio.Queue[Event] = asyncio.Queue()

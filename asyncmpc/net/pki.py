@@ -32,10 +32,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from asyncmpc.config import Config
+from asyncmpc.config.settings import PLAYER_NAME
 from asyncmpc.errors import ConfigError
 
 __all__ = [
     "DAYS",
+    "MAX_DAYS",
     "WARN_DAYS",
     "CertInfo",
     "make_ca",
@@ -48,6 +50,8 @@ __all__ = [
 
 DAYS = 365
 """Default validity of the CA and of player certificates (``asyncmpc certs --days``)."""
+MAX_DAYS = 36500
+"""The longest validity ``--days`` may ask for."""
 WARN_DAYS = 30
 """A certificate this close to expiring is warned about (``check``, and at a player's start)."""
 _BACKDATE = datetime.timedelta(minutes=5)
@@ -172,6 +176,8 @@ def make_ca(directory: str | Path, title: str, *, days: int = DAYS, force: bool 
 def make_request(directory: str | Path, name: str, *, force: bool = False) -> Path:
     """Write ``NAME.key`` (0600) and ``NAME.csr`` (a signing request naming ``name``) in
     ``directory``: the key never leaves this host. The request's path."""
+    if not PLAYER_NAME.fullmatch(name) or name == "ca":
+        raise ConfigError(f"{name!r} is not a player's name (letters, digits, '.', '_' and '-', not 'ca')")
     out = _folder(directory)
     key_path, csr_path = out / f"{name}.key", out / f"{name}.csr"
     _refuse_existing([key_path, csr_path], force)
@@ -198,15 +204,16 @@ def sign_request(
     ca_dir: str | Path,
     request: str | Path,
     *,
-    players: frozenset[str] | None = None,
+    players: frozenset[str],
     out: str | Path | None = None,
     days: int = DAYS,
     force: bool = False,
 ) -> Path:
     """Sign the request at ``request`` with the CA in ``ca_dir``: write ``NAME.pem`` in ``out``
     (default: beside the request). Only the request's public key and common name are used,
-    after its signature is checked (it proves the requester holds the key); ``players``, when
-    given, are the names the deployment has. The certificate's path."""
+    after its signature is checked (it proves the requester holds the key), and only for one
+    of ``players`` (the deployment's names, which are also safe file names) whose name the
+    request's file bears. The certificate's path."""
     path = Path(request)
     try:
         csr = x509.load_pem_x509_csr(path.read_bytes())
@@ -217,13 +224,16 @@ def sign_request(
     if not csr.is_signature_valid:
         raise ConfigError(f"{path}: the request's signature does not verify (damaged, or not made with its key)")
     name = _requested_name(csr, path)
-    if players is not None and name not in players:
+    if name not in players:
         raise ConfigError(f"{path}: requests a certificate for {name!r}, which is not a player of the deployment")
+    if path.stem != name:  # so that an operator signs what the file name says
+        raise ConfigError(f"{path}: requests a certificate for {name!r}, not {path.stem!r}: rename it if that is meant")
     public = csr.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise ConfigError(f"{path}: the request's key is not an elliptic-curve key")
     folder = Path(ca_dir)
     ca_key, ca_cert = _read_key(folder / "ca.key"), _read_cert(folder / "ca.pem")
+    _check_ca(ca_cert, folder / "ca.pem")
     target = Path(out) if out is not None else path.parent
     cert_path = target / f"{name}.pem"
     _refuse_existing([cert_path], force)
@@ -303,11 +313,27 @@ def read_certificate(path: str | Path) -> CertInfo:
     return CertInfo(Path(path), _names(cert), cert.not_valid_after_utc)
 
 
+def _check_ca(cert: x509.Certificate, path: Path) -> None:
+    """ConfigError unless ``cert`` is a CA certificate valid now."""
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise ConfigError(f"{path} is not a CA certificate (is it a player's?); copy the deployment's ca.pem here")
+    now = datetime.datetime.now(datetime.UTC)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise ConfigError(
+            f"{path}: the deployment CA is {CertInfo(path, frozenset(), cert.not_valid_after_utc).expiry()}"
+        )
+
+
 def own_certificate(ca: Path, cert_path: Path, key_path: Path, name: str) -> CertInfo:
     """Check player ``name``'s own files before it starts: the certificate is signed by the
     CA in ``ca``, names ``name``, is valid now, and belongs to the key. ConfigError in one line
     saying which does not hold."""
     ca_cert, cert = _read_cert(ca), _read_cert(cert_path)
+    _check_ca(ca_cert, ca)
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):

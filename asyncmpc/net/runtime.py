@@ -47,13 +47,18 @@ from asyncmpc.net.transport import Event, Greeting
 from asyncmpc.protocol.events import check_sender
 from asyncmpc.wire.messages import PROTOCOL_VERSION, Hello, Message, Refusal, Reject
 
-__all__ = ["Event", "Node", "dial_targets", "may_dial", "run"]  # run: from net.loop, where it lives
+__all__ = ["MAX_REFUSED", "Event", "Node", "dial_targets", "may_dial", "run"]  # run: from net.loop, where it lives
 
 log = logging.getLogger(__name__)
 
 LARGE_BODY_BYTES = 32 << 20
 """How many bytes of large frame bodies a connection buffers at once (see ``BodyBudget``); one
 body larger than this is still read, alone (within its sender's frame cap)."""
+
+
+MAX_REFUSED = 256
+"""Hosts whose failed TLS handshakes a listener remembers (their first failure is logged as a
+warning, repeats at debug level); beyond that, each failure is a warning."""
 
 
 class Node:
@@ -128,15 +133,22 @@ class Node:
 
     @property
     def tls_refusals(self) -> Mapping[str, str]:
-        """Hosts whose every handshake with this listener failed, and players this node could not
-        dial for TLS reasons, each with why."""
-        return {**self._refused, **self._dialer.tls_failures}
+        """Players this node dialled at their configured address whose TLS failed, each with
+        why (only these: anyone can fail a handshake with a listener)."""
+        return self._dialer.tls_failures
+
+    @property
+    def refused_callers(self) -> Mapping[str, str]:
+        """Hosts whose every TLS handshake with this listener failed so far, each with why."""
+        return self._refused
 
     def refused(self, host: str, reason: str) -> None:
         """A TLS handshake from ``host`` failed: logged as a warning the first time for that host
-        and reason, at debug level after that (a peer retries every few seconds)."""
+        and reason, at debug level after that (a peer retries every few seconds); at most
+        ``MAX_REFUSED`` hosts are remembered."""
         again = self._refused.get(host) == reason
-        self._refused[host] = reason
+        if again or host in self._refused or len(self._refused) < MAX_REFUSED:
+            self._refused[host] = reason
         self.log.log(logging.DEBUG if again else logging.WARNING, "refused TLS connection from %s: %s", host, reason)
 
     def accepted_tls(self, host: str) -> None:

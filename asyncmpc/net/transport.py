@@ -40,8 +40,12 @@ class Transport(Protocol):
 
     @property
     def tls_refusals(self) -> Mapping[str, str]:
-        """Why TLS failed with connections from each address (host) whose every handshake
-        failed so far; empty where there is no TLS."""
+        """Players this one dials whose TLS failed, each with why; empty where there is no TLS."""
+        ...
+
+    @property
+    def refused_callers(self) -> Mapping[str, str]:
+        """Hosts whose every TLS handshake with this listener failed so far, each with why."""
         ...
 
     def logger(self, name: str) -> logging.LoggerAdapter[logging.Logger]:

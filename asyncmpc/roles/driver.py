@@ -20,8 +20,9 @@ __all__ = ["ModelOwnerWatch", "RoundMachine", "drive_round", "post_all", "send_a
 class ModelOwnerWatch:
     """What data owners and servers wait on: the next event, as long as the model owner has
     spoken within ``idle_timeout`` (``deadlines.IdleClock``; absent or silent longer:
-    PeerLost, one line), and some peer could connect within ``connect_timeout`` unless only
-    TLS failures were seen (``deadlines.ContactClock``)."""
+    PeerLost, one line), and, while no peer has connected, as long as TLS with the players this
+    one dials has not failed for ``connect_timeout`` (``deadlines.ContactClock``). Callers whose
+    TLS fails only earn one warning: anyone can make a handshake fail."""
 
     def __init__(self, node: Transport) -> None:
         self.node = node
@@ -30,6 +31,7 @@ class ModelOwnerWatch:
         now = self._loop.time()
         self.clock = IdleClock(node.config.protocol.idle_timeout, now)
         self.contact = ContactClock(node.config.protocol.connect_timeout, now)
+        self._told = False
 
     async def recv(self) -> tuple[str, Message | None]:
         while True:
@@ -47,12 +49,24 @@ class ModelOwnerWatch:
     def _expired(self) -> None:
         """PeerLost if a deadline passed; else (the contact clock is done) wait on."""
         node, now = self.node, self._loop.time()
+        limit = self.contact.limit
+        due = not self.contact.met and now >= self.contact.started + limit
         if self.contact.expired(now, connected=bool(node.peers), refused=bool(node.tls_refusals)):
-            address, reason = next(iter(node.tls_refusals.items()))
+            first = next(iter(node.tls_refusals.values())).removeprefix(f"{node.name}: ")
             raise PeerLost(
-                f"{node.name}: no player could connect within {self.contact.limit:g}s ([protocol] connect_timeout), "
-                f"and TLS failed with {len(node.tls_refusals)} address(es), first {address}: {reason}; check that "
-                "this player's ca.pem is the deployment CA's and its certificate is signed by it"
+                f"{node.name}: no player could connect within {limit:g}s ([protocol] connect_timeout): {first}"
+            )
+        if due and not self.contact.met and node.refused_callers and not self._told:
+            self._told = True  # callers are not authenticated: say it once, and wait on
+            host, reason = next(iter(node.refused_callers.items()))
+            node.logger(__name__).warning(
+                "no player has connected within %gs, and TLS failed with %d caller(s), first %s: %s; if they are "
+                "this deployment's players, check that this player's ca.pem is the deployment CA's and its "
+                "certificate is signed by it",
+                limit,
+                len(node.refused_callers),
+                host,
+                reason,
             )
         if self.clock.expired(now):
             state = "silent" if self.model_owner in node.peers else "absent"

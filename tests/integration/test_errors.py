@@ -182,25 +182,50 @@ def test_a_player_with_another_cas_files_is_named_by_the_one_that_dials_it(
     wait_until(lambda: "refused TLS connection from 127.0.0.1" in procs.log("server-0"), 10, "server-0's log")
 
 
-def test_a_server_that_no_player_can_talk_to_reports_it_once_and_gives_up(tmp_path: Path, procs: Players) -> None:
+def test_a_server_whose_peers_all_refuse_its_ca_gives_up_and_the_peer_reports_it_once(
+    tmp_path: Path, procs: Players
+) -> None:
     from asyncmpc.config import load_config
     from asyncmpc.net.pki import make_certs
 
-    config = write_config(tmp_path, owners=2, tls=True, protocol="connect_timeout = 4.0")
-    make_certs(load_config(config), tmp_path / "other")  # server-0 has another deployment's CA and files
+    ports = free_ports(4)
+    config = write_config(tmp_path, owners=2, ports=ports, tls=True, protocol="connect_timeout = 4.0")
+    make_certs(load_config(config), tmp_path / "other")  # server-1 has another deployment's CA and files
     other = tmp_path / "hosts-other.toml"
     other.write_text(config.read_text().replace('dir = "certs"', 'dir = "other"'))
-    procs.start_role(other, "server-0")
+    procs.start_role(config, "server-0")
     wait_until(lambda: "listening on" in procs.log("server-0"), 30, "server-0 to listen")
-    for name in ("server-1", "server-2"):  # they dial server-0, again and again, and are refused
-        procs.start_role(config, name)
+    procs.start_role(other, "server-1")  # it dials server-0, again and again, and TLS fails
+    assert procs.wait("server-1", 60) == 2
+    last = procs.log("server-1").rstrip().splitlines()[-1]
+    assert last == (
+        "asyncmpc: server-1: no player could connect within 4s ([protocol] connect_timeout): TLS with server-0 "
+        f"at 127.0.0.1:{ports[1]} failed: its certificate is not signed by this deployment's CA (certificate "
+        "signature failure); " + _CERTS
+    )
+    log = procs.log("server-0")
+    assert log.count("WARNING asyncmpc.net.runtime: refused TLS connection from 127.0.0.1") == 1
+    assert procs.procs["server-0"].poll() is None  # callers that fail TLS do not make a player give up
+
+
+def test_a_stranger_that_fails_tls_is_reported_once_and_does_not_stop_a_waiting_server(
+    tmp_path: Path, procs: Players
+) -> None:
+    ports = free_ports(4)
+    config = write_config(
+        tmp_path, owners=2, ports=ports, tls=True, protocol="connect_timeout = 2.0\nidle_timeout = 8.0"
+    )
+    procs.start_role(config, "server-0")
+    wait_until(lambda: "listening on" in procs.log("server-0"), 30, "server-0 to listen")
+    for _ in range(3):  # knocks: a connection closed before the TLS handshake
+        socket.create_connection(("127.0.0.1", ports[1]), timeout=5).close()
     assert procs.wait("server-0", 60) == 2
     log = procs.log("server-0")
-    last = log.rstrip().splitlines()[-1]
-    assert last.startswith("asyncmpc: server-0: no player could connect within 4s ([protocol] connect_timeout)")
-    assert "first 127.0.0.1: it closed the connection during the handshake" in last
-    assert last.endswith("check that this player's ca.pem is the deployment CA's and its certificate is signed by it")
-    assert log.count("WARNING asyncmpc.net.runtime: refused TLS connection from 127.0.0.1") == 1
+    assert "no player has connected within 2s, and TLS failed with 1 caller(s), first 127.0.0.1" in log
+    assert (
+        log.rstrip().splitlines()[-1]
+        == "asyncmpc: server-0: the model owner was absent for 8s ([protocol] idle_timeout)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,10 @@ def test_a_good_file_parses() -> None:
             lambda t: t + '\n[players.data-owner-9]\nrole = "data-owner"\nhost = "127.0.0.1"\nport = 5\n',
             r"\[players.data-owner-9\] port: a data owner does not listen",
         ),
+        (
+            lambda t: t.replace("[players.data-owner-1]", '[players."../data-owner-1"]'),
+            r"\[players\.\.\./data-owner-1\]: a player's name is letters, digits",
+        ),
         (lambda t: t.replace("[protocol]", "[protocol"), r"not valid TOML"),
         (lambda t: t.replace("[players.server-2]", "[unused]"), r"top level: unknown key 'unused'"),
     ],

@@ -4,6 +4,7 @@ its own files."""
 from __future__ import annotations
 
 import datetime
+import shutil
 import stat
 from pathlib import Path
 
@@ -44,9 +45,9 @@ def test_nothing_is_overwritten_without_force(tmp_path: Path) -> None:
     make_request(tmp_path, "server-0")
     with pytest.raises(ConfigError, match=r"server-0\.key exists already"):
         make_request(tmp_path, "server-0")
-    sign_request(tmp_path, tmp_path / "server-0.csr")
+    sign_request(tmp_path, tmp_path / "server-0.csr", players=PLAYERS)
     with pytest.raises(ConfigError, match=r"server-0\.pem exists already"):
-        sign_request(tmp_path, tmp_path / "server-0.csr")
+        sign_request(tmp_path, tmp_path / "server-0.csr", players=PLAYERS)
     assert (tmp_path / "ca.pem").read_bytes() == before
     make_ca(tmp_path, "test", force=True)
     assert (tmp_path / "ca.pem").read_bytes() != before
@@ -83,6 +84,13 @@ def test_signing_refuses_a_stranger_a_forged_request_and_ignores_what_a_request_
     cert_path = sign_request(tmp_path, tmp_path / "h" / "server-0.csr", players=PLAYERS)
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    # a request whose file says another player than it asks for, or a name that is not a player
+    shutil.copy(tmp_path / "h" / "server-0.csr", tmp_path / "h" / "server-1.csr")
+    with pytest.raises(ConfigError, match=r"requests a certificate for 'server-0', not 'server-1': rename it"):
+        sign_request(tmp_path, tmp_path / "h" / "server-1.csr", players=PLAYERS, out=tmp_path / "o")
+    with pytest.raises(ConfigError, match=r"'\.\./escaped' is not a player's name"):
+        make_request(tmp_path / "h", "../escaped")
+    assert not (tmp_path / "escaped.key").exists()
     forged = bytearray(csr.public_bytes(serialization.Encoding.DER))
     forged[-3] ^= 1  # the signature no longer verifies
     forged_csr = x509.load_der_x509_csr(bytes(forged))
@@ -109,6 +117,9 @@ def test_a_player_refuses_to_start_with_another_players_another_cas_or_a_mismatc
     (tmp_path / "a" / "other.pem").write_bytes((tmp_path / "b" / "server-0.pem").read_bytes())
     with pytest.raises(ConfigError, match=r"other\.pem is not signed by the deployment CA"):
         _own(tmp_path / "a", "server-0", cert="other")
+    shutil.copy(tmp_path / "a" / "server-1.pem", tmp_path / "a" / "ca.pem")  # a player's certificate as the CA's
+    with pytest.raises(ConfigError, match=r"ca\.pem is not a CA certificate"):
+        _own(tmp_path / "a", "server-0")
 
 
 def test_an_expired_certificate_is_refused_at_start(tmp_path: Path) -> None:
