@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""What the norm check's wrap-around test costs a compute server (``crypto.projections``).
+
+A server holds two of the three components of every owner's vector and projects each onto the
+round's K ternary rows (one draw of the matrix for all owners). This times, in one process and
+one run, interleaved: drawing the matrix and projecting ``--owners`` owners' two components
+(``project``), against what a server does with them in an unchecked round's sum (adding the
+components into the running sums: one pass per component). The median of ``--repeat`` runs.
+
+Usage: bench_normcheck.py [--d 10000 1000000] [--owners 3 10] [--k 48] [--repeat 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+
+from asyncmpc.crypto.prf import new_seed
+from asyncmpc.crypto.projections import K, project
+
+
+def _time(fn: object, repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()  # type: ignore[operator]
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+def measure(d: int, owners: int, k: int, repeat: int) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(-(2**63), 2**63, d, dtype=np.int64) for _ in range(2 * owners)]
+    sums = [np.zeros(d, dtype=np.int64), np.zeros(d, dtype=np.int64)]
+
+    def summed() -> None:
+        for i, part in enumerate(parts):
+            np.add(sums[i % 2], part, out=sums[i % 2])
+
+    def projected() -> None:
+        project(new_seed(), k, parts)
+
+    summed()
+    projected()  # warm up both
+    return {"d": d, "owners": owners, "sum_ms": 1e3 * _time(summed, repeat), "check_ms": 1e3 * _time(projected, repeat)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--d", type=int, nargs="+", default=[10_000, 1_000_000], help="vector lengths (default: 10^4 10^6)"
+    )
+    parser.add_argument("--owners", type=int, nargs="+", default=[3, 10], help="owners per round (default: 3 10)")
+    parser.add_argument("--k", type=int, default=K, help=f"projections (default: {K})")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure, median (default: 5)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    args = parser.parse_args()
+    for d in args.d:
+        for owners in args.owners:
+            row = measure(d, owners, args.k, args.repeat)
+            if args.json:
+                print(json.dumps(row))
+            else:
+                print(
+                    f"d = {d:>9,}, {owners:>3} owners: sum {row['sum_ms']:8.2f} ms, wrap-around projections "
+                    f"{row['check_ms']:8.2f} ms ({args.k} rows, two components per owner)"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
