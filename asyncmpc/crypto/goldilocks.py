@@ -1,0 +1,82 @@
+"""The prime field F_q, q = 2^64 - 2^32 + 1 ("Goldilocks"), vectorised over numpy uint64 (pure).
+
+The norm check's proof needs random challenges from a large field (docs/normcheck.md); this one
+holds 64-bit words almost whole, so a ring element's centred value (|x~| < 2^63 < q / 2) is an
+element exactly, and 2^64 = 2^32 - 1, 2^96 = -1 (mod q) make reduction cheap: a 128-bit
+product hi * 2^64 + lo reduces to lo - (hi >> 32) + (hi mod 2^32)(2^32 - 1), the reduction of
+Plonky2 and of Prio3's Field64 (draft-irtf-cfrg-vdaf, section 6.1). Elements are uint64 arrays
+with values in [0, q); every function takes and returns such arrays (or Python ints for
+scalars, where the sizes are small).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Q", "FieldArray", "add", "centred", "from_signed", "mul", "neg", "sub"]
+
+FieldArray = NDArray[np.uint64]
+Q = (1 << 64) - (1 << 32) + 1
+_Q = np.uint64(Q)
+_EPSILON = np.uint64((1 << 32) - 1)
+"""2^64 mod q."""
+_LOW32 = np.uint64(0xFFFFFFFF)
+_32 = np.uint64(32)
+
+
+def _canonical(x: FieldArray) -> FieldArray:
+    """x mod q for x in [0, 2^64)."""
+    return np.where(x >= _Q, x - _Q, x)
+
+
+def add(a: FieldArray, b: FieldArray) -> FieldArray:
+    s = a + b  # wraps when a + b >= 2^64; then the true sum is s + 2^64 = s + (2^32 - 1) mod q
+    s = np.where(s < a, s + _EPSILON, s)
+    return _canonical(s)
+
+
+def neg(a: FieldArray) -> FieldArray:
+    return np.where(a == 0, a, _Q - a)
+
+
+def sub(a: FieldArray, b: FieldArray) -> FieldArray:
+    return add(a, neg(b))
+
+
+def mul(a: FieldArray, b: FieldArray) -> FieldArray:
+    """a * b mod q, elementwise, for a and b in [0, q)."""
+    a0, a1 = a & _LOW32, a >> _32
+    b0, b1 = b & _LOW32, b >> _32
+    ll, hh = a0 * b0, a1 * b1
+    mid = a0 * b1
+    cross = a1 * b0
+    mid = mid + cross
+    carry_mid = (mid < cross).astype(np.uint64)  # mid wrapped past 2^64: 2^96 more in all
+    lo = ll + (mid << _32)
+    carry_lo = (lo < ll).astype(np.uint64)
+    hi = hh + (mid >> _32) + (carry_mid << _32) + carry_lo  # < 2^64, since a * b < 2^128
+    return _reduce(hi, lo)
+
+
+def _reduce(hi: FieldArray, lo: FieldArray) -> FieldArray:
+    """(hi * 2^64 + lo) mod q, with 2^64 = 2^32 - 1 and 2^96 = -1 (mod q)."""
+    hi_hi, hi_lo = hi >> _32, hi & _LOW32
+    t0 = lo - hi_hi
+    t0 = np.where(lo < hi_hi, t0 - _EPSILON, t0)  # borrowed 2^64 = 2^32 - 1
+    t1 = hi_lo * _EPSILON
+    r = t0 + t1
+    r = np.where(r < t1, r + _EPSILON, r)  # carried 2^64
+    return _canonical(r)
+
+
+def from_signed(x: NDArray[np.int64]) -> FieldArray:
+    """The field elements of signed 64-bit integers (x~ mod q: exact, since |x~| <= 2^63 < q)."""
+    u = x.view(np.uint64)
+    # a negative x is the word 2^64 + x, and x = word - 2^64 = word - (2^32 - 1) (mod q)
+    return np.where(x < 0, add(_canonical(u), neg(np.full_like(u, _EPSILON))), _canonical(u))
+
+
+def centred(a: FieldArray) -> NDArray[np.object_]:
+    """The elements as Python integers in (-q/2, q/2) (for checks and tests; not vectorised)."""
+    return np.array([int(v) - Q if int(v) > Q // 2 else int(v) for v in a.reshape(-1)], dtype=object).reshape(a.shape)
