@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Q", "FieldArray", "add", "centred", "from_signed", "mul", "neg", "sub"]
+__all__ = ["Q", "FieldArray", "add", "centred", "from_signed", "mul", "neg", "sub", "total"]
 
 FieldArray = NDArray[np.uint64]
 Q = (1 << 64) - (1 << 32) + 1
@@ -68,6 +68,15 @@ def _reduce(hi: FieldArray, lo: FieldArray) -> FieldArray:
     r = t0 + t1
     r = np.where(r < t1, r + _EPSILON, r)  # carried 2^64
     return _canonical(r)
+
+
+def total(a: FieldArray) -> FieldArray:
+    """The sum mod q along the last axis (pairwise, so every step is one vectorised add)."""
+    while a.shape[-1] > 1:
+        if a.shape[-1] % 2:
+            a = np.concatenate([a, np.zeros((*a.shape[:-1], 1), dtype=np.uint64)], axis=-1)
+        a = add(a[..., 0::2], a[..., 1::2])
+    return a[..., 0]
 
 
 def from_signed(x: NDArray[np.int64]) -> FieldArray:

@@ -1,0 +1,89 @@
+"""The fully linear proof of a sum of squares (``crypto.flp``)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asyncmpc.crypto import goldilocks as gf
+from asyncmpc.crypto.flp import Layout, Proof, Query, accept, ntt, prove, query
+from asyncmpc.crypto.goldilocks import Q
+
+
+def _field(values: list[int]) -> np.ndarray:
+    return np.array([v % Q for v in values], dtype=np.uint64)
+
+
+def _random(n: int) -> np.ndarray:
+    return gf.from_signed(np.frombuffer(os.urandom(8 * n), dtype=np.int64).copy()) if n else np.zeros(0, np.uint64)
+
+
+def _r() -> int:
+    return int.from_bytes(os.urandom(8), "big") % Q
+
+
+def _parts(v: np.ndarray, k: int = 3) -> list[np.ndarray]:
+    """k additive parts of v over F_q."""
+    parts = [_random(v.size) for _ in range(k - 1)]
+    last = v
+    for part in parts:
+        last = gf.sub(last, part)
+    return [*parts, last]
+
+
+def _sum_queries(queries: list[Query]) -> Query:
+    wires = queries[0].wires
+    for q in queries[1:]:
+        wires = gf.add(wires, q.wires)
+    return Query(wires, sum(q.p_at_r for q in queries) % Q, sum(q.sum_check for q in queries) % Q)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, Q - 1), min_size=1, max_size=16).map(lambda v: v + [0] * (16 - len(v))))
+def test_a_transform_and_its_inverse_are_the_identity_and_evaluate_the_polynomial(coefficients: list[int]) -> None:
+    c = _field(coefficients)
+    values = ntt(c)
+    assert ntt(values, inverse=True).tolist() == c.tolist()
+    w = pow(7, (Q - 1) // 16, Q)
+    assert values.tolist() == [sum(a * pow(w, j * k, Q) for k, a in enumerate(coefficients)) % Q for j in range(16)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 1000, 4097])
+def test_an_honest_proof_is_accepted_on_shares_and_a_wrong_sum_is_not(n: int) -> None:
+    x = gf.from_signed(np.random.default_rng(n).integers(-(2**20), 2**20, n))
+    s = sum(int(v) ** 2 for v in gf.centred(x).tolist()) % Q
+    layout = Layout.of(n)
+    proof = prove(x, _random(layout.wires))
+    r = _r()
+    assert accept(query(layout, x, proof, s, r))
+    # the same on three additive parts of (x, proof, S), as the servers hold them
+    x_parts, pi_parts = _parts(x), _parts(proof.flat())
+    s_parts = [_r(), _r()]
+    s_parts.append((s - sum(s_parts)) % Q)
+    queries = [
+        query(layout, xp, Proof.of_flat(layout, pp), sp, r)
+        for xp, pp, sp in zip(x_parts, pi_parts, s_parts, strict=True)
+    ]
+    assert accept(_sum_queries(queries))
+    assert not accept(query(layout, x, proof, (s + 1) % Q, r))
+
+
+def test_a_prover_that_claims_a_smaller_sum_of_squares_is_caught() -> None:
+    n = 400
+    x = gf.from_signed(np.full(n, 2**30, dtype=np.int64))  # squares sum to 400 * 2^60, wrapping mod q
+    true = sum(int(v) ** 2 for v in gf.centred(x).tolist()) % Q
+    claimed = 12345
+    layout = Layout.of(n)
+    honest = prove(x, _random(layout.wires))
+    assert not accept(query(layout, x, honest, claimed, _r()))  # the sum check fails
+    # a forged p that passes the sum check: add to p a polynomial summing to claimed - true over the chunks
+    forged_p = honest.p.copy()
+    shift = (claimed - true) * pow(layout.chunks, Q - 2, Q) % Q
+    forged_p[0] = (int(forged_p[0]) + shift) % Q  # a constant: each chunk point gains shift
+    forged = Proof(honest.blinds, forged_p)
+    assert query(layout, x, forged, claimed, _r()).sum_check == 0
+    assert not any(accept(query(layout, x, forged, claimed, _r())) for _ in range(20))
