@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""What the norm check's wrap-around test costs a compute server (``crypto.projections``).
+"""What the norm check's pieces cost: the wrap-around test for a compute server
+(``crypto.projections``) and the proof of the squared norm (``crypto.flp``).
 
 A server holds two of the three components of every owner's vector and projects each onto the
 round's K ternary rows (one draw of the matrix for all owners). This times, in one process and
 one run, interleaved: drawing the matrix and projecting ``--owners`` owners' two components
 (``project``), against what a server does with them in an unchecked round's sum (adding the
-components into the running sums: one pass per component). The median of ``--repeat`` runs.
+components into the running sums: one pass per component); and, for one owner's vector of d
+elements, the owner's time to prove its sum of squares and one server's queries on one part.
+The median of ``--repeat`` runs.
 
 Usage: bench_normcheck.py [--d 10000 1000000] [--owners 3 10] [--k 48] [--repeat 5] [--json]
 """
@@ -23,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from asyncmpc.crypto import goldilocks as gf
+from asyncmpc.crypto.flp import Layout, prove, query
 from asyncmpc.crypto.prf import new_seed
 from asyncmpc.crypto.projections import K, project
 
@@ -53,6 +58,18 @@ def measure(d: int, owners: int, k: int, repeat: int) -> dict[str, float]:
     return {"d": d, "owners": owners, "sum_ms": 1e3 * _time(summed, repeat), "check_ms": 1e3 * _time(projected, repeat)}
 
 
+def measure_proof(d: int, repeat: int) -> dict[str, float]:
+    x = gf.from_signed(np.random.default_rng(0).integers(-(2**20), 2**20, d))
+    layout = Layout.of(d)
+    blinds = gf.from_signed(np.random.default_rng(1).integers(-(2**63), 2**63, layout.wires))
+    proof = prove(x, blinds)
+    return {
+        "d": d,
+        "prove_ms": 1e3 * _time(lambda: prove(x, blinds), repeat),
+        "query_ms": 1e3 * _time(lambda: query(layout, x, proof, 0, 123456789), repeat),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -73,6 +90,14 @@ def main() -> int:
                     f"d = {d:>9,}, {owners:>3} owners: sum {row['sum_ms']:8.2f} ms, wrap-around projections "
                     f"{row['check_ms']:8.2f} ms ({args.k} rows, two components per owner)"
                 )
+        proof = measure_proof(d, args.repeat)
+        if args.json:
+            print(json.dumps(proof))
+        else:
+            print(
+                f"d = {d:>9,}: the owner proves its sum of squares in {proof['prove_ms']:8.2f} ms, a server queries "
+                f"one part in {proof['query_ms']:8.2f} ms"
+            )
     return 0
 
 

@@ -25,7 +25,7 @@ E e^{t r} = cosh^2(t/2) <= e^{t^2/4}). With K = 48 and alpha = 7: soundness 2^-4
 vector fails with probability about 2^-64.
 
 Projections are computed exactly with float64 matrix products: r has entries in {-1, 0, 1},
-x is split into two 32-bit limbs, and a block of at most 2^13 columns sums to below 2^46, well
+x is split into two 32-bit limbs, and a block of at most 2^14 columns sums to below 2^47, well
 inside float64's 53 bits; the limbs are recombined mod 2^64. Each entry is a - b for two
 keystream bits a, b under the round's coin (``prf`` AES-CTR), so every server that holds the
 coin draws the same projections.
@@ -50,8 +50,8 @@ K = 48
 ALPHA = 7.0
 """T = ceil(ALPHA * B): an honest vector fails one of K projections with probability
 2 K e^{-ALPHA^2}, about 2^-64."""
-BLOCK = 1 << 13
-"""Columns per matrix product: a block's partial sums stay below 2^(13 + 32) < 2^53."""
+BLOCK = 1 << 14
+"""Columns per matrix product: a block's partial sums stay below 2^(14 + 32) < 2^53."""
 _NO_WRAP = 8.6
 """A vector that passes all K projections has norm at most this many T (but with 2^-K)."""
 
