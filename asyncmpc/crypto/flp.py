@@ -1,7 +1,10 @@
 """A fully linear proof that a shared vector's squares sum to a shared value (pure; the norm
 check's exact step, docs/normcheck.md).
 
-Statement: sum_k x_k^2 = S over F_q (Goldilocks), for x in F_q^n. The proof is the one of
+Statement: sum_k x_k^2 = S over F_q (Goldilocks), for x in F_q^n; or, for two vectors a and c,
+sum_k a_k c_k = S (the bit check: a = rho b and c = b for public random rho, with S the linear
+sum_k rho_k b_k, holds for all b in {0, 1}^n and otherwise only with probability 1/q). The
+proof is the one of
 Boneh, Boyle, Corrigan-Gibbs, Gilboa, Ishai ("Zero-Knowledge Proofs on Secret-Shared Data via
 Fully Linear PCPs", CRYPTO 2019, section 4: a ParallelSum of inner-product gadgets), as Prio3's
 and PINE's circuits use it:
@@ -80,31 +83,47 @@ def ntt(values: FieldArray, *, inverse: bool = False) -> FieldArray:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """How an n-vector is cut: ``wires`` per chunk, ``chunks`` chunks, domain size ``n_h``."""
+    """How ``vectors`` (1: squares; 2: an inner product) n-vectors are cut: ``wires`` per chunk
+    and vector, ``chunks`` chunks, domain size ``n_h``."""
 
     n: int
     wires: int
     chunks: int
     n_h: int
+    vectors: int = 1
 
     @classmethod
-    def of(cls, n: int) -> Layout:
+    def of(cls, n: int, vectors: int = 1) -> Layout:
+        if vectors not in (1, 2):
+            raise ValueError(f"a proof of squares (1 vector) or of an inner product (2), not {vectors}")
         wires = max(1, math.isqrt(n))
         chunks = -(-n // wires)
-        return cls(n, wires, chunks, 1 << chunks.bit_length())  # n_h > chunks
+        return cls(n, wires, chunks, 1 << chunks.bit_length(), vectors)  # n_h > chunks
+
+    @property
+    def blinds(self) -> int:
+        return self.vectors * self.wires
 
     @property
     def proof_size(self) -> int:
-        return self.wires + 2 * self.n_h - 1
+        return self.blinds + 2 * self.n_h - 1
 
     def table(self, x: FieldArray, blinds: FieldArray) -> FieldArray:
-        """The (wires, n_h) values of the wire polynomials on H: blinds, chunks, zeros."""
-        padded = np.zeros(self.chunks * self.wires, dtype=np.uint64)
-        padded[: self.n] = x
-        values = np.zeros((self.wires, self.n_h), dtype=np.uint64)
+        """The (vectors x wires, n_h) values of the wire polynomials on H: blinds, chunks, zeros."""
+        rows = x.reshape(self.vectors, self.n)
+        padded = np.zeros((self.vectors, self.chunks * self.wires), dtype=np.uint64)
+        padded[:, : self.n] = rows
+        values = np.zeros((self.blinds, self.n_h), dtype=np.uint64)
         values[:, 0] = blinds
-        values[:, 1 : self.chunks + 1] = padded.reshape(self.chunks, self.wires).T
+        chunked = padded.reshape(self.vectors, self.chunks, self.wires).transpose(0, 2, 1)
+        values[:, 1 : self.chunks + 1] = chunked.reshape(self.blinds, self.chunks)
         return values
+
+    def gadget(self, wires: FieldArray) -> FieldArray:
+        """The gadget's terms on wire values (rows): f_i^2, or f_i g_i for the two vectors' wires."""
+        if self.vectors == 1:
+            return gf.mul(wires, wires)
+        return gf.mul(wires[: self.wires], wires[self.wires :])
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,22 +140,19 @@ class Proof:
     def of_flat(cls, layout: Layout, flat: FieldArray) -> Proof:
         if flat.shape != (layout.proof_size,):
             raise ValueError(f"a proof of {flat.shape} elements, expected {layout.proof_size}")
-        return cls(flat[: layout.wires], flat[layout.wires :])
+        return cls(flat[: layout.blinds], flat[layout.blinds :])
 
 
 def prove(x: FieldArray, blinds: FieldArray) -> Proof:
-    """The proof for ``x`` (and S = its sum of squares), with random ``blinds`` (one per wire,
-    uniform in F_q, from a secure source)."""
-    layout = Layout.of(x.size)
-    coefficients = ntt(layout.table(x, blinds), inverse=True)  # (wires, n_h)
-    wide = np.zeros((layout.wires, 2 * layout.n_h), dtype=np.uint64)
+    """The proof for ``x`` (n,: S = its sum of squares; or (2, n): S = the rows' inner
+    product), with random ``blinds`` (one per wire of each vector, uniform in F_q, from a secure
+    source)."""
+    layout = Layout.of(x.shape[-1], 1 if x.ndim == 1 else x.shape[0])
+    coefficients = ntt(layout.table(x, blinds), inverse=True)  # (blinds, n_h)
+    wide = np.zeros((layout.blinds, 2 * layout.n_h), dtype=np.uint64)
     wide[:, : layout.n_h] = coefficients
-    on_double = ntt(wide)
-    squares = gf.mul(on_double, on_double)
-    total = squares[0]
-    for row in squares[1:]:
-        total = gf.add(total, row)
-    p = ntt(total, inverse=True)[: 2 * layout.n_h - 1]
+    terms = layout.gadget(ntt(wide))
+    p = ntt(gf.total(terms.T), inverse=True)[: 2 * layout.n_h - 1]
     return Proof(blinds, p)
 
 
@@ -157,7 +173,7 @@ class Query:
     """What a server computes from its part of (x, proof, S) at r, and opens: linear in those."""
 
     wires: FieldArray
-    """f_i(r) for every wire."""
+    """f_i(r) for every wire of every vector."""
     p_at_r: int
     sum_check: int
     """sum_{l=1..L} p(w^l) - S."""
@@ -176,7 +192,7 @@ def query(layout: Layout, x: FieldArray, proof: Proof, s: int, r: int) -> Query:
     return Query(wires, p_at_r, sum_check)
 
 
-def accept(opened: Query) -> bool:
+def accept(layout: Layout, opened: Query) -> bool:
     """The verdict on the opened (summed) queries."""
-    squares = sum(int(v) * int(v) for v in opened.wires.tolist()) % Q
-    return opened.sum_check == 0 and squares == opened.p_at_r
+    terms = layout.gadget(opened.wires)
+    return opened.sum_check == 0 and int(gf.total(terms)) == opened.p_at_r

@@ -59,7 +59,7 @@ def test_an_honest_proof_is_accepted_on_shares_and_a_wrong_sum_is_not(n: int) ->
     layout = Layout.of(n)
     proof = prove(x, _random(layout.wires))
     r = _r()
-    assert accept(query(layout, x, proof, s, r))
+    assert accept(layout, query(layout, x, proof, s, r))
     # the same on three additive parts of (x, proof, S), as the servers hold them
     x_parts, pi_parts = _parts(x), _parts(proof.flat())
     s_parts = [_r(), _r()]
@@ -68,8 +68,8 @@ def test_an_honest_proof_is_accepted_on_shares_and_a_wrong_sum_is_not(n: int) ->
         query(layout, xp, Proof.of_flat(layout, pp), sp, r)
         for xp, pp, sp in zip(x_parts, pi_parts, s_parts, strict=True)
     ]
-    assert accept(_sum_queries(queries))
-    assert not accept(query(layout, x, proof, (s + 1) % Q, r))
+    assert accept(layout, _sum_queries(queries))
+    assert not accept(layout, query(layout, x, proof, (s + 1) % Q, r))
 
 
 def test_a_prover_that_claims_a_smaller_sum_of_squares_is_caught() -> None:
@@ -79,11 +79,42 @@ def test_a_prover_that_claims_a_smaller_sum_of_squares_is_caught() -> None:
     claimed = 12345
     layout = Layout.of(n)
     honest = prove(x, _random(layout.wires))
-    assert not accept(query(layout, x, honest, claimed, _r()))  # the sum check fails
+    assert not accept(layout, query(layout, x, honest, claimed, _r()))  # the sum check fails
     # a forged p that passes the sum check: add to p a polynomial summing to claimed - true over the chunks
     forged_p = honest.p.copy()
     shift = (claimed - true) * pow(layout.chunks, Q - 2, Q) % Q
     forged_p[0] = (int(forged_p[0]) + shift) % Q  # a constant: each chunk point gains shift
     forged = Proof(honest.blinds, forged_p)
     assert query(layout, x, forged, claimed, _r()).sum_check == 0
-    assert not any(accept(query(layout, x, forged, claimed, _r())) for _ in range(20))
+    assert not any(accept(layout, query(layout, x, forged, claimed, _r())) for _ in range(20))
+
+
+def _bit_statement(b: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, int]:
+    """(a, c) = (rho b, b) and S = sum rho_k b_k: sum a c = S for bits, and only then."""
+    a = gf.mul(rho, b)
+    return np.stack([a, b]), int(gf.total(a))
+
+
+def test_an_inner_product_proof_checks_bits_and_catches_a_digit_that_is_not_one() -> None:
+    n = 300
+    rng = np.random.default_rng(5)
+    b = rng.integers(0, 2, n).astype(np.uint64)
+    layout = Layout.of(n, vectors=2)
+    rho = _random(n)
+    pair, s = _bit_statement(b, rho)
+    proof = prove(pair, _random(layout.blinds))
+    assert accept(layout, query(layout, pair, proof, s, _r()))
+    # on three additive parts of (b, proof): a = rho b is linear in b, so each server forms its own
+    b_parts, pi_parts = _parts(b), _parts(proof.flat())
+    r = _r()
+    queries = []
+    for bp, pp in zip(b_parts, pi_parts, strict=True):
+        part, s_part = _bit_statement(bp, rho)
+        queries.append(query(layout, part, Proof.of_flat(layout, pp), s_part, r))
+    assert accept(layout, _sum_queries(queries))
+    for forged in (2, Q - 1, 1 + (1 << 63)):
+        bad = b.copy()
+        bad[17] = forged
+        pair, s = _bit_statement(bad, rho)
+        proof = prove(pair, _random(layout.blinds))  # the best an honest-looking prover can do
+        assert not accept(layout, query(layout, pair, proof, s, _r())), forged
