@@ -105,11 +105,11 @@ def test_digits_that_recompose_exactly_but_are_not_bits_are_caught_one_by_one() 
     good = witness(x, coin, LAYOUT)
     assert checks(x, good, coin) == (True, True)
     moved = good.copy().view(np.uint64)
-    moved[0] += np.uint64(2)  # 2 more in digit 0, one less in digit 1: the same value
-    moved[1] -= np.uint64(1)
+    moved[0:1] += np.uint64(2)  # 2 more in digit 0, one less in digit 1 (arrays wrap): the same value
+    moved[1:2] -= np.uint64(1)
     assert checks(x, moved.view(np.int64), coin) == (True, False)
     high = good.copy().view(np.uint64)
-    high[3] += np.uint64(2**63)  # 2^3 * 2^63 = 0 mod 2^64: the same value; a batched check misses it half the time
+    high[3:4] += np.uint64(2**63)  # 2^3 * 2^63 = 0 mod 2^64: the same value; a batched check misses it half the time
     assert checks(x, high.view(np.int64), coin) == (True, False)
 
 
