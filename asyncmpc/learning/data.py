@@ -37,6 +37,7 @@ __all__ = [
     "csv_cell",
     "is_plugin",
     "load_csv",
+    "listed",
     "load_features",
     "load_plugin_data",
     "load_split",
@@ -353,10 +354,10 @@ def _columns(path: str, header: list[str], label_column: str, names: Sequence[st
     if header and all(_is_number(h) for h in header):
         raise ConfigError(
             f"{path}: line 1 is numbers, not a header naming the model's {len(names)} features "
-            f"({_listed(names)}): add that header row, or pass --no-header if every line holds those "
+            f"({listed(names)}): add that header row, or pass --no-header if every line holds those "
             "features in that order"
         )
-    raise ConfigError(f"{path}: the header has no column {_listed(missing)} (the model takes {len(names)} features)")
+    raise ConfigError(f"{path}: the header has no column {listed(missing)} (the model takes {len(names)} features)")
 
 
 def _is_number(text: str) -> bool:
@@ -367,7 +368,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _listed(names: Sequence[str], most: int = 5) -> str:
+def listed(names: Sequence[str], most: int = 5) -> str:
     shown = ", ".join(repr(n) for n in names[:most])
     return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 

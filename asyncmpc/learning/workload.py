@@ -20,7 +20,7 @@ from asyncmpc.crypto.prf import new_seed
 from asyncmpc.errors import ConfigError, PluginError
 from asyncmpc.learning.bounds import check_statistics
 from asyncmpc.learning.checkpoint import atomic_write
-from asyncmpc.learning.data import load_split, owner_data
+from asyncmpc.learning.data import Dataset, listed, load_split, owner_data
 from asyncmpc.learning.optim import clip
 from asyncmpc.learning.privacy.sampling import poisson_bits
 from asyncmpc.learning.training import (
@@ -53,6 +53,8 @@ class Workload(Protocol):
     stats_size: int
     """Length of the statistics round's vector; 0: no statistics round."""
     size: int
+    feature_names: tuple[str, ...]
+    """The model's features' names, in order, where the data names them (a CSV header)."""
 
     def set_stats(self, total: Floats) -> None: ...
     def update(self) -> tuple[Floats, Floats, Floats]: ...
@@ -74,6 +76,7 @@ class ModelWorkload:
             raise PluginError(f"data plug-in {config.training.dataset!r} returned no test set for {name}")
         model = model_for(config, self.split.n_features, len(self.split.classes))
         features = self.split.test.features if self.split.test is not None else ()
+        self.feature_names = features
         self.model_state = ModelOwnerState(config, model, self.split.classes, features)
         self.stats_size = stats_size(self.split.n_features)
         self.size = contribution_size(config, model)
@@ -128,6 +131,7 @@ class SyntheticWorkload:
     """Plain averaging of fixed random gradients: theta <- theta - learning_rate * mean."""
 
     stats_size = 0
+    feature_names: tuple[str, ...] = ()
 
     def __init__(self, config: Config) -> None:
         self.size = config.training.parameters
@@ -196,6 +200,12 @@ class OwnerWorkload(Protocol):
         """A digest of the data this owner holds: its own privacy ledger is kept per data set."""
         ...
 
+    def match_columns(self, names: tuple[str, ...]) -> str | None:
+        """Take the features in the order of ``names`` (the model owner's): a line to log if
+        its columns moved, None if nothing changed; ConfigError naming the columns that one
+        side has and the other lacks."""
+        ...
+
 
 class LocalTraining:
     """A data owner's side of training a model on its own examples."""
@@ -203,6 +213,7 @@ class LocalTraining:
     def __init__(self, config: Config, player: Player) -> None:
         data, classes = owner_data(config, player)
         assert player.index is not None
+        self.player = player
         check_statistics(config, player, data.x)
         self.work = OwnerWork(config, player.index, data, classes)
 
@@ -233,6 +244,24 @@ class LocalTraining:
 
     def fingerprint(self) -> bytes:
         return _rows_digest(self.work.data.x)
+
+    def match_columns(self, names: tuple[str, ...]) -> str | None:
+        data = self.work.data
+        if not names or not data.features or names == data.features:
+            return None  # data that names no columns (a bundled set) is the same everywhere
+        where = self.player.csv or f"[training] dataset {self.work.config.training.dataset!r}"
+        missing = [n for n in names if n not in data.features]
+        extra = [n for n in data.features if n not in names]
+        if missing or extra or len(set(data.features)) != len(data.features):
+            said = [f"no column {listed(missing)}"] if missing else []
+            said += [f"columns {listed(extra)} besides"] if extra else []
+            raise ConfigError(
+                f"{where}: its columns are not the model owner's ({'; '.join(said) or 'a name twice'}): "
+                f"the model takes {listed(list(names))}"
+            )
+        order = [data.features.index(n) for n in names]
+        self.work.data = Dataset(data.x[:, order], data.y, names)
+        return f"{where}: columns taken in the model owner's order ({listed(list(names))})"
 
     def describe(self) -> str:
         x = self.work.data.x
@@ -288,6 +317,9 @@ class SyntheticOwner:
 
     def fingerprint(self) -> bytes:
         return _rows_digest(self.gradient[None, :])
+
+    def match_columns(self, names: tuple[str, ...]) -> str | None:
+        return None
 
     def describe(self) -> str:
         return f"a synthetic gradient of {self.base.size} parameters"

@@ -141,6 +141,10 @@ class _Owner:
                     node.logger(__name__).info("[privacy] this data has spent epsilon %.3f", self.ledger.epsilon)
                     stats["epsilon"] = self.ledger.epsilon
                 return stats
+            elif isinstance(msg, m.Schema):
+                note = self.work.match_columns(msg.features)  # ConfigError: columns it lacks or has besides
+                if note is not None:
+                    node.logger(__name__).info("%s", note)
             elif isinstance(msg, m.Exclude):
                 node.logger(__name__).error("the model owner excluded %s: %s", msg.server, msg.reason)
                 await node.shun(msg.server, msg.reason)

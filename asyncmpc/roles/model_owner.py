@@ -32,6 +32,7 @@ import asyncio
 import functools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -125,7 +126,7 @@ async def run_model_owner(
         raise OutputError(f"{out_dir}: cannot write {ROUND_LOG}: {exc.strerror or exc}") from exc
     excluded: dict[str, str] = metrics.setdefault("excluded_servers", {})  # kept across a resume
     servers = [s for s in servers if s not in excluded]
-    async with (opener or functools.partial(Node, tls=tls))(config, name) as node:
+    async with (opener or functools.partial(Node, tls=tls))(config, name, greet=_schema(config, work)) as node:
         if done >= config.training.rounds:
             node.logger(__name__).info(
                 "%s: all %d rounds are done already; nothing to train%s",
@@ -389,3 +390,15 @@ def _log_round(node: Transport, config: Config, row: dict[str, Any]) -> None:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _schema(config: Config, work: Workload) -> Callable[[str], list[m.Message]]:
+    """The greeting of a data owner: the names of the model's features (``Schema``), so that
+    an owner whose CSV file orders its columns otherwise takes them by name."""
+    names = work.feature_names
+    owners = {p.name for p in config.data_owners}
+
+    def greet(peer: str) -> list[m.Message]:
+        return [m.Schema(session=config.session, features=names)] if peer in owners and names else []
+
+    return greet

@@ -50,11 +50,12 @@ __all__ = [
     "Reject",
     "ResultShare",
     "RingArray",
+    "Schema",
     "Seed",
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 12
+PROTOCOL_VERSION = 13
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
@@ -70,7 +71,11 @@ noise does not protect, and anything beyond its own ledger of its data's release
 9: InputShare.servers (the servers the owner was told) and ReleaseSet: under [privacy] the
 servers of a round commit to one release and release only when all of them committed to it.
 10: position in OpenRound, InputShare and ReleaseSet: DP-FTRL (mechanism "tree").
-11: Hello.settings, refusal code ``settings``: every player checks its peers' shared settings."""
+11: Hello.settings, refusal code ``settings``: every player checks its peers' shared settings.
+12: StatsRequest.features, refusal code ``data``: an owner whose data has another number of
+features than the model owner's stops.
+13: Schema: the model owner names its features' columns to every data owner it connects to; an
+owner with a CSV file takes its columns by those names."""
 FloatArray = NDArray[np.float64]
 
 
@@ -393,6 +398,17 @@ class Exclude(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class Schema(Message):
+    """The model owner's greeting to a data owner: the names of the features its model takes,
+    in order (its test file's header; empty where the data names none). An owner whose CSV
+    file names its columns takes them by these names, in this order."""
+
+    KIND = "schema"
+    SENDERS = frozenset({MO})
+    features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Finish(Message):
     """The model owner ends the session: every other player finishes its work and exits."""
 
@@ -407,6 +423,7 @@ MESSAGES: dict[str, type[Message]] = {
         Hello,
         Reject,
         Finish,
+        Schema,
         OpenRound,
         NoiseShare,
         InputShare,

@@ -162,3 +162,49 @@ def test_an_owner_that_reconnected_between_rounds_is_not_withdrawn_from_the_next
     assert outcome.errors == {}
     assert [len(r["contributors"]) for r in outcome.metrics["rounds"]] == [3] * 8
     assert withdrawn == []
+
+
+def _csv_deployment(folder: Path, owner_2_header: str, owner_2_rows: list[str]) -> tuple[Path, list[str]]:
+    """Three CSV owners and the model owner's test file with columns a, b; data-owner-2's file
+    as given."""
+    folder.mkdir()
+    header = "a,b,label"
+    rows = {0: ["1.0,2.0,x", "2.0,1.0,y", "1.5,1.0,x"], 1: ["0.5,2.0,y", "3.0,1.0,x", "1.0,0.0,y"]}
+    extra = {}
+    for i, lines in [*rows.items(), (2, owner_2_rows)]:
+        text = "\n".join([owner_2_header if i == 2 else header, *lines]) + "\n"
+        (folder / f"owner{i}.csv").write_text(text)
+        extra[f"data-owner-{i}"] = f'csv = "owner{i}.csv"'
+    (folder / "test.csv").write_text("\n".join([header, "1.0,2.0,x", "2.0,0.5,y"]) + "\n")
+    extra["model-owner"] = 'csv = "test.csv"'
+    training = 'dataset = "csv"\nclasses = ["x", "y"]\nrounds = 4'
+    return write_config(folder, owners=3, training=training, extra=extra, protocol="connect_timeout = 1.0"), rows[0]
+
+
+def test_a_data_owner_takes_its_csv_columns_by_the_model_owners_names(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ordered, _ = _csv_deployment(tmp_path / "ordered", "a,b,label", ["2.0,4.0,y", "0.5,1.5,x"])
+    swapped, _ = _csv_deployment(tmp_path / "swapped", "label,b,a", ["y,4.0,2.0", "x,1.5,0.5"])
+    thetas = []
+    for path in (ordered, swapped):
+        with caplog.at_level(logging.INFO):
+            outcome = run_deployment(load_config(path), path.parent / "out")
+        assert outcome.errors == {}
+        with np.load(path.parent / "out" / "checkpoint.npz") as f:
+            thetas.append(f["theta"])
+    np.testing.assert_array_equal(thetas[0], thetas[1])  # the same data, whatever its columns' order
+    assert "owner2.csv: columns taken in the model owner's order ('a', 'b')" in caplog.text
+
+
+def test_a_data_owner_whose_csv_lacks_a_column_of_the_model_stops_naming_it(tmp_path: Path) -> None:
+    path, _ = _csv_deployment(tmp_path / "d", "a,c,label", ["2.0,4.0,y", "0.5,1.5,x"])
+    config = load_config(path)
+    outcome = run_deployment(config, tmp_path / "out")
+    error = str(outcome.errors.pop("data-owner-2"))
+    assert error == (
+        f"{config.player('data-owner-2').csv}: its columns are not the model owner's (no column 'b'; "
+        "columns 'c' besides): the model takes 'a', 'b'"
+    )
+    assert outcome.errors == {}
+    assert outcome.metrics["contributed_rounds"] == {"data-owner-0": 4, "data-owner-1": 4, "data-owner-2": 0}
