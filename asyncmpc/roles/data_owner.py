@@ -142,9 +142,7 @@ class _Owner:
                     stats["epsilon"] = self.ledger.epsilon
                 return stats
             elif isinstance(msg, m.Schema):
-                note = self.work.match_columns(msg.features)  # ConfigError: columns it lacks or has besides
-                if note is not None:
-                    node.logger(__name__).info("%s", note)
+                await self.take_columns(node, msg)
             elif isinstance(msg, m.Exclude):
                 node.logger(__name__).error("the model owner excluded %s: %s", msg.server, msg.reason)
                 await node.shun(msg.server, msg.reason)
@@ -162,6 +160,20 @@ class _Owner:
         if not self.plain:
             self.sharer.rekey()
             await send_all(node, [s for s in key_messages(self.params, self.sharer) if s.to in node.peers])
+
+    async def take_columns(self, node: Transport, msg: m.Schema) -> None:
+        """Take this owner's columns by the model owner's names; columns it lacks or has besides
+        will fit no request: it tells the model owner (a ``Reject``, code ``data``) and stops
+        with ConfigError naming them."""
+        try:
+            note = self.work.match_columns(msg.features)
+        except ConfigError as exc:
+            why = str(exc).split(": ", 1)[-1]  # without the file's path, which is this host's own
+            reject = m.Reject(session=self.config.session, reason=why, code=m.Refusal.DATA)
+            await send_all(node, [Send(self.model_owner, reject)])
+            raise
+        if note is not None:
+            node.logger(__name__).info("%s", note)
 
     async def stop_if_misfit(self, node: Transport, msg: m.StatsRequest | m.ModelUpdate) -> None:
         """A request for another number of features than this owner's data has: no request

@@ -221,7 +221,8 @@ class Rounds:
         return present()
 
     async def on_other(self, sender: str, msg: m.Message | None) -> None:
-        """A data owner's message during a round: a ``Decline`` withdraws it from the round."""
+        """A data owner's message during a round: a ``Decline`` withdraws it from the round; a
+        ``Reject`` (say, of the ``Schema``, by an owner whose columns differ) is logged."""
         rnd = self.current
         if isinstance(msg, m.Decline) and rnd is not None:
             self.node.logger(__name__).warning("%s declined round %d: %s", sender, msg.round_no, msg.reason)
@@ -233,7 +234,9 @@ class Rounds:
             self.node.logger(__name__).warning("lost connection to %s", sender)
             if rnd is not None:
                 await send_all(self.node, rnd.withdraw(sender))  # do not wait for it until the deadline
-        elif not isinstance(msg, m.Reject):
+        elif isinstance(msg, m.Reject):
+            self.node.logger(__name__).warning("%s refused: %s", sender, msg.reason)
+        else:
             await self.node.drop(sender, RemoteProtocolError(f"unexpected {msg.KIND!r}", peer=sender))
 
     def _reconnected_before_asked(self, owner: str) -> bool:

@@ -108,12 +108,12 @@ def test_a_data_owner_whose_file_has_another_feature_count_stops_at_once_and_the
     config = write_config(tmp_path, owners=3, training=training, extra=extra)  # round_timeout = 60
     metrics = run_deployment(procs, config, expect_failures={"data-owner-2"})
     assert procs.log("data-owner-2").rstrip().splitlines()[-1] == (
-        f"asyncmpc: data-owner-2: {tmp_path / 'data-owner-2.csv'}: 2 feature columns besides 'label', but the "
-        "model owner's model takes 3 (as many as its test file has): is this the file meant for this deployment?"
+        f"asyncmpc: data-owner-2: {tmp_path / 'data-owner-2.csv'}: its columns are not the model owner's "
+        "(no column 'c'): the model takes 'a', 'b', 'c'"
     )
-    # it told the model owner at the statistics round, which did not wait for it until the deadline
+    # it told the model owner as soon as it heard the model's columns, and the rounds did not wait for it
     mo = procs.log("model-owner")
-    assert "data-owner-2 declined round 1: its data has 2 features, the model takes 3: it stops" in mo
+    assert "data-owner-2 refused: its columns are not the model owner's (no column 'c')" in mo
     assert metrics["statistics_contributors"] == ["data-owner-0", "data-owner-1"]
     assert metrics["wall_seconds"] < 60
     assert metrics["contributed_rounds"] == {"data-owner-0": 3, "data-owner-1": 3, "data-owner-2": 0}
