@@ -40,10 +40,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.prf import expand, nonce_for
 from asyncmpc.crypto.ring import RingArray
 
-__all__ = ["ALPHA", "BLOCK", "K", "WrapTest", "centred_abs", "project", "ternary"]
+__all__ = ["ALPHA", "BLOCK", "K", "WrapTest", "centred_abs", "project", "project_field", "ternary"]
 
 K = 48
 """Projections per vector: soundness 2^-K."""
@@ -106,23 +107,42 @@ def ternary(seed: bytes, k: int, lo: int, hi: int) -> NDArray[np.float64]:
     return (signed[:, 0::2] - signed[:, 1::2]).astype(np.float64)
 
 
+def _limb_sums(seed: bytes, k: int, words: Sequence[NDArray[np.uint64]]) -> tuple[RingArray, RingArray]:
+    """The k projections of each vector of 64-bit words, as two exact integer sums per
+    projection: over the words' low and high 32-bit halves ((len(words), k) each, int64)."""
+    d = words[0].shape[0]
+    if any(v.shape != (d,) for v in words):
+        raise ValueError("vectors must be of one length")
+    total = np.zeros((2 * len(words), k), dtype=np.int64)
+    limbs = np.empty((BLOCK, 2 * len(words)), dtype=np.float64)
+    for lo in range(0, d, BLOCK):
+        hi = min(d, lo + BLOCK)
+        for i, u in enumerate(words):
+            limbs[: hi - lo, 2 * i] = u[lo:hi] & np.uint64(0xFFFFFFFF)
+            limbs[: hi - lo, 2 * i + 1] = u[lo:hi] >> np.uint64(32)
+        partial = ternary(seed, k, lo, hi) @ limbs[: hi - lo]  # (k, 2 n), exact
+        total += partial.T.astype(np.int64)
+    return total[0::2], total[1::2]
+
+
 def project(seed: bytes, k: int, vectors: Sequence[RingArray]) -> RingArray:
     """The k projections of each vector (all of length d) under ``seed``: a (len(vectors), k)
     int64 array, exact mod 2^64. One draw of the matrix serves every vector."""
     if not vectors:
         return np.zeros((0, k), dtype=np.int64)
-    d = vectors[0].shape[0]
-    if any(v.shape != (d,) or v.dtype != np.int64 for v in vectors):
-        raise ValueError("vectors must be int64 arrays of one length")
-    total = np.zeros((2 * len(vectors), k), dtype=np.int64)
-    limbs = np.empty((BLOCK, 2 * len(vectors)), dtype=np.float64)
-    for lo in range(0, d, BLOCK):
-        hi = min(d, lo + BLOCK)
-        for i, v in enumerate(vectors):
-            u = v[lo:hi].view(np.uint64)
-            limbs[: hi - lo, 2 * i] = u & np.uint64(0xFFFFFFFF)
-            limbs[: hi - lo, 2 * i + 1] = u >> np.uint64(32)
-        partial = ternary(seed, k, lo, hi) @ limbs[: hi - lo]  # (k, 2 n), exact
-        total += partial.T.astype(np.int64)
-    low, high = total[0::2].view(np.uint64), total[1::2].view(np.uint64)
-    return (low + (high << np.uint64(32))).view(np.int64)
+    if any(v.dtype != np.int64 for v in vectors):
+        raise ValueError("vectors must be int64 arrays")
+    low, high = _limb_sums(seed, k, [v.view(np.uint64) for v in vectors])
+    return (low.view(np.uint64) + (high.view(np.uint64) << np.uint64(32))).view(np.int64)
+
+
+def project_field(seed: bytes, k: int, vectors: Sequence[gf.FieldArray]) -> gf.FieldArray:
+    """The same projections of vectors over F_q (``goldilocks``), exact mod q: the field's
+    wrap-around test (PINE's own), on an owner's field sharing."""
+    if not vectors:
+        return np.zeros((0, k), dtype=np.uint64)
+    if any(v.dtype != np.uint64 for v in vectors):
+        raise ValueError("field vectors must be uint64 arrays")
+    low, high = _limb_sums(seed, k, list(vectors))
+    shift = np.full(high.shape, 1 << 32, dtype=np.uint64)
+    return gf.add(gf.from_signed(low), gf.mul(gf.from_signed(high), shift))

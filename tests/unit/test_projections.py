@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncmpc.crypto.projections import BLOCK, K, WrapTest, centred_abs, project, ternary
+from asyncmpc.crypto import goldilocks as gf
+from asyncmpc.crypto.projections import BLOCK, K, WrapTest, centred_abs, project, project_field, ternary
 
 SEEDS = [bytes([i]) * 16 for i in range(40)]
 
@@ -94,3 +95,24 @@ def test_the_ring_bound_is_stated_and_enforced() -> None:
         WrapTest(bound=0)
     assert centred_abs(np.array([-(2**63), -1, 5], dtype=np.int64)).tolist() == [2**63, 1, 5]
     assert 2 * K * math.exp(-(7.0**2)) < 2**-64  # an honest vector fails one of K projections
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, gf.Q - 1), min_size=1, max_size=40), st.sampled_from(SEEDS[:4]))
+def test_field_projections_are_exact_mod_q(values: list[int], seed: bytes) -> None:
+    x = np.array(values, dtype=np.uint64)
+    r = _matrix(seed, 8, len(values)).astype(np.int64).astype(object)
+    expected = [int(v) % gf.Q for v in r.dot(np.array(values, dtype=object))]
+    assert project_field(seed, 8, [x])[0].tolist() == expected
+
+
+def test_the_field_test_sees_an_element_near_q_over_2_half_the_time() -> None:
+    """PINE's test in the field: (q - 1) / 2 doubles to -1, the field's analogue of 2^63."""
+    test = WrapTest(bound=2**16)
+    x = np.zeros(5_000, dtype=np.uint64)
+    x[11] = (gf.Q - 1) // 2
+    passed = [
+        centred_abs(gf.centred(project_field(seed, K, [x])[0]).astype(np.int64)) <= test.threshold for seed in SEEDS
+    ]
+    assert not any(p.all() for p in passed)
+    assert sum(int(p.sum()) for p in passed) / (len(SEEDS) * K) <= 0.6
