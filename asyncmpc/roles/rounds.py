@@ -73,6 +73,8 @@ class Rounds:
         """Data owners proved to send inconsistent shares, asked no more this session."""
         self._asked_over: dict[str, object] = {}
         """The connection over which each owner was sent the current round's request."""
+        self._refused: dict[str, str] = {}
+        """Each data owner's last ``Reject`` reason, logged once (an owner cannot flood the log)."""
 
     async def run(self, size: int, request: m.Message) -> Outcome:
         """Aggregate the owners' answers to ``request``; a disputed round is run again at once
@@ -235,7 +237,9 @@ class Rounds:
             if rnd is not None:
                 await send_all(self.node, rnd.withdraw(sender))  # do not wait for it until the deadline
         elif isinstance(msg, m.Reject):
-            self.node.logger(__name__).warning("%s refused: %s", sender, msg.reason)
+            if self._refused.get(sender) != msg.reason:
+                self._refused[sender] = msg.reason
+                self.node.logger(__name__).warning("%s refused: %s", sender, msg.reason)
         else:
             await self.node.drop(sender, RemoteProtocolError(f"unexpected {msg.KIND!r}", peer=sender))
 
