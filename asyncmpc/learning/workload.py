@@ -200,6 +200,11 @@ class OwnerWorkload(Protocol):
         """A digest of the data this owner holds: its own privacy ledger is kept per data set."""
         ...
 
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Its features' names, where its data names them (a CSV header)."""
+        ...
+
     def match_columns(self, names: tuple[str, ...]) -> str | None:
         """Take the features in the order of ``names`` (the model owner's): a line to log if
         its columns moved, None if nothing changed; ConfigError naming the columns that one
@@ -244,6 +249,10 @@ class LocalTraining:
 
     def fingerprint(self) -> bytes:
         return _rows_digest(self.work.data.x)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return self.work.data.features
 
     def match_columns(self, names: tuple[str, ...]) -> str | None:
         data = self.work.data
@@ -317,6 +326,10 @@ class SyntheticOwner:
 
     def fingerprint(self) -> bytes:
         return _rows_digest(self.gradient[None, :])
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return ()
 
     def match_columns(self, names: tuple[str, ...]) -> str | None:
         return None

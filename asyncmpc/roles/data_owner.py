@@ -33,6 +33,7 @@ from asyncmpc.crypto.prf import RandomBytes
 from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import ConfigError, EncodingError, PeerLost, PluginError
 from asyncmpc.learning.bounds import feature_misfit
+from asyncmpc.learning.data import listed
 from asyncmpc.learning.privacy.budget import DataLedger
 from asyncmpc.learning.workload import OwnerWorkload, owner_workload
 from asyncmpc.net.runtime import Node
@@ -167,8 +168,11 @@ class _Owner:
         with ConfigError naming them."""
         try:
             note = self.work.match_columns(msg.features)
-        except ConfigError as exc:
-            why = str(exc).split(": ", 1)[-1]  # without the file's path, which is this host's own
+        except ConfigError:
+            # the model owner hears which of its columns are missing, never the names of this
+            # owner's other columns (they may say more than it should), nor its file's path
+            missing = [n for n in msg.features if n not in self.work.column_names]
+            why = "its columns are not the model owner's" + (f" (no column {listed(missing)})" if missing else "")
             reject = m.Reject(session=self.config.session, reason=why, code=m.Refusal.DATA)
             await send_all(node, [Send(self.model_owner, reject)])
             raise

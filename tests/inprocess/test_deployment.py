@@ -197,10 +197,16 @@ def test_a_data_owner_takes_its_csv_columns_by_the_model_owners_names(
     assert "owner2.csv: columns taken in the model owner's order ('a', 'b')" in caplog.text
 
 
-def test_a_data_owner_whose_csv_lacks_a_column_of_the_model_stops_naming_it(tmp_path: Path) -> None:
+def test_a_data_owner_whose_csv_lacks_a_column_of_the_model_stops_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path, _ = _csv_deployment(tmp_path / "d", "a,c,label", ["2.0,4.0,y", "0.5,1.5,x"])
     config = load_config(path)
-    outcome = run_deployment(config, tmp_path / "out")
+    with caplog.at_level(logging.WARNING):
+        outcome = run_deployment(config, tmp_path / "out")
+    # the model owner hears which of its columns the owner lacks, not the owner's other columns
+    told = [r.getMessage() for r in caplog.records if "data-owner-2 refused" in r.getMessage()]
+    assert told == ["data-owner-2 refused: its columns are not the model owner's (no column 'b')"]
     error = str(outcome.errors.pop("data-owner-2"))
     assert error == (
         f"{config.player('data-owner-2').csv}: its columns are not the model owner's (no column 'b'; "
