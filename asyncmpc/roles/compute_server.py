@@ -2,8 +2,8 @@
 
 It serves until the model owner sends ``Finish``, or until the model owner has been absent or
 silent for ``idle_timeout`` (then it exits with a clear message). It needs no other player to start:
-it dials the servers below it and keeps dialling them (``Node.maintain``), and greets the
-previous server with its PRF key whenever they connect. Losing the model owner ends an epoch:
+it dials the servers below it and keeps dialling them (``Node.maintain``), and greets a server
+that connects with what it is owed for the rounds still open (``ServerProtocol.greet``). Losing the model owner ends an epoch:
 the server forgets every round (``ServerProtocol.forget``). A peer that breaks the protocol is
 told why and disconnected; the server keeps serving everyone else.
 """
