@@ -165,7 +165,11 @@ def _sign(args: argparse.Namespace, rest: list[str]) -> int:
 
     if len(rest) != 1:
         raise ConfigError("sign needs one argument: the request file (NAME.csr)")
-    config = _config(args, None, required=True)  # the request must name one of its players
+    if args.config is None and not Path("hosts.toml").is_file():
+        raise ConfigError(
+            "sign needs the deployment's hosts.toml (here, or --config FILE): a request must name one of its players"
+        )
+    config = _config(args, None, required=True)
     assert config is not None
     players = frozenset(config.players)
     cert = sign_request(

@@ -1,11 +1,12 @@
 """A compute server process: a ``ServerProtocol`` fed from a ``Node``.
 
 It serves until the model owner sends ``Finish``, or until the model owner has been absent or
-silent for ``idle_timeout`` (then it exits with a clear message). It needs no other player to start:
-it dials the servers below it and keeps dialling them (``Node.maintain``), and greets a server
-that connects with what it is owed for the rounds still open (``ServerProtocol.greet``). Losing the model owner ends an epoch:
-the server forgets every round (``ServerProtocol.forget``). A peer that breaks the protocol is
-told why and disconnected; the server keeps serving everyone else.
+silent for ``idle_timeout`` (then it exits with a clear message). It needs no other player to
+start: it dials the servers below it and keeps dialling them (``Node.maintain``), and greets a
+server that connects with what it is owed for the rounds still open (``ServerProtocol.greet``).
+Losing the model owner ends an epoch: the server forgets every round (``ServerProtocol.forget``).
+A peer that breaks the protocol is told why and disconnected; the server keeps serving everyone
+else.
 """
 
 from __future__ import annotations
