@@ -208,3 +208,19 @@ def test_three_organisations_on_three_hosts_train_to_the_pooled_accuracy(tmp_pat
     assert "listening on 0.0.0.0:" in procs.log("server-0")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final_test_accuracy"] == metrics["sklearn_pooled_accuracy"]
+
+
+def test_signing_needs_the_deployment_file_and_a_request_named_after_its_player(tmp_path: Path) -> None:
+    ok(asyncmpc("certs", "ca", cwd=tmp_path))
+    ok(asyncmpc("certs", "request", "--name", "server-1", cwd=tmp_path))
+    alone = asyncmpc("certs", "sign", "certs/server-1.csr", cwd=tmp_path)
+    assert alone.returncode == 2
+    assert one_line(alone) == (
+        "asyncmpc: certs: sign needs the deployment's hosts.toml (here, or --config FILE): a request must name "
+        "one of its players"
+    )
+    (tmp_path / "hosts.toml").write_text(hosts_toml(2, tls=True))
+    shutil.copy(tmp_path / "certs" / "server-1.csr", tmp_path / "server-0.csr")
+    renamed = asyncmpc("certs", "sign", "server-0.csr", cwd=tmp_path)
+    assert renamed.returncode == 2 and "requests a certificate for 'server-1', not 'server-0'" in one_line(renamed)
+    assert ok(asyncmpc("certs", "sign", "certs/server-1.csr", cwd=tmp_path)).startswith("wrote certs/server-1.pem")
