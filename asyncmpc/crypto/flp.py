@@ -40,7 +40,7 @@ import numpy as np
 from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.goldilocks import FieldArray, Q
 
-__all__ = ["Layout", "Proof", "Query", "accept", "lagrange_at", "ntt", "prove", "query"]
+__all__ = ["Layout", "Proof", "Query", "accept", "add_queries", "lagrange_at", "ntt", "prove", "query"]
 
 _GENERATOR = 7
 
@@ -190,6 +190,14 @@ def query(layout: Layout, x: FieldArray, proof: Proof, s: int, r: int) -> Query:
     on_chunks = on_h[0 : 2 * (layout.chunks + 1) : 2][1:]  # H's points are the double's even ones
     sum_check = (sum(int(v) for v in on_chunks.tolist()) - s) % Q
     return Query(wires, p_at_r, sum_check)
+
+
+def add_queries(queries: list[Query]) -> Query:
+    """The opened query: the sum of every server's (parts add up, since queries are linear)."""
+    wires = queries[0].wires
+    for q in queries[1:]:
+        wires = gf.add(wires, q.wires)
+    return Query(wires, sum(q.p_at_r for q in queries) % Q, sum(q.sum_check for q in queries) % Q)
 
 
 def accept(layout: Layout, opened: Query) -> bool:

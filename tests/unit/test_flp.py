@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncmpc.crypto import goldilocks as gf
-from asyncmpc.crypto.flp import Layout, Proof, Query, accept, ntt, prove, query
+from asyncmpc.crypto.flp import Layout, Proof, accept, add_queries, ntt, prove, query
 from asyncmpc.crypto.goldilocks import Q
 
 
@@ -33,13 +33,6 @@ def _parts(v: np.ndarray, k: int = 3) -> list[np.ndarray]:
     for part in parts:
         last = gf.sub(last, part)
     return [*parts, last]
-
-
-def _sum_queries(queries: list[Query]) -> Query:
-    wires = queries[0].wires
-    for q in queries[1:]:
-        wires = gf.add(wires, q.wires)
-    return Query(wires, sum(q.p_at_r for q in queries) % Q, sum(q.sum_check for q in queries) % Q)
 
 
 @settings(max_examples=30, deadline=None)
@@ -68,7 +61,7 @@ def test_an_honest_proof_is_accepted_on_shares_and_a_wrong_sum_is_not(n: int) ->
         query(layout, xp, Proof.of_flat(layout, pp), sp, r)
         for xp, pp, sp in zip(x_parts, pi_parts, s_parts, strict=True)
     ]
-    assert accept(layout, _sum_queries(queries))
+    assert accept(layout, add_queries(queries))
     assert not accept(layout, query(layout, x, proof, (s + 1) % Q, r))
 
 
@@ -111,7 +104,7 @@ def test_an_inner_product_proof_checks_bits_and_catches_a_digit_that_is_not_one(
     for bp, pp in zip(b_parts, pi_parts, strict=True):
         part, s_part = _bit_statement(bp, rho)
         queries.append(query(layout, part, Proof.of_flat(layout, pp), s_part, r))
-    assert accept(layout, _sum_queries(queries))
+    assert accept(layout, add_queries(queries))
     for forged in (2, Q - 1, 1 + (1 << 63)):
         bad = b.copy()
         bad[17] = forged
