@@ -377,7 +377,7 @@ def _read_rows(path: str, header: list[str] | None = None) -> tuple[list[str], l
     """The header and the non-empty rows (with their line numbers), each as long as the header.
     With ``header`` given the file has none: every line is a row."""
     try:
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's byte-order mark is no name
             rows = list(csv.reader(fh))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc

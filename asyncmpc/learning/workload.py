@@ -259,9 +259,11 @@ class LocalTraining:
         if not names or not data.features or names == data.features:
             return None  # data that names no columns (a bundled set) is the same everywhere
         where = self.player.csv or f"[training] dataset {self.work.config.training.dataset!r}"
-        missing = [n for n in names if n not in data.features]
-        extra = [n for n in data.features if n not in names]
-        if missing or extra or len(set(data.features)) != len(data.features):
+        own = set(data.features)
+        if len(names) != len(data.features) or len(set(names)) != len(names) or set(names) != own:
+            wanted = set(names)  # sets: a schema of a million names costs one pass
+            missing = [n for n in dict.fromkeys(names) if n not in own]
+            extra = [n for n in data.features if n not in wanted]
             said = [f"no column {listed(missing)}"] if missing else []
             said += [f"columns {listed(extra)} besides"] if extra else []
             raise ConfigError(

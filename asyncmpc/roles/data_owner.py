@@ -33,7 +33,6 @@ from asyncmpc.crypto.prf import RandomBytes
 from asyncmpc.crypto.rss import InputSharer
 from asyncmpc.errors import ConfigError, EncodingError, PeerLost, PluginError
 from asyncmpc.learning.bounds import feature_misfit
-from asyncmpc.learning.data import listed
 from asyncmpc.learning.privacy.budget import DataLedger
 from asyncmpc.learning.workload import OwnerWorkload, owner_workload
 from asyncmpc.net.runtime import Node
@@ -86,6 +85,8 @@ class _Owner:
         self.prepare_ahead = prepare_ahead and not self.plain
         self.sharer = InputSharer(random_bytes, keep_buffers=prepare_ahead, keyed=not self.plain)
         self.contributed = 0
+        self.schema: tuple[str, ...] | None = None
+        """The model owner's feature names this owner took (``take_columns``), once."""
         self.answers = OwnerAnswers()
         """Which requests it computes for (``protocol.releases``: the newest again, or a new step)."""
         self.ledger = None if config.privacy is None or self.plain else _data_ledger(config, self.work)
@@ -163,19 +164,24 @@ class _Owner:
             await send_all(node, [s for s in key_messages(self.params, self.sharer) if s.to in node.peers])
 
     async def take_columns(self, node: Transport, msg: m.Schema) -> None:
-        """Take this owner's columns by the model owner's names; columns it lacks or has besides
-        will fit no request: it tells the model owner (a ``Reject``, code ``data``) and stops
-        with ConfigError naming them."""
+        """Take this owner's columns by the model owner's names, once: its first ``Schema``
+        fixes the order for the life of this process, and a later, different one is refused
+        (answers to one request must not change). Columns it lacks or has besides will fit no
+        request: it tells the model owner (a ``Reject``, code ``data``, that says no more than
+        that) and stops with ConfigError naming them in its own log."""
+        if self.schema is not None:
+            if msg.features != self.schema:
+                why = "a schema other than the first this owner took: it keeps the first"
+                await send_all(node, [Send(self.model_owner, m.Reject(session=self.config.session, reason=why))])
+            return
         try:
             note = self.work.match_columns(msg.features)
         except ConfigError:
-            # the model owner hears which of its columns are missing, never the names of this
-            # owner's other columns (they may say more than it should), nor its file's path
-            missing = [n for n in msg.features if n not in self.work.column_names]
-            why = "its columns are not the model owner's" + (f" (no column {listed(missing)})" if missing else "")
+            why = "its columns are not the model owner's"  # not which: a model owner could probe names
             reject = m.Reject(session=self.config.session, reason=why, code=m.Refusal.DATA)
             await send_all(node, [Send(self.model_owner, reject)])
             raise
+        self.schema = msg.features
         if note is not None:
             node.logger(__name__).info("%s", note)
 
@@ -229,8 +235,9 @@ class _Owner:
             return self._decline(out, m.Refusal.ENCODING, public, str(exc))
         except PluginError as exc:
             return self._decline(out, m.Refusal.PLUGIN, exc.public, str(exc))  # a plug-in's text stays here
-        except ValueError as exc:
-            return self._decline(out, m.Refusal.PROTOCOL, str(exc))
+        except ValueError as exc:  # under [privacy] not even the shapes (they may count its examples)
+            public = "the request does not fit its data" if self.config.privacy is not None else str(exc)
+            return self._decline(out, m.Refusal.PROTOCOL, public, str(exc))
         self.answers.record(ident, OwnerAnswers.step_of(msg))
         return out
 

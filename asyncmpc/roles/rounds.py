@@ -74,7 +74,7 @@ class Rounds:
         self._asked_over: dict[str, object] = {}
         """The connection over which each owner was sent the current round's request."""
         self._refused: dict[str, str] = {}
-        """Each data owner's last ``Reject`` reason, logged once (an owner cannot flood the log)."""
+        """Each data owner's first ``Reject`` reason, the only one logged."""
 
     async def run(self, size: int, request: m.Message) -> Outcome:
         """Aggregate the owners' answers to ``request``; a disputed round is run again at once
@@ -237,9 +237,9 @@ class Rounds:
             if rnd is not None:
                 await send_all(self.node, rnd.withdraw(sender))  # do not wait for it until the deadline
         elif isinstance(msg, m.Reject):
-            if self._refused.get(sender) != msg.reason:
+            if sender not in self._refused:  # once per owner: an owner cannot flood the log
                 self._refused[sender] = msg.reason
-                self.node.logger(__name__).warning("%s refused: %s", sender, msg.reason)
+                self.node.logger(__name__).warning("%s refused: %s", sender, _shown(msg.reason))
         else:
             await self.node.drop(sender, RemoteProtocolError(f"unexpected {msg.KIND!r}", peer=sender))
 
@@ -250,6 +250,12 @@ class Rounds:
         over the new connection, and be answering."""
         conn = self.node.peers.get(owner)
         return conn is not None and conn is self._asked_over.get(owner)
+
+
+def _shown(reason: str, most: int = 200) -> str:
+    """A peer's text for a log line: one line, at most ``most`` characters."""
+    text = reason if reason.isprintable() else repr(reason)
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def _stop_if_refused(result: RoundResult) -> None:

@@ -164,7 +164,9 @@ def test_an_owner_that_reconnected_between_rounds_is_not_withdrawn_from_the_next
     assert withdrawn == []
 
 
-def _csv_deployment(folder: Path, owner_2_header: str, owner_2_rows: list[str]) -> tuple[Path, list[str]]:
+def _csv_deployment(
+    folder: Path, owner_2_header: str, owner_2_rows: list[str], protocol: str = "connect_timeout = 1.0"
+) -> tuple[Path, list[str]]:
     """Three CSV owners and the model owner's test file with columns a, b; data-owner-2's file
     as given."""
     folder.mkdir()
@@ -178,7 +180,7 @@ def _csv_deployment(folder: Path, owner_2_header: str, owner_2_rows: list[str]) 
     (folder / "test.csv").write_text("\n".join([header, "1.0,2.0,x", "2.0,0.5,y"]) + "\n")
     extra["model-owner"] = 'csv = "test.csv"'
     training = 'dataset = "csv"\nclasses = ["x", "y"]\nrounds = 4'
-    return write_config(folder, owners=3, training=training, extra=extra, protocol="connect_timeout = 1.0"), rows[0]
+    return write_config(folder, owners=3, training=training, extra=extra, protocol=protocol), rows[0]
 
 
 def test_a_data_owner_takes_its_csv_columns_by_the_model_owners_names(
@@ -204,9 +206,9 @@ def test_a_data_owner_whose_csv_lacks_a_column_of_the_model_stops_naming_it(
     config = load_config(path)
     with caplog.at_level(logging.WARNING):
         outcome = run_deployment(config, tmp_path / "out")
-    # the model owner hears which of its columns the owner lacks, not the owner's other columns
+    # the model owner hears that the columns differ, not which (it could probe an owner's names)
     told = [r.getMessage() for r in caplog.records if "data-owner-2 refused" in r.getMessage()]
-    assert told == ["data-owner-2 refused: its columns are not the model owner's (no column 'b')"]
+    assert told == ["data-owner-2 refused: its columns are not the model owner's"]
     error = str(outcome.errors.pop("data-owner-2"))
     assert error == (
         f"{config.player('data-owner-2').csv}: its columns are not the model owner's (no column 'b'; "
@@ -214,3 +216,38 @@ def test_a_data_owner_whose_csv_lacks_a_column_of_the_model_stops_naming_it(
     )
     assert outcome.errors == {}
     assert outcome.metrics["contributed_rounds"] == {"data-owner-0": 4, "data-owner-1": 4, "data-owner-2": 0}
+
+
+def test_a_schema_that_repeats_a_name_is_refused_and_a_second_schema_does_not_move_the_columns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, _ = _csv_deployment(
+        tmp_path / "d", "a,b,label", ["2.0,4.0,y", "0.5,1.5,x"], "connect_timeout = 1.0\nround_timeout = 2.0"
+    )
+    config = load_config(path)
+    rejects: list[tuple[str, str]] = []
+
+    def deviate(sender: str, to: str, msg: m.Message) -> m.Message:
+        if sender == MO and to == "data-owner-2" and isinstance(msg, m.Schema):
+            return dataclasses.replace(msg, features=("a", "b", "a"))  # 3 columns for a model of 2
+        if sender == MO and to == "data-owner-1" and isinstance(msg, m.ModelUpdate) and msg.round_no == 2:
+            return m.Schema(session=msg.session, features=("b", "a"))  # another order mid-training
+        if isinstance(msg, m.Reject) and to == MO:
+            rejects.append((sender, msg.reason))
+        return msg
+
+    with caplog.at_level(logging.INFO):
+        outcome = run_deployment(config, tmp_path / "out", tamper=deviate)
+    error = str(outcome.errors.pop("data-owner-2"))
+    assert "its columns are not the model owner's (a name twice)" in error
+    assert outcome.errors == {}  # data-owner-1 kept serving, in its first order
+    assert ("data-owner-1", "a schema other than the first this owner took: it keeps the first") in rejects
+    assert ("data-owner-2", "its columns are not the model owner's") in rejects
+    assert outcome.metrics["contributed_rounds"]["data-owner-1"] == 3  # all but the round it was not asked
+
+
+def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_first_columns_name(tmp_path: Path) -> None:
+    from asyncmpc.learning.data import load_csv
+
+    (tmp_path / "t.csv").write_bytes("\ufeffa,b,label\n1.0,2.0,x\n".encode())
+    assert load_csv(str(tmp_path / "t.csv"), "label", ("x", "y")).features == ("a", "b")

@@ -133,3 +133,21 @@ def test_a_model_owner_that_repeats_a_step_gets_independent_releases_within_the_
     ignoring.write_text(text[: text.index("epsilon = ")])
     run_deployment(config, tmp_path / "out", tamper=repeat, model_owner_config=load_config(ignoring))
     assert answers_by_owner(seen) == dict.fromkeys(OWNERS, allowed)  # the owners' own budget
+
+
+def test_a_request_that_does_not_fit_an_owners_data_is_declined_without_its_shapes(tmp_path: Path) -> None:
+    """Under [privacy] a decline says nothing of the owner's data (its shapes may count its
+    examples): the model owner sends round 2's model one parameter short."""
+    seen = Seen()
+
+    def shorten(sender: str, to: str, msg: m.Message) -> m.Message:
+        if sender == MO and isinstance(msg, m.ModelUpdate) and msg.round_no == 2:
+            msg = dataclasses.replace(msg, theta=msg.theta[:-1])
+        seen.sent.append((sender, to, msg))
+        return msg
+
+    run_deployment(private_config(tmp_path), tmp_path / "out", tamper=shorten)
+    declines = [msg for _, _, msg in seen.of(m.Decline) if msg.round_no == 2]
+    assert declines and all(
+        isinstance(d, m.Decline) and d.reason == "the request does not fit its data" for d in declines
+    )

@@ -113,7 +113,7 @@ def test_a_data_owner_whose_file_has_another_feature_count_stops_at_once_and_the
     )
     # it told the model owner as soon as it heard the model's columns, and the rounds did not wait for it
     mo = procs.log("model-owner")
-    assert "data-owner-2 refused: its columns are not the model owner's (no column 'c')\n" in mo
+    assert "data-owner-2 refused: its columns are not the model owner's\n" in mo
     assert metrics["statistics_contributors"] == ["data-owner-0", "data-owner-1"]
     assert metrics["wall_seconds"] < 60
     assert metrics["contributed_rounds"] == {"data-owner-0": 3, "data-owner-1": 3, "data-owner-2": 0}
