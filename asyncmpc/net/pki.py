@@ -11,7 +11,7 @@ extension itself), and hands back the certificate and ``ca.pem``. ``make_certs``
 on one machine, for a deployment run by one organisation or on one host.
 
 Nothing is ever overwritten unless asked (``force``): a new CA would cut every player off.
-Private keys are written owner-only (0600) in a folder that is owner-only (0700).
+Private keys are written owner-only (0600), in a folder made owner-only (0700) when it is new.
 
 ``own_certificate`` is what every player checks at start (``tls.tls_contexts``): its
 certificate is signed by the deployment CA, names it, is valid now, and matches its key.
@@ -96,9 +96,12 @@ def _refuse_existing(paths: list[Path], force: bool) -> None:
 
 
 def _folder(directory: str | Path) -> Path:
+    """The folder, made owner-only (0700) if this creates it; one that exists keeps its mode
+    (it may be a home folder), and the keys in it are owner-only anyway."""
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    os.chmod(out, 0o700)
+    if not out.exists():
+        out.mkdir(parents=True, mode=0o700)
+        os.chmod(out, 0o700)  # mkdir's mode is masked by the umask
     return out
 
 

@@ -37,6 +37,16 @@ def test_a_request_signed_by_the_ca_passes_the_players_own_check_and_its_key_sta
     assert read_certificate(cert).not_after == info.not_after
 
 
+def test_a_folder_that_exists_keeps_its_mode(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    make_request(home, "server-0")
+    assert _mode(home) == 0o755 and _mode(home / "server-0.key") == 0o600
+    make_request(tmp_path / "new" / "certs", "server-0")
+    assert _mode(tmp_path / "new" / "certs") == 0o700
+
+
 def test_nothing_is_overwritten_without_force(tmp_path: Path) -> None:
     make_ca(tmp_path, "test")
     before = (tmp_path / "ca.pem").read_bytes()
