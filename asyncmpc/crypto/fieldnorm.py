@@ -37,25 +37,13 @@ def _check_field(layout: NormBits) -> None:
         raise ValueError(f"norm bound {layout.test.bound} is too large to check in F_q")
 
 
-def _bits(values: list[int], width: int) -> FieldArray:
-    return np.array([[(v >> t) & 1 for t in range(width)] for v in values], dtype=np.uint64).reshape(-1)
-
-
 def witness_bits(x: FieldArray, coin: bytes, layout: NormBits) -> tuple[FieldArray, int]:
     """The owner's bits for its field vector ``x`` under ``coin``, and S. ValueError if x does
     not pass (a projection out of range, or its squared norm over B^2)."""
     _check_field(layout)
-    test = layout.test
-    y = [int(v) for v in gf.centred(project_field(coin, test.k, [x])[0]).tolist()]
-    if any(abs(v) > test.threshold for v in y):
-        raise ValueError("a projection of the vector is outside [-T, T]: its norm is over the bound")
+    y = [int(v) for v in gf.centred(project_field(coin, layout.test.k, [x])[0]).tolist()]
     s = sum(int(v) ** 2 for v in gf.centred(x).tolist())
-    if s > test.bound**2:
-        raise ValueError("the vector's squared norm is over the bound")
-    t = test.threshold
-    parts = [_bits([v + t for v in y], layout.width), _bits([t - v for v in y], layout.width)]
-    parts.append(_bits([s, test.bound**2 - s], layout.norm_width))
-    return np.concatenate(parts), s
+    return layout.bits(y, s).view(np.uint64), s
 
 
 @dataclass(frozen=True, slots=True)

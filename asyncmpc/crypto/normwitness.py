@@ -59,6 +59,20 @@ class NormBits:
     def size(self) -> int:
         return 2 * self.test.k * self.width + 2 * self.norm_width
 
+    def bits(self, projections: list[int], squared_norm: int) -> RingArray:
+        """The witness (0/1 values) of a vector with these signed ``projections`` and this
+        ``squared_norm``: the offsets y + T and T - y of each projection, then S and B^2 - S.
+        ValueError if a projection is outside [-T, T] or S over B^2: the vector fails."""
+        test = self.test
+        t, b2 = test.threshold, test.bound**2
+        if any(abs(y) > t for y in projections):
+            raise ValueError("a projection of the vector is outside [-T, T]: its norm is over the bound")
+        if squared_norm > b2:
+            raise ValueError("the vector's squared norm is over the bound")
+        rows = [(y + t, self.width) for y in projections] + [(t - y, self.width) for y in projections]
+        rows += [(squared_norm, self.norm_width), (b2 - squared_norm, self.norm_width)]
+        return np.array([(v >> i) & 1 for v, width in rows for i in range(width)], dtype=np.int64)
+
     def split(self, bits: RingArray) -> tuple[RingArray, RingArray, RingArray, RingArray]:
         """(v bits (K, L), u bits (K, L), S bits (L_s,), e bits (L_s,)) of a witness (or of a
         share of one)."""
@@ -69,27 +83,12 @@ class NormBits:
         return v, u, bits[2 * k * w : 2 * k * w + s], bits[2 * k * w + s :]
 
 
-def _bits(values: list[int], width: int) -> RingArray:
-    return np.array([[(v >> t) & 1 for t in range(width)] for v in values], dtype=np.int64)
-
-
 def witness(x: RingArray, coin: bytes, layout: NormBits) -> RingArray:
     """An owner's bits for vector ``x`` under the round's ``coin``. ValueError if x does not
     pass (a projection out of [-T, T], or its squared norm over B^2): an honest owner clips
     first, and one whose vector fails has nothing to prove."""
-    test = layout.test
-    y = project(coin, test.k, [x])[0]
-    if not test.passes(y).all():
-        raise ValueError("a projection of the vector is outside [-T, T]: its norm is over the bound")
-    values = [int(v) for v in y.tolist()]
-    s = sum(int(v) ** 2 for v in x.tolist())
-    if s > test.bound**2:
-        raise ValueError("the vector's squared norm is over the bound")
-    t = test.threshold
-    v_bits = _bits([yj + t for yj in values], layout.width)
-    u_bits = _bits([t - yj for yj in values], layout.width)
-    s_bits = _bits([s, test.bound**2 - s], layout.norm_width)
-    return np.concatenate([v_bits.reshape(-1), u_bits.reshape(-1), s_bits.reshape(-1)])
+    y = [int(v) for v in project(coin, layout.test.k, [x])[0].tolist()]
+    return layout.bits(y, sum(int(v) ** 2 for v in x.tolist()))
 
 
 def _weights(width: int) -> RingArray:
