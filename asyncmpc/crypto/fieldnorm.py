@@ -81,12 +81,14 @@ def norm_queries(
     r: int,
     *,
     constants: bool,
+    projections: FieldArray | None = None,
 ) -> NormQuery:
     """A server's queries on one additive part (x, bits, S, proofs) of an owner's input; the
-    constants (T, B^2) go into exactly one part. The parts' queries add up to the whole's."""
+    constants (T, B^2) go into exactly one part. The parts' queries add up to the whole's.
+    ``projections``: the part's projections under ``coin``, when computed already."""
     x, bits, s, proof = part
     k, w, ws = layout.test.k, layout.width, layout.norm_width
-    y = project_field(coin, k, [x])[0]
+    y = project_field(coin, k, [x])[0] if projections is None else projections
     pair = _bit_pair(rho, bits)
     squares = query(Layout.of(x.size), x, proof.squares, s, r)
     bit_query = query(Layout.of(bits.size, vectors=2), pair, proof.bits, int(gf.total(pair[0])), r)

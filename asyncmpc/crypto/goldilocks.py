@@ -11,10 +11,14 @@ scalars, where the sizes are small).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Q", "FieldArray", "add", "centred", "from_signed", "mul", "neg", "sub", "total"]
+from asyncmpc.crypto.prf import expand, nonce_for
+
+__all__ = ["Q", "FieldArray", "add", "centred", "from_seed", "from_signed", "mul", "neg", "sub", "total", "uniform"]
 
 FieldArray = NDArray[np.uint64]
 Q = (1 << 64) - (1 << 32) + 1
@@ -89,3 +93,29 @@ def from_signed(x: NDArray[np.int64]) -> FieldArray:
 def centred(a: FieldArray) -> NDArray[np.object_]:
     """The elements as Python integers in (-q/2, q/2) (for checks and tests; not vectorised)."""
     return np.array([int(v) - Q if int(v) > Q // 2 else int(v) for v in a.reshape(-1)], dtype=object).reshape(a.shape)
+
+
+def _below_q(words: NDArray[np.uint64]) -> FieldArray:
+    return words[words < _Q]
+
+
+def uniform(n: int, random_bytes: Callable[[int], bytes]) -> FieldArray:
+    """n elements uniform in F_q from ``random_bytes`` (a secure source), by rejection: a 64-bit
+    word is at least q with probability 2^-32, and is drawn again (reducing it mod q would
+    skew shares by 2^-32 per element)."""
+    out = _below_q(np.frombuffer(random_bytes(8 * n), dtype=np.uint64))
+    while out.size < n:
+        out = np.concatenate([out, _below_q(np.frombuffer(random_bytes(8 * (n - out.size)), dtype=np.uint64))])
+    return out[:n].copy()
+
+
+def from_seed(seed: bytes, n: int, label: str) -> FieldArray:
+    """n elements uniform in F_q from ``seed`` (a keystream per ``label``, by rejection): the
+    same on every machine, for public randomness derived by hashing."""
+    out: FieldArray = np.zeros(0, dtype=np.uint64)
+    attempt = 0
+    while out.size < n:
+        words = expand(seed, n + 8, nonce_for(f"{label}:{attempt}")).view(np.uint64)
+        out = np.concatenate([out, _below_q(words)])
+        attempt += 1
+    return out[:n].copy()
