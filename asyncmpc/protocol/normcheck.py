@@ -1,0 +1,102 @@
+"""A server's norm checks of one round (sans-I/O, beside the sum's ``RunningSums``).
+
+Every server of the round opens, for each owner, its values on the two components it holds
+(``crypto.normproof.open_components``) and sends them, with the owner's digest list, to the
+round's other servers (``NormOpened``). A server decides an owner once it has every round
+server's report (its own among them):
+
+- every report carries the same digest list, and the two holders of each component opened the
+  same values: the verdict (``normproof.verdict``) is computed from the same data by every
+  honest server, so they agree: ``ACCEPT`` (the owner's components go into the sum) or
+  ``REJECT`` (left out, and named to the model owner);
+- otherwise ``DISPUTE``: a server lied, or the owner gave servers different digest lists. No
+  server decides on values it cannot check, so a lying server gets neither a poisoned input in
+  nor an honest owner out; it can only make the round disputed (as a wrong sum does). The
+  suspects are the peers whose list or values differ from this server's own.
+
+With two servers (the third is down) every component is covered, one of them twice: the
+verdict then holds against a poisoning owner only while both servers compute honestly
+(``SECURITY.md``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asyncmpc.crypto.goldilocks import FieldArray
+from asyncmpc.crypto.normproof import NormSpec, verdict
+
+__all__ = ["NormChecks", "Outcome", "Report"]
+
+
+class Outcome(enum.Enum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+    DISPUTE = "dispute"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One server's report on one owner: the owner's digests and the opened values, by component."""
+
+    digests: tuple[bytes, ...]
+    opened: dict[int, FieldArray]
+
+
+@dataclass(slots=True)
+class _Owner:
+    reports: dict[int, Report] = field(default_factory=dict)
+    decided: Outcome | None = None
+
+
+class NormChecks:
+    """Server ``me``'s checks in a round on ``servers`` (indices, ``me`` among them)."""
+
+    def __init__(self, spec: NormSpec, me: int, servers: frozenset[int]) -> None:
+        self.spec = spec
+        self.me = me
+        self.servers = servers
+        self._owners: dict[str, _Owner] = {}
+        self.suspects: tuple[int, ...] = ()
+        """After a ``DISPUTE``: the peers whose reports differ from this server's."""
+
+    def reported(self, owner: str, server: int) -> bool:
+        entry = self._owners.get(owner)
+        return entry is not None and server in entry.reports
+
+    def hear(self, owner: str, server: int, report: Report) -> Outcome | None:
+        """``server``'s report (this server's own included) on ``owner``; the outcome once every
+        round server reported (then once only), else None. A second report from one server is
+        ignored (ValueError: its sender broke the protocol)."""
+        if server not in self.servers:
+            return None
+        entry = self._owners.setdefault(owner, _Owner())
+        if server in entry.reports:
+            raise ValueError(f"a second norm report on {owner}")
+        expected = {server, (server + 1) % 3}
+        if set(report.opened) != expected or any(v.shape != (self.spec.opened_size,) for v in report.opened.values()):
+            raise ValueError(f"a norm report on {owner} with the wrong components or sizes")
+        entry.reports[server] = report
+        if entry.decided is not None or set(entry.reports) != set(self.servers):
+            return None
+        entry.decided = self._decide(entry.reports)
+        return entry.decided
+
+    def _decide(self, reports: dict[int, Report]) -> Outcome:
+        own = reports[self.me]
+        suspects = {s for s, r in reports.items() if r.digests != own.digests}
+        values: dict[int, list[tuple[int, FieldArray]]] = {0: [], 1: [], 2: []}
+        for s, r in reports.items():
+            for c, v in r.opened.items():
+                values[c].append((s, v))
+        for c, held in values.items():
+            if len(held) == 2 and not np.array_equal(held[0][1], held[1][1]):
+                mine = [v for s, v in held if s == self.me]
+                suspects |= {s for s, _ in held if s != self.me} if mine else {s for s, _ in held}
+        if suspects:
+            self.suspects = tuple(sorted(suspects))
+            return Outcome.DISPUTE
+        return Outcome.ACCEPT if verdict(self.spec, {c: held[0][1] for c, held in values.items()}) else Outcome.REJECT
