@@ -7,6 +7,7 @@ reads them.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -103,6 +104,14 @@ class ProtocolSettings:
     is excluded; ``protocol.dispute.MacPolicy``) or "always"."""
     mac_window: int = 10
     """MAC rounds after the first dispute (doubling with each further one)."""
+    norm_bound: float = 0.0
+    """An L2 bound on each owner's contribution, in model units, checked by the servers inside
+    the secure computation (``protocol.normcheck``); 0: off."""
+
+    @property
+    def encoded_norm_bound(self) -> int:
+        """``norm_bound`` in encoded units (0: off)."""
+        return math.floor(self.norm_bound * (1 << self.frac_bits) + 0.5)
 
 
 DATASETS = ("breast_cancer", "digits", "wine", "iris", "mnist", "csv", "synthetic")

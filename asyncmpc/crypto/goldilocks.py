@@ -18,7 +18,21 @@ from numpy.typing import NDArray
 
 from asyncmpc.crypto.prf import expand, nonce_for
 
-__all__ = ["Q", "FieldArray", "add", "centred", "from_seed", "from_signed", "mul", "neg", "sub", "total", "uniform"]
+__all__ = [
+    "Q",
+    "FieldArray",
+    "add",
+    "centred",
+    "combine",
+    "from_seed",
+    "from_signed",
+    "mul",
+    "neg",
+    "sub",
+    "to_signed",
+    "total",
+    "uniform",
+]
 
 FieldArray = NDArray[np.uint64]
 Q = (1 << 64) - (1 << 32) + 1
@@ -119,3 +133,23 @@ def from_seed(seed: bytes, n: int, label: str) -> FieldArray:
         out = np.concatenate([out, _below_q(words)])
         attempt += 1
     return out[:n].copy()
+
+
+def to_signed(a: FieldArray) -> NDArray[np.int64]:
+    """The centred integers of elements, as int64 (exact for |value| < 2^63: every sum the
+    norm check releases is far below)."""
+    u = np.asarray(a, dtype=np.uint64)
+    return np.where(u > np.uint64(Q // 2), u + _EPSILON, u).view(np.int64)
+
+
+def combine(parts: list[NDArray[np.int64]], field: bool) -> NDArray[np.int64]:
+    """The sum of share components (int64 words): in Z_2^64, or (``field``) in F_q, centred."""
+    if not field:
+        out = parts[0].copy()
+        for p in parts[1:]:
+            np.add(out, p, out=out)
+        return out
+    acc = parts[0].view(np.uint64)
+    for p in parts[1:]:
+        acc = add(acc, p.view(np.uint64))
+    return to_signed(acc)

@@ -30,6 +30,7 @@ owner that makes 2^60 attempts gets a vector over the bound accepted with probab
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ class NormSpec:
 
     bound: int
     n: int
+
+    @staticmethod
+    def largest_bound() -> int:
+        """The largest bound (encoded units) the check serves in F_q: a vector that passes the
+        K projections has squared norm below q (``fieldnorm``)."""
+        return math.isqrt(Q) // math.ceil(8.6 * 7.0) - 1
 
     @property
     def bits(self) -> NormBits:

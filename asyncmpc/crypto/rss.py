@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from asyncmpc.crypto.goldilocks import combine
 from asyncmpc.crypto.prf import RandomBytes, ZeroSharer, expand, keystream_blocks, new_seed, round_nonce
 from asyncmpc.crypto.ring import RingArray, as_ring, encode, ring_mul_public, ring_sum
 
@@ -249,7 +250,7 @@ def _components(shares: tuple[RShare, ...] | list[RShare]) -> dict[int, RingArra
     return comps
 
 
-def reconstruct(shares: tuple[RShare, ...] | list[RShare]) -> RingArray:
+def reconstruct(shares: tuple[RShare, ...] | list[RShare], field: bool = False) -> RingArray:
     """x from the pairs of any two (or all three) distinct servers.
 
     Raises ValueError if fewer than two distinct servers' shares are given or shapes differ.
@@ -264,6 +265,8 @@ def reconstruct(shares: tuple[RShare, ...] | list[RShare]) -> RingArray:
     shapes = {c.shape for c in comps.values()}
     if len(shapes) != 1:
         raise ValueError(f"shares differ in shape: {sorted(shapes)}")
+    if field:  # components in F_q (a norm-checked round): the centred sum
+        return combine([comps[0], comps[1], comps[2]], field=True)
     return ring_sum([comps[0], comps[1], comps[2]])
 
 

@@ -13,6 +13,7 @@ what a data owner sends, ``protocol.shares``.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 from collections.abc import Sequence
@@ -88,6 +89,7 @@ class AggregationRound:
         servers: tuple[str, ...] | None = None,
         mac_key: MacKey | None = None,
         position: int = 0,
+        norm: bool = False,
     ) -> None:
         if round_no < 1:
             raise ValueError("rounds are numbered from 1")
@@ -121,7 +123,11 @@ class AggregationRound:
         self.contributors: tuple[str, ...] = ()
         self.phase = Phase.OPEN
         self._result: RoundResult | None = None
-        self._check = CrossCheck(self.servers)
+        self.norm = norm
+        """A norm-checked round: shares in F_q; owners the servers find over the bound are left out."""
+        self._norm_failed: dict[str, set[str]] = {}
+        """Owner -> the servers that reported its input over the norm bound."""
+        self._check = CrossCheck(self.servers, field=norm)
         self._stale: dict[str, int] = {}
         """Server -> answers still due to asks that a later ask replaced (ignored when they come)."""
         self.asks = 0
@@ -146,7 +152,7 @@ class AggregationRound:
     @result.setter
     def result(self, result: RoundResult) -> None:
         self._enter(Phase.DONE)
-        self._result = result
+        self._result = dataclasses.replace(result, norm_failed=self.norm_failed) if self.norm else result
 
     def _enter(self, phase: Phase) -> None:
         if phase not in _MOVES[self.phase]:
@@ -194,6 +200,7 @@ class AggregationRound:
                 full=self._full,
                 mac=self.mac,
                 servers=self.live,
+                norm=self.norm,
                 position=self.position,
             )
             out.append(Send(s, msg))
@@ -214,7 +221,29 @@ class AggregationRound:
             return self._on_result(sender, msg)
         if isinstance(msg, m.Reject):
             return self._refused(sender, msg.code, msg.reason)
+        if isinstance(msg, m.NormVerdict) and self.norm:
+            return self._on_norm_verdict(sender, msg)
         raise RemoteProtocolError(f"unexpected {msg.KIND!r} during a round", peer=sender)
+
+    def _on_norm_verdict(self, sender: str, msg: m.NormVerdict) -> list[Send]:
+        """A server left owners out as over the bound (the round stops waiting for them here; they
+        are named once two servers say so), or its norm reports differ from another server's (a
+        dispute: the round yields nothing)."""
+        unknown = set(msg.failed) - self._invited
+        if unknown:
+            raise RemoteProtocolError(f"names owners outside round {self.round_no}: {sorted(unknown)}", peer=sender)
+        if msg.suspects:
+            why = f"{sender}'s norm check disagrees with {', '.join(msg.suspects)}"
+            return self._disputed(why, tuple(s for s in msg.suspects if s in self.servers))
+        for owner in msg.failed:
+            self._norm_failed.setdefault(owner, set()).add(sender)
+        self.owners = tuple(o for o in self.owners if o not in msg.failed)
+        return []
+
+    @property
+    def norm_failed(self) -> tuple[str, ...]:
+        """The owners at least two servers found over the norm bound (left out of the sum)."""
+        return tuple(o for o in self._order if len(self._norm_failed.get(o, ())) >= 2)
 
     def _on_holding(self, sender: str, msg: m.Holding) -> list[Send]:
         if self.phase is Phase.ASKED or sender in self._holding:
@@ -256,7 +285,7 @@ class AggregationRound:
     def _decide(self) -> list[Send]:
         """Fix the contributor set (owners every answering server holds) and ask for its sum:
         tagged from three servers, in full from two."""
-        self._check = CrossCheck(self.servers)  # early results do not count
+        self._check = CrossCheck(self.servers, field=self.norm)  # early results do not count
         for s in self._asked:  # an answer to the last ask may still come: it is not for this one
             if s not in self._results:
                 self._stale[s] = self._stale.get(s, 0) + 1
@@ -372,7 +401,8 @@ class AggregationRound:
             return []
         if self._full:
             shares = [RShare(self.servers.index(s), r.a, r.b) for s, r in self._results.items() if r.b is not None]
-            self.result = RoundResult(self.round_no, reconstruct(shares), self.contributors, False, servers=servers)
+            total = reconstruct(shares, field=self.norm)
+            self.result = RoundResult(self.round_no, total, self.contributors, False, servers=servers)
             return []
         self._check.absorb(self._results, self._keys)
         if self._check.failed:
@@ -399,7 +429,7 @@ class AggregationRound:
         """A MAC round's answers, all in full: the verified sum, and the cheater if one lied."""
         assert self.mac_key is not None
         self.result = full_verdict(
-            self.round_no, self._results, self.servers, self.mac_key, self._digests, self.contributors
+            self.round_no, self._results, self.servers, self.mac_key, self._digests, self.contributors, self.norm
         )
         return []
 

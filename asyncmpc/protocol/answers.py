@@ -10,8 +10,7 @@ one check and one addition, not three.
 
 from __future__ import annotations
 
-import numpy as np
-
+from asyncmpc.crypto.goldilocks import combine
 from asyncmpc.crypto.prf import mac_ok
 from asyncmpc.crypto.ring import RingArray
 from asyncmpc.errors import RemoteProtocolError
@@ -52,12 +51,18 @@ def digests_of(sender: str, owners: tuple[str, ...], digests: tuple[bytes, ...])
 class CrossCheck:
     """The tagged answers of one ask, from the three servers ``servers`` (in index order)."""
 
-    def __init__(self, servers: tuple[str, ...]) -> None:
+    def __init__(self, servers: tuple[str, ...], field: bool = False) -> None:
         self.servers = servers
+        self.field = field
+        """Components in F_q (a norm-checked round): their sum is centred."""
         self.checked: dict[int, bool] = {}
         """Component j -> whether server j's vector matched server j - 1's tag."""
-        self.total: RingArray | None = None
-        self._summed: set[str] = set()
+        self._parts: dict[str, RingArray] = {}
+
+    @property
+    def total(self) -> RingArray | None:
+        """The sum of the vectors absorbed so far (None: none yet)."""
+        return combine(list(self._parts.values()), self.field) if self._parts else None
 
     def absorb(self, results: dict[str, m.ResultShare], keys: dict[str, bytes]) -> None:
         """Check the components whose vector and tag are both in, and add new vectors to the
@@ -67,12 +72,7 @@ class CrossCheck:
             if j not in self.checked and holder in results and tagger in results:
                 self.checked[j] = mac_ok(keys[tagger], results[holder].a, results[tagger].b_tag)
         for server, r in results.items():
-            if server not in self._summed:
-                self._summed.add(server)
-                if self.total is None:
-                    self.total = r.a.copy()
-                else:
-                    np.add(self.total, r.a, out=self.total)
+            self._parts.setdefault(server, r.a)
 
     @property
     def failed(self) -> list[int]:
@@ -82,7 +82,7 @@ class CrossCheck:
     @property
     def complete(self) -> bool:
         """Every component checked and every vector summed."""
-        return len(self.checked) == len(self._summed) == 3
+        return len(self.checked) == len(self._parts) == 3
 
 
 class Digests:

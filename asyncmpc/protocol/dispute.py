@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from asyncmpc.crypto.field import P
+from asyncmpc.crypto.goldilocks import combine
 from asyncmpc.crypto.macs import MacKey, verify
-from asyncmpc.crypto.ring import RingArray, ring_sum
+from asyncmpc.crypto.ring import RingArray
 from asyncmpc.crypto.rss import N_SERVERS, suspects
 from asyncmpc.protocol.answers import Digests
 from asyncmpc.protocol.outcome import RoundResult
@@ -66,7 +67,9 @@ class Verdict:
 _Version = tuple[RingArray, int]
 
 
-def resolve(answers: list[Answer], key: MacKey, explained: frozenset[int] = frozenset()) -> Verdict:
+def resolve(
+    answers: list[Answer], key: MacKey, explained: frozenset[int] = frozenset(), field: bool = False
+) -> Verdict:
     """The sum the answers prove, and who lied if someone did (see the module docstring).
 
     ``explained`` are components whose holders may disagree without lying: an owner's
@@ -81,7 +84,7 @@ def resolve(answers: list[Answer], key: MacKey, explained: frozenset[int] = froz
         raise ValueError(f"need the answers of two servers, got {sorted(a.server for a in answers)}")
     bad = [j for j, v in versions.items() if len(v) == 2 and not _same(*v.values())]
     if not bad:
-        total = _pick(versions, leave_out=None)
+        total = _pick(versions, leave_out=None, field=field)
         if verify(total[0], key, total[1]):
             return Verdict(total[0], len(answers) == N_SERVERS)
         if len(answers) == N_SERVERS:
@@ -90,7 +93,7 @@ def resolve(answers: list[Answer], key: MacKey, explained: frozenset[int] = froz
         return Verdict(None, False, reason="the sum of two servers' shares failed its MAC")
     verified: list[tuple[int, RingArray]] = []
     for suspect in suspects(bad):
-        z, t = _pick(versions, leave_out=suspect)
+        z, t = _pick(versions, leave_out=suspect, field=field)
         if verify(z, key, t):
             verified.append((suspect, z))
     if len(verified) == 1:
@@ -107,14 +110,14 @@ def _same(x: _Version, y: _Version) -> bool:
     return bool(x[1] == y[1] and np.array_equal(x[0], y[0]))
 
 
-def _pick(versions: dict[int, dict[int, _Version]], leave_out: int | None) -> tuple[RingArray, int]:
+def _pick(versions: dict[int, dict[int, _Version]], leave_out: int | None, field: bool) -> tuple[RingArray, int]:
     """The sum from one version of each component, none from ``leave_out`` where there is a choice."""
     chosen = []
     for j in range(N_SERVERS):
         held = versions[j]
         others = [v for s, v in sorted(held.items()) if s != leave_out]
         chosen.append(others[0] if others else next(iter(held.values())))
-    return ring_sum([c[0] for c in chosen]), sum(c[1] for c in chosen) % P
+    return combine([c[0] for c in chosen], field), sum(c[1] for c in chosen) % P
 
 
 def tagged_mac_ok(total: RingArray, results: Sequence[m.ResultShare], key: MacKey) -> bool:
@@ -134,6 +137,7 @@ def full_verdict(
     key: MacKey,
     digests: Digests,
     contributors: tuple[str, ...],
+    field: bool = False,
 ) -> RoundResult:
     """What a MAC round's answers in full (``results``, by server; ``servers`` every server in
     index order) prove: the verified sum, the cheater if one lied, and the owner to blame
@@ -142,7 +146,7 @@ def full_verdict(
     for s, r in results.items():
         assert r.b is not None and r.ma is not None and r.mb is not None
         answers.append(Answer(servers.index(s), r.a, r.b, int(r.ma[0]), int(r.mb[0])))
-    verdict = resolve(answers, key, explained=digests.explained)
+    verdict = resolve(answers, key, explained=digests.explained, field=field)
     culprit = ""
     if verdict.total is None and len(answers) == N_SERVERS and verdict.disputed:
         culprit = digests.culprit(verdict.disputed)

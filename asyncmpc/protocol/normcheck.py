@@ -92,7 +92,7 @@ class NormChecks:
         for s, r in reports.items():
             for c, v in r.opened.items():
                 values[c].append((s, v))
-        for c, held in values.items():
+        for held in values.values():
             if len(held) == 2 and not np.array_equal(held[0][1], held[1][1]):
                 mine = [v for s, v in held if s == self.me]
                 suspects |= {s for s, _ in held if s != self.me} if mine else {s for s, _ in held}

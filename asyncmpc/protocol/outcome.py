@@ -60,6 +60,8 @@ class RoundResult:
     disagree on is one where this owner's holders got different shares, and no reconstruction
     verifies (leaving out a lying server's versions would have verified). It is left out of
     the rounds that follow."""
+    norm_failed: tuple[str, ...] = ()
+    """Owners whose input two servers found over ``[protocol] norm_bound``: left out of the sum."""
     recheck: bool = False
     """An ordinary round lost a server: the two left answered in full, which nothing checks, so
     the round yields nothing and is to run again as a MAC round on them (not under

@@ -30,6 +30,9 @@ class Params:
     server_timeout: float
     private: bool
     """Whether the deployment has a ``[privacy]`` table."""
+    norm_bound: int = 0
+    """``[protocol] norm_bound`` in encoded units (0: no norm check; otherwise inputs are shared
+    in F_q with a norm proof, ``protocol.normcheck``)."""
 
     @classmethod
     def of(cls, config: Config) -> Params:
@@ -46,6 +49,7 @@ class Params:
             round_timeout=p.round_timeout,
             server_timeout=p.server_timeout,
             private=config.privacy is not None,
+            norm_bound=p.encoded_norm_bound,
         )
 
     def role(self, player: str) -> Role:

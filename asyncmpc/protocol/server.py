@@ -55,18 +55,21 @@ from collections.abc import Callable
 import numpy as np
 
 from asyncmpc.config import Role
+from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.field import P
+from asyncmpc.crypto.normproof import Component, NormSpec, context_of, open_components
 from asyncmpc.crypto.prf import (
     MAC_KEY_BYTES,
     mac,
 )
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.agreement import Agreement, Step
-from asyncmpc.protocol.authenticated import digest_pair, field_parts
+from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
 from asyncmpc.protocol.commitment import Commitment, Verdict, release_set
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
 from asyncmpc.protocol.keyed import KeyedOwners
 from asyncmpc.protocol.noise import NoiseDraw, PositionedDraw, deal
+from asyncmpc.protocol.normcheck import NormChecks, Outcome, Report
 from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.positions import Positions
 from asyncmpc.protocol.received import ring_parts, told_servers
@@ -163,6 +166,8 @@ class ServerProtocol:
             return self._peer_held(sender, msg)
         if isinstance(msg, m.ReleaseSet):
             return self._peer_committed(sender, msg)
+        if isinstance(msg, m.NormOpened):
+            return self._norm_opened(sender, msg)
         if isinstance(msg, m.Reject):
             return []
         raise RemoteProtocolError(f"a compute server does not take {msg.KIND!r} messages", peer=sender)
@@ -231,6 +236,10 @@ class ServerProtocol:
             draw = functools.partial(self._tree[0], msg.position)
         rnd = RunningSums(frozenset(msg.owners), shape, mac_key=msg.mac_key, full=msg.full, mac=msg.mac)
         rnd.servers, rnd.position = servers, msg.position
+        if msg.norm:
+            if not self.params.norm_bound:
+                raise RemoteProtocolError(f"round {msg.round_no} is norm-checked, but norm_bound is off", peer=sender)
+            rnd.norm = NormChecks(NormSpec(self.params.norm_bound, size), self.index, servers)
         if self._noise is not None:  # no early release: every server commits to one release first
             rnd.commitment = Commitment(servers - {self.index})
         elif msg.mac_key or msg.full:  # an early release: agreed with the round's other servers first
@@ -307,7 +316,7 @@ class ServerProtocol:
     def _accept(self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums) -> list[Action]:
         if sender not in rnd.owners:
             raise RemoteProtocolError(f"not an expected owner of round {round_no}", peer=sender)
-        if sender in rnd.held:
+        if sender in rnd.held or sender in rnd.pending:
             raise RemoteProtocolError(f"second input share for round {round_no}", peer=sender)
         if not rnd.inputs_open and len(rnd.held) < len(rnd.owners):
             raise RemoteProtocolError(f"input share for round {round_no} came after its inputs closed", peer=sender)
@@ -315,7 +324,18 @@ class ServerProtocol:
             raise RemoteProtocolError(f"round {round_no} is not a MAC round, but the share carries one", peer=sender)
         if told_servers(self.params, sender, msg) != rnd.servers or msg.position != rnd.position:
             return []  # the owner was told other servers, or another position: not for this round
-        parts = ring_parts(self._keyed, sender, msg, round_no, rnd.shape)
+        if rnd.norm is not None:
+            return self._norm_input(sender, msg, round_no, rnd)
+        if msg.norm_a is not None or msg.norm_b is not None or msg.norm_digests:
+            raise RemoteProtocolError(
+                f"round {round_no} is not norm-checked, but the share carries a proof", peer=sender
+            )
+        return self._admit(sender, msg, round_no, rnd, ring_parts(self._keyed, sender, msg, round_no, rnd.shape))
+
+    def _admit(
+        self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums, parts: tuple[RingPart, RingPart]
+    ) -> list[Action]:
+        """Add ``sender``'s components to the round's sums (in F_q in a norm-checked round)."""
         if rnd.mac:  # before a vector is added: the sum may be that vector's own buffer
             rnd.fields[sender] = field_parts(sender, round_no, msg)
             rnd.digests[sender] = digest_pair(parts, rnd.fields[sender])
@@ -332,6 +352,8 @@ class ServerProtocol:
             acc = rnd.sums[i]
             if acc is None:  # adopt the received vector (a view of its frame) as the sum
                 rnd.sums[i] = comp if comp.flags.writeable and comp.flags.c_contiguous else comp.copy()
+            elif rnd.norm is not None:
+                acc.view(np.uint64)[...] = gf.add(acc.view(np.uint64), comp.view(np.uint64))
             else:
                 np.add(acc, comp, out=acc)
         rnd.held.add(sender)
@@ -454,13 +476,88 @@ class ServerProtocol:
             return []
         # stop waiting for owners whose share has not come; one that is here stays (the model
         # owner keeps it if every server holds it, and asks the others to leave it out if not)
-        gone = frozenset(o for o in msg.owners if o not in rnd.held)
+        gone = frozenset(o for o in msg.owners if o not in rnd.held and o not in rnd.pending)
         rnd.owners = rnd.owners - gone
         for owner in gone:
             rnd.drop_streams(owner)
         if len(rnd.held) == len(rnd.owners):
             return self._complete(msg.round_no, rnd)
         return []
+
+    # ------------------------------------------------------------ the norm check
+
+    def _norm_input(self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums) -> list[Action]:
+        """A share in a norm-checked round: its components checked against the owner's digests,
+        the opened values sent to the round's other servers; it waits for the verdict."""
+        assert rnd.norm is not None
+        a, b = msg.a, msg.b
+        if msg.norm_a is None or msg.norm_b is None or not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray):
+            why = f"round {round_no} is norm-checked: the share must carry both components and their norm parts"
+            raise RemoteProtocolError(why, peer=sender)
+        if a.shape != rnd.shape or b.shape != rnd.shape:
+            raise RemoteProtocolError(
+                f"round {round_no}: a share of shape {a.shape}, expected {rnd.shape}", peer=sender
+            )
+        spec, i = rnd.norm.spec, self.index
+        held = {
+            i: Component(a.reshape(-1).view(np.uint64), msg.norm_a.view(np.uint64)),
+            (i + 1) % 3: Component(b.reshape(-1).view(np.uint64), msg.norm_b.view(np.uint64)),
+        }
+        digests = tuple(msg.norm_digests)
+        try:
+            opened = open_components(
+                spec, context_of(self.params.session, round_no, sender, msg.input_id, spec), digests, held
+            )
+        except ValueError as exc:
+            raise RemoteProtocolError(f"round {round_no}: {exc}", peer=sender) from None
+        rnd.pending[sender] = (msg, (a, b))
+        values = {o.index: o.values for o in opened}
+        told = m.NormOpened(
+            session=self.params.session,
+            round_no=round_no,
+            owner=sender,
+            digests=digests,
+            a=values[i].view(np.int64),
+            b=values[(i + 1) % 3].view(np.int64),
+        )
+        out: list[Action] = [Send(self.params.servers[j], told) for j in sorted(rnd.servers - {i})]
+        return out + self._norm_heard(round_no, rnd, sender, i, Report(digests, values))
+
+    def _norm_opened(self, sender: str, msg: m.NormOpened) -> list[Action]:
+        """Another server's opened values on an owner's input."""
+        rnd = self._rounds.get(msg.round_no)
+        if rnd is None:
+            return self._hold_ahead(sender, msg)
+        if rnd.norm is None:
+            raise RemoteProtocolError(f"norm values for round {msg.round_no}, which is not norm-checked", peer=sender)
+        peer = self.params.server_index(sender)
+        values = {peer: msg.a.view(np.uint64), (peer + 1) % 3: msg.b.view(np.uint64)}
+        return self._norm_heard(msg.round_no, rnd, msg.owner, peer, Report(tuple(msg.digests), values))
+
+    def _norm_heard(self, round_no: int, rnd: RunningSums, owner: str, server: int, report: Report) -> list[Action]:
+        """A report on ``owner``'s input; once every round server's is in: admit the owner,
+        leave it out (and tell the model owner), or report a dispute."""
+        assert rnd.norm is not None
+        try:
+            outcome = rnd.norm.hear(owner, server, report)
+        except ValueError as exc:
+            raise RemoteProtocolError(f"round {round_no}: {exc}", peer=self.params.servers[server]) from None
+        if outcome is None:
+            return []
+        session = self.params.session
+        if outcome is Outcome.DISPUTE:
+            names = tuple(self.params.servers[j] for j in rnd.norm.suspects)
+            return [Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, suspects=names))]
+        msg, parts = rnd.pending.pop(owner)
+        if owner not in rnd.owners:
+            return []  # withdrawn meanwhile
+        if outcome is Outcome.ACCEPT:
+            return self._admit(owner, msg, round_no, rnd, parts)
+        rnd.owners = rnd.owners - {owner}
+        out: list[Action] = [Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, failed=(owner,)))]
+        if len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
+            out += self._complete(round_no, rnd)
+        return out
 
     def _holding(self, round_no: int, rnd: RunningSums) -> Send:
         if rnd.inputs_open:

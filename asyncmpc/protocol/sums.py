@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from asyncmpc.protocol.agreement import Agreement
     from asyncmpc.protocol.commitment import Commitment
     from asyncmpc.protocol.noise import RoundNoise
+    from asyncmpc.protocol.normcheck import NormChecks
+    from asyncmpc.wire.messages import InputShare
 
 __all__ = ["ZERO_NONCE", "Guess", "RoundPhase", "RunningSums", "Stream", "Streams", "add_streams"]
 
@@ -104,6 +106,10 @@ class RunningSums:
     """Under [privacy] mechanism "tree": the round's position (from 1; 0: none)."""
     commitment: Commitment | None = None
     """Under [privacy]: the one release this server commits to, and its peers' (``protocol.commitment``)."""
+    norm: NormChecks | None = None
+    """A norm-checked round: the checks of its owners' inputs (``protocol.normcheck``); sums in F_q."""
+    pending: dict[str, tuple[InputShare, tuple[RingArray, RingArray]]] = field(default_factory=dict)
+    """In a norm-checked round: owners whose share arrived and awaits its verdict."""
 
     def enter(self, phase: RoundPhase) -> None:
         if phase not in _MOVES[self.phase]:

@@ -40,6 +40,7 @@ from asyncmpc.net.tls import TlsContexts
 from asyncmpc.net.transport import Opener, Transport
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.normshares import norm_shares
 from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.releases import OwnerAnswers, input_id, key_id
 from asyncmpc.protocol.shares import contribution_shares, key_messages
@@ -219,6 +220,10 @@ class _Owner:
             if self.plain:
                 gradient = m.PlainGradient(session=config.session, round_no=round_no, values=vector)
                 out.sends = [Send(self.model_owner, gradient)]
+            elif self.params.norm_bound and isinstance(msg, m.ModelUpdate):
+                key_or_none = MacKey(msg.mac_key) if msg.mac_key else None
+                kid = key_id(msg.mac_key) if msg.mac_key else b""
+                out.sends = norm_shares(self.params, self.name, round_no, vector, ident, key_or_none, kid)
             elif msg.mac_key:
                 key = MacKey(msg.mac_key)
                 kid = key_id(msg.mac_key)

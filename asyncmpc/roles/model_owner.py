@@ -175,6 +175,8 @@ async def run_model_owner(
         await checkpoints.flush()
         if rounds.left_out:
             metrics["left_out_owners"] = list(rounds.left_out)
+        if config.protocol.norm_bound:
+            metrics["norm_failed_rounds"] = {o: rounds.norm_failed.get(o, 0) for o in owners}
         if not finished:
             metrics["contributed_rounds"] = _contributions(node, owners, log)
 

@@ -71,6 +71,8 @@ class Rounds:
         """Servers proved to have lied, with why (the dict is metrics.json's ``excluded_servers``)."""
         self.left_out: list[str] = []
         """Data owners proved to send inconsistent shares, asked no more this session."""
+        self.norm_failed: dict[str, int] = {}
+        """Data owner -> rounds in which its input was over [protocol] norm_bound (metrics.json)."""
         self._asked_over: dict[str, object] = {}
         """The connection over which each owner was sent the current round's request."""
         self._refused: dict[str, str] = {}
@@ -123,8 +125,9 @@ class Rounds:
         p = self.config.privacy
         tree = p is not None and p.mechanism == "tree" and isinstance(request, m.ModelUpdate)
         position = request.step + 1 if tree and isinstance(request, m.ModelUpdate) else 0
+        norm = bool(self.params.norm_bound) and isinstance(request, m.ModelUpdate)
         self.current = AggregationRound(
-            self.params, round_no, present, (size,), servers=live, mac_key=key, position=position
+            self.params, round_no, present, (size,), servers=live, mac_key=key, position=position, norm=norm
         )
         request = _for_round(request, round_no, live, key)
         requests = [Send(o, request) for o in present]
@@ -132,7 +135,15 @@ class Rounds:
         return await drive_round(self.node, self.current, self.on_other, requests)
 
     async def _judge(self, result: RoundResult) -> None:
-        """Act on what a round proved: owners that sent inconsistent shares, a cheating server."""
+        """Act on what a round proved: owners that sent inconsistent shares, a cheating server,
+        owners whose input was over the norm bound."""
+        for owner in result.norm_failed:
+            self.norm_failed[owner] = self.norm_failed.get(owner, 0) + 1
+            self.node.logger(__name__).warning(
+                "round %d: %s's input is over [protocol] norm_bound (the servers' check): left out of the sum",
+                result.round_no,
+                owner,
+            )
         if result.inconsistent:
             self.node.logger(__name__).error(
                 "round %d: the two servers holding a component of %s report different shares of it "

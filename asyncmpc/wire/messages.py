@@ -44,6 +44,8 @@ __all__ = [
     "ReleaseSet",
     "Message",
     "NoiseShare",
+    "NormOpened",
+    "NormVerdict",
     "OpenRound",
     "PlainGradient",
     "Refusal",
@@ -55,7 +57,7 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 13
+PROTOCOL_VERSION = 14
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
@@ -75,7 +77,10 @@ servers of a round commit to one release and release only when all of them commi
 12: StatsRequest.features, refusal code ``data``: an owner whose data has another number of
 features than the model owner's stops.
 13: Schema: the model owner names its features' columns to every data owner it connects to; an
-owner with a CSV file takes its columns by those names."""
+owner with a CSV file takes its columns by those names.
+14: the norm check ([protocol] norm_bound): InputShare.norm_a, norm_b and norm_digests (an owner's
+field components with its witness and proofs), NormOpened between servers, NormVerdict to the
+model owner."""
 FloatArray = NDArray[np.float64]
 
 
@@ -191,6 +196,9 @@ class OpenRound(Message):
     answers ``Aggregate`` with both components and both field sums in full."""
     servers: tuple[str, ...] = ()
     """The servers the round runs on (under [privacy] each of them deals noise into it)."""
+    norm: bool = False
+    """A norm-checked round (``[protocol] norm_bound``): input shares are in F_q with a norm
+    proof; an owner whose input fails is left out and named (``NormVerdict``)."""
     position: int = 0
     """Under [privacy] mechanism "tree": the round's position p, from 1 (leaf (p - 1) % epoch_steps
     of tree (p - 1) // epoch_steps; the model owner's step plus 1); 0 otherwise. A server takes
@@ -234,6 +242,12 @@ class InputShare(Message):
     position: int = 0
     """Under [privacy] mechanism "tree": the position the owner answered (its request's step + 1);
     a server whose round is at another position does not take the share."""
+    norm_a: RingArray | None = None
+    """With ``[protocol] norm_bound``: ``a`` and ``b`` are the owner's components in F_q
+    (``crypto.normproof``, as int64 words), and these are their parts of the witness and proofs."""
+    norm_b: RingArray | None = None
+    norm_digests: tuple[bytes, ...] = ()
+    """With ``norm_bound``: the digests of all three components (``normproof.DIGESTS``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -288,6 +302,30 @@ class ReleaseSet(Message):
     servers: tuple[str, ...]
     contributors: tuple[str, ...]
     position: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class NormOpened(Message):
+    """A server's opened norm-check values on the two components of ``owner``'s input it holds,
+    with the owner's digests as it received them (``protocol.normcheck``)."""
+
+    KIND = "norm_opened"
+    SENDERS = frozenset({CS})
+    owner: str
+    digests: tuple[bytes, ...]
+    a: RingArray
+    b: RingArray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class NormVerdict(Message):
+    """A server tells the model owner the owners whose input failed the norm check (left out of
+    its sum), or the servers whose norm-check reports differ from its own (a dispute)."""
+
+    KIND = "norm_verdict"
+    SENDERS = frozenset({CS})
+    failed: tuple[str, ...] = ()
+    suspects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -427,6 +465,8 @@ MESSAGES: dict[str, type[Message]] = {
         OpenRound,
         NoiseShare,
         InputShare,
+        NormOpened,
+        NormVerdict,
         ShareKeys,
         CloseInputs,
         Holding,
