@@ -179,7 +179,7 @@ class ServerProtocol:
             if rnd.phase is not RoundPhase.SENT:
                 rnd.flush()
         last = self._rounds.get(self._newest)
-        if last is not None and last.phase is RoundPhase.SENT:
+        if last is not None and last.phase is RoundPhase.SENT and last.norm is None:
             self._keyed.expand_next(self._newest, last)
 
     def forget(self, player: str) -> None:
@@ -244,7 +244,10 @@ class ServerProtocol:
             rnd.commitment = Commitment(servers - {self.index})
         elif msg.mac_key or msg.full:  # an early release: agreed with the round's other servers first
             rnd.agreement = Agreement(servers - {self.index})
-        self._keyed.open(rnd, msg.round_no)
+        if rnd.norm is None:  # a norm-checked round's sums are in F_q: no ring streams in them
+            self._keyed.open(rnd, msg.round_no)
+        else:
+            self._keyed.guess = None
         for old in [r for r in self._rounds if r < msg.round_no]:
             del self._rounds[old]  # a newer round supersedes one that never finished
         self._rounds[msg.round_no] = rnd

@@ -1,0 +1,136 @@
+"""A poisoning data owner under ``[protocol] norm_bound`` (in process, every message through
+the in-memory transport): its input is left out of every training round and named; every
+other owner's is in, and the sums are exact (the model equals the reference trained on the
+rounds' contributors)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asyncmpc.config import load_config
+from asyncmpc.crypto import goldilocks as gf
+from asyncmpc.crypto.goldilocks import FieldArray
+from asyncmpc.crypto.normproof import NormSpec, context_of, prove_input
+from asyncmpc.crypto.normwitness import NormBits
+from asyncmpc.crypto.projections import project_field
+from asyncmpc.learning.training import ReferenceTrainer
+from asyncmpc.protocol.params import Params
+from asyncmpc.wire import messages as m
+from tests.helpers import write_config
+from tests.inprocess.deploy import run_deployment
+
+pytestmark = pytest.mark.adversarial
+POISONER = "data-owner-0"
+BOUND = 1000.0
+
+
+def _cheating_bits(claim: int) -> Callable[[FieldArray, bytes, NormBits], tuple[FieldArray, int]]:
+    """A witness for a vector that is not there: the projections clamped into range, S claimed."""
+
+    def bits_of(x: FieldArray, coin: bytes, layout: NormBits) -> tuple[FieldArray, int]:
+        t, w, ws = layout.test.threshold, layout.width, layout.norm_width
+        y = [max(-t, min(t, int(v))) for v in gf.centred(project_field(coin, layout.test.k, [x])[0]).tolist()]
+        rows = [(v + t, w) for v in y] + [(t - v, w) for v in y]
+        rows += [(claim, ws), (max(0, layout.test.bound**2 - claim), ws)]
+        return np.array([(v >> i) & 1 for v, width in rows for i in range(width)], dtype=np.uint64), claim
+
+    return bits_of
+
+
+class Poisoner:
+    """Replaces the poisoner's shares in every norm-checked round with shares of ``make(d)``
+    (encoded units) and a cheating witness."""
+
+    def __init__(self, params: Params, make: Callable[[int], np.ndarray]) -> None:
+        self.params, self.make = params, make
+        self.forged: dict[int, list[m.InputShare]] = {}
+
+    def __call__(self, sender: str, to: str, msg: m.Message) -> m.Message | None:
+        if sender != POISONER or not isinstance(msg, m.InputShare) or not msg.norm_digests:
+            return msg
+        if msg.round_no not in self.forged:
+            x = self.make(msg.a.size)  # type: ignore[union-attr]
+            spec = NormSpec(self.params.norm_bound, x.size)
+            context = context_of(self.params.session, msg.round_no, POISONER, msg.input_id, spec)
+            claim = spec.bound**2 // 4
+            comps, digests = prove_input(spec, context, gf.from_signed(x), bits_of=_cheating_bits(claim))
+            self.forged[msg.round_no] = [
+                m.InputShare(
+                    session=msg.session,
+                    round_no=msg.round_no,
+                    shape=msg.shape,
+                    a=comps[i].x.view(np.int64),
+                    b=comps[(i + 1) % 3].x.view(np.int64),
+                    input_id=msg.input_id,
+                    norm_a=comps[i].payload.view(np.int64),
+                    norm_b=comps[(i + 1) % 3].payload.view(np.int64),
+                    norm_digests=digests,
+                )
+                for i in range(3)
+            ]
+        return self.forged[msg.round_no][self.params.servers.index(to)]
+
+
+def _scaled(params: Params) -> Callable[[int], np.ndarray]:
+    def make(d: int) -> np.ndarray:
+        v = np.random.default_rng(1).normal(size=d)
+        return np.rint(v / np.linalg.norm(v) * 0.9 * params.norm_bound * 1000).astype(np.int64)
+
+    return make
+
+
+def _just_over(params: Params) -> Callable[[int], np.ndarray]:
+    def make(d: int) -> np.ndarray:
+        v = np.random.default_rng(2).normal(size=d)
+        return np.rint(v / np.linalg.norm(v) * 1.01 * params.norm_bound).astype(np.int64)
+
+    return make
+
+
+def _wrapping(params: Params) -> Callable[[int], np.ndarray]:
+    """Huge elements whose squared norm wraps mod q (and mod 2^64) to a small value."""
+
+    def make(d: int) -> np.ndarray:
+        x = np.zeros(d, dtype=np.int64)
+        x[0] = 2**32
+        return x
+
+    return make
+
+
+@pytest.mark.parametrize("attack", [_scaled, _just_over, _wrapping])
+def test_a_poisoning_owner_is_left_out_of_every_round_and_named(tmp_path: Path, attack: object) -> None:
+    rounds = 4
+    training = f'dataset = "breast_cancer"\nrounds = {rounds}\nbatch_size = 64'
+    protocol = f"server_timeout = 0.3\nidle_timeout = 120.0\nnorm_bound = {BOUND}"
+    config = load_config(write_config(tmp_path, owners=4, training=training, protocol=protocol))
+    params = Params.of(config)
+    outcome = run_deployment(config, tmp_path / "out", tamper=Poisoner(params, attack(params)))  # type: ignore[operator]
+    metrics = outcome.metrics
+    assert outcome.errors == {}
+    assert metrics["norm_failed_rounds"][POISONER] == rounds
+    assert all(n == 0 for o, n in metrics["norm_failed_rounds"].items() if o != POISONER)
+    contributors = [r["contributors"] for r in metrics["rounds"]]
+    assert all(sorted(c) == ["data-owner-1", "data-owner-2", "data-owner-3"] for c in contributors)
+    theta = ReferenceTrainer(config).run(contributors, metrics["statistics_contributors"]).theta
+    with np.load(tmp_path / "out" / "checkpoint.npz") as f:
+        np.testing.assert_allclose(f["theta"], theta, atol=1e-9, rtol=0)
+
+
+def test_honest_owners_are_never_left_out_with_the_bound_on(tmp_path: Path) -> None:
+    rounds = 6
+    training = f'dataset = "breast_cancer"\nrounds = {rounds}\nbatch_size = 64'
+    protocol = f"server_timeout = 0.3\nidle_timeout = 120.0\nnorm_bound = {BOUND}"
+    config = load_config(write_config(tmp_path, owners=3, training=training, protocol=protocol))
+    outcome = run_deployment(config, tmp_path / "out")
+    assert outcome.errors == {}
+    assert all(n == 0 for n in outcome.metrics["norm_failed_rounds"].values())
+    assert all(len(r["contributors"]) == 3 for r in outcome.metrics["rounds"])
+    contributors = [r["contributors"] for r in outcome.metrics["rounds"]]
+    theta = ReferenceTrainer(config).run(contributors, outcome.metrics["statistics_contributors"]).theta
+    with np.load(tmp_path / "out" / "checkpoint.npz") as f:
+        np.testing.assert_allclose(f["theta"], theta, atol=1e-9, rtol=0)
