@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import math
 import socket
 import tomllib
 from pathlib import Path
@@ -194,14 +195,16 @@ def _parse_protocol(table: Any, path: str) -> ProtocolSettings:
     return settings
 
 
-def _check_norm_bound(settings: ProtocolSettings, path: str) -> None:
-    from asyncmpc.crypto.normproof import NormSpec
+LARGEST_NORM_BOUND = math.isqrt((1 << 64) - (1 << 32) + 1) // 61 - 1
+"""The largest ``norm_bound`` in encoded units (``crypto.normproof.NormSpec.largest_bound``)."""
 
+
+def _check_norm_bound(settings: ProtocolSettings, path: str) -> None:
     if not settings.norm_bound:
         return
     bound = settings.encoded_norm_bound
-    largest = NormSpec.largest_bound() / 2**settings.frac_bits
-    if bound < 1 or bound > NormSpec.largest_bound():
+    largest = LARGEST_NORM_BOUND / 2**settings.frac_bits
+    if bound < 1 or bound > LARGEST_NORM_BOUND:
         raise ConfigError(
             f"{path}: [protocol] norm_bound: {settings.norm_bound} is outside what the check can serve at "
             f"frac_bits = {settings.frac_bits}: above 0 and at most {largest:.6g} (model units)"

@@ -122,3 +122,10 @@ def test_the_verdict_is_the_plaintext_norm_at_the_boundary(ratio: float, seed: i
         assert _checked(spec, comps, digests) == within
     finally:
         CONTEXT = saved
+
+
+def test_the_config_allows_exactly_the_bounds_the_check_serves() -> None:
+    from asyncmpc.config.parse import LARGEST_NORM_BOUND
+
+    assert NormSpec.largest_bound() == LARGEST_NORM_BOUND
+    assert NormSpec(LARGEST_NORM_BOUND, 8).bits.test.bound == LARGEST_NORM_BOUND  # the test takes it

@@ -145,7 +145,7 @@ def test_mistyped_fields_name_kind_and_field() -> None:
     with pytest.raises(DecodeError, match="open_round: missing field 'owners'"):
         decode_message(body_of(msgpack.packb(doc)))
     share = header_of(sample(m.InputShare))
-    share["ma"] = share["mb"] = None
+    share["ma"] = share["mb"] = share["norm_a"] = share["norm_b"] = None
     share["b"] = b"short seed"
     with pytest.raises(DecodeError, match=r"field 'b' must be an int64 array, a 16-byte seed or empty \(keyed\)"):
         decode_message(body_of(msgpack.packb(share), ARR.tobytes()))
