@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.fieldnorm import NormProof, NormQuery, norm_queries, prove_norm, witness_bits
@@ -45,7 +46,17 @@ from asyncmpc.crypto.normwitness import NormBits
 from asyncmpc.crypto.prf import RandomBytes
 from asyncmpc.crypto.projections import WrapTest, project_field
 
-__all__ = ["K_FS", "Component", "NormSpec", "Opened", "context_of", "open_components", "prove_input", "verdict"]
+__all__ = [
+    "K_FS",
+    "Component",
+    "clip_to_bound",
+    "NormSpec",
+    "Opened",
+    "context_of",
+    "open_components",
+    "prove_input",
+    "verdict",
+]
 
 K_FS = 100
 """Projections under Fiat-Shamir (PINE's count: an owner's grinding meets 2^-100 per attempt)."""
@@ -103,6 +114,18 @@ class Component:
 
     x: FieldArray
     payload: FieldArray
+
+
+def clip_to_bound(values: NDArray[np.float64], bound: int, frac_bits: int) -> NDArray[np.float64]:
+    """``values`` scaled down, if need be, so that their encoding's L2 norm is at most ``bound``
+    (encoded units): rounding adds at most sqrt(d) / 2 to the norm. ValueError if the bound
+    leaves no room at this size."""
+    room = bound - math.sqrt(values.size) / 2 - 1
+    if room <= 0:
+        raise ValueError(f"[protocol] norm_bound is too small for a vector of {values.size} elements")
+    limit = room / 2**frac_bits
+    norm = float(np.linalg.norm(values))
+    return values if norm <= limit else values * (limit / norm)
 
 
 def context_of(session: str, round_no: int, owner: str, input_id: bytes, spec: NormSpec) -> bytes:

@@ -43,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.config import Config
+from asyncmpc.crypto.normproof import clip_to_bound
 from asyncmpc.crypto.prf import RandomBytes, new_seed
 from asyncmpc.crypto.ring import RingArray, decode, encode, max_abs_value
 from asyncmpc.learning.checkpoint import atomic_write
@@ -376,13 +377,21 @@ class ReferenceTrainer:
         for round_no in range(1, self.config.training.rounds + 1):
             chosen = only(None if contributors is None else contributors[round_no - 1])
             total = self._sum(
-                [o.contribution(st.theta, st.mean, st.scale, round_no, leaves.rows(o, round_no)) for o in chosen]
+                [
+                    self._bounded(o.contribution(st.theta, st.mean, st.scale, round_no, leaves.rows(o, round_no)))
+                    for o in chosen
+                ]
             )
             loss = st.apply(total + noise(), len(chosen), units) if private else st.apply(total, len(chosen))
             if loss is None:
                 loss = st.test_loss(self.split.test)
             self.history.append({"round": round_no, "loss": loss, "test_accuracy": st.accuracy(self.split.test)})
         return st
+
+    def _bounded(self, contribution: Floats) -> Floats:
+        """What an owner shares under ``[protocol] norm_bound``: its contribution scaled to fit."""
+        p = self.config.protocol
+        return clip_to_bound(contribution, p.encoded_norm_bound, p.frac_bits) if p.norm_bound else contribution
 
     def _central_noise(self) -> Callable[[], Floats]:
         """Gaussian noise in the clear, of ``central_noise`` times the plan's variance."""

@@ -4,7 +4,6 @@ server; in a MAC round also with field shares of its tag (as ``protocol.authenti
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -13,7 +12,7 @@ from numpy.typing import NDArray
 from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.field import P, reduce_words
 from asyncmpc.crypto.macs import MacKey, tag
-from asyncmpc.crypto.normproof import NormSpec, context_of, prove_input
+from asyncmpc.crypto.normproof import NormSpec, clip_to_bound, context_of, prove_input
 from asyncmpc.crypto.prf import RandomBytes
 from asyncmpc.crypto.ring import RingArray, encode
 from asyncmpc.protocol.authenticated import MAC_HEADROOM
@@ -21,19 +20,7 @@ from asyncmpc.protocol.events import Send
 from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
 
-__all__ = ["clip_to_bound", "norm_shares"]
-
-
-def clip_to_bound(values: NDArray[np.float64], bound: int, frac_bits: int) -> NDArray[np.float64]:
-    """``values`` scaled down, if need be, so that their encoding's L2 norm is at most ``bound``
-    (encoded units): rounding adds at most sqrt(d) / 2 to the norm. ValueError if the bound
-    leaves no room at this size."""
-    room = bound - math.sqrt(values.size) / 2 - 1
-    if room <= 0:
-        raise ValueError(f"[protocol] norm_bound is too small for a vector of {values.size} elements")
-    limit = room / 2**frac_bits
-    norm = float(np.linalg.norm(values))
-    return values if norm <= limit else values * (limit / norm)
+__all__ = ["norm_shares"]
 
 
 def norm_shares(

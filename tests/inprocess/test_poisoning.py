@@ -25,7 +25,7 @@ from tests.inprocess.deploy import run_deployment
 
 pytestmark = pytest.mark.adversarial
 POISONER = "data-owner-0"
-BOUND = 1000.0
+BOUND = 4.0
 
 
 def _cheating_bits(claim: int) -> Callable[[FieldArray, bytes, NormBits], tuple[FieldArray, int]]:
