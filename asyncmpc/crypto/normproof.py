@@ -5,7 +5,8 @@ With ``[protocol] norm_bound``, an owner shares its encoded vector x (signed int
 elements of F_q: ``goldilocks``) in three additive components, server i holding components i
 and i + 1 (replicated sharing, as in the ring), and with each component a part of its witness
 and proofs (``fieldnorm``): the bits of every projection's offsets and of S and B^2 - S, S,
-the proof of the squares and two proofs of the bits. Its randomness is drawn by Fiat-Shamir in
+and, for each of two query points, its own proof of the squares and of the bits (a proof opened
+at two points would let the servers cancel its blinds). Its randomness is drawn by Fiat-Shamir in
 three stages, each from digests of what the owner fixed before it, as PINE does
 (Rothblum, Omri, Chen, Talwar, arXiv 2311.10237, section 5; draft-chen-cfrg-vdaf-pine):
 
@@ -99,7 +100,7 @@ class NormSpec:
     @property
     def payload_size(self) -> int:
         """A component's field elements beside x: witness part, then the three proofs' parts."""
-        return self.witness_size + self.squares.proof_size + 2 * self.bit_pairs.proof_size
+        return self.witness_size + 2 * (self.squares.proof_size + self.bit_pairs.proof_size)
 
     @property
     def opened_size(self) -> int:
@@ -210,22 +211,36 @@ def prove_input(
     w_digests = [_digest("witness", c) for c in ws]
     rho_seed = _seed(_seed(context, x_digests), w_digests)
     rhos = (gf.from_seed(rho_seed[:16], spec.bits.size, "rho:0"), gf.from_seed(rho_seed[:16], spec.bits.size, "rho:1"))
-    blinds = [gf.uniform(n, random_bytes) for n in (spec.squares.blinds, spec.bit_pairs.blinds, spec.bit_pairs.blinds)]
-    first = prove_norm(x, bits, rhos[0], (blinds[0], blinds[1]))
-    second = prove_norm(x, bits, rhos[1], (blinds[0], blinds[2]))
-    proofs = np.concatenate([first.squares.flat(), first.bits.flat(), second.bits.flat()])
+    # one proof per query point, each with its own blinds: a proof opened at two points would
+    # let the servers cancel its blinds and learn sqrt(d) linear functionals of x
+    proofs = np.concatenate(
+        [
+            p.flat()
+            for rho in rhos
+            for proof in [
+                prove_norm(x, bits, rho, (_blinds(spec.squares, random_bytes), _blinds(spec.bit_pairs, random_bytes)))
+            ]
+            for p in (proof.squares, proof.bits)
+        ]
+    )
     ps = _split(proofs, random_bytes)
     comps = tuple(Component(xs[c], np.concatenate([ws[c], ps[c]])) for c in range(3))
     digests = tuple(d for c in range(3) for d in (x_digests[c], w_digests[c], _digest("proofs", ps[c])))
     return (comps[0], comps[1], comps[2]), digests
 
 
+def _blinds(layout: Layout, random_bytes: RandomBytes) -> FieldArray:
+    return gf.uniform(layout.blinds, random_bytes)
+
+
 def _proofs(spec: NormSpec, payload: FieldArray) -> tuple[NormProof, NormProof]:
-    w, sq, bp = spec.witness_size, spec.squares.proof_size, spec.bit_pairs.proof_size
-    squares = Proof.of_flat(spec.squares, payload[w : w + sq])
-    first = Proof.of_flat(spec.bit_pairs, payload[w + sq : w + sq + bp])
-    second = Proof.of_flat(spec.bit_pairs, payload[w + sq + bp :])
-    return NormProof(squares, first), NormProof(squares, second)
+    """The two (squares, bits) proof pairs of a payload, one per query point."""
+    sq, bp = spec.squares.proof_size, spec.bit_pairs.proof_size
+    out = []
+    for at in (spec.witness_size, spec.witness_size + sq + bp):
+        squares = Proof.of_flat(spec.squares, payload[at : at + sq])
+        out.append(NormProof(squares, Proof.of_flat(spec.bit_pairs, payload[at + sq : at + sq + bp])))
+    return out[0], out[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ model owner's frames up to ``max_frame_bytes``: the model's size is the model ow
 from __future__ import annotations
 
 from asyncmpc.config import LISTENING_ROLES, Config, Player, Role
+from asyncmpc.crypto.normproof import NormSpec
 
 __all__ = ["HANDSHAKE_FRAME", "dial_targets", "frame_cap", "may_dial"]
 
@@ -58,4 +59,12 @@ def frame_cap(config: Config, receiver: str, sender: str, largest: int) -> int:
     if to == Role.DATA_OWNER and by == Role.MODEL_OWNER:
         return limit
     small = HANDSHAKE_FRAME + _NAME_BYTES * len(config.players)
-    return min(limit, small + 8 * largest * _VECTORS.get((to, by), 0))
+    extra = 0
+    if config.protocol.norm_bound and largest and (to, by) in _NORM_PARTS:
+        spec = NormSpec(config.protocol.encoded_norm_bound, largest)
+        extra = 8 * 2 * (spec.payload_size if by == Role.DATA_OWNER else spec.opened_size)
+    return min(limit, small + 8 * largest * _VECTORS.get((to, by), 0) + extra)
+
+
+_NORM_PARTS = {(Role.COMPUTE_SERVER, Role.DATA_OWNER), (Role.COMPUTE_SERVER, Role.COMPUTE_SERVER)}
+"""Frames that carry two components' norm parts (``InputShare``, ``NormOpened``)."""

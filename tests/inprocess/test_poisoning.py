@@ -13,32 +13,17 @@ import pytest
 
 from asyncmpc.config import load_config
 from asyncmpc.crypto import goldilocks as gf
-from asyncmpc.crypto.goldilocks import FieldArray
 from asyncmpc.crypto.normproof import NormSpec, context_of, prove_input
-from asyncmpc.crypto.normwitness import NormBits
-from asyncmpc.crypto.projections import project_field
 from asyncmpc.learning.training import ReferenceTrainer
 from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
 from tests.helpers import write_config
 from tests.inprocess.deploy import run_deployment
+from tests.poisoners import cheating_bits
 
 pytestmark = pytest.mark.adversarial
 POISONER = "data-owner-0"
 BOUND = 4.0
-
-
-def _cheating_bits(claim: int) -> Callable[[FieldArray, bytes, NormBits], tuple[FieldArray, int]]:
-    """A witness for a vector that is not there: the projections clamped into range, S claimed."""
-
-    def bits_of(x: FieldArray, coin: bytes, layout: NormBits) -> tuple[FieldArray, int]:
-        t, w, ws = layout.test.threshold, layout.width, layout.norm_width
-        y = [max(-t, min(t, int(v))) for v in gf.centred(project_field(coin, layout.test.k, [x])[0]).tolist()]
-        rows = [(v + t, w) for v in y] + [(t - v, w) for v in y]
-        rows += [(claim, ws), (max(0, layout.test.bound**2 - claim), ws)]
-        return np.array([(v >> i) & 1 for v, width in rows for i in range(width)], dtype=np.uint64), claim
-
-    return bits_of
 
 
 class Poisoner:
@@ -57,7 +42,7 @@ class Poisoner:
             spec = NormSpec(self.params.norm_bound, x.size)
             context = context_of(self.params.session, msg.round_no, POISONER, msg.input_id, spec)
             claim = spec.bound**2 // 4
-            comps, digests = prove_input(spec, context, gf.from_signed(x), bits_of=_cheating_bits(claim))
+            comps, digests = prove_input(spec, context, gf.from_signed(x), bits_of=cheating_bits(claim))
             self.forged[msg.round_no] = [
                 m.InputShare(
                     session=msg.session,

@@ -5,6 +5,8 @@
     --equivocate         a data owner that sends two servers different copies of its vector
     --withhold SERVER    a data owner that sends SERVER nothing
     --mask-trace FILE    a data owner that records the masks it used (not an attack)
+    --poison KIND        a data owner that poisons every training round (tests/poisoners.py:
+                         scale:F, over or wrap)
 
 The player is the real one; only what it sends is changed, on its way out.
 
@@ -24,6 +26,7 @@ from asyncmpc.cli import build_parser  # noqa: E402
 from asyncmpc.cli import run as run_command  # noqa: E402
 from asyncmpc.config import load_config  # noqa: E402
 from tests.attackers import Alter, Liar, MaskTrace, chain, equivocate, tampering_opener, withhold  # noqa: E402
+from tests.poisoners import install  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -32,9 +35,14 @@ def main(argv: list[str]) -> int:
     attack.add_argument("--equivocate", action="store_true")
     attack.add_argument("--withhold", metavar="SERVER")
     attack.add_argument("--mask-trace", metavar="FILE")
+    attack.add_argument("--poison", metavar="KIND")
     ours, rest = attack.parse_known_args(argv)
     args = build_parser().parse_args(["run", *rest])
-    model_owner = load_config(args.config).model_owner.name
+    config = load_config(args.config)
+    model_owner = config.model_owner.name
+    if ours.poison:
+        p = config.protocol
+        install(ours.poison, p.encoded_norm_bound, p.frac_bits)
     alters: list[Alter] = []
     if ours.lie:
         what, _, when = ours.lie.partition(":")

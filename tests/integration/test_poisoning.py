@@ -1,0 +1,50 @@
+"""A poisoning data owner as a real process (``tests/players/attacker.py --poison``), every
+player a process over TLS, with ``[protocol] norm_bound``: in every training round the poisoner
+is left out and named, every other owner is in, and the sums are exact (the final weights are
+those of the reference trained on the rounds' contributors). Every process is killed when a
+test ends, also when it fails (the ``procs`` fixture)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from asyncmpc.config import load_config
+from asyncmpc.learning.training import ReferenceTrainer
+from tests.helpers import Players, finish, saved_theta, start, write_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.process]
+
+ROUNDS = 5
+POISONER = "data-owner-0"
+
+
+def _run(procs: Players, poison: str, rounds: int = ROUNDS, bound: float = 4.0) -> dict[str, Any]:
+    training = f'dataset = "breast_cancer"\nrounds = {rounds}\nbatch_size = 64'
+    protocol = f"server_timeout = 1.5\nidle_timeout = 120.0\nnorm_bound = {bound}"
+    path = write_config(procs.log_dir, owners=4, tls=True, training=training, protocol=protocol)
+    config = load_config(path)
+    out = procs.log_dir / "out"
+    names = [p.name for p in config.players.values()]
+    honest = [n for n in names if n != POISONER]
+    start(procs, path, out, honest)
+    start(procs, path, out, [POISONER], attack=["--poison", poison])
+    finish(procs, names)
+    metrics: dict[str, Any] = json.loads((out / "metrics.json").read_text())
+    contributors = [r["contributors"] for r in metrics["rounds"]]
+    theta = ReferenceTrainer(config).run(contributors, metrics["statistics_contributors"]).theta
+    np.testing.assert_allclose(saved_theta(out), theta, atol=1e-9, rtol=0)  # every sum exact
+    return metrics
+
+
+@pytest.mark.parametrize("poison", ["scale:1000", "over", "wrap"])
+def test_a_poisoning_owner_process_is_left_out_and_named(procs: Players, poison: str) -> None:
+    metrics = _run(procs, poison)
+    assert len(metrics["rounds"]) == ROUNDS
+    assert metrics["norm_failed_rounds"] == {f"data-owner-{i}": ROUNDS if i == 0 else 0 for i in range(4)}
+    others = ["data-owner-1", "data-owner-2", "data-owner-3"]
+    assert all(sorted(r["contributors"]) == others for r in metrics["rounds"])
+    assert "data-owner-0's input is over [protocol] norm_bound" in procs.log("model-owner")

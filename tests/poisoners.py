@@ -1,0 +1,86 @@
+"""Poisoning data owners, for tests and the poisoning benchmark: the real data owner with its
+computation changed (production code reads no switch).
+
+``cheating_bits(claim)`` is a witness for a vector that is not within the bound: every
+projection clamped into [-T, T] and S claimed, so the recompositions or the proofs fail at the
+servers. ``install(kind)`` patches this process's data owner:
+
+- ``scale:F``: every training contribution times F (e.g. -1000: scaled and sign-flipped);
+- ``over``: a contribution of L2 norm just over the bound (1.01 B);
+- ``wrap``: a contribution of 2^32 encoded units in its first element (its square is 2^64,
+  0 in Z_2^64 and small mod q without the projections' check).
+
+Under ``norm_bound`` the owner then shares its vector unclipped with a cheating witness; without
+it, as any owner shares (``clip_norm`` applies before the scaling).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from asyncmpc.crypto import goldilocks as gf
+from asyncmpc.crypto.goldilocks import FieldArray
+from asyncmpc.crypto.normwitness import NormBits
+from asyncmpc.crypto.projections import project_field
+
+BitsOf = Callable[[FieldArray, bytes, NormBits], tuple[FieldArray, int]]
+
+
+def cheating_bits(claim: int) -> BitsOf:
+    """A witness claiming squared norm ``claim``, with every projection clamped into range."""
+
+    def bits_of(x: FieldArray, coin: bytes, layout: NormBits) -> tuple[FieldArray, int]:
+        t, w, ws = layout.test.threshold, layout.width, layout.norm_width
+        y = [max(-t, min(t, int(v))) for v in gf.centred(project_field(coin, layout.test.k, [x])[0]).tolist()]
+        rows = [(v + t, w) for v in y] + [(t - v, w) for v in y]
+        rows += [(claim, ws), (max(0, layout.test.bound**2 - claim), ws)]
+        return np.array([(v >> i) & 1 for v, width in rows for i in range(width)], dtype=np.uint64), claim
+
+    return bits_of
+
+
+def _poisoned(kind: str, bound: int, frac_bits: int) -> Callable[[np.ndarray], np.ndarray]:
+    name, _, arg = kind.partition(":")
+    if name == "scale":
+        factor = float(arg)
+        return lambda v: v * factor
+    if name == "over":
+        limit = 1.01 * bound / 2**frac_bits
+
+        def over(v: np.ndarray) -> np.ndarray:
+            d = np.random.default_rng(7).normal(size=v.size)
+            return d / np.linalg.norm(d) * limit
+
+        return over
+    if name == "wrap":
+
+        def wrap(v: np.ndarray) -> np.ndarray:
+            out = np.zeros_like(v)
+            out[0] = 2.0**32 / 2**frac_bits
+            return out
+
+        return wrap
+    raise ValueError(f"unknown poison {kind!r}: scale:F, over or wrap")
+
+
+def install(kind: str, bound: int, frac_bits: int) -> None:
+    """Patch this process's data owner to poison every training round as ``kind``."""
+    from asyncmpc.protocol import normshares
+    from asyncmpc.roles import data_owner
+    from asyncmpc.wire import messages as m
+
+    change = _poisoned(kind, max(bound, 1 << frac_bits), frac_bits)
+    honest = data_owner._contribution
+
+    def contribution(work: Any, msg: Any, rows: Any) -> np.ndarray:
+        v = honest(work, msg, rows)
+        return change(v) if isinstance(msg, m.ModelUpdate) else v
+
+    data_owner._contribution = contribution  # type: ignore[assignment]
+    normshares.clip_to_bound = lambda values, bound, frac_bits: values  # type: ignore[assignment]
+    claim = bound**2 // 4
+    normshares.prove_input = functools.partial(normshares.prove_input, bits_of=cheating_bits(claim))  # type: ignore[assignment]
