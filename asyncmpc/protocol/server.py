@@ -153,7 +153,11 @@ class ServerProtocol:
             return self._input(sender, msg)
         if isinstance(msg, m.CloseInputs):
             rnd = self._round(msg)
-            return [self._holding(msg.round_no, rnd)] if rnd is not None else [self._unknown(msg)]
+            return (
+                [*self._norm_silent(msg.round_no, rnd), self._holding(msg.round_no, rnd)]
+                if rnd is not None
+                else [self._unknown(msg)]
+            )
         if isinstance(msg, m.Aggregate):
             return self._aggregate(sender, msg)
         if isinstance(msg, m.Withdraw):
@@ -533,6 +537,8 @@ class ServerProtocol:
             return self._hold_ahead(sender, msg)
         if rnd.norm is None:
             raise RemoteProtocolError(f"norm values for round {msg.round_no}, which is not norm-checked", peer=sender)
+        if msg.owner not in rnd.owners and msg.owner not in rnd.held:
+            return []  # not an owner this round waits for: nothing is kept
         peer = self.params.server_index(sender)
         values = {peer: msg.a.view(np.uint64), (peer + 1) % 3: msg.b.view(np.uint64)}
         return self._norm_heard(msg.round_no, rnd, msg.owner, peer, Report(tuple(msg.digests), values))
@@ -561,6 +567,17 @@ class ServerProtocol:
         if len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
             out += self._complete(round_no, rnd)
         return out
+
+    def _norm_silent(self, round_no: int, rnd: RunningSums) -> list[Action]:
+        """Inputs close with owners whose share is here but whose verdict waits for a server's
+        report: that server withheld it (or the owner withheld its share from it). Leaving the
+        owner out quietly would let one server censor an owner, so it is a dispute naming the
+        silent servers."""
+        if rnd.norm is None or not rnd.pending:
+            return []
+        silent = sorted({j for o in rnd.pending for j in rnd.norm.servers if not rnd.norm.reported(o, j)})
+        names = tuple(self.params.servers[j] for j in silent)
+        return [Send(self.model_owner, m.NormVerdict(session=self.params.session, round_no=round_no, suspects=names))]
 
     def _holding(self, round_no: int, rnd: RunningSums) -> Send:
         if rnd.inputs_open:

@@ -119,3 +119,22 @@ def test_honest_owners_are_never_left_out_with_the_bound_on(tmp_path: Path) -> N
     theta = ReferenceTrainer(config).run(contributors, outcome.metrics["statistics_contributors"]).theta
     with np.load(tmp_path / "out" / "checkpoint.npz") as f:
         np.testing.assert_allclose(f["theta"], theta, atol=1e-9, rtol=0)
+
+
+def test_a_server_withholding_its_norm_values_gets_no_owner_left_out_quietly(tmp_path: Path) -> None:
+    """A review's attack: server-2 never sends its opened values on data-owner-1. Before, the
+    other servers left the owner out at close, unnamed; now every round holds it or is disputed
+    naming server-2."""
+    training = 'dataset = "breast_cancer"\nrounds = 1\nbatch_size = 64'
+    protocol = f"server_timeout = 0.3\nidle_timeout = 120.0\nnorm_bound = {BOUND}"
+    config = load_config(write_config(tmp_path, owners=4, training=training, protocol=protocol))
+
+    def tamper(sender: str, to: str, msg: m.Message) -> m.Message | None:
+        silent = sender == "server-2" and isinstance(msg, m.NormOpened) and msg.owner == "data-owner-1"
+        return None if silent else msg
+
+    outcome = run_deployment(config, tmp_path / "out", tamper=tamper)
+    rows = [*outcome.metrics["rounds"], *outcome.metrics.get("disputed_rounds", [])]
+    assert rows
+    for r in outcome.metrics["rounds"]:
+        assert "data-owner-1" in (r.get("contributors") or ()) or "server-2" in (r.get("disputed") or ()), r
