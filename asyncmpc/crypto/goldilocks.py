@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.crypto.prf import expand, nonce_for
+from asyncmpc.crypto.ring import ring_sum
 
 __all__ = [
     "Q",
@@ -145,10 +146,7 @@ def to_signed(a: FieldArray) -> NDArray[np.int64]:
 def combine(parts: list[NDArray[np.int64]], field: bool) -> NDArray[np.int64]:
     """The sum of share components (int64 words): in Z_2^64, or (``field``) in F_q, centred."""
     if not field:
-        out = parts[0].copy()
-        for p in parts[1:]:
-            np.add(out, p, out=out)
-        return out
+        return ring_sum(parts)
     acc = parts[0].view(np.uint64)
     for p in parts[1:]:
         acc = add(acc, p.view(np.uint64))

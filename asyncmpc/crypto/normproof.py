@@ -164,9 +164,14 @@ def _randomness(spec: NormSpec, context: bytes, digests: tuple[bytes, ...]) -> _
     by_stage = [[digests[3 * c + s] for c in range(3)] for s in range(len(_STAGES))]
     coin = _seed(context, by_stage[0])
     rho_seed = _seed(coin, by_stage[1])
-    rhos = (gf.from_seed(rho_seed[:16], spec.bits.size, "rho:0"), gf.from_seed(rho_seed[:16], spec.bits.size, "rho:1"))
+    rhos = _rhos(spec, rho_seed)
     point_seed = _seed(rho_seed, by_stage[2])
     return _Randomness(coin[:16], rhos, _points(spec, point_seed[:16]))
+
+
+def _rhos(spec: NormSpec, seed: bytes) -> tuple[FieldArray, FieldArray]:
+    """The bit check's two weight vectors (the owner and every server draw them alike)."""
+    return gf.from_seed(seed[:16], spec.bits.size, "rho:0"), gf.from_seed(seed[:16], spec.bits.size, "rho:1")
 
 
 def _points(spec: NormSpec, seed: bytes) -> tuple[int, int]:
@@ -210,7 +215,7 @@ def prove_input(
     ws = _split(witness, random_bytes)
     w_digests = [_digest("witness", c) for c in ws]
     rho_seed = _seed(_seed(context, x_digests), w_digests)
-    rhos = (gf.from_seed(rho_seed[:16], spec.bits.size, "rho:0"), gf.from_seed(rho_seed[:16], spec.bits.size, "rho:1"))
+    rhos = _rhos(spec, rho_seed)
     # one proof per query point, each with its own blinds: a proof opened at two points would
     # let the servers cancel its blinds and learn sqrt(d) linear functionals of x
     proofs = np.concatenate(

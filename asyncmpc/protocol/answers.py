@@ -58,11 +58,14 @@ class CrossCheck:
         self.checked: dict[int, bool] = {}
         """Component j -> whether server j's vector matched server j - 1's tag."""
         self._parts: dict[str, RingArray] = {}
+        self._total: RingArray | None = None
 
     @property
     def total(self) -> RingArray | None:
-        """The sum of the vectors absorbed so far (None: none yet)."""
-        return combine(list(self._parts.values()), self.field) if self._parts else None
+        """The sum of the vectors absorbed so far (None: none yet), computed once per change."""
+        if self._total is None and self._parts:
+            self._total = combine(list(self._parts.values()), self.field)
+        return self._total
 
     def absorb(self, results: dict[str, m.ResultShare], keys: dict[str, bytes]) -> None:
         """Check the components whose vector and tag are both in, and add new vectors to the
@@ -72,7 +75,9 @@ class CrossCheck:
             if j not in self.checked and holder in results and tagger in results:
                 self.checked[j] = mac_ok(keys[tagger], results[holder].a, results[tagger].b_tag)
         for server, r in results.items():
-            self._parts.setdefault(server, r.a)
+            if server not in self._parts:
+                self._parts[server] = r.a
+                self._total = None
 
     @property
     def failed(self) -> list[int]:
