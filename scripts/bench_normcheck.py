@@ -7,10 +7,12 @@ round's K ternary rows (one draw of the matrix for all owners). This times, in o
 one run, interleaved: drawing the matrix and projecting ``--owners`` owners' two components
 (``project``), against what a server does with them in an unchecked round's sum (adding the
 components into the running sums: one pass per component); and, for one owner's vector of d
-elements, the owner's time to prove its sum of squares and one server's queries on one part.
-The median of ``--repeat`` runs.
+elements, the owner's time to prove its sum of squares and one server's queries on one part;
+and the whole check of a round as it runs (``crypto.normproof``, bound ``--bound`` model units):
+the owner's ``prove_input``, one server's ``open_components`` on its two components, and the
+bytes an owner uploads with and without the check. The median of ``--repeat`` runs.
 
-Usage: bench_normcheck.py [--d 10000 1000000] [--owners 3 10] [--k 48] [--repeat 5] [--json]
+Usage: bench_normcheck.py [--d 10000 1000000] [--owners 3 10] [--k 48] [--bound 4] [--repeat 5] [--json]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.flp import Layout, prove, query
+from asyncmpc.crypto.normproof import NormSpec, context_of, open_components, prove_input
 from asyncmpc.crypto.prf import new_seed
 from asyncmpc.crypto.projections import K, project
 
@@ -70,6 +73,22 @@ def measure_proof(d: int, repeat: int) -> dict[str, float]:
     }
 
 
+def measure_round(d: int, bound: float, repeat: int) -> dict[str, float]:
+    spec = NormSpec(round(bound * 2**16), d)
+    v = np.random.default_rng(2).normal(size=d)
+    x = gf.from_signed(np.rint(v / np.linalg.norm(v) * 0.9 * spec.bound).astype(np.int64))
+    context = context_of("bench", 1, "owner", b"", spec)
+    comps, digests = prove_input(spec, context, x)
+    held = {0: comps[0], 1: comps[1]}
+    return {
+        "d": d,
+        "owner_proves_ms": 1e3 * _time(lambda: prove_input(spec, context, x), repeat),
+        "server_checks_ms": 1e3 * _time(lambda: open_components(spec, context, digests, held), repeat),
+        "upload_unchecked_bytes": 3 * 2 * 8 * d,
+        "upload_checked_bytes": 3 * 2 * 8 * (d + spec.payload_size) + 3 * 9 * 32,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -77,6 +96,7 @@ def main() -> int:
     )
     parser.add_argument("--owners", type=int, nargs="+", default=[3, 10], help="owners per round (default: 3 10)")
     parser.add_argument("--k", type=int, default=K, help=f"projections (default: {K})")
+    parser.add_argument("--bound", type=float, default=4.0, help="norm bound, model units (default: 4)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure, median (default: 5)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args()
@@ -97,6 +117,15 @@ def main() -> int:
             print(
                 f"d = {d:>9,}: the owner proves its sum of squares in {proof['prove_ms']:8.2f} ms, a server queries "
                 f"one part in {proof['query_ms']:8.2f} ms"
+            )
+        full = measure_round(d, args.bound, args.repeat)
+        if args.json:
+            print(json.dumps(full))
+        else:
+            print(
+                f"d = {d:>9,}: a norm-checked round: the owner proves in {full['owner_proves_ms']:8.1f} ms, a server "
+                f"checks one owner in {full['server_checks_ms']:8.1f} ms; an owner uploads "
+                f"{full['upload_unchecked_bytes']:,} bytes unchecked, {full['upload_checked_bytes']:,} checked"
             )
     return 0
 
