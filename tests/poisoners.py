@@ -8,7 +8,9 @@ servers. ``install(kind)`` patches this process's data owner:
 - ``scale:F``: every training contribution times F (e.g. -1000: scaled and sign-flipped);
 - ``over``: a contribution of L2 norm just over the bound (1.01 B);
 - ``wrap``: a contribution of 2^32 encoded units in its first element (its square is 2^64,
-  0 in Z_2^64 and small mod q without the projections' check).
+  0 in Z_2^64 and small mod q without the projections' check);
+- ``digests``: an honest contribution, but the first server gets another digest of the
+  component it does not hold, signed as the true list is (the owner equivocates).
 
 Under ``norm_bound`` the owner then shares its vector unclipped with a cheating witness; without
 it, as any owner shares (``clip_norm`` applies before the scaling).
@@ -16,6 +18,7 @@ it, as any owner shares (``clip_norm`` applies before the scaling).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -67,12 +70,35 @@ def _poisoned(kind: str, bound: int, frac_bits: int) -> Callable[[np.ndarray], n
     raise ValueError(f"unknown poison {kind!r}: scale:F, over or wrap")
 
 
+def equivocating_shares(shares: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+    """``normshares.norm_shares`` giving the first server another digest of the one component
+    it does not hold, signed like the true list: two lists the owner signed for one round."""
+    from asyncmpc.crypto.signing import statement
+
+    def lying(params: Any, owner: str, round_no: int, *args: Any, **kwargs: Any) -> list[Any]:
+        out = shares(params, owner, round_no, *args, **kwargs)
+        first = out[0].msg
+        digests = list(first.norm_digests)
+        digests[6] = bytes(b ^ 0xFF for b in digests[6])  # component 2's x: the first server holds 0 and 1
+        sign = kwargs.get("sign")
+        nonce = kwargs.get("nonce", b"")
+        signature = b"" if sign is None else sign(statement(params.session, round_no, owner, nonce, tuple(digests)))
+        changed = dataclasses.replace(first, norm_digests=tuple(digests), norm_signature=signature)
+        return [dataclasses.replace(out[0], msg=changed), *out[1:]]
+
+    return lying
+
+
 def install(kind: str, bound: int, frac_bits: int) -> None:
-    """Patch this process's data owner to poison every training round as ``kind``."""
+    """Patch this process's data owner to poison every training round as ``kind`` (or, as
+    ``digests``, to equivocate on its norm digests: ``equivocating_shares``)."""
     from asyncmpc.protocol import normshares
     from asyncmpc.roles import data_owner
     from asyncmpc.wire import messages as m
 
+    if kind == "digests":
+        data_owner.norm_shares = equivocating_shares(data_owner.norm_shares)  # type: ignore[assignment]
+        return
     change = _poisoned(kind, max(bound, 1 << frac_bits), frac_bits)
     honest = data_owner._contribution
 

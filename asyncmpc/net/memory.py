@@ -116,6 +116,7 @@ class MemoryNode:
         self.peers: dict[str, _Link] = {}
         self.tls_refusals: dict[str, str] = {}
         self.refused_callers: dict[str, str] = {}
+        self.peer_keys: dict[str, bytes] = {}
         self.wanted: list[str] = []
         self.shunned: set[str] = set()
         self.inbox: asyncio.Queue[Event] = asyncio.Queue()

@@ -33,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from asyncmpc.config import Config
 from asyncmpc.config.settings import PLAYER_NAME
+from asyncmpc.crypto.signing import read_key
 from asyncmpc.errors import ConfigError
 
 __all__ = [
@@ -113,18 +114,6 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.chmod(path, 0o600)
-
-
-def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except FileNotFoundError:
-        raise ConfigError(f"{path} is missing") from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}: not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ConfigError(f"{path}: not an elliptic-curve key")
-    return key
 
 
 def _read_cert(path: Path) -> x509.Certificate:
@@ -235,7 +224,7 @@ def sign_request(
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise ConfigError(f"{path}: the request's key is not an elliptic-curve key")
     folder = Path(ca_dir)
-    ca_key, ca_cert = _read_key(folder / "ca.key"), _read_cert(folder / "ca.pem")
+    ca_key, ca_cert = read_key(folder / "ca.key"), _read_cert(folder / "ca.pem")
     _check_ca(ca_cert, folder / "ca.pem")
     target = Path(out) if out is not None else path.parent
     cert_path = target / f"{name}.pem"
@@ -293,7 +282,7 @@ def make_certs(config: Config, directory: str | Path, *, days: int = DAYS, force
             )
     for name in players:
         _refuse_existing([out / f"{name}.key", out / f"{name}.pem"], force)
-    ca_key, ca_cert = _read_key(out / "ca.key"), _read_cert(out / "ca.pem")
+    ca_key, ca_cert = read_key(out / "ca.key"), _read_cert(out / "ca.pem")
     for name in players:
         key = ec.generate_private_key(ec.SECP256R1())
         _write_key(out / f"{name}.key", key)
@@ -352,6 +341,6 @@ def own_certificate(ca: Path, cert_path: Path, key_path: Path, name: str) -> Cer
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         when = f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}"
         raise ConfigError(f"{cert_path} is valid {when}, not now; have the CA host sign a new request")
-    if cert.public_key() != _read_key(key_path).public_key():
+    if cert.public_key() != read_key(key_path).public_key():
         raise ConfigError(f"{key_path} is not the key of {cert_path} (the pair comes from two requests)")
     return info

@@ -34,6 +34,7 @@ from typing import Any
 
 from asyncmpc.config import LISTENING_ROLES, Config, Player
 from asyncmpc.config.shared import first_difference, shared_settings
+from asyncmpc.crypto.signing import public_key_of
 from asyncmpc.errors import ConfigError, ListenError, PeerLost, RemoteProtocolError, SettingsMismatch, TlsRefused
 from asyncmpc.net.acceptor import Acceptor
 from asyncmpc.net.dialer import Dialer
@@ -91,6 +92,7 @@ class Node:
         self._dialer = Dialer(self)
         self._acceptor = Acceptor(self)
         self._closing = False
+        self._peer_keys: dict[str, bytes] = {}
         self._refused: dict[str, str] = {}
         """Hosts whose every TLS handshake with this listener failed so far, and why (``refused``)."""
         self.shunned: set[str] = set()
@@ -136,6 +138,11 @@ class Node:
         """Players this node dialled at their configured address whose TLS failed, each with
         why (only these: anyone can fail a handshake with a listener)."""
         return self._dialer.tls_failures
+
+    @property
+    def peer_keys(self) -> Mapping[str, bytes]:
+        """Every TLS peer's public key, from the certificate its handshake presented."""
+        return self._peer_keys
 
     @property
     def refused_callers(self) -> Mapping[str, str]:
@@ -274,6 +281,10 @@ class Node:
             raise SettingsMismatch(f"{differs} (every player's hosts.toml must agree)")
         if self.tls is not None:
             self.tls.verify_peer(conn.extra("peercert"), hello.player)
+            ssl_object = conn.extra("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if der:
+                self._peer_keys[hello.player] = public_key_of(der)
 
     def hello(self) -> Hello:
         """This player's ``Hello``: its name and its shared settings."""

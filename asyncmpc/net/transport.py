@@ -48,6 +48,12 @@ class Transport(Protocol):
         """Hosts whose every TLS handshake with this listener failed so far, each with why."""
         ...
 
+    @property
+    def peer_keys(self) -> Mapping[str, bytes]:
+        """The public key of every player whose TLS handshake passed (DER SubjectPublicKeyInfo,
+        from its certificate; the newest if it connected again); empty where there is no TLS."""
+        ...
+
     def logger(self, name: str) -> logging.LoggerAdapter[logging.Logger]:
         """The logger ``name`` (a module's ``__name__``), its records tagged with this player."""
         ...

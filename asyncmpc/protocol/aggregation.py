@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from asyncmpc.crypto.macs import MacKey
 from asyncmpc.crypto.prf import MAC_KEY_BYTES, RandomBytes
 from asyncmpc.crypto.rss import RShare, reconstruct, suspects
+from asyncmpc.crypto.signing import NONCE_BYTES
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.answers import CrossCheck, Digests, check_answer
 from asyncmpc.protocol.contributors import Reports
@@ -125,6 +126,8 @@ class AggregationRound:
         self._result: RoundResult | None = None
         self.norm = norm
         """A norm-checked round: shares in F_q; owners the servers find over the bound are left out."""
+        self.nonce = random_bytes(NONCE_BYTES) if norm else b""
+        """A norm-checked round's nonce (``OpenRound.norm``, ``ModelUpdate.norm``)."""
         self._norm_failed: dict[str, set[str]] = {}
         """Owner -> the servers that reported its input over the norm bound."""
         self._check = CrossCheck(self.servers, field=norm)
@@ -200,7 +203,7 @@ class AggregationRound:
                 full=self._full,
                 mac=self.mac,
                 servers=self.live,
-                norm=self.norm,
+                norm=self.nonce,
                 position=self.position,
             )
             out.append(Send(s, msg))

@@ -9,10 +9,14 @@ server's report (its own among them):
   same values: the verdict (``normproof.verdict``) is computed from the same data by every
   honest server, so they agree: ``ACCEPT`` (the owner's components go into the sum) or
   ``REJECT`` (left out, and named to the model owner);
-- otherwise ``DISPUTE``: a server lied, or the owner gave servers different digest lists. No
-  server decides on values it cannot check, so a lying server gets neither a poisoned input in
-  nor an honest owner out; it can only make the round disputed (as a wrong sum does). The
-  suspects are the peers whose list or values differ from this server's own.
+- two different digest lists, both signed by the owner (``crypto.signing``: the servers know
+  its certificate's key from their TLS handshakes): the owner equivocated, which every honest
+  server can see from the same reports: ``REJECT``;
+- otherwise ``DISPUTE``: a server lied (a list the owner did not sign, or values unlike the
+  other holder's), or, without TLS, the owner gave servers different lists. No server decides
+  on values it cannot check, so a lying server gets neither a poisoned input in nor an honest
+  owner out; it can only make the round disputed (as a wrong sum does). The suspects are the
+  peers whose list (unsigned) or values differ from this server's own.
 
 With two servers (the third is down) every component is covered, one of them twice: the
 verdict then holds against a poisoning owner only while both servers compute honestly
@@ -44,6 +48,8 @@ class Report:
 
     digests: tuple[bytes, ...]
     opened: dict[int, FieldArray]
+    signed: bool = False
+    """The owner's signature of ``digests`` verified (False also where there is no TLS)."""
 
 
 @dataclass(slots=True)
@@ -55,10 +61,12 @@ class _Owner:
 class NormChecks:
     """Server ``me``'s checks in a round on ``servers`` (indices, ``me`` among them)."""
 
-    def __init__(self, spec: NormSpec, me: int, servers: frozenset[int]) -> None:
+    def __init__(self, spec: NormSpec, me: int, servers: frozenset[int], nonce: bytes = b"") -> None:
         self.spec = spec
         self.me = me
         self.servers = servers
+        self.nonce = nonce
+        """The round's nonce, under which owners sign their digests."""
         self._owners: dict[str, _Owner] = {}
         self.suspects: tuple[int, ...] = ()
         """After a ``DISPUTE``: the peers whose reports differ from this server's."""
@@ -87,7 +95,10 @@ class NormChecks:
 
     def _decide(self, reports: dict[int, Report]) -> Outcome:
         own = reports[self.me]
-        suspects = {s for s, r in reports.items() if r.digests != own.digests}
+        differ = {s: r for s, r in reports.items() if r.digests != own.digests}
+        if own.signed and any(r.signed for r in differ.values()):
+            return Outcome.REJECT  # two lists the owner signed: it equivocated
+        suspects = set(differ)
         values: dict[int, list[tuple[int, FieldArray]]] = {0: [], 1: [], 2: []}
         for s, r in reports.items():
             for c, v in r.opened.items():

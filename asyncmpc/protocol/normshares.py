@@ -1,10 +1,12 @@
 """A data owner's side of a norm-checked round (pure): its contribution clipped to the bound,
-encoded, shared in F_q with its norm proof (``crypto.normproof``), one ``InputShare`` per
-server; in a MAC round also with field shares of its tag (as ``protocol.authenticated``)."""
+encoded, shared in F_q with its norm proof (``crypto.normproof``) and its signature of the
+proof's digests (``crypto.signing``), one ``InputShare`` per server; in a MAC round also with
+field shares of its tag (as ``protocol.authenticated``)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,6 +17,7 @@ from asyncmpc.crypto.macs import MacKey, tag
 from asyncmpc.crypto.normproof import NormSpec, clip_to_bound, context_of, prove_input
 from asyncmpc.crypto.prf import RandomBytes
 from asyncmpc.crypto.ring import RingArray, encode
+from asyncmpc.crypto.signing import statement
 from asyncmpc.protocol.authenticated import MAC_HEADROOM
 from asyncmpc.protocol.events import Send
 from asyncmpc.protocol.params import Params
@@ -32,9 +35,12 @@ def norm_shares(
     mac_key: MacKey | None = None,
     key_id: bytes = b"",
     random_bytes: RandomBytes = os.urandom,
+    nonce: bytes = b"",
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> list[Send]:
     """This owner's ``InputShare`` for each server: components (x_i, x_{i+1}) of its clipped,
-    encoded ``values`` in F_q, their parts of the witness and proofs, the nine digests.
+    encoded ``values`` in F_q, their parts of the witness and proofs, the nine digests, and
+    (with ``sign``: a deployment with TLS) its signature of them under the round's ``nonce``.
 
     Raises EncodingError naming a NaN, infinite or out-of-range element."""
     terms = params.input_terms * (MAC_HEADROOM if mac_key is not None else 1)
@@ -42,6 +48,7 @@ def norm_shares(
     spec = NormSpec(params.norm_bound, x.size)
     context = context_of(params.session, round_no, owner, input_id, spec)
     comps, digests = prove_input(spec, context, gf.from_signed(x.reshape(-1)), random_bytes)
+    signature = b"" if sign is None else sign(statement(params.session, round_no, owner, nonce, digests))
     tags: list[tuple[RingArray | None, RingArray | None]] = [(None, None)] * 3
     if mac_key is not None:
         t0, t1 = (reduce_words(np.frombuffer(random_bytes(8), dtype=np.uint64)).view(np.int64) for _ in range(2))
@@ -63,6 +70,7 @@ def norm_shares(
             norm_a=first.payload.view(np.int64),
             norm_b=second.payload.view(np.int64),
             norm_digests=digests,
+            norm_signature=signature,
         )
         out.append(Send(server, msg))
     return out

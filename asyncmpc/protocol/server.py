@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -62,6 +62,7 @@ from asyncmpc.crypto.prf import (
     MAC_KEY_BYTES,
     mac,
 )
+from asyncmpc.crypto.signing import NONCE_BYTES, statement, verify
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.agreement import Agreement, Step
 from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
@@ -117,6 +118,8 @@ class ServerProtocol:
         """Elements of the largest round opened here (the runtime caps frames by it)."""
         self.ledger = ReleaseLedger(params.min_owners)
         """What this server released, across the model owner's epochs (``protocol.releases``)."""
+        self.keys: Mapping[str, bytes] = {}
+        """Players' public keys (``Transport.peer_keys``): a data owner's signs its norm digests."""
 
     # ------------------------------------------------------------ start-up
 
@@ -243,7 +246,9 @@ class ServerProtocol:
         if msg.norm:
             if not self.params.norm_bound:
                 raise RemoteProtocolError(f"round {msg.round_no} is norm-checked, but norm_bound is off", peer=sender)
-            rnd.norm = NormChecks(NormSpec(self.params.norm_bound, size), self.index, servers)
+            if len(msg.norm) != NONCE_BYTES:
+                raise RemoteProtocolError(f"round {msg.round_no}: a norm nonce that is not {NONCE_BYTES} bytes")
+            rnd.norm = NormChecks(NormSpec(self.params.norm_bound, size), self.index, servers, msg.norm)
         if self._noise is not None:  # no early release: every server commits to one release first
             rnd.commitment = Commitment(servers - {self.index})
         elif msg.mac_key or msg.full:  # an early release: agreed with the round's other servers first
@@ -511,6 +516,11 @@ class ServerProtocol:
             (i + 1) % 3: Component(b.reshape(-1).view(np.uint64), msg.norm_b.view(np.uint64)),
         }
         digests = tuple(msg.norm_digests)
+        signed = self._signed(round_no, rnd.norm, sender, digests, msg.norm_signature)
+        if signed is False:
+            raise RemoteProtocolError(
+                f"round {round_no}: the signature of the norm digests does not verify", peer=sender
+            )
         try:
             opened = open_components(
                 spec, context_of(self.params.session, round_no, sender, msg.input_id, spec), digests, held
@@ -526,9 +536,20 @@ class ServerProtocol:
             digests=digests,
             a=values[i].view(np.int64),
             b=values[(i + 1) % 3].view(np.int64),
+            signature=msg.norm_signature,
         )
         out: list[Action] = [Send(self.params.servers[j], told) for j in sorted(rnd.servers - {i})]
-        return out + self._norm_heard(round_no, rnd, sender, i, Report(digests, values))
+        return out + self._norm_heard(round_no, rnd, sender, i, Report(digests, values, bool(signed)))
+
+    def _signed(
+        self, round_no: int, norm: NormChecks, owner: str, digests: tuple[bytes, ...], signature: bytes
+    ) -> bool | None:
+        """Whether ``owner`` signed ``digests`` for this round (None: its key is not known, as
+        in a deployment without TLS)."""
+        key = self.keys.get(owner)
+        if key is None:
+            return None
+        return verify(key, statement(self.params.session, round_no, owner, norm.nonce, digests), signature)
 
     def _norm_opened(self, sender: str, msg: m.NormOpened) -> list[Action]:
         """Another server's opened values on an owner's input."""
@@ -541,7 +562,9 @@ class ServerProtocol:
             return []  # not an owner this round waits for: nothing is kept
         peer = self.params.server_index(sender)
         values = {peer: msg.a.view(np.uint64), (peer + 1) % 3: msg.b.view(np.uint64)}
-        return self._norm_heard(msg.round_no, rnd, msg.owner, peer, Report(tuple(msg.digests), values))
+        digests = tuple(msg.digests)
+        signed = bool(self._signed(msg.round_no, rnd.norm, msg.owner, digests, msg.signature))
+        return self._norm_heard(msg.round_no, rnd, msg.owner, peer, Report(digests, values, signed))
 
     def _norm_heard(self, round_no: int, rnd: RunningSums, owner: str, server: int, report: Report) -> list[Action]:
         """A report on ``owner``'s input; once every round server's is in: admit the owner,

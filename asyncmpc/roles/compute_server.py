@@ -75,6 +75,7 @@ async def _serve(
 ) -> dict[str, Any]:
     model_owner = config.model_owner.name
     async with opener(config, name, greet=proto.greet) as node:
+        proto.keys = node.peer_keys
         p = config.privacy
         if noise is not None and p is not None:
             budget = f"epsilon {p.epsilon:g} at delta {p.delta:g}" if p.epsilon else "no budget"

@@ -31,6 +31,7 @@ from asyncmpc.config import Config
 from asyncmpc.crypto.macs import MacKey
 from asyncmpc.crypto.prf import RandomBytes
 from asyncmpc.crypto.rss import InputSharer
+from asyncmpc.crypto.signing import Signer
 from asyncmpc.errors import ConfigError, EncodingError, PeerLost, PluginError
 from asyncmpc.learning.bounds import feature_misfit
 from asyncmpc.learning.privacy.budget import DataLedger
@@ -92,6 +93,15 @@ class _Owner:
         """Which requests it computes for (``protocol.releases``: the newest again, or a new step)."""
         self.ledger = None if config.privacy is None or self.plain else _data_ledger(config, self.work)
         """Under [privacy]: its own ledger of its data's releases, across runs."""
+
+    @functools.cached_property
+    def signer(self) -> Signer | None:
+        """With TLS: its certificate's key, which signs its norm digests (``crypto.signing``);
+        read at the first norm-checked round (its TLS files were checked at start)."""
+        config = self.config
+        if config.protocol.plaintext or config.tls_dir is None or self.plain:
+            return None
+        return Signer.load(Path(config.tls_dir) / f"{self.name}.key")
 
     def greet(self, peer: str) -> list[m.Message]:
         """A server that (re)connects gets this owner's current stream keys first."""
@@ -223,7 +233,10 @@ class _Owner:
             elif self.params.norm_bound and isinstance(msg, m.ModelUpdate):
                 key_or_none = MacKey(msg.mac_key) if msg.mac_key else None
                 kid = key_id(msg.mac_key) if msg.mac_key else b""
-                out.sends = norm_shares(self.params, self.name, round_no, vector, ident, key_or_none, kid)
+                sign = None if self.signer is None else self.signer.sign
+                out.sends = norm_shares(
+                    self.params, self.name, round_no, vector, ident, key_or_none, kid, nonce=msg.norm, sign=sign
+                )
             elif msg.mac_key:
                 key = MacKey(msg.mac_key)
                 kid = key_id(msg.mac_key)

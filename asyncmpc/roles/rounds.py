@@ -129,18 +129,19 @@ class Rounds:
         self.current = AggregationRound(
             self.params, round_no, present, (size,), servers=live, mac_key=key, position=position, norm=norm
         )
-        request = _for_round(request, round_no, live, key)
+        request = _for_round(request, round_no, live, key, self.current.nonce)
         requests = [Send(o, request) for o in present]
         self._asked_over = {o: self.node.peers.get(o) for o in present}
         return await drive_round(self.node, self.current, self.on_other, requests)
 
     async def _judge(self, result: RoundResult) -> None:
         """Act on what a round proved: owners that sent inconsistent shares, a cheating server,
-        owners whose input was over the norm bound."""
+        owners whose input failed the norm check."""
         for owner in result.norm_failed:
             self.norm_failed[owner] = self.norm_failed.get(owner, 0) + 1
             self.node.logger(__name__).warning(
-                "round %d: %s's input is over [protocol] norm_bound (the servers' check): left out of the sum",
+                "round %d: %s's input failed the servers' norm check (over [protocol] norm_bound, or a proof "
+                "or signed digests that do not hold): left out of the sum",
                 result.round_no,
                 owner,
             )
@@ -279,9 +280,15 @@ def _stop_if_refused(result: RoundResult) -> None:
         )
 
 
-def _for_round(request: m.Message, round_no: int, servers: tuple[str, ...], key: MacKey | None) -> m.Message:
-    """The owners' request for round ``round_no``: its number, its servers, its MAC key."""
-    if isinstance(request, (m.ModelUpdate, m.StatsRequest)):
+def _for_round(
+    request: m.Message, round_no: int, servers: tuple[str, ...], key: MacKey | None, nonce: bytes = b""
+) -> m.Message:
+    """The owners' request for round ``round_no``: its number, its servers, its MAC key (and a
+    norm-checked round's nonce)."""
+    if isinstance(request, m.ModelUpdate):
+        mac_key = b"" if key is None else key.key
+        return dataclasses.replace(request, round_no=round_no, servers=servers, mac_key=mac_key, norm=nonce)
+    if isinstance(request, m.StatsRequest):
         mac_key = b"" if key is None else key.key
         return dataclasses.replace(request, round_no=round_no, servers=servers, mac_key=mac_key)
     return dataclasses.replace(request, round_no=round_no)

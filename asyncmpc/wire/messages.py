@@ -57,7 +57,7 @@ __all__ = [
     "ShareKeys",
 ]
 
-PROTOCOL_VERSION = 14
+PROTOCOL_VERSION = 15
 """2: keyed share components and ShareKeys; streams from counter block nonce || 2.
 3: two-server rounds (OpenRound.full), the round's servers in ModelUpdate and StatsRequest,
 ShareKeys may replace earlier keys.
@@ -80,7 +80,9 @@ features than the model owner's stops.
 owner with a CSV file takes its columns by those names.
 14: the norm check ([protocol] norm_bound): InputShare.norm_a, norm_b and norm_digests (an owner's
 field components with its witness and proofs), NormOpened between servers, NormVerdict to the
-model owner."""
+model owner.
+15: an owner signs its norm digests (InputShare.norm_signature) under the round's nonce
+(OpenRound.norm and ModelUpdate.norm, bytes where 14 had a flag); NormOpened.signature forwards it."""
 FloatArray = NDArray[np.float64]
 
 
@@ -196,9 +198,11 @@ class OpenRound(Message):
     answers ``Aggregate`` with both components and both field sums in full."""
     servers: tuple[str, ...] = ()
     """The servers the round runs on (under [privacy] each of them deals noise into it)."""
-    norm: bool = False
-    """A norm-checked round (``[protocol] norm_bound``): input shares are in F_q with a norm
-    proof; an owner whose input fails is left out and named (``NormVerdict``)."""
+    norm: bytes = b""
+    """A norm-checked round's nonce (``[protocol] norm_bound``; ``signing.NONCE_BYTES`` random
+    bytes, the same for every server and owner of the round; empty: not norm-checked): input
+    shares are in F_q with a norm proof, their digests signed under this nonce; an owner whose
+    input fails is left out and named (``NormVerdict``)."""
     position: int = 0
     """Under [privacy] mechanism "tree": the round's position p, from 1 (leaf (p - 1) % epoch_steps
     of tree (p - 1) // epoch_steps; the model owner's step plus 1); 0 otherwise. A server takes
@@ -247,6 +251,9 @@ class InputShare(Message):
     (``crypto.normproof``, as int64 words), and these are their parts of the witness and proofs."""
     norm_b: RingArray | None = None
     norm_digests: tuple[bytes, ...] = ()
+    norm_signature: bytes = b""
+    """The owner's signature of its digests under the round's nonce (``crypto.signing``), with the
+    key of its TLS certificate (empty in a deployment without TLS)."""
     """With ``norm_bound``: the digests of all three components (``normproof.DIGESTS``)."""
 
 
@@ -315,6 +322,8 @@ class NormOpened(Message):
     digests: tuple[bytes, ...]
     a: RingArray
     b: RingArray
+    signature: bytes = b""
+    """The owner's signature of ``digests`` (``InputShare.norm_signature``), as received."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -393,6 +402,8 @@ class ModelUpdate(Message):
     step: int = 0
     """The training step: which batch the owner computes on (a re-run keeps it, with a new
     round number)."""
+    norm: bytes = b""
+    """A norm-checked round's nonce (as in ``OpenRound.norm``): the owner signs its digests under it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

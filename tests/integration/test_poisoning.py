@@ -1,6 +1,7 @@
 """A poisoning data owner as a real process (``tests/players/attacker.py --poison``), every
 player a process over TLS, with ``[protocol] norm_bound``: in every training round the poisoner
-is left out and named, every other owner is in, and the sums are exact (the final weights are
+is left out and named (also one that signs two servers different digest lists: ``digests``),
+every other owner is in, no round is disputed, and the sums are exact (the final weights are
 those of the reference trained on the rounds' contributors). Every process is killed when a
 test ends, also when it fails (the ``procs`` fixture)."""
 
@@ -40,11 +41,12 @@ def _run(procs: Players, poison: str, rounds: int = ROUNDS, bound: float = 4.0) 
     return metrics
 
 
-@pytest.mark.parametrize("poison", ["scale:1000", "over", "wrap"])
+@pytest.mark.parametrize("poison", ["scale:1000", "over", "wrap", "digests"])
 def test_a_poisoning_owner_process_is_left_out_and_named(procs: Players, poison: str) -> None:
     metrics = _run(procs, poison)
     assert len(metrics["rounds"]) == ROUNDS
     assert metrics["norm_failed_rounds"] == {f"data-owner-{i}": ROUNDS if i == 0 else 0 for i in range(4)}
     others = ["data-owner-1", "data-owner-2", "data-owner-3"]
     assert all(sorted(r["contributors"]) == others for r in metrics["rounds"])
-    assert "data-owner-0's input is over [protocol] norm_bound" in procs.log("model-owner")
+    assert "data-owner-0's input failed the servers' norm check" in procs.log("model-owner")
+    assert not any("disputed" in r or r.get("mac") for r in metrics["rounds"])

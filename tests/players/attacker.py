@@ -6,7 +6,7 @@
     --withhold SERVER    a data owner that sends SERVER nothing
     --mask-trace FILE    a data owner that records the masks it used (not an attack)
     --poison KIND        a data owner that poisons every training round (tests/poisoners.py:
-                         scale:F, over or wrap)
+                         scale:F, over, wrap or digests)
 
 The player is the real one; only what it sends is changed, on its way out.
 
