@@ -130,6 +130,8 @@ class AggregationRound:
         """A norm-checked round's nonce (``OpenRound.norm``, ``ModelUpdate.norm``)."""
         self._norm_failed: dict[str, set[str]] = {}
         """Owner -> the servers that reported its input over the norm bound."""
+        self._inputs_in: set[str] = set()
+        """Servers that have every owner's share and wait only for peers' norm values."""
         self._check = CrossCheck(self.servers, field=norm)
         self._stale: dict[str, int] = {}
         """Server -> answers still due to asks that a later ask replaced (ignored when they come)."""
@@ -182,7 +184,9 @@ class AggregationRound:
     @property
     def answered(self) -> int:
         """How many servers answered in the current phase."""
-        return len(self._results) if self.phase is Phase.ASKED else len(self._holding)
+        if self.phase is Phase.ASKED:
+            return len(self._results)
+        return len(set(self._holding) | (self._inputs_in & set(self.live)))
 
     # ------------------------------------------------------------ the normal flow
 
@@ -238,6 +242,8 @@ class AggregationRound:
         if msg.suspects:
             why = f"{sender}'s norm check disagrees with {', '.join(msg.suspects)}"
             return self._disputed(why, tuple(s for s in msg.suspects if s in self.servers))
+        if msg.waiting:
+            self._inputs_in.add(sender)
         for owner in msg.failed:
             self._norm_failed.setdefault(owner, set()).add(sender)
         self.owners = tuple(o for o in self.owners if o not in msg.failed)

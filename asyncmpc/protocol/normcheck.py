@@ -68,6 +68,8 @@ class NormChecks:
         self.nonce = nonce
         """The round's nonce, under which owners sign their digests."""
         self._owners: dict[str, _Owner] = {}
+        self.told_waiting = False
+        """Whether this server told the model owner it waits only for peers' values."""
         self.suspects: tuple[int, ...] = ()
         """After a ``DISPUTE``: the peers whose reports differ from this server's."""
 
@@ -89,6 +91,22 @@ class NormChecks:
             raise ValueError(f"a norm report on {owner} with the wrong components or sizes")
         entry.reports[server] = report
         if entry.decided is not None or set(entry.reports) != set(self.servers):
+            return None
+        entry.decided = self._decide(entry.reports)
+        return entry.decided
+
+    def decided(self, owner: str) -> Outcome | None:
+        entry = self._owners.get(owner)
+        return None if entry is None else entry.decided
+
+    def close(self, owner: str) -> Outcome | None:
+        """Inputs close before every round server reported on ``owner``: decide on the reports in
+        if this server's is among them and they cover all three components (two servers'), as
+        a round on two servers decides (then once only); else None."""
+        entry = self._owners.get(owner)
+        if entry is None or entry.decided is not None or self.me not in entry.reports:
+            return None
+        if {c for r in entry.reports.values() for c in r.opened} != {0, 1, 2}:
             return None
         entry.decided = self._decide(entry.reports)
         return entry.decided

@@ -157,7 +157,7 @@ class ServerProtocol:
         if isinstance(msg, m.CloseInputs):
             rnd = self._round(msg)
             return (
-                [*self._norm_silent(msg.round_no, rnd), self._holding(msg.round_no, rnd)]
+                [*self._norm_close(msg.round_no, rnd), self._holding(msg.round_no, rnd)]
                 if rnd is not None
                 else [self._unknown(msg)]
             )
@@ -347,6 +347,15 @@ class ServerProtocol:
     def _admit(
         self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums, parts: tuple[RingPart, RingPart]
     ) -> list[Action]:
+        """Add ``sender``'s components to the round's sums; report once every owner is in."""
+        self._add(sender, msg, round_no, rnd, parts)
+        if len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
+            return self._complete(round_no, rnd)
+        return []
+
+    def _add(
+        self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums, parts: tuple[RingPart, RingPart]
+    ) -> None:
         """Add ``sender``'s components to the round's sums (in F_q in a norm-checked round)."""
         if rnd.mac:  # before a vector is added: the sum may be that vector's own buffer
             rnd.fields[sender] = field_parts(sender, round_no, msg)
@@ -370,9 +379,6 @@ class ServerProtocol:
                 np.add(acc, comp, out=acc)
         rnd.held.add(sender)
         rnd.inputs[sender] = (msg.input_id, msg.key_id)
-        if len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
-            return self._complete(round_no, rnd)
-        return []
 
     def _complete(self, round_no: int, rnd: RunningSums) -> list[Action]:
         """Every expected owner is in: with an early release, tell the round's other servers
@@ -539,7 +545,21 @@ class ServerProtocol:
             signature=msg.norm_signature,
         )
         out: list[Action] = [Send(self.params.servers[j], told) for j in sorted(rnd.servers - {i})]
-        return out + self._norm_heard(round_no, rnd, sender, i, Report(digests, values, bool(signed)))
+        out += self._norm_heard(round_no, rnd, sender, i, Report(digests, values, bool(signed)))
+        return out + self._norm_waiting(round_no, rnd)
+
+    def _norm_waiting(self, round_no: int, rnd: RunningSums) -> list[Action]:
+        """Once every owner's share is here and verdicts wait only for peers' values, tell the
+        model owner (once a round): it then gives the silent server ``server_timeout``."""
+        norm = rnd.norm
+        if norm is None or norm.told_waiting or not rnd.pending or not rnd.inputs_open:
+            return []
+        if not rnd.owners <= rnd.held | set(rnd.pending):
+            return []
+        norm.told_waiting = True
+        silent = sorted({j for o in rnd.pending for j in norm.servers if not norm.reported(o, j)})
+        names = tuple(self.params.servers[j] for j in silent)
+        return [Send(self.model_owner, m.NormVerdict(session=self.params.session, round_no=round_no, waiting=names))]
 
     def _signed(
         self, round_no: int, norm: NormChecks, owner: str, digests: tuple[bytes, ...], signature: bytes
@@ -567,15 +587,20 @@ class ServerProtocol:
         return self._norm_heard(msg.round_no, rnd, msg.owner, peer, Report(digests, values, signed))
 
     def _norm_heard(self, round_no: int, rnd: RunningSums, owner: str, server: int, report: Report) -> list[Action]:
-        """A report on ``owner``'s input; once every round server's is in: admit the owner,
-        leave it out (and tell the model owner), or report a dispute."""
+        """A report on ``owner``'s input; once every round server's is in, the owner is decided."""
         assert rnd.norm is not None
         try:
             outcome = rnd.norm.hear(owner, server, report)
         except ValueError as exc:
             raise RemoteProtocolError(f"round {round_no}: {exc}", peer=self.params.servers[server]) from None
-        if outcome is None:
-            return []
+        return [] if outcome is None else self._norm_decided(round_no, rnd, owner, outcome)
+
+    def _norm_decided(
+        self, round_no: int, rnd: RunningSums, owner: str, outcome: Outcome, complete: bool = True
+    ) -> list[Action]:
+        """Admit ``owner``, leave it out (and tell the model owner), or report a dispute; with
+        ``complete``, report the round's inputs once every owner is decided."""
+        assert rnd.norm is not None
         session = self.params.session
         if outcome is Outcome.DISPUTE:
             names = tuple(self.params.servers[j] for j in rnd.norm.suspects)
@@ -583,24 +608,35 @@ class ServerProtocol:
         msg, parts = rnd.pending.pop(owner)
         if owner not in rnd.owners:
             return []  # withdrawn meanwhile
+        out: list[Action] = []
         if outcome is Outcome.ACCEPT:
-            return self._admit(owner, msg, round_no, rnd, parts)
-        rnd.owners = rnd.owners - {owner}
-        out: list[Action] = [Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, failed=(owner,)))]
-        if len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
+            self._add(owner, msg, round_no, rnd, parts)
+        else:
+            rnd.owners = rnd.owners - {owner}
+            out.append(Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, failed=(owner,))))
+        if complete and len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
             out += self._complete(round_no, rnd)
         return out
 
-    def _norm_silent(self, round_no: int, rnd: RunningSums) -> list[Action]:
+    def _norm_close(self, round_no: int, rnd: RunningSums) -> list[Action]:
         """Inputs close with owners whose share is here but whose verdict waits for a server's
-        report: that server withheld it (or the owner withheld its share from it). Leaving the
-        owner out quietly would let one server censor an owner, so it is a dispute naming the
-        silent servers."""
-        if rnd.norm is None or not rnd.pending:
+        values: that server withheld them, or never had the owner's share (the owner withheld
+        it, or crashed between sends). The reports in decide the owner when they cover all three
+        components (``NormChecks.close``: two servers', as in a round on two servers), so the
+        model owner sees whom each server holds and completes the round as it completes one an
+        owner's share did not reach everywhere; an owner whose share only this server has is
+        left out, as an owner that reached one server is."""
+        if rnd.norm is None:
             return []
-        silent = sorted({j for o in rnd.pending for j in rnd.norm.servers if not rnd.norm.reported(o, j)})
-        names = tuple(self.params.servers[j] for j in silent)
-        return [Send(self.model_owner, m.NormVerdict(session=self.params.session, round_no=round_no, suspects=names))]
+        out: list[Action] = []
+        for owner in list(rnd.pending):
+            outcome = rnd.norm.close(owner)
+            if outcome is None:
+                if rnd.norm.decided(owner) is None:
+                    del rnd.pending[owner]
+                continue
+            out += self._norm_decided(round_no, rnd, owner, outcome, complete=False)
+        return out
 
     def _holding(self, round_no: int, rnd: RunningSums) -> Send:
         if rnd.inputs_open:

@@ -82,7 +82,8 @@ owner with a CSV file takes its columns by those names.
 field components with its witness and proofs), NormOpened between servers, NormVerdict to the
 model owner.
 15: an owner signs its norm digests (InputShare.norm_signature) under the round's nonce
-(OpenRound.norm and ModelUpdate.norm, bytes where 14 had a flag); NormOpened.signature forwards it."""
+(OpenRound.norm and ModelUpdate.norm, bytes where 14 had a flag); NormOpened.signature forwards it;
+NormVerdict.waiting."""
 FloatArray = NDArray[np.float64]
 
 
@@ -335,6 +336,11 @@ class NormVerdict(Message):
     SENDERS = frozenset({CS})
     failed: tuple[str, ...] = ()
     suspects: tuple[str, ...] = ()
+    waiting: tuple[str, ...] = ()
+    """Every owner's share is at the sender, and verdicts wait only for these servers' values:
+    the model owner counts the sender as having answered the inputs phase, so a server that
+    never had a share (or withholds its values) is told ``CloseInputs`` after
+    ``server_timeout``, not half a ``round_timeout``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

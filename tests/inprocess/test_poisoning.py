@@ -138,3 +138,30 @@ def test_a_server_withholding_its_norm_values_gets_no_owner_left_out_quietly(tmp
     assert rows
     for r in outcome.metrics["rounds"]:
         assert "data-owner-1" in (r.get("contributors") or ()) or "server-2" in (r.get("disputed") or ()), r
+
+
+def test_an_owner_withholding_its_share_from_one_server_stops_no_round(tmp_path: Path) -> None:
+    """data-owner-0 never sends server-1 its share. The two servers that hold it decide it on
+    their values when inputs close (they cover every component), server-1 is told to close
+    its inputs ``server_timeout`` after they report that they wait only for its values, and the
+    round completes on the two, as a round an owner's share did not reach everywhere does.
+    Before, every round was disputed and yielded nothing."""
+    rounds = 3
+    training = f'dataset = "breast_cancer"\nrounds = {rounds}\nbatch_size = 64'
+    protocol = f"server_timeout = 0.3\nidle_timeout = 120.0\nnorm_bound = {BOUND}"
+    config = load_config(write_config(tmp_path, owners=4, training=training, protocol=protocol))
+
+    def tamper(sender: str, to: str, msg: m.Message) -> m.Message | None:
+        withheld = sender == POISONER and to == "server-1" and isinstance(msg, m.InputShare) and msg.norm_digests
+        return None if withheld else msg
+
+    outcome = run_deployment(config, tmp_path / "out", tamper=tamper)
+    assert outcome.errors == {}
+    rows = outcome.metrics["rounds"]
+    assert len(rows) == rounds and all(r["test_accuracy"] is not None for r in rows)
+    assert all(POISONER in r["contributors"] for r in rows)
+    assert all(n == 0 for n in outcome.metrics["norm_failed_rounds"].values())
+    contributors = [r["contributors"] for r in rows]
+    theta = ReferenceTrainer(config).run(contributors, outcome.metrics["statistics_contributors"]).theta
+    with np.load(tmp_path / "out" / "checkpoint.npz") as f:
+        np.testing.assert_allclose(f["theta"], theta, atol=1e-9, rtol=0)
