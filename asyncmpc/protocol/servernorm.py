@@ -1,0 +1,189 @@
+"""A compute server's part in norm-checked rounds (``[protocol] norm_bound``; sans-I/O, as
+``protocol.server``, whose ``ServerProtocol`` takes these methods).
+
+The normal flow: a share arrives (``_norm_input``): its components are checked against the
+owner's signed digests and opened, the values go to the round's other servers
+(``NormOpened``), and the share waits in ``RunningSums.pending``; each peer's values
+(``_norm_opened``) go to the round's ``NormChecks`` (``protocol.normcheck``), which decides
+the owner once every round server reported: admitted into the sum, left out and named
+(``NormVerdict.failed``), or a dispute (``NormVerdict.suspects``).
+
+The exceptional flow, a share that did not reach every server: once every owner's share is
+here and verdicts wait only for peers, the model owner is told (``NormVerdict.waiting``, so
+the silent server is told to close in ``server_timeout``), and when inputs close the reports
+in decide an owner if they cover all three components (``_norm_close``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from asyncmpc.crypto.normproof import Component, context_of, open_components
+from asyncmpc.crypto.signing import statement, verify
+from asyncmpc.errors import RemoteProtocolError
+from asyncmpc.protocol.authenticated import RingPart
+from asyncmpc.protocol.events import Action, Send
+from asyncmpc.protocol.normcheck import NormChecks, Outcome, Report
+from asyncmpc.protocol.params import Params
+from asyncmpc.protocol.sums import RunningSums
+from asyncmpc.wire import messages as m
+
+__all__ = ["NormServer"]
+
+
+class NormServer:
+    """The norm-checked rounds' handlers of ``ServerProtocol`` (which provides what is declared
+    here without a body)."""
+
+    params: Params
+    index: int
+    model_owner: str
+    keys: Mapping[str, bytes]
+    _rounds: dict[int, RunningSums]
+
+    def _hold_ahead(self, sender: str, msg: m.Message) -> list[Action]:
+        raise NotImplementedError
+
+    def _add(
+        self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums, parts: tuple[RingPart, RingPart]
+    ) -> None:
+        raise NotImplementedError
+
+    def _complete(self, round_no: int, rnd: RunningSums) -> list[Action]:
+        raise NotImplementedError
+
+    def _norm_input(self, sender: str, msg: m.InputShare, round_no: int, rnd: RunningSums) -> list[Action]:
+        """A share in a norm-checked round: its components checked against the owner's digests,
+        the opened values sent to the round's other servers; it waits for the verdict."""
+        assert rnd.norm is not None
+        a, b = msg.a, msg.b
+        if msg.norm_a is None or msg.norm_b is None or not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray):
+            why = f"round {round_no} is norm-checked: the share must carry both components and their norm parts"
+            raise RemoteProtocolError(why, peer=sender)
+        if a.shape != rnd.shape or b.shape != rnd.shape:
+            raise RemoteProtocolError(
+                f"round {round_no}: a share of shape {a.shape}, expected {rnd.shape}", peer=sender
+            )
+        spec, i = rnd.norm.spec, self.index
+        held = {
+            i: Component(a.reshape(-1).view(np.uint64), msg.norm_a.view(np.uint64)),
+            (i + 1) % 3: Component(b.reshape(-1).view(np.uint64), msg.norm_b.view(np.uint64)),
+        }
+        digests = tuple(msg.norm_digests)
+        signed = self._signed(round_no, rnd.norm, sender, digests, msg.norm_signature)
+        if signed is False:
+            raise RemoteProtocolError(
+                f"round {round_no}: the signature of the norm digests does not verify", peer=sender
+            )
+        try:
+            opened = open_components(
+                spec, context_of(self.params.session, round_no, sender, msg.input_id, spec), digests, held
+            )
+        except ValueError as exc:
+            raise RemoteProtocolError(f"round {round_no}: {exc}", peer=sender) from None
+        rnd.pending[sender] = (msg, (a, b))
+        values = {o.index: o.values for o in opened}
+        told = m.NormOpened(
+            session=self.params.session,
+            round_no=round_no,
+            owner=sender,
+            digests=digests,
+            a=values[i].view(np.int64),
+            b=values[(i + 1) % 3].view(np.int64),
+            signature=msg.norm_signature,
+        )
+        out: list[Action] = [Send(self.params.servers[j], told) for j in sorted(rnd.servers - {i})]
+        out += self._norm_heard(round_no, rnd, sender, i, Report(digests, values, bool(signed)))
+        return out + self._norm_waiting(round_no, rnd)
+
+    def _norm_waiting(self, round_no: int, rnd: RunningSums) -> list[Action]:
+        """Once every owner's share is here and verdicts wait only for peers' values, tell the
+        model owner (once a round): it then gives the silent server ``server_timeout``."""
+        norm = rnd.norm
+        if norm is None or norm.told_waiting or not rnd.pending or not rnd.inputs_open:
+            return []
+        if not rnd.owners <= rnd.held | set(rnd.pending):
+            return []
+        norm.told_waiting = True
+        silent = sorted({j for o in rnd.pending for j in norm.servers if not norm.reported(o, j)})
+        names = tuple(self.params.servers[j] for j in silent)
+        return [Send(self.model_owner, m.NormVerdict(session=self.params.session, round_no=round_no, waiting=names))]
+
+    def _signed(
+        self, round_no: int, norm: NormChecks, owner: str, digests: tuple[bytes, ...], signature: bytes
+    ) -> bool | None:
+        """Whether ``owner`` signed ``digests`` for this round (None: its key is not known, as
+        in a deployment without TLS)."""
+        key = self.keys.get(owner)
+        if key is None:
+            return None
+        return verify(key, statement(self.params.session, round_no, owner, norm.nonce, digests), signature)
+
+    def _norm_opened(self, sender: str, msg: m.NormOpened) -> list[Action]:
+        """Another server's opened values on an owner's input."""
+        rnd = self._rounds.get(msg.round_no)
+        if rnd is None:
+            return self._hold_ahead(sender, msg)
+        if rnd.norm is None:
+            raise RemoteProtocolError(f"norm values for round {msg.round_no}, which is not norm-checked", peer=sender)
+        if msg.owner not in rnd.owners and msg.owner not in rnd.held:
+            return []  # not an owner this round waits for: nothing is kept
+        peer = self.params.server_index(sender)
+        values = {peer: msg.a.view(np.uint64), (peer + 1) % 3: msg.b.view(np.uint64)}
+        digests = tuple(msg.digests)
+        signed = bool(self._signed(msg.round_no, rnd.norm, msg.owner, digests, msg.signature))
+        return self._norm_heard(msg.round_no, rnd, msg.owner, peer, Report(digests, values, signed))
+
+    def _norm_heard(self, round_no: int, rnd: RunningSums, owner: str, server: int, report: Report) -> list[Action]:
+        """A report on ``owner``'s input; once every round server's is in, the owner is decided."""
+        assert rnd.norm is not None
+        try:
+            outcome = rnd.norm.hear(owner, server, report)
+        except ValueError as exc:
+            raise RemoteProtocolError(f"round {round_no}: {exc}", peer=self.params.servers[server]) from None
+        return [] if outcome is None else self._norm_decided(round_no, rnd, owner, outcome)
+
+    def _norm_decided(
+        self, round_no: int, rnd: RunningSums, owner: str, outcome: Outcome, complete: bool = True
+    ) -> list[Action]:
+        """Admit ``owner``, leave it out (and tell the model owner), or report a dispute; with
+        ``complete``, report the round's inputs once every owner is decided."""
+        assert rnd.norm is not None
+        session = self.params.session
+        if outcome is Outcome.DISPUTE:
+            names = tuple(self.params.servers[j] for j in rnd.norm.suspects)
+            return [Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, suspects=names))]
+        msg, parts = rnd.pending.pop(owner)
+        if owner not in rnd.owners:
+            return []  # withdrawn meanwhile
+        out: list[Action] = []
+        if outcome is Outcome.ACCEPT:
+            self._add(owner, msg, round_no, rnd, parts)
+        else:
+            rnd.owners = rnd.owners - {owner}
+            out.append(Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, failed=(owner,))))
+        if complete and len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
+            out += self._complete(round_no, rnd)
+        return out
+
+    def _norm_close(self, round_no: int, rnd: RunningSums) -> list[Action]:
+        """Inputs close with owners whose share is here but whose verdict waits for a server's
+        values: that server withheld them, or never had the owner's share (the owner withheld
+        it, or crashed between sends). The reports in decide the owner when they cover all three
+        components (``NormChecks.close``: two servers', as in a round on two servers), so the
+        model owner sees whom each server holds and completes the round as it completes one an
+        owner's share did not reach everywhere; an owner whose share only this server has is
+        left out, as an owner that reached one server is."""
+        if rnd.norm is None:
+            return []
+        out: list[Action] = []
+        for owner in list(rnd.pending):
+            outcome = rnd.norm.close(owner)
+            if outcome is None:
+                if rnd.norm.decided(owner) is None:
+                    del rnd.pending[owner]
+                continue
+            out += self._norm_decided(round_no, rnd, owner, outcome, complete=False)
+        return out
