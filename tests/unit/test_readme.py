@@ -31,3 +31,15 @@ def test_the_readme_documents_every_key_of_hosts_toml_and_no_other() -> None:
         "[privacy]": set(parse.PRIVACY_KEYS),
         "[players.NAME]": set(parse.PLAYER_KEYS),
     }
+
+
+def test_the_readme_hardened_protocol_table_is_a_valid_protocol_table() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n### A hardened deployment\n", 1)[1].split("\n## ", 1)[0]
+    snippet = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    hosts = (ROOT / "hosts.toml").read_text()
+    head, rest = hosts.split("[protocol]\n", 1)
+    tail = rest[rest.index("\n[") :]
+    config = parse.parse_config(head + snippet + tail, "README.md")
+    assert config.protocol.norm_bound == 4.0 and config.protocol.min_owners == 3
+    assert not config.protocol.plaintext
