@@ -148,11 +148,6 @@ def parse_config(text: str, path: str = "hosts.toml") -> Config:
             "(allowed on loopback only)"
         )
     privacy = None if "privacy" not in doc else _parse_privacy(doc["privacy"], training, path)
-    if protocol.norm_bound and privacy is not None:
-        raise ConfigError(
-            f"{path}: [protocol] norm_bound: not yet available with [privacy] (the noise is dealt in the ring, "
-            "the checked sum is in F_q); leave one of them out"
-        )
     cfg = Config(
         path=path,
         session=session,

@@ -15,6 +15,10 @@ each component add the same thing, so the result shares still cross-check. With 
 (the third down) the same holds: each live server needs only the other's part, and the
 components the down server would have held are reconstructed from the live one that holds them.
 
+In a norm-checked round (``[protocol] norm_bound``) the sums are in F_q (``crypto.goldilocks``),
+so the noise is dealt there (``field``): m is the seed's stream of uniform field elements
+(``goldilocks.from_seed``), n - m is taken mod q, and every part is added in F_q; the
+masked vector is again uniform, so neither neighbour learns anything about n.
 A server releases a round's sum only with the parts of every dealer in (``ready``), and only
 once per round: asking again for another set of contributors would open two sums under the same
 noise, whose difference is noise-free (``protocol.server`` refuses that).
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.prf import new_seed
 from asyncmpc.crypto.ring import RingArray
 from asyncmpc.crypto.rss import Component, Keyed, Seed, materialize
@@ -57,6 +62,8 @@ class RoundNoise:
     """What it sends the other dealers: (server index, the seed or the vector n - m)."""
     received: dict[int, Component] = field(default_factory=dict)
     applied: bool = False
+    in_field: bool = False
+    """The round's sums are in F_q (a norm-checked round): every part is a field vector."""
 
     @property
     def prev(self) -> int:
@@ -87,6 +94,8 @@ class RoundNoise:
             raise RemoteProtocolError(f"noise part of the wrong kind: server {dealer} owes {want}", peer=peer)
         if not isinstance(part, Seed) and part.shape != self.shape:
             raise RemoteProtocolError(f"noise part of shape {part.shape}, expected {self.shape}", peer=peer)
+        if self.in_field and not isinstance(part, Seed) and np.any(part.view(np.uint64) >= gf.Q):
+            raise RemoteProtocolError("noise part of a norm-checked round with elements outside F_q", peer=peer)
         if not self.applied:
             self.received[dealer] = part
 
@@ -97,6 +106,9 @@ class RoundNoise:
         if not self.ready:
             raise ValueError(f"noise from servers {self.missing} has not come")
         self.applied = True
+        if self.in_field:
+            self._apply_field(sums)
+            return
         vector, seed = self.own
         streams: list[Streams] = [(None, (seed, ZERO_NONCE))]
         from_prev = self.received.get(self.prev)
@@ -113,15 +125,46 @@ class RoundNoise:
             else:
                 np.add(acc, vec, out=acc)
 
+    def _apply_field(self, sums: list[RingArray | None]) -> None:
+        """``apply`` in F_q: the own vector into a, the own seed's stream into b, the previous
+        dealer's stream into a, the next dealer's vector into b."""
+        vector, seed = self.own
+        parts: list[tuple[int, RingArray]] = [(0, vector), (1, _field_stream(seed, self.shape))]
+        from_prev = self.received.get(self.prev)
+        if isinstance(from_prev, Seed):
+            parts.append((0, _field_stream(from_prev.key, self.shape)))
+        from_next = self.received.get(self.next)
+        if from_next is not None:
+            parts.append((1, materialize(from_next, self.shape)))
+        for i, vec in parts:
+            acc = sums[i]
+            if acc is None:
+                sums[i] = vec.copy()
+            else:
+                acc.view(np.uint64)[...] = gf.add(acc.view(np.uint64), vec.view(np.uint64))
 
-def deal(index: int, dealers: frozenset[int], shape: tuple[int, ...], draw: NoiseDraw) -> RoundNoise:
+
+def _field_stream(seed: bytes, shape: tuple[int, ...]) -> RingArray:
+    """A seed's mask in F_q (as int64 words)."""
+    n = int(np.prod(shape))
+    return gf.from_seed(seed, n, "noise mask").view(np.int64).reshape(shape)
+
+
+def deal(
+    index: int, dealers: frozenset[int], shape: tuple[int, ...], draw: NoiseDraw, in_field: bool = False
+) -> RoundNoise:
     """Server ``index``'s noise for a round on ``dealers``: its state, with the part it owes
-    each other dealer (``owed``)."""
+    each other dealer (``owed``); with ``in_field``, dealt in F_q."""
     noise = draw(len(dealers), shape)
     seed = new_seed()
-    masked = materialize(Seed(seed), shape)  # a fresh array: the mask m, then n - m in place
-    np.subtract(noise, masked, out=masked)  # wraps in the ring, as shares do
-    rnd = RoundNoise(index, dealers, shape, (masked, seed))
+    if in_field:
+        mask = _field_stream(seed, shape).reshape(-1).view(np.uint64)
+        signed = np.ascontiguousarray(noise, dtype=np.int64).reshape(-1)
+        masked = gf.sub(gf.from_signed(signed), mask).view(np.int64).reshape(shape)
+    else:
+        masked = materialize(Seed(seed), shape)  # a fresh array: the mask m, then n - m in place
+        np.subtract(noise, masked, out=masked)  # wraps in the ring, as shares do
+    rnd = RoundNoise(index, dealers, shape, (masked, seed), in_field=in_field)
     if rnd.next in dealers:
         rnd.owed.append((rnd.next, Seed(seed)))
     if rnd.prev in dealers:

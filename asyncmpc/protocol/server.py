@@ -302,7 +302,7 @@ class ServerProtocol(NormServer):
 
     def _deal(self, round_no: int, rnd: RunningSums, dealers: frozenset[int], draw: NoiseDraw) -> list[Action]:
         """Draw this server's noise for the round; the parts it owes the other dealers."""
-        rnd.noise = deal(self.index, dealers, rnd.shape, draw)
+        rnd.noise = deal(self.index, dealers, rnd.shape, draw, in_field=rnd.norm is not None)
         return [
             Send(self.params.servers[i], m.NoiseShare(session=self.params.session, round_no=round_no, part=part))
             for i, part in rnd.noise.owed

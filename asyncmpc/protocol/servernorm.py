@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from asyncmpc.config import Role
 from asyncmpc.crypto.normproof import Component, context_of, open_components
 from asyncmpc.crypto.signing import statement, verify
 from asyncmpc.errors import RemoteProtocolError
@@ -123,6 +124,8 @@ class NormServer:
 
     def _norm_opened(self, sender: str, msg: m.NormOpened) -> list[Action]:
         """Another server's opened values on an owner's input."""
+        if self.params.roles.get(msg.owner) != Role.DATA_OWNER:
+            raise RemoteProtocolError(f"norm values on {msg.owner!r}, not a data owner", peer=sender)
         rnd = self._rounds.get(msg.round_no)
         if rnd is None:
             return self._hold_ahead(sender, msg)

@@ -18,7 +18,8 @@ for their round to open; the lowest are dropped when more arrive."""
 
 
 class Waiting:
-    """By round and (sender, kind): one message of each kind from each sender."""
+    """By round and (sender, kind): one message of each kind from each sender (of a server's
+    norm values, one per owner; the caller takes them only about configured data owners)."""
 
     def __init__(self) -> None:
         self._rounds: dict[int, dict[tuple[str, str], m.Message]] = {}
@@ -36,7 +37,8 @@ class Waiting:
         waiting = self._rounds.setdefault(msg.round_no, {})
         if isinstance(msg, m.InputShare) and (sender, msg.KIND) in waiting:
             raise RemoteProtocolError(f"second input share for round {msg.round_no}", peer=sender)
-        waiting[(sender, msg.KIND)] = msg  # a noise part or report that comes again is the same
+        kind = f"{msg.KIND}:{msg.owner}" if isinstance(msg, m.NormOpened) else msg.KIND  # one per owner
+        waiting[(sender, kind)] = msg  # a noise part or report that comes again is the same
         while len(self._rounds) > MAX_EARLY_ROUNDS:
             del self._rounds[min(self._rounds)]
 

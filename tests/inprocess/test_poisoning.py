@@ -17,7 +17,7 @@ from asyncmpc.crypto.normproof import NormSpec, context_of, prove_input
 from asyncmpc.learning.training import ReferenceTrainer
 from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
-from tests.helpers import write_config
+from tests.helpers import hosts_toml, write_config
 from tests.inprocess.deploy import run_deployment
 from tests.poisoners import cheating_bits
 
@@ -165,3 +165,25 @@ def test_an_owner_withholding_its_share_from_one_server_stops_no_round(tmp_path:
     theta = ReferenceTrainer(config).run(contributors, outcome.metrics["statistics_contributors"]).theta
     with np.load(tmp_path / "out" / "checkpoint.npz") as f:
         np.testing.assert_allclose(f["theta"], theta, atol=1e-9, rtol=0)
+
+
+def test_under_privacy_the_poisoner_is_left_out_and_every_round_carries_noise(tmp_path: Path) -> None:
+    """[privacy] with norm_bound: the servers deal their noise in F_q, beside the norm-checked
+    sums; the poisoner is left out of every round, the others are in, and the model is not the
+    noiseless reference's (the noise is in the opened sums)."""
+    rounds = 3
+    training = f'dataset = "breast_cancer"\nrounds = {rounds}\nbatch_size = 64'
+    protocol = f"server_timeout = 0.3\nidle_timeout = 120.0\nnorm_bound = {BOUND}"
+    privacy = '\n[privacy]\nunit = "owner"\nnoise_multiplier = 1.0\nclip = 1.0\n'
+    text = hosts_toml(owners=4, training=training, protocol=protocol) + privacy
+    config = load_config(write_config(tmp_path, text))
+    params = Params.of(config)
+    outcome = run_deployment(config, tmp_path / "out", tamper=Poisoner(params, _scaled(params)))
+    metrics = outcome.metrics
+    assert outcome.errors == {}
+    assert metrics["norm_failed_rounds"][POISONER] == rounds
+    contributors = [r["contributors"] for r in metrics["rounds"]]
+    assert all(sorted(c) == ["data-owner-1", "data-owner-2", "data-owner-3"] for c in contributors)
+    theta = ReferenceTrainer(config).run(contributors, metrics.get("statistics_contributors")).theta
+    with np.load(tmp_path / "out" / "checkpoint.npz") as f:
+        assert np.all(np.isfinite(f["theta"])) and not np.allclose(f["theta"], theta, atol=1e-6)

@@ -277,3 +277,41 @@ def test_noise_parts_lost_before_the_servers_connected_are_sent_again_when_they_
     router.run()
     assert rnd.result is not None and rnd.result.cross_checked
     np.testing.assert_array_equal(rnd.result.total, sum(xs.values()) + dealt(draws))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_in_a_norm_checked_round_the_noise_is_dealt_in_the_field_and_the_sum_is_exact(seed: int) -> None:
+    """Under [privacy] with norm_bound the sums are in F_q: every server deals its noise there
+    (masked vectors uniform in F_q), and the opened sum is the owners' inputs plus every
+    dealer's noise, exactly, whatever the order of delivery."""
+    import dataclasses
+
+    from asyncmpc.crypto import goldilocks as gf
+    from asyncmpc.crypto.ring import encode
+    from asyncmpc.protocol.normshares import norm_shares
+
+    params = dataclasses.replace(PARAMS, norm_bound=4 << PARAMS.frac_bits)
+    order = random.Random(seed)
+    shape = (40,)
+    draws = {s: Recorded(i) for i, s in enumerate(SERVERS)}
+    servers = {s: ServerProtocol(params, s, noise=draws[s]) for s in SERVERS}
+    rnd = AggregationRound(params, 1, OWNERS, shape, norm=True)
+    router = Router(rnd, servers)
+    values = {o: np.random.default_rng(i).normal(scale=0.1, size=shape) for i, o in enumerate(OWNERS)}
+    seen: list[np.ndarray] = []
+
+    def watch(sender: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, m.NoiseShare) and isinstance(msg.part, np.ndarray):
+            seen.append(msg.part)
+        return msg
+
+    router.post(MO, rnd.open())
+    for o, v in values.items():
+        router.post(o, norm_shares(params, o, 1, v, nonce=rnd.nonce))
+    router.run(pick=lambda q: order.randrange(len(q)), tamper=watch)
+    assert rnd.result is not None and rnd.result.cross_checked and rnd.result.contributors == OWNERS
+    exact = sum(encode(v, params.frac_bits) for v in values.values())
+    np.testing.assert_array_equal(rnd.result.total, exact + dealt(draws))
+    assert len(seen) == 3
+    for vec in seen:  # field elements, uniform: not noise of magnitude 10^6
+        assert (vec.view(np.uint64) < gf.Q).all() and np.abs(gf.centred(vec.view(np.uint64))).max() > 2**60

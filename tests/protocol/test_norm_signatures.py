@@ -7,6 +7,7 @@ owner did not sign makes a dispute naming it; a wrong signature is refused."""
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import numpy as np
 import pytest
@@ -101,3 +102,22 @@ def test_a_share_whose_signature_does_not_verify_is_refused() -> None:
     msg = dataclasses.replace(share.msg, norm_signature=forged, servers=rnd.live)
     with pytest.raises(RemoteProtocolError, match="signature"):
         servers[share.to].feed(OWNERS[0], msg)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_norm_checked_round_completes_in_any_order_of_delivery(seed: int) -> None:
+    """Shares and peers' values may reach a server before its round opens: every owner's
+    values wait (before, one per peer did, and the round never completed at that server)."""
+    order = random.Random(seed)
+    signers = {o: Signer(ec.generate_private_key(ec.SECP256R1())) for o in OWNERS}
+    servers = {p.name: ServerProtocol(NORM, p.name) for p in CFG.servers}
+    for server in servers.values():
+        server.keys = {o: s.public_key() for o, s in signers.items()}
+    rnd = AggregationRound(NORM, 1, OWNERS, SHAPE, norm=True)
+    router = Router(rnd, servers)
+    for owner in OWNERS:
+        router.post(owner, _shares(rnd, owner, signers))
+    router.post(MO, rnd.open())
+    router.run(pick=lambda q: order.randrange(len(q)))
+    assert rnd.result is not None and rnd.result.total is not None and rnd.result.contributors == OWNERS
+    np.testing.assert_array_equal(rnd.result.total, _expected(OWNERS))
