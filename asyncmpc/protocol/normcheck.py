@@ -40,6 +40,9 @@ class Outcome(enum.Enum):
     ACCEPT = "accept"
     REJECT = "reject"
     DISPUTE = "dispute"
+    LEAVE = "leave"
+    """Decided at close on two servers' reports, and not within the bound: left out, not named
+    (a component only the peer reported is unchecked, so the peer alone could have made it so)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,20 +105,26 @@ class NormChecks:
     def close(self, owner: str) -> Outcome | None:
         """Inputs close before every round server reported on ``owner``: decide on the reports in
         if this server's is among them and they cover all three components (two servers'), as
-        a round on two servers decides (then once only); else None."""
+        a round on two servers decides (then once only); else None. A failed verdict is then
+        ``LEAVE``: one of the components rests on the peer's word alone, so a malicious peer
+        could have made an honest owner fail; accepting on it lets nothing in that a single
+        malicious player could not (a poisoned input needs a poisoning owner as well)."""
         entry = self._owners.get(owner)
         if entry is None or entry.decided is not None or self.me not in entry.reports:
             return None
         if {c for r in entry.reports.values() for c in r.opened} != {0, 1, 2}:
             return None
-        entry.decided = self._decide(entry.reports)
-        return entry.decided
+        outcome = self._decide(entry.reports, partial=True)
+        entry.decided = outcome
+        return outcome
 
-    def _decide(self, reports: dict[int, Report]) -> Outcome:
+    def _decide(self, reports: dict[int, Report], partial: bool = False) -> Outcome:
+        """The outcome on ``reports``; ``partial``: not every round server's (at close), so a
+        failed verdict may rest on a component only a peer reported, and is ``LEAVE``."""
         own = reports[self.me]
         differ = {s: r for s, r in reports.items() if r.digests != own.digests}
         if own.signed and any(r.signed for r in differ.values()):
-            return Outcome.REJECT  # two lists the owner signed: it equivocated
+            return Outcome.REJECT  # two lists the owner signed: it equivocated (proof, not a verdict)
         suspects = set(differ)
         values: dict[int, list[tuple[int, FieldArray]]] = {0: [], 1: [], 2: []}
         for s, r in reports.items():
@@ -128,4 +137,6 @@ class NormChecks:
         if suspects:
             self.suspects = tuple(sorted(suspects))
             return Outcome.DISPUTE
-        return Outcome.ACCEPT if verdict(self.spec, {c: held[0][1] for c, held in values.items()}) else Outcome.REJECT
+        if verdict(self.spec, {c: held[0][1] for c, held in values.items()}):
+            return Outcome.ACCEPT
+        return Outcome.LEAVE if partial else Outcome.REJECT

@@ -166,7 +166,8 @@ class NormServer:
             self._add(owner, msg, round_no, rnd, parts)
         else:
             rnd.owners = rnd.owners - {owner}
-            out.append(Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, failed=(owner,))))
+            if outcome is Outcome.REJECT:  # named: every round server's values, or a proof
+                out.append(Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, failed=(owner,))))
         if complete and len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
             out += self._complete(round_no, rnd)
         return out

@@ -17,6 +17,7 @@ owner instead.)
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import os
@@ -43,7 +44,7 @@ from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
 from asyncmpc.protocol.normshares import norm_shares
 from asyncmpc.protocol.params import Params
-from asyncmpc.protocol.releases import OwnerAnswers, input_id, key_id
+from asyncmpc.protocol.releases import MAX_ANSWERS, RERUN_WINDOW, OwnerAnswers, input_id, key_id
 from asyncmpc.protocol.shares import contribution_shares, key_messages
 from asyncmpc.roles.driver import ModelOwnerWatch, send_all
 from asyncmpc.wire import messages as m
@@ -91,6 +92,11 @@ class _Owner:
         """The model owner's feature names this owner took (``take_columns``), once."""
         self.answers = OwnerAnswers()
         """Which requests it computes for (``protocol.releases``: the newest again, or a new step)."""
+        self.signed: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=RERUN_WINDOW * MAX_ANSWERS)
+        """The newest (round, nonce) pairs it signed norm digests for (as many as it may answer
+        requests it would still compute for): it signs one list for each (a second, of a fresh
+        proof, would look like equivocation to the servers, so a model owner asking twice under
+        one nonce could frame it)."""
         self.ledger = None if config.privacy is None or self.plain else _data_ledger(config, self.work)
         """Under [privacy]: its own ledger of its data's releases, across runs."""
 
@@ -231,12 +237,16 @@ class _Owner:
                 gradient = m.PlainGradient(session=config.session, round_no=round_no, values=vector)
                 out.sends = [Send(self.model_owner, gradient)]
             elif self.params.norm_bound and isinstance(msg, m.ModelUpdate):
+                if (round_no, msg.norm) in self.signed:
+                    why = f"it signed its norm digests for round {round_no} under this nonce once already"
+                    return self._decline(out, m.Refusal.RERUN, why)
                 key_or_none = MacKey(msg.mac_key) if msg.mac_key else None
                 kid = key_id(msg.mac_key) if msg.mac_key else b""
                 sign = None if self.signer is None else self.signer.sign
                 out.sends = norm_shares(
                     self.params, self.name, round_no, vector, ident, key_or_none, kid, nonce=msg.norm, sign=sign
                 )
+                self.signed.append((round_no, msg.norm))
             elif msg.mac_key:
                 key = MacKey(msg.mac_key)
                 kid = key_id(msg.mac_key)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.ring import encode
 from asyncmpc.crypto.signing import Signer, statement
 from asyncmpc.errors import RemoteProtocolError
@@ -121,3 +122,35 @@ def test_a_norm_checked_round_completes_in_any_order_of_delivery(seed: int) -> N
     router.run(pick=lambda q: order.randrange(len(q)))
     assert rnd.result is not None and rnd.result.total is not None and rnd.result.contributors == OWNERS
     np.testing.assert_array_equal(rnd.result.total, _expected(OWNERS))
+
+
+def test_at_close_a_server_names_no_owner_on_a_component_only_a_peer_reported() -> None:
+    """An attack review's: the victim's share reaches server-2 late; the malicious server-1
+    forwards forged values on component 2 (which, of the reports server-0 has at close, only
+    server-1 holds), says it waits, and votes the victim failed. Server-0 decides at close on
+    the reports of servers 0 and 1: before, it left the honest owner out and named it (two votes
+    with server-1's); now a failed verdict resting on a peer's unchecked values leaves the owner
+    out without naming it."""
+    liar, victim = "server-1", OWNERS[0]
+    _, rnd, router, signers = _deployment()
+    for owner in OWNERS:
+        router.post(owner, _shares(rnd, owner, signers))
+    verdicts: list[tuple[str, m.NormVerdict]] = []
+
+    def tamper(sender: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, m.NormVerdict):
+            verdicts.append((sender, msg))
+        if sender == liar and isinstance(msg, m.NormOpened) and msg.owner == victim:
+            forged = gf.add(msg.b.view(np.uint64), np.ones(msg.b.shape, dtype=np.uint64)).view(np.int64)
+            return dataclasses.replace(msg, b=forged)
+        return msg
+
+    held = router.run(tamper=tamper, hold=lambda e: e[0] == victim and isinstance(e[1], Send) and e[1].to == "server-2")
+    router.post(liar, [Send(MO, m.NormVerdict(session=NORM.session, round_no=1, waiting=("server-2",)))])
+    router.post(liar, [Send(MO, m.NormVerdict(session=NORM.session, round_no=1, failed=(victim,)))])
+    router.run(tamper=tamper)
+    assert held and rnd.may_close_inputs and rnd.answered >= 2
+    router.post(MO, rnd.expire())
+    router.run(tamper=tamper)
+    assert not [v for s, v in verdicts if s == "server-0" and victim in v.failed]
+    assert rnd.result is None or victim not in rnd.result.norm_failed

@@ -308,3 +308,30 @@ def test_what_an_owner_answers_under_privacy_never_depends_on_its_data_but_throu
     )
     out = owner.shares_for(bad)  # a model that is not finite is refused whatever the data: no value named
     assert out.declined and "not finite" in out.declined
+
+
+def test_an_owner_signs_one_norm_digest_list_per_round_and_nonce(tmp_path: Path) -> None:
+    """An attack review's: a model owner that sends the same norm-checked request (round and
+    nonce) twice would get two freshly proven lists signed under one statement, which the
+    servers take as the owner's equivocation. The owner answers the first and declines the
+    second; the same round under a new nonce (a resumed model owner's) is answered."""
+    from asyncmpc.roles.data_owner import _Owner
+    from asyncmpc.wire import messages as m
+
+    cfg = parse_config(
+        hosts_toml(
+            3, ports=[9000, 9001, 9002, 9003], protocol="norm_bound = 4.0", training='dataset = "breast_cancer"'
+        ),
+        str(tmp_path / "hosts.toml"),
+    )
+    owner = _Owner(cfg, "data-owner-0", False, os.urandom)
+    d = owner.work.features + 1
+    msg = m.ModelUpdate(
+        session=cfg.session, round_no=1, theta=np.zeros(d), mean=np.zeros(d - 1), scale=np.ones(d - 1), norm=bytes(16)
+    )
+    first = owner.shares_for(msg)
+    assert not first.declined and all(s.msg.norm_digests for s in first.sends if isinstance(s.msg, m.InputShare))
+    again = owner.shares_for(msg)
+    assert again.declined and "once already" in again.declined
+    fresh = owner.shares_for(dataclasses.replace(msg, norm=b"\x01" * 16))
+    assert not fresh.declined
