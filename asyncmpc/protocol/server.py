@@ -16,7 +16,7 @@ forgets every round, so a resumed model owner may open round numbers again; data
 fresh stream keys whenever they lose the model owner (``ShareKeys`` then replaces the old
 ones), so a round number opened again is masked by new streams. Input shares for a round
 that is not open and not ahead are stale (from before a restart) and are ignored; shares
-ahead of the newest round wait, for at most ``MAX_EARLY_ROUNDS`` round numbers. A round stays
+ahead of the newest round wait, for at most ``MAX_EARLY_ROUNDS`` round numbers per sender. A round stays
 until the next one opens, so the model owner may ask for its sum again (in full, from two
 servers, when the third was lost).
 

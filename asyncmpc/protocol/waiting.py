@@ -13,8 +13,10 @@ from asyncmpc.wire import messages as m
 __all__ = ["MAX_EARLY_ROUNDS", "Waiting"]
 
 MAX_EARLY_ROUNDS = 2
-"""Input shares for at most this many round numbers ahead of the newest opened round wait
-for their round to open; the lowest are dropped when more arrive."""
+"""Each sender's messages wait for at most this many round numbers ahead of the newest opened
+round; its lowest are dropped when it sends for more (a sender that sends for far rounds
+drops only its own: before, one server sending for round 10^9 pushed out every player's
+messages for the next round)."""
 
 
 class Waiting:
@@ -39,8 +41,13 @@ class Waiting:
             raise RemoteProtocolError(f"second input share for round {msg.round_no}", peer=sender)
         kind = f"{msg.KIND}:{msg.owner}" if isinstance(msg, m.NormOpened) else msg.KIND  # one per owner
         waiting[(sender, kind)] = msg  # a noise part or report that comes again is the same
-        while len(self._rounds) > MAX_EARLY_ROUNDS:
-            del self._rounds[min(self._rounds)]
+        own = sorted(r for r, held in self._rounds.items() if any(s == sender for s, _ in held))
+        for old in own[:-MAX_EARLY_ROUNDS]:  # each sender's lowest go: no one pushes out another's
+            held = self._rounds[old]
+            for key in [k for k in held if k[0] == sender]:
+                del held[key]
+            if not held:
+                del self._rounds[old]
 
     def take(self, round_no: int) -> list[tuple[str, m.Message]]:
         """What waited for ``round_no``, which just opened; what waited for earlier rounds goes."""

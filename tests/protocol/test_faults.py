@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -244,3 +245,22 @@ def test_a_restarted_owner_with_new_keys_replaces_streams_expanded_for_its_old_p
     sharers[OWNERS[1]] = InputSharer(keyed=True)  # the new process
     router.post(OWNERS[1], key_messages(PARAMS, sharers[OWNERS[1]]))
     assert_keyed_round_exact(rnd, router, sharers)
+
+
+def test_a_sender_of_far_rounds_pushes_out_only_its_own_early_messages() -> None:
+    """A server (or owner) that sends messages for far-off rounds used to push every player's
+    early messages for the next round out of the bounded wait; now each sender's window is its
+    own, so the next round's shares still wait and are summed when it opens."""
+    servers, rnd, router, xs = setup(round_no=3)
+    router.post(MO, rnd.open())
+    send_inputs(router, xs, round_no=3)
+    router.run()
+    s0 = servers["server-0"]
+    early = {o: input_shares(PARAMS, 4, x) for o, x in xs.items()}
+    for owner, sends in early.items():
+        s0.feed(owner, dataclasses.replace(sends[0].msg, servers=PARAMS.servers))
+    flood = m.InputsHeld(session=PARAMS.session, round_no=0, owners=OWNERS)
+    for r in range(10**6, 10**6 + 5):
+        s0.feed("server-1", dataclasses.replace(flood, round_no=r))
+    assert 4 in s0.waiting.rounds and len(s0.waiting.rounds) == 3
+    assert len([r for r in s0.waiting.rounds if r >= 10**6]) == 2
