@@ -41,8 +41,8 @@ def witness_bits(x: FieldArray, coin: bytes, layout: NormBits) -> tuple[FieldArr
     """The owner's bits for its field vector ``x`` under ``coin``, and S. ValueError if x does
     not pass (a projection out of range, or its squared norm over B^2)."""
     _check_field(layout)
-    y = [int(v) for v in gf.centred(project_field(coin, layout.test.k, [x])[0]).tolist()]
-    s = sum(int(v) ** 2 for v in gf.centred(x).tolist())
+    y = [int(v) for v in gf.to_signed(project_field(coin, layout.test.k, [x])[0]).tolist()]
+    s = gf.squared_norm(x)
     return layout.bits(y, s).view(np.uint64), s
 
 

@@ -148,11 +148,16 @@ def prove(x: FieldArray, blinds: FieldArray) -> Proof:
     product), with random ``blinds`` (one per wire of each vector, uniform in F_q, from a secure
     source)."""
     layout = Layout.of(x.shape[-1], 1 if x.ndim == 1 else x.shape[0])
-    coefficients = ntt(layout.table(x, blinds), inverse=True)  # (blinds, n_h)
-    wide = np.zeros((layout.blinds, 2 * layout.n_h), dtype=np.uint64)
-    wide[:, : layout.n_h] = coefficients
-    terms = layout.gadget(ntt(wide))
-    p = ntt(gf.total(terms.T), inverse=True)[: 2 * layout.n_h - 1]
+    on_h = layout.table(x, blinds)  # the wire polynomials' values on H (blinds, n_h)
+    coefficients = ntt(on_h, inverse=True)
+    # their values on the coset w H (w a primitive 2 n_h-th root): the odd points of the domain
+    # of size 2 n_h, whose even points are H (a transform of size n_h, not one of 2 n_h)
+    shift = _powers(_root(2 * layout.n_h), layout.n_h)
+    on_coset = ntt(gf.mul(coefficients, np.broadcast_to(shift, coefficients.shape)))
+    terms = np.empty((2 * layout.n_h,), dtype=np.uint64)
+    terms[0::2] = gf.total(layout.gadget(on_h).T)
+    terms[1::2] = gf.total(layout.gadget(on_coset).T)
+    p = ntt(terms, inverse=True)[: 2 * layout.n_h - 1]
     return Proof(blinds, p)
 
 

@@ -143,6 +143,16 @@ def to_signed(a: FieldArray) -> NDArray[np.int64]:
     return np.where(u > np.uint64(Q // 2), u + _EPSILON, u).view(np.int64)
 
 
+def squared_norm(a: FieldArray) -> int:
+    """The exact sum of the squares of the elements' centred integers (vectorised while every
+    element is below 2^32 in size, as any vector within a norm bound is)."""
+    magnitude = np.abs(to_signed(a).reshape(-1)).view(np.uint64)  # |-2^63| stays 2^63 as a word
+    if magnitude.size and int(magnitude.max()) >= 1 << 32:
+        return sum(int(v) ** 2 for v in to_signed(a).reshape(-1).tolist())
+    squares = magnitude * magnitude  # < 2^64
+    return (int(np.sum(squares >> _32, dtype=np.uint64)) << 32) + int(np.sum(squares & _LOW32, dtype=np.uint64))
+
+
 def combine(parts: list[NDArray[np.int64]], field: bool) -> NDArray[np.int64]:
     """The sum of share components (int64 words): in Z_2^64, or (``field``) in F_q, centred."""
     if not field:

@@ -58,3 +58,25 @@ def test_signed_words_map_to_their_integers_mod_q(values: list[int]) -> None:
     got = gf.from_signed(x)
     assert got.tolist() == [v % Q for v in values]
     assert all(int(c) == v for c, v in zip(gf.centred(got).tolist(), values, strict=True) if abs(v) < Q // 2)
+
+
+def _centred(v: int) -> int:
+    return v - Q if v > Q // 2 else v
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-(2**32) + 1, 2**32 - 1),
+            st.sampled_from([2**32 - 1, -(2**32) + 1, 2**32, -(2**32), 0]),
+            st.integers(0, Q - 1).map(_centred),
+        ),
+        min_size=0,
+        max_size=60,
+    )
+)
+def test_the_squared_norm_is_exact_for_small_and_huge_elements(values: list[int]) -> None:
+    a = np.array([v % Q for v in values], dtype=np.uint64)
+    assert gf.squared_norm(a) == sum(v * v for v in values)
+    assert gf.to_signed(a).tolist() == values
