@@ -6,14 +6,18 @@ projection clamped into [-T, T] and S claimed, so the recompositions or the proo
 servers. ``install(kind)`` patches this process's data owner:
 
 - ``scale:F``: every training contribution times F (e.g. -1000: scaled and sign-flipped);
+- ``fit:F``: every training contribution times F, then, under ``norm_bound``, scaled down to
+  fit the bound and proved as an honest owner does: the servers accept it every round;
 - ``over``: a contribution of L2 norm just over the bound (1.01 B);
 - ``wrap``: a contribution of 2^32 encoded units in its first element (its square is 2^64,
   0 in Z_2^64 and small mod q without the projections' check);
 - ``digests``: an honest contribution, but the first server gets another digest of the
   component it does not hold, signed as the true list is (the owner equivocates).
 
-Under ``norm_bound`` the owner then shares its vector unclipped with a cheating witness; without
-it, as any owner shares (``clip_norm`` applies before the scaling).
+Under ``norm_bound`` the owner then shares its vector unclipped with a cheating witness (but
+``fit:F``: clipped, with a true one); without it, as any owner shares (``clip_norm`` applies
+before the scaling, so ``fit:F`` is then ``scale:F``). ``poisoned_contribution`` is the patched
+contribution alone, for a test that runs every owner in one process and poisons only some.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from asyncmpc.crypto.normwitness import NormBits
 from asyncmpc.crypto.projections import project_field
 
 BitsOf = Callable[[FieldArray, bytes, NormBits], tuple[FieldArray, int]]
+Contribution = Callable[[Any, Any, Any], np.ndarray]
+"""``roles.data_owner._contribution``: (workload, request, rows) to the vector it shares."""
 
 
 def cheating_bits(claim: int) -> BitsOf:
@@ -48,7 +54,7 @@ def cheating_bits(claim: int) -> BitsOf:
 
 def _poisoned(kind: str, bound: int, frac_bits: int) -> Callable[[np.ndarray], np.ndarray]:
     name, _, arg = kind.partition(":")
-    if name == "scale":
+    if name in ("scale", "fit"):
         factor = float(arg)
         return lambda v: v * factor
     if name == "over":
@@ -67,7 +73,7 @@ def _poisoned(kind: str, bound: int, frac_bits: int) -> Callable[[np.ndarray], n
             return out
 
         return wrap
-    raise ValueError(f"unknown poison {kind!r}: scale:F, over or wrap")
+    raise ValueError(f"unknown poison {kind!r}: scale:F, fit:F, over or wrap")
 
 
 def equivocating_shares(shares: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
@@ -89,24 +95,36 @@ def equivocating_shares(shares: Callable[..., list[Any]]) -> Callable[..., list[
     return lying
 
 
+def poisoned_contribution(
+    kind: str, bound: int, frac_bits: int, honest: Contribution, chosen: Callable[[Any], bool] = lambda work: True
+) -> Contribution:
+    """``honest`` (``roles.data_owner._contribution``) with every training contribution changed
+    as ``kind`` (``scale:F``, ``fit:F``, ``over`` or ``wrap``) where ``chosen`` picks the owner's
+    workload (every one by default: a process holds one owner)."""
+    from asyncmpc.wire import messages as m
+
+    change = _poisoned(kind, max(bound, 1 << frac_bits), frac_bits)
+
+    def contribution(work: Any, msg: Any, rows: Any) -> np.ndarray:
+        v = honest(work, msg, rows)
+        return change(v) if isinstance(msg, m.ModelUpdate) and chosen(work) else v
+
+    return contribution
+
+
 def install(kind: str, bound: int, frac_bits: int) -> None:
     """Patch this process's data owner to poison every training round as ``kind`` (or, as
     ``digests``, to equivocate on its norm digests: ``equivocating_shares``)."""
     from asyncmpc.protocol import normshares
     from asyncmpc.roles import data_owner
-    from asyncmpc.wire import messages as m
 
     if kind == "digests":
         data_owner.norm_shares = equivocating_shares(data_owner.norm_shares)  # type: ignore[assignment]
         return
-    change = _poisoned(kind, max(bound, 1 << frac_bits), frac_bits)
-    honest = data_owner._contribution
-
-    def contribution(work: Any, msg: Any, rows: Any) -> np.ndarray:
-        v = honest(work, msg, rows)
-        return change(v) if isinstance(msg, m.ModelUpdate) else v
-
-    data_owner._contribution = contribution  # type: ignore[assignment]
+    poisoned = poisoned_contribution(kind, bound, frac_bits, data_owner._contribution)
+    data_owner._contribution = poisoned  # type: ignore[assignment]
+    if kind.partition(":")[0] == "fit":
+        return  # clipped to the bound and proved by the honest code
     normshares.clip_to_bound = lambda values, bound, frac_bits: values  # type: ignore[assignment]
     claim = bound**2 // 4
     normshares.prove_input = functools.partial(normshares.prove_input, bits_of=cheating_bits(claim))  # type: ignore[assignment]

@@ -1,7 +1,8 @@
 """A poisoning data owner under ``[protocol] norm_bound`` (in process, every message through
 the in-memory transport): its input is left out of every training round and named; every
 other owner's is in, and the sums are exact (the model equals the reference trained on the
-rounds' contributors)."""
+rounds' contributors). One that scales its poison down to fit the bound and proves it
+honestly is accepted (what the bound cannot stop: ``scripts/bench_poisoning.py``)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from asyncmpc.config import load_config
 from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.normproof import NormSpec, context_of, prove_input
 from asyncmpc.learning.training import ReferenceTrainer
+from asyncmpc.learning.workload import LocalTraining
 from asyncmpc.protocol.params import Params
+from asyncmpc.roles import data_owner
 from asyncmpc.wire import messages as m
 from tests.helpers import hosts_toml, write_config
 from tests.inprocess.deploy import run_deployment
-from tests.poisoners import cheating_bits
+from tests.poisoners import cheating_bits, poisoned_contribution
 
 pytestmark = pytest.mark.adversarial
 POISONER = "data-owner-0"
@@ -104,6 +107,36 @@ def test_a_poisoning_owner_is_left_out_of_every_round_and_named(tmp_path: Path, 
     theta = ReferenceTrainer(config).run(contributors, metrics["statistics_contributors"]).theta
     with np.load(tmp_path / "out" / "checkpoint.npz") as f:
         np.testing.assert_allclose(f["theta"], theta, atol=1e-9, rtol=0)
+
+
+def test_a_poisoner_fitting_the_bound_is_accepted_every_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fit:-1000``: the poisoner's contribution times -1000, then clipped to the bound and
+    proved by the honest code. No round leaves it out or names it, and the model is the
+    reference's with that owner's contribution times -1000 (clipped as every one is)."""
+    rounds, factor = 3, -1000.0
+    training = f'dataset = "breast_cancer"\nrounds = {rounds}\nbatch_size = 64'
+    protocol = f"server_timeout = 0.3\nidle_timeout = 120.0\nnorm_bound = {BOUND}"
+    config = load_config(write_config(tmp_path, owners=3, training=training, protocol=protocol))
+    p = config.protocol
+    poisoned = poisoned_contribution(
+        f"fit:{factor:g}", p.encoded_norm_bound, p.frac_bits, data_owner._contribution, _is_poisoner
+    )
+    monkeypatch.setattr(data_owner, "_contribution", poisoned)
+    outcome = run_deployment(config, tmp_path / "out")
+    assert outcome.errors == {}
+    assert all(n == 0 for n in outcome.metrics["norm_failed_rounds"].values())
+    contributors = [r["contributors"] for r in outcome.metrics["rounds"]]
+    assert len(contributors) == rounds and all(len(c) == 3 for c in contributors)
+    reference = ReferenceTrainer(config)
+    honest = reference.owners[0].contribution
+    monkeypatch.setattr(reference.owners[0], "contribution", lambda *args: factor * honest(*args))
+    theta = reference.run(contributors, outcome.metrics["statistics_contributors"]).theta
+    with np.load(tmp_path / "out" / "checkpoint.npz") as f:
+        np.testing.assert_allclose(f["theta"], theta, atol=1e-9, rtol=0)
+
+
+def _is_poisoner(work: object) -> bool:
+    return isinstance(work, LocalTraining) and work.player.name == POISONER
 
 
 def test_honest_owners_are_never_left_out_with_the_bound_on(tmp_path: Path) -> None:

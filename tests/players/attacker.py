@@ -6,7 +6,7 @@
     --withhold SERVER    a data owner that sends SERVER nothing
     --mask-trace FILE    a data owner that records the masks it used (not an attack)
     --poison KIND        a data owner that poisons every training round (tests/poisoners.py:
-                         scale:F, over, wrap or digests)
+                         scale:F, fit:F, over, wrap or digests; fit:F stays within norm_bound)
 
 The player is the real one; only what it sends is changed, on its way out.
 
