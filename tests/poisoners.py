@@ -88,7 +88,11 @@ def equivocating_shares(shares: Callable[..., list[Any]]) -> Callable[..., list[
         digests[6] = bytes(b ^ 0xFF for b in digests[6])  # component 2's x: the first server holds 0 and 1
         sign = kwargs.get("sign")
         nonce = kwargs.get("nonce", b"")
-        signature = b"" if sign is None else sign(statement(params.session, round_no, owner, nonce, tuple(digests)))
+        signature = (
+            b""
+            if sign is None
+            else sign(statement(params.session, round_no, owner, nonce, first.input_id, tuple(digests)))
+        )
         changed = dataclasses.replace(first, norm_digests=tuple(digests), norm_signature=signature)
         return [dataclasses.replace(out[0], msg=changed), *out[1:]]
 

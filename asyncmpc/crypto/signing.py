@@ -10,8 +10,13 @@ proof that the owner equivocated, and a list it did not sign is proof that the f
 
 The signed statement is ``statement(...)``: a SHA-256 digest of a fixed label, the session,
 the round, the owner, the round's nonce (16 random bytes the model owner draws for each round:
-a list signed for an earlier epoch's round of the same number is not this round's) and the
-digests.
+a list signed for an earlier epoch's round of the same number is not this round's), the input
+id (part of the proof's context) and the digests.
+
+Servers sign what they open the same way (``opened_statement``), so a server that receives
+values unlike its own on a component both hold can show the model owner the other's signed
+values beside the component the owner signed for: proof of which server lied
+(``protocol.normcourt``).
 """
 
 from __future__ import annotations
@@ -26,22 +31,48 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from asyncmpc.errors import ConfigError
 
-__all__ = ["NONCE_BYTES", "SIGNATURE_BYTES", "Signer", "public_key_of", "read_key", "statement", "verify"]
+__all__ = [
+    "NONCE_BYTES",
+    "SIGNATURE_BYTES",
+    "Signer",
+    "opened_statement",
+    "public_key_of",
+    "read_key",
+    "statement",
+    "verify",
+]
 
 NONCE_BYTES = 16
 """The round nonce's length."""
 SIGNATURE_BYTES = 80
 """The longest signature taken (a DER-encoded P-256 ECDSA signature has at most 72 bytes)."""
-_LABEL = b"asyncmpc norm digests v1"
+_LABEL = b"asyncmpc norm digests v2"
+_OPENED = b"asyncmpc norm opened v1"
 
 
-def statement(session: str, round_no: int, owner: str, nonce: bytes, digests: tuple[bytes, ...]) -> bytes:
-    """What an owner signs for its input to round ``round_no`` of ``session``."""
-    h = hashlib.sha256(_LABEL)
-    for part in (session.encode(), round_no.to_bytes(8, "big"), owner.encode(), nonce, *digests):
+def _hash(label: bytes, parts: tuple[bytes, ...]) -> bytes:
+    h = hashlib.sha256(label)
+    for part in parts:
         h.update(len(part).to_bytes(4, "big"))
         h.update(part)
     return h.digest()
+
+
+def statement(
+    session: str, round_no: int, owner: str, nonce: bytes, input_id: bytes, digests: tuple[bytes, ...]
+) -> bytes:
+    """What an owner signs for its input to round ``round_no`` of ``session``: its digests, and
+    the input id its proof's context holds."""
+    return _hash(_LABEL, (session.encode(), round_no.to_bytes(8, "big"), owner.encode(), nonce, input_id, *digests))
+
+
+def opened_statement(
+    session: str, round_no: int, server: str, nonce: bytes, owner: str, statement_signed: bytes, values: bytes
+) -> bytes:
+    """What a server signs of its ``NormOpened``: the owner's statement (``statement``) it
+    opened under, and the bytes of the values it opened."""
+    parts = (session.encode(), round_no.to_bytes(8, "big"), server.encode(), nonce, owner.encode(), statement_signed)
+    return _hash(_OPENED, (*parts, values))
 
 
 class Signer:

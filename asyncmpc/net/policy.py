@@ -62,9 +62,18 @@ def frame_cap(config: Config, receiver: str, sender: str, largest: int) -> int:
     extra = 0
     if config.protocol.norm_bound and largest and (to, by) in _NORM_PARTS:
         spec = NormSpec(config.protocol.encoded_norm_bound, largest)
-        extra = 8 * 2 * (spec.payload_size if by == Role.DATA_OWNER else spec.opened_size)
+        if by == Role.DATA_OWNER:
+            extra = 8 * 2 * spec.payload_size
+        elif to == Role.MODEL_OWNER:  # NormEvidence: a component (a vector) with its norm part
+            extra = 8 * (spec.payload_size + 2 * spec.opened_size)
+        else:
+            extra = 8 * 2 * spec.opened_size
     return min(limit, small + 8 * largest * _VECTORS.get((to, by), 0) + extra)
 
 
-_NORM_PARTS = {(Role.COMPUTE_SERVER, Role.DATA_OWNER), (Role.COMPUTE_SERVER, Role.COMPUTE_SERVER)}
-"""Frames that carry two components' norm parts (``InputShare``, ``NormOpened``)."""
+_NORM_PARTS = {
+    (Role.COMPUTE_SERVER, Role.DATA_OWNER),
+    (Role.COMPUTE_SERVER, Role.COMPUTE_SERVER),
+    (Role.MODEL_OWNER, Role.COMPUTE_SERVER),
+}
+"""Frames that carry norm parts (``InputShare``, ``NormOpened``, ``NormEvidence``)."""

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from asyncmpc.config import Config
+from asyncmpc.crypto.signing import Signer
 from asyncmpc.errors import ConfigError, RemoteProtocolError
 from asyncmpc.net.pki import CertInfo, own_certificate
 
-__all__ = ["TlsContexts", "tls_contexts", "verify_peer"]
+__all__ = ["TlsContexts", "certificate_signer", "tls_contexts", "verify_peer"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,14 @@ def tls_contexts(config: Config, name: str) -> TlsContexts:
             ctx.check_hostname = True  # the dialled peer's certificate must name that player
         contexts.append(ctx)
     return TlsContexts(server=contexts[0], client=contexts[1], verify_peer=verify_peer, own=own)
+
+
+def certificate_signer(config: Config, name: str) -> Signer | None:
+    """Player ``name``'s certificate key as a signer (``crypto.signing``: norm digests, norm
+    values); None without TLS. ConfigError if the key file is missing or not an EC key."""
+    if config.protocol.plaintext or config.tls_dir is None:
+        return None
+    return Signer.load(Path(config.tls_dir) / f"{name}.key")
 
 
 def _missing(path: Path, name: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import os
 from collections.abc import Sequence
 
@@ -31,6 +32,7 @@ from asyncmpc.protocol.contributors import Reports
 from asyncmpc.protocol.deadlines import Due, RoundClock
 from asyncmpc.protocol.dispute import full_verdict, tagged_mac_ok
 from asyncmpc.protocol.events import Action, Drop, Send, check_sender
+from asyncmpc.protocol.normcourt import NormCourt
 from asyncmpc.protocol.outcome import Kind, RoundResult
 from asyncmpc.protocol.params import Params
 from asyncmpc.wire import messages as m
@@ -91,6 +93,7 @@ class AggregationRound:
         mac_key: MacKey | None = None,
         position: int = 0,
         norm: bool = False,
+        court: NormCourt | None = None,
     ) -> None:
         if round_no < 1:
             raise ValueError("rounds are numbered from 1")
@@ -128,6 +131,8 @@ class AggregationRound:
         """A norm-checked round: shares in F_q; owners the servers find over the bound are left out."""
         self.nonce = random_bytes(NONCE_BYTES) if norm else b""
         """A norm-checked round's nonce (``OpenRound.norm``, ``ModelUpdate.norm``)."""
+        self.court = court
+        """Where a server's proof that another lied in a norm check goes (``protocol.normcourt``)."""
         self._norm_failed: dict[str, set[str]] = {}
         """Owner -> the servers that reported its input over the norm bound."""
         self._inputs_in: set[str] = set()
@@ -195,6 +200,8 @@ class AggregationRound:
         for an early result; with two, asking for early results in full. The round's time runs
         from ``now`` (the caller's clock)."""
         self._clock.opened = now
+        if self.court is not None and self.norm:
+            self.court.opened(self.round_no, self.nonce, math.prod(self.shape))
         out = []
         for s in self.live:
             self._open_keys[s] = b"" if self._full else self._random_bytes(MAC_KEY_BYTES)
@@ -216,6 +223,10 @@ class AggregationRound:
     def feed(self, sender: str, msg: m.Message) -> list[Send]:
         """Handle a server's message for this round. Raises RemoteProtocolError."""
         check_sender(sender, self.params.role(sender), msg, self.params.session)
+        if isinstance(msg, m.NormEvidence):  # for this round or a recent one: the court keeps them
+            if self.court is not None:
+                self.court.hear(sender, msg)
+            return []
         if msg.round_no < self.round_no:
             return []  # late: an answer to a round that ended without waiting for it
         if msg.round_no != self.round_no:

@@ -32,6 +32,7 @@ import numpy as np
 
 from asyncmpc.crypto.goldilocks import FieldArray
 from asyncmpc.crypto.normproof import NormSpec, verdict
+from asyncmpc.wire import messages as m
 
 __all__ = ["NormChecks", "Outcome", "Report"]
 
@@ -53,6 +54,10 @@ class Report:
     opened: dict[int, FieldArray]
     signed: bool = False
     """The owner's signature of ``digests`` verified (False also where there is no TLS)."""
+    input_id: bytes = b""
+    """The owner's input id the values were opened under (part of what it signed)."""
+    message: m.NormOpened | None = None
+    """A peer's message as it came (with its signature: evidence, ``protocol.normcourt``)."""
 
 
 @dataclass(slots=True)
@@ -74,7 +79,17 @@ class NormChecks:
         self.told_waiting = False
         """Whether this server told the model owner it waits only for peers' values."""
         self.suspects: tuple[int, ...] = ()
+        self.proofs: tuple[tuple[int, int | None], ...] = ()
+        """After a ``DISPUTE``: (peer, component) for each peer this server can prove lied: on a
+        component both hold (its values differ from this server's), or (None) by forwarding a
+        list the owner did not sign, where this server's own list is signed."""
         """After a ``DISPUTE``: the peers whose reports differ from this server's."""
+
+    def message(self, owner: str, server: int) -> m.NormOpened | None:
+        """``server``'s message on ``owner`` as it came (None: none, or this server's own)."""
+        entry = self._owners.get(owner)
+        report = None if entry is None else entry.reports.get(server)
+        return None if report is None else report.message
 
     def reported(self, owner: str, server: int) -> bool:
         entry = self._owners.get(owner)
@@ -122,20 +137,24 @@ class NormChecks:
         """The outcome on ``reports``; ``partial``: not every round server's (at close), so a
         failed verdict may rest on a component only a peer reported, and is ``LEAVE``."""
         own = reports[self.me]
-        differ = {s: r for s, r in reports.items() if r.digests != own.digests}
+        differ = {s: r for s, r in reports.items() if (r.input_id, r.digests) != (own.input_id, own.digests)}
         if own.signed and any(r.signed for r in differ.values()):
             return Outcome.REJECT  # two lists the owner signed: it equivocated (proof, not a verdict)
         suspects = set(differ)
+        proofs: list[tuple[int, int | None]] = [(s, None) for s, r in differ.items() if own.signed and not r.signed]
         values: dict[int, list[tuple[int, FieldArray]]] = {0: [], 1: [], 2: []}
         for s, r in reports.items():
             for c, v in r.opened.items():
                 values[c].append((s, v))
-        for held in values.values():
+        for c, held in values.items():
             if len(held) == 2 and not np.array_equal(held[0][1], held[1][1]):
                 mine = [v for s, v in held if s == self.me]
                 suspects |= {s for s, _ in held if s != self.me} if mine else {s for s, _ in held}
+                if mine and own.signed:
+                    proofs += [(s, c) for s, _ in held if s != self.me and s not in differ]
         if suspects:
             self.suspects = tuple(sorted(suspects))
+            self.proofs = tuple(proofs)
             return Outcome.DISPUTE
         if verdict(self.spec, {c: held[0][1] for c, held in values.items()}):
             return Outcome.ACCEPT

@@ -48,7 +48,7 @@ def norm_shares(
     spec = NormSpec(params.norm_bound, x.size)
     context = context_of(params.session, round_no, owner, input_id, spec)
     comps, digests = prove_input(spec, context, gf.from_signed(x.reshape(-1)), random_bytes)
-    signature = b"" if sign is None else sign(statement(params.session, round_no, owner, nonce, digests))
+    signature = b"" if sign is None else sign(statement(params.session, round_no, owner, nonce, input_id, digests))
     tags: list[tuple[RingArray | None, RingArray | None]] = [(None, None)] * 3
     if mac_key is not None:
         t0, t1 = (reduce_words(np.frombuffer(random_bytes(8), dtype=np.uint64)).view(np.int64) for _ in range(2))

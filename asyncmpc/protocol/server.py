@@ -66,7 +66,7 @@ from asyncmpc.crypto.prf import (
     MAC_KEY_BYTES,
     mac,
 )
-from asyncmpc.crypto.signing import NONCE_BYTES
+from asyncmpc.crypto.signing import NONCE_BYTES, Signer
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.agreement import Agreement, Step
 from asyncmpc.protocol.authenticated import RingPart, digest_pair, field_parts
@@ -125,6 +125,8 @@ class ServerProtocol(NormServer):
         """What this server released, across the model owner's epochs (``protocol.releases``)."""
         self.keys: Mapping[str, bytes] = {}
         """Players' public keys (``Transport.peer_keys``): a data owner's signs its norm digests."""
+        self.signer: Signer | None = None
+        """With TLS: this server's certificate key, which signs the norm values it opens."""
 
     # ------------------------------------------------------------ start-up
 

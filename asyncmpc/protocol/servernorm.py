@@ -16,22 +16,27 @@ in decide an owner if they cover all three components (``_norm_close``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
 
 from asyncmpc.config import Role
 from asyncmpc.crypto.normproof import Component, context_of, open_components
-from asyncmpc.crypto.signing import statement, verify
+from asyncmpc.crypto.signing import Signer, statement, verify
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.authenticated import RingPart
 from asyncmpc.protocol.events import Action, Send
 from asyncmpc.protocol.normcheck import NormChecks, Outcome, Report
+from asyncmpc.protocol.normcourt import opened_digest
 from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.sums import RunningSums
 from asyncmpc.wire import messages as m
 
 __all__ = ["NormServer"]
+
+_OPENED_FIELDS = ("session", "round_no", "owner", "digests", "a", "b", "signature", "input_id", "server_signature")
+"""A ``NormOpened``'s fields, as ``NormEvidence`` carries them."""
 
 
 class NormServer:
@@ -39,9 +44,11 @@ class NormServer:
     here without a body)."""
 
     params: Params
+    name: str
     index: int
     model_owner: str
     keys: Mapping[str, bytes]
+    signer: Signer | None
     _rounds: dict[int, RunningSums]
 
     def _hold_ahead(self, sender: str, msg: m.Message) -> list[Action]:
@@ -73,7 +80,7 @@ class NormServer:
             (i + 1) % 3: Component(b.reshape(-1).view(np.uint64), msg.norm_b.view(np.uint64)),
         }
         digests = tuple(msg.norm_digests)
-        signed = self._signed(round_no, rnd.norm, sender, digests, msg.norm_signature)
+        signed = self._signed(round_no, rnd.norm, sender, msg.input_id, digests, msg.norm_signature)
         if signed is False:
             raise RemoteProtocolError(
                 f"round {round_no}: the signature of the norm digests does not verify", peer=sender
@@ -94,9 +101,14 @@ class NormServer:
             a=values[i].view(np.int64),
             b=values[(i + 1) % 3].view(np.int64),
             signature=msg.norm_signature,
+            input_id=msg.input_id,
         )
+        if self.signer is not None:
+            digest = opened_digest(self.params.session, rnd.norm.nonce, self.name, told)
+            told = dataclasses.replace(told, server_signature=self.signer.sign(digest))
         out: list[Action] = [Send(self.params.servers[j], told) for j in sorted(rnd.servers - {i})]
-        out += self._norm_heard(round_no, rnd, sender, i, Report(digests, values, bool(signed)))
+        own = Report(digests, values, bool(signed), input_id=msg.input_id)
+        out += self._norm_heard(round_no, rnd, sender, i, own)
         return out + self._norm_waiting(round_no, rnd)
 
     def _norm_waiting(self, round_no: int, rnd: RunningSums) -> list[Action]:
@@ -113,14 +125,20 @@ class NormServer:
         return [Send(self.model_owner, m.NormVerdict(session=self.params.session, round_no=round_no, waiting=names))]
 
     def _signed(
-        self, round_no: int, norm: NormChecks, owner: str, digests: tuple[bytes, ...], signature: bytes
+        self,
+        round_no: int,
+        norm: NormChecks,
+        owner: str,
+        input_id: bytes,
+        digests: tuple[bytes, ...],
+        signature: bytes,
     ) -> bool | None:
         """Whether ``owner`` signed ``digests`` for this round (None: its key is not known, as
         in a deployment without TLS)."""
         key = self.keys.get(owner)
         if key is None:
             return None
-        return verify(key, statement(self.params.session, round_no, owner, norm.nonce, digests), signature)
+        return verify(key, statement(self.params.session, round_no, owner, norm.nonce, input_id, digests), signature)
 
     def _norm_opened(self, sender: str, msg: m.NormOpened) -> list[Action]:
         """Another server's opened values on an owner's input."""
@@ -136,8 +154,9 @@ class NormServer:
         peer = self.params.server_index(sender)
         values = {peer: msg.a.view(np.uint64), (peer + 1) % 3: msg.b.view(np.uint64)}
         digests = tuple(msg.digests)
-        signed = bool(self._signed(msg.round_no, rnd.norm, msg.owner, digests, msg.signature))
-        return self._norm_heard(msg.round_no, rnd, msg.owner, peer, Report(digests, values, signed))
+        signed = bool(self._signed(msg.round_no, rnd.norm, msg.owner, msg.input_id, digests, msg.signature))
+        report = Report(digests, values, signed, input_id=msg.input_id, message=msg)
+        return self._norm_heard(msg.round_no, rnd, msg.owner, peer, report)
 
     def _norm_heard(self, round_no: int, rnd: RunningSums, owner: str, server: int, report: Report) -> list[Action]:
         """A report on ``owner``'s input; once every round server's is in, the owner is decided."""
@@ -157,7 +176,8 @@ class NormServer:
         session = self.params.session
         if outcome is Outcome.DISPUTE:
             names = tuple(self.params.servers[j] for j in rnd.norm.suspects)
-            return [Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, suspects=names))]
+            verdict = Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, suspects=names))
+            return [*self._norm_evidence(rnd, owner), verdict]  # the proof first: the dispute ends the round
         msg, parts = rnd.pending.pop(owner)
         if owner not in rnd.owners:
             return []  # withdrawn meanwhile
@@ -170,6 +190,25 @@ class NormServer:
                 out.append(Send(self.model_owner, m.NormVerdict(session=session, round_no=round_no, failed=(owner,))))
         if complete and len(rnd.held) == len(rnd.owners) and rnd.inputs_open:
             out += self._complete(round_no, rnd)
+        return out
+
+    def _norm_evidence(self, rnd: RunningSums, owner: str) -> list[Action]:
+        """For each peer this server can prove lied about ``owner`` (``NormChecks.proofs``), a
+        ``NormEvidence`` for the model owner: the peer's signed message, and this server's copy
+        of the component whose values differ, with its norm part (``protocol.normcourt``)."""
+        assert rnd.norm is not None
+        out: list[Action] = []
+        share = rnd.pending.get(owner)
+        for peer, component in rnd.norm.proofs:
+            told = rnd.norm.message(owner, peer)
+            if told is None or not told.server_signature or share is None:
+                continue
+            msg = share[0]
+            x, payload = (msg.a, msg.norm_a) if component == self.index else (msg.b, msg.norm_b)
+            copy: dict[str, object] = {} if component is None else {"component": component, "x": x, "payload": payload}
+            fields = {f: getattr(told, f) for f in _OPENED_FIELDS}
+            evidence = m.NormEvidence(accused=self.params.servers[peer], **fields, **copy)  # type: ignore[arg-type]
+            out.append(Send(self.model_owner, evidence))
         return out
 
     def _norm_close(self, round_no: int, rnd: RunningSums) -> list[Action]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from asyncmpc.config import Config
 from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
-from asyncmpc.net.tls import TlsContexts
+from asyncmpc.net.tls import TlsContexts, certificate_signer
 from asyncmpc.net.transport import Opener
 from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.positions import Positions
@@ -76,6 +76,7 @@ async def _serve(
     model_owner = config.model_owner.name
     async with opener(config, name, greet=proto.greet) as node:
         proto.keys = node.peer_keys
+        proto.signer = certificate_signer(config, name)  # its TLS files were checked as the node opened
         p = config.privacy
         if noise is not None and p is not None:
             budget = f"epsilon {p.epsilon:g} at delta {p.delta:g}" if p.epsilon else "no budget"

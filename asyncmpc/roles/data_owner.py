@@ -38,7 +38,7 @@ from asyncmpc.learning.bounds import feature_misfit
 from asyncmpc.learning.privacy.budget import DataLedger
 from asyncmpc.learning.workload import OwnerWorkload, owner_workload
 from asyncmpc.net.runtime import Node
-from asyncmpc.net.tls import TlsContexts
+from asyncmpc.net.tls import TlsContexts, certificate_signer
 from asyncmpc.net.transport import Opener, Transport
 from asyncmpc.protocol.authenticated import authenticated_shares
 from asyncmpc.protocol.events import Send
@@ -104,10 +104,7 @@ class _Owner:
     def signer(self) -> Signer | None:
         """With TLS: its certificate's key, which signs its norm digests (``crypto.signing``);
         read at the first norm-checked round (its TLS files were checked at start)."""
-        config = self.config
-        if config.protocol.plaintext or config.tls_dir is None or self.plain:
-            return None
-        return Signer.load(Path(config.tls_dir) / f"{self.name}.key")
+        return None if self.plain else certificate_signer(self.config, self.name)
 
     def greet(self, peer: str) -> list[m.Message]:
         """A server that (re)connects gets this owner's current stream keys first."""

@@ -20,6 +20,7 @@ from asyncmpc.net.transport import Transport
 from asyncmpc.protocol.aggregation import AggregationRound, Kind, RoundResult
 from asyncmpc.protocol.dispute import MacPolicy
 from asyncmpc.protocol.events import Send
+from asyncmpc.protocol.normcourt import NormCourt
 from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.plain import PlainRound
 from asyncmpc.roles.driver import drive_round, send_all
@@ -77,12 +78,16 @@ class Rounds:
         """The connection over which each owner was sent the current round's request."""
         self._refused: dict[str, str] = {}
         """Each data owner's first ``Reject`` reason, the only one logged."""
+        self.court = NormCourt(self.params)
+        """Judges servers' proofs that another lied in a norm check (``protocol.normcourt``)."""
+        self.court.keys = node.peer_keys
 
     async def run(self, size: int, request: m.Message) -> Outcome:
         """Aggregate the owners' answers to ``request``; a disputed round is run again at once
         as a MAC round, and MAC rounds stay on for a while after (``MacPolicy``)."""
         result = await self._aggregate(size, request)
         _stop_if_refused(result)
+        convicted = await self._convict()
         if result.kind is Kind.RECHECK:
             self.node.logger(__name__).warning(
                 "round %d: %s; running it again with MACs", result.round_no, result.reason
@@ -95,6 +100,8 @@ class Rounds:
             await self._judge(result)
             return Outcome(result)
         if self.budget is not None:
+            if convicted:  # the liar is out: the round yielded nothing, the next runs on the two others
+                return Outcome(result)
             raise DisputeError(
                 f"round {result.round_no}: {result.reason}; under [privacy] a MAC round cannot find the liar "
                 f"(it would open the sum without noise): restart without one of {', '.join(result.suspects)}"
@@ -108,8 +115,17 @@ class Rounds:
         )
         rerun = await self._aggregate(size, request)
         _stop_if_refused(rerun)
+        await self._convict()
         await self._judge(rerun)
         return Outcome(rerun, disputed=result)
+
+    async def _convict(self) -> bool:
+        """Exclude every server the norm court convicted since it was last asked (a server's
+        proof that another lied about its norm values: ``protocol.normcourt``); whether any."""
+        fresh = [s for s in self.court.convicted if s not in self.excluded and s in self.servers]
+        for server in fresh:
+            await self.exclude(server, self.court.convicted[server])
+        return bool(fresh)
 
     async def _aggregate(self, size: int, request: m.Message, *, mac: bool = False) -> RoundResult:
         """One round. It is a MAC round after a dispute (``MacPolicy``), when ``mac``, and
@@ -127,7 +143,15 @@ class Rounds:
         position = request.step + 1 if tree and isinstance(request, m.ModelUpdate) else 0
         norm = bool(self.params.norm_bound) and isinstance(request, m.ModelUpdate)
         self.current = AggregationRound(
-            self.params, round_no, present, (size,), servers=live, mac_key=key, position=position, norm=norm
+            self.params,
+            round_no,
+            present,
+            (size,),
+            servers=live,
+            mac_key=key,
+            position=position,
+            norm=norm,
+            court=self.court,
         )
         request = _for_round(request, round_no, live, key, self.current.nonce)
         requests = [Send(o, request) for o in present]

@@ -44,6 +44,7 @@ __all__ = [
     "ReleaseSet",
     "Message",
     "NoiseShare",
+    "NormEvidence",
     "NormOpened",
     "NormVerdict",
     "OpenRound",
@@ -83,7 +84,8 @@ field components with its witness and proofs), NormOpened between servers, NormV
 model owner.
 15: an owner signs its norm digests (InputShare.norm_signature) under the round's nonce
 (OpenRound.norm and ModelUpdate.norm, bytes where 14 had a flag); NormOpened.signature forwards it;
-NormVerdict.waiting."""
+NormVerdict.waiting; servers sign NormOpened (server_signature, with input_id), and a server
+proves another's lie to the model owner with NormEvidence."""
 FloatArray = NDArray[np.float64]
 
 
@@ -325,6 +327,10 @@ class NormOpened(Message):
     b: RingArray
     signature: bytes = b""
     """The owner's signature of ``digests`` (``InputShare.norm_signature``), as received."""
+    input_id: bytes = b""
+    """The owner's ``InputShare.input_id``, as received (in the proof's context and the signed statement)."""
+    server_signature: bytes = b""
+    """The sender's signature of what it opened (``signing.opened_statement``; empty without TLS)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -341,6 +347,30 @@ class NormVerdict(Message):
     the model owner counts the sender as having answered the inputs phase, so a server that
     never had a share (or withholds its values) is told ``CloseInputs`` after
     ``server_timeout``, not half a ``round_timeout``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class NormEvidence(Message):
+    """A server's proof to the model owner that ``accused`` lied in its ``NormOpened`` on
+    ``owner`` (``protocol.normcourt``): the accused's message as it came (``owner`` to
+    ``server_signature``, the accused's signature over it), and, when the values are at issue,
+    the sender's copy of ``component``, which both hold, with its norm part (``x``,
+    ``payload``). One component of one owner's sharing, alone, is uniform in F_q."""
+
+    KIND = "norm_evidence"
+    SENDERS = frozenset({CS})
+    accused: str
+    owner: str
+    digests: tuple[bytes, ...]
+    a: RingArray
+    b: RingArray
+    signature: bytes
+    input_id: bytes
+    server_signature: bytes
+    component: int = 0
+    x: RingArray | None = None
+    """The sender's copy of ``component`` (nil: the accused forwarded a list the owner did not sign)."""
+    payload: RingArray | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -484,6 +514,7 @@ MESSAGES: dict[str, type[Message]] = {
         InputShare,
         NormOpened,
         NormVerdict,
+        NormEvidence,
         ShareKeys,
         CloseInputs,
         Holding,

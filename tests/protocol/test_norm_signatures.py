@@ -99,7 +99,7 @@ def test_a_share_whose_signature_does_not_verify_is_refused() -> None:
     router.run()
     share = _shares(rnd, OWNERS[0], signers)[0]
     other = Signer(ec.generate_private_key(ec.SECP256R1()))
-    forged = other.sign(statement(NORM.session, 1, OWNERS[0], rnd.nonce, share.msg.norm_digests))  # type: ignore[attr-defined]
+    forged = other.sign(statement(NORM.session, 1, OWNERS[0], rnd.nonce, b"", share.msg.norm_digests))  # type: ignore[attr-defined]
     msg = dataclasses.replace(share.msg, norm_signature=forged, servers=rnd.live)
     with pytest.raises(RemoteProtocolError, match="signature"):
         servers[share.to].feed(OWNERS[0], msg)

@@ -1,0 +1,104 @@
+"""Proof that a server lied in a norm check, and the model owner's judge of it (pure).
+
+In a norm-checked round every server signs the values it opens (``NormOpened``) with its TLS
+certificate's key (``crypto.signing.opened_statement``), over the owner's signed statement of
+its digests. Two holders of one component that open different values on it cannot both be
+honest; the third server cannot tell which lied, and the round is disputed. The honest holder
+can: it sends the model owner ``NormEvidence``, the other holder's signed message and its own
+copy of the component, with the component's norm part. The model owner (``NormCourt``)
+checks
+
+1. the accused's signature over its message (so the message is the accused's own),
+2. the owner's signature over the digests the accused opened under (else the accused
+   forwarded a list the owner never signed: convicted on that alone),
+3. that the copy matches the owner's digest of that component (else the evidence proves
+   nothing: the sender's copy is not the owner's), and recomputes the component's opened
+   values (``normproof.open_components``): values unlike the accused's convict it.
+
+Nothing but the accused's own signed words and the owner's signed digests convicts, so an
+honest server cannot be framed (digests are collision-resistant, and the opened values are a
+function of the component and public randomness). What the model owner sees of the owner is
+one additive component of its sharing in F_q, uniform on its own, from a round that yielded
+no sum (any two of the three components are jointly uniform too). Without TLS there are no
+keys, no signatures and no evidence: a dispute stays a dispute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from asyncmpc.crypto.normproof import Component, NormSpec, context_of, open_components
+from asyncmpc.crypto.signing import opened_statement, statement, verify
+from asyncmpc.protocol.params import Params
+from asyncmpc.wire import messages as m
+
+__all__ = ["NormCourt", "opened_digest"]
+
+_KEPT = 8
+"""Norm-checked rounds whose evidence is still heard (a dispute's evidence may arrive after the
+round ended, during its re-run)."""
+
+
+def opened_digest(session: str, nonce: bytes, server: str, msg: m.NormOpened | m.NormEvidence) -> bytes:
+    """What ``server`` signs of its ``NormOpened`` (or what ``NormEvidence`` says it sent)."""
+    owner_statement = statement(session, msg.round_no, msg.owner, nonce, msg.input_id, tuple(msg.digests))
+    values = np.ascontiguousarray(msg.a).tobytes() + np.ascontiguousarray(msg.b).tobytes()
+    return opened_statement(session, msg.round_no, server, nonce, msg.owner, owner_statement, values)
+
+
+class NormCourt:
+    """The model owner's judge of ``NormEvidence``, across the rounds of a session."""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.keys: Mapping[str, bytes] = {}
+        """Players' public keys (``Transport.peer_keys``)."""
+        self._rounds: dict[int, tuple[bytes, int]] = {}
+        self.convicted: dict[str, str] = {}
+        """Servers proved to have lied, with why (taken by the caller, which excludes them)."""
+
+    def opened(self, round_no: int, nonce: bytes, size: int) -> None:
+        """A norm-checked round opened with ``nonce``, of ``size`` elements."""
+        self._rounds[round_no] = (nonce, size)
+        for old in sorted(self._rounds)[:-_KEPT]:
+            del self._rounds[old]
+
+    def hear(self, sender: str, ev: m.NormEvidence) -> str | None:
+        """``sender``'s evidence; the accused's name if it proves a lie (recorded in ``convicted``)."""
+        if ev.accused == sender or ev.accused in self.convicted:
+            return None
+        why = self._guilty(ev)
+        if why is None:
+            return None
+        self.convicted[ev.accused] = f"round {ev.round_no}: {why} (shown by {sender})"
+        return ev.accused
+
+    def _guilty(self, ev: m.NormEvidence) -> str | None:
+        known = self._rounds.get(ev.round_no)
+        accused = self.params.index(ev.accused)
+        accused_key, owner_key = self.keys.get(ev.accused), self.keys.get(ev.owner)
+        if known is None or accused is None or accused_key is None or owner_key is None:
+            return None
+        nonce, size = known
+        session = self.params.session
+        if not verify(accused_key, opened_digest(session, nonce, ev.accused, ev), ev.server_signature):
+            return None  # not the accused's own words
+        owner_statement = statement(session, ev.round_no, ev.owner, nonce, ev.input_id, tuple(ev.digests))
+        if not verify(owner_key, owner_statement, ev.signature):
+            return f"it forwarded norm digests of {ev.owner} that {ev.owner} did not sign"
+        c = ev.component
+        if ev.x is None or ev.payload is None or c not in (accused, (accused + 1) % 3):
+            return None
+        spec = NormSpec(self.params.norm_bound, size)
+        context = context_of(session, ev.round_no, ev.owner, ev.input_id, spec)
+        copy = Component(ev.x.reshape(-1).view(np.uint64), ev.payload.reshape(-1).view(np.uint64))
+        try:
+            (values,) = (o.values for o in open_components(spec, context, tuple(ev.digests), {c: copy}))
+        except ValueError:
+            return None  # the sender's copy is not the component the owner signed for
+        claimed = (ev.a if c == accused else ev.b).view(np.uint64)
+        if claimed.shape == values.shape and np.array_equal(claimed, values):
+            return None
+        return f"its norm values on component {c} of {ev.owner} are not those of the component {ev.owner} signed for"
