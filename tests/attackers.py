@@ -196,3 +196,22 @@ def chain(*alters: Alter) -> Alter:
 
 
 __all__ = ["Liar", "MaskTrace", "Tampered", "chain", "equivocate", "tampering_opener", "withhold"]
+
+
+def lie_in_norm_values() -> None:
+    """Patch this process's compute server to open false values (plus one) on the first
+    component it holds of every owner's norm-checked input, and sign them as its own: the
+    other holder of that component can prove the lie (``protocol.normcourt``)."""
+    from asyncmpc.crypto import goldilocks as gf
+    from asyncmpc.crypto.normproof import Opened
+    from asyncmpc.protocol import servernorm
+
+    honest = servernorm.open_components
+
+    def lying(*args: Any, **kwargs: Any) -> list[Opened]:
+        out = honest(*args, **kwargs)
+        first = out[0]
+        false = gf.add(first.values, np.ones(first.values.shape, dtype=np.uint64))
+        return [dataclasses.replace(first, values=false), *out[1:]]
+
+    servernorm.open_components = lying  # type: ignore[assignment]

@@ -11,6 +11,7 @@ else.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +20,12 @@ from asyncmpc.errors import PeerLost, RemoteProtocolError
 from asyncmpc.net.runtime import Node
 from asyncmpc.net.tls import TlsContexts, certificate_signer
 from asyncmpc.net.transport import Opener
+from asyncmpc.protocol.events import Action
 from asyncmpc.protocol.params import Params
 from asyncmpc.protocol.positions import Positions
 from asyncmpc.protocol.server import ServerProtocol
 from asyncmpc.roles.driver import ModelOwnerWatch, post_all
-from asyncmpc.wire.messages import Exclude, Finish
+from asyncmpc.wire.messages import Exclude, Finish, InputShare, Message
 
 if TYPE_CHECKING:
     from asyncmpc.learning.privacy.noise import NoiseSource
@@ -53,6 +55,16 @@ async def run_compute_server(
     finally:
         if noise is not None:
             noise.close()  # a draw ahead for a round that will not come
+
+
+async def _feed(proto: ServerProtocol, sender: str, msg: Message) -> list[Action]:
+    """``proto.feed``; a norm-checked share in a worker thread: its check takes seconds at 10^6
+    elements, and meanwhile the node goes on reading every connection (owners sending their
+    shares are not left waiting past ``server_timeout``). Nothing else feeds the protocol
+    until it returns (``greet`` only reads what a share's check does not change)."""
+    if isinstance(msg, InputShare) and msg.norm_digests:
+        return await asyncio.to_thread(proto.feed, sender, msg)
+    return proto.feed(sender, msg)
 
 
 def _trees(noise: NoiseSource, size: int) -> int | None:
@@ -103,7 +115,7 @@ async def _serve(
                 await node.shun(msg.server, msg.reason)
                 continue
             try:
-                actions = proto.feed(sender, msg)
+                actions = await _feed(proto, sender, msg)
             except RemoteProtocolError as exc:
                 await node.drop(sender, exc)
                 continue

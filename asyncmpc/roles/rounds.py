@@ -115,7 +115,10 @@ class Rounds:
         )
         rerun = await self._aggregate(size, request)
         _stop_if_refused(rerun)
-        await self._convict()
+        if await self._convict() and rerun.total is None:
+            # the liar's proof came as the re-run began, and it lied there too: once more, without it
+            rerun = await self._aggregate(size, request)
+            _stop_if_refused(rerun)
         await self._judge(rerun)
         return Outcome(rerun, disputed=result)
 

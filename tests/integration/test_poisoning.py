@@ -50,3 +50,30 @@ def test_a_poisoning_owner_process_is_left_out_and_named(procs: Players, poison:
     assert all(sorted(r["contributors"]) == others for r in metrics["rounds"])
     assert "data-owner-0's input failed the servers' norm check" in procs.log("model-owner")
     assert not any("disputed" in r or r.get("mac") for r in metrics["rounds"])
+
+
+def test_a_server_lying_in_the_norm_check_is_proven_and_excluded_and_training_goes_on(procs: Players) -> None:
+    """server-1 opens false values on a component of every owner's input and signs them; the
+    other holder of that component shows the model owner the signed lie and its own copy
+    (``protocol.normcourt``): server-1 is excluded after the first training round, the rounds
+    go on with the two others, every owner is in every round, and the sums are exact."""
+    liar = "server-1"
+    training = f'dataset = "breast_cancer"\nrounds = {ROUNDS}\nbatch_size = 64'
+    protocol = "server_timeout = 1.5\nidle_timeout = 120.0\nnorm_bound = 4.0"
+    path = write_config(procs.log_dir, owners=3, tls=True, training=training, protocol=protocol)
+    config = load_config(path)
+    out = procs.log_dir / "out"
+    names = [p.name for p in config.players.values()]
+    start(procs, path, out, [n for n in names if n != liar])
+    start(procs, path, out, [liar], attack=["--lie-norm"])
+    finish(procs, [n for n in names if n != liar])
+    assert procs.wait(liar, 60) == 2 and "excluded this server from the session" in procs.log(liar)
+    metrics: dict[str, Any] = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["excluded_servers"]) == [liar]
+    assert "norm values on component" in metrics["excluded_servers"][liar]
+    rows = metrics["rounds"]
+    assert len(rows) == ROUNDS and all(len(r["contributors"]) == 3 for r in rows)
+    assert all(liar not in r.get("servers", ()) for r in rows[1:])
+    contributors = [r["contributors"] for r in rows]
+    theta = ReferenceTrainer(config).run(contributors, metrics["statistics_contributors"]).theta
+    np.testing.assert_allclose(saved_theta(out), theta, atol=1e-9, rtol=0)

@@ -5,6 +5,7 @@
     --equivocate         a data owner that sends two servers different copies of its vector
     --withhold SERVER    a data owner that sends SERVER nothing
     --mask-trace FILE    a data owner that records the masks it used (not an attack)
+    --lie-norm           a compute server that opens false norm-check values, signed as its own
     --poison KIND        a data owner that poisons every training round (tests/poisoners.py:
                          scale:F, fit:F, over, wrap or digests; fit:F stays within norm_bound)
 
@@ -25,7 +26,16 @@ sys.path.insert(0, str(ROOT))
 from asyncmpc.cli import build_parser  # noqa: E402
 from asyncmpc.cli import run as run_command  # noqa: E402
 from asyncmpc.config import load_config  # noqa: E402
-from tests.attackers import Alter, Liar, MaskTrace, chain, equivocate, tampering_opener, withhold  # noqa: E402
+from tests.attackers import (  # noqa: E402
+    Alter,
+    Liar,
+    MaskTrace,
+    chain,
+    equivocate,
+    lie_in_norm_values,
+    tampering_opener,
+    withhold,
+)
 from tests.poisoners import install  # noqa: E402
 
 
@@ -36,10 +46,13 @@ def main(argv: list[str]) -> int:
     attack.add_argument("--withhold", metavar="SERVER")
     attack.add_argument("--mask-trace", metavar="FILE")
     attack.add_argument("--poison", metavar="KIND")
+    attack.add_argument("--lie-norm", action="store_true")
     ours, rest = attack.parse_known_args(argv)
     args = build_parser().parse_args(["run", *rest])
     config = load_config(args.config)
     model_owner = config.model_owner.name
+    if ours.lie_norm:
+        lie_in_norm_values()
     if ours.poison:
         p = config.protocol
         install(ours.poison, p.encoded_norm_bound, p.frac_bits)
