@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Secure aggregation against the plaintext floor: ``asyncmpc bench`` (see ``asyncmpc/cli/benchmark.py``).
 
-Usage: bench.py [--d 10000 1000000] [--owners 3 10] [--rounds 5] [--modes secure plain]
-                [--tls off|on|both] [--repeat 1] [--mac-rounds always] [--mac-window N]
+Usage: bench.py [--d 10000 1000000] [--owners 3 10] [--rounds 5] [--modes secure plain secure-norm]
+                [--norm-bound 1000] [--tls off|on|both] [--repeat 1] [--mac-rounds always] [--mac-window N]
                 [--down-server SERVER] [--program PLAYER=COMMAND] [--json]
 """
 

@@ -22,7 +22,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--owners", type=int, nargs="+", default=[3, 10], help="numbers of data owners")
     parser.formatter_class = _Formatter
     parser.add_argument("--rounds", type=int, default=5, help="rounds per launch")
-    parser.add_argument("--modes", nargs="+", default=["secure", "plain"], choices=["secure", "plain", "secure-dp"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["secure", "plain"],
+        choices=["secure", "plain", "secure-dp", "secure-norm"],
+        help="secure-dp: noise inside the MPC; secure-norm: every round norm-checked (--norm-bound)",
+    )
+    parser.add_argument(
+        "--norm-bound",
+        type=float,
+        default=1000.0,
+        help="mode secure-norm's [protocol] norm_bound (model units); a synthetic gradient's norm is "
+        "about sqrt(d / 3), 577 at d = 10^6",
+    )
     parser.add_argument("--swarm-above", type=int, default=10, help="more owners than this run as one swarm process")
     parser.add_argument("--frac-bits", type=int, default=16, help="fixed-point fractional bits")
     parser.add_argument("--tls", choices=["off", "on", "both"], default="off", help="TLS on every connection")
@@ -71,6 +84,7 @@ def command(args: argparse.Namespace) -> int:
         down_server=args.down_server,
         protocol=(f'mac_rounds = "{args.mac_rounds}"', f"mac_window = {args.mac_window}"),
         programs=tuple(programs),
+        norm_bound=args.norm_bound,
     )
     try:
         results = run_all(plan)

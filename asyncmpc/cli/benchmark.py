@@ -13,6 +13,15 @@ Mode ``secure-dp`` is secure aggregation under ``[privacy]`` (unit "owner", nois
 1): every server deals Skellam noise into every round, so its round time against ``secure``
 is the cost of differential privacy inside the MPC (its error column is the noise).
 
+Mode ``secure-norm`` is secure aggregation with ``[protocol] norm_bound`` set (``Plan.norm_bound``,
+model units): every round is a ``ModelUpdate`` round, so every one is norm-checked (each owner
+shares its gradient in F_q with its norm proof, the servers check it). Its round time and upload
+against ``secure`` are the cost of the check. A synthetic gradient's norm is about sqrt(d / 3)
+(uniform in [-1, 1)); with the bound above it the owners are not clipped, the error column stays
+at the encoding's rounding, and ``round_kinds`` counts the owners the servers left out
+(``norm_failed``, from ``metrics.json``) and the rounds summed over fewer than every owner
+(``short``): both 0 when every owner is accepted.
+
 With ``repeat`` N each configuration is launched N times, secure and plain alternating, and the
 round times of all launches are pooled (the machine's noise moves single launches by 20-30%).
 ``programs`` start some players with another command line in place of ``python -m asyncmpc
@@ -35,12 +44,12 @@ from typing import Any
 
 import numpy as np
 
-from asyncmpc.config import load_config
+from asyncmpc.config import Config, load_config
 from asyncmpc.errors import AsyncMpcError
-from asyncmpc.learning.workload import synthetic_mean
+from asyncmpc.learning.workload import SyntheticOwner, synthetic_mean
 from asyncmpc.net.pki import make_certs
 
-__all__ = ["PLAYER", "Plan", "deployment", "free_ports", "loopback_players", "run_all", "table"]
+__all__ = ["PLAYER", "Plan", "deployment", "free_ports", "loopback_players", "run_all", "synthetic_norm", "table"]
 
 PLAYER = [sys.executable, "-m", "asyncmpc", "run"]
 """The command line that starts one player (options follow)."""
@@ -63,6 +72,9 @@ class Plan:
     """Extra ``[protocol]`` lines for the secure runs (MAC round policy)."""
     programs: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """(player, command line): players started with another program, options as for PLAYER."""
+    norm_bound: float = 1000.0
+    """Mode ``secure-norm``'s ``[protocol] norm_bound`` (model units): above a synthetic gradient's
+    norm, sqrt(d / 3), up to d = 3 x 10^6, and at most the 1074 the check serves at 16 fractional bits."""
 
 
 def free_ports(n: int) -> list[int]:
@@ -90,12 +102,15 @@ def deployment(
     tls: bool = False,
     connect_timeout: float = 120.0,
     protocol: tuple[str, ...] = (),
+    norm_bound: float = 0.0,
 ) -> str:
+    """The hosts.toml of one launch; ``norm_bound`` is written for mode ``secure-norm`` only."""
     lines = [
         'session = "bench"',
         *(["[tls]", 'dir = "certs"'] if tls else []),
         "[protocol]",
         *protocol,
+        *([f"norm_bound = {norm_bound!r}"] if mode == "secure-norm" else []),
         f"plaintext = {'false' if tls else 'true'}",
         f"frac_bits = {frac_bits}",
         f"max_owners = {max(owners, 2)}",
@@ -135,9 +150,11 @@ def run_one(tmp: Path, plan: Plan, d: int, owners: int, tls: bool, mode: str) ->
     folder.mkdir(parents=True)
     cfg = folder / "hosts.toml"
     # with a server down, the model owner waits connect_timeout for it, then trains with two
-    cfg.write_text(deployment(d, owners, rounds, mode, plan.frac_bits, tls, 3.0 if down else 120.0, protocol))
+    timeout = 3.0 if down else 120.0
+    cfg.write_text(deployment(d, owners, rounds, mode, plan.frac_bits, tls, timeout, protocol, plan.norm_bound))
+    config = load_config(cfg)  # a bound the check cannot serve fails here, in one line
     if tls:
-        make_certs(load_config(cfg), folder / "certs")
+        make_certs(config, folder / "certs")
     servers = [s for s in ("server-0", "server-1", "server-2") if s != down]
     names = (servers if secure else []) + ["model-owner"]
     swarm = owners > plan.swarm_above
@@ -154,12 +171,14 @@ def run_one(tmp: Path, plan: Plan, d: int, owners: int, tls: bool, mode: str) ->
         "disputed": sum(1 for r in metrics["rounds"] if r.get("disputed")),
         "mac": sum(1 for r in metrics["rounds"] if r.get("mac")),
         "excluded": sorted(metrics.get("excluded_servers", {})),
+        "norm_failed": sum(metrics.get("norm_failed_rounds", {}).values()),
+        "short": sum(1 for r in metrics["rounds"] if len(r.get("contributors", ())) < owners),
     }
     roles = _role_stats(folder)
     with np.load(folder / "model.npz") as f:
         theta = f["theta"]
-    expected = -0.1 * rounds * synthetic_mean(load_config(cfg), owners)
-    return {
+    expected = -0.1 * rounds * synthetic_mean(config, owners)
+    out: dict[str, Any] = {
         "mode": mode,
         "tls": tls,
         "d": d,
@@ -174,6 +193,15 @@ def run_one(tmp: Path, plan: Plan, d: int, owners: int, tls: bool, mode: str) ->
         "roles": roles,
         "max_abs_error_vs_exact_mean": float(np.abs(theta - expected).max()),
     }
+    if mode == "secure-norm":
+        out["norm_bound"] = plan.norm_bound
+        out["largest_owner_norm"] = synthetic_norm(config, owners)
+    return out
+
+
+def synthetic_norm(config: Config, owners: int) -> float:
+    """The largest L2 norm among the first ``owners`` synthetic gradients (model units)."""
+    return max(float(np.linalg.norm(SyntheticOwner(config, p).gradient)) for p in config.data_owners[:owners])
 
 
 def _run_players(
@@ -227,8 +255,13 @@ def _role_stats(folder: Path) -> dict[str, dict[str, Any]]:
 
 def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One result for several launches of a configuration: round times pooled, the rest per launch
-    averaged (bytes, CPU) or the maximum (peak RSS, error)."""
+    averaged (bytes, CPU) or the maximum (peak RSS, error); the round kinds counted over all."""
     out = dict(runs[0])
+    kinds = [r["round_kinds"] for r in runs]
+    out["round_kinds"] = {
+        key: sorted({s for k in kinds for s in k[key]}) if key == "excluded" else sum(k[key] for k in kinds)
+        for key in kinds[0]
+    }
     secs = [s for r in runs for s in r["all_round_seconds"]]
     out["round_seconds"] = {"median": statistics.median(secs), "min": min(secs), "max": max(secs)}
     out["all_round_seconds"] = secs
@@ -273,6 +306,12 @@ def run_all(plan: Plan) -> list[dict[str, Any]]:
                     if "secure" in pair and "secure-dp" in pair:
                         dp = pair["secure-dp"]["round_seconds"]["median"] / pair["secure"]["round_seconds"]["median"]
                         pair["secure-dp"]["dp_over_secure"] = dp
+                    if "secure" in pair and "secure-norm" in pair:
+                        checked, unchecked = pair["secure-norm"], pair["secure"]
+                        time_ratio = checked["round_seconds"]["median"] / unchecked["round_seconds"]["median"]
+                        up = "upload_per_owner_bytes_per_round"
+                        checked["norm_over_secure"] = time_ratio
+                        checked["norm_upload_over_secure"] = checked[up] / unchecked[up]
     return results
 
 
@@ -280,7 +319,7 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     """The results as the lines of a table (and wall time per round for long runs)."""
     mib = 1 << 20
     lines = [
-        f"{'mode':9} {'tls':>3} {'d':>9} {'owners':>6} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>6} "
+        f"{'mode':11} {'tls':>3} {'d':>9} {'owners':>6} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>6} "
         f"{'up/owner':>9} {'RSS MiB srv':>11} {'RSS MiB MO':>10} {'RSS MiB DO':>10} {'max err':>9} "
         f"{'disputed/mac':>12}"
     ]
@@ -289,7 +328,7 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         ratio = r.get("secure_over_plain")
         srv = roles.get("server", {}).get("peak_rss_bytes", 0) / mib
         lines.append(
-            f"{r['mode']:9} {'on' if r['tls'] else 'off':>3} {r['d']:9d} {r['owners']:6d} "
+            f"{r['mode']:11} {'on' if r['tls'] else 'off':>3} {r['d']:9d} {r['owners']:6d} "
             f"{rs['median'] * 1e3:10.2f} {rs['min'] * 1e3:8.2f} "
             f"{rs['max'] * 1e3:8.2f} {ratio if ratio is not None else float('nan'):6.2f} "
             f"{r['upload_per_owner_bytes_per_round'] / (8 * r['d']):8.3f}x {srv:11.0f} "
@@ -299,6 +338,16 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         )
         if "dp_over_secure" in r:
             lines.append(f"  noise inside the MPC: {r['dp_over_secure']:.2f} times the secure round without it")
+        if r["mode"] == "secure-norm":
+            k = r["round_kinds"]
+            said = f"bound {r['norm_bound']:g}, the owners' norms at most {r['largest_owner_norm']:.1f}"
+            said += f"; {k['norm_failed']} owner-rounds over the bound, {k['short']} rounds short of an owner"
+            if "norm_over_secure" in r:
+                said = (
+                    f"{r['norm_over_secure']:.2f} times the secure round without it, "
+                    f"upload {r['norm_upload_over_secure']:.2f} times; " + said
+                )
+            lines.append(f"  norm check: {said}")
         if r["wall_per_round"]:
             w = r["wall_per_round"]
             lines.append(

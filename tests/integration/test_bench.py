@@ -12,6 +12,8 @@ from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.process]
 
+BENCH = [sys.executable, "-m", "asyncmpc", "bench"]
+
 
 def bench(*args: str) -> list[dict]:  # type: ignore[type-arg]
     proc = subprocess.run(
@@ -54,6 +56,60 @@ def test_bench_with_noise_inside_the_mpc_reports_its_cost_and_its_noise() -> Non
     assert runs["secure"]["max_abs_error_vs_exact_mean"] < 1e-4
 
 
+def test_bench_with_the_norm_check_accepts_every_owner_and_reports_its_cost() -> None:
+    rounds, d, bound = 2, 2000, 100.0
+    runs = {
+        r["mode"]: r
+        for r in bench(
+            *("--d", str(d), "--owners", "3", "--rounds", str(rounds)),
+            *("--modes", "secure", "secure-norm", "--norm-bound", str(bound)),
+        )
+    }
+    checked, unchecked = runs["secure-norm"], runs["secure"]
+    assert checked["norm_bound"] == bound and "norm_bound" not in unchecked
+    # uniform in [-1, 1): a norm of about sqrt(d / 3), under the bound, so no owner is clipped
+    assert 20 < checked["largest_owner_norm"] < 30
+    assert checked["round_kinds"]["norm_failed"] == 0 and checked["round_kinds"]["short"] == 0
+    assert checked["max_abs_error_vs_exact_mean"] <= rounds * 0.1 * 2.0**-17 + 1e-12
+    assert checked["norm_over_secure"] > 0
+    # the field components go to every server whole (no seeds), with the witness and proofs
+    assert checked["norm_upload_over_secure"] > 3
+    assert checked["upload_per_owner_bytes_per_round"] > 3 * unchecked["upload_per_owner_bytes_per_round"]
+
+
+def test_bench_refuses_a_norm_bound_the_check_cannot_serve_in_one_line() -> None:
+    proc = subprocess.run(
+        [*BENCH, "--d", "1000", "--owners", "3", "--modes", "secure-norm", "--norm-bound", "5000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "[protocol] norm_bound: 5000.0 is outside what the check can serve" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_pooled_launches_count_their_round_kinds_together() -> None:
+    from asyncmpc.cli.benchmark import pooled
+
+    def launch(secs: list[float], failed: int, excluded: list[str]) -> dict:  # type: ignore[type-arg]
+        kinds = {"disputed": 1, "mac": 1, "excluded": excluded, "norm_failed": failed, "short": failed}
+        role = {"peak_rss_bytes": 1, "bytes_sent": 2, "bytes_received": 3, "cpu_seconds": 0.5, "processes": 3}
+        return {
+            "all_round_seconds": secs,
+            "round_kinds": kinds,
+            "wall_seconds": 1.0,
+            "max_abs_error_vs_exact_mean": 0.0,
+            "upload_per_owner_bytes_per_round": 8.0,
+            "roles": {"data-owner": role},
+        }
+
+    out = pooled([launch([0.1, 0.3], 0, []), launch([0.2], 2, ["server-1"])])
+    assert out["round_kinds"] == {"disputed": 2, "mac": 2, "excluded": ["server-1"], "norm_failed": 2, "short": 2}
+    assert out["round_seconds"] == {"median": 0.2, "min": 0.1, "max": 0.3} and out["launches"] == 2
+
+
 def test_bench_swarm_of_owners_in_one_process() -> None:
     (run,) = bench("--d", "1000", "--owners", "40", "--rounds", "2", "--modes", "secure", "--swarm-above", "10")
     assert run["swarm"] and run["roles"]["data-owner"]["processes"] == 1
@@ -75,7 +131,6 @@ def test_bench_refuses_a_program_for_no_player_in_one_line() -> None:
     assert proc.stderr.count("\n") == 1
 
 
-BENCH = [sys.executable, "-m", "asyncmpc", "bench"]
 LIAR_RUN = ["--d", "1000", "--owners", "3", "--rounds", "6", "--modes", "secure", "--mac-window", "0"]
 
 
