@@ -12,8 +12,16 @@ peak RSS the player itself writes with --stats (start-up and end included); and 
 time per tenth of the run: the median of the rows' own ``seconds`` and the wall time per
 round from their end times (checkpoint and log writes included).
 
+With --norm-bound B (model units) every training round is norm-checked (``[protocol]
+norm_bound``): each owner scales its update to fit B and proves it, and the servers leave out an
+input over it. Every run reports, from the model owner's metrics.json, the final test accuracy
+and whether any owner was ever left out: the rounds the check found each owner over the bound
+(``norm_failed_rounds``), owners left out for inconsistent shares, and the rounds summed over
+fewer than every owner.
+
     python scripts/bench_long_run.py --rounds 100000
     python scripts/bench_long_run.py --rounds 20000 --every 2 --out runs/long --json
+    python scripts/bench_long_run.py --rounds 1000 --norm-bound 4
 """
 
 from __future__ import annotations
@@ -38,11 +46,14 @@ from asyncmpc.learning.checkpoint import ROUND_LOG, iter_rounds  # noqa: E402
 from asyncmpc.net.pki import make_certs  # noqa: E402
 
 
-def deployment(dataset: str, rounds: int, owners: int, tls: bool) -> str:
+def deployment(dataset: str, rounds: int, owners: int, tls: bool, norm_bound: float = 0.0) -> str:
+    """The hosts.toml of the run; ``norm_bound`` 0 leaves the norm check off."""
     lines = ['session = "long-run"']
     if tls:
         lines += ["[tls]", 'dir = "certs"']
     lines += ["[protocol]", f"plaintext = {'false' if tls else 'true'}", "connect_timeout = 60.0"]
+    if norm_bound:
+        lines += [f"norm_bound = {norm_bound!r}"]
     lines += ["[training]", f'dataset = "{dataset}"', f"rounds = {rounds}"]
     return "\n".join(lines + loopback_players(owners)) + "\n"
 
@@ -153,12 +164,31 @@ def round_times(out: Path, parts: int = 10) -> list[dict[str, float]]:
     return tenths
 
 
+def outcome(out: Path, owners: list[str]) -> dict[str, Any]:
+    """From the model owner's metrics.json: the final test accuracy (and scikit-learn's on the
+    pooled data), the rounds the norm check found each owner over the bound (None with the
+    check off), owners left out for inconsistent shares, and the rounds summed over fewer than
+    every owner."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    short = sum(1 for row in iter_rounds(out) if len(row.get("contributors", ())) < len(owners))
+    return {
+        "final_test_accuracy": metrics.get("final_test_accuracy"),
+        "sklearn_pooled_accuracy": metrics.get("sklearn_pooled_accuracy"),
+        "norm_failed_rounds": metrics.get("norm_failed_rounds"),
+        "left_out_owners": metrics.get("left_out_owners", []),
+        "short_rounds": short,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=100_000)
     ap.add_argument("--dataset", default="breast_cancer")
     ap.add_argument("--owners", type=int, default=3)
     ap.add_argument("--plaintext", action="store_true", help="no TLS (the default deployment uses TLS)")
+    ap.add_argument(
+        "--norm-bound", type=float, default=0.0, help="[protocol] norm_bound, model units (0: no norm check)"
+    )
     ap.add_argument("--every", type=float, default=5.0, help="seconds between RSS samples (5)")
     ap.add_argument("--from", dest="start", type=int, default=1000, help="the round RSS is compared from (1000)")
     ap.add_argument("--out", type=Path, help="the run folder, kept (default: a new temporary folder, kept)")
@@ -168,9 +198,10 @@ def main() -> None:
     folder = args.out or Path(tempfile.mkdtemp(prefix="asyncmpc-long-run-"))
     folder.mkdir(parents=True, exist_ok=True)
     cfg = folder / "hosts.toml"
-    cfg.write_text(deployment(args.dataset, args.rounds, args.owners, not args.plaintext))
+    cfg.write_text(deployment(args.dataset, args.rounds, args.owners, not args.plaintext, args.norm_bound))
+    config = load_config(cfg)  # a bound the check cannot serve fails here
     if not args.plaintext:
-        make_certs(load_config(cfg), folder / "certs")
+        make_certs(config, folder / "certs")
     out = folder / "out"
     names = ["server-0", "server-1", "server-2", "model-owner"] + [f"data-owner-{i}" for i in range(args.owners)]
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -202,7 +233,9 @@ def main() -> None:
     report = {
         "folder": str(folder),
         "rounds": done,
+        "norm_bound": args.norm_bound,
         "wall_seconds": wall,
+        "outcome": outcome(out, [p.name for p in config.data_owners]),
         "rss": rss,
         "peak_rss_kib": peaks,
         "round_times": times,
@@ -211,6 +244,23 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     print(f"{report['rounds']} rounds of {args.dataset} in {wall / 60:.1f} min; run folder {folder}")
+    o = report["outcome"]
+    accuracy, pooled = o["final_test_accuracy"], o["sklearn_pooled_accuracy"]
+    print(
+        "final test accuracy "
+        + ("-" if accuracy is None else f"{accuracy:.4f}")
+        + ("" if pooled is None else f" (scikit-learn on the pooled data: {pooled:.4f})")
+    )
+    failed = o["norm_failed_rounds"]
+    if failed is None:
+        print("norm check off")
+    else:
+        over = ", ".join(f"{name} {n}" for name, n in failed.items() if n) or "none"
+        print(f"norm check on, bound {args.norm_bound:g}: rounds an owner was over it and left out: {over}")
+    print(
+        f"owners left out for inconsistent shares: {', '.join(o['left_out_owners']) or 'none'}; "
+        f"rounds short of an owner: {o['short_rounds']}"
+    )
     head = ["round", "RSS MiB", "round", "RSS MiB", "change", "max", "after", "peak"]
     print(f"{'player':14} " + " ".join(f"{h:>8}" for h in head))
     for name in names:
