@@ -18,9 +18,10 @@ server's report (its own among them):
   owner out; it can only make the round disputed (as a wrong sum does). The suspects are the
   peers whose list (unsigned) or values differ from this server's own.
 
-With two servers (the third is down) every component is covered, one of them twice: the
-verdict then holds against a poisoning owner only while both servers compute honestly
-(``SECURITY.md``).
+With two servers (the third is down) every component is covered, one of them twice, and one
+component each rests on one server's values: a failed verdict there is ``LEAVE`` (the owner
+is left out, not named), as at close, since one lying server could have made it; a poisoned
+input still needs a poisoning owner and a lying server together to pass (``SECURITY.md``).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class NormChecks:
         entry.reports[server] = report
         if entry.decided is not None or set(entry.reports) != set(self.servers):
             return None
-        entry.decided = self._decide(entry.reports)
+        entry.decided = self._decide(entry.reports, partial=len(self.servers) < 3)
         return entry.decided
 
     def decided(self, owner: str) -> Outcome | None:

@@ -76,3 +76,14 @@ def test_two_servers_decide_alone() -> None:
     assert checks.hear("o", 0, reports[0]) is None
     assert checks.hear("o", 1, reports[1]) is Outcome.ACCEPT
     assert checks.hear("o", 2, reports[2]) is None  # not a server of the round
+
+
+def test_two_servers_leave_out_without_naming_when_the_verdict_fails() -> None:
+    """In a round on two servers one component rests on the peer's values alone: a peer that
+    lies there makes the verdict fail, so a failed verdict leaves the owner out unnamed."""
+    reports = _reports(_small())
+    forged = dict(reports[1].opened)
+    forged[2] = gf.add(forged[2], np.ones_like(forged[2]))  # component 2: only server 1 of the two holds it
+    checks = NormChecks(SPEC, 0, frozenset({0, 1}))
+    assert checks.hear("o", 0, reports[0]) is None
+    assert checks.hear("o", 1, Report(reports[1].digests, forged)) is Outcome.LEAVE
