@@ -44,7 +44,7 @@ from asyncmpc.crypto.fieldnorm import NormProof, NormQuery, norm_queries, prove_
 from asyncmpc.crypto.flp import Layout, Proof, Query, accept
 from asyncmpc.crypto.goldilocks import FieldArray, Q
 from asyncmpc.crypto.normwitness import NormBits
-from asyncmpc.crypto.prf import RandomBytes
+from asyncmpc.crypto.prf import RandomBytes, new_seed
 from asyncmpc.crypto.projections import WrapTest, project_field
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "context_of",
     "open_components",
     "prove_input",
+    "seeded",
     "verdict",
 ]
 
@@ -115,6 +116,14 @@ class Component:
 
     x: FieldArray
     payload: FieldArray
+    seed: bytes | None = None
+    """Where x is the expansion of this seed (``seeded``): components 0 and 1, which go to
+    the servers as 32 bytes, as the ring sharing's seed components do."""
+
+
+def seeded(seed: bytes, n: int) -> FieldArray:
+    """The component a seed stands for: n elements uniform in F_q from the seed's keystream."""
+    return gf.from_seed(seed, n, "norm component")
 
 
 def clip_to_bound(values: NDArray[np.float64], bound: int, frac_bits: int) -> NDArray[np.float64]:
@@ -192,6 +201,13 @@ def _split(whole: FieldArray, random_bytes: RandomBytes) -> tuple[FieldArray, Fi
     return c0, c1, gf.sub(gf.sub(whole, c0), c1)
 
 
+def _split_seeded(whole: FieldArray, random_bytes: RandomBytes) -> tuple[list[FieldArray], list[bytes]]:
+    """x's components: 0 and 1 expanded from fresh seeds (secure randomness), 2 the rest."""
+    seeds = [new_seed(random_bytes), new_seed(random_bytes)]
+    c0, c1 = (seeded(s, whole.size) for s in seeds)
+    return [c0, c1, gf.sub(gf.sub(whole, c0), c1)], seeds
+
+
 BitsOf = Callable[[FieldArray, bytes, NormBits], tuple[FieldArray, int]]
 
 
@@ -207,7 +223,7 @@ def prove_input(
     clips first). ``bits_of`` computes the witness (tests give a cheating one)."""
     if x.shape != (spec.n,):
         raise ValueError(f"a vector of {x.shape} elements, expected ({spec.n},)")
-    xs = _split(x, random_bytes)
+    xs, seeds = _split_seeded(x, random_bytes)
     x_digests = [_digest("x", c) for c in xs]
     coin = _seed(context, x_digests)[:16]
     bits, s = bits_of(x, coin, spec.bits)
@@ -229,7 +245,9 @@ def prove_input(
         ]
     )
     ps = _split(proofs, random_bytes)
-    comps = tuple(Component(xs[c], np.concatenate([ws[c], ps[c]])) for c in range(3))
+    comps = tuple(
+        Component(xs[c], np.concatenate([ws[c], ps[c]]), seeds[c] if c < len(seeds) else None) for c in range(3)
+    )
     digests = tuple(d for c in range(3) for d in (x_digests[c], w_digests[c], _digest("proofs", ps[c])))
     return (comps[0], comps[1], comps[2]), digests
 

@@ -14,9 +14,10 @@ from numpy.typing import NDArray
 from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.field import P, reduce_words
 from asyncmpc.crypto.macs import MacKey, tag
-from asyncmpc.crypto.normproof import NormSpec, clip_to_bound, context_of, prove_input
+from asyncmpc.crypto.normproof import Component, NormSpec, clip_to_bound, context_of, prove_input
 from asyncmpc.crypto.prf import RandomBytes
 from asyncmpc.crypto.ring import RingArray, encode
+from asyncmpc.crypto.rss import Seed
 from asyncmpc.crypto.signing import statement
 from asyncmpc.protocol.authenticated import MAC_HEADROOM
 from asyncmpc.protocol.events import Send
@@ -61,8 +62,8 @@ def norm_shares(
             session=params.session,
             round_no=round_no,
             shape=values.shape,
-            a=first.x.view(np.int64).reshape(values.shape),
-            b=second.x.view(np.int64).reshape(values.shape),
+            a=_wire(first, values.shape),
+            b=_wire(second, values.shape),
             ma=tags[i][0],
             mb=tags[i][1],
             input_id=input_id,
@@ -74,3 +75,8 @@ def norm_shares(
         )
         out.append(Send(server, msg))
     return out
+
+
+def _wire(comp: Component, shape: tuple[int, ...]) -> Seed | RingArray:
+    """A component as it goes to a server: its seed (components 0 and 1), or the vector."""
+    return Seed(comp.seed) if comp.seed is not None else comp.x.view(np.int64).reshape(shape)

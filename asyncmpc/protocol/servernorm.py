@@ -17,12 +17,15 @@ in decide an owner if they cover all three components (``_norm_close``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
 from asyncmpc.config import Role
-from asyncmpc.crypto.normproof import Component, context_of, open_components
+from asyncmpc.crypto.normproof import Component, context_of, open_components, seeded
+from asyncmpc.crypto.ring import RingArray
+from asyncmpc.crypto.rss import Seed
 from asyncmpc.crypto.signing import Signer, statement, verify
 from asyncmpc.errors import RemoteProtocolError
 from asyncmpc.protocol.authenticated import RingPart
@@ -66,8 +69,8 @@ class NormServer:
         """A share in a norm-checked round: its components checked against the owner's digests,
         the opened values sent to the round's other servers; it waits for the verdict."""
         assert rnd.norm is not None
-        a, b = msg.a, msg.b
-        if msg.norm_a is None or msg.norm_b is None or not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray):
+        a, b = _field_part(msg.a, rnd.shape), _field_part(msg.b, rnd.shape)
+        if msg.norm_a is None or msg.norm_b is None or a is None or b is None:
             why = f"round {round_no} is norm-checked: the share must carry both components and their norm parts"
             raise RemoteProtocolError(why, peer=sender)
         if a.shape != rnd.shape or b.shape != rnd.shape:
@@ -203,8 +206,8 @@ class NormServer:
             told = rnd.norm.message(owner, peer)
             if told is None or not told.server_signature or share is None:
                 continue
-            msg = share[0]
-            x, payload = (msg.a, msg.norm_a) if component == self.index else (msg.b, msg.norm_b)
+            msg, (a, b) = share
+            x, payload = (a, msg.norm_a) if component == self.index else (b, msg.norm_b)
             copy: dict[str, object] = {} if component is None else {"component": component, "x": x, "payload": payload}
             fields = {f: getattr(told, f) for f in _OPENED_FIELDS}
             evidence = m.NormEvidence(accused=self.params.servers[peer], **fields, **copy)  # type: ignore[arg-type]
@@ -230,3 +233,11 @@ class NormServer:
                 continue
             out += self._norm_decided(round_no, rnd, owner, outcome, complete=False)
         return out
+
+
+def _field_part(part: object, shape: tuple[int, ...]) -> RingArray | None:
+    """A norm-checked share's component as a field vector (int64 words): a seed expanded
+    (``normproof.seeded``), or the vector as sent (None: a keyed stream, which has no place here)."""
+    if isinstance(part, Seed):
+        return seeded(part.key, math.prod(shape)).view(np.int64).reshape(shape)
+    return part if isinstance(part, np.ndarray) else None

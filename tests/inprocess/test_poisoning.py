@@ -41,7 +41,7 @@ class Poisoner:
         if sender != POISONER or not isinstance(msg, m.InputShare) or not msg.norm_digests:
             return msg
         if msg.round_no not in self.forged:
-            x = self.make(msg.a.size)  # type: ignore[union-attr]
+            x = self.make(int(np.prod(msg.shape)))
             spec = NormSpec(self.params.norm_bound, x.size)
             context = context_of(self.params.session, msg.round_no, POISONER, msg.input_id, spec)
             claim = spec.bound**2 // 4
