@@ -67,12 +67,13 @@ def statement(
 
 
 def opened_statement(
-    session: str, round_no: int, server: str, nonce: bytes, owner: str, statement_signed: bytes, values: bytes
+    session: str, round_no: int, server: str, nonce: bytes, owner: str, statement_signed: bytes, *values: bytes
 ) -> bytes:
     """What a server signs of its ``NormOpened``: the owner's statement (``statement``) it
-    opened under, and the bytes of the values it opened."""
+    opened under, and each array of values it opened (as its shape and bytes, each part
+    length-prefixed: values regrouped or reshaped are another statement)."""
     parts = (session.encode(), round_no.to_bytes(8, "big"), server.encode(), nonce, owner.encode(), statement_signed)
-    return _hash(_OPENED, (*parts, values))
+    return _hash(_OPENED, (*parts, *values))
 
 
 class Signer:

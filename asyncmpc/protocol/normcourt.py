@@ -17,7 +17,14 @@ checks
 
 Nothing but the accused's own signed words and the owner's signed digests convicts, so an
 honest server cannot be framed (digests are collision-resistant, and the opened values are a
-function of the component and public randomness). What the model owner sees of the owner is
+function of the component and public randomness). The signature binds each array's shape and
+bytes on its own, and the court takes only values shaped as a server opens them (an attack
+review framed an honest server with its own message, its values reshaped or split otherwise;
+``tests/protocol/test_normcourt.py``). Each sender is heard once per round and accused: one
+proof convicts, and a hearing costs a re-opening of the component. One case stays open: the
+court checks the owner's signature under the owner's newest key, so an owner that reconnects
+with a re-issued certificate mid-round could make an honest server's forwarded list look
+unsigned. What the model owner sees of the owner is
 one additive component of its sharing in F_q, uniform on its own, from a round that yielded
 no sum (any two of the three components are jointly uniform too). Without TLS there are no
 keys, no signatures and no evidence: a dispute stays a dispute.
@@ -44,8 +51,10 @@ round ended, during its re-run)."""
 def opened_digest(session: str, nonce: bytes, server: str, msg: m.NormOpened | m.NormEvidence) -> bytes:
     """What ``server`` signs of its ``NormOpened`` (or what ``NormEvidence`` says it sent)."""
     owner_statement = statement(session, msg.round_no, msg.owner, nonce, msg.input_id, tuple(msg.digests))
-    values = np.ascontiguousarray(msg.a).tobytes() + np.ascontiguousarray(msg.b).tobytes()
-    return opened_statement(session, msg.round_no, server, nonce, msg.owner, owner_statement, values)
+    values = [
+        part for arr in (msg.a, msg.b) for part in (repr(arr.shape).encode(), np.ascontiguousarray(arr).tobytes())
+    ]
+    return opened_statement(session, msg.round_no, server, nonce, msg.owner, owner_statement, *values)
 
 
 class NormCourt:
@@ -58,17 +67,29 @@ class NormCourt:
         self._rounds: dict[int, tuple[bytes, int]] = {}
         self.convicted: dict[str, str] = {}
         """Servers proved to have lied, with why (taken by the caller, which excludes them)."""
+        self._heard: set[tuple[str, int, str]] = set()
+        """(sender, round, accused) heard once: one proof convicts, so a sender's second piece
+        of evidence against one server in one round costs nothing (each costs a re-opening)."""
 
     def opened(self, round_no: int, nonce: bytes, size: int) -> None:
         """A norm-checked round opened with ``nonce``, of ``size`` elements."""
         self._rounds[round_no] = (nonce, size)
+        self._heard = {k for k in self._heard if k[1] != round_no}  # a round number opened again
         for old in sorted(self._rounds)[:-_KEPT]:
             del self._rounds[old]
+            self._heard = {k for k in self._heard if k[1] != old}
 
     def hear(self, sender: str, ev: m.NormEvidence) -> str | None:
         """``sender``'s evidence; the accused's name if it proves a lie (recorded in ``convicted``)."""
-        if ev.accused == sender or ev.accused in self.convicted:
+        key = (sender, ev.round_no, ev.accused)
+        if (
+            ev.accused == sender
+            or ev.accused in self.convicted
+            or key in self._heard
+            or ev.round_no not in self._rounds
+        ):
             return None
+        self._heard.add(key)
         why = self._guilty(ev)
         if why is None:
             return None
@@ -82,6 +103,9 @@ class NormCourt:
         if known is None or accused is None or accused_key is None or owner_key is None:
             return None
         nonce, size = known
+        spec = NormSpec(self.params.norm_bound, size)
+        if not ev.a.shape == ev.b.shape == (spec.opened_size,):
+            return None  # not values as a server opens them: malformed, not proof
         session = self.params.session
         if not verify(accused_key, opened_digest(session, nonce, ev.accused, ev), ev.server_signature):
             return None  # not the accused's own words
@@ -91,7 +115,6 @@ class NormCourt:
         c = ev.component
         if ev.x is None or ev.payload is None or c not in (accused, (accused + 1) % 3):
             return None
-        spec = NormSpec(self.params.norm_bound, size)
         context = context_of(session, ev.round_no, ev.owner, ev.input_id, spec)
         copy = Component(ev.x.reshape(-1).view(np.uint64), ev.payload.reshape(-1).view(np.uint64))
         try:
@@ -99,6 +122,6 @@ class NormCourt:
         except ValueError:
             return None  # the sender's copy is not the component the owner signed for
         claimed = (ev.a if c == accused else ev.b).view(np.uint64)
-        if claimed.shape == values.shape and np.array_equal(claimed, values):
+        if np.array_equal(claimed, values):
             return None
         return f"its norm values on component {c} of {ev.owner} are not those of the component {ev.owner} signed for"

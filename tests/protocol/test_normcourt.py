@@ -9,13 +9,16 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from asyncmpc.crypto import goldilocks as gf
+from asyncmpc.crypto.normproof import Component, NormSpec, context_of, open_components
 from asyncmpc.crypto.signing import Signer
-from asyncmpc.protocol import AggregationRound, ServerProtocol
+from asyncmpc.protocol import AggregationRound, ServerProtocol, normcourt
 from asyncmpc.protocol.normcourt import NormCourt, opened_digest
 from asyncmpc.protocol.normshares import norm_shares
+from asyncmpc.protocol.servernorm import _field_part
 from asyncmpc.wire import messages as m
 from tests.protocol.harness import CFG, MO, OWNERS, PARAMS, Router
 
@@ -105,3 +108,93 @@ def test_evidence_made_up_against_an_honest_server_convicts_no_one() -> None:
     for evidence in made_up:
         assert d.court.hear(LIAR, evidence) is None  # type: ignore[arg-type]
     assert not d.court.convicted
+
+
+# An attack review's: framing an honest server with its own genuine signed message, its values
+# reshaped or split otherwise (the same bytes), or replaying it to cost the model owner work.
+
+FRAMER = "server-2"  # holds components 2 and 0; server-0 holds 0 and 1: both hold 0
+
+
+def _honest_round() -> tuple[Deployment, m.NormOpened, m.InputShare]:
+    d = Deployment()
+    kept: list[m.NormOpened] = []
+    shares: list[m.InputShare] = []
+
+    def keep(sender: str, msg: m.Message) -> m.Message:
+        if sender == "server-0" and isinstance(msg, m.NormOpened) and msg.owner == VICTIM:
+            kept.append(msg)
+        if sender == VICTIM and isinstance(msg, m.InputShare):
+            shares.append(msg)
+        return msg
+
+    # the router calls tamper(sender, msg) for every message; find the share sent to server-2
+    d.router.run(tamper=keep)
+    assert d.rnd.result is not None and d.rnd.result.total is not None and not d.court.convicted
+    return d, kept[0], shares
+
+
+def _evidence(d: Deployment, told: m.NormOpened, share: m.InputShare, a: np.ndarray, b: np.ndarray) -> m.NormEvidence:
+    x = _field_part(share.b, SHAPE)  # server-2's b is component 0 (seed-expanded)
+    fields = {f: getattr(told, f) for f in ("owner", "digests", "signature", "input_id", "server_signature")}
+    return m.NormEvidence(
+        session=NORM.session,
+        round_no=1,
+        accused="server-0",
+        **fields,
+        a=a,
+        b=b,
+        component=0,
+        x=x,
+        payload=share.norm_b,
+    )
+
+
+def _liar_share(d: Deployment, shares: list[m.InputShare]) -> m.InputShare:
+    spec = NormSpec(NORM.norm_bound, int(np.prod(SHAPE)))
+    for s in shares:
+        x = _field_part(s.b, SHAPE)
+        if x is None or s.norm_b is None:
+            continue
+        ctx = context_of(NORM.session, 1, VICTIM, s.input_id, spec)
+        try:
+            open_components(
+                spec,
+                ctx,
+                tuple(s.norm_digests),
+                {0: Component(x.reshape(-1).view(np.uint64), s.norm_b.view(np.uint64))},
+            )
+            return s
+        except ValueError:
+            continue
+    raise AssertionError("no share with component 0 as b")
+
+
+def test_values_reshaped_do_not_frame_an_honest_server() -> None:
+    d, told, shares = _honest_round()
+    share = _liar_share(d, shares)
+    ev = _evidence(d, told, share, told.a.reshape(-1, 1), told.b)  # same bytes, 2-D
+    assert d.court.hear(FRAMER, ev) is None, d.court.convicted
+
+
+def test_values_split_otherwise_do_not_frame_an_honest_server() -> None:
+    d, told, shares = _honest_round()
+    share = _liar_share(d, shares)
+    both = np.concatenate([told.a, told.b])
+    ev = _evidence(d, told, share, both[: told.a.size - 1], both[told.a.size - 1 :])  # same bytes, other split
+    assert d.court.hear(FRAMER, ev) is None, d.court.convicted
+
+
+def test_repeated_evidence_is_not_reverified(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A malicious server replays an honest server's genuine message with its own genuine copy:
+    each hearing costs the model owner a full open_components (seconds at 10^6), on its event
+    loop, without limit, and in rounds that were never disputed."""
+    d, told, shares = _honest_round()
+    share = _liar_share(d, shares)
+    calls = []
+    real = normcourt.open_components
+    monkeypatch.setattr(normcourt, "open_components", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ev = _evidence(d, told, share, told.a, told.b)
+    for _ in range(5):
+        assert d.court.hear(FRAMER, ev) is None
+    assert len(calls) <= 1, f"{len(calls)} full re-openings for one undisputed round's evidence"
