@@ -21,10 +21,10 @@ function of the component and public randomness). The signature binds each array
 bytes on its own, and the court takes only values shaped as a server opens them (an attack
 review framed an honest server with its own message, its values reshaped or split otherwise;
 ``tests/protocol/test_normcourt.py``). Each sender is heard once per round and accused: one
-proof convicts, and a hearing costs a re-opening of the component. One case stays open: the
-court checks the owner's signature under the owner's newest key, so an owner that reconnects
-with a re-issued certificate mid-round could make an honest server's forwarded list look
-unsigned. What the model owner sees of the owner is
+proof convicts, and a hearing costs a re-opening of the component. Signatures are checked under
+every key the player presented this session (as seen at each round's opening): an owner that
+reconnects with a re-issued certificate mid-round leaves lists signed under its old key, which
+must not look unsigned (found by the same review). What the model owner sees of the owner is
 one additive component of its sharing in F_q, uniform on its own, from a round that yielded
 no sum (any two of the three components are jointly uniform too). Without TLS there are no
 keys, no signatures and no evidence: a dispute stays a dispute.
@@ -67,6 +67,8 @@ class NormCourt:
         self._rounds: dict[int, tuple[bytes, int]] = {}
         self.convicted: dict[str, str] = {}
         """Servers proved to have lied, with why (taken by the caller, which excludes them)."""
+        self._seen: dict[str, list[bytes]] = {}
+        """Every key each player presented, as seen when norm-checked rounds opened."""
         self._heard: set[tuple[str, int, str]] = set()
         """(sender, round, accused) heard once: one proof convicts, so a sender's second piece
         of evidence against one server in one round costs nothing (each costs a re-opening)."""
@@ -74,6 +76,10 @@ class NormCourt:
     def opened(self, round_no: int, nonce: bytes, size: int) -> None:
         """A norm-checked round opened with ``nonce``, of ``size`` elements."""
         self._rounds[round_no] = (nonce, size)
+        for player, key in self.keys.items():
+            seen = self._seen.setdefault(player, [])
+            if key not in seen:
+                seen.append(key)
         self._heard = {k for k in self._heard if k[1] != round_no}  # a round number opened again
         for old in sorted(self._rounds)[:-_KEPT]:
             del self._rounds[old]
@@ -96,21 +102,30 @@ class NormCourt:
         self.convicted[ev.accused] = f"round {ev.round_no}: {why} (shown by {sender})"
         return ev.accused
 
+    def _keys_of(self, player: str) -> list[bytes]:
+        """Every key ``player`` presented this session (as seen when rounds opened, and now): an
+        owner that reconnects with a re-issued certificate leaves lists signed under its old
+        key, which honest servers verified then."""
+        now = self.keys.get(player)
+        seen = self._seen.get(player, [])
+        return seen if now is None or now in seen else [*seen, now]
+
     def _guilty(self, ev: m.NormEvidence) -> str | None:
         known = self._rounds.get(ev.round_no)
         accused = self.params.index(ev.accused)
-        accused_key, owner_key = self.keys.get(ev.accused), self.keys.get(ev.owner)
-        if known is None or accused is None or accused_key is None or owner_key is None:
+        accused_keys, owner_keys = self._keys_of(ev.accused), self._keys_of(ev.owner)
+        if known is None or accused is None or not accused_keys or not owner_keys:
             return None
         nonce, size = known
         spec = NormSpec(self.params.norm_bound, size)
         if not ev.a.shape == ev.b.shape == (spec.opened_size,):
             return None  # not values as a server opens them: malformed, not proof
         session = self.params.session
-        if not verify(accused_key, opened_digest(session, nonce, ev.accused, ev), ev.server_signature):
+        said = opened_digest(session, nonce, ev.accused, ev)
+        if not any(verify(key, said, ev.server_signature) for key in accused_keys):
             return None  # not the accused's own words
         owner_statement = statement(session, ev.round_no, ev.owner, nonce, ev.input_id, tuple(ev.digests))
-        if not verify(owner_key, owner_statement, ev.signature):
+        if not any(verify(key, owner_statement, ev.signature) for key in owner_keys):
             return f"it forwarded norm digests of {ev.owner} that {ev.owner} did not sign"
         c = ev.component
         if ev.x is None or ev.payload is None or c not in (accused, (accused + 1) % 3):

@@ -198,3 +198,16 @@ def test_repeated_evidence_is_not_reverified(monkeypatch: pytest.MonkeyPatch) ->
     for _ in range(5):
         assert d.court.hear(FRAMER, ev) is None
     assert len(calls) <= 1, f"{len(calls)} full re-openings for one undisputed round's evidence"
+
+
+def test_an_owner_reconnecting_with_a_new_key_does_not_make_an_honest_servers_list_look_unsigned() -> None:
+    """An attack review's: the owner signed under its first key, which the servers verified;
+    it then reconnects with a re-issued certificate. A malicious server shows the model owner
+    an honest server's genuine message: its list must not look unsigned under the new key."""
+    d, told, _ = _honest_round()
+    keys = dict(d.court.keys)
+    keys[VICTIM] = Signer(ec.generate_private_key(ec.SECP256R1())).public_key()  # the owner's new key
+    d.court.keys = keys
+    fields = {f: getattr(told, f) for f in ("owner", "digests", "a", "b", "signature", "input_id", "server_signature")}
+    evidence = m.NormEvidence(session=NORM.session, round_no=1, accused="server-0", **fields)  # type: ignore[arg-type]
+    assert d.court.hear(FRAMER, evidence) is None and not d.court.convicted
