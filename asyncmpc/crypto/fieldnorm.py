@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from asyncmpc.crypto import goldilocks as gf
-from asyncmpc.crypto.flp import Layout, Proof, Query, accept, add_queries, prove, query
+from asyncmpc.crypto.flp import Layout, Proof, Query, accept, add_queries, prove, prove_many, query
 from asyncmpc.crypto.goldilocks import FieldArray, Q
 from asyncmpc.crypto.normwitness import NormBits
 from asyncmpc.crypto.projections import project_field
 
-__all__ = ["NormProof", "NormQuery", "decide", "norm_queries", "prove_norm", "witness_bits"]
+__all__ = ["NormProof", "NormQuery", "decide", "norm_queries", "prove_norm", "prove_norms", "witness_bits"]
 
 
 def _check_field(layout: NormBits) -> None:
@@ -61,7 +61,16 @@ def _bit_pair(rho: FieldArray, bits: FieldArray) -> FieldArray:
 def prove_norm(x: FieldArray, bits: FieldArray, rho: FieldArray, blinds: tuple[FieldArray, FieldArray]) -> NormProof:
     """The proofs for ``x`` and its ``bits``, under weights ``rho`` (one per bit, drawn after
     the bits are fixed) and random ``blinds`` (for the squares' and the bits' proofs)."""
-    return NormProof(prove(x, blinds[0]), prove(_bit_pair(rho, bits), blinds[1]))
+    return prove_norms(x, bits, [rho], [blinds])[0]
+
+
+def prove_norms(
+    x: FieldArray, bits: FieldArray, rhos: list[FieldArray], blinds: list[tuple[FieldArray, FieldArray]]
+) -> list[NormProof]:
+    """``prove_norm`` under each of ``rhos`` with its own ``blinds``: the squares proofs share
+    one set of transforms of x (``flp.prove_many``; the same proofs, faster)."""
+    squares = prove_many(x, [b[0] for b in blinds])
+    return [NormProof(sq, prove(_bit_pair(rho, bits), b[1])) for sq, rho, b in zip(squares, rhos, blinds, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)

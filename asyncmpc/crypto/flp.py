@@ -40,7 +40,7 @@ import numpy as np
 from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.goldilocks import FieldArray, Q
 
-__all__ = ["Layout", "Proof", "Query", "accept", "add_queries", "lagrange_at", "ntt", "prove", "query"]
+__all__ = ["Layout", "Proof", "Query", "accept", "add_queries", "lagrange_at", "ntt", "prove", "prove_many", "query"]
 
 _GENERATOR = 7
 
@@ -147,18 +147,35 @@ def prove(x: FieldArray, blinds: FieldArray) -> Proof:
     """The proof for ``x`` (n,: S = its sum of squares; or (2, n): S = the rows' inner
     product), with random ``blinds`` (one per wire of each vector, uniform in F_q, from a secure
     source)."""
+    return prove_many(x, [blinds])[0]
+
+
+def prove_many(x: FieldArray, blinds: list[FieldArray]) -> list[Proof]:
+    """``prove(x, b)`` for each ``b`` of ``blinds``, with one set of transforms of x: the blinds
+    are the wire polynomials' values at H's first point, so each changes them by a multiple of
+    one fixed polynomial (the proofs are those ``prove`` makes one by one)."""
     layout = Layout.of(x.shape[-1], 1 if x.ndim == 1 else x.shape[0])
-    on_h = layout.table(x, blinds)  # the wire polynomials' values on H (blinds, n_h)
+    on_h = layout.table(x, np.zeros(layout.blinds, dtype=np.uint64))  # values on H, blinds aside
     coefficients = ntt(on_h, inverse=True)
     # their values on the coset w H (w a primitive 2 n_h-th root): the odd points of the domain
     # of size 2 n_h, whose even points are H (a transform of size n_h, not one of 2 n_h)
     shift = _powers(_root(2 * layout.n_h), layout.n_h)
     on_coset = ntt(gf.mul(coefficients, np.broadcast_to(shift, coefficients.shape)))
-    terms = np.empty((2 * layout.n_h,), dtype=np.uint64)
-    terms[0::2] = gf.total(layout.gadget(on_h).T)
-    terms[1::2] = gf.total(layout.gadget(on_coset).T)
-    p = ntt(terms, inverse=True)[: 2 * layout.n_h - 1]
-    return Proof(blinds, p)
+    # a blind b at H's first point adds b L_0, whose coefficients are all 1 / n_h: on the coset,
+    # b times the transform of shift / n_h
+    unit = ntt(gf.mul(shift, np.full_like(shift, pow(layout.n_h, Q - 2, Q))))
+    out = []
+    for b in blinds:
+        with_h = on_h.copy()
+        with_h[:, 0] = b
+        with_coset = gf.add(
+            on_coset, gf.mul(np.broadcast_to(b[:, None], on_coset.shape), np.broadcast_to(unit, on_coset.shape))
+        )
+        terms = np.empty((2 * layout.n_h,), dtype=np.uint64)
+        terms[0::2] = gf.total(layout.gadget(with_h).T)
+        terms[1::2] = gf.total(layout.gadget(with_coset).T)
+        out.append(Proof(b, ntt(terms, inverse=True)[: 2 * layout.n_h - 1]))
+    return out
 
 
 def lagrange_at(r: int, n_h: int) -> FieldArray:

@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from asyncmpc.crypto import goldilocks as gf
-from asyncmpc.crypto.fieldnorm import NormProof, NormQuery, norm_queries, prove_norm, witness_bits
+from asyncmpc.crypto.fieldnorm import NormProof, NormQuery, norm_queries, prove_norms, witness_bits
 from asyncmpc.crypto.flp import Layout, Proof, Query, accept
 from asyncmpc.crypto.goldilocks import FieldArray, Q
 from asyncmpc.crypto.normwitness import NormBits
@@ -234,16 +234,9 @@ def prove_input(
     rhos = _rhos(spec, rho_seed)
     # one proof per query point, each with its own blinds: a proof opened at two points would
     # let the servers cancel its blinds and learn sqrt(d) linear functionals of x
-    proofs = np.concatenate(
-        [
-            p.flat()
-            for rho in rhos
-            for proof in [
-                prove_norm(x, bits, rho, (_blinds(spec.squares, random_bytes), _blinds(spec.bit_pairs, random_bytes)))
-            ]
-            for p in (proof.squares, proof.bits)
-        ]
-    )
+    blinds = [(_blinds(spec.squares, random_bytes), _blinds(spec.bit_pairs, random_bytes)) for _ in rhos]
+    made = prove_norms(x, bits, list(rhos), blinds)
+    proofs = np.concatenate([p.flat() for proof in made for p in (proof.squares, proof.bits)])
     ps = _split(proofs, random_bytes)
     comps = tuple(
         Component(xs[c], np.concatenate([ws[c], ps[c]]), seeds[c] if c < len(seeds) else None) for c in range(3)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncmpc.crypto import goldilocks as gf
-from asyncmpc.crypto.flp import Layout, Proof, accept, add_queries, ntt, prove, query
+from asyncmpc.crypto.flp import Layout, Proof, accept, add_queries, ntt, prove, prove_many, query
 from asyncmpc.crypto.goldilocks import Q
 
 
@@ -111,3 +111,17 @@ def test_an_inner_product_proof_checks_bits_and_catches_a_digit_that_is_not_one(
         pair, s = _bit_statement(bad, rho)
         proof = prove(pair, _random(layout.blinds))  # the best an honest-looking prover can do
         assert not accept(layout, query(layout, pair, proof, s, _r())), forged
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 1000])
+def test_proofs_made_together_are_those_made_one_by_one(n: int) -> None:
+    """``prove_many`` shares x's transforms between blinds: each proof is the one ``prove``
+    makes with that blind alone (whose proofs the tests above accept and refuse)."""
+    for vectors in (1, 2):
+        x = gf.uniform(vectors * n, os.urandom).reshape((vectors, n) if vectors == 2 else (n,))
+        layout = Layout.of(n, vectors)
+        blinds = [gf.uniform(layout.blinds, os.urandom) for _ in range(3)]
+        together = prove_many(x, blinds)
+        for b, proof in zip(blinds, together, strict=True):
+            alone = prove(x, b)
+            assert np.array_equal(proof.p, alone.p) and np.array_equal(proof.blinds, alone.blinds)
