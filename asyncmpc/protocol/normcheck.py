@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from asyncmpc.crypto.goldilocks import FieldArray
+from asyncmpc.crypto.goldilocks import FieldArray, Q
 from asyncmpc.crypto.normproof import NormSpec, verdict
 from asyncmpc.wire import messages as m
 
@@ -108,6 +108,8 @@ class NormChecks:
         expected = {server, (server + 1) % 3}
         if set(report.opened) != expected or any(v.shape != (self.spec.opened_size,) for v in report.opened.values()):
             raise ValueError(f"a norm report on {owner} with the wrong components or sizes")
+        if any(np.any(v >= np.uint64(Q)) for v in report.opened.values()):
+            raise ValueError(f"a norm report on {owner} with values outside F_q")
         entry.reports[server] = report
         if entry.decided is not None or set(entry.reports) != set(self.servers):
             return None

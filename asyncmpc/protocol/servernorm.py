@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from asyncmpc.config import Role
+from asyncmpc.crypto import goldilocks as gf
 from asyncmpc.crypto.normproof import Component, context_of, open_components, seeded
 from asyncmpc.crypto.ring import RingArray
 from asyncmpc.crypto.rss import Seed
@@ -77,6 +78,9 @@ class NormServer:
             raise RemoteProtocolError(
                 f"round {round_no}: a share of shape {a.shape}, expected {rnd.shape}", peer=sender
             )
+        if any(_outside_field(part) for part in (a, b, msg.norm_a, msg.norm_b)):
+            # a word in [q, 2^64) is no field element: the field's arithmetic would not hold on it
+            raise RemoteProtocolError(f"round {round_no}: a norm share with words outside F_q", peer=sender)
         spec, i = rnd.norm.spec, self.index
         held = {
             i: Component(a.reshape(-1).view(np.uint64), msg.norm_a.view(np.uint64)),
@@ -241,3 +245,7 @@ def _field_part(part: object, shape: tuple[int, ...]) -> RingArray | None:
     if isinstance(part, Seed):
         return seeded(part.key, math.prod(shape)).view(np.int64).reshape(shape)
     return part if isinstance(part, np.ndarray) else None
+
+
+def _outside_field(part: RingArray) -> bool:
+    return bool(np.any(part.view(np.uint64) >= np.uint64(gf.Q)))

@@ -154,3 +154,16 @@ def test_at_close_a_server_names_no_owner_on_a_component_only_a_peer_reported() 
     router.run(tamper=tamper)
     assert not [v for s, v in verdicts if s == "server-0" and victim in v.failed]
     assert rnd.result is None or victim not in rnd.result.norm_failed
+
+
+def test_a_share_with_words_outside_the_field_is_refused() -> None:
+    """A word in [q, 2^64) is no field element (the arithmetic of the check and of the sum
+    assumes elements below q): the share is refused, naming why."""
+    servers, rnd, router, signers = _deployment()
+    router.run()
+    share = next(s for s in _shares(rnd, OWNERS[0], signers) if isinstance(s.msg.b, np.ndarray))  # type: ignore[attr-defined]
+    b = share.msg.b.copy()  # type: ignore[attr-defined]
+    b.view(np.uint64)[0] = np.uint64(gf.Q + 5)
+    msg = dataclasses.replace(share.msg, b=b, servers=rnd.live)
+    with pytest.raises(RemoteProtocolError, match="outside F_q"):
+        servers[share.to].feed(OWNERS[0], msg)
