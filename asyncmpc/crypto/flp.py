@@ -164,15 +164,15 @@ def prove_many(x: FieldArray, blinds: list[FieldArray]) -> list[Proof]:
     # a blind b at H's first point adds b L_0, whose coefficients are all 1 / n_h: on the coset,
     # b times the transform of shift / n_h
     unit = ntt(gf.mul(shift, np.full_like(shift, pow(layout.n_h, Q - 2, Q))))
+    on_h_terms = gf.total(layout.gadget(on_h).T)  # at H's first point the blinds are the wires' only values
     out = []
     for b in blinds:
-        with_h = on_h.copy()
-        with_h[:, 0] = b
         with_coset = gf.add(
             on_coset, gf.mul(np.broadcast_to(b[:, None], on_coset.shape), np.broadcast_to(unit, on_coset.shape))
         )
         terms = np.empty((2 * layout.n_h,), dtype=np.uint64)
-        terms[0::2] = gf.total(layout.gadget(with_h).T)
+        terms[0::2] = on_h_terms
+        terms[0] = gf.total(layout.gadget(b[:, None]).T)[0]
         terms[1::2] = gf.total(layout.gadget(with_coset).T)
         out.append(Proof(b, ntt(terms, inverse=True)[: 2 * layout.n_h - 1]))
     return out

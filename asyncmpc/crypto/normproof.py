@@ -118,7 +118,7 @@ class Component:
     payload: FieldArray
     seed: bytes | None = None
     """Where x is the expansion of this seed (``seeded``): components 0 and 1, which go to
-    the servers as 32 bytes, as the ring sharing's seed components do."""
+    the servers as 16 bytes, as the ring sharing's seed components do."""
 
 
 def seeded(seed: bytes, n: int) -> FieldArray:

@@ -312,12 +312,10 @@ def _for_round(
 ) -> m.Message:
     """The owners' request for round ``round_no``: its number, its servers, its MAC key (and a
     norm-checked round's nonce)."""
-    if isinstance(request, m.ModelUpdate):
+    if isinstance(request, (m.ModelUpdate, m.StatsRequest)):
         mac_key = b"" if key is None else key.key
-        return dataclasses.replace(request, round_no=round_no, servers=servers, mac_key=mac_key, norm=nonce)
-    if isinstance(request, m.StatsRequest):
-        mac_key = b"" if key is None else key.key
-        return dataclasses.replace(request, round_no=round_no, servers=servers, mac_key=mac_key)
+        asked = dataclasses.replace(request, round_no=round_no, servers=servers, mac_key=mac_key)
+        return dataclasses.replace(asked, norm=nonce) if isinstance(asked, m.ModelUpdate) else asked
     return dataclasses.replace(request, round_no=round_no)
 
 
